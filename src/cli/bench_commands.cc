@@ -1,0 +1,201 @@
+// `lipsync bench ...`: times the in-process work (never process start-up) and prints one JSON
+// object with the median and minimum, the sizes, the thread count, the CPU and the build type.
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "audio/audio_file.h"
+#include "audio/mel_constants.h"
+#include "audio/mel_spectrogram.h"
+#include "audio/mel_windows.h"
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/stopwatch.h"
+#include "core/system_info.h"
+#include "core/task_arena.h"
+
+namespace lipsync::cli {
+namespace {
+
+struct Summary {
+  double median = 0;
+  double min = 0;
+};
+
+Summary summarize(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const std::size_t n = values.size();
+  const double median = n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+  return {median, values.front()};
+}
+
+nlohmann::json machine_json(int threads) {
+  nlohmann::json j{{"threads", threads},
+                   {"cpu", core::cpu_model_name()},
+                   {"hardware_threads", core::hardware_threads()},
+                   {"build_type", core::build_type()}};
+  if (core::timings_are_unoptimised()) {
+    std::cerr << "lipsync bench: warning: this build is not optimised; timings are meaningless\n";
+    j["warning"] = "unoptimised build";
+  }
+  return j;
+}
+
+// Repeats (or cuts) samples to exactly `seconds` of audio; seconds <= 0 keeps them as they are.
+std::vector<float> fit_to_seconds(std::vector<float> samples, double seconds) {
+  if (seconds <= 0) return samples;
+  const auto n = static_cast<std::size_t>(std::llround(seconds * audio::kSampleRateHz));
+  std::vector<float> out(n);
+  for (std::size_t i = 0; i < n; ++i) out[i] = samples[i % samples.size()];
+  return out;
+}
+
+// Deterministic speech-like test signal: noise bursts under a syllable-rate envelope.
+std::vector<float> synthetic_speech(double seconds) {
+  std::mt19937 rng(12345);
+  std::normal_distribution<float> noise(0.0f, 0.1f);
+  const auto n = static_cast<std::size_t>(seconds * audio::kSampleRateHz);
+  std::vector<float> out(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const double t = static_cast<double>(i) / audio::kSampleRateHz;
+    const double envelope = 0.5 + 0.5 * std::sin(2 * 3.141592653589793 * 4.0 * t);
+    out[i] = static_cast<float>(envelope) * noise(rng);
+  }
+  return out;
+}
+
+struct MelBenchArgs {
+  std::string input;
+  int threads = 1;
+  int repeat = 20;
+  double seconds = 0;
+};
+
+void run_bench_mel(const MelBenchArgs& args) {
+  const std::vector<float> samples = fit_to_seconds(audio::load_audio_file(args.input), args.seconds);
+  const core::TaskArena arena(args.threads);
+  audio::AudioOptions options;
+  options.arena = &arena;
+  options.parallel_mel_extraction = args.threads > 1;
+  const audio::MelSpectrogram mel_spectrogram;
+  for (int i = 0; i < 2; ++i) (void)mel_spectrogram.compute(samples, options);  // warm-up
+  std::vector<double> ms;
+  int frames = 0;
+  for (int i = 0; i < args.repeat; ++i) {
+    core::Stopwatch sw;
+    const audio::Mel mel = mel_spectrogram.compute(samples, options);
+    ms.push_back(sw.elapsed_ms());
+    frames = mel.frames();
+  }
+  const Summary s = summarize(ms);
+  nlohmann::json j{{"bench", "mel"},
+                   {"input", args.input},
+                   {"samples", samples.size()},
+                   {"audio_seconds", static_cast<double>(samples.size()) / audio::kSampleRateHz},
+                   {"frames", frames},
+                   {"repeat", args.repeat},
+                   {"median_ms", s.median},
+                   {"min_ms", s.min}};
+  j.update(machine_json(args.threads));
+  std::cout << j.dump() << "\n";
+}
+
+struct WindowsBenchArgs {
+  std::string input;
+  int batch = 25;
+  int threads = 1;
+  int repeat = 2000;
+  int grain = audio::AudioOptions{}.pack_windows_per_task;
+};
+
+// Times pack_encoder_batch of `batch` consecutive windows, cycling over the clip.
+Summary time_packing(const audio::MelWindows& windows, int batch, int repeat) {
+  std::vector<float> out(static_cast<std::size_t>(batch) * audio::MelWindows::kPackedWindowSize);
+  const int positions = windows.count() - batch + 1;
+  for (int i = 0; i < 10; ++i) windows.pack_encoder_batch(0, batch, out);  // warm-up
+  std::vector<double> us;
+  us.reserve(repeat);
+  for (int i = 0; i < repeat; ++i) {
+    const int first = (i * 25) % positions;
+    core::Stopwatch sw;
+    windows.pack_encoder_batch(first, batch, out);
+    us.push_back(sw.elapsed_us());
+  }
+  return summarize(us);
+}
+
+void run_bench_windows(const WindowsBenchArgs& args) {
+  std::vector<float> samples;
+  if (args.input.empty()) {
+    samples = synthetic_speech(std::max(60.0, args.batch / audio::kVideoFps + 1.0));
+  } else {
+    samples = audio::load_audio_file(args.input);
+  }
+  const core::TaskArena arena(args.threads);
+  audio::AudioOptions sequential;
+  sequential.parallel_mel_extraction = false;
+  audio::AudioOptions parallel;
+  parallel.arena = &arena;
+  parallel.pack_windows_per_task = args.grain;
+  const audio::Mel mel = audio::MelSpectrogram().compute(samples, sequential);
+  const audio::MelWindows seq_windows(mel, sequential);
+  const audio::MelWindows par_windows(mel, parallel);
+  if (args.batch < 1 || args.batch > seq_windows.count()) {
+    throw Error::invalid_input("--batch=" + std::to_string(args.batch) + ": expected 1.." +
+                               std::to_string(seq_windows.count()) + " for this clip");
+  }
+  const Summary seq = time_packing(seq_windows, args.batch, args.repeat);
+  const Summary par = time_packing(par_windows, args.batch, args.repeat);
+  nlohmann::json j{{"bench", "windows"},
+                   {"input", args.input.empty() ? "synthetic" : args.input},
+                   {"mel_frames", mel.frames()},
+                   {"windows", seq_windows.count()},
+                   {"batch", args.batch},
+                   {"grain_windows", args.grain},
+                   {"repeat", args.repeat},
+                   {"sequential_us", {{"median", seq.median}, {"min", seq.min}}},
+                   {"parallel_us", {{"median", par.median}, {"min", par.min}}},
+                   {"speedup", seq.median / par.median}};
+  j.update(machine_json(args.threads));
+  std::cout << j.dump() << "\n";
+}
+
+}  // namespace
+
+void add_bench_commands(CLI::App& app) {
+  CLI::App* bench = app.add_subcommand("bench", "Measure the speed of one stage on this machine");
+  bench->require_subcommand(1);
+
+  auto mel = std::make_shared<MelBenchArgs>();
+  CLI::App* mel_cmd = bench->add_subcommand("mel", "Time the mel spectrogram of a clip");
+  mel_cmd->add_option("input", mel->input, "Audio file")->required();
+  mel_cmd->add_option("--threads", mel->threads, "CPU threads")->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  mel_cmd->add_option("--repeat", mel->repeat, "Timed runs")->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  mel_cmd->add_option("--seconds", mel->seconds, "Repeat or cut the clip to this length (0: as is)")
+      ->capture_default_str()->check(CLI::Range(0.0, 36000.0));
+  mel_cmd->callback([mel] { run_bench_mel(*mel); });
+
+  auto win = std::make_shared<WindowsBenchArgs>();
+  CLI::App* win_cmd = bench->add_subcommand(
+      "windows", "Time packing a batch of mel windows into the encoder input, sequential and parallel");
+  win_cmd->add_option("input", win->input, "Audio file (default: 60 s of synthetic speech)");
+  win_cmd->add_option("--batch", win->batch, "Windows per pack")->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  win_cmd->add_option("--threads", win->threads, "CPU threads of the parallel path")
+      ->capture_default_str()->check(CLI::Range(1, 256));
+  win_cmd->add_option("--repeat", win->repeat, "Timed packs")->capture_default_str()
+      ->check(CLI::Range(1, 10000000));
+  win_cmd->add_option("--grain", win->grain, "Minimum windows per parallel task")
+      ->capture_default_str()->check(CLI::Range(1, 1000000));
+  win_cmd->callback([win] { run_bench_windows(*win); });
+}
+
+}  // namespace lipsync::cli

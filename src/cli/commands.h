@@ -1,0 +1,13 @@
+// Registration of the `lipsync` subcommands. Each add_* function adds one command group to the
+// app; the command's work runs in its CLI11 callback and reports failures as lipsync::Error.
+// Thread contract: called once, from main.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace lipsync::cli {
+
+void add_audio_commands(CLI::App& app);  // mel, windows
+void add_bench_commands(CLI::App& app);  // bench mel, bench windows
+
+}  // namespace lipsync::cli

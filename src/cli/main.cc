@@ -1,0 +1,31 @@
+// lipsync: the command-line front end. Parses arguments, runs one subcommand, maps errors to
+// exit codes (core/error.h: exit_code_for) and prints them on stderr.
+#include <CLI/CLI.hpp>
+
+#include <exception>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"lipsync: audio-driven lip-sync video (SyncTalk_2D models through ONNX Runtime)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "lipsync 0.1.0");
+  lipsync::cli::add_audio_commands(app);
+  lipsync::cli::add_bench_commands(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  } catch (const lipsync::Error& e) {
+    std::cerr << "lipsync: error: " << e.message() << "\n";
+    return lipsync::exit_code_for(e.code());
+  } catch (const std::exception& e) {
+    std::cerr << "lipsync: internal error: " << e.what() << "\n";
+    return lipsync::exit_code_for(lipsync::Error::Code::kInternal);
+  }
+  return 0;
+}

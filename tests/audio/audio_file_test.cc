@@ -1,0 +1,206 @@
+#include "audio/audio_file.h"
+
+#include <gtest/gtest.h>
+#include <sndfile.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <numbers>
+
+#include "core/error.h"
+#include "support/test_data.h"
+
+namespace lipsync::audio {
+namespace {
+
+using lipsync::testing::read_f32;
+using lipsync::testing::TempDir;
+using lipsync::testing::testdata;
+
+// Writes interleaved float frames with libsndfile in the given format.
+void write_sound(const std::filesystem::path& path, int format, int rate, int channels,
+                 const std::vector<float>& interleaved) {
+  SF_INFO info{};
+  info.samplerate = rate;
+  info.channels = channels;
+  info.format = format;
+  SNDFILE* f = sf_open(path.c_str(), SFM_WRITE, &info);
+  ASSERT_NE(f, nullptr) << sf_strerror(nullptr);
+  const sf_count_t frames = static_cast<sf_count_t>(interleaved.size()) / channels;
+  ASSERT_EQ(sf_writef_float(f, interleaved.data(), frames), frames);
+  sf_close(f);
+}
+
+void write_bytes(const std::filesystem::path& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+std::vector<float> sine(double hz, int rate, std::size_t n, float amplitude) {
+  std::vector<float> out(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    out[i] = amplitude * static_cast<float>(std::sin(2.0 * std::numbers::pi * hz * static_cast<double>(i) / rate));
+  }
+  return out;
+}
+
+// Runs load_audio_file expecting an Error; returns it.
+Error load_error(const std::filesystem::path& path) {
+  try {
+    (void)load_audio_file(path);
+  } catch (const Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no error for " << path;
+  return Error::internal("no error");
+}
+
+TEST(AudioFile, Int16WavIsSampleOver32768) {
+  const auto from_wav = load_audio_file(testdata("audio/speech_a_en.wav"));
+  const auto raw = read_f32(testdata("audio/speech_a_en.f32"));
+  ASSERT_EQ(from_wav.size(), 76700u);
+  EXPECT_EQ(from_wav, raw);  // bit-exact: librosa.load gives int16 / 32768 as well
+}
+
+TEST(AudioFile, FloatWavRoundTripsExactly) {
+  TempDir dir;
+  const auto samples = sine(300.0, 16000, 8000, 0.7f);
+  write_sound(dir / "f.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, 16000, 1, samples);
+  EXPECT_EQ(load_audio_file(dir / "f.wav"), samples);
+}
+
+TEST(AudioFile, Pcm24WavKeepsFullPrecision) {
+  TempDir dir;
+  std::vector<int> top24(4000);  // sf_writef_int stores the top 24 bits of each int
+  std::vector<float> expected(top24.size());
+  for (std::size_t i = 0; i < top24.size(); ++i) {
+    const int v = static_cast<int>(i * 4099 % 16000000) - 8000000;
+    top24[i] = v * 256;
+    expected[i] = static_cast<float>(v) / 8388608.0f;
+  }
+  SF_INFO info{};
+  info.samplerate = 16000;
+  info.channels = 1;
+  info.format = SF_FORMAT_WAV | SF_FORMAT_PCM_24;
+  SNDFILE* f = sf_open((dir / "p24.wav").c_str(), SFM_WRITE, &info);
+  ASSERT_NE(f, nullptr);
+  ASSERT_EQ(sf_writef_int(f, top24.data(), 4000), 4000);
+  sf_close(f);
+  EXPECT_EQ(load_audio_file(dir / "p24.wav"), expected);
+}
+
+TEST(AudioFile, StereoIsAveragedToMono) {
+  TempDir dir;
+  std::vector<float> interleaved;
+  std::vector<float> expected;
+  for (int i = 0; i < 5000; ++i) {
+    const float l = static_cast<float>((i * 37) % 2000 - 1000) / 32768.0f;
+    const float r = static_cast<float>((i * 91) % 3000 - 1500) / 32768.0f;
+    interleaved.push_back(l);
+    interleaved.push_back(r);
+    expected.push_back((l + r) / 2.0f);
+  }
+  write_sound(dir / "st.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 16000, 2, interleaved);
+  EXPECT_EQ(load_audio_file(dir / "st.wav"), expected);
+}
+
+TEST(AudioFile, Rate44100IsResampledTo16k) {
+  TempDir dir;
+  const std::size_t n = 44100 * 2;
+  write_sound(dir / "hi.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, 44100, 1, sine(440.0, 44100, n, 0.5f));
+  const auto out = load_audio_file(dir / "hi.wav");
+  ASSERT_EQ(out.size(), 32000u);  // round(88200 * 16000 / 44100)
+  const auto expected = sine(440.0, 16000, 32000, 0.5f);
+  double max_err = 0;
+  for (std::size_t i = 1000; i < 31000; ++i) max_err = std::max(max_err, std::abs(static_cast<double>(out[i]) - expected[i]));
+  EXPECT_LT(max_err, 1e-3);
+}
+
+TEST(AudioFile, FlacAndOggDecode) {
+  TempDir dir;
+  std::vector<float> samples(16000);
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    samples[i] = static_cast<float>(static_cast<int>(i * 131 % 20000) - 10000) / 32768.0f;
+  }
+  write_sound(dir / "a.flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 16000, 1, samples);
+  EXPECT_EQ(load_audio_file(dir / "a.flac"), samples);  // lossless
+  const auto tone = sine(500.0, 16000, 16000, 0.5f);
+  write_sound(dir / "a.ogg", SF_FORMAT_OGG | SF_FORMAT_VORBIS, 16000, 1, tone);
+  const auto ogg = load_audio_file(dir / "a.ogg");
+  ASSERT_EQ(ogg.size(), tone.size());
+  double max_err = 0;
+  for (std::size_t i = 2000; i < 14000; ++i) max_err = std::max(max_err, std::abs(static_cast<double>(ogg[i]) - tone[i]));
+  EXPECT_LT(max_err, 0.05);  // lossy codec, same waveform
+}
+
+TEST(AudioFile, RawS16AndF32Buffers) {
+  TempDir dir;
+  write_bytes(dir / "a.s16", std::string("\x00\x80\xff\x7f\x01\x00\xff\xff", 8));
+  EXPECT_EQ(load_audio_file(dir / "a.s16"),
+            (std::vector<float>{-1.0f, 32767.0f / 32768.0f, 1.0f / 32768.0f, -1.0f / 32768.0f}));
+  const std::vector<float> values{0.25f, -0.5f, 1e-7f};
+  std::string bytes(reinterpret_cast<const char*>(values.data()), values.size() * 4);
+  write_bytes(dir / "b.F32", bytes);
+  EXPECT_EQ(load_audio_file(dir / "b.F32"), values);
+}
+
+TEST(AudioFile, DecodeRawRejectsPartialSamples) {
+  const std::byte three[3] = {};
+  try {
+    (void)decode_raw(three, RawEncoding::kF32le, "raw_audio");
+    FAIL() << "no throw";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Error::Code::kInvalidInput);
+    EXPECT_EQ(e.message(), "raw_audio: 3 bytes is not a whole number of float32 samples (4 bytes each)");
+  }
+  EXPECT_THROW((void)decode_raw(std::span(three, 1), RawEncoding::kS16le, "x"), Error);
+}
+
+TEST(AudioFileErrors, MissingFileIsNotFound) {
+  const Error e = load_error("/nonexistent/dir/speech.wav");
+  EXPECT_EQ(e.code(), Error::Code::kNotFound);
+  EXPECT_NE(e.message().find("/nonexistent/dir/speech.wav"), std::string::npos) << e.message();
+}
+
+TEST(AudioFileErrors, EachInvalidFileNamesItselfAndTheProblem) {
+  TempDir dir;
+  // Truncated WAV: header from a real file, half its data.
+  const std::string wav = lipsync::testing::read_text(testdata("audio/sine_440.wav"));
+  write_bytes(dir / "truncated.wav", wav.substr(0, wav.size() / 2));
+  write_bytes(dir / "empty.wav", "");
+  write_bytes(dir / "text.wav", "this is not audio at all, just text\n");
+  write_bytes(dir / "image.png", std::string("\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 16));
+  write_bytes(dir / "odd.f32", "12345");
+  write_bytes(dir / "empty.f32", "");
+  std::vector<float> with_nan(4000, 0.1f);
+  with_nan[1234] = std::numeric_limits<float>::quiet_NaN();
+  write_bytes(dir / "nan.f32", std::string(reinterpret_cast<const char*>(with_nan.data()), with_nan.size() * 4));
+  std::vector<float> with_inf(4000, 0.1f);
+  with_inf[7] = std::numeric_limits<float>::infinity();
+  write_sound(dir / "inf.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, 16000, 1, with_inf);
+  write_sound(dir / "silent.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 16000, 1, {});
+
+  const std::pair<const char*, const char*> cases[] = {
+      {"truncated.wav", "truncated"},
+      {"empty.wav", "not a readable audio file"},
+      {"text.wav", "not a readable audio file"},
+      {"image.png", "not a readable audio file"},
+      {"odd.f32", "5 bytes is not a whole number of float32 samples"},
+      {"empty.f32", "no audio samples"},
+      {"nan.f32", "sample 1234 is NaN"},
+      {"inf.wav", "sample 7 is infinite"},
+      {"silent.wav", "no audio samples"},
+      {"", "is a directory"},
+  };
+  for (const auto& [file, problem] : cases) {
+    const auto path = dir / file;
+    const Error e = load_error(path);
+    EXPECT_EQ(e.code(), Error::Code::kInvalidInput) << file;
+    EXPECT_NE(e.message().find(path.string()), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find(problem), std::string::npos) << file << ": " << e.message();
+  }
+}
+
+}  // namespace
+}  // namespace lipsync::audio

@@ -1,0 +1,89 @@
+// Runs the real `lipsync` binary: output files, the JSON line on stdout, errors and exit codes.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+
+#include "support/test_data.h"
+
+namespace lipsync {
+namespace {
+
+using testing::diff;
+using testing::read_f32;
+using testing::run_lipsync;
+using testing::TempDir;
+using testing::testdata;
+
+TEST(CliMel, WritesFramesMajorMelAndPrintsShape) {
+  TempDir dir;
+  const auto r = run_lipsync("mel '" + testdata("audio/speech_a_en.wav").string() + "' -o '" +
+                             (dir / "m.f32").string() + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), (nlohmann::json{{"frames", 384}, {"bands", 80}}));
+  const auto mel = read_f32(dir / "m.f32");
+  const auto expected = read_f32(testdata("audio/speech_a_en.mel.f32"));
+  ASSERT_EQ(mel.size(), expected.size());
+  EXPECT_LE(diff(mel, expected).max_abs, 2e-4);
+}
+
+TEST(CliWindows, WritesEveryWindowAndPrintsStarts) {
+  TempDir dir;
+  for (const char* flag : {"", " --parallel-mel-extraction false"}) {
+    const auto r = run_lipsync("windows '" + testdata("audio/sine_440.wav").string() + "' -o '" +
+                               (dir / "w.f32").string() + "'" + flag);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["windows"], 47);
+    EXPECT_EQ(j["starts"].back(), 145);
+    const auto windows = read_f32(dir / "w.f32");
+    const auto expected = read_f32(testdata("audio/sine_440.windows16x80.f32"));
+    ASSERT_EQ(windows.size(), expected.size());
+    EXPECT_LE(diff(windows, expected).max_abs, 2e-4);
+  }
+}
+
+TEST(CliErrors, MissingInputExitsNonZeroWithMessageAndNoOutput) {
+  TempDir dir;
+  const auto r = run_lipsync("mel /no/such.wav -o '" + (dir / "m.f32").string() + "'");
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("/no/such.wav"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty());
+  EXPECT_FALSE(std::filesystem::exists(dir / "m.f32"));
+}
+
+TEST(CliErrors, TooShortAudioIsInvalidInput) {
+  TempDir dir;
+  std::ofstream(dir / "short.f32", std::ios::binary) << std::string(2999 * 4, '\0');
+  const auto r = run_lipsync("windows '" + (dir / "short.f32").string() + "' -o '" +
+                             (dir / "w.f32").string() + "'");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("2999 samples"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "w.f32"));
+}
+
+TEST(CliErrors, UnknownFlagAndMissingArgumentsExitTwo) {
+  EXPECT_EQ(run_lipsync("mel --no-such-flag").exit_code, 2);
+  EXPECT_EQ(run_lipsync("mel").exit_code, 2);
+  EXPECT_EQ(run_lipsync("").exit_code, 2);
+  EXPECT_EQ(run_lipsync("bench mel x.wav --threads 0").exit_code, 2);
+}
+
+TEST(CliBench, MelAndWindowsPrintTimingJson) {
+  const auto mel = run_lipsync("bench mel '" + testdata("audio/short_0p3s.wav").string() +
+                               "' --repeat 3 --threads 2");
+  ASSERT_EQ(mel.exit_code, 0) << mel.err;
+  const auto jm = nlohmann::json::parse(mel.out);
+  EXPECT_EQ(jm["frames"], 25);
+  EXPECT_EQ(jm["threads"], 2);
+  EXPECT_GT(jm["median_ms"].get<double>(), 0.0);
+  EXPECT_LE(jm["min_ms"].get<double>(), jm["median_ms"].get<double>());
+  const auto win = run_lipsync("bench windows --batch 25 --repeat 50");
+  ASSERT_EQ(win.exit_code, 0) << win.err;
+  const auto jw = nlohmann::json::parse(win.out);
+  EXPECT_EQ(jw["batch"], 25);
+  EXPECT_GT(jw["sequential_us"]["median"].get<double>(), 0.0);
+}
+
+}  // namespace
+}  // namespace lipsync

@@ -1,0 +1,51 @@
+// Helpers for tests: locating the golden data, reading raw float32 files, comparing arrays with
+// a report of the largest difference and its index, and running the lipsync binary.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace lipsync::testing {
+
+// ../shared/testdata/<relative>; fails the test (fatal) when the file is missing.
+std::filesystem::path testdata(const std::string& relative);
+
+// Reads a raw little-endian float32 file.
+std::vector<float> read_f32(const std::filesystem::path& path);
+// Reads a whole text file.
+std::string read_text(const std::filesystem::path& path);
+
+struct DiffStats {
+  double max_abs = 0;
+  double mean_abs = 0;
+  std::size_t max_index = 0;
+};
+// Requires: a.size() == b.size().
+DiffStats diff(std::span<const float> a, std::span<const float> b);
+
+// A fresh empty folder under the system temp folder, removed when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+// Runs the built lipsync binary with the given arguments (a shell-quoted string).
+CommandResult run_lipsync(const std::string& args);
+
+}  // namespace lipsync::testing
