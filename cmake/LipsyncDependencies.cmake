@@ -1,6 +1,5 @@
 # Every third-party package comes from Debian (scripts/bootstrap installs them).
 find_package(Threads REQUIRED)
-find_package(TBB CONFIG REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(SNDFILE REQUIRED IMPORTED_TARGET sndfile)
 pkg_check_modules(SOXR REQUIRED IMPORTED_TARGET soxr)

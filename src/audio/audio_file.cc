@@ -20,7 +20,9 @@ namespace {
 
 constexpr sf_count_t kReadBlockFrames = 1 << 16;
 
-std::string quoted(const std::filesystem::path& path) { return "'" + path.string() + "'"; }
+std::string quoted(const std::filesystem::path& path) {
+  return "'" + path.string() + "'";
+}
 
 std::string lower_extension(const std::filesystem::path& path) {
   std::string ext = path.extension().string();
@@ -70,9 +72,9 @@ std::vector<float> read_with_sndfile(const std::filesystem::path& path) {
   SF_INFO info{};
   SndfilePtr file(sf_open(path.c_str(), SFM_READ, &info));
   if (!file) {
-    throw Error::invalid_input(quoted(path) + ": not a readable audio file (libsndfile: " +
-                               sf_strerror(nullptr) + "); supported: WAV, FLAC, OGG and other " +
-                               "libsndfile formats, or raw .f32/.s16");
+    throw Error::invalid_input(
+        quoted(path) + ": not a readable audio file (libsndfile: " + sf_strerror(nullptr) +
+        "); supported: WAV, FLAC, OGG and other " + "libsndfile formats, or raw .f32/.s16");
   }
   if (info.channels < 1) throw Error::invalid_input(quoted(path) + ": file has no channels");
   reject_short_data_chunk(file.get(), path);
@@ -136,9 +138,9 @@ std::vector<float> decode_raw(std::span<const std::byte> bytes, RawEncoding enco
       const auto v = static_cast<std::int16_t>(static_cast<std::uint16_t>(p[0] | (p[1] << 8)));
       samples[i] = static_cast<float>(v) / 32768.0f;
     } else {
-      const std::uint32_t bits = static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8) |
-                                 (static_cast<std::uint32_t>(p[2]) << 16) |
-                                 (static_cast<std::uint32_t>(p[3]) << 24);
+      const std::uint32_t bits =
+          static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8) |
+          (static_cast<std::uint32_t>(p[2]) << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
       std::memcpy(&samples[i], &bits, sizeof bits);
     }
   }

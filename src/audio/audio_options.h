@@ -20,9 +20,11 @@ struct AudioOptions {
   // 256 frames (3.2 s of audio) take about 1.3 ms, well above the task overhead.
   int mel_frames_per_task = 256;
   // Smallest number of windows per packing task (1..1000000). Measured with
-  // `lipsync bench windows`: a window packs in about 0.25 us and a TBB hand-off costs a few us,
-  // so splitting pays only from a few hundred windows on.
-  int pack_windows_per_task = 256;
+  // `lipsync bench windows --threads 2 --grain G --batch B` on the 2-core dev machine: a window
+  // packs in about 0.37 us and waking a sleeping worker costs about 20 us, so splitting loses
+  // below about 128 windows (batch 64: 23 us alone, 36 us split) and wins above (batch 256:
+  // 95 -> 73 us, batch 1024: 386 -> 226 us). The usual 25-64 window batches stay on one thread.
+  int pack_windows_per_task = 128;
   // The arena to split over; nullptr means core::TaskArena::global(). Borrowed.
   const core::TaskArena* arena = nullptr;
 

@@ -19,7 +19,8 @@ class MelFilterBank {
   int first_bin(int band) const { return first_bin_[band]; }
   // Weights of band m for bins first_bin(m), first_bin(m)+1, ...
   std::span<const float> weights(int band) const {
-    return {weights_.data() + offset_[band], static_cast<std::size_t>(offset_[band + 1] - offset_[band])};
+    return {weights_.data() + offset_[band],
+            static_cast<std::size_t>(offset_[band + 1] - offset_[band])};
   }
   // Lowest and highest bin (inclusive) with a non-zero weight in any band.
   int min_bin() const { return min_bin_; }

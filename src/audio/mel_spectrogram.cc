@@ -1,11 +1,10 @@
 #include "audio/mel_spectrogram.h"
 
-#include <opencv2/core.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <memory>
 #include <numbers>
+#include <opencv2/core.hpp>
 #include <string>
 
 #include "core/check.h"
@@ -26,7 +25,8 @@ class FftWorkspace {
   // |X[k]| for k in [lo, hi] into magnitude[k]. Requires: 1 <= lo <= hi < N / 2.
   void magnitudes(int lo, int hi, float* magnitude) {
     cv::dft(input_, packed_, 0);
-    // CCS packing of a real row of even length N: Re0, Re1, Im1, ..., Re(N/2-1), Im(N/2-1), Re(N/2).
+    // CCS packing of a real row of even length N: Re0, Re1, Im1, ..., Re(N/2-1), Im(N/2-1),
+    // Re(N/2).
     const double* p = packed_.ptr<double>();
     for (int k = lo; k <= hi; ++k) {
       const double re = p[2 * k - 1];
@@ -87,8 +87,9 @@ Mel MelSpectrogram::compute(std::span<const float> samples, const AudioOptions& 
   auto fill = [&](std::size_t begin, std::size_t end) {
     const int first = static_cast<int>(begin);
     const int count = static_cast<int>(end - begin);
-    compute_frames(samples, first, count,
-                   std::span<float>(data).subspan(begin * kMelBands, end * kMelBands - begin * kMelBands));
+    compute_frames(
+        samples, first, count,
+        std::span<float>(data).subspan(begin * kMelBands, end * kMelBands - begin * kMelBands));
   };
   const core::TaskArena* arena = options.parallel_arena();
   if (arena != nullptr) {
@@ -146,7 +147,8 @@ void MelSpectrogram::compute_frames(std::span<const float> samples, int first, i
       for (std::size_t j = 0; j < w.size(); ++j) acc += w[j] * mag[j];
       // 20 log10(x) as 20 log10(2) log2(x): glibc's log2f is several times faster than log10f.
       const float db = kDbPerOctave * std::log2(std::max(acc, kMinMagnitude)) - kRefLevelDb;
-      const float normalised = 2.0f * kMaxAbsValue * ((db - kMinLevelDb) / -kMinLevelDb) - kMaxAbsValue;
+      const float normalised =
+          2.0f * kMaxAbsValue * ((db - kMinLevelDb) / -kMinLevelDb) - kMaxAbsValue;
       row[m] = std::clamp(normalised, -kMaxAbsValue, kMaxAbsValue);
     }
   }

@@ -13,7 +13,8 @@ int MelWindows::count_for_frames(int frames) {
   LIPSYNC_CHECK(frames >= kWindowFrames);
   // REFERENCE.md §3: evaluated in double, divide by 80 then multiply by 25. For T = 384 this
   // gives 116 where exact arithmetic gives 117.
-  return static_cast<int>(std::trunc((frames - kWindowFrames) / kMelFramesPerSecond * kVideoFps)) + 2;
+  return static_cast<int>(std::trunc((frames - kWindowFrames) / kMelFramesPerSecond * kVideoFps)) +
+         2;
 }
 
 int MelWindows::start_for(int index, int frames) {
@@ -21,7 +22,8 @@ int MelWindows::start_for(int index, int frames) {
   return start + kWindowFrames > frames ? frames - kWindowFrames : start;
 }
 
-MelWindows::MelWindows(const Mel& mel, const AudioOptions& options) : mel_(&mel), options_(options) {
+MelWindows::MelWindows(const Mel& mel, const AudioOptions& options)
+    : mel_(&mel), options_(options) {
   options_.validate();
   if (mel.frames() < kWindowFrames) {
     throw Error::invalid_input("mel has " + std::to_string(mel.frames()) + " frames; at least " +
@@ -59,11 +61,11 @@ void MelWindows::pack_encoder_batch(int first, int count, std::span<float> out) 
     pack_range(first, 0, count, out.data());
     return;
   }
-  arena->parallel_for(static_cast<std::size_t>(count),
-                      static_cast<std::size_t>(options_.pack_windows_per_task),
-                      [&](std::size_t begin, std::size_t end) {
-                        pack_range(first, static_cast<int>(begin), static_cast<int>(end), out.data());
-                      });
+  arena->parallel_for(
+      static_cast<std::size_t>(count), static_cast<std::size_t>(options_.pack_windows_per_task),
+      [&](std::size_t begin, std::size_t end) {
+        pack_range(first, static_cast<int>(begin), static_cast<int>(end), out.data());
+      });
 }
 
 }  // namespace lipsync::audio

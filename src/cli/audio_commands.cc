@@ -1,8 +1,7 @@
 // `lipsync mel` and `lipsync windows`: the audio front end as files.
-#include <nlohmann/json.hpp>
-
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "audio/audio_file.h"
@@ -22,14 +21,17 @@ struct MelArgs {
   AudioFlags audio;
 };
 
-std::span<const std::byte> as_bytes(const std::vector<float>& v) { return std::as_bytes(std::span(v)); }
+std::span<const std::byte> as_bytes(const std::vector<float>& v) {
+  return std::as_bytes(std::span(v));
+}
 
 void run_mel(const MelArgs& args) {
   const audio::AudioOptions options = args.audio.to_options();
   const std::vector<float> samples = audio::load_audio_file(args.input);
   const audio::Mel mel = audio::MelSpectrogram().compute(samples, options);
   core::write_file_atomically(args.output, std::as_bytes(mel.data()));
-  std::cout << nlohmann::json{{"frames", mel.frames()}, {"bands", audio::Mel::bands()}}.dump() << "\n";
+  std::cout << nlohmann::json{{"frames", mel.frames()}, {"bands", audio::Mel::bands()}}.dump()
+            << "\n";
 }
 
 void run_windows(const MelArgs& args) {
@@ -45,7 +47,8 @@ void run_windows(const MelArgs& args) {
     out.insert(out.end(), w.rows, w.rows + audio::MelWindows::kPackedWindowSize);
   }
   core::write_file_atomically(args.output, as_bytes(out));
-  std::cout << nlohmann::json{{"windows", windows.count()}, {"starts", windows.starts()}}.dump() << "\n";
+  std::cout << nlohmann::json{{"windows", windows.count()}, {"starts", windows.starts()}}.dump()
+            << "\n";
 }
 
 void add_mel_like(CLI::App& app, const char* name, const char* help, void (*run)(const MelArgs&)) {
@@ -53,7 +56,8 @@ void add_mel_like(CLI::App& app, const char* name, const char* help, void (*run)
   CLI::App* cmd = app.add_subcommand(name, help);
   cmd->add_option("input", args->input, "Audio file: WAV/FLAC/OGG, or raw .f32/.s16 (16 kHz mono)")
       ->required();
-  cmd->add_option("-o,--output", args->output, "Output file (raw little-endian float32)")->required();
+  cmd->add_option("-o,--output", args->output, "Output file (raw little-endian float32)")
+      ->required();
   args->audio.add_to(*cmd);
   cmd->callback([args, run] { run(*args); });
 }

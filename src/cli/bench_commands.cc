@@ -1,11 +1,10 @@
 // `lipsync bench ...`: times the in-process work (never process start-up) and prints one JSON
 // object with the median and minimum, the sizes, the thread count, the CPU and the build type.
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
@@ -78,7 +77,8 @@ struct MelBenchArgs {
 };
 
 void run_bench_mel(const MelBenchArgs& args) {
-  const std::vector<float> samples = fit_to_seconds(audio::load_audio_file(args.input), args.seconds);
+  const std::vector<float> samples =
+      fit_to_seconds(audio::load_audio_file(args.input), args.seconds);
   const core::TaskArena arena(args.threads);
   audio::AudioOptions options;
   options.arena = &arena;
@@ -175,26 +175,34 @@ void add_bench_commands(CLI::App& app) {
   auto mel = std::make_shared<MelBenchArgs>();
   CLI::App* mel_cmd = bench->add_subcommand("mel", "Time the mel spectrogram of a clip");
   mel_cmd->add_option("input", mel->input, "Audio file")->required();
-  mel_cmd->add_option("--threads", mel->threads, "CPU threads")->capture_default_str()
+  mel_cmd->add_option("--threads", mel->threads, "CPU threads")
+      ->capture_default_str()
       ->check(CLI::Range(1, 256));
-  mel_cmd->add_option("--repeat", mel->repeat, "Timed runs")->capture_default_str()
+  mel_cmd->add_option("--repeat", mel->repeat, "Timed runs")
+      ->capture_default_str()
       ->check(CLI::Range(1, 100000));
   mel_cmd->add_option("--seconds", mel->seconds, "Repeat or cut the clip to this length (0: as is)")
-      ->capture_default_str()->check(CLI::Range(0.0, 36000.0));
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 36000.0));
   mel_cmd->callback([mel] { run_bench_mel(*mel); });
 
   auto win = std::make_shared<WindowsBenchArgs>();
   CLI::App* win_cmd = bench->add_subcommand(
-      "windows", "Time packing a batch of mel windows into the encoder input, sequential and parallel");
+      "windows",
+      "Time packing a batch of mel windows into the encoder input, sequential and parallel");
   win_cmd->add_option("input", win->input, "Audio file (default: 60 s of synthetic speech)");
-  win_cmd->add_option("--batch", win->batch, "Windows per pack")->capture_default_str()
+  win_cmd->add_option("--batch", win->batch, "Windows per pack")
+      ->capture_default_str()
       ->check(CLI::Range(1, 1000000));
   win_cmd->add_option("--threads", win->threads, "CPU threads of the parallel path")
-      ->capture_default_str()->check(CLI::Range(1, 256));
-  win_cmd->add_option("--repeat", win->repeat, "Timed packs")->capture_default_str()
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  win_cmd->add_option("--repeat", win->repeat, "Timed packs")
+      ->capture_default_str()
       ->check(CLI::Range(1, 10000000));
   win_cmd->add_option("--grain", win->grain, "Minimum windows per parallel task")
-      ->capture_default_str()->check(CLI::Range(1, 1000000));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
   win_cmd->callback([win] { run_bench_windows(*win); });
 }
 

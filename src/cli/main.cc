@@ -1,7 +1,6 @@
 // lipsync: the command-line front end. Parses arguments, runs one subcommand, maps errors to
 // exit codes (core/error.h: exit_code_for) and prints them on stderr.
 #include <CLI/CLI.hpp>
-
 #include <exception>
 #include <iostream>
 

@@ -22,18 +22,18 @@ template <class A, class B>
 
 }  // namespace lipsync::detail
 
-#define LIPSYNC_CHECK(cond)                                                   \
-  do {                                                                        \
-    if (!(cond)) ::lipsync::detail::fail_check(__FILE__, __LINE__, #cond);    \
+#define LIPSYNC_CHECK(cond)                                                \
+  do {                                                                     \
+    if (!(cond)) ::lipsync::detail::fail_check(__FILE__, __LINE__, #cond); \
   } while (false)
 
-#define LIPSYNC_CHECK_OP_(a, b, op)                                                         \
-  do {                                                                                      \
-    const auto& lipsync_check_a_ = (a);                                                     \
-    const auto& lipsync_check_b_ = (b);                                                     \
-    if (!(lipsync_check_a_ op lipsync_check_b_))                                            \
-      ::lipsync::detail::fail_check_op(__FILE__, __LINE__, #a " " #op " " #b,               \
-                                       lipsync_check_a_, lipsync_check_b_);                 \
+#define LIPSYNC_CHECK_OP_(a, b, op)                                                             \
+  do {                                                                                          \
+    const auto& lipsync_check_a_ = (a);                                                         \
+    const auto& lipsync_check_b_ = (b);                                                         \
+    if (!(lipsync_check_a_ op lipsync_check_b_))                                                \
+      ::lipsync::detail::fail_check_op(__FILE__, __LINE__, #a " " #op " " #b, lipsync_check_a_, \
+                                       lipsync_check_b_);                                       \
   } while (false)
 
 #define LIPSYNC_CHECK_EQ(a, b) LIPSYNC_CHECK_OP_(a, b, ==)

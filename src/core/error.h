@@ -23,7 +23,9 @@ class Error : public std::exception {
 
   Error(Code code, std::string message) : code_(code), message_(std::move(message)) {}
 
-  static Error invalid_input(std::string message) { return {Code::kInvalidInput, std::move(message)}; }
+  static Error invalid_input(std::string message) {
+    return {Code::kInvalidInput, std::move(message)};
+  }
   static Error not_found(std::string message) { return {Code::kNotFound, std::move(message)}; }
   static Error resource_exhausted(std::string message) {
     return {Code::kResourceExhausted, std::move(message)};

@@ -11,8 +11,12 @@ class Stopwatch {
  public:
   Stopwatch() : start_(Clock::now()) {}
   void reset() { start_ = Clock::now(); }
-  double elapsed_ms() const { return std::chrono::duration<double, std::milli>(Clock::now() - start_).count(); }
-  double elapsed_us() const { return std::chrono::duration<double, std::micro>(Clock::now() - start_).count(); }
+  double elapsed_ms() const {
+    return std::chrono::duration<double, std::milli>(Clock::now() - start_).count();
+  }
+  double elapsed_us() const {
+    return std::chrono::duration<double, std::micro>(Clock::now() - start_).count();
+  }
 
  private:
   using Clock = std::chrono::steady_clock;

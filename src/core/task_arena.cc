@@ -1,28 +1,116 @@
 #include "core/task_arena.h"
 
-#include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
-#include <tbb/task_arena.h>
-
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <exception>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "core/error.h"
 
 namespace lipsync::core {
+namespace {
 
+// One parallel_for call: its pieces are claimed by index, by the caller and by any idle worker.
+struct Job {
+  const std::function<void(std::size_t, std::size_t)>* body = nullptr;
+  std::size_t n = 0;
+  std::size_t piece = 0;
+  std::size_t pieces = 0;
+  std::atomic<std::size_t> next{0};
+
+  std::mutex mu;
+  std::condition_variable all_done;
+  std::size_t done = 0;      // guarded by mu
+  std::exception_ptr error;  // guarded by mu; the first exception thrown by a piece
+
+  bool exhausted() const { return next.load(std::memory_order_relaxed) >= pieces; }
+
+  // Runs pieces until none is left to claim.
+  void work() {
+    for (;;) {
+      const std::size_t i = next.fetch_add(1, std::memory_order_relaxed);
+      if (i >= pieces) return;
+      const std::size_t begin = i * piece;
+      const std::size_t end = std::min(n, begin + piece);
+      std::exception_ptr thrown;
+      try {
+        (*body)(begin, end);
+      } catch (...) {
+        thrown = std::current_exception();
+      }
+      std::lock_guard lock(mu);
+      if (thrown && !error) error = thrown;
+      if (++done == pieces) all_done.notify_all();
+    }
+  }
+};
+
+}  // namespace
+
+// Worker threads that help with queued jobs. Callers always work on their own job too, so a
+// call makes progress even when every worker is busy with other callers' jobs.
 struct TaskArena::Impl {
-  explicit Impl(int threads) : arena(threads) {}
-  mutable tbb::task_arena arena;
+  explicit Impl(int workers) {
+    threads.reserve(static_cast<std::size_t>(workers));
+    for (int i = 0; i < workers; ++i) threads.emplace_back([this] { worker_loop(); });
+  }
+
+  ~Impl() {
+    {
+      std::lock_guard lock(mu);
+      stopping = true;
+    }
+    wake.notify_all();
+    for (auto& t : threads) t.join();
+  }
+
+  void worker_loop() {
+    for (;;) {
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock lock(mu);
+        wake.wait(lock, [this] { return stopping || !queue.empty(); });
+        if (stopping) return;
+        job = queue.front();
+        if (job->exhausted()) {
+          queue.pop_front();
+          continue;
+        }
+      }
+      job->work();
+    }
+  }
+
+  void submit(const std::shared_ptr<Job>& job) {
+    {
+      std::lock_guard lock(mu);
+      queue.push_back(job);
+    }
+    wake.notify_all();
+  }
+
+  void withdraw(const std::shared_ptr<Job>& job) {
+    std::lock_guard lock(mu);
+    queue.erase(std::remove(queue.begin(), queue.end(), job), queue.end());
+  }
+
+  std::mutex mu;
+  std::condition_variable wake;
+  std::deque<std::shared_ptr<Job>> queue;  // guarded by mu
+  bool stopping = false;                   // guarded by mu
+  std::vector<std::thread> threads;
 };
 
 TaskArena::TaskArena(int threads) : threads_(threads) {
   if (threads < 1) {
     throw Error::invalid_input("threads=" + std::to_string(threads) + ": expected >= 1");
   }
-  if (threads > 1) impl_ = std::make_unique<Impl>(threads);
+  if (threads > 1) impl_ = std::make_unique<Impl>(threads - 1);
 }
 
 TaskArena::~TaskArena() = default;
@@ -35,10 +123,26 @@ void TaskArena::parallel_for(std::size_t n, std::size_t min_grain,
     body(0, n);
     return;
   }
-  impl_->arena.execute([&] {
-    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n, min_grain),
-                      [&](const tbb::blocked_range<std::size_t>& r) { body(r.begin(), r.end()); });
-  });
+  // Up to 4 pieces per thread balance uneven work; never fewer than min_grain indices a piece.
+  const std::size_t target_pieces = static_cast<std::size_t>(threads_) * 4;
+  auto job = std::make_shared<Job>();
+  job->body = &body;
+  job->n = n;
+  job->piece = std::max(min_grain, (n + target_pieces - 1) / target_pieces);
+  job->pieces = (n + job->piece - 1) / job->piece;
+  impl_->submit(job);
+  job->work();
+  {
+    std::unique_lock lock(job->mu);
+    job->all_done.wait(lock, [&] { return job->done == job->pieces; });
+  }
+  impl_->withdraw(job);
+  std::exception_ptr error;
+  {
+    std::lock_guard lock(job->mu);
+    error = job->error;
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 int hardware_threads() {
@@ -48,11 +152,12 @@ int hardware_threads() {
 
 namespace {
 std::mutex g_global_mu;
-int g_global_threads = 0;  // 0: not configured; guarded by g_global_mu
-bool g_global_created = false;
+int g_global_threads = 0;       // guarded by g_global_mu; 0: not configured
+bool g_global_created = false;  // guarded by g_global_mu
 }  // namespace
 
 TaskArena& TaskArena::global() {
+  // Never destroyed: components may use it from static destructors and detached work.
   static TaskArena* arena = [] {
     std::lock_guard lock(g_global_mu);
     g_global_created = true;
@@ -66,7 +171,8 @@ void TaskArena::configure_global(int threads) {
     throw Error::invalid_input("threads=" + std::to_string(threads) + ": expected >= 1");
   }
   std::lock_guard lock(g_global_mu);
-  if (g_global_created && threads != (g_global_threads > 0 ? g_global_threads : hardware_threads())) {
+  const int current = g_global_threads > 0 ? g_global_threads : hardware_threads();
+  if (g_global_created && threads != current) {
     throw Error::internal("TaskArena::configure_global called after the global arena was created");
   }
   g_global_threads = threads;

@@ -1,8 +1,10 @@
 // TaskArena: the CPU worker pool for data-parallel work (window packing, mel frames, ROI prep,
 // compositing). One process-wide arena (global()) is shared by every component; tests and
-// benchmarks may build their own with a given thread count. Work is split by index ranges, so
-// callers that write disjoint outputs per index get results bit-identical to a sequential loop.
-// Thread contract: parallel_for may be called from any number of threads at once.
+// benchmarks may build their own with a given thread count. The caller of parallel_for always
+// works on its own call, helped by idle workers, so concurrent callers never wait on each other.
+// (A plain mutex/condition-variable pool rather than oneTBB: see docs/design.md.) Work is split by
+// index ranges, so callers that write disjoint outputs per index get results bit-identical to a
+// sequential loop. Thread contract: parallel_for may be called from any number of threads at once.
 #pragma once
 
 #include <cstddef>
@@ -11,7 +13,7 @@
 
 namespace lipsync::core {
 
-// A fixed-size pool of worker threads (oneTBB task_arena) with a blocking parallel_for.
+// A fixed set of threads - 1 workers with a blocking parallel_for that the caller joins.
 class TaskArena {
  public:
   // Requires: threads >= 1. With 1 thread every parallel_for runs inline on the caller.

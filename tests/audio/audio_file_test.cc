@@ -40,7 +40,8 @@ void write_bytes(const std::filesystem::path& path, const std::string& bytes) {
 std::vector<float> sine(double hz, int rate, std::size_t n, float amplitude) {
   std::vector<float> out(n);
   for (std::size_t i = 0; i < n; ++i) {
-    out[i] = amplitude * static_cast<float>(std::sin(2.0 * std::numbers::pi * hz * static_cast<double>(i) / rate));
+    out[i] = amplitude * static_cast<float>(
+                             std::sin(2.0 * std::numbers::pi * hz * static_cast<double>(i) / rate));
   }
   return out;
 }
@@ -108,12 +109,14 @@ TEST(AudioFile, StereoIsAveragedToMono) {
 TEST(AudioFile, Rate44100IsResampledTo16k) {
   TempDir dir;
   const std::size_t n = 44100 * 2;
-  write_sound(dir / "hi.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, 44100, 1, sine(440.0, 44100, n, 0.5f));
+  write_sound(dir / "hi.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, 44100, 1,
+              sine(440.0, 44100, n, 0.5f));
   const auto out = load_audio_file(dir / "hi.wav");
   ASSERT_EQ(out.size(), 32000u);  // round(88200 * 16000 / 44100)
   const auto expected = sine(440.0, 16000, 32000, 0.5f);
   double max_err = 0;
-  for (std::size_t i = 1000; i < 31000; ++i) max_err = std::max(max_err, std::abs(static_cast<double>(out[i]) - expected[i]));
+  for (std::size_t i = 1000; i < 31000; ++i)
+    max_err = std::max(max_err, std::abs(static_cast<double>(out[i]) - expected[i]));
   EXPECT_LT(max_err, 1e-3);
 }
 
@@ -130,7 +133,8 @@ TEST(AudioFile, FlacAndOggDecode) {
   const auto ogg = load_audio_file(dir / "a.ogg");
   ASSERT_EQ(ogg.size(), tone.size());
   double max_err = 0;
-  for (std::size_t i = 2000; i < 14000; ++i) max_err = std::max(max_err, std::abs(static_cast<double>(ogg[i]) - tone[i]));
+  for (std::size_t i = 2000; i < 14000; ++i)
+    max_err = std::max(max_err, std::abs(static_cast<double>(ogg[i]) - tone[i]));
   EXPECT_LT(max_err, 0.05);  // lossy codec, same waveform
 }
 
@@ -152,7 +156,8 @@ TEST(AudioFile, DecodeRawRejectsPartialSamples) {
     FAIL() << "no throw";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Error::Code::kInvalidInput);
-    EXPECT_EQ(e.message(), "raw_audio: 3 bytes is not a whole number of float32 samples (4 bytes each)");
+    EXPECT_EQ(e.message(),
+              "raw_audio: 3 bytes is not a whole number of float32 samples (4 bytes each)");
   }
   EXPECT_THROW((void)decode_raw(std::span(three, 1), RawEncoding::kS16le, "x"), Error);
 }
@@ -175,7 +180,8 @@ TEST(AudioFileErrors, EachInvalidFileNamesItselfAndTheProblem) {
   write_bytes(dir / "empty.f32", "");
   std::vector<float> with_nan(4000, 0.1f);
   with_nan[1234] = std::numeric_limits<float>::quiet_NaN();
-  write_bytes(dir / "nan.f32", std::string(reinterpret_cast<const char*>(with_nan.data()), with_nan.size() * 4));
+  write_bytes(dir / "nan.f32",
+              std::string(reinterpret_cast<const char*>(with_nan.data()), with_nan.size() * 4));
   std::vector<float> with_inf(4000, 0.1f);
   with_inf[7] = std::numeric_limits<float>::infinity();
   write_sound(dir / "inf.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, 16000, 1, with_inf);

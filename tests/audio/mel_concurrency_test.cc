@@ -32,7 +32,8 @@ TEST(MelConcurrency, ManyThreadsPackFromOneSharedMel) {
   parallel.pack_windows_per_task = 4;
   const MelWindows shared(mel, parallel);
   const MelWindows reference(mel, sequential);
-  std::vector<float> expected(static_cast<std::size_t>(reference.count()) * MelWindows::kPackedWindowSize);
+  std::vector<float> expected(static_cast<std::size_t>(reference.count()) *
+                              MelWindows::kPackedWindowSize);
   reference.pack_encoder_batch(0, reference.count(), expected);
 
   constexpr int kThreads = 8;
@@ -46,8 +47,10 @@ TEST(MelConcurrency, ManyThreadsPackFromOneSharedMel) {
         const int count = t % 2 == 0 ? 25 : shared.count() - first;
         out.assign(static_cast<std::size_t>(count) * MelWindows::kPackedWindowSize, 0.0f);
         shared.pack_encoder_batch(first, count, out);
-        if (std::memcmp(out.data(), expected.data() + static_cast<std::size_t>(first) * MelWindows::kPackedWindowSize,
-                        out.size() * sizeof(float)) != 0) {
+        if (std::memcmp(
+                out.data(),
+                expected.data() + static_cast<std::size_t>(first) * MelWindows::kPackedWindowSize,
+                out.size() * sizeof(float)) != 0) {
           ++mismatches[t];
         }
       }
@@ -77,8 +80,9 @@ TEST(MelConcurrency, ConcurrentMelsFromOneMelSpectrogramMatch) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       const Mel mel = mel_spectrogram.compute(clips[t], parallel);
-      ok[t] = mel.frames() == expected[t].frames() &&
-              std::memcmp(mel.data().data(), expected[t].data().data(), mel.data().size_bytes()) == 0;
+      ok[t] =
+          mel.frames() == expected[t].frames() &&
+          std::memcmp(mel.data().data(), expected[t].data().data(), mel.data().size_bytes()) == 0;
     });
   }
   for (auto& th : threads) th.join();

@@ -128,7 +128,7 @@ TEST(AudioOptions, DefaultsArePinned) {
   const AudioOptions o;
   EXPECT_TRUE(o.parallel_mel_extraction);
   EXPECT_EQ(o.mel_frames_per_task, 256);
-  EXPECT_EQ(o.pack_windows_per_task, 256);
+  EXPECT_EQ(o.pack_windows_per_task, 128);
   EXPECT_EQ(o.arena, nullptr);
 }
 

@@ -1,9 +1,9 @@
 #include "audio/mel_windows.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "audio/audio_file.h"
 #include "core/error.h"
@@ -36,8 +36,8 @@ class WindowParity : public ::testing::TestWithParam<const char*> {};
 TEST_P(WindowParity, CountStartsAndContentsMatchReference) {
   const std::string name = GetParam();
   const auto sidecar = nlohmann::json::parse(read_text(testdata("audio/" + name + ".json")));
-  const Mel mel = MelSpectrogram().compute(load_audio_file(testdata("audio/" + name + ".f32")),
-                                           AudioOptions{});
+  const Mel mel =
+      MelSpectrogram().compute(load_audio_file(testdata("audio/" + name + ".f32")), AudioOptions{});
   const MelWindows windows(mel, AudioOptions{});
   ASSERT_EQ(windows.count(), sidecar["windows"]["data_len"].get<int>()) << name;
   EXPECT_EQ(windows.starts(), sidecar["windows"]["window_start_frames"].get<std::vector<int>>());
@@ -48,8 +48,9 @@ TEST_P(WindowParity, CountStartsAndContentsMatchReference) {
   ASSERT_EQ(expected.size(), static_cast<std::size_t>(windows.count()) * 16 * 80);
   for (int k = 0; k < windows.count(); ++k) {
     const MelWindow w = windows.window(k);
-    const auto d = diff(std::span<const float>(w.rows, 16 * 80),
-                        std::span<const float>(expected).subspan(static_cast<std::size_t>(k) * 1280, 1280));
+    const auto d =
+        diff(std::span<const float>(w.rows, 16 * 80),
+             std::span<const float>(expected).subspan(static_cast<std::size_t>(k) * 1280, 1280));
     ASSERT_LE(d.max_abs, 2e-4) << name << " window " << k;
   }
 }
@@ -73,8 +74,8 @@ TEST(MelWindows, CountRoundsDownInDoubleLikeTheReference) {
 TEST(MelWindows, StartsFollowSixteenFifthsAndClampAtTheEnd) {
   const int expected[] = {0, 3, 6, 9, 12, 16, 19, 22, 25, 28, 32};
   for (int k = 0; k < 11; ++k) EXPECT_EQ(MelWindows::start_for(k, 1000), expected[k]) << k;
-  EXPECT_EQ(MelWindows::start_for(1, 16), 0);     // 3 + 16 > 16 -> T - 16
-  EXPECT_EQ(MelWindows::start_for(1, 17), 1);     // 3 + 16 > 17 -> 1
+  EXPECT_EQ(MelWindows::start_for(1, 16), 0);      // 3 + 16 > 16 -> T - 16
+  EXPECT_EQ(MelWindows::start_for(1, 17), 1);      // 3 + 16 > 17 -> 1
   EXPECT_EQ(MelWindows::start_for(46, 161), 145);  // 147 + 16 > 161
   EXPECT_EQ(MelWindows::start_for(45, 161), 144);
   EXPECT_EQ(MelWindows::start_for(100000, 1000000), 320000);
@@ -102,7 +103,8 @@ TEST(MelWindows, ThreeThousandSamplesGiveTwoWindowsAndOneLessIsAnError) {
   const MelSpectrogram mel_spectrogram;
   const Mel mel = mel_spectrogram.compute(std::vector<float>(3000, 0.25f), AudioOptions{});
   EXPECT_EQ(MelWindows(mel, AudioOptions{}).count(), 2);
-  EXPECT_THROW((void)mel_spectrogram.compute(std::vector<float>(2999, 0.25f), AudioOptions{}), Error);
+  EXPECT_THROW((void)mel_spectrogram.compute(std::vector<float>(2999, 0.25f), AudioOptions{}),
+               Error);
 }
 
 TEST(MelWindows, ViewsPointIntoTheMelWithoutCopying) {
@@ -126,7 +128,8 @@ TEST(MelWindows, PackedBatchHoldsEveryElementAtItsTransposedPlace) {
     const int s = windows.start(first + i);
     for (int b = 0; b < 80; ++b) {
       for (int t = 0; t < 16; ++t) {
-        ASSERT_EQ(out[(static_cast<std::size_t>(i) * 80 + b) * 16 + t], static_cast<float>((s + t) * 80 + b))
+        ASSERT_EQ(out[(static_cast<std::size_t>(i) * 80 + b) * 16 + t],
+                  static_cast<float>((s + t) * 80 + b))
             << "window " << first + i << " band " << b << " row " << t;
       }
     }
@@ -149,7 +152,7 @@ TEST(MelWindows, ParallelPackingIsBitIdenticalToSequential) {
       std::vector<float> b(a.size(), 2.0f);
       seq.pack_encoder_batch(first, count, a);
       par.pack_encoder_batch(first, count, b);
-      ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0)
+      ASSERT_TRUE(a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0)
           << "grain " << grain << " first " << first << " count " << count;
     }
   }

@@ -1,8 +1,8 @@
 // Runs the real `lipsync` binary: output files, the JSON line on stdout, errors and exit codes.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "support/test_data.h"
 
