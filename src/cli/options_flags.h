@@ -3,24 +3,22 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <optional>
+#include <string>
 
 #include "audio/audio_options.h"
 
 namespace lipsync::cli {
 
-// --parallel-mel-extraction (audio.parallel_mel_extraction).
+// --config FILE and --parallel-mel-extraction (audio.parallel_mel_extraction). A flag given on
+// the command line wins over the config file, which wins over the default.
 struct AudioFlags {
-  audio::AudioOptions options;
+  std::string config_path;
+  std::optional<bool> parallel_mel_extraction;
 
-  void add_to(CLI::App& cmd) {
-    cmd.add_option("--parallel-mel-extraction", options.parallel_mel_extraction,
-                   "Split mel frames and window packing over the CPU threads (same results)")
-        ->capture_default_str();
-  }
-  audio::AudioOptions to_options() const {
-    options.validate();
-    return options;
-  }
+  void add_to(CLI::App& cmd);
+  // The options after applying the config file and the flags; validated.
+  audio::AudioOptions to_options() const;
 };
 
 }  // namespace lipsync::cli

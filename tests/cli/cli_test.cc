@@ -87,3 +87,41 @@ TEST(CliBench, MelAndWindowsPrintTimingJson) {
 
 }  // namespace
 }  // namespace lipsync
+
+namespace lipsync {
+namespace {
+
+TEST(CliConfig, ConfigFileSetsAudioKeysAndFlagsWin) {
+  testing::TempDir dir;
+  std::ofstream(dir / "ok.yaml")
+      << "audio:\n  parallel_mel_extraction: false\n  pack_windows_per_task: 64\n";
+  const std::string in = testdata("audio/short_0p3s.wav").string();
+  const auto r =
+      run_lipsync("windows '" + in + "' -o '" + (dir / "w.f32").string() + "' --config '" +
+                  (dir / "ok.yaml").string() + "' --parallel-mel-extraction true");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["windows"], 4);
+}
+
+TEST(CliConfig, UnknownKeyAndBadValueNameTheKey) {
+  testing::TempDir dir;
+  std::ofstream(dir / "unknown.yaml") << "audio:\n  parallel_mel_extractoin: true\n";
+  std::ofstream(dir / "bad.yaml") << "audio:\n  pack_windows_per_task: 0\n";
+  std::ofstream(dir / "type.yaml") << "audio:\n  parallel_mel_extraction: maybe\n";
+  const std::string in = testdata("audio/short_0p3s.wav").string();
+  const std::pair<const char*, const char*> cases[] = {
+      {"unknown.yaml", "unknown key 'audio.parallel_mel_extractoin'"},
+      {"bad.yaml", "audio.pack_windows_per_task=0: expected 1..1000000"},
+      {"type.yaml", "audio.parallel_mel_extraction: expected true or false"},
+  };
+  for (const auto& [file, message] : cases) {
+    const auto r = run_lipsync("mel '" + in + "' -o '" + (dir / "m.f32").string() + "' --config '" +
+                               (dir / file).string() + "'");
+    EXPECT_EQ(r.exit_code, 2) << file;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(file), std::string::npos) << r.err;
+  }
+}
+
+}  // namespace
+}  // namespace lipsync

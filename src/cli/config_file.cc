@@ -1,0 +1,69 @@
+#include "cli/config_file.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <string>
+
+#include "core/error.h"
+
+namespace lipsync::cli {
+namespace {
+
+template <class T>
+T scalar(const YAML::Node& node, const std::string& key, const char* expected) {
+  try {
+    return node.as<T>();
+  } catch (const YAML::Exception&) {
+    throw Error::invalid_input(key + ": expected " + expected);
+  }
+}
+
+void read_audio(const YAML::Node& section, audio::AudioOptions& out) {
+  if (!section.IsMap()) throw Error::invalid_input("audio: expected a mapping");
+  for (const auto& entry : section) {
+    const std::string name = entry.first.as<std::string>();
+    const std::string key = "audio." + name;
+    if (name == "parallel_mel_extraction") {
+      out.parallel_mel_extraction = scalar<bool>(entry.second, key, "true or false");
+    } else if (name == "mel_frames_per_task") {
+      out.mel_frames_per_task = scalar<int>(entry.second, key, "an integer");
+    } else if (name == "pack_windows_per_task") {
+      out.pack_windows_per_task = scalar<int>(entry.second, key, "an integer");
+    } else {
+      throw Error::invalid_input("unknown key '" + key + "'");
+    }
+  }
+  out.validate();
+}
+
+}  // namespace
+
+ConfigFile load_config_file(const std::filesystem::path& path) {
+  const std::string where = "config '" + path.string() + "'";
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) throw Error::not_found(where + ": no such file");
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path.string());
+  } catch (const YAML::Exception& e) {
+    throw Error::invalid_input(where + ": not valid YAML: " + e.what());
+  }
+  ConfigFile config;
+  if (root.IsNull()) return config;
+  try {
+    if (!root.IsMap()) throw Error::invalid_input("expected a mapping of sections");
+    for (const auto& entry : root) {
+      const std::string section = entry.first.as<std::string>();
+      if (section == "audio") {
+        read_audio(entry.second, config.audio);
+      } else {
+        throw Error::invalid_input("unknown key '" + section + "'");
+      }
+    }
+  } catch (const Error& e) {
+    throw e.with_context(where);
+  }
+  return config;
+}
+
+}  // namespace lipsync::cli
