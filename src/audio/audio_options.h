@@ -16,7 +16,8 @@ struct AudioOptions {
   bool parallel_mel_extraction = true;
 
   // Performance ------------------------------------------------------------------------------
-  // Smallest number of mel frames per task (1..1000000). Below 2x this a mel runs on one thread.
+  // Smallest number of mel frames per task (1..1000000). A mel of at most this many frames runs
+  // on the calling thread.
   // 256 frames (3.2 s of audio) take about 1.3 ms, well above the task overhead.
   int mel_frames_per_task = 256;
   // Smallest number of windows per packing task (1..1000000). Measured with
