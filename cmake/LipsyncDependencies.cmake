@@ -13,3 +13,32 @@ endif()
 if(LIPSYNC_BUILD_BENCH)
   find_package(benchmark CONFIG REQUIRED)
 endif()
+
+# ONNX's protobuf schema (Debian's libonnx-dev), used by the model tool to write .onnx files.
+find_package(Protobuf REQUIRED)
+find_package(ONNX CONFIG REQUIRED)
+
+# ONNX Runtime: not a Debian package. scripts/bootstrap unpacks the pinned 1.29 CPU build into
+# third_party/onnxruntime; ONNXRUNTIME_ROOT (environment or cache) selects any official release
+# instead (for example a GPU build), with include/ and lib/ as in the release archives.
+if(DEFINED ENV{ONNXRUNTIME_ROOT} AND NOT "$ENV{ONNXRUNTIME_ROOT}" STREQUAL "")
+  set(_lipsync_ort_default "$ENV{ONNXRUNTIME_ROOT}")
+else()
+  set(_lipsync_ort_default "${PROJECT_SOURCE_DIR}/third_party/onnxruntime")
+endif()
+set(ONNXRUNTIME_ROOT "${_lipsync_ort_default}" CACHE PATH "ONNX Runtime release folder")
+find_path(ONNXRUNTIME_INCLUDE_DIR onnxruntime_cxx_api.h
+  PATHS "${ONNXRUNTIME_ROOT}/include" "${ONNXRUNTIME_ROOT}/include/onnxruntime"
+        "${ONNXRUNTIME_ROOT}/include/onnxruntime/core/session"
+  NO_DEFAULT_PATH)
+find_library(ONNXRUNTIME_LIBRARY NAMES onnxruntime libonnxruntime.so.1
+  PATHS "${ONNXRUNTIME_ROOT}/lib" "${ONNXRUNTIME_ROOT}/lib64" NO_DEFAULT_PATH)
+if(NOT ONNXRUNTIME_INCLUDE_DIR OR NOT ONNXRUNTIME_LIBRARY)
+  message(FATAL_ERROR "ONNX Runtime not found in ${ONNXRUNTIME_ROOT}: run scripts/bootstrap, or "
+                      "set ONNXRUNTIME_ROOT to an official release folder (include/, lib/)")
+endif()
+add_library(onnxruntime::onnxruntime SHARED IMPORTED)
+set_target_properties(onnxruntime::onnxruntime PROPERTIES
+  IMPORTED_LOCATION "${ONNXRUNTIME_LIBRARY}"
+  INTERFACE_INCLUDE_DIRECTORIES "${ONNXRUNTIME_INCLUDE_DIR}")
+message(STATUS "ONNX Runtime: ${ONNXRUNTIME_LIBRARY}")

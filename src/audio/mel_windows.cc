@@ -17,8 +17,12 @@ int MelWindows::count_for_frames(int frames) {
          2;
 }
 
+int MelWindows::unclamped_start(int index) {
+  return static_cast<int>(std::trunc(kMelFramesPerSecond * (index / kVideoFps)));
+}
+
 int MelWindows::start_for(int index, int frames) {
-  const int start = static_cast<int>(std::trunc(kMelFramesPerSecond * (index / kVideoFps)));
+  const int start = unclamped_start(index);
   return start + kWindowFrames > frames ? frames - kWindowFrames : start;
 }
 
@@ -43,12 +47,15 @@ void MelWindows::pack_range(int first, int begin, int end, float* out) const {
   const float* mel = mel_->data().data();
   for (int i = begin; i < end; ++i) {
     const float* src = mel + static_cast<std::size_t>(starts_[first + i]) * kMelBands;
-    float* dst = out + static_cast<std::size_t>(i) * kPackedWindowSize;
-    // dst is [80][16] (band-major), src is [16][80] (frame-major).
-    for (int t = 0; t < kWindowFrames; ++t) {
-      const float* row = src + t * kMelBands;
-      for (int b = 0; b < kMelBands; ++b) dst[b * kWindowFrames + t] = row[b];
-    }
+    pack_window(src, out + static_cast<std::size_t>(i) * kPackedWindowSize);
+  }
+}
+
+void pack_window(const float* rows, float* out) {
+  // out is [80][16] (band-major), rows is [16][80] (frame-major).
+  for (int t = 0; t < kWindowFrames; ++t) {
+    const float* row = rows + t * kMelBands;
+    for (int b = 0; b < kMelBands; ++b) out[b * kWindowFrames + t] = row[b];
   }
 }
 

@@ -32,6 +32,9 @@ class MelWindows {
   static int count_for_frames(int frames);
   // s_k = trunc(80.0 * (k / 25.0)), clamped to T - 16 when the window would pass the end.
   static int start_for(int index, int frames);
+  // s_k before the end clamp: trunc(80.0 * (k / 25.0)). A growing stream uses it to tell which
+  // windows can no longer change.
+  static int unclamped_start(int index);
 
   int count() const { return static_cast<int>(starts_.size()); }
   int frames() const { return mel_->frames(); }
@@ -56,5 +59,10 @@ class MelWindows {
   AudioOptions options_;
   std::vector<int> starts_;
 };
+
+// Transposes one window, 16 mel rows of 80 bands (frame-major, contiguous), into the encoder's
+// band-major [1][80][16] layout: out[b * 16 + t] = rows[t * 80 + b]. The one packing routine, used
+// by MelWindows and by the streaming feature track.
+void pack_window(const float* rows, float* out);
 
 }  // namespace lipsync::audio

@@ -1,7 +1,9 @@
 // `lipsync bench ...`: times the in-process work (never process start-up) and prints one JSON
 // object with the median and minimum, the sizes, the thread count, the CPU and the build type.
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -14,10 +16,16 @@
 #include "audio/mel_spectrogram.h"
 #include "audio/mel_windows.h"
 #include "cli/commands.h"
+#include "cli/options_flags.h"
 #include "core/error.h"
 #include "core/stopwatch.h"
 #include "core/system_info.h"
 #include "core/task_arena.h"
+#include "infer/audio_encoder.h"
+#include "infer/generator.h"
+#include "infer/model_family.h"
+#include "infer/models.h"
+#include "infer/session.h"
 
 namespace lipsync::cli {
 namespace {
@@ -166,6 +174,150 @@ void run_bench_windows(const WindowsBenchArgs& args) {
   std::cout << j.dump() << "\n";
 }
 
+struct ModelBenchArgs {
+  std::string models;
+  int batch = 1;
+  int threads = 0;
+  int repeat = 10;
+  int windows = 25;
+};
+
+infer::InferOptions bench_infer_options(int threads) {
+  infer::InferOptions options;
+  options.intra_op_threads = threads;
+  options.validate();
+  return options;
+}
+
+// Deterministic stand-in inputs: values in [lo, hi).
+std::vector<float> filler(std::size_t n, float lo, float hi, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+nlohmann::json ms_json(const Summary& s, int per) {
+  return {{"median", s.median}, {"min", s.min}, {"median_per_item", s.median / per}};
+}
+
+void run_bench_generator(const ModelBenchArgs& args) {
+  const infer::InferOptions options = bench_infer_options(args.threads);
+  const std::filesystem::path path = std::filesystem::path(args.models) / infer::kGeneratorFileName;
+  const infer::Generator generator(path, options);
+  const auto b = static_cast<std::size_t>(args.batch);
+  const std::vector<float> image = filler(b * infer::kImageInputSize, 0.0f, 1.0f, 1);
+  const std::vector<float> audio_in = filler(b * infer::kAudioInputSize, 0.0f, 4.0f, 2);
+  std::vector<float> output(b * infer::kOutputSize);
+  std::vector<float> bare_output(output.size());
+
+  auto specs = [&](std::vector<infer::TensorSpec> v) {
+    for (auto& spec : v) spec.shape[0] = args.batch;
+    return v;
+  };
+  const std::vector<infer::TensorSpec> in_specs = specs(generator.session().inputs());
+  const std::vector<infer::TensorSpec> out_specs = specs(generator.session().outputs());
+  const std::array<std::span<const float>, 2> in{image, audio_in};
+  const std::array<std::span<float>, 1> out{bare_output};
+  infer::BareOrtLoop bare(path, options, in_specs, in, out_specs, out);
+
+  // Warm up both, then alternate so drift in machine speed hits both equally.
+  for (int i = 0; i < 2; ++i) {
+    generator.run(args.batch, image, audio_in, output);
+    bare.run();
+  }
+  std::vector<double> ours;
+  std::vector<double> theirs;
+  for (int i = 0; i < args.repeat; ++i) {
+    core::Stopwatch sw;
+    generator.run(args.batch, image, audio_in, output);
+    ours.push_back(sw.elapsed_ms());
+    core::Stopwatch sw2;
+    bare.run();
+    theirs.push_back(sw2.elapsed_ms());
+  }
+  if (output != bare_output) {
+    throw Error::internal("bench generator: the wrapper and the bare loop gave different outputs");
+  }
+  const Summary s = summarize(ours);
+  const Summary bare_s = summarize(theirs);
+  nlohmann::json j{{"bench", "generator"},
+                   {"models", args.models},
+                   {"batch", args.batch},
+                   {"repeat", args.repeat},
+                   {"ms_per_batch", ms_json(s, 1)},
+                   {"ms_per_frame", s.median / args.batch},
+                   {"frames_per_second", 1000.0 * args.batch / s.median},
+                   {"bare_onnxruntime_ms_per_batch", ms_json(bare_s, 1)},
+                   {"wrapper_overhead", s.median / bare_s.median - 1.0},
+                   {"onnxruntime", infer::onnxruntime_version()}};
+  j.update(machine_json(options.resolved_intra_op_threads()));
+  std::cout << j.dump() << "\n";
+}
+
+void run_bench_encoder(const ModelBenchArgs& args) {
+  infer::InferOptions options = bench_infer_options(args.threads);
+  options.encoder_batch = args.batch;
+  options.validate();
+  const std::filesystem::path path = std::filesystem::path(args.models) / infer::kEncoderFileName;
+  const infer::AudioEncoder encoder(path, options);
+  audio::AudioOptions audio_options;
+  audio_options.parallel_mel_extraction = false;
+  const audio::Mel mel = audio::MelSpectrogram().compute(synthetic_speech(60.0), audio_options);
+  const audio::MelWindows windows(mel, audio_options);
+  if (args.windows < 1 || args.windows > windows.count()) {
+    throw Error::invalid_input("--windows=" + std::to_string(args.windows) + ": expected 1.." +
+                               std::to_string(windows.count()));
+  }
+  std::vector<float> features(static_cast<std::size_t>(args.windows) * infer::kFeatureSize);
+  for (int i = 0; i < 2; ++i) encoder.encode(windows, 0, args.windows, features);
+  std::vector<double> ms;
+  const int positions = windows.count() - args.windows + 1;
+  for (int i = 0; i < args.repeat; ++i) {
+    const int first = (i * args.windows) % positions;
+    core::Stopwatch sw;
+    encoder.encode(windows, first, args.windows, features);
+    ms.push_back(sw.elapsed_ms());
+  }
+  const Summary s = summarize(ms);
+  nlohmann::json j{{"bench", "encoder"},
+                   {"models", args.models},
+                   {"windows", args.windows},
+                   {"encoder_batch", args.batch},
+                   {"repeat", args.repeat},
+                   {"ms_per_call", ms_json(s, args.windows)},
+                   {"ms_per_window", s.median / args.windows},
+                   {"onnxruntime", infer::onnxruntime_version()}};
+  j.update(machine_json(options.resolved_intra_op_threads()));
+  std::cout << j.dump() << "\n";
+}
+
+void add_model_bench(CLI::App& bench, const char* name, const char* help, bool encoder) {
+  auto args = std::make_shared<ModelBenchArgs>();
+  if (encoder) args->batch = infer::InferOptions{}.encoder_batch;
+  CLI::App* cmd = bench.add_subcommand(name, help);
+  cmd->add_option("--models", args->models, "Model folder")->required();
+  cmd->add_option("--batch", args->batch,
+                  encoder ? "Encoder windows per run (infer.encoder_batch)" : "Frames per run")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("--threads", args->threads, "ONNX Runtime threads (0: all cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  cmd->add_option("--repeat", args->repeat, "Timed runs")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  if (encoder) {
+    cmd->add_option("--windows", args->windows, "Windows per timed call (25 = 1 s of video)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 100000));
+    cmd->callback([args] { run_bench_encoder(*args); });
+  } else {
+    cmd->callback([args] { run_bench_generator(*args); });
+  }
+}
+
 }  // namespace
 
 void add_bench_commands(CLI::App& app) {
@@ -204,6 +356,11 @@ void add_bench_commands(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1, 1000000));
   win_cmd->callback([win] { run_bench_windows(*win); });
+
+  add_model_bench(*bench, "generator",
+                  "Time generator batches, against a bare ONNX Runtime loop with the same settings",
+                  false);
+  add_model_bench(*bench, "encoder", "Time the audio encoder on a batch of mel windows", true);
 }
 
 }  // namespace lipsync::cli

@@ -8,6 +8,7 @@
 namespace lipsync::cli {
 
 void add_audio_commands(CLI::App& app);  // mel, windows
-void add_bench_commands(CLI::App& app);  // bench mel, bench windows
+void add_bench_commands(CLI::App& app);  // bench mel, windows, encoder, generator
+void add_model_commands(CLI::App& app);  // features, models synth, models demo
 
 }  // namespace lipsync::cli

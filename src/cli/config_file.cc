@@ -36,6 +36,33 @@ void read_audio(const YAML::Node& section, audio::AudioOptions& out) {
   out.validate();
 }
 
+void read_infer(const YAML::Node& section, infer::InferOptions& out) {
+  if (!section.IsMap()) throw Error::invalid_input("infer: expected a mapping");
+  for (const auto& entry : section) {
+    const std::string name = entry.first.as<std::string>();
+    const std::string key = "infer." + name;
+    if (name == "intra_op_threads") {
+      out.intra_op_threads = scalar<int>(entry.second, key, "an integer");
+    } else if (name == "graph_optimization") {
+      out.graph_optimization =
+          infer::parse_graph_optimization(scalar<std::string>(entry.second, key, "a string"), key);
+    } else if (name == "execution_providers") {
+      if (!entry.second.IsSequence()) {
+        throw Error::invalid_input(key + ": expected a list such as [cpu] or [cuda, cpu]");
+      }
+      out.execution_providers.clear();
+      for (const auto& item : entry.second) {
+        out.execution_providers.push_back(scalar<std::string>(item, key, "provider names"));
+      }
+    } else if (name == "encoder_batch") {
+      out.encoder_batch = scalar<int>(entry.second, key, "an integer");
+    } else {
+      throw Error::invalid_input("unknown key '" + key + "'");
+    }
+  }
+  out.validate();
+}
+
 }  // namespace
 
 ConfigFile load_config_file(const std::filesystem::path& path) {
@@ -56,6 +83,8 @@ ConfigFile load_config_file(const std::filesystem::path& path) {
       const std::string section = entry.first.as<std::string>();
       if (section == "audio") {
         read_audio(entry.second, config.audio);
+      } else if (section == "infer") {
+        read_infer(entry.second, config.infer);
       } else {
         throw Error::invalid_input("unknown key '" + section + "'");
       }

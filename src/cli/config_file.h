@@ -6,12 +6,14 @@
 #include <filesystem>
 
 #include "audio/audio_options.h"
+#include "infer/infer_options.h"
 
 namespace lipsync::cli {
 
 // Options read from a config file; fields the file does not set keep their defaults.
 struct ConfigFile {
   audio::AudioOptions audio;
+  infer::InferOptions infer;
 };
 
 // Reads and validates a config file. Throws Error::Code::kNotFound for a missing file and

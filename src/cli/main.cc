@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "lipsync 0.1.0");
   lipsync::cli::add_audio_commands(app);
+  lipsync::cli::add_model_commands(app);
   lipsync::cli::add_bench_commands(app);
   try {
     app.parse(argc, argv);

@@ -20,4 +20,26 @@ audio::AudioOptions AudioFlags::to_options() const {
   return options;
 }
 
+void InferFlags::add_to(CLI::App& cmd) {
+  audio.add_to(cmd);
+  cmd.add_option("--threads", threads,
+                 "ONNX Runtime threads per model (infer.intra_op_threads; default: all cores)");
+  cmd.add_option("--providers", providers,
+                 "Execution providers in order: cpu, cuda, tensorrt (infer.execution_providers)")
+      ->delimiter(',');
+  cmd.add_option("--encoder-batch", encoder_batch,
+                 "Audio-encoder windows per run (infer.encoder_batch; default " +
+                     std::to_string(infer::InferOptions{}.encoder_batch) + ")");
+}
+
+infer::InferOptions InferFlags::to_infer_options() const {
+  infer::InferOptions options =
+      audio.config_path.empty() ? infer::InferOptions{} : load_config_file(audio.config_path).infer;
+  if (threads) options.intra_op_threads = *threads;
+  if (!providers.empty()) options.execution_providers = providers;
+  if (encoder_batch) options.encoder_batch = *encoder_batch;
+  options.validate();
+  return options;
+}
+
 }  // namespace lipsync::cli

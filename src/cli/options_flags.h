@@ -5,8 +5,10 @@
 #include <CLI/CLI.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "audio/audio_options.h"
+#include "infer/infer_options.h"
 
 namespace lipsync::cli {
 
@@ -19,6 +21,21 @@ struct AudioFlags {
   void add_to(CLI::App& cmd);
   // The options after applying the config file and the flags; validated.
   audio::AudioOptions to_options() const;
+};
+
+// AudioFlags plus the ONNX Runtime flags of the commands that run models: --threads
+// (infer.intra_op_threads), --providers (infer.execution_providers), --encoder-batch
+// (infer.encoder_batch). Same precedence: flag, then config file, then default.
+struct InferFlags {
+  AudioFlags audio;
+  std::optional<int> threads;
+  std::vector<std::string> providers;
+  std::optional<int> encoder_batch;
+
+  void add_to(CLI::App& cmd);
+  audio::AudioOptions to_audio_options() const { return audio.to_options(); }
+  // Validated.
+  infer::InferOptions to_infer_options() const;
 };
 
 }  // namespace lipsync::cli

@@ -34,4 +34,8 @@ void write_file_atomically(const std::filesystem::path& path, std::span<const st
   }
 }
 
+void write_file_atomically(const std::filesystem::path& path, std::string_view text) {
+  write_file_atomically(path, std::as_bytes(std::span<const char>(text.data(), text.size())));
+}
+
 }  // namespace lipsync::core

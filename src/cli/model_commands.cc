@@ -1,0 +1,100 @@
+// `lipsync features` (audio file -> encoder features) and `lipsync models synth|demo` (the model
+// tool: writes synthetic or demo SyncTalk_2D models; no trained weights exist here).
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "audio/audio_file.h"
+#include "cli/commands.h"
+#include "cli/options_flags.h"
+#include "core/error.h"
+#include "core/file_util.h"
+#include "infer/audio_encoder.h"
+#include "infer/models.h"
+#include "modelgen/demo_models.h"
+#include "modelgen/synth_models.h"
+#include "pipeline/feature_track.h"
+
+namespace lipsync::cli {
+namespace {
+
+struct FeaturesArgs {
+  std::string input;
+  std::string models;
+  std::string output;
+  InferFlags flags;
+};
+
+void run_features(const FeaturesArgs& args) {
+  const audio::AudioOptions audio_options = args.flags.to_audio_options();
+  const infer::InferOptions infer_options = args.flags.to_infer_options();
+  // Only the encoder is needed; check the folder the same way a full load would.
+  const std::filesystem::path dir(args.models);
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    throw Error::not_found("models " + dir.string() + ": no such folder");
+  }
+  const infer::AudioEncoder encoder(dir / infer::kEncoderFileName, infer_options);
+  const std::vector<float> samples = audio::load_audio_file(args.input);
+  const pipeline::ClipFeatures features =
+      pipeline::encode_clip_features(samples, encoder, audio_options);
+  core::write_file_atomically(args.output, std::as_bytes(std::span(features.values)));
+  std::cout
+      << nlohmann::json{{"windows", features.windows}, {"frames", features.windows + 2}}.dump()
+      << "\n";
+}
+
+struct SynthArgs {
+  std::string output;
+  double width = 1.0;
+  std::uint64_t seed = 1;
+};
+
+}  // namespace
+
+void add_model_commands(CLI::App& app) {
+  {
+    auto args = std::make_shared<FeaturesArgs>();
+    CLI::App* cmd = app.add_subcommand(
+        "features", "Audio-encoder features [L][512] float32 of an audio file; prints the counts");
+    cmd->add_option("input", args->input, "Audio file: WAV/FLAC/OGG, or raw .f32/.s16")->required();
+    cmd->add_option("--models", args->models, "Model folder (audio_encoder.onnx, generator.onnx)")
+        ->required();
+    cmd->add_option("-o,--output", args->output, "Output file (raw little-endian float32)")
+        ->required();
+    args->flags.add_to(*cmd);
+    cmd->callback([args] { run_features(*args); });
+  }
+  CLI::App* models = app.add_subcommand("models", "Write SyncTalk_2D models (synthetic or demo)");
+  models->require_subcommand(1);
+  {
+    auto args = std::make_shared<SynthArgs>();
+    CLI::App* cmd = models->add_subcommand(
+        "synth", "Seeded random weights, the real architecture (width 1.0: the real cost)");
+    cmd->add_option("-o,--output", args->output, "Output folder")->required();
+    cmd->add_option("--width", args->width, "Channel-width factor (0 < W <= 4)")->default_val(1.0);
+    cmd->add_option("--seed", args->seed, "Weight seed")->default_val(1);
+    cmd->callback([args] {
+      modelgen::write_synth_models(args->output, args->width, args->seed);
+      const auto manifest =
+          infer::ModelManifest::load(std::filesystem::path(args->output) / "model.json");
+      nlohmann::json out = manifest.to_json();
+      out["output"] = args->output;
+      std::cout << out.dump() << "\n";
+    });
+  }
+  {
+    auto output = std::make_shared<std::string>();
+    CLI::App* cmd = models->add_subcommand(
+        "demo", "Analytic demo models: a mouth that opens with the loudness of the audio");
+    cmd->add_option("-o,--output", *output, "Output folder")->required();
+    cmd->callback([output] {
+      modelgen::write_demo_models(*output);
+      std::cout << nlohmann::json{{"name", "demo"}, {"kind", "demo"}, {"output", *output}}.dump()
+                << "\n";
+    });
+  }
+}
+
+}  // namespace lipsync::cli

@@ -1,0 +1,47 @@
+#include "infer/generator.h"
+
+#include <array>
+#include <string>
+
+#include "core/check.h"
+
+namespace lipsync::infer {
+namespace {
+
+std::vector<TensorSpec> generator_inputs() {
+  return {{std::string(kGeneratorImageName), {-1, kImageChannels, kRoiSize, kRoiSize}},
+          {std::string(kGeneratorAudioName), {-1, kAudioChannels, kAudioGrid, kAudioGrid}}};
+}
+std::vector<TensorSpec> generator_outputs() {
+  return {{std::string(kGeneratorOutputName), {-1, kOutputChannels, kRoiSize, kRoiSize}}};
+}
+
+}  // namespace
+
+Generator::Generator(const std::filesystem::path& model, const InferOptions& options)
+    : session_(model, options, generator_inputs(), generator_outputs()), pool_(24) {}
+
+GeneratorBatch Generator::make_batch(int size) const {
+  LIPSYNC_CHECK(size >= 1);
+  GeneratorBatch batch;
+  const auto n = static_cast<std::size_t>(size);
+  batch.size_ = size;
+  batch.image_ = pool_.acquire(n * kImageInputSize);
+  batch.audio_ = pool_.acquire(n * kAudioInputSize);
+  batch.output_ = pool_.acquire(n * kOutputSize);
+  return batch;
+}
+
+void Generator::run(GeneratorBatch& batch) const {
+  run(batch.size(), batch.images(), batch.audios(), batch.outputs());
+}
+
+void Generator::run(int batch, std::span<const float> image, std::span<const float> audio,
+                    std::span<float> output) const {
+  LIPSYNC_CHECK(batch >= 1);
+  const std::array<std::span<const float>, 2> inputs{image, audio};
+  const std::array<std::span<float>, 1> outputs{output};
+  session_.run(batch, inputs, outputs);
+}
+
+}  // namespace lipsync::infer

@@ -1,0 +1,39 @@
+// InferOptions: how ONNX Runtime sessions are built (threads, graph optimisation, execution
+// providers) and how the audio encoder batches windows. They change speed, never results on the
+// CPU provider.
+// Thread contract: plain value; validate() before use.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lipsync::infer {
+
+// ONNX Runtime's graph optimisation levels.
+enum class GraphOptimization { kDisabled, kBasic, kExtended, kAll };
+
+struct InferOptions {
+  // Config key infer.intra_op_threads: ONNX Runtime threads per session (0: one per hardware
+  // thread; 0..1024).
+  int intra_op_threads = 0;
+  // Config key infer.graph_optimization: disabled, basic, extended or all.
+  GraphOptimization graph_optimization = GraphOptimization::kAll;
+  // Config key infer.execution_providers: tried in this order; names cpu, cuda, tensorrt. cpu
+  // always works; cuda and tensorrt fail at load when the ONNX Runtime build lacks them.
+  std::vector<std::string> execution_providers{"cpu"};
+  // Config key infer.encoder_batch: audio-encoder windows per run (1..4096).
+  int encoder_batch = 64;
+
+  // Throws Error::Code::kInvalidInput naming the key when a value is out of range or unknown.
+  void validate() const;
+  // The thread count ONNX Runtime gets (intra_op_threads, or the hardware threads when 0).
+  int resolved_intra_op_threads() const;
+};
+
+// "disabled", "basic", "extended", "all".
+std::string_view to_string(GraphOptimization level);
+// Inverse of to_string; throws Error::Code::kInvalidInput naming `key` for any other text.
+GraphOptimization parse_graph_optimization(std::string_view text, std::string_view key);
+
+}  // namespace lipsync::infer

@@ -1,0 +1,73 @@
+#include "infer/model_manifest.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/file_util.h"
+
+namespace lipsync::infer {
+
+nlohmann::json ModelManifest::to_json() const {
+  return nlohmann::json{{"name", name},
+                        {"family", family},
+                        {"kind", kind},
+                        {"width", width},
+                        {"seed", seed},
+                        {"generator_parameters", generator_parameters},
+                        {"encoder_parameters", encoder_parameters}};
+}
+
+ModelManifest ModelManifest::load(const std::filesystem::path& path) {
+  const std::string where = "model manifest " + path.string();
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error::not_found(where + ": cannot open");
+  std::stringstream text;
+  text << in.rdbuf();
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text.str());
+  } catch (const nlohmann::json::parse_error& e) {
+    throw Error::invalid_input(where + ": not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) throw Error::invalid_input(where + ": expected a JSON object");
+  ModelManifest m;
+  for (const auto& [key, value] : j.items()) {
+    auto bad = [&](const char* expected) {
+      return Error::invalid_input(where + ": key '" + key + "' is " + value.dump() + "; expected " +
+                                  expected);
+    };
+    if (key == "name" || key == "family" || key == "kind") {
+      if (!value.is_string()) throw bad("a string");
+      (key == "name" ? m.name : key == "family" ? m.family : m.kind) = value.get<std::string>();
+    } else if (key == "width") {
+      if (!value.is_number() || value.get<double>() <= 0) throw bad("a positive number");
+      m.width = value.get<double>();
+    } else if (key == "seed") {
+      if (!value.is_number_unsigned()) throw bad("a non-negative integer");
+      m.seed = value.get<std::uint64_t>();
+    } else if (key == "generator_parameters" || key == "encoder_parameters") {
+      if (!value.is_number_integer() || value.get<std::int64_t>() < 0) {
+        throw bad("a non-negative integer");
+      }
+      (key == "generator_parameters" ? m.generator_parameters : m.encoder_parameters) =
+          value.get<std::int64_t>();
+    } else {
+      throw Error::invalid_input(where + ": unknown key '" + key +
+                                 "' (known: name, family, kind, width, seed, "
+                                 "generator_parameters, encoder_parameters)");
+    }
+  }
+  if (m.family != "synctalk_2d") {
+    throw Error::invalid_input(where + ": family '" + m.family +
+                               "' is not supported; expected synctalk_2d");
+  }
+  return m;
+}
+
+void ModelManifest::save(const std::filesystem::path& path) const {
+  core::write_file_atomically(path, to_json().dump(2) + "\n");
+}
+
+}  // namespace lipsync::infer

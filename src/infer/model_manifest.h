@@ -1,0 +1,33 @@
+// ModelManifest: the optional model.json beside a model folder's two ONNX files. It says what
+// the models are (family, kind, width, seed, parameter counts); lipsync checks the family and
+// reports the rest (ListModels, bench output).
+// Thread contract: plain value.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+
+namespace lipsync::infer {
+
+struct ModelManifest {
+  std::string name;                    // display name, e.g. "synth-w0.125-s1"
+  std::string family = "synctalk_2d";  // the only family lipsync runs today
+  std::string kind;                    // "synthetic", "demo" or "trained"
+  double width = 1.0;                  // channel-width factor of a synthetic model
+  std::uint64_t seed = 0;              // weight seed of a synthetic model
+  // Trainable parameters, counted as PyTorch does (conv weights and biases, BatchNorm scale and
+  // shift), before BatchNorm folding. 0 when unknown.
+  std::int64_t generator_parameters = 0;
+  std::int64_t encoder_parameters = 0;
+
+  // Reads and checks model.json. Throws Error::Code::kInvalidInput naming the file and the key
+  // for malformed JSON, unknown keys, wrong types and a family other than synctalk_2d.
+  static ModelManifest load(const std::filesystem::path& path);
+  // Writes it atomically.
+  void save(const std::filesystem::path& path) const;
+  nlohmann::json to_json() const;
+};
+
+}  // namespace lipsync::infer

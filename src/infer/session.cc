@@ -1,0 +1,361 @@
+#include "infer/session.h"
+
+#include <onnxruntime_cxx_api.h>
+
+#include <algorithm>
+#include <system_error>
+#include <utility>
+
+#include "core/check.h"
+#include "core/error.h"
+
+namespace lipsync::infer {
+namespace {
+
+// One Ort::Env per process, created on first use. Warnings and errors go to stderr.
+Ort::Env& ort_env() {
+  static Ort::Env env(ORT_LOGGING_LEVEL_ERROR, "lipsync");
+  return env;
+}
+
+GraphOptimizationLevel ort_level(GraphOptimization level) {
+  switch (level) {
+    case GraphOptimization::kDisabled:
+      return ORT_DISABLE_ALL;
+    case GraphOptimization::kBasic:
+      return ORT_ENABLE_BASIC;
+    case GraphOptimization::kExtended:
+      return ORT_ENABLE_EXTENDED;
+    case GraphOptimization::kAll:
+      return ORT_ENABLE_ALL;
+  }
+  return ORT_ENABLE_ALL;
+}
+
+std::string ort_provider_name(const std::string& name) {
+  if (name == "cuda") return "CUDAExecutionProvider";
+  if (name == "tensorrt") return "TensorrtExecutionProvider";
+  return "CPUExecutionProvider";
+}
+
+std::string lipsync_provider_name(const std::string& ort_name) {
+  if (ort_name == "CPUExecutionProvider") return "cpu";
+  if (ort_name == "CUDAExecutionProvider") return "cuda";
+  if (ort_name == "TensorrtExecutionProvider") return "tensorrt";
+  return ort_name;
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+std::string shape_text(const std::vector<std::int64_t>& shape, bool first_is_batch) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i) out += ",";
+    if (shape[i] < 0) {
+      out += (i == 0 && first_is_batch) ? "batch" : "?";
+    } else {
+      out += std::to_string(shape[i]);
+    }
+  }
+  return out + "]";
+}
+
+void add_providers(Ort::SessionOptions& session_options, const InferOptions& options,
+                   const std::filesystem::path& model) {
+  const std::vector<std::string> available = Ort::GetAvailableProviders();
+  for (const std::string& name : options.execution_providers) {
+    if (name == "cpu") continue;  // ONNX Runtime always falls back to the CPU provider
+    const std::string ort_name = ort_provider_name(name);
+    if (std::find(available.begin(), available.end(), ort_name) == available.end()) {
+      std::vector<std::string> ours;
+      for (const auto& a : available) ours.push_back(lipsync_provider_name(a));
+      throw Error::invalid_input(
+          "model " + model.string() + ": execution provider '" + name +
+          "' is not in this ONNX Runtime build (it has: " + join(ours) +
+          "); use a GPU release of ONNX Runtime through ONNXRUNTIME_ROOT, or remove '" + name +
+          "' from infer.execution_providers");
+    }
+    if (name == "cuda") {
+      Ort::CUDAProviderOptions cuda;
+      session_options.AppendExecutionProvider_CUDA_V2(*cuda);
+    } else if (name == "tensorrt") {
+      Ort::TensorRTProviderOptions tensorrt;
+      session_options.AppendExecutionProvider_TensorRT_V2(*tensorrt);
+    }
+  }
+}
+
+// Describes every input (or output) of the session, for error messages.
+std::string describe_all(const std::vector<std::string>& names,
+                         const std::vector<std::vector<std::int64_t>>& shapes) {
+  std::string out;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    out += (i ? ", " : "") + names[i] + " " + shape_text(shapes[i], true);
+  }
+  return out.empty() ? "none" : out;
+}
+
+}  // namespace
+
+std::size_t TensorSpec::item_size() const {
+  std::size_t n = 1;
+  for (std::size_t i = 1; i < shape.size(); ++i) n *= static_cast<std::size_t>(shape[i]);
+  return n;
+}
+
+std::string TensorSpec::shape_text() const {
+  return infer::shape_text(shape, true);
+}
+
+struct Session::Impl {
+  Ort::Session session{nullptr};
+  Ort::MemoryInfo memory = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  std::vector<const char*> input_names;
+  std::vector<const char*> output_names;
+};
+
+Session::Session(const std::filesystem::path& model, const InferOptions& options,
+                 std::vector<TensorSpec> inputs, std::vector<TensorSpec> outputs)
+    : path_(model),
+      inputs_(std::move(inputs)),
+      outputs_(std::move(outputs)),
+      impl_(std::make_unique<Impl>()) {
+  options.validate();
+  std::error_code ec;
+  if (!std::filesystem::exists(model, ec)) {
+    throw Error::not_found("model " + model.string() + ": no such file");
+  }
+  if (!std::filesystem::is_regular_file(model, ec)) {
+    throw Error::invalid_input("model " + model.string() + ": not a regular file");
+  }
+
+  Ort::SessionOptions session_options;
+  session_options.SetIntraOpNumThreads(options.resolved_intra_op_threads());
+  session_options.SetInterOpNumThreads(1);
+  session_options.SetExecutionMode(ORT_SEQUENTIAL);
+  session_options.SetGraphOptimizationLevel(ort_level(options.graph_optimization));
+  add_providers(session_options, options, model);
+  for (const auto& name : options.execution_providers) providers_.push_back(name);
+  if (std::find(providers_.begin(), providers_.end(), "cpu") == providers_.end()) {
+    providers_.push_back("cpu");
+  }
+
+  try {
+    impl_->session = Ort::Session(ort_env(), model.c_str(), session_options);
+  } catch (const Ort::Exception& e) {
+    throw Error::invalid_input("model " + model.string() +
+                               ": ONNX Runtime cannot load it as an ONNX model: " + e.what());
+  }
+
+  // Check the model's inputs and outputs against the specs.
+  auto check = [&](bool is_input, std::vector<TensorSpec>& specs) {
+    const char* kind = is_input ? "input" : "output";
+    const std::size_t count =
+        is_input ? impl_->session.GetInputCount() : impl_->session.GetOutputCount();
+    Ort::AllocatorWithDefaultOptions allocator;
+    std::vector<std::string> names;
+    std::vector<std::vector<std::int64_t>> shapes;
+    std::vector<ONNXTensorElementDataType> types;
+    for (std::size_t i = 0; i < count; ++i) {
+      auto name = is_input ? impl_->session.GetInputNameAllocated(i, allocator)
+                           : impl_->session.GetOutputNameAllocated(i, allocator);
+      names.emplace_back(name.get());
+      Ort::TypeInfo info =
+          is_input ? impl_->session.GetInputTypeInfo(i) : impl_->session.GetOutputTypeInfo(i);
+      if (info.GetONNXType() != ONNX_TYPE_TENSOR) {
+        shapes.emplace_back();
+        types.push_back(ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED);
+        continue;
+      }
+      auto tensor = info.GetTensorTypeAndShapeInfo();
+      shapes.push_back(tensor.GetShape());
+      types.push_back(tensor.GetElementType());
+    }
+    const std::string expected = [&] {
+      std::string out;
+      for (const auto& s : specs) out += (out.empty() ? "" : ", ") + s.name + " " + s.shape_text();
+      return out;
+    }();
+    const std::string prefix = "model " + model.string() + ": ";
+    if (count != specs.size()) {
+      throw Error::invalid_input(prefix + "has " + std::to_string(count) + " " + kind + "(s) (" +
+                                 describe_all(names, shapes) + "); expected " +
+                                 std::to_string(specs.size()) + " (" + expected + ")");
+    }
+    for (const TensorSpec& spec : specs) {
+      const auto it = std::find(names.begin(), names.end(), spec.name);
+      if (it == names.end()) {
+        throw Error::invalid_input(prefix + "no " + kind + " named '" + spec.name + "' (it has " +
+                                   describe_all(names, shapes) + "); expected " + expected);
+      }
+      const auto i = static_cast<std::size_t>(it - names.begin());
+      if (types[i] != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+        throw Error::invalid_input(prefix + kind + " '" + spec.name +
+                                   "' is not a float32 tensor; expected float32 " +
+                                   spec.shape_text());
+      }
+      const auto& shape = shapes[i];
+      bool ok = shape.size() == spec.shape.size();
+      for (std::size_t d = 1; ok && d < shape.size(); ++d) {
+        ok = shape[d] < 0 || spec.shape[d] < 0 || shape[d] == spec.shape[d];
+      }
+      if (!ok) {
+        throw Error::invalid_input(prefix + kind + " '" + spec.name + "' has shape " +
+                                   shape_text(shape, true) + "; expected " + spec.shape_text());
+      }
+      if (!shape.empty() && shape[0] > 0) {
+        const int fixed = static_cast<int>(shape[0]);
+        if (fixed_batch_ != 0 && fixed_batch_ != fixed) {
+          throw Error::invalid_input(prefix + "inputs and outputs disagree on the batch size (" +
+                                     std::to_string(fixed_batch_) + " vs " + std::to_string(fixed) +
+                                     ")");
+        }
+        fixed_batch_ = fixed;
+      }
+    }
+  };
+  check(true, inputs_);
+  check(false, outputs_);
+  for (const auto& spec : inputs_) impl_->input_names.push_back(spec.name.c_str());
+  for (const auto& spec : outputs_) impl_->output_names.push_back(spec.name.c_str());
+}
+
+Session::~Session() = default;
+
+void Session::run(int batch, std::span<const std::span<const float>> inputs,
+                  std::span<const std::span<float>> outputs) const {
+  LIPSYNC_CHECK(batch >= 1);
+  LIPSYNC_CHECK_EQ(inputs.size(), inputs_.size());
+  LIPSYNC_CHECK_EQ(outputs.size(), outputs_.size());
+  if (fixed_batch_ != 0 && batch != fixed_batch_) {
+    run_in_fixed_batches(batch, inputs, outputs);
+    return;
+  }
+  std::vector<Ort::Value> input_values;
+  std::vector<Ort::Value> output_values;
+  std::vector<std::int64_t> shape;
+  auto wrap = [&](const TensorSpec& spec, float* data, std::size_t size) {
+    LIPSYNC_CHECK_EQ(size, static_cast<std::size_t>(batch) * spec.item_size());
+    shape = spec.shape;
+    shape[0] = batch;
+    return Ort::Value::CreateTensor<float>(impl_->memory, data, size, shape.data(), shape.size());
+  };
+  input_values.reserve(inputs.size());
+  output_values.reserve(outputs.size());
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    // ONNX Runtime never writes to inputs; its API takes a non-const pointer for both directions.
+    input_values.push_back(
+        wrap(inputs_[i], const_cast<float*>(inputs[i].data()), inputs[i].size()));
+  }
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    output_values.push_back(wrap(outputs_[i], outputs[i].data(), outputs[i].size()));
+  }
+  try {
+    impl_->session.Run(Ort::RunOptions{nullptr}, impl_->input_names.data(), input_values.data(),
+                       input_values.size(), impl_->output_names.data(), output_values.data(),
+                       output_values.size());
+  } catch (const Ort::Exception& e) {
+    throw Error::internal("model " + path_.string() + ": ONNX Runtime failed to run a batch of " +
+                          std::to_string(batch) + ": " + e.what());
+  }
+}
+
+void Session::run_in_fixed_batches(int batch, std::span<const std::span<const float>> inputs,
+                                   std::span<const std::span<float>> outputs) const {
+  // A model exported with a fixed batch F runs in chunks of F; a short tail is zero-padded.
+  const int f = fixed_batch_;
+  std::vector<std::vector<float>> in_pad(inputs.size());
+  std::vector<std::vector<float>> out_pad(outputs.size());
+  std::vector<std::span<const float>> in(inputs.size());
+  std::vector<std::span<float>> out(outputs.size());
+  for (int first = 0; first < batch; first += f) {
+    const int n = std::min(f, batch - first);
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      const std::size_t item = inputs_[i].item_size();
+      const auto part = inputs[i].subspan(first * item, n * item);
+      if (n == f) {
+        in[i] = part;
+      } else {
+        in_pad[i].assign(f * item, 0.0f);
+        std::copy(part.begin(), part.end(), in_pad[i].begin());
+        in[i] = in_pad[i];
+      }
+    }
+    for (std::size_t i = 0; i < outputs.size(); ++i) {
+      const std::size_t item = outputs_[i].item_size();
+      if (n == f) {
+        out[i] = outputs[i].subspan(first * item, n * item);
+      } else {
+        out_pad[i].assign(f * item, 0.0f);
+        out[i] = out_pad[i];
+      }
+    }
+    run(f, in, out);
+    for (std::size_t i = 0; i < outputs.size() && n != f; ++i) {
+      const std::size_t item = outputs_[i].item_size();
+      std::copy_n(out_pad[i].begin(), n * item, outputs[i].begin() + first * item);
+    }
+  }
+}
+
+struct BareOrtLoop::Impl {
+  Ort::Session session{nullptr};
+  std::vector<std::string> names;
+  std::vector<const char*> input_names;
+  std::vector<const char*> output_names;
+  std::vector<Ort::Value> inputs;
+  std::vector<Ort::Value> outputs;
+};
+
+BareOrtLoop::BareOrtLoop(const std::filesystem::path& model, const InferOptions& options,
+                         const std::vector<TensorSpec>& inputs,
+                         std::span<const std::span<const float>> in,
+                         const std::vector<TensorSpec>& outputs,
+                         std::span<const std::span<float>> out)
+    : impl_(std::make_unique<Impl>()) {
+  Ort::SessionOptions session_options;
+  session_options.SetIntraOpNumThreads(options.resolved_intra_op_threads());
+  session_options.SetInterOpNumThreads(1);
+  session_options.SetExecutionMode(ORT_SEQUENTIAL);
+  session_options.SetGraphOptimizationLevel(ort_level(options.graph_optimization));
+  add_providers(session_options, options, model);
+  impl_->session = Ort::Session(ort_env(), model.c_str(), session_options);
+  const auto memory = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  for (const auto& spec : inputs) impl_->names.push_back(spec.name);
+  for (const auto& spec : outputs) impl_->names.push_back(spec.name);
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    impl_->input_names.push_back(impl_->names[i].c_str());
+    impl_->inputs.push_back(
+        Ort::Value::CreateTensor<float>(memory, const_cast<float*>(in[i].data()), in[i].size(),
+                                        inputs[i].shape.data(), inputs[i].shape.size()));
+  }
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    impl_->output_names.push_back(impl_->names[inputs.size() + i].c_str());
+    impl_->outputs.push_back(Ort::Value::CreateTensor<float>(
+        memory, out[i].data(), out[i].size(), outputs[i].shape.data(), outputs[i].shape.size()));
+  }
+}
+
+BareOrtLoop::~BareOrtLoop() = default;
+
+void BareOrtLoop::run() {
+  impl_->session.Run(Ort::RunOptions{nullptr}, impl_->input_names.data(), impl_->inputs.data(),
+                     impl_->inputs.size(), impl_->output_names.data(), impl_->outputs.data(),
+                     impl_->outputs.size());
+}
+
+std::vector<std::string> available_execution_providers() {
+  std::vector<std::string> out;
+  for (const auto& name : Ort::GetAvailableProviders()) out.push_back(lipsync_provider_name(name));
+  return out;
+}
+
+std::string onnxruntime_version() {
+  return Ort::GetVersionString();
+}
+
+}  // namespace lipsync::infer
