@@ -19,9 +19,10 @@ constexpr int kOwnRowsBegin = 3;
 constexpr int kOwnRowsEnd = 7;
 // Audio-tensor channel holding the first half of the frame's own feature row (row 8 of 16).
 constexpr int kOwnRowChannel = 16;
-// Edge softness: the mask ramps from 0 to 1 over about 1 / kEdgeGain of the ellipse's
-// normalised radius.
+// Edge softness: the mask ramps from 0 to 1 over the outer 1 / (2 kEdgeGain) of the ellipse's
+// radius (about 2.5 px of a fully open mouth).
 constexpr float kEdgeGain = 8.0f;
+constexpr float kOpeningFloor = 1e-3f;
 
 std::string scalar(OnnxBuilder& b, float value) {
   const std::vector<float> v{value};
@@ -86,8 +87,13 @@ GeneratedModel demo_generator() {
   const std::string v = b.add_node(
       "Sub", {b.add_node("Mul", {o2, b.add_float("across", {1, 1, kRoiSize, kRoiSize}, across)}),
               b.add_float("down", {1, 1, kRoiSize, kRoiSize}, down)});
+  // v / o^2 is 1 at the centre whatever the opening, so a slightly open mouth is as dark inside
+  // as a wide one; the small constant keeps o = 0 finite (v <= 0 there, so the mask stays 0).
+  const std::string normalised =
+      b.add_node("Div", {v, b.add_node("Add", {o2, scalar(b, kOpeningFloor)})});
   const std::string mask = b.add_node(
-      "Clip", {b.add_node("Mul", {v, scalar(b, kEdgeGain)}), scalar(b, 0.0f), scalar(b, 1.0f)});
+      "Clip",
+      {b.add_node("Mul", {normalised, scalar(b, kEdgeGain)}), scalar(b, 0.0f), scalar(b, 1.0f)});
   const std::string shade = b.add_node(
       "Sub", {scalar(b, 1.0f), b.add_node("Mul", {mask, scalar(b, kDemoMouthDarkness)})});
   const std::string roi = b.add_node("Slice", {image, b.add_int64("starts", {0}),

@@ -1,0 +1,123 @@
+// The real `lipsync` binary: models synth/demo, features, bench generator/encoder, infer config.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "support/test_data.h"
+
+namespace lipsync {
+namespace {
+
+using testing::diff;
+using testing::read_f32;
+using testing::run_lipsync;
+using testing::TempDir;
+using testing::testdata;
+
+std::string q(const std::filesystem::path& p) {
+  return "'" + p.string() + "'";
+}
+
+TEST(CliModels, SynthWritesTwoModelsAndAManifest) {
+  TempDir dir;
+  const auto r = run_lipsync("models synth -o " + q(dir / "m") + " --width 0.125 --seed 4");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["kind"], "synthetic");
+  EXPECT_EQ(j["seed"], 4);
+  EXPECT_GT(j["generator_parameters"].get<int>(), 100000);
+  for (const char* f : {"audio_encoder.onnx", "generator.onnx", "model.json"}) {
+    EXPECT_TRUE(std::filesystem::exists(dir / "m" / f)) << f;
+  }
+  // Same seed, same bytes (through the CLI too).
+  ASSERT_EQ(run_lipsync("models synth -o " + q(dir / "n") + " --width 0.125 --seed 4").exit_code,
+            0);
+  EXPECT_EQ(testing::read_text(dir / "m" / "generator.onnx"),
+            testing::read_text(dir / "n" / "generator.onnx"));
+}
+
+TEST(CliModels, BadWidthIsAnErrorAndWritesNothing) {
+  TempDir dir;
+  const auto r = run_lipsync("models synth -o " + q(dir / "m") + " --width 0");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("width"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "m" / "generator.onnx"));
+}
+
+TEST(CliFeatures, ReferenceModelsGivePythonFeatures) {
+  TempDir dir;
+  const auto r = run_lipsync("features " + q(testdata("reference/speech_a_en.wav")) + " --models " +
+                             q(testdata("reference/models/generator.onnx").parent_path()) + " -o " +
+                             q(dir / "f.f32") + " --threads 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), (nlohmann::json{{"windows", 116}, {"frames", 118}}));
+  const auto features = read_f32(dir / "f.f32");
+  const auto expected = read_f32(testdata("reference/features.f32"));
+  ASSERT_EQ(features.size(), expected.size());
+  EXPECT_LE(diff(features, expected).max_abs, 5e-4);
+}
+
+TEST(CliFeatures, MissingModelsFolderIsNotFoundAndWritesNothing) {
+  TempDir dir;
+  const auto r = run_lipsync("features " + q(testdata("reference/speech_a_en.wav")) + " --models " +
+                             q(dir / "none") + " -o " + q(dir / "f.f32"));
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("none"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "f.f32"));
+}
+
+TEST(CliFeatures, NotAModelIsInvalidInput) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "m");
+  std::ofstream(dir / "m" / "audio_encoder.onnx") << "not a model";
+  const auto r = run_lipsync("features " + q(testdata("reference/speech_a_en.wav")) + " --models " +
+                             q(dir / "m") + " -o " + q(dir / "f.f32"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("audio_encoder.onnx"), std::string::npos) << r.err;
+}
+
+TEST(CliConfig, InferKeysAreReadAndCheckedByName) {
+  TempDir dir;
+  ASSERT_EQ(run_lipsync("models demo -o " + q(dir / "demo")).exit_code, 0);
+  std::ofstream(dir / "bad.yaml") << "infer:\n  encoder_batch: 0\n";
+  auto r =
+      run_lipsync("features " + q(testdata("reference/speech_a_en.wav")) + " --models " +
+                  q(dir / "demo") + " -o " + q(dir / "f.f32") + " --config " + q(dir / "bad.yaml"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("infer.encoder_batch"), std::string::npos) << r.err;
+  std::ofstream(dir / "unknown.yaml") << "infer:\n  turbo: true\n";
+  r = run_lipsync("features " + q(testdata("reference/speech_a_en.wav")) + " --models " +
+                  q(dir / "demo") + " -o " + q(dir / "f.f32") + " --config " +
+                  q(dir / "unknown.yaml"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("infer.turbo"), std::string::npos) << r.err;
+  std::ofstream(dir / "good.yaml") << "infer:\n  intra_op_threads: 1\n  graph_optimization: basic\n"
+                                      "  execution_providers: [cpu]\n  encoder_batch: 8\n";
+  r = run_lipsync("features " + q(testdata("reference/speech_a_en.wav")) + " --models " +
+                  q(dir / "demo") + " -o " + q(dir / "f.f32") + " --config " +
+                  q(dir / "good.yaml"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_f32(dir / "f.f32").size(), 116u * 512u);
+}
+
+TEST(CliBench, GeneratorAndEncoderPrintTimings) {
+  TempDir dir;
+  ASSERT_EQ(run_lipsync("models demo -o " + q(dir / "demo")).exit_code, 0);
+  auto r = run_lipsync("bench generator --models " + q(dir / "demo") +
+                       " --batch 2 --threads 1 --repeat 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["batch"], 2);
+  EXPECT_GT(j["ms_per_batch"]["median"].get<double>(), 0.0);
+  EXPECT_GT(j["bare_onnxruntime_ms_per_batch"]["median"].get<double>(), 0.0);
+  EXPECT_NEAR(j["ms_per_frame"].get<double>(), j["ms_per_batch"]["median"].get<double>() / 2, 1e-9);
+  r = run_lipsync("bench encoder --models " + q(dir / "demo") + " --windows 25 --repeat 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["windows"], 25);
+  EXPECT_GT(j["ms_per_window"].get<double>(), 0.0);
+}
+
+}  // namespace
+}  // namespace lipsync

@@ -1,0 +1,131 @@
+// The model tool: synthetic models with the reference architecture, and the demo models.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "audio/mel_windows.h"
+#include "core/error.h"
+#include "infer/model_family.h"
+#include "infer/models.h"
+#include "modelgen/demo_models.h"
+#include "modelgen/synth_models.h"
+#include "pipeline/feature_track.h"
+#include "support/test_data.h"
+#include "support/test_models.h"
+
+namespace lipsync {
+namespace {
+
+infer::InferOptions two_threads() {
+  infer::InferOptions o;
+  o.intra_op_threads = 2;
+  return o;
+}
+
+TEST(SynthModels, FullWidthHasTheReferenceParameterCounts) {
+  const auto generator = modelgen::synth_generator(1.0, 1);
+  // PyTorch count of the upstream Model(6, 'ave') (testdata/reference/README.md): 12,186,935;
+  // the figure is 12.19 M within 1 %.
+  EXPECT_EQ(generator.parameters, 12186935);
+  EXPECT_NEAR(double(generator.parameters), 12.19e6, 0.01 * 12.19e6);
+  // After BatchNorm folding, the reference export stores exactly this many values.
+  EXPECT_EQ(generator.onnx_values, 12153887 + 4);  // + our 4 Resize scales
+  const auto encoder = modelgen::synth_audio_encoder(1.0, 1);
+  EXPECT_EQ(encoder.parameters, 2812672);
+  EXPECT_EQ(encoder.onnx_values, 2808256);
+}
+
+TEST(SynthModels, SameSeedSameBytesOtherSeedOtherBytes) {
+  const auto a = modelgen::synth_generator(0.125, 5);
+  const auto b = modelgen::synth_generator(0.125, 5);
+  const auto c = modelgen::synth_generator(0.125, 6);
+  EXPECT_EQ(a.onnx, b.onnx);
+  EXPECT_NE(a.onnx, c.onnx);
+  EXPECT_LT(a.parameters, 12186935 / 20);
+}
+
+TEST(SynthModels, BadWidthIsRejected) {
+  testing::TempDir dir;
+  for (double w : {0.0, -1.0, 5.0}) {
+    EXPECT_THROW(modelgen::write_synth_models(dir / "m", w, 1), Error) << w;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "m" / "generator.onnx"));
+}
+
+TEST(SynthModels, NarrowModelsRunAndListenToTheAudio) {
+  const infer::Models models(testing::synth_models(), two_threads());
+  const auto& manifest = *models.manifest();
+  EXPECT_EQ(manifest.width, 0.0625);
+  std::vector<float> image(2 * infer::kImageInputSize);
+  for (std::size_t i = 0; i < image.size(); ++i) image[i] = float((i * 7919) % 256) / 255.0f;
+  std::vector<float> audio_in(2 * infer::kAudioInputSize, 0.0f);
+  // Frame 1 gets different audio from frame 0, same image.
+  std::copy_n(image.begin(), infer::kImageInputSize, image.begin() + infer::kImageInputSize);
+  std::fill(audio_in.begin() + infer::kAudioInputSize, audio_in.end(), 2.0f);
+  std::vector<float> out(2 * infer::kOutputSize);
+  models.generator().run(2, image, audio_in, out);
+  const auto [lo, hi] = std::minmax_element(out.begin(), out.end());
+  EXPECT_GT(*lo, 0.0f);
+  EXPECT_LT(*hi, 1.0f);
+  const auto d = testing::diff(std::span(out).first(infer::kOutputSize),
+                               std::span(out).last(infer::kOutputSize));
+  // Narrow random networks pass the audio on weakly; what matters is that it arrives.
+  EXPECT_GT(d.max_abs, 1e-5) << "the audio input does not reach the output";
+}
+
+// Demo models: the mouth opens with loudness and stays shut in silence.
+
+// Dark pixels of the demo generator's output for a uniform grey ROI and constant mel windows.
+int dark_pixels_for_mel_level(const infer::Models& models, float mel_level,
+                              std::vector<float>* roi_out = nullptr) {
+  const int L = 30;
+  std::vector<float> packed(L * audio::MelWindows::kPackedWindowSize, mel_level);
+  pipeline::ClipFeatures f{L, std::vector<float>(L * infer::kFeatureSize)};
+  models.encoder().encode_packed(packed, L, f.values);
+  const auto track = pipeline::FeatureTrack::from_features(std::move(f));
+  auto batch = models.generator().make_batch(1);
+  std::fill(batch.images().begin(), batch.images().end(), 0.6f);
+  track.frame_audio(15, batch.audio(0));
+  models.generator().run(batch);
+  const auto out = batch.output(0);
+  if (roi_out) roi_out->assign(out.begin(), out.end());
+  int dark = 0;
+  for (int y = 0; y < infer::kRoiSize; ++y) {
+    for (int x = 0; x < infer::kRoiSize; ++x) {
+      if (out[y * infer::kRoiSize + x] < 0.6f * 0.5f) ++dark;
+    }
+  }
+  return dark;
+}
+
+TEST(DemoModels, MouthOpeningRisesWithLoudnessAndSilenceIsClosed) {
+  const infer::Models models(testing::demo_models(), two_threads());
+  std::vector<float> silent_out;
+  EXPECT_EQ(dark_pixels_for_mel_level(models, -4.0f, &silent_out), 0);
+  // Silence returns the ROI unchanged.
+  EXPECT_TRUE(std::all_of(silent_out.begin(), silent_out.end(), [](float v) { return v == 0.6f; }));
+  int previous = 0;
+  for (float level : {-2.0f, -1.5f, -1.0f, -0.5f}) {
+    const int dark = dark_pixels_for_mel_level(models, level);
+    EXPECT_GT(dark, previous) << "mel level " << level;
+    previous = dark;
+  }
+  // Fully open: about the ellipse's area, pi * 62 * 40 (minus the soft edge).
+  const int open = dark_pixels_for_mel_level(models, 1.0f);
+  EXPECT_GT(open, 5000);
+  EXPECT_LT(open, 7800);
+}
+
+TEST(DemoModels, TheMouthIsWhereTheHeaderSays) {
+  const infer::Models models(testing::demo_models(), two_threads());
+  std::vector<float> out;
+  dark_pixels_for_mel_level(models, 1.0f, &out);
+  const auto& m = modelgen::kDemoMouth;
+  const int cx = int(m.centre_x), cy = int(m.centre_y);
+  EXPECT_LT(out[cy * 320 + cx], 0.6f * 0.2f);                           // centre: dark
+  EXPECT_EQ(out[(cy - int(m.half_height_open) - 3) * 320 + cx], 0.6f);  // above: untouched
+  EXPECT_EQ(out[cy * 320 + cx + int(m.half_width) + 3], 0.6f);          // right: untouched
+}
+
+}  // namespace
+}  // namespace lipsync

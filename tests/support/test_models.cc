@@ -1,0 +1,58 @@
+#include "support/test_models.h"
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <utility>
+
+#include "modelgen/demo_models.h"
+#include "modelgen/synth_models.h"
+#include "support/test_data.h"
+
+namespace lipsync::testing {
+namespace {
+
+std::mutex& cache_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+// One temp folder per process, removed at exit.
+TempDir& models_root() {
+  static TempDir* dir = new TempDir();  // destroyed by the atexit below
+  static const bool registered = [] {
+    std::atexit([] { delete dir; });
+    return true;
+  }();
+  (void)registered;
+  return *dir;
+}
+
+}  // namespace
+
+const std::filesystem::path& synth_models(double width, unsigned seed) {
+  std::lock_guard lock(cache_mutex());
+  static std::map<std::pair<double, unsigned>, std::filesystem::path> cache;
+  auto [it, inserted] = cache.try_emplace({width, seed});
+  if (inserted) {
+    it->second = models_root() / ("synth-" + std::to_string(width) + "-" + std::to_string(seed));
+    modelgen::write_synth_models(it->second, width, seed);
+  }
+  return it->second;
+}
+
+const std::filesystem::path& demo_models() {
+  std::lock_guard lock(cache_mutex());
+  static const std::filesystem::path path = [] {
+    auto p = models_root() / "demo";
+    modelgen::write_demo_models(p);
+    return p;
+  }();
+  return path;
+}
+
+std::filesystem::path reference_models() {
+  return testdata("reference/models/generator.onnx").parent_path();
+}
+
+}  // namespace lipsync::testing
