@@ -31,7 +31,7 @@ TEST(GeneratorConcurrency, FourThreadsGetTheSameOutputsAsOne) {
   options.intra_op_threads = 2;
   const infer::Generator generator(testing::synth_models(0.0625, 3) / "generator.onnx", options);
   constexpr int kThreads = 4;
-  constexpr int kRounds = 3;
+  constexpr int kRounds = 2;
   constexpr int kBatch = 2;
 
   // Expected outputs, computed one call at a time.
