@@ -89,6 +89,19 @@ void add_providers(Ort::SessionOptions& session_options, const InferOptions& opt
   }
 }
 
+// The one place session settings are made: threads, sequential execution, graph optimisation,
+// execution providers.
+Ort::SessionOptions make_session_options(const InferOptions& options,
+                                         const std::filesystem::path& model) {
+  Ort::SessionOptions session_options;
+  session_options.SetIntraOpNumThreads(options.resolved_intra_op_threads());
+  session_options.SetInterOpNumThreads(1);
+  session_options.SetExecutionMode(ORT_SEQUENTIAL);
+  session_options.SetGraphOptimizationLevel(ort_level(options.graph_optimization));
+  add_providers(session_options, options, model);
+  return session_options;
+}
+
 // Describes every input (or output) of the session, for error messages.
 std::string describe_all(const std::vector<std::string>& names,
                          const std::vector<std::vector<std::int64_t>>& shapes) {
@@ -133,12 +146,7 @@ Session::Session(const std::filesystem::path& model, const InferOptions& options
     throw Error::invalid_input("model " + model.string() + ": not a regular file");
   }
 
-  Ort::SessionOptions session_options;
-  session_options.SetIntraOpNumThreads(options.resolved_intra_op_threads());
-  session_options.SetInterOpNumThreads(1);
-  session_options.SetExecutionMode(ORT_SEQUENTIAL);
-  session_options.SetGraphOptimizationLevel(ort_level(options.graph_optimization));
-  add_providers(session_options, options, model);
+  Ort::SessionOptions session_options = make_session_options(options, model);
   for (const auto& name : options.execution_providers) providers_.push_back(name);
   if (std::find(providers_.begin(), providers_.end(), "cpu") == providers_.end()) {
     providers_.push_back("cpu");
@@ -317,12 +325,7 @@ BareOrtLoop::BareOrtLoop(const std::filesystem::path& model, const InferOptions&
                          const std::vector<TensorSpec>& outputs,
                          std::span<const std::span<float>> out)
     : impl_(std::make_unique<Impl>()) {
-  Ort::SessionOptions session_options;
-  session_options.SetIntraOpNumThreads(options.resolved_intra_op_threads());
-  session_options.SetInterOpNumThreads(1);
-  session_options.SetExecutionMode(ORT_SEQUENTIAL);
-  session_options.SetGraphOptimizationLevel(ort_level(options.graph_optimization));
-  add_providers(session_options, options, model);
+  Ort::SessionOptions session_options = make_session_options(options, model);
   impl_->session = Ort::Session(ort_env(), model.c_str(), session_options);
   const auto memory = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
   for (const auto& spec : inputs) impl_->names.push_back(spec.name);

@@ -28,11 +28,7 @@ using testing::diff;
 using testing::read_f32;
 using testing::testdata;
 
-infer::InferOptions two_threads() {
-  infer::InferOptions o;
-  o.intra_op_threads = 2;
-  return o;
-}
+using testing::two_threads;
 
 audio::Mel reference_mel() {
   return audio::Mel(384, read_f32(testdata("reference/mel.f32")));

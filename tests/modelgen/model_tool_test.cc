@@ -16,11 +16,7 @@
 namespace lipsync {
 namespace {
 
-infer::InferOptions two_threads() {
-  infer::InferOptions o;
-  o.intra_op_threads = 2;
-  return o;
-}
+using testing::two_threads;
 
 TEST(SynthModels, FullWidthHasTheReferenceParameterCounts) {
   const auto generator = modelgen::synth_generator(1.0, 1);

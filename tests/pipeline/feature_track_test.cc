@@ -20,11 +20,7 @@ namespace {
 using testing::read_f32;
 using testing::testdata;
 
-infer::InferOptions two_threads() {
-  infer::InferOptions o;
-  o.intra_op_threads = 2;
-  return o;
-}
+using testing::two_threads;
 
 std::vector<float> frame_audio(const pipeline::FeatureTrack& track, int frame) {
   std::vector<float> out(infer::kAudioInputSize);

@@ -51,6 +51,12 @@ const std::filesystem::path& demo_models() {
   return path;
 }
 
+infer::InferOptions two_threads() {
+  infer::InferOptions o;
+  o.intra_op_threads = 2;
+  return o;
+}
+
 std::filesystem::path reference_models() {
   return testdata("reference/models/generator.onnx").parent_path();
 }

@@ -5,6 +5,8 @@
 
 #include <filesystem>
 
+#include "infer/infer_options.h"
+
 namespace lipsync::testing {
 
 // Synthetic models of the given width and seed (cached per process).
@@ -13,5 +15,7 @@ const std::filesystem::path& synth_models(double width = 0.0625, unsigned seed =
 const std::filesystem::path& demo_models();
 // ../shared/testdata/reference/models.
 std::filesystem::path reference_models();
+// Default inference options with 2 ONNX Runtime threads (the dev machine's cores).
+infer::InferOptions two_threads();
 
 }  // namespace lipsync::testing
