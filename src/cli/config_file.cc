@@ -63,6 +63,50 @@ void read_infer(const YAML::Node& section, infer::InferOptions& out) {
   out.validate();
 }
 
+void read_avatar(const YAML::Node& section, avatar::AvatarOptions& out) {
+  if (!section.IsMap()) throw Error::invalid_input("avatar: expected a mapping");
+  for (const auto& entry : section) {
+    const std::string name = entry.first.as<std::string>();
+    const std::string key = "avatar." + name;
+    if (name == "frame_cache_mb") {
+      out.frame_cache_mb = scalar<int>(entry.second, key, "an integer");
+    } else if (name == "roi_cache_mb") {
+      out.roi_cache_mb = scalar<int>(entry.second, key, "an integer");
+    } else {
+      throw Error::invalid_input("unknown key '" + key + "'");
+    }
+  }
+  out.validate();
+}
+
+void read_render(const YAML::Node& section, ConfigFile& out) {
+  if (!section.IsMap()) throw Error::invalid_input("render: expected a mapping");
+  for (const auto& entry : section) {
+    const std::string name = entry.first.as<std::string>();
+    const std::string key = "render." + name;
+    if (name == "batch") {
+      out.render.batch = scalar<int>(entry.second, key, "an integer");
+    } else if (name == "jpeg_quality") {
+      out.jpeg_quality = scalar<int>(entry.second, key, "an integer");
+      if (out.jpeg_quality < 1 || out.jpeg_quality > 100) {
+        throw Error::invalid_input(key + ": " + std::to_string(out.jpeg_quality) +
+                                   " is out of range; expected 1 to 100");
+      }
+    } else if (name == "mp4_crf") {
+      out.mp4.crf = scalar<int>(entry.second, key, "an integer");
+      if (out.mp4.crf < 0 || out.mp4.crf > 51) {
+        throw Error::invalid_input(key + ": " + std::to_string(out.mp4.crf) +
+                                   " is out of range; expected 0 to 51");
+      }
+    } else if (name == "mp4_preset") {
+      out.mp4.preset = scalar<std::string>(entry.second, key, "an x264 preset name");
+    } else {
+      throw Error::invalid_input("unknown key '" + key + "'");
+    }
+  }
+  out.render.validate();
+}
+
 }  // namespace
 
 ConfigFile load_config_file(const std::filesystem::path& path) {
@@ -85,6 +129,10 @@ ConfigFile load_config_file(const std::filesystem::path& path) {
         read_audio(entry.second, config.audio);
       } else if (section == "infer") {
         read_infer(entry.second, config.infer);
+      } else if (section == "avatar") {
+        read_avatar(entry.second, config.avatar);
+      } else if (section == "render") {
+        read_render(entry.second, config);
       } else {
         throw Error::invalid_input("unknown key '" + section + "'");
       }

@@ -6,7 +6,11 @@
 #include <filesystem>
 
 #include "audio/audio_options.h"
+#include "avatar/avatar.h"
 #include "infer/infer_options.h"
+#include "pipeline/offline_renderer.h"
+#include "render/image_encoder.h"
+#include "render/mp4_writer.h"
 
 namespace lipsync::cli {
 
@@ -14,6 +18,10 @@ namespace lipsync::cli {
 struct ConfigFile {
   audio::AudioOptions audio;
   infer::InferOptions infer;
+  avatar::AvatarOptions avatar;
+  pipeline::RenderOptions render;  // render.batch (its audio field is `audio` above)
+  int jpeg_quality = render::kDefaultJpegQuality;
+  render::Mp4Options mp4;
 };
 
 // Reads and validates a config file. Throws Error::Code::kNotFound for a missing file and

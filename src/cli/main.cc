@@ -13,7 +13,9 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "lipsync 0.1.0");
   lipsync::cli::add_audio_commands(app);
   lipsync::cli::add_model_commands(app);
+  lipsync::cli::add_avatar_commands(app);
   lipsync::cli::add_bench_commands(app);
+  lipsync::cli::add_render_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {

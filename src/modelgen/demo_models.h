@@ -26,8 +26,8 @@ struct DemoMouth {
 };
 inline constexpr DemoMouth kDemoMouth{};
 // Loudness (0..1) at or below which the mouth is closed, and at or above which it is fully open.
-inline constexpr float kDemoClosedLoudness = 0.20f;
-inline constexpr float kDemoOpenLoudness = 0.55f;
+inline constexpr float kDemoClosedLoudness = 0.18f;
+inline constexpr float kDemoOpenLoudness = 0.40f;
 // How much the open mouth darkens the ROI (1 would be black).
 inline constexpr float kDemoMouthDarkness = 0.85f;
 

@@ -1,0 +1,273 @@
+// `lipsync render` (audio file in, lip-synced video or frames out) and `lipsync bench render`.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "audio/audio_file.h"
+#include "avatar/avatar.h"
+#include "avatar/template_walk.h"
+#include "cli/commands.h"
+#include "cli/config_file.h"
+#include "cli/demo_assets.h"
+#include "cli/options_flags.h"
+#include "core/error.h"
+#include "core/stopwatch.h"
+#include "core/system_info.h"
+#include "infer/models.h"
+#include "pipeline/frame_sinks.h"
+#include "pipeline/offline_renderer.h"
+#include "render/compositor.h"
+#include "render/image_encoder.h"
+
+namespace lipsync::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct RenderArgs {
+  std::string avatar;
+  std::string models;
+  std::string audio;
+  std::string output;
+  std::optional<int> start_frame;
+  std::optional<int> batch;
+  std::string format = "png";
+  bool quiet = false;
+  InferFlags flags;
+};
+
+// Everything a render needs, loaded and checked before any output exists.
+struct Loaded {
+  std::vector<float> samples;
+  std::shared_ptr<const avatar::Avatar> avatar;
+  std::unique_ptr<infer::Models> models;
+  ConfigFile config;
+  fs::path avatar_dir, models_dir, audio_path;
+};
+
+Loaded load_inputs(const std::string& avatar_dir, const std::string& models_dir,
+                   const std::string& audio_path, const InferFlags& flags) {
+  Loaded l;
+  if (!flags.audio.config_path.empty()) l.config = load_config_file(flags.audio.config_path);
+  l.config.audio = flags.to_audio_options();
+  l.config.infer = flags.to_infer_options();
+  l.audio_path = audio_path.empty() ? demo_speech_path() : fs::path(audio_path);
+  l.samples = audio::load_audio_file(l.audio_path);
+  (void)pipeline::frames_for_samples(l.samples.size());  // too short: fail before anything else
+  l.avatar_dir = avatar_dir.empty() ? demo_avatar_dir() : fs::path(avatar_dir);
+  l.avatar = avatar::Avatar::open(l.avatar_dir, l.config.avatar);
+  l.models_dir = models_dir.empty() ? demo_models_dir() : fs::path(models_dir);
+  l.models = std::make_unique<infer::Models>(l.models_dir, l.config.infer);
+  return l;
+}
+
+bool ends_with_mp4(const std::string& s) {
+  if (s.size() < 4) return false;
+  std::string tail = s.substr(s.size() - 4);
+  std::transform(tail.begin(), tail.end(), tail.begin(), ::tolower);
+  return tail == ".mp4";
+}
+
+// A one-line progress bar on stderr: frames done / total, frames per second, time left.
+class ProgressBar {
+ public:
+  explicit ProgressBar(bool enabled) : enabled_(enabled) {}
+  void update(int done, int total) {
+    if (!enabled_) return;
+    const double s = clock_.elapsed_ms() / 1000.0;
+    const double fps = s > 0 ? done / s : 0;
+    const int width = 30;
+    const int filled = total > 0 ? width * done / total : width;
+    const double left = fps > 0 ? (total - done) / fps : 0;
+    std::cerr << "\r[" << std::string(filled, '#') << std::string(width - filled, '.') << "] "
+              << done << "/" << total << " frames  " << std::fixed;
+    std::cerr.precision(1);
+    std::cerr << fps << " fps  " << std::lround(left) << " s left   " << std::flush;
+    if (done == total) std::cerr << "\n";
+  }
+
+ private:
+  bool enabled_;
+  core::Stopwatch clock_;
+};
+
+void run_render(const RenderArgs& args) {
+  Loaded in = load_inputs(args.avatar, args.models, args.audio, args.flags);
+  pipeline::RenderOptions options = in.config.render;
+  options.audio = in.config.audio;
+  if (args.batch) options.batch = *args.batch;
+  if (args.start_frame) options.start_frame = *args.start_frame;
+  const pipeline::OfflineRenderer renderer(in.avatar, *in.models, options);
+  if (avatar::walk_is_frozen(in.avatar->frame_count(), options.start_frame)) {
+    std::cerr << "lipsync: warning: start frame " << options.start_frame
+              << " is neither 0 nor the last frame; as in the reference, every output frame "
+                 "then uses that one template frame\n";
+  }
+  if (args.format != "png" && args.format != "jpeg") {
+    throw Error::invalid_input("--format " + args.format + ": expected png or jpeg");
+  }
+  std::unique_ptr<pipeline::FrameSink> sink;
+  if (ends_with_mp4(args.output)) {
+    sink = std::make_unique<pipeline::Mp4Sink>(args.output, in.avatar->width(),
+                                               in.avatar->height(), in.samples, in.config.mp4);
+  } else {
+    sink = std::make_unique<pipeline::ImageFolderSink>(
+        args.output, args.format == "jpeg" ? render::ImageFormat::kJpeg : render::ImageFormat::kPng,
+        in.config.jpeg_quality);
+  }
+  ProgressBar bar(!args.quiet && ::isatty(STDERR_FILENO));
+  const pipeline::RenderStats stats =
+      renderer.render(in.samples, *sink, [&](int done, int total) { bar.update(done, total); });
+  std::cout << nlohmann::json{{"frames", stats.frames},
+                              {"seconds", stats.seconds},
+                              {"fps", stats.frames / std::max(stats.seconds, 1e-9)},
+                              {"audio_seconds", double(in.samples.size()) / 16000.0},
+                              {"output", args.output}}
+                   .dump()
+            << "\n";
+}
+
+// bench render --------------------------------------------------------------------------------
+
+struct BenchRenderArgs {
+  std::string models;
+  std::string avatar;
+  int frames = 100;
+  int batch = 4;
+  int threads = 0;
+};
+
+std::vector<float> speech_for_frames(int frames) {
+  // Tones and pauses; the content does not matter for timing.
+  const std::size_t n = static_cast<std::size_t>(frames) * 640 + 3000;
+  std::vector<float> out(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const double t = double(i) / 16000.0;
+    out[i] = float(0.3 * std::max(0.0, std::sin(2 * M_PI * 3 * t)) * std::sin(2 * M_PI * 220 * t));
+  }
+  return out;
+}
+
+void run_bench_render(const BenchRenderArgs& args) {
+  infer::InferOptions infer_options;
+  infer_options.intra_op_threads = args.threads;
+  infer_options.validate();
+  const infer::Models models(args.models, infer_options);
+  const fs::path avatar_dir = args.avatar.empty() ? demo_avatar_dir() : fs::path(args.avatar);
+  const auto avatar = avatar::Avatar::open(avatar_dir, avatar::AvatarOptions{});
+  const std::vector<float> samples = speech_for_frames(args.frames);
+  const int frames = pipeline::frames_for_samples(samples.size());
+
+  // 1. Work other than the networks, one core, warm ROI cache: pack + composite + JPEG q75.
+  std::vector<float> image(infer::kImageInputSize);
+  std::vector<float> fake_output(infer::kOutputSize, 0.5f);
+  cv::Mat frame;
+  const int n_templates = avatar->frame_count();
+  for (int t = 0; t < std::min(n_templates, 25); ++t) avatar->pack_generator_input(t, image);
+  std::vector<double> pack_ms, composite_ms, encode_ms;
+  for (int i = 0; i < 50; ++i) {
+    const int t = i % std::min(n_templates, 25);
+    core::Stopwatch a;
+    avatar->pack_generator_input(t, image);
+    pack_ms.push_back(a.elapsed_ms());
+    core::Stopwatch b;
+    render::composite(*avatar->frame(t), avatar->crop_rect(t), *avatar->canvas(t), fake_output,
+                      frame);
+    composite_ms.push_back(b.elapsed_ms());
+    core::Stopwatch c;
+    (void)render::encode_jpeg(frame, render::kDefaultJpegQuality);
+    encode_ms.push_back(c.elapsed_ms());
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+
+  // 2. Generator only, batches of args.batch.
+  auto batch = models.generator().make_batch(args.batch);
+  for (int i = 0; i < args.batch; ++i) avatar->pack_generator_input(i % n_templates, batch.image(i));
+  std::fill(batch.audios().begin(), batch.audios().end(), 1.0f);
+  models.generator().run(batch);  // warm-up
+  const int runs = std::max(1, frames / args.batch);
+  core::Stopwatch gen;
+  for (int r = 0; r < runs; ++r) models.generator().run(batch);
+  const double generator_fps = runs * args.batch / (gen.elapsed_ms() / 1000.0);
+
+  // 3. The whole renderer into a JPEG sink.
+  pipeline::RenderOptions options;
+  options.batch = args.batch;
+  const pipeline::OfflineRenderer renderer(avatar, models, options);
+  pipeline::DiscardingJpegSink sink(render::kDefaultJpegQuality);
+  const pipeline::RenderStats s = renderer.render(samples, sink);
+  const double renderer_fps = s.frames / s.seconds;
+  nlohmann::json j{
+      {"bench", "render"},
+      {"models", args.models},
+      {"avatar", avatar_dir.string()},
+      {"frame_size", std::to_string(avatar->width()) + "x" + std::to_string(avatar->height())},
+      {"frames", frames},
+      {"batch", args.batch},
+      {"generator_only_fps", generator_fps},
+      {"renderer_fps", renderer_fps},
+      {"renderer_vs_generator", renderer_fps / generator_fps},
+      {"one_core_ms_per_frame",
+       {{"roi_pack", median(pack_ms)},
+        {"composite", median(composite_ms)},
+        {"jpeg_q75", median(encode_ms)},
+        {"total", median(pack_ms) + median(composite_ms) + median(encode_ms)}}},
+      {"renderer_ms_per_frame",
+       {{"features", s.features_ms / s.frames},
+        {"roi_prep", s.roi_ms / s.frames},
+        {"generator", s.generator_ms / s.frames},
+        {"composite", s.composite_ms / s.frames},
+        {"encode", s.encode_ms / s.frames}}},
+      {"threads", infer_options.resolved_intra_op_threads()},
+      {"cpu", core::cpu_model_name()},
+      {"build_type", core::build_type()}};
+  std::cout << j.dump() << "\n";
+}
+
+}  // namespace
+
+void add_render_commands(CLI::App& app) {
+  auto args = std::make_shared<RenderArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "render", "Audio in, lip-synced video out (no --avatar/--models/--audio: the built-in demo)");
+  cmd->add_option("--avatar", args->avatar, "Avatar folder (default: the demo avatar)");
+  cmd->add_option("--models", args->models, "Model folder (default: the demo models)");
+  cmd->add_option("--audio", args->audio, "Speech file (default: the bundled demo clip)");
+  cmd->add_option("-o,--output", args->output,
+                  "OUT.mp4 (video with the audio) or a folder (frames %05d.png / .jpg)")
+      ->required();
+  cmd->add_option("--start-frame", args->start_frame, "Template frame the walk starts from");
+  cmd->add_option("--batch", args->batch, "Generator frames per run (render.batch; default 4)");
+  cmd->add_option("--format", args->format, "Frames in a folder: png (lossless) or jpeg")
+      ->capture_default_str();
+  cmd->add_flag("--quiet", args->quiet, "No progress bar");
+  args->flags.add_to(*cmd);
+  cmd->callback([args] { run_render(*args); });
+
+  CLI::App* bench = app.get_subcommand("bench");
+  auto bargs = std::make_shared<BenchRenderArgs>();
+  CLI::App* bcmd = bench->add_subcommand(
+      "render", "Generator-only vs whole-renderer frames per second, and per-stage costs");
+  bcmd->add_option("--models", bargs->models, "Model folder")->required();
+  bcmd->add_option("--avatar", bargs->avatar, "Avatar folder (default: the 1280x720 demo avatar)");
+  bcmd->add_option("--frames", bargs->frames, "Frames to render")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 100000));
+  bcmd->add_option("--batch", bargs->batch, "Generator frames per run")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  bcmd->add_option("--threads", bargs->threads, "ONNX Runtime threads (0: all cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  bcmd->callback([bargs] { run_bench_render(*bargs); });
+}
+
+}  // namespace lipsync::cli

@@ -1,0 +1,40 @@
+#include "render/compositor.h"
+
+#include <algorithm>
+#include <opencv2/imgproc.hpp>
+
+#include "avatar/avatar.h"
+#include "core/check.h"
+#include "infer/model_family.h"
+
+namespace lipsync::render {
+
+void composite(const cv::Mat& frame, const avatar::CropRect& rect, const cv::Mat& canvas,
+               std::span<const float> output, cv::Mat& dst) {
+  constexpr int kRoi = infer::kRoiSize;
+  constexpr std::size_t kPlane = static_cast<std::size_t>(kRoi) * kRoi;
+  LIPSYNC_CHECK_EQ(output.size(), infer::kOutputSize);
+  LIPSYNC_CHECK(canvas.rows == avatar::kCanvasSize && canvas.cols == avatar::kCanvasSize &&
+                canvas.type() == CV_8UC3);
+  // 1-2: pred = uint8(trunc(float32(out) * 255)), HWC BGR, into the canvas at [4:324].
+  thread_local cv::Mat work;
+  canvas.copyTo(work);
+  for (int y = 0; y < kRoi; ++y) {
+    unsigned char* row = work.ptr<unsigned char>(y + avatar::kRoiOffset) + avatar::kRoiOffset * 3;
+    const std::size_t base = static_cast<std::size_t>(y) * kRoi;
+    for (int x = 0; x < kRoi; ++x) {
+      for (int c = 0; c < 3; ++c) {
+        const float v = std::clamp(output[c * kPlane + base + x], 0.0f, 1.0f) * 255.0f;
+        row[x * 3 + c] = static_cast<unsigned char>(v);  // truncation toward zero
+      }
+    }
+  }
+  // 3: back to the crop size.
+  thread_local cv::Mat resized;
+  cv::resize(work, resized, cv::Size(rect.width(), rect.height()), 0, 0, cv::INTER_CUBIC);
+  // 4: hard paste into a copy of the template frame.
+  frame.copyTo(dst);
+  resized.copyTo(dst(cv::Rect(rect.x1, rect.y1, rect.width(), rect.height())));
+}
+
+}  // namespace lipsync::render

@@ -1,0 +1,22 @@
+// Compositor: puts a generator output back into its template frame with the reference's round
+// trip (REFERENCE.md §6): truncate to uint8, write into rows/cols 4..323 of the 328 x 328 canvas,
+// INTER_CUBIC back to the crop size, hard paste into a copy of the template frame.
+// Thread contract: stateless; concurrent calls must use different destinations.
+#pragma once
+
+#include <opencv2/core/mat.hpp>
+#include <span>
+
+#include "avatar/crop_rect.h"
+
+namespace lipsync::render {
+
+// Writes into `dst` (reallocated only when its size or type differs, so a reused Mat is a
+// pooled frame buffer) the template `frame` with the output [3][320][320] (BGR planes, values in
+// (0, 1)) composited into `rect` through `canvas` (the frame's 328 x 328 cubic crop).
+// Output values outside [0, 1] are clamped before the truncation (a trained sigmoid never
+// produces them).
+void composite(const cv::Mat& frame, const avatar::CropRect& rect, const cv::Mat& canvas,
+               std::span<const float> output, cv::Mat& dst);
+
+}  // namespace lipsync::render
