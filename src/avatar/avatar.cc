@@ -78,7 +78,9 @@ void AvatarOptions::validate() const {
   }
 }
 
-void validate_frame_pattern(const std::string& pattern) { (void)parse_pattern(pattern); }
+void validate_frame_pattern(const std::string& pattern) {
+  (void)parse_pattern(pattern);
+}
 
 std::string format_frame_pattern(const std::string& pattern, int index) {
   const PatternParts p = parse_pattern(pattern);
@@ -102,8 +104,8 @@ AvatarManifest AvatarManifest::load(const std::filesystem::path& path) {
   bool has_frames = false;
   for (const auto& [key, value] : j.items()) {
     auto bad = [&](const char* expected) {
-      return Error::invalid_input(where + ": key '" + key + "' is " + value.dump() +
-                                  "; expected " + expected);
+      return Error::invalid_input(where + ": key '" + key + "' is " + value.dump() + "; expected " +
+                                  expected);
     };
     auto positive = [&]() {
       if (!value.is_number_integer() || value.get<long long>() < 1 ||
@@ -143,17 +145,21 @@ AvatarManifest AvatarManifest::load(const std::filesystem::path& path) {
                                  "height)");
     }
   }
-  for (auto [key, ok] : {std::pair{"frames", has_frames}, std::pair{"frame_count", m.frame_count > 0},
-                         std::pair{"width", m.width > 0}, std::pair{"height", m.height > 0}}) {
+  for (auto [key, ok] :
+       {std::pair{"frames", has_frames}, std::pair{"frame_count", m.frame_count > 0},
+        std::pair{"width", m.width > 0}, std::pair{"height", m.height > 0}}) {
     if (!ok) throw Error::invalid_input(where + ": key '" + key + "' is missing");
   }
   return m;
 }
 
 void AvatarManifest::save(const std::filesystem::path& path) const {
-  const nlohmann::json j{{"name", name},        {"fps", fps},
-                         {"frames", frames},    {"frame_count", frame_count},
-                         {"crop_rects", crop_rects}, {"width", width},
+  const nlohmann::json j{{"name", name},
+                         {"fps", fps},
+                         {"frames", frames},
+                         {"frame_count", frame_count},
+                         {"crop_rects", crop_rects},
+                         {"width", width},
                          {"height", height}};
   core::write_file_atomically(path, j.dump(2) + "\n");
 }
@@ -204,11 +210,10 @@ std::shared_ptr<const cv::Mat> Avatar::decode(int index) const {
                                " (" + path.string() + ") cannot be decoded as an image");
   }
   if (mat->cols != manifest_.width || mat->rows != manifest_.height) {
-    throw Error::invalid_input("avatar " + dir_.string() + ": frame " + std::to_string(index) +
-                               " (" + path.string() + ") is " + std::to_string(mat->cols) + " x " +
-                               std::to_string(mat->rows) + "; expected " +
-                               std::to_string(manifest_.width) + " x " +
-                               std::to_string(manifest_.height));
+    throw Error::invalid_input(
+        "avatar " + dir_.string() + ": frame " + std::to_string(index) + " (" + path.string() +
+        ") is " + std::to_string(mat->cols) + " x " + std::to_string(mat->rows) + "; expected " +
+        std::to_string(manifest_.width) + " x " + std::to_string(manifest_.height));
   }
   return mat;
 }

@@ -1,5 +1,7 @@
 #include "avatar/avatar_import.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -8,8 +10,6 @@
 #include <opencv2/imgproc.hpp>
 #include <random>
 #include <vector>
-
-#include <unistd.h>
 
 #include "avatar/avatar.h"
 #include "avatar/crop_rect.h"
@@ -244,7 +244,7 @@ ImportSummary import_frames(const fs::path& frames, const fs::path& rects_file, 
 namespace {
 
 struct DemoPose {
-  double cx, cy;  // head centre
+  double cx, cy;    // head centre
   double eye_open;  // 0 closed .. 1 open
 };
 
@@ -261,7 +261,9 @@ DemoPose demo_pose(int i, int frames, int width, int height) {
   return p;
 }
 
-cv::Point pt(double x, double y) { return {int(std::lround(x)), int(std::lround(y))}; }
+cv::Point pt(double x, double y) {
+  return {int(std::lround(x)), int(std::lround(y))};
+}
 
 void draw_demo_frame(cv::Mat& img, const DemoPose& p, double s) {
   const int w = img.cols, h = img.rows;
@@ -271,8 +273,8 @@ void draw_demo_frame(cv::Mat& img, const DemoPose& p, double s) {
     for (int x = 0; x < w; ++x) {
       const double g = double(y) / h;
       const int stripe = ((x + y) / int(24 * s + 1)) % 2 ? 8 : 0;
-      row[x] = cv::Vec3b(uchar(150 - 60 * g + stripe), uchar(120 - 30 * g + stripe),
-                         uchar(90 + 40 * g));
+      row[x] =
+          cv::Vec3b(uchar(150 - 60 * g + stripe), uchar(120 - 30 * g + stripe), uchar(90 + 40 * g));
     }
   }
   const int cell = int(20 * s) + 1;
@@ -317,8 +319,8 @@ void draw_demo_frame(cv::Mat& img, const DemoPose& p, double s) {
   cv::line(img, pt(p.cx - 10 * s, p.cy + 40 * s), pt(p.cx + 8 * s, p.cy + 42 * s), shade,
            std::max(1, int(4 * s)), aa);
   for (int side : {-1, 1}) {
-    cv::circle(img, pt(p.cx + side * 85 * s, p.cy + 50 * s), int(20 * s),
-               cv::Scalar(140, 160, 240), -1, aa);
+    cv::circle(img, pt(p.cx + side * 85 * s, p.cy + 50 * s), int(20 * s), cv::Scalar(140, 160, 240),
+               -1, aa);
   }
   cv::ellipse(img, pt(p.cx, p.cy + 95 * s), cv::Size(int(34 * s), int(6 * s)), 0, 0, 180,
               cv::Scalar(60, 50, 150), std::max(1, int(4 * s)), aa);
@@ -333,13 +335,15 @@ ImportSummary write_demo_avatar(const fs::path& out, int frames, int width, int 
   }
   if (width < 320 || height < 240 || width > 7680 || height > 4320) {
     throw Error::invalid_input("demo avatar: size " + std::to_string(width) + " x " +
-                               std::to_string(height) + " is out of range; expected 320 x 240 "
+                               std::to_string(height) +
+                               " is out of range; expected 320 x 240 "
                                "to 7680 x 4320");
   }
   Staging staging(out);
   const double s = height / 720.0;
   // The crop: a square of side 200 s whose canvas puts the drawn mouth at the demo generator's
-  // mouth centre. ROI (u, v) is canvas (u + 4, v + 4), which samples crop ((u + 4.5) S / 328 - 0.5).
+  // mouth centre. ROI (u, v) is canvas (u + 4, v + 4), which samples crop ((u + 4.5) S / 328 -
+  // 0.5).
   const int side = std::max(40, int(std::lround(200 * s)));
   const auto& mouth = modelgen::kDemoMouth;
   const double mx = (mouth.centre_x + kRoiOffset + 0.5) * side / kCanvasSize - 0.5;

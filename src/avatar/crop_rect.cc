@@ -89,8 +89,8 @@ CropRect crop_from_landmarks(const std::filesystem::path& lms) {
     points.emplace_back(static_cast<int>(x), static_cast<int>(y));
   }
   if (points.size() != kLandmarkCount) {
-    throw Error::invalid_input(where + ": " + std::to_string(points.size()) +
-                               " points; expected " + std::to_string(kLandmarkCount));
+    throw Error::invalid_input(where + ": " + std::to_string(points.size()) + " points; expected " +
+                               std::to_string(kLandmarkCount));
   }
   CropRect r;
   r.x1 = points[1].first;

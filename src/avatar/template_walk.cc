@@ -4,7 +4,9 @@
 
 namespace lipsync::avatar {
 
-bool walk_is_frozen(int n, int start) { return n >= 3 && start >= 1 && start <= n - 2; }
+bool walk_is_frozen(int n, int start) {
+  return n >= 3 && start >= 1 && start <= n - 2;
+}
 
 int template_frame_for(int output_frame, int n, int start) {
   LIPSYNC_CHECK(n >= 1 && start >= 0 && start < n && output_frame >= 0);

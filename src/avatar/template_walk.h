@@ -1,6 +1,6 @@
 // The template frame of each output frame (REFERENCE.md §5): the reference's ping-pong walk over
-// n template frames from a start frame K. Starting at 0 it goes 1, 2, ..., n-1, n-2, ..., 0, 1, ...;
-// starting at n-1 it goes n-2, ..., 0, 1, ...; starting in between, the reference never moves
+// n template frames from a start frame K. Starting at 0 it goes 1, 2, ..., n-1, n-2, ..., 0, 1,
+// ...; starting at n-1 it goes n-2, ..., 0, 1, ...; starting in between, the reference never moves
 // (its step stays 0), and neither do we. With one template frame every output frame uses it.
 // Thread contract: stateless functions.
 #pragma once

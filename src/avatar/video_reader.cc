@@ -64,8 +64,12 @@ VideoReader::VideoReader(const std::filesystem::path& path) : impl_(std::make_un
 
 VideoReader::~VideoReader() = default;
 
-int VideoReader::width() const { return impl_->codec->width; }
-int VideoReader::height() const { return impl_->codec->height; }
+int VideoReader::width() const {
+  return impl_->codec->width;
+}
+int VideoReader::height() const {
+  return impl_->codec->height;
+}
 
 double VideoReader::fps() const {
   const AVRational r = impl_->format->streams[impl_->stream]->avg_frame_rate;
@@ -79,8 +83,8 @@ bool VideoReader::read(cv::Mat& out) {
     if (rc == 0) {
       m.sws = sws_getCachedContext(m.sws, m.frame->width, m.frame->height,
                                    static_cast<AVPixelFormat>(m.frame->format), m.frame->width,
-                                   m.frame->height, AV_PIX_FMT_BGR24, SWS_BICUBIC, nullptr,
-                                   nullptr, nullptr);
+                                   m.frame->height, AV_PIX_FMT_BGR24, SWS_BICUBIC, nullptr, nullptr,
+                                   nullptr);
       out.create(m.frame->height, m.frame->width, CV_8UC3);
       uint8_t* dst[1] = {out.data};
       const int dst_stride[1] = {static_cast<int>(out.step)};
@@ -92,7 +96,8 @@ bool VideoReader::read(cv::Mat& out) {
       m.done = true;
       break;
     }
-    if (rc != AVERROR(EAGAIN)) throw Error::invalid_input(m.where + ": decoding failed: " + av_error(rc));
+    if (rc != AVERROR(EAGAIN))
+      throw Error::invalid_input(m.where + ": decoding failed: " + av_error(rc));
     if (m.flushing) continue;
     // Feed the next packet of our stream (or start flushing at the end of the file).
     while (true) {
@@ -124,10 +129,12 @@ bool looks_like_video(const std::filesystem::path& path) {
   bool video = avformat_find_stream_info(format, nullptr) >= 0 &&
                av_find_best_stream(format, AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0) >= 0;
   // A still image also opens as a one-frame "video" (image2 demuxer); those are not videos here.
-  if (video && format->iformat != nullptr && std::string(format->iformat->name).find("image2") != std::string::npos) {
+  if (video && format->iformat != nullptr &&
+      std::string(format->iformat->name).find("image2") != std::string::npos) {
     video = false;
   }
-  if (video && format->iformat != nullptr && std::string(format->iformat->name).find("_pipe") != std::string::npos) {
+  if (video && format->iformat != nullptr &&
+      std::string(format->iformat->name).find("_pipe") != std::string::npos) {
     video = false;
   }
   avformat_close_input(&format);

@@ -32,16 +32,18 @@ void run_import(const ImportArgs& a) {
   const std::string name =
       a.name.empty() ? std::filesystem::path(a.output).filename().string() : a.name;
   if (!a.synctalk.empty() && (!a.frames.empty() || !a.crop_rects.empty())) {
-    throw Error::invalid_input("avatar import: give either --synctalk DIR or --frames and "
-                               "--crop-rects, not both");
+    throw Error::invalid_input(
+        "avatar import: give either --synctalk DIR or --frames and "
+        "--crop-rects, not both");
   }
   if (!a.synctalk.empty()) {
     print(avatar::import_synctalk(a.synctalk, a.output, name), a.output);
     return;
   }
   if (a.frames.empty() || a.crop_rects.empty()) {
-    throw Error::invalid_input("avatar import: needs --synctalk DIR, or --frames DIR_OR_VIDEO "
-                               "with --crop-rects FILE");
+    throw Error::invalid_input(
+        "avatar import: needs --synctalk DIR, or --frames DIR_OR_VIDEO "
+        "with --crop-rects FILE");
   }
   print(avatar::import_frames(a.frames, a.crop_rects, a.output, name), a.output);
 }
@@ -54,7 +56,8 @@ void add_avatar_commands(CLI::App& app) {
   {
     auto args = std::make_shared<ImportArgs>();
     CLI::App* cmd = group->add_subcommand(
-        "import", "From a SyncTalk_2D data folder, or from frames (a folder or a video) + crop rects");
+        "import",
+        "From a SyncTalk_2D data folder, or from frames (a folder or a video) + crop rects");
     cmd->add_option("--synctalk", args->synctalk,
                     "SyncTalk_2D folder with full_body_img/<i>.jpg and landmarks/<i>.lms");
     cmd->add_option("--frames", args->frames,
@@ -74,7 +77,8 @@ void add_avatar_commands(CLI::App& app) {
     };
     auto args = std::make_shared<DemoArgs>();
     CLI::App* cmd = group->add_subcommand(
-        "demo", "Draw the demo avatar: a cartoon face whose mouth sits where the demo model paints");
+        "demo",
+        "Draw the demo avatar: a cartoon face whose mouth sits where the demo model paints");
     cmd->add_option("-o,--output", args->output, "New avatar folder")->required();
     cmd->add_option("--frames", args->frames, "Template frames")->capture_default_str();
     cmd->add_option("--width", args->width, "Frame width")->capture_default_str();

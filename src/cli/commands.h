@@ -7,9 +7,9 @@
 
 namespace lipsync::cli {
 
-void add_audio_commands(CLI::App& app);  // mel, windows
-void add_bench_commands(CLI::App& app);  // bench mel, windows, encoder, generator
-void add_model_commands(CLI::App& app);  // features, models synth, models demo
+void add_audio_commands(CLI::App& app);   // mel, windows
+void add_bench_commands(CLI::App& app);   // bench mel, windows, encoder, generator
+void add_model_commands(CLI::App& app);   // features, models synth, models demo
 void add_avatar_commands(CLI::App& app);  // avatar import, avatar demo
 // render, and bench render (requires add_bench_commands first)
 void add_render_commands(CLI::App& app);

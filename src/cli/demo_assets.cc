@@ -1,9 +1,10 @@
 #include "cli/demo_assets.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <span>
 #include <string>
-#include <unistd.h>
 
 #include "avatar/avatar.h"
 #include "avatar/avatar_import.h"
@@ -82,8 +83,7 @@ fs::path demo_speech_path() {
   const fs::path path = cache_dir() / "demo_speech.wav";
   std::error_code ec;
   if (fs::exists(path, ec) && fs::file_size(path, ec) == kDemoSpeechWavSize) return path;
-  core::write_file_atomically(
-      path, std::as_bytes(std::span(kDemoSpeechWav, kDemoSpeechWavSize)));
+  core::write_file_atomically(path, std::as_bytes(std::span(kDemoSpeechWav, kDemoSpeechWavSize)));
   return path;
 }
 

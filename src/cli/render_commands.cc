@@ -113,8 +113,8 @@ void run_render(const RenderArgs& args) {
   }
   std::unique_ptr<pipeline::FrameSink> sink;
   if (ends_with_mp4(args.output)) {
-    sink = std::make_unique<pipeline::Mp4Sink>(args.output, in.avatar->width(),
-                                               in.avatar->height(), in.samples, in.config.mp4);
+    sink = std::make_unique<pipeline::Mp4Sink>(args.output, in.avatar->width(), in.avatar->height(),
+                                               in.samples, in.config.mp4);
   } else {
     sink = std::make_unique<pipeline::ImageFolderSink>(
         args.output, args.format == "jpeg" ? render::ImageFormat::kJpeg : render::ImageFormat::kPng,
@@ -190,7 +190,8 @@ void run_bench_render(const BenchRenderArgs& args) {
 
   // 2. Generator only, batches of args.batch.
   auto batch = models.generator().make_batch(args.batch);
-  for (int i = 0; i < args.batch; ++i) avatar->pack_generator_input(i % n_templates, batch.image(i));
+  for (int i = 0; i < args.batch; ++i)
+    avatar->pack_generator_input(i % n_templates, batch.image(i));
   std::fill(batch.audios().begin(), batch.audios().end(), 1.0f);
   models.generator().run(batch);  // warm-up
   const int runs = std::max(1, frames / args.batch);

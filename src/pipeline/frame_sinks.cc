@@ -13,9 +13,13 @@ Mp4Sink::Mp4Sink(const fs::path& path, int width, int height, std::span<const fl
                  const render::Mp4Options& options)
     : writer_(path, width, height, audio, options) {}
 
-void Mp4Sink::write(int, const cv::Mat& frame, std::vector<std::uint8_t>) { writer_.write(frame); }
+void Mp4Sink::write(int, const cv::Mat& frame, std::vector<std::uint8_t>) {
+  writer_.write(frame);
+}
 
-void Mp4Sink::finish() { writer_.finish(); }
+void Mp4Sink::finish() {
+  writer_.finish();
+}
 
 ImageFolderSink::ImageFolderSink(const fs::path& dir, render::ImageFormat format, int jpeg_quality)
     : dir_(dir), format_(format), jpeg_quality_(jpeg_quality) {
@@ -46,9 +50,8 @@ std::vector<std::uint8_t> ImageFolderSink::encode(const cv::Mat& frame) const {
 }
 
 void ImageFolderSink::write(int index, const cv::Mat&, std::vector<std::uint8_t> encoded) {
-  const fs::path path =
-      staging_ / avatar::format_frame_pattern("%05d" + std::string(render::extension(format_)),
-                                              index);
+  const fs::path path = staging_ / avatar::format_frame_pattern(
+                                       "%05d" + std::string(render::extension(format_)), index);
   std::ofstream out(path, std::ios::binary);
   out.write(reinterpret_cast<const char*>(encoded.data()),
             static_cast<std::streamsize>(encoded.size()));

@@ -20,8 +20,8 @@ namespace lipsync::pipeline {
 namespace {
 
 struct Job {
-  int first = 0;                 // output frame index of item 0
-  std::vector<int> templates;    // template frame per item
+  int first = 0;               // output frame index of item 0
+  std::vector<int> templates;  // template frame per item
   infer::GeneratorBatch batch;
 };
 
@@ -115,8 +115,8 @@ RenderStats OfflineRenderer::render(std::span<const float> samples, FrameSink& s
             track.finish();
             break;
           }
-          const std::size_t n =
-              std::min(samples.size() - fed, static_cast<std::size_t>(options_.audio_chunk_samples));
+          const std::size_t n = std::min(samples.size() - fed,
+                                         static_cast<std::size_t>(options_.audio_chunk_samples));
           track.append(samples.subspan(fed, n));
           fed += n;
         }
@@ -174,7 +174,8 @@ RenderStats OfflineRenderer::render(std::span<const float> samples, FrameSink& s
           add(&RenderStats::encode_ms, encode_ms[i]);
         }
         core::Stopwatch write;
-        for (int i = 0; i < count; ++i) sink.write(job->first + i, frames[i], std::move(encoded[i]));
+        for (int i = 0; i < count; ++i)
+          sink.write(job->first + i, frames[i], std::move(encoded[i]));
         add(&RenderStats::write_ms, write.elapsed_ms());
         done += count;
         if (progress) progress(done, total);

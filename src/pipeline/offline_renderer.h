@@ -37,9 +37,9 @@ class FrameSink {
 };
 
 struct RenderOptions {
-  int batch = 4;           // config key render.batch: generator frames per run (1..256)
-  int start_frame = 0;     // template frame the walk starts from (0..n-1)
-  int queue_batches = 2;   // batches in flight between two stages (1..64)
+  int batch = 4;                    // config key render.batch: generator frames per run (1..256)
+  int start_frame = 0;              // template frame the walk starts from (0..n-1)
+  int queue_batches = 2;            // batches in flight between two stages (1..64)
   int audio_chunk_samples = 16000;  // audio fed to the feature track at a time
   audio::AudioOptions audio;
   // Throws Error::Code::kInvalidInput naming the key.
@@ -50,12 +50,12 @@ struct RenderOptions {
 struct RenderStats {
   int frames = 0;
   double seconds = 0;
-  double features_ms = 0;   // mel + encoder + per-frame audio tensors
-  double roi_ms = 0;        // generator images from the ROI cache
+  double features_ms = 0;  // mel + encoder + per-frame audio tensors
+  double roi_ms = 0;       // generator images from the ROI cache
   double generator_ms = 0;
   double composite_ms = 0;
-  double encode_ms = 0;     // FrameSink::encode
-  double write_ms = 0;      // FrameSink::write (the MP4 encoder runs here)
+  double encode_ms = 0;  // FrameSink::encode
+  double write_ms = 0;   // FrameSink::write (the MP4 encoder runs here)
 };
 
 // Number of video frames the clip gives: L + 2 (REFERENCE.md §3-§4). Throws kInvalidInput for

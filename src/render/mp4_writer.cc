@@ -161,8 +161,7 @@ Mp4Writer::Mp4Writer(const std::filesystem::path& path, int width, int height,
       m.audio->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
     }
     m.check(avcodec_open2(m.audio, aac, nullptr), "opening the AAC encoder");
-    m.check(avcodec_parameters_from_context(m.audio_stream->codecpar, m.audio),
-            "audio parameters");
+    m.check(avcodec_parameters_from_context(m.audio_stream->codecpar, m.audio), "audio parameters");
     m.audio_stream->time_base = m.audio->time_base;
     m.sound = av_frame_alloc();
     m.sound->format = m.audio->sample_fmt;
@@ -178,8 +177,8 @@ Mp4Writer::Mp4Writer(const std::filesystem::path& path, int width, int height,
   m.picture->height = m.height;
   m.check(av_frame_get_buffer(m.picture, 0), "video buffer");
   m.packet = av_packet_alloc();
-  m.sws = sws_getContext(m.width, m.height, AV_PIX_FMT_BGR24, m.width, m.height,
-                         AV_PIX_FMT_YUV420P, SWS_BICUBIC, nullptr, nullptr, nullptr);
+  m.sws = sws_getContext(m.width, m.height, AV_PIX_FMT_BGR24, m.width, m.height, AV_PIX_FMT_YUV420P,
+                         SWS_BICUBIC, nullptr, nullptr, nullptr);
 
   const int rc = avio_open(&m.format->pb, m.partial.c_str(), AVIO_FLAG_WRITE);
   if (rc < 0) {
@@ -196,7 +195,9 @@ Mp4Writer::Mp4Writer(const std::filesystem::path& path, int width, int height,
 
 Mp4Writer::~Mp4Writer() = default;
 
-int Mp4Writer::frames_written() const { return impl_->frames; }
+int Mp4Writer::frames_written() const {
+  return impl_->frames;
+}
 
 void Mp4Writer::write(const cv::Mat& bgr) {
   auto& m = *impl_;
@@ -225,7 +226,8 @@ void Mp4Writer::finish() {
   avio_closep(&m.format->pb);
   std::error_code ec;
   std::filesystem::rename(m.partial, m.path, ec);
-  if (ec) throw Error::invalid_input(m.where + ": cannot rename the finished file: " + ec.message());
+  if (ec)
+    throw Error::invalid_input(m.where + ": cannot rename the finished file: " + ec.message());
   m.finished = true;
 }
 

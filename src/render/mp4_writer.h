@@ -24,8 +24,8 @@ class Mp4Writer {
   // width x height frames (odd sizes lose their last row/column: yuv420p needs even sizes);
   // `audio` is 16 kHz mono (may be empty: no audio stream); it is borrowed and must outlive
   // the writer.
-  Mp4Writer(const std::filesystem::path& path, int width, int height,
-            std::span<const float> audio, const Mp4Options& options);
+  Mp4Writer(const std::filesystem::path& path, int width, int height, std::span<const float> audio,
+            const Mp4Options& options);
   ~Mp4Writer();
   Mp4Writer(const Mp4Writer&) = delete;
   Mp4Writer& operator=(const Mp4Writer&) = delete;

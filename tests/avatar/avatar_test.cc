@@ -77,22 +77,28 @@ TEST(CropRect, LandmarkRuleGivesTheReferenceRects) {
   const auto rects = avatar::load_crop_rects(testdata("reference/crop_rects.json"));
   ASSERT_EQ(rects.size(), 60u);
   for (int i = 0; i < 60; ++i) {
-    const auto r = avatar::crop_from_landmarks(
-        testdata("reference/landmarks/" + std::to_string(i) + ".lms"));
+    const auto r =
+        avatar::crop_from_landmarks(testdata("reference/landmarks/" + std::to_string(i) + ".lms"));
     EXPECT_EQ(r, rects[i]) << "frame " << i;
   }
 }
 
 TEST(CropRect, ValidationNamesTheProblem) {
-  EXPECT_NE(capture([] { avatar::validate_crop_rect({0, 0, 10, 12}, 100, 100, "f"); })
+  EXPECT_NE(capture([] {
+              avatar::validate_crop_rect({0, 0, 10, 12}, 100, 100, "f");
+            })
                 .message()
                 .find("square"),
             std::string::npos);
-  EXPECT_NE(capture([] { avatar::validate_crop_rect({5, 5, 5, 5}, 100, 100, "f"); })
+  EXPECT_NE(capture([] {
+              avatar::validate_crop_rect({5, 5, 5, 5}, 100, 100, "f");
+            })
                 .message()
                 .find("empty"),
             std::string::npos);
-  EXPECT_NE(capture([] { avatar::validate_crop_rect({90, 0, 110, 20}, 100, 100, "frame 7"); })
+  EXPECT_NE(capture([] {
+              avatar::validate_crop_rect({90, 0, 110, 20}, 100, 100, "frame 7");
+            })
                 .message()
                 .find("frame 7: crop rect [90, 0, 110, 20] is not inside"),
             std::string::npos);

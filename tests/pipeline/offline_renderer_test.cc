@@ -29,7 +29,9 @@ using testing::TempDir;
 using testing::testdata;
 using testing::two_threads;
 
-fs::path demo_speech() { return fs::path(LIPSYNC_SOURCE_DIR) / "assets" / "demo_speech.wav"; }
+fs::path demo_speech() {
+  return fs::path(LIPSYNC_SOURCE_DIR) / "assets" / "demo_speech.wav";
+}
 
 TEST(OfflineRenderer, MatchesThePythonPipelineFrameForFrame) {
   TempDir dir;
@@ -57,8 +59,8 @@ TEST(OfflineRenderer, MatchesThePythonPipelineFrameForFrame) {
     char name[64];
     std::snprintf(name, sizeof name, "%05d.png", i);
     const cv::Mat got = cv::imread((dir / "out" / name).string(), cv::IMREAD_COLOR);
-    const cv::Mat expected =
-        cv::imread(testdata("reference/composited/" + std::string(name)).string(), cv::IMREAD_COLOR);
+    const cv::Mat expected = cv::imread(
+        testdata("reference/composited/" + std::string(name)).string(), cv::IMREAD_COLOR);
     ASSERT_FALSE(got.empty()) << name;
     ASSERT_EQ(got.size(), expected.size());
     cv::Mat diff;
@@ -77,7 +79,8 @@ TEST(OfflineRenderer, MatchesThePythonPipelineFrameForFrame) {
 // Collects, per output frame, how dark the demo mouth region is compared with the template.
 class MouthSink : public pipeline::FrameSink {
  public:
-  MouthSink(std::shared_ptr<const avatar::Avatar> a, int start) : avatar_(std::move(a)), start_(start) {}
+  MouthSink(std::shared_ptr<const avatar::Avatar> a, int start)
+      : avatar_(std::move(a)), start_(start) {}
   void write(int index, const cv::Mat& frame, std::vector<std::uint8_t>) override {
     const int t = avatar::template_frame_for(index, avatar_->frame_count(), start_);
     const auto& r = avatar_->crop_rect(t);
@@ -131,7 +134,8 @@ TEST(OfflineRenderer, DemoMouthFollowsTheSoundAtLagZero) {
   for (int i = 0; i < frames; ++i) {
     double sum = 0;
     int n = 0;
-    for (std::size_t k = std::size_t(i) * 640; k < std::min(samples.size(), std::size_t(i + 1) * 640); ++k) {
+    for (std::size_t k = std::size_t(i) * 640;
+         k < std::min(samples.size(), std::size_t(i + 1) * 640); ++k) {
       sum += double(samples[k]) * samples[k];
       ++n;
     }

@@ -56,8 +56,8 @@ TEST(Compositor, TruncatesAndClamps) {
   const avatar::CropRect r{0, 0, 328, 328};
   cv::Mat big(400, 400, CV_8UC3, cv::Scalar(9, 9, 9));
   std::vector<float> output(3 * 320 * 320, 0.999f);  // 254.7 -> 254, not 255
-  output[0] = 7.0f;                                   // clamped to 1 -> 255
-  output[1] = -3.0f;                                  // clamped to 0
+  output[0] = 7.0f;                                  // clamped to 1 -> 255
+  output[1] = -3.0f;                                 // clamped to 0
   cv::Mat out;
   render::composite(big, r, canvas_of(big, r), output, out);
   // The 328 canvas is the crop size here, so the resize back is the identity.

@@ -1,0 +1,122 @@
+// The real `lipsync` binary: render (the demo defaults, MP4 and frame folders), avatar import and
+// demo, bench render, and their errors.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "support/media_probe.h"
+#include "support/test_data.h"
+#include "support/test_models.h"
+
+namespace lipsync {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::run_lipsync;
+using testing::TempDir;
+using testing::testdata;
+
+std::string q(const fs::path& p) {
+  return "'" + p.string() + "'";
+}
+
+// Each test gets its own cache folder for the generated demo assets.
+class CliRender : public ::testing::Test {
+ protected:
+  void SetUp() override { setenv("LIPSYNC_CACHE_DIR", (dir_ / "cache").c_str(), 1); }
+  void TearDown() override { unsetenv("LIPSYNC_CACHE_DIR"); }
+  TempDir dir_;
+};
+
+TEST_F(CliRender, NoArgumentsRendersTheDemoToMp4) {
+  const auto r = run_lipsync("render -o " + q(dir_ / "demo.mp4"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["frames"], 188);  // 7.58 s of speech: L = 186 windows
+  EXPECT_EQ(j["output"], (dir_ / "demo.mp4").string());
+  EXPECT_TRUE(r.err.empty()) << r.err;  // not a terminal: no progress bar
+  const auto p = testing::probe_media(dir_ / "demo.mp4");
+  EXPECT_EQ(p.video_frames, 188);
+  EXPECT_EQ(p.audio_codec, "aac");
+  EXPECT_EQ(p.width, 1280);
+  // The demo assets were made once, in the cache.
+  EXPECT_TRUE(fs::exists(dir_ / "cache" / "demo-avatar-v1" / "avatar.json"));
+}
+
+TEST_F(CliRender, FramesFolderWithJpegAndExplicitInputs) {
+  ASSERT_EQ(run_lipsync("avatar demo -o " + q(dir_ / "av") + " --frames 6 --width 320 --height 240")
+                .exit_code,
+            0);
+  ASSERT_EQ(run_lipsync("models demo -o " + q(dir_ / "m")).exit_code, 0);
+  const auto r = run_lipsync("render --avatar " + q(dir_ / "av") + " --models " + q(dir_ / "m") +
+                             " --audio " + q(testdata("reference/speech_a_en.wav")) + " -o " +
+                             q(dir_ / "frames") + " --format jpeg --batch 5 --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["frames"], 118);
+  EXPECT_TRUE(fs::exists(dir_ / "frames" / "00000.jpg"));
+  EXPECT_TRUE(fs::exists(dir_ / "frames" / "00117.jpg"));
+  EXPECT_FALSE(fs::exists(dir_ / "frames" / "00118.jpg"));
+  EXPECT_FALSE(fs::exists(dir_ / "frames" / ".lipsync-partial"));
+}
+
+TEST_F(CliRender, BadInputsFailCleanly) {
+  ASSERT_EQ(run_lipsync("avatar demo -o " + q(dir_ / "av") + " --frames 4 --width 320 --height 240")
+                .exit_code,
+            0);
+  // A missing avatar: exit 3, no output.
+  auto r = run_lipsync("render --avatar " + q(dir_ / "nope") + " -o " + q(dir_ / "a.mp4"));
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("nope"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "a.mp4"));
+  // Too short audio: exit 2, no output.
+  std::ofstream(dir_ / "short.f32", std::ios::binary) << std::string(2999 * 4, '\0');
+  r = run_lipsync("render --avatar " + q(dir_ / "av") + " --audio " + q(dir_ / "short.f32") +
+                  " -o " + q(dir_ / "b.mp4"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("too short"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "b.mp4"));
+  // A start frame past the avatar's end.
+  r = run_lipsync("render --avatar " + q(dir_ / "av") + " --start-frame 4 -o " + q(dir_ / "c"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("start frame 4"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "c"));
+  // A middle start frame renders, with a warning about the reference's frozen walk.
+  r = run_lipsync("render --avatar " + q(dir_ / "av") + " --start-frame 2 -o " + q(dir_ / "d"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("warning"), std::string::npos) << r.err;
+}
+
+TEST_F(CliRender, AvatarImportFromFramesAndErrors) {
+  const auto r = run_lipsync(
+      "avatar import --frames " + q(testdata("reference/frames/00000.png").parent_path()) +
+      " --crop-rects " + q(testdata("reference/crop_rects.json")) + " -o " + q(dir_ / "ref"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["frames"], 60);
+  const auto again = run_lipsync(
+      "avatar import --frames " + q(testdata("reference/frames/00000.png").parent_path()) +
+      " --crop-rects " + q(testdata("reference/crop_rects.json")) + " -o " + q(dir_ / "ref"));
+  EXPECT_EQ(again.exit_code, 2);
+  EXPECT_NE(again.err.find("already exists"), std::string::npos) << again.err;
+  const auto neither = run_lipsync("avatar import -o " + q(dir_ / "x"));
+  EXPECT_EQ(neither.exit_code, 2);
+  EXPECT_NE(neither.err.find("--synctalk"), std::string::npos) << neither.err;
+}
+
+TEST_F(CliRender, BenchRenderPrintsBothRates) {
+  ASSERT_EQ(run_lipsync("avatar demo -o " + q(dir_ / "av") + " --frames 6 --width 640 --height 360")
+                .exit_code,
+            0);
+  const auto r = run_lipsync("bench render --models " + q(testing::demo_models()) + " --avatar " +
+                             q(dir_ / "av") + " --frames 20 --batch 4");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["generator_only_fps"].get<double>(), 0.0);
+  EXPECT_GT(j["renderer_fps"].get<double>(), 0.0);
+  EXPECT_GT(j["one_core_ms_per_frame"]["total"].get<double>(), 0.0);
+  EXPECT_EQ(j["frame_size"], "640x360");
+}
+
+}  // namespace
+}  // namespace lipsync
