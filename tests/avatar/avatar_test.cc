@@ -26,13 +26,7 @@ using testing::testdata;
 
 template <class F>
 Error capture(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no lipsync::Error thrown";
-  return Error::internal("none");
+  return testing::capture_error(std::forward<F>(f));
 }
 
 // The reference's loop, transcribed: the ground truth for the closed form.

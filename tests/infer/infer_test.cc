@@ -130,13 +130,7 @@ TEST(Generator, MatchesPythonOutputsBatchedAndSingly) {
 
 template <class F>
 Error capture(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no lipsync::Error thrown";
-  return Error::internal("none");
+  return testing::capture_error(std::forward<F>(f));
 }
 
 TEST(Session, MissingFileIsNotFound) {

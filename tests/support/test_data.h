@@ -2,13 +2,29 @@
 // a report of the largest difference and its index, and running the lipsync binary.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstddef>
 #include <filesystem>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "core/error.h"
+
 namespace lipsync::testing {
+
+// Runs f and returns the lipsync::Error it throws; fails the test when it throws none.
+template <class F>
+Error capture_error(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no lipsync::Error thrown";
+  return Error::internal("none");
+}
 
 // ../shared/testdata/<relative>; fails the test (fatal) when the file is missing.
 std::filesystem::path testdata(const std::string& relative);
