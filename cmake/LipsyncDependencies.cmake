@@ -21,6 +21,11 @@ endif()
 find_package(Protobuf REQUIRED)
 find_package(ONNX CONFIG REQUIRED)
 
+# The server: gRPC (with reflection) and Boost.Beast for HTTP, both from Debian.
+find_package(gRPC CONFIG REQUIRED)
+find_package(Boost 1.74 REQUIRED)
+find_package(spdlog CONFIG REQUIRED)
+
 # ONNX Runtime: not a Debian package. scripts/bootstrap unpacks the pinned 1.29 CPU build into
 # third_party/onnxruntime; ONNXRUNTIME_ROOT (environment or cache) selects any official release
 # instead (for example a GPU build), with include/ and lib/ as in the release archives.

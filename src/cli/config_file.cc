@@ -107,6 +107,105 @@ void read_render(const YAML::Node& section, ConfigFile& out) {
   out.render.validate();
 }
 
+void read_server(const YAML::Node& section, server::ServerOptions& out) {
+  if (!section.IsMap()) throw Error::invalid_input("server: expected a mapping");
+  for (const auto& entry : section) {
+    const std::string name = entry.first.as<std::string>();
+    const std::string key = "server." + name;
+    if (name == "grpc") {
+      out.grpc_address = scalar<std::string>(entry.second, key, "host:port");
+    } else if (name == "http") {
+      out.http_address = scalar<std::string>(entry.second, key, "host:port or empty");
+    } else if (name == "max_message_mb") {
+      out.max_message_mb = scalar<int>(entry.second, key, "an integer");
+    } else if (name == "max_request_frames") {
+      out.max_request_frames = scalar<int>(entry.second, key, "an integer");
+    } else if (name == "max_inflight_requests") {
+      out.max_inflight_requests = scalar<int>(entry.second, key, "an integer");
+    } else if (name == "workers") {
+      out.workers = scalar<int>(entry.second, key, "an integer");
+    } else if (name == "shutdown_grace_s") {
+      out.shutdown_grace_s = scalar<int>(entry.second, key, "an integer");
+    } else {
+      throw Error::invalid_input("unknown key '" + key + "'");
+    }
+  }
+}
+
+void read_scheduler(const YAML::Node& section, pipeline::SchedulerOptions& out) {
+  if (!section.IsMap()) throw Error::invalid_input("scheduler: expected a mapping");
+  for (const auto& entry : section) {
+    const std::string name = entry.first.as<std::string>();
+    const std::string key = "scheduler." + name;
+    if (name == "max_batch") {
+      out.max_batch = scalar<int>(entry.second, key, "an integer");
+    } else if (name == "max_batch_wait_ms") {
+      out.max_batch_wait_ms = scalar<int>(entry.second, key, "an integer");
+    } else if (name == "queue_limit") {
+      out.queue_limit = scalar<int>(entry.second, key, "an integer");
+    } else {
+      throw Error::invalid_input("unknown key '" + key + "'");
+    }
+  }
+  out.validate();
+}
+
+void read_registry(const YAML::Node& section, server::RegistryOptions& out) {
+  if (!section.IsMap()) throw Error::invalid_input("registry: expected a mapping");
+  for (const auto& entry : section) {
+    const std::string name = entry.first.as<std::string>();
+    const std::string key = "registry." + name;
+    if (name == "max_loaded") {
+      out.max_loaded = scalar<int>(entry.second, key, "an integer");
+    } else if (name == "memory_budget_mb") {
+      out.memory_budget_mb = scalar<std::int64_t>(entry.second, key, "an integer");
+    } else if (name == "policy") {
+      const auto v = scalar<std::string>(entry.second, key, "lru or lfu");
+      if (v != "lru" && v != "lfu") {
+        throw Error::invalid_input(key + ": '" + v + "' is unknown; expected lru or lfu");
+      }
+      out.policy = v == "lru" ? server::EvictionPolicy::kLru : server::EvictionPolicy::kLfu;
+    } else if (name == "idle_unload_s") {
+      out.idle_unload_s = scalar<int>(entry.second, key, "an integer");
+    } else {
+      throw Error::invalid_input("unknown key '" + key + "'");
+    }
+  }
+  out.validate();
+}
+
+void read_avatars(const YAML::Node& section, const std::filesystem::path& base,
+                  std::vector<server::ModelSpec>& out) {
+  if (!section.IsMap()) throw Error::invalid_input("avatars: expected a mapping of model ids");
+  for (const auto& entry : section) {
+    server::ModelSpec spec;
+    spec.id = entry.first.as<std::string>();
+    const std::string prefix = "avatars." + spec.id;
+    if (!entry.second.IsMap()) throw Error::invalid_input(prefix + ": expected a mapping");
+    for (const auto& field : entry.second) {
+      const std::string name = field.first.as<std::string>();
+      const std::string key = prefix + "." + name;
+      auto path = [&] {
+        const std::filesystem::path p = scalar<std::string>(field.second, key, "a folder");
+        return p.is_relative() ? base / p : p;
+      };
+      if (name == "avatar") {
+        spec.avatar = path();
+      } else if (name == "models") {
+        spec.models = path();
+      } else if (name == "preload") {
+        spec.preload = scalar<bool>(field.second, key, "true or false");
+      } else {
+        throw Error::invalid_input("unknown key '" + key + "'");
+      }
+    }
+    if (spec.avatar.empty() || spec.models.empty()) {
+      throw Error::invalid_input(prefix + ": needs both 'avatar' and 'models'");
+    }
+    out.push_back(spec);
+  }
+}
+
 }  // namespace
 
 ConfigFile load_config_file(const std::filesystem::path& path) {
@@ -133,10 +232,22 @@ ConfigFile load_config_file(const std::filesystem::path& path) {
         read_avatar(entry.second, config.avatar);
       } else if (section == "render") {
         read_render(entry.second, config);
+        config.server.jpeg_quality = config.jpeg_quality;
+      } else if (section == "server") {
+        read_server(entry.second, config.server);
+      } else if (section == "scheduler") {
+        read_scheduler(entry.second, config.scheduler);
+      } else if (section == "registry") {
+        read_registry(entry.second, config.registry);
+      } else if (section == "avatars") {
+        read_avatars(entry.second, path.parent_path(), config.models);
+      } else if (section == "log_level") {
+        config.server.log_level = scalar<std::string>(entry.second, "log_level", "a level name");
       } else {
         throw Error::invalid_input("unknown key '" + section + "'");
       }
     }
+    config.server.validate();
   } catch (const Error& e) {
     throw e.with_context(where);
   }

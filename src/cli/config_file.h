@@ -11,6 +11,8 @@
 #include "pipeline/offline_renderer.h"
 #include "render/image_encoder.h"
 #include "render/mp4_writer.h"
+#include "server/registry.h"
+#include "server/server_options.h"
 
 namespace lipsync::cli {
 
@@ -22,6 +24,11 @@ struct ConfigFile {
   pipeline::RenderOptions render;  // render.batch (its audio field is `audio` above)
   int jpeg_quality = render::kDefaultJpegQuality;
   render::Mp4Options mp4;
+  // lipsync serve
+  server::ServerOptions server;           // server.*, log_level
+  server::RegistryOptions registry;       // registry.*
+  pipeline::SchedulerOptions scheduler;   // scheduler.*
+  std::vector<server::ModelSpec> models;  // avatars: {id: {avatar, models, preload}}
 };
 
 // Reads and validates a config file. Throws Error::Code::kNotFound for a missing file and

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   lipsync::cli::add_avatar_commands(app);
   lipsync::cli::add_bench_commands(app);
   lipsync::cli::add_render_commands(app);
+  lipsync::cli::add_serve_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {

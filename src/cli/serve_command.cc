@@ -1,0 +1,63 @@
+// `lipsync serve`: runs the server until SIGINT or SIGTERM, then stops it gracefully (exit 0).
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/config_file.h"
+#include "cli/demo_assets.h"
+#include "server/server.h"
+
+namespace lipsync::cli {
+namespace {
+
+struct ServeArgs {
+  std::string config;
+  std::string grpc;
+  std::string http;
+};
+
+void run_serve(const ServeArgs& args) {
+  // Signals go to sigwait below, not to whichever thread the kernel picks: block them before
+  // any thread exists, so every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  ConfigFile config = args.config.empty() ? ConfigFile{} : load_config_file(args.config);
+  if (!args.grpc.empty()) config.server.grpc_address = args.grpc;
+  if (!args.http.empty()) config.server.http_address = args.http == "off" ? "" : args.http;
+  spdlog::set_level(spdlog::level::from_str(config.server.log_level));
+  if (config.models.empty()) {
+    config.models.push_back({"demo", demo_avatar_dir(), demo_models_dir(), true});
+  }
+  server::Server server(config.server, config.models, config.registry, config.infer, config.avatar,
+                        config.scheduler);
+  server.start();
+  std::cout
+      << nlohmann::json{{"grpc_port", server.grpc_port()}, {"http_port", server.http_port()}}.dump()
+      << std::endl;
+  int received = 0;
+  sigwait(&signals, &received);
+  spdlog::info("lipsync serve: signal {}, stopping", received);
+  server.stop();
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app) {
+  auto args = std::make_shared<ServeArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "serve", "Run the gRPC server (old monolithic API, health, reflection) and HTTP endpoints");
+  cmd->add_option("--config", args->config, "YAML config file (keys: see README)");
+  cmd->add_option("--grpc", args->grpc, "gRPC address host:port (default 127.0.0.1:50051)");
+  cmd->add_option("--http", args->http, "HTTP address host:port, or off (default 127.0.0.1:8080)");
+  cmd->callback([args] { run_serve(*args); });
+}
+
+}  // namespace lipsync::cli
