@@ -50,6 +50,14 @@ void Scheduler::submit(std::vector<FrameJob> jobs) {
   wake_.notify_all();
 }
 
+std::size_t Scheduler::cancel(const void* owner) {
+  if (owner == nullptr) return 0;
+  std::lock_guard lock(mutex_);
+  const std::size_t before = queue_.size();
+  std::erase_if(queue_, [&](const FrameJob& job) { return job.owner == owner; });
+  return before - queue_.size();
+}
+
 std::size_t Scheduler::queue_depth() const {
   std::lock_guard lock(mutex_);
   return queue_.size();

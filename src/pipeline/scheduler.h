@@ -36,6 +36,8 @@ struct FrameJob {
   std::function<void(std::span<const float> output)> done;
   // Called instead of done when the batch fails or the scheduler stops.
   std::function<void(const Error& error)> failed;
+  // Whose job this is, for cancel(); may be null.
+  const void* owner = nullptr;
 };
 
 struct SchedulerStats {
@@ -57,6 +59,9 @@ class Scheduler {
   // kUnavailable after stop().
   void submit(std::vector<FrameJob> jobs);
   void stop();
+  // Drops every queued job of `owner` (a cancelled stream), without calling its callbacks.
+  // Returns how many were dropped. Jobs already in a running batch still complete.
+  std::size_t cancel(const void* owner);
 
   std::size_t queue_depth() const;
   SchedulerStats stats() const;

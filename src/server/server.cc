@@ -14,6 +14,7 @@
 #include "server/http_server.h"
 #include "server/monolithic_service.h"
 #include "server/server_metrics.h"
+#include "server/stream_service.h"
 
 namespace lipsync::server {
 
@@ -48,6 +49,7 @@ struct Server::Impl {
   std::unique_ptr<Registry> registry;
   std::unique_ptr<core::WorkerPool> workers;
   std::unique_ptr<MonolithicService> monolithic;
+  std::unique_ptr<StreamService> stream;
   std::unique_ptr<grpc::Server> grpc;
   std::unique_ptr<HttpServer> http;
   int grpc_port = 0;
@@ -68,6 +70,9 @@ struct Server::Impl {
     out << "# HELP lipsync_queue_depth Frames waiting for a generator.\n"
            "# TYPE lipsync_queue_depth gauge\nlipsync_queue_depth "
         << registry->queue_depth() << "\n";
+    out << "# HELP lipsync_active_streams Open Stream calls.\n"
+           "# TYPE lipsync_active_streams gauge\nlipsync_active_streams "
+        << stream->active_streams() << "\n";
     out << "# HELP lipsync_model_memory_bytes Weights plus cached frames and crops per model.\n"
            "# TYPE lipsync_model_memory_bytes gauge\n";
     for (const auto& s : registry->status()) {
@@ -88,6 +93,8 @@ Server::Server(ServerOptions options, std::vector<ModelSpec> models, RegistryOpt
   impl_->workers = std::make_unique<core::WorkerPool>(options.resolved_workers());
   impl_->monolithic = std::make_unique<MonolithicService>(*impl_->registry, *impl_->workers,
                                                           impl_->options, impl_->metrics);
+  impl_->stream = std::make_unique<StreamService>(*impl_->registry, *impl_->workers, impl_->options,
+                                                  impl_->metrics);
 }
 
 Server::~Server() {
@@ -105,6 +112,7 @@ void Server::start() {
   builder.SetMaxReceiveMessageSize(max_bytes);
   builder.SetMaxSendMessageSize(max_bytes);
   builder.RegisterService(impl_->monolithic.get());
+  builder.RegisterService(impl_->stream.get());
   impl_->grpc = builder.BuildAndStart();
   if (!impl_->grpc || impl_->grpc_port == 0) {
     throw Error::invalid_input("server.grpc: cannot listen on '" + impl_->options.grpc_address +
@@ -143,6 +151,9 @@ void Server::stop() {
 
 int Server::grpc_port() const {
   return impl_->grpc_port;
+}
+int Server::active_streams() const {
+  return impl_->stream->active_streams();
 }
 int Server::http_port() const {
   return impl_->http ? impl_->http->port() : 0;

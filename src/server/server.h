@@ -30,6 +30,7 @@ class Server {
   int grpc_port() const;
   int http_port() const;
   Registry& registry();
+  int active_streams() const;
 
  private:
   struct Impl;
