@@ -13,6 +13,7 @@ void add_model_commands(CLI::App& app);   // features, models synth, models demo
 void add_avatar_commands(CLI::App& app);  // avatar import, avatar demo
 // render, and bench render (requires add_bench_commands first)
 void add_render_commands(CLI::App& app);
-void add_serve_command(CLI::App& app);  // serve
+void add_serve_command(CLI::App& app);    // serve
+void add_client_commands(CLI::App& app);  // client, loadtest
 
 }  // namespace lipsync::cli

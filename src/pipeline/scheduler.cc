@@ -20,8 +20,12 @@ void SchedulerOptions::validate() const {
   range("scheduler.queue_limit", queue_limit, 1, 1000000);
 }
 
-Scheduler::Scheduler(const infer::Generator& generator, SchedulerOptions options)
-    : generator_(generator), options_(options), batch_sizes_(options.max_batch + 1, 0) {
+Scheduler::Scheduler(const infer::Generator& generator, SchedulerOptions options,
+                     std::function<void(int, double)> on_batch)
+    : generator_(generator),
+      options_(options),
+      on_batch_(std::move(on_batch)),
+      batch_sizes_(options.max_batch + 1, 0) {
   options_.validate();
   thread_ = std::thread([this] { loop(); });
 }
@@ -110,6 +114,7 @@ void Scheduler::loop() {
         stats_.generator_ms += ms;
         ++batch_sizes_[jobs.size()];
       }
+      if (on_batch_) on_batch_(count, ms);
       for (int i = 0; i < count; ++i) jobs[i].done(batch.output(i));
     } catch (const Error& e) {
       for (auto& job : jobs) job.failed(e);

@@ -48,8 +48,10 @@ struct SchedulerStats {
 
 class Scheduler {
  public:
-  // Borrows the generator, which must outlive the scheduler.
-  Scheduler(const infer::Generator& generator, SchedulerOptions options);
+  // Borrows the generator, which must outlive the scheduler. on_batch (optional) is called on
+  // the scheduler thread with each batch's size and generator milliseconds.
+  Scheduler(const infer::Generator& generator, SchedulerOptions options,
+            std::function<void(int, double)> on_batch = {});
   // Stops the thread; jobs still queued fail with kUnavailable.
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
@@ -73,6 +75,7 @@ class Scheduler {
 
   const infer::Generator& generator_;
   const SchedulerOptions options_;
+  const std::function<void(int, double)> on_batch_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<FrameJob> queue_;              // guarded by mutex_

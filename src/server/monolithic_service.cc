@@ -6,6 +6,7 @@
 
 #include "audio/audio_file.h"
 #include "audio/mel_spectrogram.h"
+#include "audio/mel_windows.h"
 #include "audio/resampler.h"
 #include "avatar/template_walk.h"
 #include "core/stopwatch.h"
@@ -146,12 +147,14 @@ grpc::ServerUnaryReactor* MonolithicService::InferBatchComposite(
       call->response->set_model_loaded(call->lease.was_loaded);
       call->response->set_model_load_time_ms(static_cast<float>(call->lease.load_ms));
       core::Stopwatch audio_clock;
+      core::Stopwatch stage;
       std::vector<float> samples =
           audio::decode_raw(std::as_bytes(std::span(r.raw_audio().data(), r.raw_audio().size())),
                             audio::RawEncoding::kF32le, "raw_audio");
       audio::validate_samples(samples, "raw_audio");
       const int rate = r.sample_rate() == 0 ? 16000 : r.sample_rate();
       if (rate != 16000) samples = audio::resample(samples, rate, 16000);
+      metrics_.observe_ms("decode", stage.elapsed_ms());
       if (samples.size() < static_cast<std::size_t>(audio::kMinSamples)) {
         throw Error::invalid_input("raw_audio has " + std::to_string(samples.size()) +
                                    " samples at 16 kHz; at least 3000 are needed");
@@ -165,8 +168,20 @@ grpc::ServerUnaryReactor* MonolithicService::InferBatchComposite(
                                    std::to_string(r.batch_size() - 1) + " * 640 + 1240 samples");
       }
       const auto& model = *call->lease.model;
-      call->track = std::make_unique<pipeline::FeatureTrack>(pipeline::FeatureTrack::from_features(
-          pipeline::encode_clip_features(samples, model.models->encoder(), audio::AudioOptions{})));
+      stage.reset();
+      const audio::Mel mel = audio::MelSpectrogram().compute(samples, audio::AudioOptions{});
+      metrics_.observe_ms("mel", stage.elapsed_ms());
+      stage.reset();
+      const audio::MelWindows windows(mel, audio::AudioOptions{});
+      metrics_.observe_ms("windows", stage.elapsed_ms());
+      stage.reset();
+      pipeline::ClipFeatures features;
+      features.windows = windows.count();
+      features.values.resize(static_cast<std::size_t>(windows.count()) * infer::kFeatureSize);
+      model.models->encoder().encode(windows, 0, windows.count(), features.values);
+      metrics_.observe_ms("encoder", stage.elapsed_ms());
+      call->track = std::make_unique<pipeline::FeatureTrack>(
+          pipeline::FeatureTrack::from_features(std::move(features)));
       call->response->set_audio_processing_ms(static_cast<float>(audio_clock.elapsed_ms()));
       // Client-supplied ROIs must be in [0, 1].
       const auto* visual = reinterpret_cast<const float*>(call->visual_frames.data());
@@ -206,7 +221,10 @@ grpc::ServerUnaryReactor* MonolithicService::InferBatchComposite(
               const auto& a = *call->lease.model->avatar;
               thread_local cv::Mat frame;
               render::composite(*a.frame(t), a.crop_rect(t), *a.canvas(t), *copy, frame);
+              metrics_.observe_ms("composite", sw.elapsed_ms());
+              core::Stopwatch enc;
               call->jpegs[j] = render::encode_jpeg(frame, options_.jpeg_quality);
+              metrics_.observe_ms("encode", enc.elapsed_ms());
               {
                 std::lock_guard lock(call->timing_mutex);
                 call->composite_ms += sw.elapsed_ms();

@@ -46,8 +46,13 @@ std::int64_t LoadedModel::memory_bytes() const {
 }
 
 Registry::Registry(std::vector<ModelSpec> specs, RegistryOptions options, infer::InferOptions infer,
-                   avatar::AvatarOptions avatar, pipeline::SchedulerOptions scheduler)
-    : options_(options), infer_(std::move(infer)), avatar_(avatar), scheduler_(scheduler) {
+                   avatar::AvatarOptions avatar, pipeline::SchedulerOptions scheduler,
+                   std::function<void(int, double)> on_batch)
+    : options_(options),
+      infer_(std::move(infer)),
+      avatar_(avatar),
+      scheduler_(scheduler),
+      on_batch_(std::move(on_batch)) {
   options_.validate();
   for (auto& spec : specs) {
     if (spec.id.empty()) throw Error::invalid_input("avatars: a model id is empty");
@@ -77,7 +82,8 @@ std::shared_ptr<LoadedModel> Registry::load(Entry& entry) const {
   }
   model->weight_bytes = file_bytes(entry.spec.models / infer::kEncoderFileName) +
                         file_bytes(entry.spec.models / infer::kGeneratorFileName);
-  model->scheduler = std::make_unique<pipeline::Scheduler>(model->models->generator(), scheduler_);
+  model->scheduler =
+      std::make_unique<pipeline::Scheduler>(model->models->generator(), scheduler_, on_batch_);
   return model;
 }
 
@@ -203,6 +209,7 @@ std::vector<ModelStatus> Registry::status() const {
     s.request_count = e->uses;
     s.total_inference_ms = e->inference_ms;
     s.last_used_unix_ms = e->last_used_unix_ms;
+    s.cache_bytes = e->loaded ? static_cast<std::int64_t>(e->loaded->avatar->cached_bytes()) : 0;
     out.push_back(s);
   }
   return out;

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -56,12 +57,15 @@ struct ModelStatus {
   std::int64_t request_count = 0;
   double total_inference_ms = 0;
   std::int64_t last_used_unix_ms = 0;
+  std::int64_t cache_bytes = 0;  // the avatar's cached frames and crops
 };
 
 class Registry {
  public:
+  // on_batch (optional) is told the size and milliseconds of every generator batch.
   Registry(std::vector<ModelSpec> specs, RegistryOptions options, infer::InferOptions infer,
-           avatar::AvatarOptions avatar, pipeline::SchedulerOptions scheduler);
+           avatar::AvatarOptions avatar, pipeline::SchedulerOptions scheduler,
+           std::function<void(int, double)> on_batch = {});
   ~Registry();
 
   // Loads every model marked preload (errors propagate: a bad config fails start-up).
@@ -107,6 +111,7 @@ class Registry {
   const infer::InferOptions infer_;
   const avatar::AvatarOptions avatar_;
   const pipeline::SchedulerOptions scheduler_;
+  const std::function<void(int, double)> on_batch_;
   mutable std::mutex mutex_;
   std::map<std::string, std::unique_ptr<Entry>> entries_;
 };

@@ -57,14 +57,7 @@ struct Server::Impl {
 
   std::string metrics_text() const {
     std::ostringstream out;
-    out << "# HELP lipsync_requests_total RPCs finished, by method and gRPC status code.\n"
-           "# TYPE lipsync_requests_total counter\n";
-    for (const auto& [key, n] : metrics.requests()) {
-      out << "lipsync_requests_total{method=\"" << key.first << "\",code=\"" << key.second << "\"} "
-          << n << "\n";
-    }
-    out << "# HELP lipsync_frames_total Frames produced.\n# TYPE lipsync_frames_total counter\n"
-        << "lipsync_frames_total " << metrics.frames() << "\n";
+    out << metrics.render();
     out << "# HELP lipsync_loaded_models Models loaded now.\n# TYPE lipsync_loaded_models gauge\n"
         << "lipsync_loaded_models " << registry->loaded_count() << "\n";
     out << "# HELP lipsync_queue_depth Frames waiting for a generator.\n"
@@ -75,8 +68,14 @@ struct Server::Impl {
         << stream->active_streams() << "\n";
     out << "# HELP lipsync_model_memory_bytes Weights plus cached frames and crops per model.\n"
            "# TYPE lipsync_model_memory_bytes gauge\n";
-    for (const auto& s : registry->status()) {
+    const auto models = registry->status();
+    for (const auto& s : models) {
       out << "lipsync_model_memory_bytes{model=\"" << s.id << "\"} " << (s.memory_mb << 20) << "\n";
+    }
+    out << "# HELP lipsync_frame_cache_bytes Decoded template frames and crops held per model.\n"
+           "# TYPE lipsync_frame_cache_bytes gauge\n";
+    for (const auto& s : models) {
+      out << "lipsync_frame_cache_bytes{model=\"" << s.id << "\"} " << s.cache_bytes << "\n";
     }
     return out.str();
   }
@@ -88,8 +87,12 @@ Server::Server(ServerOptions options, std::vector<ModelSpec> models, RegistryOpt
     : impl_(std::make_unique<Impl>()) {
   options.validate();
   impl_->options = options;
-  impl_->registry =
-      std::make_unique<Registry>(std::move(models), registry, std::move(infer), avatar, scheduler);
+  ServerMetrics* metrics = &impl_->metrics;
+  impl_->registry = std::make_unique<Registry>(std::move(models), registry, std::move(infer),
+                                               avatar, scheduler, [metrics](int size, double ms) {
+                                                 metrics->observe_batch(size);
+                                                 metrics->observe_ms("generator", ms);
+                                               });
   impl_->workers = std::make_unique<core::WorkerPool>(options.resolved_workers());
   impl_->monolithic = std::make_unique<MonolithicService>(*impl_->registry, *impl_->workers,
                                                           impl_->options, impl_->metrics);

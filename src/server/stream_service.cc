@@ -9,6 +9,7 @@
 #include "audio/mel_constants.h"
 #include "audio/streaming_resampler.h"
 #include "avatar/template_walk.h"
+#include "core/stopwatch.h"
 #include "infer/model_family.h"
 #include "pipeline/feature_track.h"
 #include "render/compositor.h"
@@ -302,7 +303,10 @@ void SessionState::submit_ready() {
         }
         thread_local cv::Mat frame;
         const auto& a = *m->avatar;
+        core::Stopwatch sw;
         render::composite(*a.frame(t), a.crop_rect(t), *a.canvas(t), *copy, frame);
+        self->metrics->observe_ms("composite", sw.elapsed_ms());
+        sw.reset();
         StreamResponse response;
         response.set_index(i);
         response.set_pts_ms(static_cast<std::int64_t>(i) * 1000 / audio::kVideoFps);
@@ -319,6 +323,7 @@ void SessionState::submit_ready() {
                                    quality);
           response.set_frame(reinterpret_cast<const char*>(bytes.data()), bytes.size());
         }
+        self->metrics->observe_ms("encode", sw.elapsed_ms());
         self->metrics->add_frames(1);
         std::lock_guard lock(self->mutex);
         if (self->finished) return;

@@ -18,6 +18,7 @@
 #include "audio/resampler.h"
 #include "avatar/avatar_import.h"
 #include "avatar/template_walk.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "infer/models.h"
 #include "monolithic.grpc.pb.h"
 #include "pipeline/offline_renderer.h"
@@ -329,7 +330,19 @@ TEST_F(ServerTest, HttpEndpoints) {
       << metrics;
   EXPECT_NE(metrics.find("lipsync_frames_total 2"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("lipsync_loaded_models 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("lipsync_stage_seconds_count{stage=\"generator\"}"), std::string::npos);
+  EXPECT_NE(metrics.find("lipsync_stage_seconds_count{stage=\"mel\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("lipsync_batch_size_count"), std::string::npos);
+  EXPECT_NE(metrics.find("lipsync_frame_cache_bytes{model=\"demo\"}"), std::string::npos);
   EXPECT_EQ(http_get("/nope").substr(0, 3), "404");
+}
+
+TEST_F(ServerTest, StandardHealthServiceSaysServing) {
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::ClientContext context;
+  grpc::health::v1::HealthCheckResponse response;
+  ASSERT_TRUE(health->Check(&context, {}, &response).ok());
+  EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
 }
 
 }  // namespace

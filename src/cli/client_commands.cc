@@ -1,0 +1,267 @@
+// `lipsync client` (the reference streaming client: copy it to write your own) and
+// `lipsync loadtest` (many concurrent requests against a running server).
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "audio/audio_file.h"
+#include "cli/commands.h"
+#include "cli/demo_assets.h"
+#include "core/error.h"
+#include "core/stopwatch.h"
+#include "lipsync/v1/lipsync.grpc.pb.h"
+#include "monolithic.grpc.pb.h"
+#include "pipeline/offline_renderer.h"
+
+namespace lipsync::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using lipsync::v1::StreamConfig;
+using lipsync::v1::StreamRequest;
+using lipsync::v1::StreamResponse;
+
+Error from_status(const grpc::Status& status, const std::string& target) {
+  const std::string message = "server " + target + ": " + status.error_message();
+  switch (status.error_code()) {
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return Error::invalid_input(message);
+    case grpc::StatusCode::NOT_FOUND:
+      return Error::not_found(message);
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return Error::resource_exhausted(message);
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case grpc::StatusCode::CANCELLED:
+      return Error::unavailable(message);
+    default:
+      return Error::internal(message);
+  }
+}
+
+std::shared_ptr<grpc::Channel> channel_to(const std::string& target) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(256 << 20);
+  args.SetMaxSendMessageSize(256 << 20);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+}
+
+struct StreamOutcome {
+  grpc::Status status;
+  int frames = 0;
+  double first_frame_ms = -1;
+  double total_ms = 0;
+};
+
+// Streams 16 kHz float samples in chunks; hands each frame to on_frame (may be empty).
+StreamOutcome stream_audio(lipsync::v1::LipSync::Stub& stub, const std::string& model,
+                           std::span<const float> samples, int chunk_samples,
+                           StreamConfig::Format format, int start_frame,
+                           const std::function<void(const StreamResponse&)>& on_frame) {
+  grpc::ClientContext context;
+  auto call = stub.Stream(&context);
+  StreamOutcome outcome;
+  core::Stopwatch clock;
+  std::thread reader([&] {
+    StreamResponse response;
+    while (call->Read(&response)) {
+      if (outcome.frames == 0) outcome.first_frame_ms = clock.elapsed_ms();
+      ++outcome.frames;
+      if (on_frame) on_frame(response);
+    }
+  });
+  StreamRequest config;
+  config.mutable_config()->set_model_id(model);
+  config.mutable_config()->set_format(format);
+  config.mutable_config()->set_encoding(StreamConfig::ENCODING_F32LE);
+  config.mutable_config()->set_start_frame(start_frame);
+  bool open = call->Write(config);
+  for (std::size_t pos = 0; open && pos < samples.size(); pos += chunk_samples) {
+    const std::size_t n = std::min<std::size_t>(chunk_samples, samples.size() - pos);
+    StreamRequest audio;
+    audio.set_audio(reinterpret_cast<const char*>(samples.data() + pos), n * sizeof(float));
+    open = call->Write(audio);  // blocks while the server is busy: paced by the server
+  }
+  if (open) {
+    StreamRequest end;
+    end.set_end(true);
+    call->Write(end);
+  }
+  call->WritesDone();
+  reader.join();
+  outcome.status = call->Finish();
+  outcome.total_ms = clock.elapsed_ms();
+  return outcome;
+}
+
+struct ClientArgs {
+  std::string target = "127.0.0.1:50051";
+  std::string model = "demo";
+  std::string audio;
+  std::string output;
+  int chunk_ms = 40;
+  std::string format = "png";
+  int start_frame = 0;
+};
+
+void run_client(const ClientArgs& a) {
+  const std::vector<float> samples =
+      audio::load_audio_file(a.audio.empty() ? demo_speech_path() : fs::path(a.audio));
+  if (a.format != "png" && a.format != "jpeg") {
+    throw Error::invalid_input("--format " + a.format + ": expected png or jpeg");
+  }
+  std::error_code ec;
+  fs::create_directories(a.output, ec);
+  if (!fs::is_directory(a.output, ec)) {
+    throw Error::invalid_input("output " + a.output + ": cannot create the folder");
+  }
+  auto stub = lipsync::v1::LipSync::NewStub(channel_to(a.target));
+  const std::string ext = a.format == "png" ? ".png" : ".jpg";
+  const auto outcome = stream_audio(
+      *stub, a.model, samples, std::max(1, a.chunk_ms * 16),
+      a.format == "png" ? StreamConfig::FORMAT_PNG : StreamConfig::FORMAT_JPEG, a.start_frame,
+      [&](const StreamResponse& r) {
+        char name[32];
+        std::snprintf(name, sizeof name, "%05d", r.index());
+        std::ofstream(fs::path(a.output) / (name + ext), std::ios::binary) << r.frame();
+      });
+  if (!outcome.status.ok()) throw from_status(outcome.status, a.target);
+  std::cout << nlohmann::json{{"frames", outcome.frames},
+                              {"first_frame_ms", outcome.first_frame_ms},
+                              {"total_ms", outcome.total_ms},
+                              {"audio_seconds", samples.size() / 16000.0},
+                              {"output", a.output}}
+                   .dump()
+            << "\n";
+}
+
+struct LoadArgs {
+  std::string target = "127.0.0.1:50051";
+  std::string model = "demo";
+  int requests = 100;
+  int concurrency = 4;
+  int batch = 25;
+  bool stream = false;
+};
+
+void run_loadtest(const LoadArgs& a) {
+  if (a.requests < 1 || a.concurrency < 1 || a.batch < 1) {
+    throw Error::invalid_input("--requests, --concurrency and --batch must be at least 1");
+  }
+  // Audio for `batch` frames, cut from the bundled clip (repeated when needed).
+  const std::vector<float> clip = audio::load_audio_file(demo_speech_path());
+  std::size_t n = static_cast<std::size_t>(a.batch) * 640 + 600;
+  while (pipeline::frames_for_samples(std::max<std::size_t>(n, 3000)) < a.batch) n += 200;
+  n = std::max<std::size_t>(n, 3000);
+  std::vector<float> samples(n);
+  for (std::size_t i = 0; i < n; ++i) samples[i] = clip[i % clip.size()];
+  const std::string bytes(reinterpret_cast<const char*>(samples.data()), n * sizeof(float));
+
+  auto channel = channel_to(a.target);
+  auto mono = monolithic::MonolithicService::NewStub(channel);
+  auto streaming = lipsync::v1::LipSync::NewStub(channel);
+  std::atomic<int> next{0};
+  std::mutex mutex;
+  std::vector<double> latencies;
+  std::map<std::string, int> errors;
+  std::atomic<long long> frames{0};
+  core::Stopwatch clock;
+  std::vector<std::thread> workers;
+  for (int w = 0; w < a.concurrency; ++w) {
+    workers.emplace_back([&] {
+      while (next++ < a.requests) {
+        core::Stopwatch sw;
+        grpc::Status status;
+        int got = 0;
+        if (a.stream) {
+          const auto outcome =
+              stream_audio(*streaming, a.model, samples, 640, StreamConfig::FORMAT_JPEG, 0, {});
+          status = outcome.status;
+          got = outcome.frames;
+        } else {
+          monolithic::CompositeBatchRequest request;
+          request.set_model_id(a.model);
+          request.set_raw_audio(bytes);
+          request.set_batch_size(a.batch);
+          monolithic::CompositeBatchResponse response;
+          grpc::ClientContext context;
+          status = mono->InferBatchComposite(&context, request, &response);
+          got = response.composited_frames_size();
+        }
+        const double ms = sw.elapsed_ms();
+        std::lock_guard lock(mutex);
+        if (status.ok()) {
+          latencies.push_back(ms);
+          frames += got;
+        } else {
+          ++errors[std::to_string(status.error_code())];
+        }
+      }
+    });
+  }
+  for (auto& t : workers) t.join();
+  const double seconds = clock.elapsed_ms() / 1000.0;
+  std::sort(latencies.begin(), latencies.end());
+  auto pct = [&](double p) {
+    if (latencies.empty()) return 0.0;
+    return latencies[std::min(latencies.size() - 1,
+                              static_cast<std::size_t>(p * (latencies.size() - 1) + 0.5))];
+  };
+  std::cout << nlohmann::json{{"requests", a.requests},
+                              {"completed", latencies.size()},
+                              {"errors", errors},
+                              {"concurrency", a.concurrency},
+                              {"batch", a.batch},
+                              {"stream", a.stream},
+                              {"seconds", seconds},
+                              {"frames", frames.load()},
+                              {"frames_per_second", frames.load() / seconds},
+                              {"latency_ms",
+                               {{"p50", pct(0.5)}, {"p95", pct(0.95)}, {"p99", pct(0.99)}}}}
+                   .dump()
+            << "\n";
+}
+
+}  // namespace
+
+void add_client_commands(CLI::App& app) {
+  {
+    auto a = std::make_shared<ClientArgs>();
+    CLI::App* cmd = app.add_subcommand(
+        "client", "Stream an audio file to a server and write the frames it returns");
+    cmd->add_option("--target", a->target, "Server host:port")->capture_default_str();
+    cmd->add_option("--model", a->model, "Model id")->capture_default_str();
+    cmd->add_option("--audio", a->audio, "Audio file (default: the bundled demo clip)");
+    cmd->add_option("-o,--output", a->output, "Folder for the frames (%05d.png or .jpg)")
+        ->required();
+    cmd->add_option("--chunk-ms", a->chunk_ms, "Audio per message")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 60000));
+    cmd->add_option("--format", a->format, "png or jpeg")->capture_default_str();
+    cmd->add_option("--start-frame", a->start_frame, "Template frame the walk starts from")
+        ->capture_default_str();
+    cmd->callback([a] { run_client(*a); });
+  }
+  {
+    auto a = std::make_shared<LoadArgs>();
+    CLI::App* cmd = app.add_subcommand(
+        "loadtest", "Concurrent requests against a server; prints throughput and latency");
+    cmd->add_option("--target", a->target, "Server host:port")->capture_default_str();
+    cmd->add_option("--model", a->model, "Model id")->capture_default_str();
+    cmd->add_option("--requests", a->requests, "Requests in all")->capture_default_str();
+    cmd->add_option("--concurrency", a->concurrency, "Requests at once")->capture_default_str();
+    cmd->add_option("--batch", a->batch, "Frames per request")->capture_default_str();
+    cmd->add_flag("--stream", a->stream, "Use the Stream API instead of InferBatchComposite");
+    cmd->callback([a] { run_loadtest(*a); });
+  }
+}
+
+}  // namespace lipsync::cli
