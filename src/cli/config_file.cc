@@ -124,6 +124,8 @@ void read_server(const YAML::Node& section, server::ServerOptions& out) {
       out.max_inflight_requests = scalar<int>(entry.second, key, "an integer");
     } else if (name == "workers") {
       out.workers = scalar<int>(entry.second, key, "an integer");
+    } else if (name == "arena_threads") {
+      out.arena_threads = scalar<int>(entry.second, key, "an integer");
     } else if (name == "shutdown_grace_s") {
       out.shutdown_grace_s = scalar<int>(entry.second, key, "an integer");
     } else {

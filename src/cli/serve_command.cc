@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/config_file.h"
 #include "cli/demo_assets.h"
+#include "core/task_arena.h"
 #include "server/server.h"
 
 namespace lipsync::cli {
@@ -33,6 +34,8 @@ void run_serve(const ServeArgs& args) {
   if (!args.grpc.empty()) config.server.grpc_address = args.grpc;
   if (!args.http.empty()) config.server.http_address = args.http == "off" ? "" : args.http;
   spdlog::set_level(spdlog::level::from_str(config.server.log_level));
+  if (config.server.arena_threads > 0)
+    core::TaskArena::configure_global(config.server.arena_threads);
   if (config.models.empty()) {
     config.models.push_back({"demo", demo_avatar_dir(), demo_models_dir(), true});
   }

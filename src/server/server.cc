@@ -30,6 +30,7 @@ void ServerOptions::validate() const {
   range("server.max_request_frames", max_request_frames, 1, 10000);
   range("server.max_inflight_requests", max_inflight_requests, 1, 100000);
   range("server.workers", workers, 0, 1024);
+  range("server.arena_threads", arena_threads, 0, 1024);
   range("render.jpeg_quality", jpeg_quality, 1, 100);
   range("server.shutdown_grace_s", shutdown_grace_s, 0, 3600);
   if (grpc_address.empty()) throw Error::invalid_input("server.grpc: empty; expected host:port");
