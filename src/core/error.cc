@@ -41,4 +41,12 @@ int exit_code_for(Error::Code code) {
   return 70;
 }
 
+void require_in_range(std::string_view key, long long value, long long lo, long long hi) {
+  if (value < lo || value > hi) {
+    throw Error::invalid_input(std::string(key) + ": " + std::to_string(value) +
+                               " is out of range; expected " + std::to_string(lo) + " to " +
+                               std::to_string(hi));
+  }
+}
+
 }  // namespace lipsync

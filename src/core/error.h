@@ -45,6 +45,10 @@ class Error : public std::exception {
   std::string message_;
 };
 
+// Throws Error::Code::kInvalidInput "<key>: <value> is out of range; expected <lo> to <hi>"
+// unless lo <= value <= hi. The one range check of every options struct.
+void require_in_range(std::string_view key, long long value, long long lo, long long hi);
+
 // Stable lower-case name of a code ("invalid_input", ...), for logs and JSON.
 std::string_view to_string(Error::Code code);
 

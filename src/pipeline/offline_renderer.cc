@@ -44,13 +44,7 @@ class Failure {
 }  // namespace
 
 void RenderOptions::validate() const {
-  auto range = [](const char* key, int v, int lo, int hi) {
-    if (v < lo || v > hi) {
-      throw Error::invalid_input(std::string(key) + ": " + std::to_string(v) +
-                                 " is out of range; expected " + std::to_string(lo) + " to " +
-                                 std::to_string(hi));
-    }
-  };
+  const auto range = require_in_range;
   range("render.batch", batch, 1, 256);
   range("render.queue_batches", queue_batches, 1, 64);
   range("audio_chunk_samples", audio_chunk_samples, 1, 1 << 24);

@@ -8,13 +8,7 @@
 namespace lipsync::pipeline {
 
 void SchedulerOptions::validate() const {
-  auto range = [](const char* key, int v, int lo, int hi) {
-    if (v < lo || v > hi) {
-      throw Error::invalid_input(std::string(key) + ": " + std::to_string(v) +
-                                 " is out of range; expected " + std::to_string(lo) + " to " +
-                                 std::to_string(hi));
-    }
-  };
+  const auto range = require_in_range;
   range("scheduler.max_batch", max_batch, 1, 256);
   range("scheduler.max_batch_wait_ms", max_batch_wait_ms, 0, 1000);
   range("scheduler.queue_limit", queue_limit, 1, 1000000);

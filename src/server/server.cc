@@ -19,13 +19,7 @@
 namespace lipsync::server {
 
 void ServerOptions::validate() const {
-  auto range = [](const char* key, int v, int lo, int hi) {
-    if (v < lo || v > hi) {
-      throw Error::invalid_input(std::string(key) + ": " + std::to_string(v) +
-                                 " is out of range; expected " + std::to_string(lo) + " to " +
-                                 std::to_string(hi));
-    }
-  };
+  const auto range = require_in_range;
   range("server.max_message_mb", max_message_mb, 1, 2047);
   range("server.max_request_frames", max_request_frames, 1, 10000);
   range("server.max_inflight_requests", max_inflight_requests, 1, 100000);
