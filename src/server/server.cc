@@ -6,7 +6,10 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "core/error.h"
 #include "core/task_arena.h"
@@ -40,6 +43,7 @@ int ServerOptions::resolved_workers() const {
 
 struct Server::Impl {
   ServerOptions options;
+  RegistryOptions registry_options;
   ServerMetrics metrics;
   std::unique_ptr<Registry> registry;
   std::unique_ptr<core::WorkerPool> workers;
@@ -49,6 +53,11 @@ struct Server::Impl {
   std::unique_ptr<HttpServer> http;
   int grpc_port = 0;
   bool started = false;
+  // Unloads idle models every second when registry.idle_unload_s is set.
+  std::thread janitor;
+  std::mutex janitor_mutex;
+  std::condition_variable janitor_wake;
+  bool janitor_stop = false;
 
   std::string metrics_text() const {
     std::ostringstream out;
@@ -82,6 +91,7 @@ Server::Server(ServerOptions options, std::vector<ModelSpec> models, RegistryOpt
     : impl_(std::make_unique<Impl>()) {
   options.validate();
   impl_->options = options;
+  impl_->registry_options = registry;
   ServerMetrics* metrics = &impl_->metrics;
   impl_->registry = std::make_unique<Registry>(std::move(models), registry, std::move(infer),
                                                avatar, scheduler, [metrics](int size, double ms) {
@@ -132,6 +142,16 @@ void Server::start() {
           return HttpReply{404, "text/plain; charset=utf-8", "not found\n"};
         });
   }
+  if (impl_->registry_options.idle_unload_s > 0) {
+    Impl* impl = impl_.get();
+    impl_->janitor = std::thread([impl] {
+      std::unique_lock lock(impl->janitor_mutex);
+      while (!impl->janitor_wake.wait_for(lock, std::chrono::seconds(1),
+                                          [impl] { return impl->janitor_stop; })) {
+        impl->registry->unload_idle();
+      }
+    });
+  }
   impl_->started = true;
   spdlog::info("lipsync serve: gRPC on port {}, HTTP on port {}", impl_->grpc_port, http_port());
 }
@@ -139,6 +159,14 @@ void Server::start() {
 void Server::stop() {
   if (!impl_->started) return;
   impl_->started = false;
+  if (impl_->janitor.joinable()) {
+    {
+      std::lock_guard lock(impl_->janitor_mutex);
+      impl_->janitor_stop = true;
+    }
+    impl_->janitor_wake.notify_all();
+    impl_->janitor.join();
+  }
   if (impl_->http) impl_->http->stop();
   // In-flight calls get the grace period, then are cancelled.
   impl_->grpc->Shutdown(std::chrono::system_clock::now() +

@@ -301,6 +301,24 @@ TEST_F(ServerTest, RegistryEvictsTheIdleModelWhenFull) {
   EXPECT_TRUE(status[1].loaded);
 }
 
+TEST_F(ServerTest, IdleModelsAreUnloaded) {
+  server::RegistryOptions idle;
+  idle.idle_unload_s = 1;
+  start(idle);
+  monolithic::CompositeBatchResponse response;
+  ASSERT_TRUE(call(request(2), &response).ok());
+  EXPECT_TRUE(server_->registry().status()[0].loaded);
+  bool unloaded = false;
+  for (int i = 0; i < 60 && !unloaded; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    unloaded = !server_->registry().status()[0].loaded;
+  }
+  EXPECT_TRUE(unloaded) << "still loaded after 6 s with idle_unload_s = 1";
+  // The next request loads it again.
+  ASSERT_TRUE(call(request(2), &response).ok());
+  EXPECT_FALSE(response.model_loaded());
+}
+
 TEST_F(ServerTest, ConcurrentClientsGetTheirOwnFrames) {
   monolithic::CompositeBatchResponse expected;
   ASSERT_TRUE(call(request(6), &expected).ok());
