@@ -176,8 +176,7 @@ void run_bench_render(const BenchRenderArgs& args) {
     avatar->pack_generator_input(t, image);
     pack_ms.push_back(a.elapsed_ms());
     core::Stopwatch b;
-    render::composite(*avatar->frame(t), avatar->crop_rect(t), *avatar->canvas(t), fake_output,
-                      frame);
+    render::composite(*avatar, t, fake_output, frame);
     composite_ms.push_back(b.elapsed_ms());
     core::Stopwatch c;
     (void)render::encode_jpeg(frame, render::kDefaultJpegQuality);

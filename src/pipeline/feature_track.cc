@@ -8,6 +8,7 @@
 #include "audio/mel_windows.h"
 #include "core/check.h"
 #include "core/error.h"
+#include "core/stopwatch.h"
 #include "infer/model_family.h"
 
 namespace lipsync::pipeline {
@@ -42,13 +43,21 @@ void drop_front(std::vector<float>& v, std::size_t count, std::size_t width) {
 
 ClipFeatures encode_clip_features(std::span<const float> samples,
                                   const infer::AudioEncoder& encoder,
-                                  const audio::AudioOptions& options) {
+                                  const audio::AudioOptions& options, ClipFeatureTimings* timings) {
+  ClipFeatureTimings local;
+  ClipFeatureTimings& t = timings != nullptr ? *timings : local;
+  core::Stopwatch stage;
   const audio::Mel mel = mel_spectrogram().compute(samples, options);
+  t.mel_ms = stage.elapsed_ms();
+  stage.reset();
   const audio::MelWindows windows(mel, options);
+  t.windows_ms = stage.elapsed_ms();
+  stage.reset();
   ClipFeatures out;
   out.windows = windows.count();
   out.values.resize(static_cast<std::size_t>(out.windows) * kFeatureSize);
   encoder.encode(windows, 0, out.windows, out.values);
+  t.encoder_ms = stage.elapsed_ms();
   return out;
 }
 
@@ -162,7 +171,7 @@ void FeatureTrack::trim() {
     const std::int64_t new_base = static_cast<std::int64_t>(keep_frame) * kHopSamples;
     const std::int64_t drop = new_base - samples_base_;
     if (drop > 0 && static_cast<std::size_t>(drop) >= samples_.size() / 2) {
-      samples_.erase(samples_.begin(), samples_.begin() + drop);
+      drop_front(samples_, static_cast<std::size_t>(drop), 1);
       samples_base_ = new_base;
     }
   }

@@ -29,11 +29,20 @@ struct ClipFeatures {
   std::vector<float> values;
 };
 
-// Mel, windows and encoder for a whole clip (the `lipsync features` path). Throws
-// Error::Code::kInvalidInput for a clip under 3000 samples or with NaN/inf samples.
+// Milliseconds of each stage of encode_clip_features (for the server's metrics).
+struct ClipFeatureTimings {
+  double mel_ms = 0;
+  double windows_ms = 0;
+  double encoder_ms = 0;
+};
+
+// Mel, windows and encoder for a whole clip (the `lipsync features` and server path); fills
+// `timings` when given. Throws Error::Code::kInvalidInput for a clip under 3000 samples or with
+// NaN/inf samples.
 ClipFeatures encode_clip_features(std::span<const float> samples,
                                   const infer::AudioEncoder& encoder,
-                                  const audio::AudioOptions& options);
+                                  const audio::AudioOptions& options,
+                                  ClipFeatureTimings* timings = nullptr);
 
 class FeatureTrack {
  public:

@@ -44,10 +44,9 @@ class Failure {
 }  // namespace
 
 void RenderOptions::validate() const {
-  const auto range = require_in_range;
-  range("render.batch", batch, 1, 256);
-  range("render.queue_batches", queue_batches, 1, 64);
-  range("audio_chunk_samples", audio_chunk_samples, 1, 1 << 24);
+  require_in_range("render.batch", batch, 1, 256);
+  require_in_range("render.queue_batches", queue_batches, 1, 64);
+  require_in_range("audio_chunk_samples", audio_chunk_samples, 1, 1 << 24);
   if (start_frame < 0) {
     throw Error::invalid_input("start frame " + std::to_string(start_frame) +
                                " is negative; expected 0 or more");
@@ -155,8 +154,7 @@ RenderStats OfflineRenderer::render(std::span<const float> samples, FrameSink& s
           for (std::size_t i = b; i < e; ++i) {
             const int t = job->templates[i];
             core::Stopwatch sw;
-            render::composite(*avatar_->frame(t), avatar_->crop_rect(t), *avatar_->canvas(t),
-                              job->batch.output(static_cast<int>(i)), frames[i]);
+            render::composite(*avatar_, t, job->batch.output(static_cast<int>(i)), frames[i]);
             composite_ms[i] = sw.elapsed_ms();
             core::Stopwatch enc;
             encoded[i] = sink.encode(frames[i]);

@@ -8,10 +8,9 @@
 namespace lipsync::pipeline {
 
 void SchedulerOptions::validate() const {
-  const auto range = require_in_range;
-  range("scheduler.max_batch", max_batch, 1, 256);
-  range("scheduler.max_batch_wait_ms", max_batch_wait_ms, 0, 1000);
-  range("scheduler.queue_limit", queue_limit, 1, 1000000);
+  require_in_range("scheduler.max_batch", max_batch, 1, 256);
+  require_in_range("scheduler.max_batch_wait_ms", max_batch_wait_ms, 0, 1000);
+  require_in_range("scheduler.queue_limit", queue_limit, 1, 1000000);
 }
 
 Scheduler::Scheduler(const infer::Generator& generator, SchedulerOptions options,

@@ -37,4 +37,10 @@ void composite(const cv::Mat& frame, const avatar::CropRect& rect, const cv::Mat
   resized.copyTo(dst(cv::Rect(rect.x1, rect.y1, rect.width(), rect.height())));
 }
 
+void composite(const avatar::Avatar& avatar, int template_frame, std::span<const float> output,
+               cv::Mat& dst) {
+  composite(*avatar.frame(template_frame), avatar.crop_rect(template_frame),
+            *avatar.canvas(template_frame), output, dst);
+}
+
 }  // namespace lipsync::render

@@ -7,6 +7,7 @@
 #include <opencv2/core/mat.hpp>
 #include <span>
 
+#include "avatar/avatar.h"
 #include "avatar/crop_rect.h"
 
 namespace lipsync::render {
@@ -18,5 +19,10 @@ namespace lipsync::render {
 // produces them).
 void composite(const cv::Mat& frame, const avatar::CropRect& rect, const cv::Mat& canvas,
                std::span<const float> output, cv::Mat& dst);
+
+// The same for template frame `template_frame` of an avatar (its frame, crop rect and cached
+// canvas): what every renderer and server path calls.
+void composite(const avatar::Avatar& avatar, int template_frame, std::span<const float> output,
+               cv::Mat& dst);
 
 }  // namespace lipsync::render

@@ -6,7 +6,6 @@
 
 #include "audio/audio_file.h"
 #include "audio/mel_spectrogram.h"
-#include "audio/mel_windows.h"
 #include "audio/resampler.h"
 #include "avatar/template_walk.h"
 #include "core/stopwatch.h"
@@ -89,7 +88,7 @@ grpc::ServerUnaryReactor* MonolithicService::InferBatchComposite(
   // Cheap checks on the RPC thread.
   try {
     const auto& r = *request;
-    if (!registry_.has(r.model_id())) (void)registry_.acquire(r.model_id());  // NOT_FOUND
+    registry_.check_configured(r.model_id());
     if (r.batch_size() < 1 || r.batch_size() > options_.max_request_frames) {
       throw Error::invalid_input("batch_size " + std::to_string(r.batch_size()) +
                                  " is out of range; expected 1 to " +
@@ -155,11 +154,12 @@ grpc::ServerUnaryReactor* MonolithicService::InferBatchComposite(
       const int rate = r.sample_rate() == 0 ? 16000 : r.sample_rate();
       if (rate != 16000) samples = audio::resample(samples, rate, 16000);
       metrics_.observe_ms("decode", stage.elapsed_ms());
-      if (samples.size() < static_cast<std::size_t>(audio::kMinSamples)) {
-        throw Error::invalid_input("raw_audio has " + std::to_string(samples.size()) +
-                                   " samples at 16 kHz; at least 3000 are needed");
+      int frames = 0;
+      try {
+        frames = pipeline::frames_for_samples(samples.size());
+      } catch (const Error& e) {
+        throw e.with_context("raw_audio at 16 kHz");
       }
-      const int frames = pipeline::frames_for_samples(samples.size());
       if (r.batch_size() > frames) {
         throw Error::invalid_input("raw_audio gives " + std::to_string(frames) + " frames (" +
                                    std::to_string(samples.size()) +
@@ -168,18 +168,12 @@ grpc::ServerUnaryReactor* MonolithicService::InferBatchComposite(
                                    std::to_string(r.batch_size() - 1) + " * 640 + 1240 samples");
       }
       const auto& model = *call->lease.model;
-      stage.reset();
-      const audio::Mel mel = audio::MelSpectrogram().compute(samples, audio::AudioOptions{});
-      metrics_.observe_ms("mel", stage.elapsed_ms());
-      stage.reset();
-      const audio::MelWindows windows(mel, audio::AudioOptions{});
-      metrics_.observe_ms("windows", stage.elapsed_ms());
-      stage.reset();
-      pipeline::ClipFeatures features;
-      features.windows = windows.count();
-      features.values.resize(static_cast<std::size_t>(windows.count()) * infer::kFeatureSize);
-      model.models->encoder().encode(windows, 0, windows.count(), features.values);
-      metrics_.observe_ms("encoder", stage.elapsed_ms());
+      pipeline::ClipFeatureTimings timings;
+      pipeline::ClipFeatures features = pipeline::encode_clip_features(
+          samples, model.models->encoder(), audio::AudioOptions{}, &timings);
+      metrics_.observe_ms("mel", timings.mel_ms);
+      metrics_.observe_ms("windows", timings.windows_ms);
+      metrics_.observe_ms("encoder", timings.encoder_ms);
       call->track = std::make_unique<pipeline::FeatureTrack>(
           pipeline::FeatureTrack::from_features(std::move(features)));
       call->response->set_audio_processing_ms(static_cast<float>(audio_clock.elapsed_ms()));
@@ -218,9 +212,8 @@ grpc::ServerUnaryReactor* MonolithicService::InferBatchComposite(
           workers_.post([this, call, j, t, copy, fail] {
             try {
               core::Stopwatch sw;
-              const auto& a = *call->lease.model->avatar;
               thread_local cv::Mat frame;
-              render::composite(*a.frame(t), a.crop_rect(t), *a.canvas(t), *copy, frame);
+              render::composite(*call->lease.model->avatar, t, *copy, frame);
               metrics_.observe_ms("composite", sw.elapsed_ms());
               core::Stopwatch enc;
               call->jpegs[j] = render::encode_jpeg(frame, options_.jpeg_quality);
@@ -278,8 +271,7 @@ grpc::ServerUnaryReactor* MonolithicService::ListModels(grpc::CallbackServerCont
     m->set_gpu_id(-1);
     m->set_memory_mb(s.memory_mb);
     m->set_request_count(static_cast<std::int32_t>(s.request_count));
-    m->set_avg_inference_ms(
-        s.request_count ? static_cast<float>(s.total_inference_ms / s.request_count) : 0.0f);
+    m->set_avg_inference_ms(static_cast<float>(s.avg_inference_ms()));
   }
   metrics_.count_request("ListModels", "0");
   auto* reactor = context->DefaultReactor();
@@ -340,8 +332,7 @@ grpc::ServerUnaryReactor* MonolithicService::GetModelStats(
     m->set_memory_mb(s.memory_mb);
     m->set_request_count(static_cast<std::int32_t>(s.request_count));
     m->set_total_inference_ms(static_cast<std::int64_t>(std::llround(s.total_inference_ms)));
-    m->set_avg_inference_ms(
-        s.request_count ? static_cast<float>(s.total_inference_ms / s.request_count) : 0.0f);
+    m->set_avg_inference_ms(static_cast<float>(s.avg_inference_ms()));
     m->set_last_used_timestamp(s.last_used_unix_ms);
   }
   metrics_.count_request("GetModelStats", "0");

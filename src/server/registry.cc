@@ -117,14 +117,16 @@ void Registry::evict_for(std::int64_t bytes, const std::string& keep) {
   }
 }
 
+void Registry::check_configured(const std::string& id) const {
+  if (entries_.count(id) != 0) return;
+  std::string known;
+  for (auto& [k, e] : entries_) known += (known.empty() ? "" : ", ") + k;
+  throw Error::not_found("model '" + id + "' is not configured (configured: " + known + ")");
+}
+
 Registry::Lease Registry::acquire(const std::string& id) {
-  auto it = entries_.find(id);
-  if (it == entries_.end()) {
-    std::string known;
-    for (auto& [k, e] : entries_) known += (known.empty() ? "" : ", ") + k;
-    throw Error::not_found("model '" + id + "' is not configured (configured: " + known + ")");
-  }
-  Entry& entry = *it->second;
+  check_configured(id);
+  Entry& entry = *entries_.find(id)->second;
   Lease lease;
   {
     std::lock_guard lock(mutex_);
@@ -166,10 +168,9 @@ void Registry::preload() {
 }
 
 void Registry::unload(const std::string& id) {
-  auto it = entries_.find(id);
-  if (it == entries_.end()) throw Error::not_found("model '" + id + "' is not configured");
+  check_configured(id);
   std::lock_guard lock(mutex_);
-  Entry& entry = *it->second;
+  Entry& entry = *entries_.find(id)->second;
   if (!entry.loaded) return;
   if (entry.loaded.use_count() > 1) {
     throw Error::unavailable("model '" + id + "' is in use by a request; retry later");

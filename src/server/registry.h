@@ -58,6 +58,9 @@ struct ModelStatus {
   double total_inference_ms = 0;
   std::int64_t last_used_unix_ms = 0;
   std::int64_t cache_bytes = 0;  // the avatar's cached frames and crops
+  double avg_inference_ms() const {
+    return request_count > 0 ? total_inference_ms / static_cast<double>(request_count) : 0.0;
+  }
 };
 
 class Registry {
@@ -89,7 +92,8 @@ class Registry {
   std::vector<ModelStatus> status() const;
   int loaded_count() const;
   int max_loaded() const { return options_.max_loaded; }
-  bool has(const std::string& id) const { return entries_.count(id) != 0; }
+  // Throws Error::Code::kNotFound, listing the configured ids, unless `id` is configured.
+  void check_configured(const std::string& id) const;
   std::size_t queue_depth() const;  // frames waiting in all schedulers
 
  private:

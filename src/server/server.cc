@@ -22,14 +22,13 @@
 namespace lipsync::server {
 
 void ServerOptions::validate() const {
-  const auto range = require_in_range;
-  range("server.max_message_mb", max_message_mb, 1, 2047);
-  range("server.max_request_frames", max_request_frames, 1, 10000);
-  range("server.max_inflight_requests", max_inflight_requests, 1, 100000);
-  range("server.workers", workers, 0, 1024);
-  range("server.arena_threads", arena_threads, 0, 1024);
-  range("render.jpeg_quality", jpeg_quality, 1, 100);
-  range("server.shutdown_grace_s", shutdown_grace_s, 0, 3600);
+  require_in_range("server.max_message_mb", max_message_mb, 1, 2047);
+  require_in_range("server.max_request_frames", max_request_frames, 1, 10000);
+  require_in_range("server.max_inflight_requests", max_inflight_requests, 1, 100000);
+  require_in_range("server.workers", workers, 0, 1024);
+  require_in_range("server.arena_threads", arena_threads, 0, 1024);
+  require_in_range("render.jpeg_quality", jpeg_quality, 1, 100);
+  require_in_range("server.shutdown_grace_s", shutdown_grace_s, 0, 3600);
   if (grpc_address.empty()) throw Error::invalid_input("server.grpc: empty; expected host:port");
   if (spdlog::level::from_str(log_level) == spdlog::level::off && log_level != "off") {
     throw Error::invalid_input("log_level: '" + log_level +

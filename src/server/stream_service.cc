@@ -302,9 +302,8 @@ void SessionState::submit_ready() {
           if (self->finished) return;
         }
         thread_local cv::Mat frame;
-        const auto& a = *m->avatar;
         core::Stopwatch sw;
-        render::composite(*a.frame(t), a.crop_rect(t), *a.canvas(t), *copy, frame);
+        render::composite(*m->avatar, t, *copy, frame);
         self->metrics->observe_ms("composite", sw.elapsed_ms());
         sw.reset();
         StreamResponse response;
