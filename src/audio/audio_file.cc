@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include "audio/mel_constants.h"
 #include "audio/mel_spectrogram.h"
 #include "audio/resampler.h"
+#include "audio/streaming_resampler.h"
 #include "core/error.h"
 
 namespace lipsync::audio {
@@ -30,20 +32,6 @@ std::string lower_extension(const std::filesystem::path& path) {
   std::transform(ext.begin(), ext.end(), ext.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return ext;
-}
-
-std::vector<std::byte> read_bytes(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error::invalid_input(quoted(path) + ": cannot open for reading");
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  in.seekg(0, std::ios::beg);
-  if (size < 0) throw Error::invalid_input(quoted(path) + ": cannot read (not a regular file?)");
-  std::vector<std::byte> bytes(static_cast<std::size_t>(size));
-  if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size)) {
-    throw Error::invalid_input(quoted(path) + ": read error");
-  }
-  return bytes;
 }
 
 struct SndfileCloser {
@@ -69,56 +57,8 @@ void reject_short_data_chunk(SNDFILE* file, const std::filesystem::path& path) {
   }
 }
 
-std::vector<float> read_with_sndfile(const std::filesystem::path& path) {
-  SF_INFO info{};
-  SndfilePtr file(sf_open(path.c_str(), SFM_READ, &info));
-  if (!file) {
-    throw Error::invalid_input(
-        quoted(path) + ": not a readable audio file (libsndfile: " + sf_strerror(nullptr) +
-        "); supported: WAV, FLAC, OGG and other " + "libsndfile formats, or raw .f32/.s16");
-  }
-  if (info.channels < 1) throw Error::invalid_input(quoted(path) + ": file has no channels");
-  reject_short_data_chunk(file.get(), path);
-
-  const int channels = info.channels;
-  std::vector<float> mono;
-  mono.reserve(static_cast<std::size_t>(std::clamp<sf_count_t>(info.frames, 0, 1 << 26)));
-  std::vector<float> block(static_cast<std::size_t>(kReadBlockFrames) * channels);
-  sf_count_t total = 0;
-  for (;;) {
-    const sf_count_t got = sf_readf_float(file.get(), block.data(), kReadBlockFrames);
-    if (got <= 0) break;
-    total += got;
-    for (sf_count_t f = 0; f < got; ++f) {
-      const float* frame = block.data() + f * channels;
-      if (channels == 1) {
-        mono.push_back(frame[0]);
-      } else {
-        double sum = 0.0;  // exact for the channel counts in practice; rounded once below
-        for (int c = 0; c < channels; ++c) sum += frame[c];
-        mono.push_back(static_cast<float>(sum / channels));
-      }
-    }
-  }
-  if (sf_error(file.get()) != SF_ERR_NO_ERROR) {
-    throw Error::invalid_input(quoted(path) + ": decoding failed after " + std::to_string(total) +
-                               " frames (libsndfile: " + sf_strerror(file.get()) + ")");
-  }
-  if (info.frames > 0 && total < info.frames) {
-    throw Error::invalid_input(quoted(path) + ": truncated file: the header declares " +
-                               std::to_string(info.frames) + " frames but only " +
-                               std::to_string(total) + " could be decoded");
-  }
-  if (mono.empty()) throw Error::invalid_input(quoted(path) + ": no audio samples");
-  validate_samples(mono, quoted(path));
-  if (info.samplerate != kSampleRateHz) {
-    try {
-      mono = resample(mono, info.samplerate, kSampleRateHz);
-    } catch (const Error& e) {
-      throw e.with_context(quoted(path));
-    }
-  }
-  return mono;
+std::string too_long(const std::filesystem::path& path, int max_seconds) {
+  return quoted(path) + ": longer than audio.max_seconds (" + std::to_string(max_seconds) + " s)";
 }
 
 }  // namespace
@@ -148,22 +88,184 @@ std::vector<float> decode_raw(std::span<const std::byte> bytes, RawEncoding enco
   return samples;
 }
 
-std::vector<float> load_audio_file(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) {
-    throw Error::not_found(quoted(path) + ": no such file");
+struct AudioFileReader::Impl {
+  std::filesystem::path path;
+  int max_seconds = 0;
+  // A raw buffer (.f32/.s16) or a libsndfile file.
+  std::optional<RawEncoding> raw;
+  std::ifstream raw_in;
+  SndfilePtr file;
+  int channels = 1;
+  int rate = kSampleRateHz;
+  std::int64_t declared_frames = -1;  // at the file's rate; -1 when unknown
+  std::int64_t frames_read = 0;       // at the file's rate
+  std::unique_ptr<StreamingResampler> resampler;
+  bool done = false;
+
+  void open_raw(RawEncoding encoding) {
+    raw = encoding;
+    const std::size_t width = encoding == RawEncoding::kS16le ? 2 : 4;
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(path, ec);
+    if (ec) throw Error::invalid_input(quoted(path) + ": cannot read (not a regular file?)");
+    if (size % width != 0) {
+      throw Error::invalid_input(quoted(path) + ": " + std::to_string(size) +
+                                 " bytes is not a whole number of " +
+                                 (width == 2 ? "int16" : "float32") + " samples (" +
+                                 std::to_string(width) + " bytes each)");
+    }
+    declared_frames = static_cast<std::int64_t>(size / width);
+    raw_in.open(path, std::ios::binary);
+    if (!raw_in) throw Error::invalid_input(quoted(path) + ": cannot open for reading");
   }
+
+  void open_sndfile() {
+    SF_INFO info{};
+    file.reset(sf_open(path.c_str(), SFM_READ, &info));
+    if (!file) {
+      throw Error::invalid_input(
+          quoted(path) + ": not a readable audio file (libsndfile: " + sf_strerror(nullptr) +
+          "); supported: WAV, FLAC, OGG and other libsndfile formats, or raw .f32/.s16");
+    }
+    if (info.channels < 1) throw Error::invalid_input(quoted(path) + ": file has no channels");
+    reject_short_data_chunk(file.get(), path);
+    channels = info.channels;
+    rate = info.samplerate;
+    declared_frames = info.frames > 0 ? info.frames : -1;
+  }
+
+  void check_length(std::int64_t frames) const {
+    // frames at `rate`; compare in that rate to avoid rounding at the limit
+    if (frames > static_cast<std::int64_t>(max_seconds) * rate) {
+      throw Error::invalid_input(too_long(path, max_seconds));
+    }
+  }
+
+  std::vector<float> read_raw(std::size_t max) {
+    const std::size_t width = *raw == RawEncoding::kS16le ? 2 : 4;
+    std::vector<char> bytes(max * width);
+    raw_in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    const auto got = static_cast<std::size_t>(raw_in.gcount());
+    if (got == 0 && !raw_in.eof()) throw Error::invalid_input(quoted(path) + ": read error");
+    return decode_raw(std::as_bytes(std::span(bytes.data(), got)), *raw, quoted(path));
+  }
+
+  std::vector<float> read_sndfile(std::size_t max) {
+    const auto want = static_cast<sf_count_t>(std::min<std::size_t>(max, kReadBlockFrames));
+    std::vector<float> block(static_cast<std::size_t>(want) * channels);
+    const sf_count_t got = sf_readf_float(file.get(), block.data(), want);
+    if (got < 0 || sf_error(file.get()) != SF_ERR_NO_ERROR) {
+      throw Error::invalid_input(quoted(path) + ": decoding failed after " +
+                                 std::to_string(frames_read) +
+                                 " frames (libsndfile: " + sf_strerror(file.get()) + ")");
+    }
+    std::vector<float> mono(static_cast<std::size_t>(got));
+    for (sf_count_t f = 0; f < got; ++f) {
+      const float* frame = block.data() + f * channels;
+      if (channels == 1) {
+        mono[f] = frame[0];
+      } else {
+        double sum = 0.0;  // exact for the channel counts in practice; rounded once below
+        for (int c = 0; c < channels; ++c) sum += frame[c];
+        mono[f] = static_cast<float>(sum / channels);
+      }
+    }
+    return mono;
+  }
+
+  // At the end of the file: the checks that need the whole file.
+  void finish() {
+    done = true;
+    if (frames_read == 0) throw Error::invalid_input(quoted(path) + ": no audio samples");
+    if (!raw && declared_frames > 0 && frames_read < declared_frames) {
+      throw Error::invalid_input(quoted(path) + ": truncated file: the header declares " +
+                                 std::to_string(declared_frames) + " frames but only " +
+                                 std::to_string(frames_read) + " could be decoded");
+    }
+  }
+};
+
+AudioFileReader::AudioFileReader(const std::filesystem::path& path, int max_seconds)
+    : impl_(std::make_unique<Impl>()) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) throw Error::not_found(quoted(path) + ": no such file");
   if (std::filesystem::is_directory(path, ec)) {
     throw Error::invalid_input(quoted(path) + ": is a directory, expected an audio file");
   }
+  auto& m = *impl_;
+  m.path = path;
+  m.max_seconds = max_seconds;
   const std::string ext = lower_extension(path);
   if (ext == ".f32" || ext == ".s16") {
-    const auto encoding = ext == ".f32" ? RawEncoding::kF32le : RawEncoding::kS16le;
-    std::vector<float> samples = decode_raw(read_bytes(path), encoding, quoted(path));
-    validate_samples(samples, quoted(path));
-    return samples;
+    m.open_raw(ext == ".f32" ? RawEncoding::kF32le : RawEncoding::kS16le);
+  } else {
+    m.open_sndfile();
   }
-  return read_with_sndfile(path);
+  if (m.declared_frames > 0) m.check_length(m.declared_frames);
+}
+
+AudioFileReader::~AudioFileReader() = default;
+
+int AudioFileReader::sample_rate() const {
+  return impl_->rate;
+}
+
+std::optional<std::int64_t> AudioFileReader::expected_samples() const {
+  const auto& m = *impl_;
+  if (m.declared_frames < 0) return std::nullopt;
+  return static_cast<std::int64_t>(
+      std::llround(static_cast<double>(m.declared_frames) * kSampleRateHz / m.rate));
+}
+
+std::vector<float> AudioFileReader::read_native(std::size_t max_samples) {
+  auto& m = *impl_;
+  if (m.done || max_samples == 0) return {};
+  std::vector<float> samples = m.raw ? m.read_raw(max_samples) : m.read_sndfile(max_samples);
+  if (samples.empty()) {
+    m.finish();
+    return {};
+  }
+  m.frames_read += static_cast<std::int64_t>(samples.size());
+  m.check_length(m.frames_read);
+  validate_samples(samples, quoted(m.path));
+  return samples;
+}
+
+std::vector<float> AudioFileReader::read(std::size_t max_samples) {
+  auto& m = *impl_;
+  if (m.rate == kSampleRateHz) return read_native(max_samples);
+  if (!m.resampler) m.resampler = std::make_unique<StreamingResampler>(m.rate, kSampleRateHz);
+  // Ask for about max_samples of output; the resampler's delay may make a piece empty, so read
+  // until something comes out or the file ends.
+  while (!m.done) {
+    const auto in = static_cast<std::size_t>(std::max<double>(
+        1.0, std::ceil(static_cast<double>(max_samples) * m.rate / kSampleRateHz)));
+    std::vector<float> native = read_native(in);
+    std::vector<float> out = native.empty() ? m.resampler->finish() : m.resampler->process(native);
+    if (!out.empty()) return out;
+  }
+  return {};
+}
+
+std::vector<float> load_audio_file(const std::filesystem::path& path, int max_seconds) {
+  AudioFileReader reader(path, max_seconds);
+  std::vector<float> mono;
+  if (const auto n = reader.expected_samples()) {
+    mono.reserve(static_cast<std::size_t>(std::clamp<std::int64_t>(*n, 0, 1 << 26)));
+  }
+  while (true) {
+    std::vector<float> piece = reader.read_native(1 << 16);
+    if (piece.empty()) break;
+    mono.insert(mono.end(), piece.begin(), piece.end());
+  }
+  if (reader.sample_rate() != kSampleRateHz) {
+    try {
+      mono = resample(mono, reader.sample_rate(), kSampleRateHz);
+    } catch (const Error& e) {
+      throw e.with_context(quoted(path));
+    }
+  }
+  return mono;
 }
 
 }  // namespace lipsync::audio

@@ -1,25 +1,25 @@
 #include "audio/audio_options.h"
 
-#include <string>
-
-#include "core/error.h"
 #include "core/task_arena.h"
 
 namespace lipsync::audio {
-namespace {
 
-void require_range(const char* field, int value, int lo, int hi) {
-  if (value < lo || value > hi) {
-    throw Error::invalid_input(std::string(field) + "=" + std::to_string(value) + ": expected " +
-                               std::to_string(lo) + ".." + std::to_string(hi));
-  }
+const core::ConfigTable<AudioOptions>& AudioOptions::config() {
+  static const auto table =
+      core::ConfigTable<AudioOptions>("audio")
+          .boolean("parallel_mel_extraction", &AudioOptions::parallel_mel_extraction,
+                   "split mel frames and window packing over the task arena (same results)")
+          .integer("mel_frames_per_task", &AudioOptions::mel_frames_per_task, 1, 1000000,
+                   "smallest mel-frame range per task")
+          .integer("pack_windows_per_task", &AudioOptions::pack_windows_per_task, 1, 1000000,
+                   "smallest window range per packing task (measured: src/audio/audio_options.h)")
+          .integer("max_seconds", &AudioOptions::max_seconds, 1, 86400,
+                   "longest audio of a render, request or stream; longer input is refused");
+  return table;
 }
 
-}  // namespace
-
 void AudioOptions::validate() const {
-  require_range("audio.mel_frames_per_task", mel_frames_per_task, 1, 1000000);
-  require_range("audio.pack_windows_per_task", pack_windows_per_task, 1, 1000000);
+  config().validate(*this);
 }
 
 const core::TaskArena* AudioOptions::parallel_arena() const {

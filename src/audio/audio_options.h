@@ -3,6 +3,8 @@
 // Thread contract: plain value; validate() before use.
 #pragma once
 
+#include "core/config_table.h"
+
 namespace lipsync::core {
 class TaskArena;
 }
@@ -29,8 +31,15 @@ struct AudioOptions {
   // The arena to split over; nullptr means core::TaskArena::global(). Borrowed.
   const core::TaskArena* arena = nullptr;
 
+  // Limits -----------------------------------------------------------------------------------
+  // The longest audio a render, a request or a stream may have, in seconds (1..86400). Longer
+  // input is refused before it is read (a file whose header says so) or when it gets there.
+  int max_seconds = 14400;
+
   // Throws Error::Code::kInvalidInput naming the field when a value is out of range.
   void validate() const;
+  // The `audio.*` config keys.
+  static const core::ConfigTable<AudioOptions>& config();
   // The arena parallel work should use, or nullptr when parallel_mel_extraction is off.
   const core::TaskArena* parallel_arena() const;
 };

@@ -68,14 +68,18 @@ std::string read_text_file(const std::filesystem::path& path, const std::string&
 
 }  // namespace
 
+const core::ConfigTable<AvatarOptions>& AvatarOptions::config() {
+  static const auto table =
+      core::ConfigTable<AvatarOptions>("avatar")
+          .integer("frame_cache_mb", &AvatarOptions::frame_cache_mb, 1, 1048576,
+                   "budget for decoded template frames (least recently used go first)")
+          .integer("roi_cache_mb", &AvatarOptions::roi_cache_mb, 1, 1048576,
+                   "budget for the per-frame 328 x 328 crops the ROIs come from");
+  return table;
+}
+
 void AvatarOptions::validate() const {
-  for (auto [key, value] : {std::pair{"avatar.frame_cache_mb", frame_cache_mb},
-                            std::pair{"avatar.roi_cache_mb", roi_cache_mb}}) {
-    if (value < 1 || value > 1048576) {
-      throw Error::invalid_input(std::string(key) + ": " + std::to_string(value) +
-                                 " is out of range; expected 1 to 1048576");
-    }
-  }
+  config().validate(*this);
 }
 
 void validate_frame_pattern(const std::string& pattern) {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "avatar/crop_rect.h"
+#include "core/config_table.h"
 #include "core/lru_cache.h"
 
 namespace lipsync::avatar {
@@ -35,6 +36,8 @@ struct AvatarOptions {
   int roi_cache_mb = 256;
   // Throws Error::Code::kInvalidInput naming the key.
   void validate() const;
+  // The `avatar.*` config keys.
+  static const core::ConfigTable<AvatarOptions>& config();
 };
 
 // The contents of avatar.json.

@@ -16,7 +16,7 @@
 #include "avatar/video_reader.h"
 #include "core/error.h"
 #include "core/task_arena.h"
-#include "modelgen/demo_models.h"
+#include "infer/demo_mouth.h"
 
 namespace lipsync::avatar {
 namespace {
@@ -345,7 +345,7 @@ ImportSummary write_demo_avatar(const fs::path& out, int frames, int width, int 
   // mouth centre. ROI (u, v) is canvas (u + 4, v + 4), which samples crop ((u + 4.5) S / 328 -
   // 0.5).
   const int side = std::max(40, int(std::lround(200 * s)));
-  const auto& mouth = modelgen::kDemoMouth;
+  const auto& mouth = infer::kDemoMouth;
   const double mx = (mouth.centre_x + kRoiOffset + 0.5) * side / kCanvasSize - 0.5;
   const double my = (mouth.centre_y + kRoiOffset + 0.5) * side / kCanvasSize - 0.5;
   std::vector<CropRect> rects(frames);

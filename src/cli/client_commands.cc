@@ -13,13 +13,14 @@
 #include <thread>
 
 #include "audio/audio_file.h"
+#include "audio/video_frames.h"
 #include "cli/commands.h"
 #include "cli/demo_assets.h"
 #include "core/error.h"
 #include "core/stopwatch.h"
 #include "lipsync/v1/lipsync.grpc.pb.h"
 #include "monolithic.grpc.pb.h"
-#include "pipeline/offline_renderer.h"
+#include "server/grpc_status.h"
 
 namespace lipsync::cli {
 namespace {
@@ -112,32 +113,74 @@ struct ClientArgs {
   int start_frame = 0;
 };
 
+// The client's output folder: frames are written as they arrive; if the stream fails, the frames
+// written are removed again, and the folder too when this client created it.
+class FrameFolder {
+ public:
+  FrameFolder(fs::path dir, std::string ext) : dir_(std::move(dir)), ext_(std::move(ext)) {
+    std::error_code ec;
+    if (fs::exists(dir_, ec) && !fs::is_directory(dir_, ec)) {
+      throw Error::invalid_input("output " + dir_.string() + ": exists and is not a folder");
+    }
+    created_ = !fs::exists(dir_, ec);
+    fs::create_directories(dir_, ec);
+    if (!fs::is_directory(dir_, ec)) {
+      throw Error::invalid_input("output " + dir_.string() + ": cannot create the folder");
+    }
+  }
+  ~FrameFolder() {
+    if (kept_) return;
+    std::error_code ec;
+    for (const auto& p : written_) fs::remove(p, ec);
+    if (created_) fs::remove_all(dir_, ec);
+  }
+  void write(int index, const std::string& bytes) {
+    char name[32];
+    std::snprintf(name, sizeof name, "%05d", index);
+    const fs::path path = dir_ / (name + ext_);
+    std::ofstream out(path, std::ios::binary);
+    out << bytes;
+    if (!out) throw Error::invalid_input("output: cannot write " + path.string());
+    written_.push_back(path);
+  }
+  void keep() { kept_ = true; }
+
+ private:
+  fs::path dir_;
+  std::string ext_;
+  bool created_ = false;
+  bool kept_ = false;
+  std::vector<fs::path> written_;
+};
+
 void run_client(const ClientArgs& a) {
   const std::vector<float> samples =
       audio::load_audio_file(a.audio.empty() ? demo_speech_path() : fs::path(a.audio));
   if (a.format != "png" && a.format != "jpeg") {
     throw Error::invalid_input("--format " + a.format + ": expected png or jpeg");
   }
-  std::error_code ec;
-  fs::create_directories(a.output, ec);
-  if (!fs::is_directory(a.output, ec)) {
-    throw Error::invalid_input("output " + a.output + ": cannot create the folder");
-  }
+  FrameFolder folder(a.output, a.format == "png" ? ".png" : ".jpg");
   auto stub = lipsync::v1::LipSync::NewStub(channel_to(a.target));
-  const std::string ext = a.format == "png" ? ".png" : ".jpg";
-  const auto outcome = stream_audio(
-      *stub, a.model, samples, std::max(1, a.chunk_ms * 16),
-      a.format == "png" ? StreamConfig::FORMAT_PNG : StreamConfig::FORMAT_JPEG, a.start_frame,
-      [&](const StreamResponse& r) {
-        char name[32];
-        std::snprintf(name, sizeof name, "%05d", r.index());
-        std::ofstream(fs::path(a.output) / (name + ext), std::ios::binary) << r.frame();
-      });
+  std::string write_error;
+  const auto outcome =
+      stream_audio(*stub, a.model, samples, std::max(1, a.chunk_ms * 16),
+                   a.format == "png" ? StreamConfig::FORMAT_PNG : StreamConfig::FORMAT_JPEG,
+                   a.start_frame, [&](const StreamResponse& r) {
+                     if (!write_error.empty()) return;
+                     try {
+                       folder.write(r.index(), r.frame());
+                     } catch (const Error& e) {
+                       write_error = e.message();
+                     }
+                   });
   if (!outcome.status.ok()) throw from_status(outcome.status, a.target);
+  if (!write_error.empty()) throw Error::invalid_input(write_error);
+  folder.keep();
   std::cout << nlohmann::json{{"frames", outcome.frames},
                               {"first_frame_ms", outcome.first_frame_ms},
                               {"total_ms", outcome.total_ms},
-                              {"audio_seconds", samples.size() / 16000.0},
+                              {"audio_seconds", audio::seconds_for_samples(
+                                                    static_cast<std::int64_t>(samples.size()))},
                               {"output", a.output}}
                    .dump()
             << "\n";
@@ -158,9 +201,7 @@ void run_loadtest(const LoadArgs& a) {
   }
   // Audio for `batch` frames, cut from the bundled clip (repeated when needed).
   const std::vector<float> clip = audio::load_audio_file(demo_speech_path());
-  std::size_t n = static_cast<std::size_t>(a.batch) * 640 + 600;
-  while (pipeline::frames_for_samples(std::max<std::size_t>(n, 3000)) < a.batch) n += 200;
-  n = std::max<std::size_t>(n, 3000);
+  const std::size_t n = audio::min_samples_for_clip_frames(a.batch);
   std::vector<float> samples(n);
   for (std::size_t i = 0; i < n; ++i) samples[i] = clip[i % clip.size()];
   const std::string bytes(reinterpret_cast<const char*>(samples.data()), n * sizeof(float));
@@ -171,7 +212,9 @@ void run_loadtest(const LoadArgs& a) {
   std::atomic<int> next{0};
   std::mutex mutex;
   std::vector<double> latencies;
-  std::map<std::string, int> errors;
+  // Failures by status code name: how many, and the first message.
+  std::map<std::string, std::pair<int, std::string>> errors;
+  grpc::Status first_error;
   std::atomic<long long> frames{0};
   core::Stopwatch clock;
   std::vector<std::thread> workers;
@@ -182,8 +225,8 @@ void run_loadtest(const LoadArgs& a) {
         grpc::Status status;
         int got = 0;
         if (a.stream) {
-          const auto outcome =
-              stream_audio(*streaming, a.model, samples, 640, StreamConfig::FORMAT_JPEG, 0, {});
+          const auto outcome = stream_audio(*streaming, a.model, samples, audio::kSamplesPerFrame,
+                                            StreamConfig::FORMAT_JPEG, 0, {});
           status = outcome.status;
           got = outcome.frames;
         } else {
@@ -202,7 +245,9 @@ void run_loadtest(const LoadArgs& a) {
           latencies.push_back(ms);
           frames += got;
         } else {
-          ++errors[std::to_string(status.error_code())];
+          auto& [count, message] = errors[server::status_code_name(status.error_code())];
+          if (count++ == 0) message = status.error_message();
+          if (first_error.ok()) first_error = status;
         }
       }
     });
@@ -215,9 +260,13 @@ void run_loadtest(const LoadArgs& a) {
     return latencies[std::min(latencies.size() - 1,
                               static_cast<std::size_t>(p * (latencies.size() - 1) + 0.5))];
   };
+  nlohmann::json error_report = nlohmann::json::object();
+  for (const auto& [code, entry] : errors) {
+    error_report[code] = {{"count", entry.first}, {"first_message", entry.second}};
+  }
   std::cout << nlohmann::json{{"requests", a.requests},
                               {"completed", latencies.size()},
-                              {"errors", errors},
+                              {"errors", error_report},
                               {"concurrency", a.concurrency},
                               {"batch", a.batch},
                               {"stream", a.stream},
@@ -228,6 +277,12 @@ void run_loadtest(const LoadArgs& a) {
                                {{"p50", pct(0.5)}, {"p95", pct(0.95)}, {"p99", pct(0.99)}}}}
                    .dump()
             << "\n";
+  if (!first_error.ok()) {
+    const Error e = from_status(first_error, a.target);
+    throw Error(e.code(), std::to_string(a.requests - static_cast<int>(latencies.size())) + " of " +
+                              std::to_string(a.requests) +
+                              " requests failed; the first: " + e.message());
+  }
 }
 
 }  // namespace

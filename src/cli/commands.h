@@ -15,5 +15,6 @@ void add_avatar_commands(CLI::App& app);  // avatar import, avatar demo
 void add_render_commands(CLI::App& app);
 void add_serve_command(CLI::App& app);    // serve
 void add_client_commands(CLI::App& app);  // client, loadtest
+void add_config_command(CLI::App& app);   // config
 
 }  // namespace lipsync::cli

@@ -2,193 +2,110 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <functional>
+#include <set>
 #include <string>
 
 #include "core/error.h"
+#include "core/text.h"
 
 namespace lipsync::cli {
 namespace {
 
-template <class T>
-T scalar(const YAML::Node& node, const std::string& key, const char* expected) {
-  try {
-    return node.as<T>();
-  } catch (const YAML::Exception&) {
-    throw Error::invalid_input(key + ": expected " + expected);
-  }
+// One options table bound to its field of ConfigFile.
+struct Binding {
+  std::string section;
+  std::function<bool(std::string_view name)> has;
+  std::function<void(ConfigFile&, std::string_view name, const core::ConfigValue&)> set;
+  std::function<std::vector<core::ConfigKeyInfo>()> keys;
+};
+
+template <class Options>
+Binding bind(const core::ConfigTable<Options>& table, Options ConfigFile::*field) {
+  return {table.section(), [&table](std::string_view name) { return table.has(name); },
+          [&table, field](ConfigFile& f, std::string_view name, const core::ConfigValue& v) {
+            table.set(f.*field, name, v);
+          },
+          [&table] { return table.keys(); }};
 }
 
-void read_audio(const YAML::Node& section, audio::AudioOptions& out) {
-  if (!section.IsMap()) throw Error::invalid_input("audio: expected a mapping");
-  for (const auto& entry : section) {
-    const std::string name = entry.first.as<std::string>();
-    const std::string key = "audio." + name;
-    if (name == "parallel_mel_extraction") {
-      out.parallel_mel_extraction = scalar<bool>(entry.second, key, "true or false");
-    } else if (name == "mel_frames_per_task") {
-      out.mel_frames_per_task = scalar<int>(entry.second, key, "an integer");
-    } else if (name == "pack_windows_per_task") {
-      out.pack_windows_per_task = scalar<int>(entry.second, key, "an integer");
-    } else {
-      throw Error::invalid_input("unknown key '" + key + "'");
-    }
-  }
-  out.validate();
+// The README's order.
+const std::vector<Binding>& bindings() {
+  static const std::vector<Binding> all{
+      bind(audio::AudioOptions::config(), &ConfigFile::audio),
+      bind(infer::InferOptions::config(), &ConfigFile::infer),
+      bind(avatar::AvatarOptions::config(), &ConfigFile::avatar),
+      bind(pipeline::RenderOptions::config(), &ConfigFile::render),
+      bind(render::OutputOptions::config(), &ConfigFile::output),
+      bind(pipeline::PipelineOptions::config(), &ConfigFile::pipeline),
+      bind(server::ServerOptions::config(), &ConfigFile::server),
+      bind(pipeline::SchedulerOptions::config(), &ConfigFile::scheduler),
+      bind(server::RegistryOptions::config(), &ConfigFile::registry),
+      bind(server::ServerOptions::top_level_config(), &ConfigFile::server),
+  };
+  return all;
 }
 
-void read_infer(const YAML::Node& section, infer::InferOptions& out) {
-  if (!section.IsMap()) throw Error::invalid_input("infer: expected a mapping");
-  for (const auto& entry : section) {
-    const std::string name = entry.first.as<std::string>();
-    const std::string key = "infer." + name;
-    if (name == "intra_op_threads") {
-      out.intra_op_threads = scalar<int>(entry.second, key, "an integer");
-    } else if (name == "graph_optimization") {
-      out.graph_optimization =
-          infer::parse_graph_optimization(scalar<std::string>(entry.second, key, "a string"), key);
-    } else if (name == "execution_providers") {
-      if (!entry.second.IsSequence()) {
-        throw Error::invalid_input(key + ": expected a list such as [cpu] or [cuda, cpu]");
-      }
-      out.execution_providers.clear();
-      for (const auto& item : entry.second) {
-        out.execution_providers.push_back(scalar<std::string>(item, key, "provider names"));
-      }
-    } else if (name == "encoder_batch") {
-      out.encoder_batch = scalar<int>(entry.second, key, "an integer");
-    } else {
-      throw Error::invalid_input("unknown key '" + key + "'");
-    }
-  }
-  out.validate();
+std::string key_of(const YAML::Node& node, const std::string& where) {
+  if (!node.IsScalar()) throw Error::invalid_input(where + ": a key is not a plain name");
+  return node.Scalar();
 }
 
-void read_avatar(const YAML::Node& section, avatar::AvatarOptions& out) {
-  if (!section.IsMap()) throw Error::invalid_input("avatar: expected a mapping");
-  for (const auto& entry : section) {
-    const std::string name = entry.first.as<std::string>();
-    const std::string key = "avatar." + name;
-    if (name == "frame_cache_mb") {
-      out.frame_cache_mb = scalar<int>(entry.second, key, "an integer");
-    } else if (name == "roi_cache_mb") {
-      out.roi_cache_mb = scalar<int>(entry.second, key, "an integer");
-    } else {
-      throw Error::invalid_input("unknown key '" + key + "'");
+// The value of `key` as the tables take it: a scalar's text or a list of scalars.
+core::ConfigValue value_of(const YAML::Node& node, const std::string& key) {
+  if (node.IsScalar()) return core::ConfigValue::scalar(node.Scalar());
+  if (node.IsSequence()) {
+    std::vector<std::string> items;
+    for (const auto& item : node) {
+      if (!item.IsScalar()) throw Error::invalid_input(key + ": expected a list of plain values");
+      items.push_back(item.Scalar());
     }
+    return core::ConfigValue::list(std::move(items));
   }
-  out.validate();
+  throw Error::invalid_input(key +
+                             (node.IsNull() ? ": no value" : ": expected a value, not a mapping"));
 }
 
-void read_render(const YAML::Node& section, ConfigFile& out) {
-  if (!section.IsMap()) throw Error::invalid_input("render: expected a mapping");
-  for (const auto& entry : section) {
-    const std::string name = entry.first.as<std::string>();
-    const std::string key = "render." + name;
-    if (name == "batch") {
-      out.render.batch = scalar<int>(entry.second, key, "an integer");
-    } else if (name == "jpeg_quality") {
-      out.jpeg_quality = scalar<int>(entry.second, key, "an integer");
-      if (out.jpeg_quality < 1 || out.jpeg_quality > 100) {
-        throw Error::invalid_input(key + ": " + std::to_string(out.jpeg_quality) +
-                                   " is out of range; expected 1 to 100");
-      }
-    } else if (name == "mp4_crf") {
-      out.mp4.crf = scalar<int>(entry.second, key, "an integer");
-      if (out.mp4.crf < 0 || out.mp4.crf > 51) {
-        throw Error::invalid_input(key + ": " + std::to_string(out.mp4.crf) +
-                                   " is out of range; expected 0 to 51");
-      }
-    } else if (name == "mp4_preset") {
-      out.mp4.preset = scalar<std::string>(entry.second, key, "an x264 preset name");
-    } else {
-      throw Error::invalid_input("unknown key '" + key + "'");
-    }
-  }
-  out.render.validate();
+// Throws for a key seen twice in one mapping (yaml-cpp keeps both silently).
+void check_unique(std::set<std::string>& seen, const std::string& name, const std::string& key) {
+  if (!seen.insert(name).second) throw Error::invalid_input(key + ": the key is given twice");
 }
 
-void read_server(const YAML::Node& section, server::ServerOptions& out) {
-  if (!section.IsMap()) throw Error::invalid_input("server: expected a mapping");
-  for (const auto& entry : section) {
-    const std::string name = entry.first.as<std::string>();
-    const std::string key = "server." + name;
-    if (name == "grpc") {
-      out.grpc_address = scalar<std::string>(entry.second, key, "host:port");
-    } else if (name == "http") {
-      out.http_address = scalar<std::string>(entry.second, key, "host:port or empty");
-    } else if (name == "max_message_mb") {
-      out.max_message_mb = scalar<int>(entry.second, key, "an integer");
-    } else if (name == "max_request_frames") {
-      out.max_request_frames = scalar<int>(entry.second, key, "an integer");
-    } else if (name == "max_inflight_requests") {
-      out.max_inflight_requests = scalar<int>(entry.second, key, "an integer");
-    } else if (name == "workers") {
-      out.workers = scalar<int>(entry.second, key, "an integer");
-    } else if (name == "arena_threads") {
-      out.arena_threads = scalar<int>(entry.second, key, "an integer");
-    } else if (name == "shutdown_grace_s") {
-      out.shutdown_grace_s = scalar<int>(entry.second, key, "an integer");
-    } else {
-      throw Error::invalid_input("unknown key '" + key + "'");
+void read_section(const std::string& section, const YAML::Node& node, ConfigFile& out) {
+  if (!node.IsMap()) throw Error::invalid_input(section + ": expected a mapping of keys");
+  std::set<std::string> seen;
+  for (const auto& entry : node) {
+    const std::string name = key_of(entry.first, section);
+    const std::string key = section + "." + name;
+    check_unique(seen, name, key);
+    const Binding* owner = nullptr;
+    for (const Binding& b : bindings()) {
+      if (b.section == section && b.has(name)) owner = &b;
     }
+    if (owner == nullptr) throw Error::invalid_input("unknown key " + core::quote(key));
+    owner->set(out, name, value_of(entry.second, key));
   }
-}
-
-void read_scheduler(const YAML::Node& section, pipeline::SchedulerOptions& out) {
-  if (!section.IsMap()) throw Error::invalid_input("scheduler: expected a mapping");
-  for (const auto& entry : section) {
-    const std::string name = entry.first.as<std::string>();
-    const std::string key = "scheduler." + name;
-    if (name == "max_batch") {
-      out.max_batch = scalar<int>(entry.second, key, "an integer");
-    } else if (name == "max_batch_wait_ms") {
-      out.max_batch_wait_ms = scalar<int>(entry.second, key, "an integer");
-    } else if (name == "queue_limit") {
-      out.queue_limit = scalar<int>(entry.second, key, "an integer");
-    } else {
-      throw Error::invalid_input("unknown key '" + key + "'");
-    }
-  }
-  out.validate();
-}
-
-void read_registry(const YAML::Node& section, server::RegistryOptions& out) {
-  if (!section.IsMap()) throw Error::invalid_input("registry: expected a mapping");
-  for (const auto& entry : section) {
-    const std::string name = entry.first.as<std::string>();
-    const std::string key = "registry." + name;
-    if (name == "max_loaded") {
-      out.max_loaded = scalar<int>(entry.second, key, "an integer");
-    } else if (name == "memory_budget_mb") {
-      out.memory_budget_mb = scalar<std::int64_t>(entry.second, key, "an integer");
-    } else if (name == "policy") {
-      const auto v = scalar<std::string>(entry.second, key, "lru or lfu");
-      if (v != "lru" && v != "lfu") {
-        throw Error::invalid_input(key + ": '" + v + "' is unknown; expected lru or lfu");
-      }
-      out.policy = v == "lru" ? server::EvictionPolicy::kLru : server::EvictionPolicy::kLfu;
-    } else if (name == "idle_unload_s") {
-      out.idle_unload_s = scalar<int>(entry.second, key, "an integer");
-    } else {
-      throw Error::invalid_input("unknown key '" + key + "'");
-    }
-  }
-  out.validate();
 }
 
 void read_avatars(const YAML::Node& section, const std::filesystem::path& base,
                   std::vector<server::ModelSpec>& out) {
   if (!section.IsMap()) throw Error::invalid_input("avatars: expected a mapping of model ids");
+  std::set<std::string> ids;
   for (const auto& entry : section) {
     server::ModelSpec spec;
-    spec.id = entry.first.as<std::string>();
+    spec.id = key_of(entry.first, "avatars");
     const std::string prefix = "avatars." + spec.id;
+    check_unique(ids, spec.id, prefix);
     if (!entry.second.IsMap()) throw Error::invalid_input(prefix + ": expected a mapping");
+    std::set<std::string> seen;
     for (const auto& field : entry.second) {
-      const std::string name = field.first.as<std::string>();
+      const std::string name = key_of(field.first, prefix);
       const std::string key = prefix + "." + name;
+      check_unique(seen, name, key);
+      const core::ConfigValue v = value_of(field.second, key);
+      if (v.is_list) throw Error::invalid_input(key + ": expected a single value");
       auto path = [&] {
-        const std::filesystem::path p = scalar<std::string>(field.second, key, "a folder");
+        const std::filesystem::path p = v.items[0];
         return p.is_relative() ? base / p : p;
       };
       if (name == "avatar") {
@@ -196,9 +113,9 @@ void read_avatars(const YAML::Node& section, const std::filesystem::path& base,
       } else if (name == "models") {
         spec.models = path();
       } else if (name == "preload") {
-        spec.preload = scalar<bool>(field.second, key, "true or false");
+        spec.preload = core::parse_config_bool(v.items[0], key);
       } else {
-        throw Error::invalid_input("unknown key '" + key + "'");
+        throw Error::invalid_input("unknown key " + core::quote(key));
       }
     }
     if (spec.avatar.empty() || spec.models.empty()) {
@@ -208,7 +125,49 @@ void read_avatars(const YAML::Node& section, const std::filesystem::path& base,
   }
 }
 
+void read_root(const YAML::Node& root, const std::filesystem::path& base, ConfigFile& config) {
+  if (!root.IsMap()) throw Error::invalid_input("expected a mapping of sections");
+  std::set<std::string> seen;
+  for (const auto& entry : root) {
+    const std::string name = key_of(entry.first, "config");
+    check_unique(seen, name, name);
+    if (name == "avatars") {
+      read_avatars(entry.second, base, config.models);
+      continue;
+    }
+    bool top_level = false;
+    bool section = false;
+    for (const Binding& b : bindings()) {
+      top_level |= b.section.empty() && b.has(name);
+      section |= b.section == name;
+    }
+    if (top_level) {
+      for (const Binding& b : bindings()) {
+        if (b.section.empty() && b.has(name)) b.set(config, name, value_of(entry.second, name));
+      }
+    } else if (section) {
+      read_section(name, entry.second, config);
+    } else {
+      throw Error::invalid_input("unknown key " + core::quote(name));
+    }
+  }
+}
+
 }  // namespace
+
+server::ServerConfig ConfigFile::server_config() const {
+  server::ServerConfig c;
+  c.server = server;
+  c.registry = registry;
+  c.infer = infer;
+  c.avatar = avatar;
+  c.scheduler = scheduler;
+  c.pipeline = pipeline;
+  c.output = output;
+  c.audio = audio;
+  c.models = models;
+  return c;
+}
 
 ConfigFile load_config_file(const std::filesystem::path& path) {
   const std::string where = "config '" + path.string() + "'";
@@ -223,37 +182,21 @@ ConfigFile load_config_file(const std::filesystem::path& path) {
   ConfigFile config;
   if (root.IsNull()) return config;
   try {
-    if (!root.IsMap()) throw Error::invalid_input("expected a mapping of sections");
-    for (const auto& entry : root) {
-      const std::string section = entry.first.as<std::string>();
-      if (section == "audio") {
-        read_audio(entry.second, config.audio);
-      } else if (section == "infer") {
-        read_infer(entry.second, config.infer);
-      } else if (section == "avatar") {
-        read_avatar(entry.second, config.avatar);
-      } else if (section == "render") {
-        read_render(entry.second, config);
-        config.server.jpeg_quality = config.jpeg_quality;
-      } else if (section == "server") {
-        read_server(entry.second, config.server);
-      } else if (section == "scheduler") {
-        read_scheduler(entry.second, config.scheduler);
-      } else if (section == "registry") {
-        read_registry(entry.second, config.registry);
-      } else if (section == "avatars") {
-        read_avatars(entry.second, path.parent_path(), config.models);
-      } else if (section == "log_level") {
-        config.server.log_level = scalar<std::string>(entry.second, "log_level", "a level name");
-      } else {
-        throw Error::invalid_input("unknown key '" + section + "'");
-      }
-    }
-    config.server.validate();
+    read_root(root, path.parent_path(), config);
+    config.render.window_frames = config.pipeline.window_frames;
+    config.render.audio = config.audio;
   } catch (const Error& e) {
     throw e.with_context(where);
   }
   return config;
+}
+
+std::vector<core::ConfigKeyInfo> all_config_keys() {
+  std::vector<core::ConfigKeyInfo> keys;
+  for (const Binding& b : bindings()) {
+    for (auto& k : b.keys()) keys.push_back(std::move(k));
+  }
+  return keys;
 }
 
 }  // namespace lipsync::cli

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   lipsync::cli::add_render_commands(app);
   lipsync::cli::add_serve_command(app);
   lipsync::cli::add_client_commands(app);
+  lipsync::cli::add_config_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {

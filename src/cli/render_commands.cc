@@ -9,6 +9,7 @@
 #include <string>
 
 #include "audio/audio_file.h"
+#include "audio/video_frames.h"
 #include "avatar/avatar.h"
 #include "avatar/template_walk.h"
 #include "cli/commands.h"
@@ -41,9 +42,9 @@ struct RenderArgs {
   InferFlags flags;
 };
 
-// Everything a render needs, loaded and checked before any output exists.
+// Everything a render needs, opened and checked before any output exists.
 struct Loaded {
-  std::vector<float> samples;
+  std::unique_ptr<audio::AudioFileReader> audio;
   std::shared_ptr<const avatar::Avatar> avatar;
   std::unique_ptr<infer::Models> models;
   ConfigFile config;
@@ -57,8 +58,15 @@ Loaded load_inputs(const std::string& avatar_dir, const std::string& models_dir,
   l.config.audio = flags.to_audio_options();
   l.config.infer = flags.to_infer_options();
   l.audio_path = audio_path.empty() ? demo_speech_path() : fs::path(audio_path);
-  l.samples = audio::load_audio_file(l.audio_path);
-  (void)pipeline::frames_for_samples(l.samples.size());  // too short: fail before anything else
+  l.audio = std::make_unique<audio::AudioFileReader>(l.audio_path, l.config.audio.max_seconds);
+  const auto expected = l.audio->expected_samples();
+  if (expected) {  // too short: fail before anything else
+    try {
+      (void)audio::clip_frames_for_samples(static_cast<std::size_t>(*expected));
+    } catch (const Error& e) {
+      throw e.with_context("'" + l.audio_path.string() + "'");
+    }
+  }
   l.avatar_dir = avatar_dir.empty() ? demo_avatar_dir() : fs::path(avatar_dir);
   l.avatar = avatar::Avatar::open(l.avatar_dir, l.config.avatar);
   l.models_dir = models_dir.empty() ? demo_models_dir() : fs::path(models_dir);
@@ -66,11 +74,33 @@ Loaded load_inputs(const std::string& avatar_dir, const std::string& models_dir,
   return l;
 }
 
-bool ends_with_mp4(const std::string& s) {
-  if (s.size() < 4) return false;
-  std::string tail = s.substr(s.size() - 4);
-  std::transform(tail.begin(), tail.end(), tail.begin(), ::tolower);
-  return tail == ".mp4";
+std::string lower_extension(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return ext;
+}
+
+// The sink -o names: OUT.mp4 is a video; a name without an extension (or an existing folder) a
+// folder of frames; anything else is refused rather than guessed.
+std::unique_ptr<pipeline::FrameSink> make_sink(const std::string& output, const std::string& format,
+                                               const Loaded& in) {
+  if (format != "png" && format != "jpeg") {
+    throw Error::invalid_input("--format " + format + ": expected png or jpeg");
+  }
+  const std::string ext = lower_extension(output);
+  if (ext == ".mp4") {
+    return std::make_unique<pipeline::Mp4Sink>(output, in.avatar->width(), in.avatar->height(),
+                                               in.config.output);
+  }
+  std::error_code ec;
+  if (!ext.empty() && !fs::is_directory(output, ec)) {
+    throw Error::invalid_input("-o " + output + ": unknown extension '" + ext +
+                               "'; expected OUT.mp4 (a video) or a folder name (frames)");
+  }
+  return std::make_unique<pipeline::ImageFolderSink>(
+      output, format == "jpeg" ? render::ImageFormat::kJpeg : render::ImageFormat::kPng,
+      in.config.output.jpeg_quality);
 }
 
 // A one-line progress bar on stderr: frames done / total, frames per second, time left.
@@ -82,8 +112,8 @@ class ProgressBar {
     const double s = clock_.elapsed_ms() / 1000.0;
     const double fps = s > 0 ? done / s : 0;
     const int width = 30;
-    const int filled = total > 0 ? width * done / total : width;
-    const double left = fps > 0 ? (total - done) / fps : 0;
+    const int filled = total > 0 ? width * std::min(done, total) / total : width;
+    const double left = fps > 0 ? std::max(0, total - done) / fps : 0;
     std::cerr << "\r[" << std::string(filled, '#') << std::string(width - filled, '.') << "] "
               << done << "/" << total << " frames  " << std::fixed;
     std::cerr.precision(1);
@@ -108,25 +138,14 @@ void run_render(const RenderArgs& args) {
               << " is neither 0 nor the last frame; as in the reference, every output frame "
                  "then uses that one template frame\n";
   }
-  if (args.format != "png" && args.format != "jpeg") {
-    throw Error::invalid_input("--format " + args.format + ": expected png or jpeg");
-  }
-  std::unique_ptr<pipeline::FrameSink> sink;
-  if (ends_with_mp4(args.output)) {
-    sink = std::make_unique<pipeline::Mp4Sink>(args.output, in.avatar->width(), in.avatar->height(),
-                                               in.samples, in.config.mp4);
-  } else {
-    sink = std::make_unique<pipeline::ImageFolderSink>(
-        args.output, args.format == "jpeg" ? render::ImageFormat::kJpeg : render::ImageFormat::kPng,
-        in.config.jpeg_quality);
-  }
+  const std::unique_ptr<pipeline::FrameSink> sink = make_sink(args.output, args.format, in);
   ProgressBar bar(!args.quiet && ::isatty(STDERR_FILENO));
   const pipeline::RenderStats stats =
-      renderer.render(in.samples, *sink, [&](int done, int total) { bar.update(done, total); });
+      renderer.render(*in.audio, *sink, [&](int done, int total) { bar.update(done, total); });
   std::cout << nlohmann::json{{"frames", stats.frames},
                               {"seconds", stats.seconds},
                               {"fps", stats.frames / std::max(stats.seconds, 1e-9)},
-                              {"audio_seconds", double(in.samples.size()) / 16000.0},
+                              {"audio_seconds", audio::seconds_for_samples(stats.audio_samples)},
                               {"output", args.output}}
                    .dump()
             << "\n";
@@ -144,10 +163,10 @@ struct BenchRenderArgs {
 
 std::vector<float> speech_for_frames(int frames) {
   // Tones and pauses; the content does not matter for timing.
-  const std::size_t n = static_cast<std::size_t>(frames) * 640 + 3000;
+  const auto n = static_cast<std::size_t>(audio::samples_for_frames(frames) + audio::kMinSamples);
   std::vector<float> out(n);
   for (std::size_t i = 0; i < n; ++i) {
-    const double t = double(i) / 16000.0;
+    const double t = audio::seconds_for_samples(static_cast<std::int64_t>(i));
     out[i] = float(0.3 * std::max(0.0, std::sin(2 * M_PI * 3 * t)) * std::sin(2 * M_PI * 220 * t));
   }
   return out;
@@ -161,7 +180,7 @@ void run_bench_render(const BenchRenderArgs& args) {
   const fs::path avatar_dir = args.avatar.empty() ? demo_avatar_dir() : fs::path(args.avatar);
   const auto avatar = avatar::Avatar::open(avatar_dir, avatar::AvatarOptions{});
   const std::vector<float> samples = speech_for_frames(args.frames);
-  const int frames = pipeline::frames_for_samples(samples.size());
+  const int frames = audio::clip_frames_for_samples(samples.size());
 
   // 1. Work other than the networks, one core, warm ROI cache: pack + composite + JPEG q75.
   std::vector<float> image(infer::kImageInputSize);
@@ -179,7 +198,7 @@ void run_bench_render(const BenchRenderArgs& args) {
     render::composite(*avatar, t, fake_output, frame);
     composite_ms.push_back(b.elapsed_ms());
     core::Stopwatch c;
-    (void)render::encode_jpeg(frame, render::kDefaultJpegQuality);
+    (void)render::encode_jpeg(frame, render::OutputOptions{}.jpeg_quality);
     encode_ms.push_back(c.elapsed_ms());
   }
   auto median = [](std::vector<double> v) {
@@ -202,7 +221,7 @@ void run_bench_render(const BenchRenderArgs& args) {
   pipeline::RenderOptions options;
   options.batch = args.batch;
   const pipeline::OfflineRenderer renderer(avatar, models, options);
-  pipeline::DiscardingJpegSink sink(render::kDefaultJpegQuality);
+  pipeline::DiscardingJpegSink sink(render::OutputOptions{}.jpeg_quality);
   const pipeline::RenderStats s = renderer.render(samples, sink);
   const double renderer_fps = s.frames / s.seconds;
   nlohmann::json j{
@@ -222,7 +241,7 @@ void run_bench_render(const BenchRenderArgs& args) {
         {"total", median(pack_ms) + median(composite_ms) + median(encode_ms)}}},
       {"renderer_ms_per_frame",
        {{"features", s.features_ms / s.frames},
-        {"roi_prep", s.roi_ms / s.frames},
+        {"prepare", s.prepare_ms / s.frames},
         {"generator", s.generator_ms / s.frames},
         {"composite", s.composite_ms / s.frames},
         {"encode", s.encode_ms / s.frames}}},

@@ -33,14 +33,14 @@ void run_serve(const ServeArgs& args) {
   ConfigFile config = args.config.empty() ? ConfigFile{} : load_config_file(args.config);
   if (!args.grpc.empty()) config.server.grpc_address = args.grpc;
   if (!args.http.empty()) config.server.http_address = args.http == "off" ? "" : args.http;
+  config.server.validate();  // the flags too
   spdlog::set_level(spdlog::level::from_str(config.server.log_level));
   if (config.server.arena_threads > 0)
     core::TaskArena::configure_global(config.server.arena_threads);
   if (config.models.empty()) {
     config.models.push_back({"demo", demo_avatar_dir(), demo_models_dir(), true});
   }
-  server::Server server(config.server, config.models, config.registry, config.infer, config.avatar,
-                        config.scheduler);
+  server::Server server(config.server_config());
   server.start();
   std::cout
       << nlohmann::json{{"grpc_port", server.grpc_port()}, {"http_port", server.http_port()}}.dump()

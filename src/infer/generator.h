@@ -30,6 +30,13 @@ class GeneratorBatch {
   std::span<float> audios() { return audio_.span(); }
   std::span<float> outputs() { return output_.span(); }
 
+  // Gives the image and audio buffers back to the pool once the batch has run, while its
+  // outputs are still read (compositing). Their spans are empty afterwards.
+  void release_inputs() {
+    image_ = {};
+    audio_ = {};
+  }
+
  private:
   friend class Generator;
   static std::span<float> slice(core::BufferPool::Lease& lease, int i, std::size_t item) {

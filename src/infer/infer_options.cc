@@ -1,42 +1,33 @@
 #include "infer/infer_options.h"
 
-#include <algorithm>
-#include <array>
 #include <string>
 
 #include "core/error.h"
 #include "core/task_arena.h"
 
 namespace lipsync::infer {
-namespace {
-
-constexpr std::array<std::string_view, 3> kKnownProviders{"cpu", "cuda", "tensorrt"};
-
-}  // namespace
+const core::ConfigTable<InferOptions>& InferOptions::config() {
+  static const auto table =
+      core::ConfigTable<InferOptions>("infer")
+          .integer("intra_op_threads", &InferOptions::intra_op_threads, 0, 1024,
+                   "ONNX Runtime threads per model; 0 = one per hardware thread")
+          .choice("graph_optimization", &InferOptions::graph_optimization,
+                  {{"disabled", GraphOptimization::kDisabled},
+                   {"basic", GraphOptimization::kBasic},
+                   {"extended", GraphOptimization::kExtended},
+                   {"all", GraphOptimization::kAll}},
+                  "ONNX Runtime graph optimisation level")
+          .list("execution_providers", &InferOptions::execution_providers,
+                {"cpu", "cuda", "tensorrt"},
+                "tried in order; cuda and tensorrt need a GPU build of ONNX Runtime "
+                "(ONNXRUNTIME_ROOT) and fail with a clear message otherwise")
+          .integer("encoder_batch", &InferOptions::encoder_batch, 1, 4096,
+                   "audio-encoder windows per run");
+  return table;
+}
 
 void InferOptions::validate() const {
-  if (intra_op_threads < 0 || intra_op_threads > 1024) {
-    throw Error::invalid_input("infer.intra_op_threads: " + std::to_string(intra_op_threads) +
-                               " is out of range; expected 0 (all hardware threads) to 1024");
-  }
-  if (encoder_batch < 1 || encoder_batch > 4096) {
-    throw Error::invalid_input("infer.encoder_batch: " + std::to_string(encoder_batch) +
-                               " is out of range; expected 1 to 4096");
-  }
-  if (execution_providers.empty()) {
-    throw Error::invalid_input("infer.execution_providers: empty; expected a list such as [cpu]");
-  }
-  for (std::size_t i = 0; i < execution_providers.size(); ++i) {
-    const std::string& name = execution_providers[i];
-    if (std::find(kKnownProviders.begin(), kKnownProviders.end(), name) == kKnownProviders.end()) {
-      throw Error::invalid_input("infer.execution_providers: unknown provider '" + name +
-                                 "'; expected cpu, cuda or tensorrt");
-    }
-    if (std::find(execution_providers.begin(), execution_providers.begin() + i, name) !=
-        execution_providers.begin() + i) {
-      throw Error::invalid_input("infer.execution_providers: '" + name + "' is listed twice");
-    }
-  }
+  config().validate(*this);
 }
 
 int InferOptions::resolved_intra_op_threads() const {

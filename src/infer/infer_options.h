@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/config_table.h"
+
 namespace lipsync::infer {
 
 // ONNX Runtime's graph optimisation levels.
@@ -27,6 +29,8 @@ struct InferOptions {
 
   // Throws Error::Code::kInvalidInput naming the key when a value is out of range or unknown.
   void validate() const;
+  // The `infer.*` config keys.
+  static const core::ConfigTable<InferOptions>& config();
   // The thread count ONNX Runtime gets (intra_op_threads, or the hardware threads when 0).
   int resolved_intra_op_threads() const;
 };

@@ -12,24 +12,15 @@
 
 #include <filesystem>
 
+#include "infer/demo_mouth.h"
 #include "modelgen/synth_models.h"
 
 namespace lipsync::modelgen {
 
-// Where the demo generator paints the mouth, in ROI pixels (320 x 320): centre and the
-// half-axes of the fully open mouth. The demo avatar puts its closed mouth here.
-struct DemoMouth {
-  double centre_x = 160.0;
-  double centre_y = 150.0;
-  double half_width = 62.0;
-  double half_height_open = 40.0;
-};
-inline constexpr DemoMouth kDemoMouth{};
-// Loudness (0..1) at or below which the mouth is closed, and at or above which it is fully open.
-inline constexpr float kDemoClosedLoudness = 0.18f;
-inline constexpr float kDemoOpenLoudness = 0.40f;
-// How much the open mouth darkens the ROI (1 would be black).
-inline constexpr float kDemoMouthDarkness = 0.85f;
+using infer::kDemoClosedLoudness;
+using infer::kDemoMouth;
+using infer::kDemoMouthDarkness;
+using infer::kDemoOpenLoudness;
 
 GeneratedModel demo_audio_encoder();
 GeneratedModel demo_generator();

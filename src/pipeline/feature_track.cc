@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
 
 #include "audio/mel_constants.h"
 #include "audio/mel_spectrogram.h"
@@ -119,6 +120,7 @@ void FeatureTrack::update(bool at_end) {
     mel_final = std::min(mel_final, mel_frames_now);
   }
   if (mel_final > mel_final_) {
+    core::Stopwatch sw;
     const int first_in_buffer = mel_final_ - static_cast<int>(samples_base_ / kHopSamples);
     LIPSYNC_CHECK(samples_base_ == 0 || first_in_buffer >= kMelFrameMargin);
     const int count = mel_final - mel_final_;
@@ -127,6 +129,7 @@ void FeatureTrack::update(bool at_end) {
     mel_spectrogram().compute_frames(samples_, first_in_buffer, count,
                                      std::span<float>(mel_).subspan(old));
     mel_final_ = mel_final;
+    timings_.mel_ms += sw.elapsed_ms();
   }
 
   // Windows that can no longer change: every window at the end; before it, window k needs its
@@ -148,6 +151,7 @@ void FeatureTrack::update(bool at_end) {
 void FeatureTrack::encode_windows(int end, int mel_frames) {
   const int count = end - windows_final_;
   if (count <= 0) return;
+  core::Stopwatch sw;
   constexpr std::size_t kWindow = audio::MelWindows::kPackedWindowSize;
   std::vector<float> packed(static_cast<std::size_t>(count) * kWindow);
   for (int i = 0; i < count; ++i) {
@@ -157,10 +161,13 @@ void FeatureTrack::encode_windows(int end, int mel_frames) {
     audio::pack_window(mel_.data() + static_cast<std::size_t>(start - mel_base_) * kMelBands,
                        packed.data() + static_cast<std::size_t>(i) * kWindow);
   }
+  timings_.windows_ms += sw.elapsed_ms();
+  sw.reset();
   const std::size_t old = features_.size();
   features_.resize(old + static_cast<std::size_t>(count) * kFeatureSize);
   encoder_->encode_packed(packed, count, std::span<float>(features_).subspan(old));
   windows_final_ = end;
+  timings_.encoder_ms += sw.elapsed_ms();
 }
 
 void FeatureTrack::trim() {
@@ -170,7 +177,8 @@ void FeatureTrack::trim() {
   if (keep_frame > 0) {
     const std::int64_t new_base = static_cast<std::int64_t>(keep_frame) * kHopSamples;
     const std::int64_t drop = new_base - samples_base_;
-    if (drop > 0 && static_cast<std::size_t>(drop) >= samples_.size() / 2) {
+    if (drop > 0 && static_cast<std::size_t>(drop) <= samples_.size() &&
+        static_cast<std::size_t>(drop) >= samples_.size() / 2) {
       drop_front(samples_, static_cast<std::size_t>(drop), 1);
       samples_base_ = new_base;
     }
@@ -180,7 +188,9 @@ void FeatureTrack::trim() {
   if (windows_final_ > 0) {
     const int keep_row = audio::MelWindows::unclamped_start(windows_final_ - 1);
     const int drop = keep_row - mel_base_;
-    if (drop > 0 && static_cast<std::size_t>(drop) * kMelBands >= mel_.size() / 2) {
+    // (A track made from whole-clip features holds no mel rows at all.)
+    if (drop > 0 && static_cast<std::size_t>(drop) * kMelBands <= mel_.size() &&
+        static_cast<std::size_t>(drop) * kMelBands >= mel_.size() / 2) {
       drop_front(mel_, static_cast<std::size_t>(drop), kMelBands);
       mel_base_ = keep_row;
     }
@@ -200,25 +210,56 @@ int FeatureTrack::ready_frames() const {
   return std::max(0, windows_final_ - kRowsAfter + 1);
 }
 
+const float* FeatureTrack::padded_row(int row) const {
+  // row indexes [f0, f0, f1, ..., fL-1, fL-1]; outside it the row is zero.
+  const int padded_rows = finished_ ? windows_total_ + 2 : windows_final_ + 1;
+  if (row < 0 || row >= padded_rows) return nullptr;
+  int feature = std::max(row - 1, 0);
+  if (finished_) feature = std::min(feature, windows_total_ - 1);
+  LIPSYNC_CHECK(feature >= features_base_ && feature < windows_final_);
+  return features_.data() + static_cast<std::size_t>(feature - features_base_) * kFeatureSize;
+}
+
+void FeatureTrack::copy_rows(int first_row, int count, float* dst) const {
+  for (int r = 0; r < count; ++r, dst += kFeatureSize) {
+    const float* src = padded_row(first_row + r);
+    if (src == nullptr) {
+      std::fill_n(dst, kFeatureSize, 0.0f);
+    } else {
+      std::copy_n(src, kFeatureSize, dst);
+    }
+  }
+}
+
 void FeatureTrack::frame_audio(int frame, std::span<float> out) const {
   LIPSYNC_CHECK(frame >= released_before_);
   LIPSYNC_CHECK_LT(frame, ready_frames());
   LIPSYNC_CHECK_EQ(out.size(), infer::kAudioInputSize);
-  const int padded_rows = finished_ ? windows_total_ + 2 : windows_final_ + 1;
-  for (int r = 0; r < infer::kAudioContextRows; ++r) {
-    const int row = frame - kRowsBefore + r;  // index into [f0, f0, f1, ..., fL-1, fL-1]
-    float* dst = out.data() + static_cast<std::size_t>(r) * kFeatureSize;
-    if (row < 0 || row >= padded_rows) {
-      std::fill_n(dst, kFeatureSize, 0.0f);
-      continue;
-    }
-    int feature = std::max(row - 1, 0);
-    if (finished_) feature = std::min(feature, windows_total_ - 1);
-    LIPSYNC_CHECK(feature >= features_base_ && feature < windows_final_);
-    const float* src =
-        features_.data() + static_cast<std::size_t>(feature - features_base_) * kFeatureSize;
-    std::copy_n(src, kFeatureSize, dst);
-  }
+  copy_rows(frame - kRowsBefore, infer::kAudioContextRows, out.data());
+}
+
+std::shared_ptr<const FrameAudioRows> FeatureTrack::frame_rows(int first, int count) const {
+  LIPSYNC_CHECK(first >= released_before_ && count >= 1);
+  LIPSYNC_CHECK_LE(first + count, ready_frames());
+  auto rows = std::make_shared<FrameAudioRows>();
+  rows->first_ = first;
+  rows->count_ = count;
+  const int n = count + infer::kAudioContextRows - 1;
+  rows->rows_.resize(static_cast<std::size_t>(n) * kFeatureSize);
+  copy_rows(first - kRowsBefore, n, rows->rows_.data());
+  return rows;
+}
+
+void FrameAudioRows::write(int frame, std::span<float> out) const {
+  LIPSYNC_CHECK(frame >= first_ && frame < first_ + count_);
+  LIPSYNC_CHECK_EQ(out.size(), infer::kAudioInputSize);
+  // Frame i's 16 rows are consecutive here, and [16][512] read as [32][16][16] is the tensor.
+  std::copy_n(rows_.data() + static_cast<std::size_t>(frame - first_) * kFeatureSize,
+              infer::kAudioInputSize, out.data());
+}
+
+ClipFeatureTimings FeatureTrack::take_timings() {
+  return std::exchange(timings_, ClipFeatureTimings{});
 }
 
 void FeatureTrack::release_before(int frame) {

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -43,6 +44,25 @@ ClipFeatures encode_clip_features(std::span<const float> samples,
                                   const infer::AudioEncoder& encoder,
                                   const audio::AudioOptions& options,
                                   ClipFeatureTimings* timings = nullptr);
+
+// The generator audio inputs of frames [first, first + count), copied out of a FeatureTrack as
+// the padded feature rows they read (count + 15 rows of 512): immutable, so scheduler threads can
+// write them into generator batches while the track itself moves on.
+// Thread contract: immutable; read from any thread.
+class FrameAudioRows {
+ public:
+  int first() const { return first_; }
+  int count() const { return count_; }
+  // Writes frame `frame`'s [32][16][16] tensor (8192 floats) into out.
+  // Requires: first() <= frame < first() + count().
+  void write(int frame, std::span<float> out) const;
+
+ private:
+  friend class FeatureTrack;
+  int first_ = 0;
+  int count_ = 0;
+  std::vector<float> rows_;  // padded rows first - 8 .. first + count + 6; zero rows as zeros
+};
 
 class FeatureTrack {
  public:
@@ -77,6 +97,13 @@ class FeatureTrack {
   // Writes frame i's generator audio input ([32][16][16] = 8192 floats) into out.
   // Requires: released_before() <= i < ready_frames().
   void frame_audio(int frame, std::span<float> out) const;
+  // The audio inputs of frames [first, first + count) as an immutable copy of the rows they read.
+  // Requires: released_before() <= first, count >= 1, first + count <= ready_frames().
+  std::shared_ptr<const FrameAudioRows> frame_rows(int first, int count) const;
+
+  // Time spent in the mel, window packing and the encoder since the last call (streaming
+  // metrics); zero for a track made from whole-clip features.
+  ClipFeatureTimings take_timings();
 
   // The consumer no longer needs frames before `frame`; their features may be dropped.
   void release_before(int frame);
@@ -90,6 +117,10 @@ class FeatureTrack {
   void update(bool at_end);
   void encode_windows(int end, int mel_frames);
   void trim();
+  // The feature a padded row reads, or nullptr for a zero row. Requires the row's feature held.
+  const float* padded_row(int row) const;
+  // Writes `count` padded rows from `first_row` on (512 floats each) into dst.
+  void copy_rows(int first_row, int count, float* dst) const;
 
   const infer::AudioEncoder* encoder_ = nullptr;
   audio::AudioOptions options_;
@@ -108,6 +139,7 @@ class FeatureTrack {
   int windows_final_ = 0;
   int windows_total_ = 0;  // L, once finished
   int released_before_ = 0;
+  ClipFeatureTimings timings_;
 };
 
 }  // namespace lipsync::pipeline

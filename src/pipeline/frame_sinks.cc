@@ -9,9 +9,12 @@ namespace lipsync::pipeline {
 
 namespace fs = std::filesystem;
 
-Mp4Sink::Mp4Sink(const fs::path& path, int width, int height, std::span<const float> audio,
-                 const render::Mp4Options& options)
-    : writer_(path, width, height, audio, options) {}
+Mp4Sink::Mp4Sink(const fs::path& path, int width, int height, const render::OutputOptions& options)
+    : writer_(path, width, height, /*with_audio=*/true, options) {}
+
+void Mp4Sink::add_audio(std::span<const float> samples) {
+  writer_.add_audio(samples);
+}
 
 void Mp4Sink::write(int, const cv::Mat& frame, std::vector<std::uint8_t>) {
   writer_.write(frame);
@@ -45,8 +48,9 @@ ImageFolderSink::~ImageFolderSink() {
   }
 }
 
-std::vector<std::uint8_t> ImageFolderSink::encode(const cv::Mat& frame) const {
-  return render::encode_image(frame, format_, jpeg_quality_);
+SinkFormat ImageFolderSink::format() const {
+  return {format_ == render::ImageFormat::kJpeg ? FrameEncoding::kJpeg : FrameEncoding::kPng,
+          jpeg_quality_, false};
 }
 
 void ImageFolderSink::write(int index, const cv::Mat&, std::vector<std::uint8_t> encoded) {
@@ -70,10 +74,6 @@ void ImageFolderSink::finish() {
   }
   fs::remove_all(staging_, ec);
   finished_ = true;
-}
-
-std::vector<std::uint8_t> DiscardingJpegSink::encode(const cv::Mat& frame) const {
-  return render::encode_jpeg(frame, quality_);
 }
 
 }  // namespace lipsync::pipeline

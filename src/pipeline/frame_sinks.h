@@ -3,7 +3,7 @@
 // Each file sink makes its output visible only in finish(): an MP4 is written as OUT.partial and
 // renamed; frames go to a hidden staging folder and are moved in. A sink destroyed before
 // finish() removes what it wrote.
-// Thread contract: as FrameSink (encode() concurrent, write()/finish() from one thread).
+// Thread contract: as FrameSink (write(), add_audio() and finish() one call at a time).
 #pragma once
 
 #include <filesystem>
@@ -13,14 +13,16 @@
 #include "pipeline/offline_renderer.h"
 #include "render/image_encoder.h"
 #include "render/mp4_writer.h"
+#include "render/output_options.h"
 
 namespace lipsync::pipeline {
 
+// An MP4 with the audio the renderer reads (add_audio) as its AAC track.
 class Mp4Sink : public FrameSink {
  public:
-  // `audio` (16 kHz mono) is borrowed and must outlive the sink.
-  Mp4Sink(const std::filesystem::path& path, int width, int height, std::span<const float> audio,
-          const render::Mp4Options& options);
+  Mp4Sink(const std::filesystem::path& path, int width, int height,
+          const render::OutputOptions& options);
+  void add_audio(std::span<const float> samples) override;
   void write(int index, const cv::Mat& frame, std::vector<std::uint8_t> encoded) override;
   void finish() override;
 
@@ -33,7 +35,7 @@ class ImageFolderSink : public FrameSink {
   // Frames become DIR/%05d.png (or .jpg). DIR may exist (its other files are left alone).
   ImageFolderSink(const std::filesystem::path& dir, render::ImageFormat format, int jpeg_quality);
   ~ImageFolderSink() override;
-  std::vector<std::uint8_t> encode(const cv::Mat& frame) const override;
+  SinkFormat format() const override;
   void write(int index, const cv::Mat& frame, std::vector<std::uint8_t> encoded) override;
   void finish() override;
 
@@ -50,7 +52,7 @@ class ImageFolderSink : public FrameSink {
 class DiscardingJpegSink : public FrameSink {
  public:
   explicit DiscardingJpegSink(int quality) : quality_(quality) {}
-  std::vector<std::uint8_t> encode(const cv::Mat& frame) const override;
+  SinkFormat format() const override { return {FrameEncoding::kJpeg, quality_, false}; }
   void write(int, const cv::Mat&, std::vector<std::uint8_t> encoded) override {
     bytes_ += encoded.size();
   }

@@ -1,67 +1,126 @@
 #include "pipeline/offline_renderer.h"
 
 #include <algorithm>
-#include <atomic>
+#include <condition_variable>
 #include <exception>
 #include <mutex>
-#include <thread>
 
-#include "audio/mel_spectrogram.h"
-#include "audio/mel_windows.h"
-#include "avatar/template_walk.h"
-#include "core/bounded_queue.h"
+#include "audio/video_frames.h"
 #include "core/error.h"
 #include "core/stopwatch.h"
 #include "core/task_arena.h"
-#include "pipeline/feature_track.h"
-#include "render/compositor.h"
+#include "core/worker_pool.h"
 
 namespace lipsync::pipeline {
 namespace {
 
-struct Job {
-  int first = 0;               // output frame index of item 0
-  std::vector<int> templates;  // template frame per item
-  infer::GeneratorBatch batch;
-};
+// Audio read from the source at a time: one second, the piece the producer's track takes.
+constexpr std::size_t kReadSamples = audio::kSampleRateHz;
 
-// The first exception of any stage; closing the queues stops the others.
-class Failure {
+// The renderer's side of the producer: reads audio when asked, writes frames to the sink in
+// order, and tells render() when it is over.
+class RenderConsumer final : public FrameConsumer {
  public:
-  void set(std::exception_ptr e) {
-    std::lock_guard lock(mutex_);
-    if (!error_) error_ = std::move(e);
+  RenderConsumer(FrameSink& sink, const std::function<std::vector<float>(std::size_t)>& read,
+                 const std::function<void(int, int)>& progress, int expected_frames)
+      : sink_(sink), read_(read), progress_(progress), expected_frames_(expected_frames) {}
+
+  void attach(std::weak_ptr<FrameProducer> producer) { producer_ = std::move(producer); }
+
+  void on_audio_wanted() override {
+    auto producer = producer_.lock();
+    if (!producer) return;
+    try {
+      std::vector<float> piece = read_(kReadSamples);
+      audio_samples_ += static_cast<std::int64_t>(piece.size());
+      if (piece.empty()) {
+        producer->end_audio();
+        return;
+      }
+      {
+        std::lock_guard lock(sink_mutex_);
+        sink_.add_audio(piece);
+      }
+      producer->append_audio(std::move(piece));
+    } catch (...) {  // the file went bad: stop everything
+      producer->cancel();
+      end(std::current_exception());
+    }
   }
-  void rethrow() {
+
+  void on_frame(ProducedFrame frame) override {
+    int done = 0;
+    {
+      std::lock_guard lock(sink_mutex_);
+      core::Stopwatch sw;
+      sink_.write(frame.index, frame.image, std::move(frame.encoded));
+      write_ms_ += sw.elapsed_ms();
+      done = ++frames_;
+    }
+    auto producer = producer_.lock();
+    if (producer) producer->release(1);
+    if (progress_) {
+      const int total = producer && producer->total_frames() >= 0
+                            ? producer->total_frames()
+                            : std::max(expected_frames_, done);
+      progress_(done, total);
+    }
+  }
+
+  void on_finished() override { end(nullptr); }
+  void on_failed(const Error& error) override { end(std::make_exception_ptr(error)); }
+
+  // Waits for the end; rethrows the first failure.
+  void wait() {
+    std::unique_lock lock(end_mutex_);
+    ended_cv_.wait(lock, [&] { return ended_; });
     if (error_) std::rethrow_exception(error_);
   }
+  int frames() const { return frames_; }
+  std::int64_t audio_samples() const { return audio_samples_; }
+  double write_ms() const { return write_ms_; }
 
  private:
-  std::mutex mutex_;
-  std::exception_ptr error_;
+  void end(std::exception_ptr error) {
+    std::lock_guard lock(end_mutex_);
+    if (ended_) return;
+    ended_ = true;
+    error_ = std::move(error);
+    ended_cv_.notify_all();
+  }
+
+  FrameSink& sink_;
+  const std::function<std::vector<float>(std::size_t)>& read_;
+  const std::function<void(int, int)>& progress_;
+  const int expected_frames_;
+  std::weak_ptr<FrameProducer> producer_;
+  std::int64_t audio_samples_ = 0;  // read on the producer's strand only
+  std::mutex sink_mutex_;
+  int frames_ = 0;       // guarded by sink_mutex_
+  double write_ms_ = 0;  // guarded by sink_mutex_
+  std::mutex end_mutex_;
+  std::condition_variable ended_cv_;
+  bool ended_ = false;        // guarded by end_mutex_
+  std::exception_ptr error_;  // guarded by end_mutex_
 };
 
 }  // namespace
 
+const core::ConfigTable<RenderOptions>& RenderOptions::config() {
+  static const auto table = core::ConfigTable<RenderOptions>("render").integer(
+      "batch", &RenderOptions::batch, 1, 256,
+      "generator frames per run in `lipsync render` (--batch)");
+  return table;
+}
+
 void RenderOptions::validate() const {
-  require_in_range("render.batch", batch, 1, 256);
-  require_in_range("render.queue_batches", queue_batches, 1, 64);
-  require_in_range("audio_chunk_samples", audio_chunk_samples, 1, 1 << 24);
+  config().validate(*this);
+  require_in_range("pipeline.window_frames", window_frames, 1, 1024);
   if (start_frame < 0) {
     throw Error::invalid_input("start frame " + std::to_string(start_frame) +
                                " is negative; expected 0 or more");
   }
   audio.validate();
-}
-
-int frames_for_samples(std::size_t samples) {
-  if (samples < static_cast<std::size_t>(audio::kMinSamples)) {
-    throw Error::invalid_input("audio: " + std::to_string(samples) +
-                               " samples is too short; at least " +
-                               std::to_string(audio::kMinSamples) + " (0.1875 s) are needed");
-  }
-  const int mel_frames = audio::MelSpectrogram::frames_for_samples(samples);
-  return audio::MelWindows::count_for_frames(mel_frames) + 2;
 }
 
 OfflineRenderer::OfflineRenderer(std::shared_ptr<const avatar::Avatar> avatar,
@@ -79,124 +138,84 @@ OfflineRenderer::OfflineRenderer(std::shared_ptr<const avatar::Avatar> avatar,
 RenderStats OfflineRenderer::render(std::span<const float> samples, FrameSink& sink,
                                     const std::function<void(int, int)>& progress) const {
   audio::validate_samples(samples, "audio");
-  const int total = frames_for_samples(samples.size());
-  const int n_templates = avatar_->frame_count();
-  const infer::Generator& generator = models_->generator();
-  const core::TaskArena& arena = core::TaskArena::global();
+  (void)audio::clip_frames_for_samples(samples.size());  // too short: fail before anything starts
+  if (samples.size() >
+      static_cast<std::size_t>(audio::samples_for_seconds(options_.audio.max_seconds))) {
+    throw Error::invalid_input("audio: longer than audio.max_seconds (" +
+                               std::to_string(options_.audio.max_seconds) + " s)");
+  }
+  std::size_t pos = 0;
+  const Reader read = [&](std::size_t n) {
+    const std::size_t take = std::min(n, samples.size() - pos);
+    std::vector<float> piece(samples.begin() + static_cast<std::ptrdiff_t>(pos),
+                             samples.begin() + static_cast<std::ptrdiff_t>(pos + take));
+    pos += take;
+    return piece;
+  };
+  return render_from(read, static_cast<std::int64_t>(samples.size()), sink, progress);
+}
 
-  core::BoundedQueue<Job> prepared(static_cast<std::size_t>(options_.queue_batches));
-  core::BoundedQueue<Job> generated(static_cast<std::size_t>(options_.queue_batches));
-  Failure failure;
+RenderStats OfflineRenderer::render(audio::AudioFileReader& audio, FrameSink& sink,
+                                    const std::function<void(int, int)>& progress) const {
+  const Reader read = [&](std::size_t n) { return audio.read(n); };
+  return render_from(read, audio.expected_samples(), sink, progress);
+}
+
+RenderStats OfflineRenderer::render_from(const Reader& read,
+                                         std::optional<std::int64_t> expected_samples,
+                                         FrameSink& sink,
+                                         const std::function<void(int, int)>& progress) const {
+  const core::Stopwatch clock;
+  int expected_frames = 0;
+  if (expected_samples && *expected_samples >= audio::kMinSamples) {
+    expected_frames = audio::clip_frames_for_samples(static_cast<std::size_t>(*expected_samples));
+  }
   RenderStats stats;
   std::mutex stats_mutex;
-  auto add = [&](double RenderStats::*field, double ms) {
+  const SinkFormat format = sink.format();
+  ProducerSettings settings;
+  settings.walk_start = options_.start_frame;
+  settings.encoding = format.encoding;
+  settings.jpeg_quality = format.jpeg_quality;
+  settings.keep_image = format.needs_image;
+  settings.window_frames = options_.window_frames;
+  settings.audio = options_.audio;
+  settings.observe = [&](std::string_view stage, double ms) {
     std::lock_guard lock(stats_mutex);
-    stats.*field += ms;
+    if (stage == "composite") {
+      stats.composite_ms += ms;
+    } else if (stage == "encode") {
+      stats.encode_ms += ms;
+    } else {
+      stats.features_ms += ms;  // mel, windows, encoder
+    }
   };
-  const core::Stopwatch clock;
 
-  // Stage 1: features and generator inputs.
-  std::thread prepare([&] {
-    try {
-      FeatureTrack track(models_->encoder(), options_.audio);
-      std::size_t fed = 0;
-      for (int first = 0; first < total; first += options_.batch) {
-        const int count = std::min(options_.batch, total - first);
-        core::Stopwatch sw;
-        while (track.ready_frames() < first + count) {
-          if (fed == samples.size()) {
-            track.finish();
-            break;
-          }
-          const std::size_t n = std::min(samples.size() - fed,
-                                         static_cast<std::size_t>(options_.audio_chunk_samples));
-          track.append(samples.subspan(fed, n));
-          fed += n;
-        }
-        Job job;
-        job.first = first;
-        job.batch = generator.make_batch(count);
-        for (int i = 0; i < count; ++i) {
-          job.templates.push_back(
-              avatar::template_frame_for(first + i, n_templates, options_.start_frame));
-          track.frame_audio(first + i, job.batch.audio(i));
-        }
-        track.release_before(first + count);
-        add(&RenderStats::features_ms, sw.elapsed_ms());
-        core::Stopwatch roi;
-        arena.parallel_for(static_cast<std::size_t>(count), 1, [&](std::size_t b, std::size_t e) {
-          for (std::size_t i = b; i < e; ++i) {
-            avatar_->pack_generator_input(job.templates[i], job.batch.image(static_cast<int>(i)));
-          }
-        });
-        add(&RenderStats::roi_ms, roi.elapsed_ms());
-        if (!prepared.push(std::move(job))) return;
-      }
-    } catch (...) {
-      failure.set(std::current_exception());
-      generated.close();
-    }
-    prepared.close();
-  });
-
-  // Stage 3: composite, encode, write in order.
-  std::thread output([&] {
-    try {
-      int done = 0;
-      std::vector<cv::Mat> frames;  // pooled frame buffers, reused batch after batch
-      std::vector<std::vector<std::uint8_t>> encoded;
-      while (auto job = generated.pop()) {
-        const int count = job->batch.size();
-        frames.resize(static_cast<std::size_t>(std::max<std::size_t>(frames.size(), count)));
-        encoded.assign(static_cast<std::size_t>(count), {});
-        std::vector<double> composite_ms(count, 0.0), encode_ms(count, 0.0);
-        arena.parallel_for(static_cast<std::size_t>(count), 1, [&](std::size_t b, std::size_t e) {
-          for (std::size_t i = b; i < e; ++i) {
-            const int t = job->templates[i];
-            core::Stopwatch sw;
-            render::composite(*avatar_, t, job->batch.output(static_cast<int>(i)), frames[i]);
-            composite_ms[i] = sw.elapsed_ms();
-            core::Stopwatch enc;
-            encoded[i] = sink.encode(frames[i]);
-            encode_ms[i] = enc.elapsed_ms();
-          }
-        });
-        for (int i = 0; i < count; ++i) {
-          add(&RenderStats::composite_ms, composite_ms[i]);
-          add(&RenderStats::encode_ms, encode_ms[i]);
-        }
-        core::Stopwatch write;
-        for (int i = 0; i < count; ++i)
-          sink.write(job->first + i, frames[i], std::move(encoded[i]));
-        add(&RenderStats::write_ms, write.elapsed_ms());
-        done += count;
-        if (progress) progress(done, total);
-      }
-    } catch (...) {
-      failure.set(std::current_exception());
-      prepared.close();
-    }
-    generated.close();
-  });
-
-  // Stage 2, on this thread: the generator.
+  // Declared in this order so that they go in reverse: nothing of the producer's outlives the
+  // scheduler and workers it uses, and those are stopped explicitly below.
+  core::WorkerPool workers(core::hardware_threads());
+  Scheduler scheduler(models_->generator(), SchedulerOptions{options_.batch, 0});
+  auto consumer = std::make_shared<RenderConsumer>(sink, read, progress, expected_frames);
+  auto producer = FrameProducer::streaming(
+      FrameTarget{avatar_, &models_->encoder(), &scheduler, &workers}, settings, consumer);
+  consumer->attach(producer);
+  producer->start();
   try {
-    while (auto job = prepared.pop()) {
-      core::Stopwatch sw;
-      generator.run(job->batch);
-      add(&RenderStats::generator_ms, sw.elapsed_ms());
-      if (!generated.push(std::move(*job))) break;
-    }
+    consumer->wait();
   } catch (...) {
-    failure.set(std::current_exception());
-    prepared.close();
+    producer->cancel();
+    scheduler.stop();
+    throw;
   }
-  generated.close();
-  prepare.join();
-  output.join();
-  failure.rethrow();
+  scheduler.stop();
   sink.finish();
-  stats.frames = total;
+  const SchedulerStats s = scheduler.stats();
+  std::lock_guard lock(stats_mutex);
+  stats.frames = consumer->frames();
+  stats.audio_samples = consumer->audio_samples();
+  stats.prepare_ms = s.prepare_ms;
+  stats.generator_ms = s.generator_ms;
+  stats.write_ms = consumer->write_ms();
   stats.seconds = clock.elapsed_ms() / 1000.0;
   return stats;
 }

@@ -1,63 +1,151 @@
 #include "pipeline/scheduler.h"
 
-#include <chrono>
+#include <algorithm>
+#include <exception>
 
 #include "core/stopwatch.h"
 #include "core/task_arena.h"
 
 namespace lipsync::pipeline {
+namespace {
+
+// Moving averages of the stage times the policy plans with (new samples weigh 1/4).
+SteadyDuration blend(SteadyDuration average, SteadyDuration sample) {
+  if (average == SteadyDuration::zero()) return sample;
+  return (average * 3 + sample) / 4;
+}
+
+SteadyDuration from_ms(double ms) {
+  return std::chrono::duration_cast<SteadyDuration>(std::chrono::duration<double, std::milli>(ms));
+}
+
+// Fails jobs outside any lock.
+void fail_all(std::vector<FrameJob>& jobs, const Error& error) {
+  for (auto& job : jobs) job.client->failed(job.tag, error);
+  jobs.clear();
+}
+
+}  // namespace
+
+const core::ConfigTable<SchedulerOptions>& SchedulerOptions::config() {
+  static const auto table =
+      core::ConfigTable<SchedulerOptions>("scheduler")
+          .integer("max_batch", &SchedulerOptions::max_batch, 1, 256,
+                   "frames per generator batch, across all requests and streams of a model")
+          .integer("max_batch_wait_ms", &SchedulerOptions::max_batch_wait_ms, 0, 1000,
+                   "how long a partial batch waits to fill, from its oldest frame's arrival");
+  return table;
+}
 
 void SchedulerOptions::validate() const {
-  require_in_range("scheduler.max_batch", max_batch, 1, 256);
-  require_in_range("scheduler.max_batch_wait_ms", max_batch_wait_ms, 0, 1000);
-  require_in_range("scheduler.queue_limit", queue_limit, 1, 1000000);
+  config().validate(*this);
 }
+
+// Jobs taken from the queue into one batch, with their buffers.
+struct Scheduler::Taken {
+  std::vector<FrameJob> jobs;
+  std::vector<char> filled;  // 0 when a job's fill threw (it has failed already)
+  infer::GeneratorBatch batch;
+};
 
 Scheduler::Scheduler(const infer::Generator& generator, SchedulerOptions options,
                      std::function<void(int, double)> on_batch)
     : generator_(generator),
       options_(options),
+      policy_{static_cast<std::size_t>(options.max_batch),
+              std::chrono::milliseconds(options.max_batch_wait_ms)},
       on_batch_(std::move(on_batch)),
-      batch_sizes_(options.max_batch + 1, 0) {
+      batch_sizes_(static_cast<std::size_t>(options.max_batch) + 1, 0) {
   options_.validate();
-  thread_ = std::thread([this] { loop(); });
+  batcher_ = std::thread([this] { batcher_loop(); });
+  runner_ = std::thread([this] { runner_loop(); });
 }
 
 Scheduler::~Scheduler() {
   stop();
-  if (thread_.joinable()) thread_.join();
 }
 
 void Scheduler::stop() {
-  std::lock_guard lock(mutex_);
-  stopping_ = true;
-  wake_.notify_all();
+  std::lock_guard stop_lock(stop_mutex_);
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  batcher_wake_.notify_all();
+  runner_wake_.notify_all();
+  if (batcher_.joinable()) batcher_.join();
+  if (runner_.joinable()) runner_.join();
+  // Whatever is still queued or prepared fails.
+  std::vector<FrameJob> left;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [deadline, item] : by_deadline_) left.push_back(std::move(item.first));
+    for (auto& item : fifo_) left.push_back(std::move(item.first));
+    by_deadline_.clear();
+    fifo_.clear();
+    if (prepared_) {
+      for (std::size_t i = 0; i < prepared_->jobs.size(); ++i) {
+        if (prepared_->filled[i]) left.push_back(std::move(prepared_->jobs[i]));
+      }
+      prepared_.reset();
+    }
+  }
+  fail_all(left, Error::unavailable("the model was unloaded or the server is stopping"));
 }
 
 void Scheduler::submit(std::vector<FrameJob> jobs) {
-  std::lock_guard lock(mutex_);
-  if (stopping_) throw Error::unavailable("the model is being unloaded or the server is stopping");
-  if (queue_.size() + jobs.size() > static_cast<std::size_t>(options_.queue_limit)) {
-    throw Error::resource_exhausted("the generator queue is full (" +
-                                    std::to_string(queue_.size()) + " frames waiting, " +
-                                    std::to_string(jobs.size()) + " more asked, limit " +
-                                    std::to_string(options_.queue_limit) + "); retry later");
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) {
+      throw Error::unavailable("the model is being unloaded or the server is stopping");
+    }
+    const SteadyTime now = SteadyClock::now();
+    for (auto& job : jobs) {
+      if (job.deadline) {
+        const SteadyTime deadline = *job.deadline;
+        by_deadline_.emplace(deadline, std::pair{std::move(job), now});
+      } else {
+        fifo_.emplace_back(std::move(job), now);
+      }
+    }
   }
-  for (auto& job : jobs) queue_.push_back(std::move(job));
-  wake_.notify_all();
+  batcher_wake_.notify_all();
 }
 
-std::size_t Scheduler::cancel(const void* owner) {
-  if (owner == nullptr) return 0;
+std::size_t Scheduler::cancel(const BatchClient* client) {
+  std::vector<FrameJob> dropped;  // released outside the lock
   std::lock_guard lock(mutex_);
-  const std::size_t before = queue_.size();
-  std::erase_if(queue_, [&](const FrameJob& job) { return job.owner == owner; });
-  return before - queue_.size();
+  std::size_t n = 0;
+  for (auto it = by_deadline_.begin(); it != by_deadline_.end();) {
+    if (it->second.first.client.get() == client) {
+      dropped.push_back(std::move(it->second.first));
+      it = by_deadline_.erase(it);
+      ++n;
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = fifo_.begin(); it != fifo_.end();) {
+    if (it->first.client.get() == client) {
+      dropped.push_back(std::move(it->first));
+      it = fifo_.erase(it);
+      ++n;
+    } else {
+      ++it;
+    }
+  }
+  return n;
 }
 
 std::size_t Scheduler::queue_depth() const {
   std::lock_guard lock(mutex_);
-  return queue_.size();
+  return by_deadline_.size() + fifo_.size();
+}
+
+std::size_t Scheduler::in_flight() const {
+  std::lock_guard lock(mutex_);
+  return by_deadline_.size() + fifo_.size() + preparing_ +
+         (prepared_ ? prepared_->jobs.size() : 0) + running_;
 }
 
 SchedulerStats Scheduler::stats() const {
@@ -70,60 +158,168 @@ std::vector<std::uint64_t> Scheduler::batch_size_counts() const {
   return batch_sizes_;
 }
 
-void Scheduler::loop() {
-  const auto max = static_cast<std::size_t>(options_.max_batch);
+BatchQueueState Scheduler::state_locked() const {
+  BatchQueueState s;
+  s.queued = by_deadline_.size() + fifo_.size();
+  if (s.queued == 0) return s;
+  s.oldest_arrival = SteadyTime::max();
+  if (!fifo_.empty()) s.oldest_arrival = fifo_.front().second;
+  for (const auto& [deadline, item] : by_deadline_) {
+    s.oldest_arrival = std::min(s.oldest_arrival, item.second);
+  }
+  if (!by_deadline_.empty()) s.earliest_deadline = by_deadline_.begin()->first;
+  s.runner_busy = running_ > 0;
+  s.runner_free_at = runner_free_at_;
+  s.prepare_time = prepare_estimate_;
+  s.run_time_per_frame = run_estimate_per_frame_;
+  return s;
+}
+
+std::vector<FrameJob> Scheduler::take_locked(std::size_t n) {
+  std::vector<FrameJob> jobs;
+  jobs.reserve(n);
+  while (jobs.size() < n && !by_deadline_.empty()) {
+    jobs.push_back(std::move(by_deadline_.begin()->second.first));
+    by_deadline_.erase(by_deadline_.begin());
+  }
+  while (jobs.size() < n && !fifo_.empty()) {
+    jobs.push_back(std::move(fifo_.front().first));
+    fifo_.pop_front();
+  }
+  return jobs;
+}
+
+void Scheduler::batcher_loop() {
   while (true) {
-    std::vector<FrameJob> jobs;
+    auto taken = std::make_unique<Taken>();
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (stopping_) break;
-      // Give a partial batch up to max_batch_wait_ms to fill.
-      const auto deadline =
-          std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.max_batch_wait_ms);
-      wake_.wait_until(lock, deadline, [&] { return stopping_ || queue_.size() >= max; });
-      if (stopping_) break;
-      const std::size_t n = std::min(max, queue_.size());
-      for (std::size_t i = 0; i < n; ++i) {
-        jobs.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-    }
-    const int count = static_cast<int>(jobs.size());
-    try {
-      infer::GeneratorBatch batch = generator_.make_batch(count);
-      core::TaskArena::global().parallel_for(jobs.size(), 1, [&](std::size_t b, std::size_t e) {
-        for (std::size_t i = b; i < e; ++i) {
-          jobs[i].fill(batch.image(static_cast<int>(i)), batch.audio(static_cast<int>(i)));
+      while (true) {
+        if (stopping_) return;
+        // One prepared batch at most waits for the runner.
+        if (prepared_) {
+          batcher_wake_.wait(lock);
+          continue;
         }
-      });
-      core::Stopwatch sw;
-      generator_.run(batch);
-      const double ms = sw.elapsed_ms();
-      {
-        std::lock_guard lock(mutex_);
-        ++stats_.batches;
-        stats_.frames += jobs.size();
-        stats_.generator_ms += ms;
-        ++batch_sizes_[jobs.size()];
+        const BatchDecision d = next_batch(state_locked(), SteadyClock::now(), policy_);
+        if (d.take > 0) {
+          taken->jobs = take_locked(d.take);
+          break;
+        }
+        if (d.wake_at) {
+          batcher_wake_.wait_until(lock, *d.wake_at);
+        } else {
+          batcher_wake_.wait(lock);
+        }
       }
-      if (on_batch_) on_batch_(count, ms);
-      for (int i = 0; i < count; ++i) jobs[i].done(batch.output(i));
+      preparing_ = taken->jobs.size();
+    }
+    prepare(*taken);
+    {
+      std::lock_guard lock(mutex_);
+      preparing_ = 0;
+      prepared_ = std::move(taken);
+    }
+    runner_wake_.notify_all();
+  }
+}
+
+void Scheduler::prepare(Taken& taken) {
+  const int count = static_cast<int>(taken.jobs.size());
+  taken.filled.assign(taken.jobs.size(), 1);
+  core::Stopwatch sw;
+  std::vector<std::exception_ptr> errors(taken.jobs.size());
+  try {
+    taken.batch = generator_.make_batch(count);
+    core::TaskArena::global().parallel_for(taken.jobs.size(), 1, [&](std::size_t b, std::size_t e) {
+      for (std::size_t i = b; i < e; ++i) {
+        try {
+          const int slot = static_cast<int>(i);
+          taken.jobs[i].client->fill(taken.jobs[i].tag, taken.batch.image(slot),
+                                     taken.batch.audio(slot));
+        } catch (...) {
+          errors[i] = std::current_exception();
+        }
+      }
+    });
+  } catch (const std::exception& e) {  // the buffers could not be had
+    const Error error = Error::internal(std::string("generator batch: ") + e.what());
+    for (auto& job : taken.jobs) job.client->failed(job.tag, error);
+    taken.jobs.clear();
+    taken.filled.clear();
+    return;
+  }
+  for (std::size_t i = 0; i < errors.size(); ++i) {
+    if (!errors[i]) continue;
+    taken.filled[i] = 0;
+    try {
+      std::rethrow_exception(errors[i]);
     } catch (const Error& e) {
-      for (auto& job : jobs) job.failed(e);
+      taken.jobs[i].client->failed(taken.jobs[i].tag, e);
     } catch (const std::exception& e) {
-      const Error error = Error::internal(std::string("generator batch failed: ") + e.what());
-      for (auto& job : jobs) job.failed(error);
+      taken.jobs[i].client->failed(taken.jobs[i].tag,
+                                   Error::internal(std::string("frame input: ") + e.what()));
     }
   }
-  // Stopping: fail what is left.
-  std::deque<FrameJob> left;
-  {
-    std::lock_guard lock(mutex_);
-    left.swap(queue_);
+  const double ms = sw.elapsed_ms();
+  std::lock_guard lock(mutex_);
+  prepare_estimate_ = blend(prepare_estimate_, from_ms(ms));
+  stats_.prepare_ms += ms;
+}
+
+void Scheduler::runner_loop() {
+  while (true) {
+    std::unique_ptr<Taken> taken;
+    {
+      std::unique_lock lock(mutex_);
+      runner_wake_.wait(lock, [&] { return stopping_ || prepared_ != nullptr; });
+      if (stopping_) return;  // stop() fails the prepared batch
+      taken = std::move(prepared_);
+      running_ = taken->jobs.size();
+      runner_free_at_ =
+          SteadyClock::now() + run_estimate_per_frame_ * static_cast<SteadyDuration::rep>(running_);
+    }
+    batcher_wake_.notify_all();  // the slot is free: the next batch may be prepared
+    if (!taken->jobs.empty()) run(*taken);
+    {
+      std::lock_guard lock(mutex_);
+      running_ = 0;
+    }
+    batcher_wake_.notify_all();
   }
-  const Error stopped = Error::unavailable("the model was unloaded or the server is stopping");
-  for (auto& job : left) job.failed(stopped);
+}
+
+void Scheduler::run(Taken& taken) {
+  const int count = static_cast<int>(taken.jobs.size());
+  std::shared_ptr<infer::GeneratorBatch> batch;
+  try {
+    core::Stopwatch sw;
+    generator_.run(taken.batch);
+    const double ms = sw.elapsed_ms();
+    {
+      std::lock_guard lock(mutex_);
+      ++stats_.batches;
+      stats_.frames += static_cast<std::uint64_t>(count);
+      stats_.generator_ms += ms;
+      ++batch_sizes_[static_cast<std::size_t>(count)];
+      run_estimate_per_frame_ = blend(run_estimate_per_frame_, from_ms(ms / count));
+    }
+    if (on_batch_) on_batch_(count, ms);
+    taken.batch.release_inputs();
+    batch = std::make_shared<infer::GeneratorBatch>(std::move(taken.batch));
+  } catch (const std::exception& e) {
+    const Error error = [&] {
+      if (const auto* lipsync_error = dynamic_cast<const Error*>(&e)) return *lipsync_error;
+      return Error::internal(std::string("generator batch failed: ") + e.what());
+    }();
+    for (int i = 0; i < count; ++i) {
+      if (taken.filled[i]) taken.jobs[i].client->failed(taken.jobs[i].tag, error);
+    }
+    return;
+  }
+  for (int i = 0; i < count; ++i) {
+    if (taken.filled[i]) taken.jobs[i].client->done(taken.jobs[i].tag, batch, i);
+  }
 }
 
 }  // namespace lipsync::pipeline

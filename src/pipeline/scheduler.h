@@ -1,88 +1,132 @@
 // Scheduler: the one generator queue of a loaded model (Triton's dynamic batcher in small).
-// Frame jobs from every request and stream of the model are collected into batches of up to
-// max_batch frames, waiting at most max_batch_wait_ms for a batch to fill, and run on the
-// scheduler's own thread. The queue is bounded: a submit that does not fit is refused with
-// RESOURCE_EXHAUSTED instead of growing without bound.
-// Thread contract: submit() from any thread; callbacks run on the scheduler thread and must be
-// quick (copy the output, hand off the rest).
+// Frame jobs of every producer of the model (requests, streams, renders, live sessions) are
+// collected into batches of up to max_batch frames and run on the scheduler's runner thread,
+// while its batcher thread prepares the next batch (fills its inputs on the task arena): batch
+// n+1 is ready when batch n ends. Jobs with a deadline go first, earliest first; jobs without one
+// follow in order of arrival. When to form a batch is decided by next_batch() (batch_policy.h).
+// The queue itself is unbounded: front ends bound it with their in-flight windows, so a fast
+// client is slowed down, never refused.
+// Thread contract: submit(), cancel() and the getters from any thread; stop() from any thread
+// but the scheduler's own (not from a BatchClient callback). Callbacks run on the scheduler's
+// threads and the task arena and must be quick.
 #pragma once
 
-#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <thread>
 #include <vector>
 
+#include "core/config_table.h"
 #include "core/error.h"
 #include "infer/generator.h"
+#include "pipeline/batch_policy.h"
 
 namespace lipsync::pipeline {
 
 struct SchedulerOptions {
   int max_batch = 8;          // config key scheduler.max_batch (1..256)
   int max_batch_wait_ms = 5;  // config key scheduler.max_batch_wait_ms (0..1000)
-  int queue_limit = 512;      // config key scheduler.queue_limit: frames waiting (1..1000000)
   void validate() const;
+  static const core::ConfigTable<SchedulerOptions>& config();
+};
+
+// Who a job belongs to (a FrameProducer). The scheduler asks it for each job's inputs and hands
+// it each job's output; exactly one of done() or failed() is called per job that was not
+// cancelled.
+class BatchClient {
+ public:
+  virtual ~BatchClient() = default;
+  // Writes job `tag`'s generator inputs: image [6][320][320], audio [32][16][16]. Called on the
+  // batcher thread or the task arena, concurrently for different jobs. An exception fails this
+  // job only.
+  virtual void fill(std::int64_t tag, std::span<float> image, std::span<float> audio) = 0;
+  // Job `tag` ran; its output [3][320][320] is batch->output(slot). Hold `batch` while the
+  // output is needed: its buffers return to the pool when the last holder lets go.
+  virtual void done(std::int64_t tag, std::shared_ptr<const infer::GeneratorBatch> batch,
+                    int slot) = 0;
+  // Job `tag` will not run: its fill threw, the generator failed, or the scheduler stopped.
+  virtual void failed(std::int64_t tag, const Error& error) = 0;
 };
 
 struct FrameJob {
-  // Writes the frame's generator inputs: image [6][320][320], audio [32][16][16].
-  std::function<void(std::span<float> image, std::span<float> audio)> fill;
-  // Receives the output [3][320][320] (valid during the call).
-  std::function<void(std::span<const float> output)> done;
-  // Called instead of done when the batch fails or the scheduler stops.
-  std::function<void(const Error& error)> failed;
-  // Whose job this is, for cancel(); may be null.
-  const void* owner = nullptr;
+  std::shared_ptr<BatchClient> client;  // held until done()/failed() returns (or cancel)
+  std::int64_t tag = 0;                 // the client's name for the job (a frame index)
+  std::optional<SteadyTime> deadline;   // when the output is needed; none = in arrival order
 };
 
 struct SchedulerStats {
   std::uint64_t batches = 0;
   std::uint64_t frames = 0;
-  double generator_ms = 0;
+  double generator_ms = 0;  // time inside the generator
+  double prepare_ms = 0;    // time filling inputs
 };
 
 class Scheduler {
  public:
-  // Borrows the generator, which must outlive the scheduler. on_batch (optional) is called on
-  // the scheduler thread with each batch's size and generator milliseconds.
+  // Borrows the generator, which must outlive the scheduler. on_batch (optional) is called on the
+  // runner thread with each batch's size and generator milliseconds.
   Scheduler(const infer::Generator& generator, SchedulerOptions options,
             std::function<void(int, double)> on_batch = {});
-  // Stops the thread; jobs still queued fail with kUnavailable.
+  // stop().
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Queues all jobs or none: throws Error::Code::kResourceExhausted when they do not fit, and
-  // kUnavailable after stop().
+  // Queues the jobs. Throws Error::Code::kUnavailable after stop().
   void submit(std::vector<FrameJob> jobs);
+  // Drops every queued job of `client` without calling it; returns how many. Jobs already taken
+  // into a batch still complete (done or failed is called).
+  std::size_t cancel(const BatchClient* client);
+  // Stops and joins both threads: the running batch finishes and is delivered; prepared and
+  // queued jobs fail with kUnavailable. Idempotent. When it returns, no callback runs any more.
   void stop();
-  // Drops every queued job of `owner` (a cancelled stream), without calling its callbacks.
-  // Returns how many were dropped. Jobs already in a running batch still complete.
-  std::size_t cancel(const void* owner);
 
-  std::size_t queue_depth() const;
+  std::size_t queue_depth() const;  // jobs waiting for a batch
+  std::size_t in_flight() const;    // queued, being prepared, prepared or running
   SchedulerStats stats() const;
   // Number of batches of each size so far (index = batch size).
   std::vector<std::uint64_t> batch_size_counts() const;
 
  private:
-  void loop();
+  struct Taken;
+  void batcher_loop();
+  void runner_loop();
+  std::vector<FrameJob> take_locked(std::size_t n);
+  BatchQueueState state_locked() const;
+  void prepare(Taken& taken);
+  void run(Taken& taken);
 
   const infer::Generator& generator_;
   const SchedulerOptions options_;
+  const BatchPolicy policy_;
   const std::function<void(int, double)> on_batch_;
+
   mutable std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<FrameJob> queue_;              // guarded by mutex_
-  bool stopping_ = false;                   // guarded by mutex_
-  SchedulerStats stats_;                    // guarded by mutex_
-  std::vector<std::uint64_t> batch_sizes_;  // guarded by mutex_
-  std::thread thread_;
+  std::condition_variable batcher_wake_;
+  std::condition_variable runner_wake_;
+  // Queued jobs: with a deadline (earliest first; equal deadlines in arrival order) and without
+  // (in arrival order), each with its arrival time. Guarded by mutex_.
+  std::multimap<SteadyTime, std::pair<FrameJob, SteadyTime>> by_deadline_;
+  std::deque<std::pair<FrameJob, SteadyTime>> fifo_;
+  std::unique_ptr<Taken> prepared_;  // filled, waiting for the runner (guarded)
+  std::size_t preparing_ = 0;        // jobs being filled now (guarded)
+  std::size_t running_ = 0;          // jobs in the running batch (guarded)
+  SteadyTime runner_free_at_{};      // guarded
+  SteadyDuration prepare_estimate_{};
+  SteadyDuration run_estimate_per_frame_{};
+  bool stopping_ = false;
+  SchedulerStats stats_;
+  std::vector<std::uint64_t> batch_sizes_;
+  std::mutex stop_mutex_;  // serialises stop()
+  std::thread batcher_;
+  std::thread runner_;
 };
 
 }  // namespace lipsync::pipeline

@@ -11,9 +11,6 @@ namespace lipsync::render {
 
 enum class ImageFormat { kJpeg, kPng };
 
-// Config key render.jpeg_quality: 1..100, default 75.
-inline constexpr int kDefaultJpegQuality = 75;
-
 // Encodes an 8-bit BGR image. Throws Error::Code::kInternal when the encoder fails.
 std::vector<std::uint8_t> encode_jpeg(const cv::Mat& bgr, int quality);
 std::vector<std::uint8_t> encode_png(const cv::Mat& bgr);

@@ -2,11 +2,16 @@
 
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <chrono>
+#include <optional>
 #include <thread>
+#include <unordered_map>
 
 #include "core/error.h"
+#include "server/server_options.h"
 
 namespace lipsync::server {
 
@@ -15,55 +20,167 @@ namespace http = boost::beast::http;
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-struct HttpServer::Impl {
+namespace {
+
+// The status for a request Beast could not parse, or 0 when the connection just ended.
+int status_for_read_error(const beast::error_code& ec) {
+  if (ec == http::error::header_limit) return 431;
+  if (ec == http::error::body_limit) return 413;
+  if (ec == http::error::end_of_stream || ec == http::error::partial_message ||
+      ec == http::error::short_read) {
+    return 0;
+  }
+  if (ec.category() == http::make_error_code(http::error::bad_method).category()) return 400;
+  return 0;  // socket errors, timeouts, shutdown
+}
+
+const char* reason_text(int status) {
+  switch (status) {
+    case 400:
+      return "bad request\n";
+    case 413:
+      return "request body too large\n";
+    case 431:
+      return "request header too large\n";
+    default:
+      return "error\n";
+  }
+}
+
+}  // namespace
+
+struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
+  class Session;
+
   asio::io_context io;
   tcp::acceptor acceptor{io};
+  HttpLimits limits;
   Handler handler;
-  std::atomic<bool> stopping{false};
   std::thread thread;
   int port = 0;
+  std::atomic<int> connections{0};
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions;  // I/O thread only
 
-  void serve() {
-    while (!stopping) {
-      tcp::socket socket(io);
-      boost::system::error_code ec;
-      acceptor.accept(socket, ec);
-      if (stopping) break;
-      if (ec) continue;
-      beast::flat_buffer buffer;
-      http::request<http::string_body> request;
-      http::read(socket, buffer, request, ec);
-      if (ec) continue;
-      HttpReply reply;
-      try {
-        reply = handler(std::string(request.method_string()), std::string(request.target()));
-      } catch (const std::exception& e) {
-        reply = {500, "text/plain; charset=utf-8", std::string("error: ") + e.what() + "\n"};
-      }
-      http::response<http::string_body> response{static_cast<http::status>(reply.status),
-                                                 request.version()};
-      response.set(http::field::server, "lipsync");
-      response.set(http::field::content_type, reply.content_type);
-      response.keep_alive(false);
-      response.body() = std::move(reply.body);
-      response.prepare_payload();
-      http::write(socket, response, ec);
-      socket.shutdown(tcp::socket::shutdown_send, ec);
-    }
-  }
+  void accept();
+  void close_all();
 };
 
-HttpServer::HttpServer(const std::string& address, Handler handler)
-    : impl_(std::make_unique<Impl>()) {
-  impl_->handler = std::move(handler);
-  const auto colon = address.rfind(':');
-  if (colon == std::string::npos) {
-    throw Error::invalid_input("server.http: '" + address + "' is not host:port");
+// One connection: read a request (within the timeout), answer it, maybe read the next.
+class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(std::shared_ptr<Impl> server, tcp::socket socket)
+      : server_(std::move(server)), stream_(std::move(socket)) {
+    ++server_->connections;
   }
+  ~Session() { --server_->connections; }
+
+  void start() {
+    server_->sessions[this] = weak_from_this();
+    read();
+  }
+  void close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.socket().close(ec);
+  }
+
+ private:
+  void read() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(server_->limits.max_header_bytes));
+    parser_->body_limit(server_->limits.max_body_bytes);
+    stream_.expires_after(std::chrono::seconds(server_->limits.timeout_s));
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec) {
+      const int status = status_for_read_error(ec);
+      if (status == 0) return finish();
+      HttpReply reply{status, "text/plain; charset=utf-8", reason_text(status), {}};
+      return write(reply, 11, false, false);
+    }
+    const auto& req = parser_->get();
+    HttpRequest request;
+    request.method = std::string(req.method_string());
+    const std::string target(req.target());
+    const auto q = target.find('?');
+    request.path = target.substr(0, q);
+    if (q != std::string::npos) request.query = target.substr(q + 1);
+    request.body = req.body();
+    HttpReply reply;
+    try {
+      reply = server_->handler(request);
+    } catch (const std::exception& e) {
+      reply = {500, "text/plain; charset=utf-8", std::string("error: ") + e.what() + "\n", {}};
+    }
+    write(reply, req.version(), req.keep_alive(), req.method() == http::verb::head);
+  }
+
+  void write(const HttpReply& reply, unsigned version, bool keep_alive, bool head) {
+    auto response = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(reply.status), version);
+    response->set(http::field::server, "lipsync");
+    response->set(http::field::content_type, reply.content_type);
+    for (const auto& [name, value] : reply.headers) response->set(name, value);
+    response->keep_alive(keep_alive);
+    response->body() = head ? std::string() : reply.body;
+    response->prepare_payload();
+    if (head) response->content_length(reply.body.size());
+    stream_.expires_after(std::chrono::seconds(server_->limits.timeout_s));
+    http::async_write(
+        stream_, *response,
+        [self = shared_from_this(), response, keep_alive](beast::error_code ec, std::size_t) {
+          if (ec || !keep_alive) return self->finish();
+          self->read();
+        });
+  }
+
+  void finish() {
+    close();
+    server_->sessions.erase(this);
+  }
+
+  std::shared_ptr<Impl> server_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+};
+
+void HttpServer::Impl::accept() {
+  acceptor.async_accept([self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+    if (!self->acceptor.is_open()) return;
+    if (!ec) {
+      if (self->connections.load() >= self->limits.max_connections) {
+        beast::error_code ignored;
+        socket.close(ignored);
+      } else {
+        std::make_shared<Session>(self, std::move(socket))->start();
+      }
+    }
+    self->accept();
+  });
+}
+
+void HttpServer::Impl::close_all() {
+  beast::error_code ec;
+  acceptor.close(ec);
+  for (auto& [raw, weak] : sessions) {
+    if (auto s = weak.lock()) s->close();
+  }
+  sessions.clear();
+}
+
+HttpServer::HttpServer(const std::string& address, HttpLimits limits, Handler handler)
+    : impl_(std::make_shared<Impl>()) {
+  impl_->handler = std::move(handler);
+  impl_->limits = limits;
+  const ListenAddress where = parse_listen_address(address, "server.http");
   try {
-    const auto ip = asio::ip::make_address(address.substr(0, colon));
-    const int port = std::stoi(address.substr(colon + 1));
-    const tcp::endpoint endpoint(ip, static_cast<unsigned short>(port));
+    const auto ip = asio::ip::make_address(where.host == "localhost" ? "127.0.0.1" : where.host);
+    const tcp::endpoint endpoint(ip, static_cast<unsigned short>(where.port));
     impl_->acceptor.open(endpoint.protocol());
     impl_->acceptor.set_option(asio::socket_base::reuse_address(true));
     impl_->acceptor.bind(endpoint);
@@ -72,7 +189,8 @@ HttpServer::HttpServer(const std::string& address, Handler handler)
   } catch (const std::exception& e) {
     throw Error::invalid_input("server.http: cannot listen on '" + address + "': " + e.what());
   }
-  impl_->thread = std::thread([this] { impl_->serve(); });
+  impl_->accept();
+  impl_->thread = std::thread([impl = impl_] { impl->io.run(); });
 }
 
 HttpServer::~HttpServer() {
@@ -83,15 +201,14 @@ int HttpServer::port() const {
   return impl_->port;
 }
 
+int HttpServer::open_connections() const {
+  return impl_->connections.load();
+}
+
 void HttpServer::stop() {
   if (!impl_->thread.joinable()) return;
-  impl_->stopping = true;
-  // Wake the blocking accept with a connection of our own.
-  boost::system::error_code ec;
-  tcp::socket poke(impl_->io);
-  poke.connect(tcp::endpoint(impl_->acceptor.local_endpoint().address(), impl_->port), ec);
+  asio::post(impl_->io, [impl = impl_] { impl->close_all(); });
   impl_->thread.join();
-  impl_->acceptor.close(ec);
 }
 
 }  // namespace lipsync::server

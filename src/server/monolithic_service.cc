@@ -1,5 +1,6 @@
 #include "server/monolithic_service.h"
 
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <mutex>
@@ -7,297 +8,405 @@
 #include "audio/audio_file.h"
 #include "audio/mel_spectrogram.h"
 #include "audio/resampler.h"
-#include "avatar/template_walk.h"
+#include "audio/video_frames.h"
 #include "core/stopwatch.h"
+#include "core/text.h"
 #include "infer/model_family.h"
 #include "pipeline/feature_track.h"
-#include "pipeline/offline_renderer.h"
-#include "render/compositor.h"
-#include "render/image_encoder.h"
+#include "server/grpc_status.h"
 
 namespace lipsync::server {
 namespace {
 
+using monolithic::CompositeBatchRequest;
+using monolithic::CompositeBatchResponse;
+
 constexpr int kMinSampleRate = 8000;
 constexpr int kMaxSampleRate = 192000;
+constexpr const char* kMethod = "InferBatchComposite";
 
-// Everything one InferBatchComposite call carries between threads.
-// The request's fields are copied out: gRPC frees the request once the call is finished, while
-// frames of a failed call may still sit in the scheduler.
-struct CompositeCall {
-  grpc::ServerUnaryReactor* reactor = nullptr;
-  monolithic::CompositeBatchResponse* response = nullptr;  // only used before `finished`
-  std::string model_id;
-  int batch = 0;
-  int start_frame = 0;
-  std::string visual_frames;
-  core::Stopwatch clock;
-  Registry::Lease lease;
-  std::unique_ptr<pipeline::FeatureTrack> track;
-  std::vector<std::vector<std::uint8_t>> jpegs;
-  std::atomic<int> remaining{0};
-  std::atomic<bool> finished{false};
-  std::mutex timing_mutex;
-  double composite_ms = 0;
-  core::Stopwatch generator_clock;
-  double inference_ms = 0;
+// The fields of a request that need neither the model nor the audio, checked on the RPC thread.
+void check_request(const CompositeBatchRequest& r, const ServerOptions& options,
+                   const Registry& registry) {
+  registry.check_configured(r.model_id());
+  if (r.batch_size() < 1 || r.batch_size() > options.max_request_frames) {
+    throw Error::invalid_input("batch_size " + std::to_string(r.batch_size()) +
+                               " is out of range; expected 1 to " +
+                               std::to_string(options.max_request_frames));
+  }
+  if (r.start_frame_idx() < 0) {
+    throw Error::invalid_input("start_frame_idx " + std::to_string(r.start_frame_idx()) +
+                               " is negative; expected 0 or more");
+  }
+  if (r.start_frame_idx() > INT_MAX - r.batch_size()) {
+    throw Error::invalid_input("start_frame_idx " + std::to_string(r.start_frame_idx()) +
+                               " + batch_size " + std::to_string(r.batch_size()) +
+                               " passes the largest frame index, " + std::to_string(INT_MAX));
+  }
+  if (r.raw_audio().empty() || r.raw_audio().size() % 4 != 0) {
+    throw Error::invalid_input("raw_audio has " + std::to_string(r.raw_audio().size()) +
+                               " bytes; expected float32 little-endian samples (a non-zero "
+                               "multiple of 4 bytes)");
+  }
+  if (r.sample_rate() != 0 &&
+      (r.sample_rate() < kMinSampleRate || r.sample_rate() > kMaxSampleRate)) {
+    throw Error::invalid_input("sample_rate " + std::to_string(r.sample_rate()) +
+                               " is out of range; expected 0 (16000) or 8000 to 192000");
+  }
+  const std::size_t expected_visual =
+      static_cast<std::size_t>(r.batch_size()) * infer::kImageInputSize * sizeof(float);
+  if (!r.visual_frames().empty() && r.visual_frames().size() != expected_visual) {
+    throw Error::invalid_input("visual_frames has " + std::to_string(r.visual_frames().size()) +
+                               " bytes; expected empty (use the avatar) or batch_size x 6 x 320 x "
+                               "320 float32 = " +
+                               std::to_string(expected_visual));
+  }
+}
+
+// Client ROIs must be finite and in [0, 1].
+void check_visual_frames(const std::string& bytes) {
+  const std::size_t n = bytes.size() / sizeof(float);
+  for (std::size_t i = 0; i < n; ++i) {
+    float v;
+    std::memcpy(&v, bytes.data() + i * sizeof v, sizeof v);
+    if (!(v >= 0.0f && v <= 1.0f)) {
+      throw Error::invalid_input("visual_frames value " + std::to_string(i) + " is " +
+                                 std::to_string(v) + "; expected 0 to 1");
+    }
+  }
+}
+
+// Milliseconds of a call's stages, reported by its producer from the workers.
+struct CallTimings {
+  std::mutex mutex;
+  double composite_ms = 0;  // compositing + JPEG of every frame
 };
+
+// One InferBatchComposite call: it holds the model lease and the producer, and is the producer's
+// consumer. The reactor (gRPC's side) is reached only under mutex_ and never after OnDone.
+class CompositeCall final : public pipeline::FrameConsumer,
+                            public std::enable_shared_from_this<CompositeCall> {
+ public:
+  CompositeCall(const ServiceContext& ctx, std::atomic<int>& inflight,
+                grpc::CallbackServerContext* context, CompositeBatchResponse* response)
+      : ctx_(ctx), inflight_(inflight), context_(context), response_(response) {}
+
+  void attach(grpc::ServerUnaryReactor* reactor) { reactor_ = reactor; }
+  void detach() {
+    std::lock_guard lock(mutex_);
+    reactor_ = nullptr;
+  }
+
+  // Takes the request's fields (its byte fields by swap, not by copy) and continues on a worker.
+  void start(const CompositeBatchRequest& request, std::uint64_t call_id) {
+    call_id_ = call_id;
+    model_id_ = request.model_id();
+    batch_ = request.batch_size();
+    start_frame_ = request.start_frame_idx();
+    sample_rate_ = request.sample_rate() == 0 ? audio::kSampleRateHz : request.sample_rate();
+    // gRPC hands the request as const but owns it mutably until the call is done; its two large
+    // fields are moved out so that nothing reads the request after this point.
+    auto& mutable_request = const_cast<CompositeBatchRequest&>(request);
+    raw_audio_.swap(*mutable_request.mutable_raw_audio());
+    if (!request.visual_frames().empty()) {
+      auto images = std::make_shared<std::string>();
+      images->swap(*mutable_request.mutable_visual_frames());
+      images_ = std::move(images);
+    }
+    ctx_.workers->post([self = shared_from_this()] { self->prepare(); });
+  }
+
+  // Ends the call once: releases the producer and the lease first (so that UnloadModel right
+  // after the reply does not find the model in use), then counts it and sends the status.
+  void end(const grpc::Status& status) {
+    std::shared_ptr<pipeline::FrameProducer> producer;
+    Registry::Lease lease;
+    grpc::ServerUnaryReactor* reactor = nullptr;
+    {
+      std::lock_guard lock(mutex_);
+      if (ended_ || reactor_ == nullptr) return;
+      ended_ = true;
+      reactor = reactor_;
+      producer = std::move(producer_);
+      lease = std::move(lease_);
+      if (status.ok()) {
+        fill_response();
+      } else {
+        response_->set_success(false);
+        response_->set_error(status.error_message());
+        response_->clear_composited_frames();
+      }
+    }
+    if (producer) producer->cancel();  // nothing left to drop after a success
+    producer.reset();
+    lease.model.reset();
+    ctx_.metrics->count_request(kMethod, status_code_name(status.error_code()));
+    if (status.ok()) ctx_.metrics->add_frames(batch_);
+    --inflight_;
+    ctx_.calls->remove(call_id_);
+    reactor->Finish(status);
+  }
+
+  // The client cancelled or its deadline passed.
+  void cancelled() {
+    const bool deadline = context_->deadline() <= std::chrono::system_clock::now();
+    end(grpc::Status(deadline ? grpc::StatusCode::DEADLINE_EXCEEDED : grpc::StatusCode::CANCELLED,
+                     deadline ? "the deadline passed" : "cancelled by the client"));
+  }
+
+  void on_frame(pipeline::ProducedFrame frame) override {
+    std::shared_ptr<pipeline::FrameProducer> producer;
+    {
+      std::lock_guard lock(mutex_);
+      if (ended_) return;
+      jpegs_.push_back(std::move(frame.encoded));
+      producer = producer_;
+    }
+    if (producer) producer->release(1);
+  }
+  void on_finished() override { end(grpc::Status::OK); }
+  void on_failed(const Error& error) override { end(to_status(error)); }
+
+ private:
+  // On a request worker: the model, the audio, the clip's features; then the producer.
+  void prepare() {
+    try {
+      {
+        std::lock_guard lock(mutex_);
+        if (ended_) return;
+      }
+      Registry::Lease lease = ctx_.registry->acquire(model_id_);
+      const core::Stopwatch audio_clock;
+      std::vector<float> samples = decode_audio();
+      pipeline::ClipFeatures features = clip_features(samples, *lease.model);
+      if (images_) check_visual_frames(*images_);
+      start_producer(std::move(lease), std::move(features), audio_clock.elapsed_ms());
+    } catch (const Error& e) {
+      end(to_status(e));
+    } catch (const std::exception& e) {
+      end(to_status(Error::internal(e.what())));
+    }
+  }
+
+  std::vector<float> decode_audio() {
+    core::Stopwatch sw;
+    std::vector<float> samples = audio::decode_raw(std::as_bytes(std::span(raw_audio_)),
+                                                   audio::RawEncoding::kF32le, "raw_audio");
+    std::string().swap(raw_audio_);
+    audio::validate_samples(samples, "raw_audio");
+    if (sample_rate_ != audio::kSampleRateHz) {
+      samples = audio::resample(samples, sample_rate_, audio::kSampleRateHz);
+    }
+    ctx_.metrics->observe_ms("decode", sw.elapsed_ms());
+    return samples;
+  }
+
+  pipeline::ClipFeatures clip_features(const std::vector<float>& samples,
+                                       const LoadedModel& model) {
+    if (samples.size() >
+        static_cast<std::size_t>(audio::samples_for_seconds(ctx_.audio.max_seconds))) {
+      throw Error::invalid_input("raw_audio: longer than audio.max_seconds (" +
+                                 std::to_string(ctx_.audio.max_seconds) + " s)");
+    }
+    int frames = 0;
+    try {
+      frames = audio::clip_frames_for_samples(samples.size());
+    } catch (const Error& e) {
+      throw e.with_context("raw_audio at 16 kHz");
+    }
+    if (batch_ > frames) {
+      throw Error::invalid_input(
+          "raw_audio gives " + std::to_string(frames) + " frames (" +
+          std::to_string(samples.size()) + " samples at 16 kHz); batch_size " +
+          std::to_string(batch_) + " needs at least " +
+          std::to_string(audio::min_samples_for_clip_frames(batch_)) + " samples");
+    }
+    pipeline::ClipFeatureTimings t;
+    pipeline::ClipFeatures features =
+        pipeline::encode_clip_features(samples, model.models->encoder(), ctx_.audio, &t);
+    ctx_.metrics->observe_ms("mel", t.mel_ms);
+    ctx_.metrics->observe_ms("windows", t.windows_ms);
+    ctx_.metrics->observe_ms("encoder", t.encoder_ms);
+    return features;
+  }
+
+  void start_producer(Registry::Lease lease, pipeline::ClipFeatures features, double audio_ms) {
+    pipeline::ProducerSettings settings;
+    settings.walk_offset = start_frame_;
+    settings.frame_limit = batch_;
+    settings.encoding = pipeline::FrameEncoding::kJpeg;
+    settings.jpeg_quality = ctx_.output.jpeg_quality;
+    settings.keep_image = false;
+    settings.window_frames = ctx_.pipeline.window_frames;
+    settings.audio = ctx_.audio;
+    settings.images = images_;
+    auto timings = timings_;
+    ServerMetrics* metrics = ctx_.metrics;
+    settings.observe = [timings, metrics](std::string_view stage, double ms) {
+      metrics->observe_ms(std::string(stage), ms);
+      if (stage == "composite" || stage == "encode") {
+        std::lock_guard lock(timings->mutex);
+        timings->composite_ms += ms;
+      }
+    };
+    auto producer = pipeline::FrameProducer::from_clip(ctx_.target(*lease.model), settings,
+                                                       std::move(features), weak_from_this());
+    {
+      std::lock_guard lock(mutex_);
+      if (ended_) return;  // cancelled while preparing: the producer never starts
+      producer_ = producer;
+      lease_ = std::move(lease);
+      audio_ms_ = audio_ms;
+      inference_clock_.reset();
+    }
+    producer->start();
+  }
+
+  // Requires mutex_ held, before Finish.
+  void fill_response() {
+    auto& r = *response_;
+    for (auto& jpeg : jpegs_) {
+      r.add_composited_frames(reinterpret_cast<const char*>(jpeg.data()), jpeg.size());
+    }
+    jpegs_.clear();
+    r.set_success(true);
+    r.set_model_loaded(lease_.was_loaded);
+    r.set_model_load_time_ms(static_cast<float>(lease_.load_ms));
+    r.set_audio_processing_ms(static_cast<float>(audio_ms_));
+    r.set_inference_time_ms(static_cast<float>(inference_clock_.elapsed_ms()));
+    {
+      std::lock_guard lock(timings_->mutex);
+      r.set_composite_time_ms(static_cast<float>(timings_->composite_ms));
+    }
+    r.set_total_time_ms(static_cast<float>(clock_.elapsed_ms()));
+  }
+
+  const ServiceContext& ctx_;
+  std::atomic<int>& inflight_;
+  grpc::CallbackServerContext* const context_;
+  CompositeBatchResponse* const response_;  // only touched under mutex_ before Finish
+  const core::Stopwatch clock_;
+  std::shared_ptr<CallTimings> timings_ = std::make_shared<CallTimings>();
+
+  // Set by start(), then read by the worker.
+  std::uint64_t call_id_ = 0;
+  std::string model_id_;
+  int batch_ = 0;
+  int start_frame_ = 0;
+  int sample_rate_ = audio::kSampleRateHz;
+  std::string raw_audio_;
+  std::shared_ptr<const std::string> images_;
+  std::mutex mutex_;
+  Registry::Lease lease_;  // set once the producer starts, released by end() (guarded)
+  double audio_ms_ = 0;    // guarded
+  grpc::ServerUnaryReactor* reactor_ = nullptr;        // null after OnDone (guarded)
+  bool ended_ = false;                                 // guarded
+  std::shared_ptr<pipeline::FrameProducer> producer_;  // guarded
+  std::vector<std::vector<std::uint8_t>> jpegs_;       // guarded
+  core::Stopwatch inference_clock_;                    // guarded
+};
+
+class CompositeReactor final : public grpc::ServerUnaryReactor {
+ public:
+  explicit CompositeReactor(std::shared_ptr<CompositeCall> call) : call_(std::move(call)) {
+    call_->attach(this);
+  }
+  void OnCancel() override { call_->cancelled(); }
+  void OnDone() override {
+    call_->detach();
+    delete this;
+  }
+
+ private:
+  std::shared_ptr<CompositeCall> call_;
+};
+
+// The five fields ModelInfo and ModelStats share.
+template <class Message>
+void fill_model_fields(Message* m, const ModelStatus& s) {
+  m->set_model_id(s.id);
+  m->set_loaded(s.loaded);
+  m->set_gpu_id(-1);
+  m->set_memory_mb(s.memory_mb);
+  m->set_request_count(static_cast<std::int32_t>(s.request_count));
+  m->set_avg_inference_ms(static_cast<float>(s.avg_inference_ms()));
+}
+
+// Finishes a small call at once, counted.
+grpc::ServerUnaryReactor* finish_now(grpc::CallbackServerContext* context, ServerMetrics& metrics,
+                                     const char* method, const grpc::Status& status) {
+  metrics.count_request(method, status_code_name(status.error_code()));
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
+}
 
 }  // namespace
 
-grpc::Status to_status(const Error& error) {
-  switch (error.code()) {
-    case Error::Code::kInvalidInput:
-      return {grpc::StatusCode::INVALID_ARGUMENT, error.message()};
-    case Error::Code::kNotFound:
-      return {grpc::StatusCode::NOT_FOUND, error.message()};
-    case Error::Code::kResourceExhausted:
-      return {grpc::StatusCode::RESOURCE_EXHAUSTED, error.message()};
-    case Error::Code::kUnavailable:
-      return {grpc::StatusCode::UNAVAILABLE, error.message()};
-    case Error::Code::kInternal:
-      break;
-  }
-  return {grpc::StatusCode::INTERNAL, error.message()};
-}
-
-MonolithicService::MonolithicService(Registry& registry, core::WorkerPool& workers,
-                                     const ServerOptions& options, ServerMetrics& metrics)
-    : registry_(registry), workers_(workers), options_(options), metrics_(metrics) {}
+MonolithicService::MonolithicService(const ServiceContext& context) : context_(context) {}
 
 grpc::ServerUnaryReactor* MonolithicService::InferBatchComposite(
-    grpc::CallbackServerContext* context, const monolithic::CompositeBatchRequest* request,
-    monolithic::CompositeBatchResponse* response) {
-  auto call = std::make_shared<CompositeCall>();
-  call->reactor = context->DefaultReactor();
-  call->response = response;
+    grpc::CallbackServerContext* context, const CompositeBatchRequest* request,
+    CompositeBatchResponse* response) {
   response->set_gpu_id(-1);  // CPU
-
-  auto fail = [this, call](const Error& e) {
-    if (call->finished.exchange(true)) return;
-    if (call->lease.model) registry_.record(call->model_id, call->inference_ms);
-    call->response->set_success(false);
-    call->response->set_error(e.message());
-    call->response->clear_composited_frames();
-    const grpc::Status status = to_status(e);
-    metrics_.count_request("InferBatchComposite", std::to_string(status.error_code()));
-    --inflight_;
-    call->reactor->Finish(status);
-  };
-
-  // Cheap checks on the RPC thread.
   try {
-    const auto& r = *request;
-    registry_.check_configured(r.model_id());
-    if (r.batch_size() < 1 || r.batch_size() > options_.max_request_frames) {
-      throw Error::invalid_input("batch_size " + std::to_string(r.batch_size()) +
-                                 " is out of range; expected 1 to " +
-                                 std::to_string(options_.max_request_frames));
-    }
-    if (r.start_frame_idx() < 0) {
-      throw Error::invalid_input("start_frame_idx " + std::to_string(r.start_frame_idx()) +
-                                 " is negative; expected 0 or more");
-    }
-    if (r.raw_audio().empty() || r.raw_audio().size() % 4 != 0) {
-      throw Error::invalid_input("raw_audio has " + std::to_string(r.raw_audio().size()) +
-                                 " bytes; expected float32 little-endian samples (a non-zero "
-                                 "multiple of 4 bytes)");
-    }
-    if (r.sample_rate() != 0 &&
-        (r.sample_rate() < kMinSampleRate || r.sample_rate() > kMaxSampleRate)) {
-      throw Error::invalid_input("sample_rate " + std::to_string(r.sample_rate()) +
-                                 " is out of range; expected 0 (16000) or 8000 to 192000");
-    }
-    const std::size_t expected_visual =
-        static_cast<std::size_t>(r.batch_size()) * infer::kImageInputSize * sizeof(float);
-    if (!r.visual_frames().empty() && r.visual_frames().size() != expected_visual) {
-      throw Error::invalid_input("visual_frames has " + std::to_string(r.visual_frames().size()) +
-                                 " bytes; expected empty (use the avatar) or batch_size x 6 x 320 "
-                                 "x 320 float32 = " +
-                                 std::to_string(expected_visual));
-    }
-    if (++inflight_ > options_.max_inflight_requests) {
-      --inflight_;
-      throw Error::resource_exhausted("too many requests in flight (" +
-                                      std::to_string(options_.max_inflight_requests) +
-                                      "); retry later");
-    }
+    check_request(*request, context_.server, *context_.registry);
   } catch (const Error& e) {
-    call->finished = true;
     response->set_success(false);
     response->set_error(e.message());
-    const grpc::Status status = to_status(e);
-    metrics_.count_request("InferBatchComposite", std::to_string(status.error_code()));
-    call->reactor->Finish(status);
-    return call->reactor;
+    return finish_now(context, *context_.metrics, kMethod, to_status(e));
   }
-
-  call->model_id = request->model_id();
-  call->batch = request->batch_size();
-  call->start_frame = request->start_frame_idx();
-  call->visual_frames = request->visual_frames();
-
-  // The rest on a request worker: load, audio, features; then the scheduler. The request object
-  // stays valid until Finish, which only happens below.
-  workers_.post([this, call, fail, request] {
-    try {
-      const auto& r = *request;
-      call->lease = registry_.acquire(r.model_id());
-      call->response->set_model_loaded(call->lease.was_loaded);
-      call->response->set_model_load_time_ms(static_cast<float>(call->lease.load_ms));
-      core::Stopwatch audio_clock;
-      core::Stopwatch stage;
-      std::vector<float> samples =
-          audio::decode_raw(std::as_bytes(std::span(r.raw_audio().data(), r.raw_audio().size())),
-                            audio::RawEncoding::kF32le, "raw_audio");
-      audio::validate_samples(samples, "raw_audio");
-      const int rate = r.sample_rate() == 0 ? 16000 : r.sample_rate();
-      if (rate != 16000) samples = audio::resample(samples, rate, 16000);
-      metrics_.observe_ms("decode", stage.elapsed_ms());
-      int frames = 0;
-      try {
-        frames = pipeline::frames_for_samples(samples.size());
-      } catch (const Error& e) {
-        throw e.with_context("raw_audio at 16 kHz");
-      }
-      if (r.batch_size() > frames) {
-        throw Error::invalid_input("raw_audio gives " + std::to_string(frames) + " frames (" +
-                                   std::to_string(samples.size()) +
-                                   " samples at 16 kHz); batch_size " +
-                                   std::to_string(r.batch_size()) + " needs at least " +
-                                   std::to_string(r.batch_size() - 1) + " * 640 + 1240 samples");
-      }
-      const auto& model = *call->lease.model;
-      pipeline::ClipFeatureTimings timings;
-      pipeline::ClipFeatures features = pipeline::encode_clip_features(
-          samples, model.models->encoder(), audio::AudioOptions{}, &timings);
-      metrics_.observe_ms("mel", timings.mel_ms);
-      metrics_.observe_ms("windows", timings.windows_ms);
-      metrics_.observe_ms("encoder", timings.encoder_ms);
-      call->track = std::make_unique<pipeline::FeatureTrack>(
-          pipeline::FeatureTrack::from_features(std::move(features)));
-      call->response->set_audio_processing_ms(static_cast<float>(audio_clock.elapsed_ms()));
-      // Client-supplied ROIs must be in [0, 1].
-      const auto* visual = reinterpret_cast<const float*>(call->visual_frames.data());
-      if (!call->visual_frames.empty()) {
-        const std::size_t n = call->visual_frames.size() / sizeof(float);
-        for (std::size_t i = 0; i < n; ++i) {
-          float v;
-          std::memcpy(&v, visual + i, sizeof v);
-          if (!(v >= 0.0f && v <= 1.0f)) {
-            throw Error::invalid_input("visual_frames value " + std::to_string(i) + " is " +
-                                       std::to_string(v) + "; expected 0 to 1");
-          }
-        }
-      }
-      const int batch = r.batch_size();
-      call->jpegs.resize(batch);
-      call->remaining = batch;
-      const int n_templates = model.avatar->frame_count();
-      std::vector<pipeline::FrameJob> jobs;
-      for (int j = 0; j < batch; ++j) {
-        const int t = avatar::template_frame_for(call->start_frame + j, n_templates, 0);
-        pipeline::FrameJob job;
-        job.fill = [call, j, t, visual](std::span<float> image, std::span<float> audio_in) {
-          if (call->visual_frames.empty()) {
-            call->lease.model->avatar->pack_generator_input(t, image);
-          } else {
-            std::memcpy(image.data(), visual + static_cast<std::size_t>(j) * image.size(),
-                        image.size_bytes());
-          }
-          call->track->frame_audio(j, audio_in);
-        };
-        job.done = [this, call, j, t, fail](std::span<const float> output) {
-          auto copy = std::make_shared<std::vector<float>>(output.begin(), output.end());
-          workers_.post([this, call, j, t, copy, fail] {
-            try {
-              core::Stopwatch sw;
-              thread_local cv::Mat frame;
-              render::composite(*call->lease.model->avatar, t, *copy, frame);
-              metrics_.observe_ms("composite", sw.elapsed_ms());
-              core::Stopwatch enc;
-              call->jpegs[j] = render::encode_jpeg(frame, options_.jpeg_quality);
-              metrics_.observe_ms("encode", enc.elapsed_ms());
-              {
-                std::lock_guard lock(call->timing_mutex);
-                call->composite_ms += sw.elapsed_ms();
-              }
-              if (--call->remaining == 0) {
-                if (call->finished.exchange(true)) return;
-                auto& resp = *call->response;
-                for (auto& jpeg : call->jpegs) resp.add_composited_frames(jpeg.data(), jpeg.size());
-                std::lock_guard lock(call->timing_mutex);
-                resp.set_inference_time_ms(static_cast<float>(call->inference_ms));
-                resp.set_composite_time_ms(static_cast<float>(call->composite_ms));
-                resp.set_total_time_ms(static_cast<float>(call->clock.elapsed_ms()));
-                resp.set_success(true);
-                registry_.record(call->model_id, call->inference_ms);
-                metrics_.count_request("InferBatchComposite", "0");
-                metrics_.add_frames(static_cast<std::int64_t>(call->jpegs.size()));
-                --inflight_;
-                call->reactor->Finish(grpc::Status::OK);
-              }
-            } catch (const Error& e) {
-              fail(e);
-            }
-          });
-          {
-            // Queueing plus generator time until this call's latest frame came out.
-            std::lock_guard lock(call->timing_mutex);
-            call->inference_ms = call->generator_clock.elapsed_ms();
-          }
-        };
-        job.failed = fail;
-        jobs.push_back(std::move(job));
-      }
-      call->generator_clock.reset();
-      model.scheduler->submit(std::move(jobs));
-    } catch (const Error& e) {
-      fail(e);
-    } catch (const std::exception& e) {
-      fail(Error::internal(e.what()));
-    }
+  if (++inflight_ > context_.server.max_inflight_requests) {
+    --inflight_;
+    return finish_now(
+        context, *context_.metrics, kMethod,
+        to_status(Error::resource_exhausted(
+            "too many InferBatchComposite calls at once (server.max_inflight_"
+            "requests = " +
+            std::to_string(context_.server.max_inflight_requests) + "); retry later")));
+  }
+  auto call = std::make_shared<CompositeCall>(context_, inflight_, context, response);
+  auto* reactor = new CompositeReactor(call);
+  const std::weak_ptr<CompositeCall> weak = call;
+  const std::uint64_t id = context_.calls->add([weak](const grpc::Status& status) {
+    if (auto c = weak.lock()) c->end(status);
   });
-  return call->reactor;
+  if (id == 0) {
+    call->end(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
+    return reactor;
+  }
+  call->start(*request, id);
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* MonolithicService::ListModels(grpc::CallbackServerContext* context,
                                                         const monolithic::ListModelsRequest*,
                                                         monolithic::ListModelsResponse* response) {
-  for (const ModelStatus& s : registry_.status()) {
-    auto* m = response->add_models();
-    m->set_model_id(s.id);
-    m->set_loaded(s.loaded);
-    m->set_gpu_id(-1);
-    m->set_memory_mb(s.memory_mb);
-    m->set_request_count(static_cast<std::int32_t>(s.request_count));
-    m->set_avg_inference_ms(static_cast<float>(s.avg_inference_ms()));
+  for (const ModelStatus& s : context_.registry->status()) {
+    fill_model_fields(response->add_models(), s);
   }
-  metrics_.count_request("ListModels", "0");
-  auto* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return finish_now(context, *context_.metrics, "ListModels", grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* MonolithicService::LoadModel(grpc::CallbackServerContext* context,
                                                        const monolithic::LoadModelRequest* request,
                                                        monolithic::LoadModelResponse* response) {
   auto* reactor = context->DefaultReactor();
-  workers_.post([this, reactor, request, response] {
+  const ServiceContext& ctx = context_;
+  ctx.workers->post([&ctx, reactor, id = request->model_id(), response] {
+    grpc::Status status = grpc::Status::OK;
     try {
-      const auto lease = registry_.acquire(request->model_id());
+      const auto lease = ctx.registry->acquire(id);
       response->set_success(true);
       response->set_gpu_id(-1);
       response->set_load_time_ms(static_cast<float>(lease.load_ms));
-      metrics_.count_request("LoadModel", "0");
-      reactor->Finish(grpc::Status::OK);
     } catch (const Error& e) {
       response->set_success(false);
       response->set_error(e.message());
-      const auto status = to_status(e);
-      metrics_.count_request("LoadModel", std::to_string(status.error_code()));
-      reactor->Finish(status);
+      status = to_status(e);
     }
+    ctx.metrics->count_request("LoadModel", status_code_name(status.error_code()));
+    reactor->Finish(status);
   });
   return reactor;
 }
@@ -305,52 +414,37 @@ grpc::ServerUnaryReactor* MonolithicService::LoadModel(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* MonolithicService::UnloadModel(
     grpc::CallbackServerContext* context, const monolithic::UnloadModelRequest* request,
     monolithic::UnloadModelResponse* response) {
-  auto* reactor = context->DefaultReactor();
+  grpc::Status status = grpc::Status::OK;
   try {
-    registry_.unload(request->model_id());
+    context_.registry->unload(request->model_id());
     response->set_success(true);
-    metrics_.count_request("UnloadModel", "0");
-    reactor->Finish(grpc::Status::OK);
   } catch (const Error& e) {
     response->set_success(false);
     response->set_error(e.message());
-    const auto status = to_status(e);
-    metrics_.count_request("UnloadModel", std::to_string(status.error_code()));
-    reactor->Finish(status);
+    status = to_status(e);
   }
-  return reactor;
+  return finish_now(context, *context_.metrics, "UnloadModel", status);
 }
 
 grpc::ServerUnaryReactor* MonolithicService::GetModelStats(
     grpc::CallbackServerContext* context, const monolithic::GetModelStatsRequest*,
     monolithic::GetModelStatsResponse* response) {
-  for (const ModelStatus& s : registry_.status()) {
+  for (const ModelStatus& s : context_.registry->status()) {
     auto* m = response->add_models();
-    m->set_model_id(s.id);
-    m->set_loaded(s.loaded);
-    m->set_gpu_id(-1);
-    m->set_memory_mb(s.memory_mb);
-    m->set_request_count(static_cast<std::int32_t>(s.request_count));
+    fill_model_fields(m, s);
     m->set_total_inference_ms(static_cast<std::int64_t>(std::llround(s.total_inference_ms)));
-    m->set_avg_inference_ms(static_cast<float>(s.avg_inference_ms()));
     m->set_last_used_timestamp(s.last_used_unix_ms);
   }
-  metrics_.count_request("GetModelStats", "0");
-  auto* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return finish_now(context, *context_.metrics, "GetModelStats", grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* MonolithicService::Health(grpc::CallbackServerContext* context,
                                                     const monolithic::HealthRequest*,
                                                     monolithic::HealthResponse* response) {
   response->set_healthy(true);
-  response->set_loaded_models(registry_.loaded_count());
-  response->set_max_models(registry_.max_loaded());
-  metrics_.count_request("Health", "0");
-  auto* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  response->set_loaded_models(context_.registry->loaded_count());
+  response->set_max_models(context_.registry->max_loaded());
+  return finish_now(context, *context_.metrics, "Health", grpc::Status::OK);
 }
 
 }  // namespace lipsync::server

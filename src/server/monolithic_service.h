@@ -1,24 +1,22 @@
 // MonolithicService: the old server's gRPC API (proto/monolithic.proto), wire-compatible, on the
-// callback API. Handlers validate on the RPC thread and hand the work to the request workers
-// and the model's Scheduler; they never run a model on the RPC thread.
+// callback API. InferBatchComposite validates on the RPC thread, then a request worker decodes
+// the audio and computes the clip's features, and a FrameProducer makes the frames through the
+// model's Scheduler. A call whose client cancels or passes its deadline drops its queued frames
+// at once and is counted under that code; at shutdown the server ends the calls still running
+// after the grace period (UNAVAILABLE).
 // Thread contract: gRPC calls the handlers from its own threads at once.
 #pragma once
 
 #include <atomic>
-#include <memory>
 
-#include "core/worker_pool.h"
 #include "monolithic.grpc.pb.h"
-#include "server/registry.h"
-#include "server/server_metrics.h"
-#include "server/server_options.h"
+#include "server/service_context.h"
 
 namespace lipsync::server {
 
 class MonolithicService final : public monolithic::MonolithicService::CallbackService {
  public:
-  MonolithicService(Registry& registry, core::WorkerPool& workers, const ServerOptions& options,
-                    ServerMetrics& metrics);
+  explicit MonolithicService(const ServiceContext& context);
 
   grpc::ServerUnaryReactor* InferBatchComposite(
       grpc::CallbackServerContext* context, const monolithic::CompositeBatchRequest* request,
@@ -39,16 +37,11 @@ class MonolithicService final : public monolithic::MonolithicService::CallbackSe
                                    const monolithic::HealthRequest* request,
                                    monolithic::HealthResponse* response) override;
 
+  int inflight() const { return inflight_.load(); }
+
  private:
-  Registry& registry_;
-  core::WorkerPool& workers_;
-  const ServerOptions options_;
-  ServerMetrics& metrics_;
+  const ServiceContext context_;
   std::atomic<int> inflight_{0};
 };
-
-// The gRPC status for an Error code (INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED,
-// UNAVAILABLE, INTERNAL).
-grpc::Status to_status(const Error& error);
 
 }  // namespace lipsync::server

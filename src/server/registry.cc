@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/stopwatch.h"
+#include "core/text.h"
 
 namespace lipsync::server {
 namespace {
@@ -22,19 +23,22 @@ std::int64_t file_bytes(const std::filesystem::path& p) {
 
 }  // namespace
 
+const core::ConfigTable<RegistryOptions>& RegistryOptions::config() {
+  static const auto table =
+      core::ConfigTable<RegistryOptions>("registry")
+          .integer("max_loaded", &RegistryOptions::max_loaded, 1, 1000, "models loaded at once")
+          .integer("memory_budget_mb", &RegistryOptions::memory_budget_mb, 1, 1 << 30,
+                   "weights plus cached frames of loaded models")
+          .choice("policy", &RegistryOptions::policy,
+                  {{"lru", EvictionPolicy::kLru}, {"lfu", EvictionPolicy::kLfu}},
+                  "which idle model to evict (never one a request uses)")
+          .integer("idle_unload_s", &RegistryOptions::idle_unload_s, 0, 604800,
+                   "unload models idle this long (0 = never)");
+  return table;
+}
+
 void RegistryOptions::validate() const {
-  if (max_loaded < 1 || max_loaded > 1000) {
-    throw Error::invalid_input("registry.max_loaded: " + std::to_string(max_loaded) +
-                               " is out of range; expected 1 to 1000");
-  }
-  if (memory_budget_mb < 1) {
-    throw Error::invalid_input("registry.memory_budget_mb: " + std::to_string(memory_budget_mb) +
-                               " is out of range; expected 1 or more");
-  }
-  if (idle_unload_s < 0 || idle_unload_s > 604800) {
-    throw Error::invalid_input("registry.idle_unload_s: " + std::to_string(idle_unload_s) +
-                               " is out of range; expected 0 (never) to 604800");
-  }
+  config().validate(*this);
 }
 
 std::string_view to_string(EvictionPolicy policy) {
@@ -65,13 +69,32 @@ Registry::Registry(std::vector<ModelSpec> specs, RegistryOptions options, infer:
 }
 
 Registry::~Registry() {
-  std::lock_guard lock(mutex_);
-  for (auto& [id, entry] : entries_) {
-    if (entry->loaded) entry->loaded->scheduler->stop();
-  }
+  stop_all();
 }
 
-std::shared_ptr<LoadedModel> Registry::load(Entry& entry) const {
+void Registry::stop_all() {
+  std::vector<std::shared_ptr<LoadedModel>> loaded;
+  {
+    std::lock_guard lock(mutex_);
+    stopped_ = true;
+    for (auto& [id, entry] : entries_) {
+      if (entry->loaded) loaded.push_back(entry->loaded);
+    }
+  }
+  // Outside the lock: a stopping scheduler fails its jobs, whose owners may ask for status.
+  for (auto& model : loaded) model->scheduler->stop();
+}
+
+void Registry::record_batch(Entry& entry, int size, double ms) {
+  {
+    std::lock_guard lock(stats_mutex_);
+    entry.generator_ms += ms;
+    ++entry.generator_runs;
+  }
+  if (on_batch_) on_batch_(size, ms);
+}
+
+std::shared_ptr<LoadedModel> Registry::load(Entry& entry) {
   auto model = std::make_shared<LoadedModel>();
   model->id = entry.spec.id;
   try {
@@ -82,12 +105,16 @@ std::shared_ptr<LoadedModel> Registry::load(Entry& entry) const {
   }
   model->weight_bytes = file_bytes(entry.spec.models / infer::kEncoderFileName) +
                         file_bytes(entry.spec.models / infer::kGeneratorFileName);
-  model->scheduler =
-      std::make_unique<pipeline::Scheduler>(model->models->generator(), scheduler_, on_batch_);
+  Entry* counted = &entry;
+  model->scheduler = std::make_unique<pipeline::Scheduler>(
+      model->models->generator(), scheduler_,
+      [this, counted](int size, double ms) { record_batch(*counted, size, ms); });
   return model;
 }
 
-void Registry::evict_for(std::int64_t bytes, const std::string& keep) {
+std::vector<std::shared_ptr<LoadedModel>> Registry::evict_for(std::int64_t bytes,
+                                                              const std::string& keep) {
+  std::vector<std::shared_ptr<LoadedModel>> evicted;
   auto loaded_bytes = [&] {
     std::int64_t total = 0;
     for (auto& [id, e] : entries_) {
@@ -112,16 +139,23 @@ void Registry::evict_for(std::int64_t bytes, const std::string& keep) {
           std::to_string(options_.max_loaded) + " loaded and all in use, or the memory budget of " +
           std::to_string(options_.memory_budget_mb) + " MB is reached; retry later");
     }
-    victim->loaded->scheduler->stop();
-    victim->loaded.reset();
+    evicted.push_back(std::move(victim->loaded));
   }
+  return evicted;
 }
 
 void Registry::check_configured(const std::string& id) const {
   if (entries_.count(id) != 0) return;
   std::string known;
-  for (auto& [k, e] : entries_) known += (known.empty() ? "" : ", ") + k;
-  throw Error::not_found("model '" + id + "' is not configured (configured: " + known + ")");
+  for (auto& [k, e] : entries_) {
+    if (known.size() > 200) {
+      known += ", ...";
+      break;
+    }
+    known += (known.empty() ? "" : ", ") + k;
+  }
+  throw Error::not_found("model " + core::quote(id) + " is not configured (configured: " + known +
+                         ")");
 }
 
 Registry::Lease Registry::acquire(const std::string& id) {
@@ -130,6 +164,7 @@ Registry::Lease Registry::acquire(const std::string& id) {
   Lease lease;
   {
     std::lock_guard lock(mutex_);
+    if (stopped_) throw Error::unavailable("the server is stopping");
     if (entry.loaded) {
       lease.model = entry.loaded;
       lease.was_loaded = true;
@@ -147,11 +182,18 @@ Registry::Lease Registry::acquire(const std::string& id) {
     if (!lease.model) {
       core::Stopwatch sw;
       auto model = load(entry);
-      std::lock_guard lock(mutex_);
-      evict_for(model->memory_bytes(), id);
+      std::unique_lock lock(mutex_);
+      if (stopped_) {
+        lock.unlock();
+        model->scheduler->stop();
+        throw Error::unavailable("the server is stopping");
+      }
+      auto evicted = evict_for(model->memory_bytes(), id);
       entry.loaded = model;
       lease.model = model;
       lease.load_ms = sw.elapsed_ms();
+      lock.unlock();
+      for (auto& old : evicted) old->scheduler->stop();
     }
   }
   std::lock_guard lock(mutex_);
@@ -169,34 +211,33 @@ void Registry::preload() {
 
 void Registry::unload(const std::string& id) {
   check_configured(id);
-  std::lock_guard lock(mutex_);
-  Entry& entry = *entries_.find(id)->second;
-  if (!entry.loaded) return;
-  if (entry.loaded.use_count() > 1) {
-    throw Error::unavailable("model '" + id + "' is in use by a request; retry later");
+  std::shared_ptr<LoadedModel> model;
+  {
+    std::lock_guard lock(mutex_);
+    Entry& entry = *entries_.find(id)->second;
+    if (!entry.loaded) return;
+    if (entry.loaded.use_count() > 1) {
+      throw Error::unavailable("model " + core::quote(id) + " is in use by a request; retry later");
+    }
+    model = std::move(entry.loaded);
   }
-  entry.loaded->scheduler->stop();
-  entry.loaded.reset();
-}
-
-void Registry::record(const std::string& id, double inference_ms) {
-  auto it = entries_.find(id);
-  if (it == entries_.end()) return;
-  std::lock_guard lock(mutex_);
-  it->second->inference_ms += inference_ms;
+  model->scheduler->stop();
 }
 
 void Registry::unload_idle() {
   if (options_.idle_unload_s == 0) return;
   const auto now = std::chrono::steady_clock::now();
-  std::lock_guard lock(mutex_);
-  for (auto& [id, e] : entries_) {
-    if (e->loaded && e->loaded.use_count() == 1 &&
-        now - e->last_used > std::chrono::seconds(options_.idle_unload_s)) {
-      e->loaded->scheduler->stop();
-      e->loaded.reset();
+  std::vector<std::shared_ptr<LoadedModel>> idle;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [id, e] : entries_) {
+      if (e->loaded && e->loaded.use_count() == 1 &&
+          now - e->last_used > std::chrono::seconds(options_.idle_unload_s)) {
+        idle.push_back(std::move(e->loaded));
+      }
     }
   }
+  for (auto& model : idle) model->scheduler->stop();
 }
 
 std::vector<ModelStatus> Registry::status() const {
@@ -208,7 +249,11 @@ std::vector<ModelStatus> Registry::status() const {
     s.loaded = e->loaded != nullptr;
     s.memory_mb = e->loaded ? (e->loaded->memory_bytes() + (1 << 20) - 1) >> 20 : 0;
     s.request_count = e->uses;
-    s.total_inference_ms = e->inference_ms;
+    {
+      std::lock_guard stats_lock(stats_mutex_);
+      s.total_inference_ms = e->generator_ms;
+      s.generator_runs = e->generator_runs;
+    }
     s.last_used_unix_ms = e->last_used_unix_ms;
     s.cache_bytes = e->loaded ? static_cast<std::int64_t>(e->loaded->avatar->cached_bytes()) : 0;
     out.push_back(s);

@@ -1,7 +1,8 @@
 // Registry: the configured models (an avatar + a model folder under one id), loaded on demand or
 // at start (preload), counted, and evicted by policy (lru or lfu) when max_loaded or the memory
-// budget would be exceeded, never while a request holds one. Each loaded model owns its
-// generator Scheduler.
+// budget would be exceeded, never while a request holds one (a Lease: the calls release theirs
+// before they send their reply). Each loaded model owns its generator Scheduler; stop_all()
+// stops and joins every scheduler before any model is freed (shutdown).
 // Thread contract: every method may be called from many threads at once.
 #pragma once
 
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "avatar/avatar.h"
+#include "core/config_table.h"
 #include "infer/infer_options.h"
 #include "infer/models.h"
 #include "pipeline/scheduler.h"
@@ -37,6 +39,7 @@ struct RegistryOptions {
   EvictionPolicy policy = EvictionPolicy::kLru;  // registry.policy: lru or lfu
   int idle_unload_s = 0;                         // registry.idle_unload_s: 0 = never (0..604800)
   void validate() const;
+  static const core::ConfigTable<RegistryOptions>& config();
 };
 
 // One loaded model: its avatar, networks and generator queue.
@@ -54,12 +57,14 @@ struct ModelStatus {
   std::string id;
   bool loaded = false;
   std::int64_t memory_mb = 0;
-  std::int64_t request_count = 0;
-  double total_inference_ms = 0;
+  std::int64_t request_count = 0;   // requests, streams and loads that used the model
+  double total_inference_ms = 0;    // time inside the generator, all batches
+  std::int64_t generator_runs = 0;  // generator batches run
   std::int64_t last_used_unix_ms = 0;
   std::int64_t cache_bytes = 0;  // the avatar's cached frames and crops
+  // Generator time per generator run (a batch), the old API's avg_inference_ms.
   double avg_inference_ms() const {
-    return request_count > 0 ? total_inference_ms / static_cast<double>(request_count) : 0.0;
+    return generator_runs > 0 ? total_inference_ms / static_cast<double>(generator_runs) : 0.0;
   }
 };
 
@@ -80,14 +85,16 @@ class Registry {
     double load_ms = 0;
   };
   // The model, loaded if needed (evicting idle ones by policy). Throws kNotFound for an unknown
-  // id, kResourceExhausted when no room can be made, kInvalidInput for a bad model folder.
+  // id, kResourceExhausted when no room can be made, kInvalidInput for a bad model folder,
+  // kUnavailable after stop_all().
   Lease acquire(const std::string& id);
   // Unloads now; throws kNotFound / kUnavailable (in use).
   void unload(const std::string& id);
-  // Counts a finished request of the model.
-  void record(const std::string& id, double inference_ms);
   // Unloads models idle for longer than idle_unload_s (called periodically by the server).
   void unload_idle();
+  // Stops and joins the scheduler of every loaded model (their queued jobs fail with
+  // kUnavailable) and refuses later acquires. The models stay until the registry is destroyed.
+  void stop_all();
 
   std::vector<ModelStatus> status() const;
   int loaded_count() const;
@@ -101,15 +108,19 @@ class Registry {
     ModelSpec spec;
     std::shared_ptr<LoadedModel> loaded;  // guarded by mutex_
     std::int64_t uses = 0;
-    double inference_ms = 0;
+    double generator_ms = 0;          // guarded by stats_mutex_
+    std::int64_t generator_runs = 0;  // guarded by stats_mutex_
     std::chrono::steady_clock::time_point last_used{};
     std::int64_t last_used_unix_ms = 0;
     std::mutex load_mutex;  // serialises loading one model
   };
-  std::shared_ptr<LoadedModel> load(Entry& entry) const;
+  std::shared_ptr<LoadedModel> load(Entry& entry);
+  void record_batch(Entry& entry, int size, double ms);
   int loaded_count_locked() const;  // requires mutex_ held
-  // Makes room for one more model of `bytes`; requires mutex_ held.
-  void evict_for(std::int64_t bytes, const std::string& keep);
+  // Makes room for one more model of `bytes`; requires mutex_ held. Returns the evicted models,
+  // whose schedulers the caller stops after unlocking (a stopping scheduler's last batch reports
+  // to record_batch).
+  std::vector<std::shared_ptr<LoadedModel>> evict_for(std::int64_t bytes, const std::string& keep);
 
   const RegistryOptions options_;
   const infer::InferOptions infer_;
@@ -118,6 +129,8 @@ class Registry {
   const std::function<void(int, double)> on_batch_;
   mutable std::mutex mutex_;
   std::map<std::string, std::unique_ptr<Entry>> entries_;
+  bool stopped_ = false;            // guarded by mutex_
+  mutable std::mutex stats_mutex_;  // the generator counters; taken alone or after mutex_
 };
 
 std::string_view to_string(EvictionPolicy policy);

@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include <grpc/grpc.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -12,38 +13,31 @@
 #include <thread>
 
 #include "core/error.h"
-#include "core/task_arena.h"
 #include "core/worker_pool.h"
+#include "server/call_tracker.h"
 #include "server/http_server.h"
 #include "server/monolithic_service.h"
 #include "server/server_metrics.h"
 #include "server/stream_service.h"
 
 namespace lipsync::server {
+namespace {
 
-void ServerOptions::validate() const {
-  require_in_range("server.max_message_mb", max_message_mb, 1, 2047);
-  require_in_range("server.max_request_frames", max_request_frames, 1, 10000);
-  require_in_range("server.max_inflight_requests", max_inflight_requests, 1, 100000);
-  require_in_range("server.workers", workers, 0, 1024);
-  require_in_range("server.arena_threads", arena_threads, 0, 1024);
-  require_in_range("render.jpeg_quality", jpeg_quality, 1, 100);
-  require_in_range("server.shutdown_grace_s", shutdown_grace_s, 0, 3600);
-  if (grpc_address.empty()) throw Error::invalid_input("server.grpc: empty; expected host:port");
-  if (spdlog::level::from_str(log_level) == spdlog::level::off && log_level != "off") {
-    throw Error::invalid_input("log_level: '" + log_level +
-                               "' is unknown; expected trace, debug, info, warn, error or off");
-  }
+// How long gRPC's own shutdown may take after we ended every call ourselves.
+constexpr auto kGrpcShutdownSlack = std::chrono::seconds(1);
+
+HttpReply text_reply(int status, std::string body) {
+  return {status, "text/plain; charset=utf-8", std::move(body), {}};
 }
 
-int ServerOptions::resolved_workers() const {
-  return workers > 0 ? workers : core::hardware_threads();
-}
+}  // namespace
 
+// Members are declared in the order they are built; they are destroyed in reverse, and stop()
+// tears them down explicitly in the order the header describes.
 struct Server::Impl {
-  ServerOptions options;
-  RegistryOptions registry_options;
+  ServerConfig config;
   ServerMetrics metrics;
+  CallTracker calls;
   std::unique_ptr<Registry> registry;
   std::unique_ptr<core::WorkerPool> workers;
   std::unique_ptr<MonolithicService> monolithic;
@@ -52,11 +46,29 @@ struct Server::Impl {
   std::unique_ptr<HttpServer> http;
   int grpc_port = 0;
   bool started = false;
+  bool stopped = false;
   // Unloads idle models every second when registry.idle_unload_s is set.
   std::thread janitor;
   std::mutex janitor_mutex;
   std::condition_variable janitor_wake;
   bool janitor_stop = false;
+
+  HttpReply route(const HttpRequest& request) const {
+    const bool known =
+        request.path == "/healthz" || request.path == "/readyz" || request.path == "/metrics";
+    if (!known) return text_reply(404, "not found\n");
+    if (request.method != "GET" && request.method != "HEAD") {
+      HttpReply reply = text_reply(405, "method not allowed; use GET\n");
+      reply.headers.emplace_back("Allow", "GET, HEAD");
+      return reply;
+    }
+    if (request.path == "/healthz") return text_reply(200, "ok\n");
+    if (request.path == "/readyz") {
+      const bool ready = registry->loaded_count() > 0;
+      return text_reply(ready ? 200 : 503, ready ? "ready\n" : "no model loaded\n");
+    }
+    return {200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(), {}};
+  }
 
   std::string metrics_text() const {
     std::ostringstream out;
@@ -69,6 +81,9 @@ struct Server::Impl {
     out << "# HELP lipsync_active_streams Open Stream calls.\n"
            "# TYPE lipsync_active_streams gauge\nlipsync_active_streams "
         << stream->active_streams() << "\n";
+    out << "# HELP lipsync_active_requests InferBatchComposite calls in progress.\n"
+           "# TYPE lipsync_active_requests gauge\nlipsync_active_requests "
+        << monolithic->inflight() << "\n";
     out << "# HELP lipsync_model_memory_bytes Weights plus cached frames and crops per model.\n"
            "# TYPE lipsync_model_memory_bytes gauge\n";
     const auto models = registry->status();
@@ -82,26 +97,107 @@ struct Server::Impl {
     }
     return out.str();
   }
+
+  void start_grpc() {
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+    grpc::ServerBuilder builder;
+    // A second server must not quietly share the port (gRPC sets SO_REUSEPORT by default).
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    builder.AddListeningPort(config.server.grpc_address, grpc::InsecureServerCredentials(),
+                             &grpc_port);
+    const int max_bytes = config.server.max_message_mb << 20;
+    builder.SetMaxReceiveMessageSize(max_bytes);
+    builder.SetMaxSendMessageSize(max_bytes);
+    builder.RegisterService(monolithic.get());
+    builder.RegisterService(stream.get());
+    grpc = builder.BuildAndStart();
+    if (!grpc || grpc_port == 0) {
+      if (grpc) grpc->Shutdown();
+      grpc.reset();
+      throw Error::invalid_input("server.grpc: cannot listen on '" + config.server.grpc_address +
+                                 "' (is the port in use?)");
+    }
+  }
+
+  void start_http() {
+    if (config.server.http_address.empty() || config.server.http_address == "off") return;
+    HttpLimits limits;
+    limits.timeout_s = config.server.http_timeout_s;
+    limits.max_body_bytes = static_cast<std::size_t>(config.server.http_max_body_kb) << 10;
+    limits.max_connections = config.server.http_max_connections;
+    http = std::make_unique<HttpServer>(config.server.http_address, limits,
+                                        [this](const HttpRequest& r) { return route(r); });
+  }
+
+  void start_janitor() {
+    if (config.registry.idle_unload_s <= 0) return;
+    janitor = std::thread([this] {
+      std::unique_lock lock(janitor_mutex);
+      while (
+          !janitor_wake.wait_for(lock, std::chrono::seconds(1), [this] { return janitor_stop; })) {
+        registry->unload_idle();
+      }
+    });
+  }
+
+  void stop_janitor() {
+    if (!janitor.joinable()) return;
+    {
+      std::lock_guard lock(janitor_mutex);
+      janitor_stop = true;
+    }
+    janitor_wake.notify_all();
+    janitor.join();
+  }
+
+  // Waits the grace period for the calls in progress, then ends the rest with UNAVAILABLE.
+  void end_calls() {
+    const auto grace = std::chrono::seconds(config.server.shutdown_grace_s);
+    calls.close();
+    std::thread grpc_shutdown([this, grace] {
+      grpc->Shutdown(std::chrono::system_clock::now() + grace + kGrpcShutdownSlack);
+    });
+    if (!calls.wait_idle(std::chrono::steady_clock::now() + grace)) {
+      spdlog::info("lipsync serve: ending {} calls still running after {} s", calls.active(),
+                   config.server.shutdown_grace_s);
+      calls.end_all(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
+    }
+    grpc_shutdown.join();
+    grpc->Wait();
+  }
 };
 
-Server::Server(ServerOptions options, std::vector<ModelSpec> models, RegistryOptions registry,
-               infer::InferOptions infer, avatar::AvatarOptions avatar,
-               pipeline::SchedulerOptions scheduler)
-    : impl_(std::make_unique<Impl>()) {
-  options.validate();
-  impl_->options = options;
-  impl_->registry_options = registry;
-  ServerMetrics* metrics = &impl_->metrics;
-  impl_->registry = std::make_unique<Registry>(std::move(models), registry, std::move(infer),
-                                               avatar, scheduler, [metrics](int size, double ms) {
-                                                 metrics->observe_batch(size);
-                                                 metrics->observe_ms("generator", ms);
-                                               });
-  impl_->workers = std::make_unique<core::WorkerPool>(options.resolved_workers());
-  impl_->monolithic = std::make_unique<MonolithicService>(*impl_->registry, *impl_->workers,
-                                                          impl_->options, impl_->metrics);
-  impl_->stream = std::make_unique<StreamService>(*impl_->registry, *impl_->workers, impl_->options,
-                                                  impl_->metrics);
+Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) {
+  config.server.validate();
+  config.registry.validate();
+  config.infer.validate();
+  config.avatar.validate();
+  config.scheduler.validate();
+  config.pipeline.validate();
+  config.output.validate();
+  config.audio.validate();
+  Impl& m = *impl_;
+  m.config = std::move(config);
+  ServerMetrics* metrics = &m.metrics;
+  m.registry = std::make_unique<Registry>(m.config.models, m.config.registry, m.config.infer,
+                                          m.config.avatar, m.config.scheduler,
+                                          [metrics](int size, double ms) {
+                                            metrics->observe_batch(size);
+                                            metrics->observe_ms("generator", ms);
+                                          });
+  m.workers = std::make_unique<core::WorkerPool>(m.config.server.resolved_workers());
+  ServiceContext context;
+  context.registry = m.registry.get();
+  context.workers = m.workers.get();
+  context.metrics = &m.metrics;
+  context.calls = &m.calls;
+  context.server = m.config.server;
+  context.output = m.config.output;
+  context.audio = m.config.audio;
+  context.pipeline = m.config.pipeline;
+  m.monolithic = std::make_unique<MonolithicService>(context);
+  m.stream = std::make_unique<StreamService>(context);
 }
 
 Server::~Server() {
@@ -109,68 +205,30 @@ Server::~Server() {
 }
 
 void Server::start() {
-  impl_->registry->preload();
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(impl_->options.grpc_address, grpc::InsecureServerCredentials(),
-                           &impl_->grpc_port);
-  const int max_bytes = impl_->options.max_message_mb << 20;
-  builder.SetMaxReceiveMessageSize(max_bytes);
-  builder.SetMaxSendMessageSize(max_bytes);
-  builder.RegisterService(impl_->monolithic.get());
-  builder.RegisterService(impl_->stream.get());
-  impl_->grpc = builder.BuildAndStart();
-  if (!impl_->grpc || impl_->grpc_port == 0) {
-    throw Error::invalid_input("server.grpc: cannot listen on '" + impl_->options.grpc_address +
-                               "'");
+  Impl& m = *impl_;
+  m.registry->preload();
+  m.start_grpc();
+  m.start_http();
+  m.start_janitor();
+  m.started = true;
+  if (m.http) {
+    spdlog::info("lipsync serve: gRPC on port {}, HTTP on port {}", m.grpc_port, m.http->port());
+  } else {
+    spdlog::info("lipsync serve: gRPC on port {}, HTTP off", m.grpc_port);
   }
-  if (!impl_->options.http_address.empty()) {
-    Impl* impl = impl_.get();
-    impl_->http = std::make_unique<HttpServer>(
-        impl_->options.http_address, [impl](const std::string&, const std::string& target) {
-          if (target == "/healthz") return HttpReply{200, "text/plain; charset=utf-8", "ok\n"};
-          if (target == "/readyz") {
-            const bool ready = impl->registry->loaded_count() > 0;
-            return HttpReply{ready ? 200 : 503, "text/plain; charset=utf-8",
-                             ready ? "ready\n" : "no model loaded\n"};
-          }
-          if (target == "/metrics") {
-            return HttpReply{200, "text/plain; version=0.0.4; charset=utf-8", impl->metrics_text()};
-          }
-          return HttpReply{404, "text/plain; charset=utf-8", "not found\n"};
-        });
-  }
-  if (impl_->registry_options.idle_unload_s > 0) {
-    Impl* impl = impl_.get();
-    impl_->janitor = std::thread([impl] {
-      std::unique_lock lock(impl->janitor_mutex);
-      while (!impl->janitor_wake.wait_for(lock, std::chrono::seconds(1),
-                                          [impl] { return impl->janitor_stop; })) {
-        impl->registry->unload_idle();
-      }
-    });
-  }
-  impl_->started = true;
-  spdlog::info("lipsync serve: gRPC on port {}, HTTP on port {}", impl_->grpc_port, http_port());
 }
 
 void Server::stop() {
-  if (!impl_->started) return;
-  impl_->started = false;
-  if (impl_->janitor.joinable()) {
-    {
-      std::lock_guard lock(impl_->janitor_mutex);
-      impl_->janitor_stop = true;
-    }
-    impl_->janitor_wake.notify_all();
-    impl_->janitor.join();
-  }
-  if (impl_->http) impl_->http->stop();
-  // In-flight calls get the grace period, then are cancelled.
-  impl_->grpc->Shutdown(std::chrono::system_clock::now() +
-                        std::chrono::seconds(impl_->options.shutdown_grace_s));
-  impl_->grpc->Wait();
+  Impl& m = *impl_;
+  if (!m.started || m.stopped) return;
+  m.stopped = true;
+  m.stop_janitor();
+  if (m.http) m.http->stop();
+  m.end_calls();
+  // No call is left: stop the generators (each joins its threads; a running batch finishes),
+  // let the workers drain what the last frames posted, and only then free anything.
+  m.registry->stop_all();
+  m.workers.reset();
   spdlog::info("lipsync serve: stopped");
 }
 
@@ -179,6 +237,9 @@ int Server::grpc_port() const {
 }
 int Server::active_streams() const {
   return impl_->stream->active_streams();
+}
+int Server::active_calls() const {
+  return impl_->calls.active();
 }
 int Server::http_port() const {
   return impl_->http ? impl_->http->port() : 0;

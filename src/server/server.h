@@ -1,6 +1,10 @@
-// Server: `lipsync serve`: the gRPC services (the old monolithic API, the standard health
-// service, reflection), the HTTP endpoints (/healthz, /readyz, /metrics), the model registry and
-// the request workers, started and stopped together.
+// Server: `lipsync serve`: the gRPC services (the old monolithic API, the streaming API, the
+// standard health service, reflection), the HTTP endpoints (/healthz, /readyz, /metrics), the
+// model registry and the request workers, started and stopped together.
+//
+// Stopping (SIGINT/SIGTERM): stop accepting; calls in progress get shutdown_grace_s to finish;
+// the ones left are ended with UNAVAILABLE; then every scheduler thread stops and joins, the
+// workers drain, and only then are the models freed. HTTP connections are closed at once.
 // Thread contract: start() and stop() from one thread; the services run on their own threads.
 #pragma once
 
@@ -8,29 +12,49 @@
 #include <string>
 #include <vector>
 
+#include "audio/audio_options.h"
+#include "avatar/avatar.h"
+#include "infer/infer_options.h"
+#include "pipeline/frame_producer.h"
+#include "pipeline/scheduler.h"
+#include "render/output_options.h"
 #include "server/registry.h"
 #include "server/server_options.h"
 
 namespace lipsync::server {
 
+// Everything a server is configured with (the keys `lipsync serve` honours).
+struct ServerConfig {
+  ServerOptions server;
+  RegistryOptions registry;
+  infer::InferOptions infer;
+  avatar::AvatarOptions avatar;
+  pipeline::SchedulerOptions scheduler;
+  pipeline::PipelineOptions pipeline;
+  render::OutputOptions output;
+  audio::AudioOptions audio;
+  std::vector<ModelSpec> models;
+};
+
 class Server {
  public:
-  Server(ServerOptions options, std::vector<ModelSpec> models, RegistryOptions registry,
-         infer::InferOptions infer, avatar::AvatarOptions avatar,
-         pipeline::SchedulerOptions scheduler);
+  // Throws Error::Code::kInvalidInput naming the key for a bad option.
+  explicit Server(ServerConfig config);
   ~Server();
 
   // Preloads models, binds the ports and starts serving. Throws Error::Code::kInvalidInput for
-  // an address that cannot be bound, and whatever preloading a bad model throws.
+  // an address that cannot be bound (also one already in use), and whatever preloading a bad
+  // model throws.
   void start();
-  // Stops accepting, gives in-flight calls shutdown_grace_s to finish, then cancels them.
+  // See the header comment. Idempotent.
   void stop();
 
-  // The bound ports (useful with port 0).
+  // The bound ports (useful with port 0); 0 for HTTP when it is off.
   int grpc_port() const;
   int http_port() const;
   Registry& registry();
   int active_streams() const;
+  int active_calls() const;
 
  private:
   struct Impl;

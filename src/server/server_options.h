@@ -1,24 +1,43 @@
-// ServerOptions: how `lipsync serve` listens and admits work (the `server:` config section).
+// ServerOptions: how `lipsync serve` listens and admits work (the `server:` config section and
+// the top-level log_level key).
 // Thread contract: plain value; validate() before use.
 #pragma once
 
 #include <string>
+
+#include "core/config_table.h"
 
 namespace lipsync::server {
 
 struct ServerOptions {
   std::string grpc_address = "127.0.0.1:50051";  // server.grpc (--grpc)
   std::string http_address = "127.0.0.1:8080";   // server.http (--http); "" = off
-  int max_message_mb = 64;         // server.max_message_mb: largest gRPC message (1..2047)
-  int max_request_frames = 250;    // server.max_request_frames: batch_size limit (1..10000)
-  int max_inflight_requests = 64;  // server.max_inflight_requests: then RESOURCE_EXHAUSTED
-  int workers = 0;                 // server.workers: request threads (0 = hardware threads)
-  int arena_threads = 0;           // server.arena_threads: CPU task arena (0 = hardware threads)
-  int jpeg_quality = 75;           // render.jpeg_quality
-  int shutdown_grace_s = 5;        // server.shutdown_grace_s: in-flight work gets this long
-  std::string log_level = "info";  // log_level: trace, debug, info, warn, error, off
+  int max_message_mb = 64;          // server.max_message_mb: largest gRPC message (1..2047)
+  int max_request_frames = 250;     // server.max_request_frames: batch_size limit (1..10000)
+  int max_inflight_requests = 64;   // server.max_inflight_requests: then RESOURCE_EXHAUSTED
+  int max_streams = 64;             // server.max_streams: Stream calls at once
+  int workers = 0;                  // server.workers: request threads (0 = hardware threads)
+  int arena_threads = 0;            // server.arena_threads: CPU task arena (0 = hardware threads)
+  int shutdown_grace_s = 5;         // server.shutdown_grace_s: in-flight work gets this long
+  int http_timeout_s = 10;          // server.http_timeout_s: to send a request's header and body
+  int http_max_body_kb = 1024;      // server.http_max_body_kb: largest HTTP request body
+  int http_max_connections = 1024;  // server.http_max_connections: open HTTP connections
+  std::string log_level = "info";   // log_level: trace, debug, info, warn, error, off
+
+  // Throws Error::Code::kInvalidInput naming the key.
   void validate() const;
   int resolved_workers() const;
+  // The `server.*` keys, and the top-level `log_level`.
+  static const core::ConfigTable<ServerOptions>& config();
+  static const core::ConfigTable<ServerOptions>& top_level_config();
 };
+
+// A listen address "host:port" or "[v6]:port", port 0..65535 (0: the system picks one).
+struct ListenAddress {
+  std::string host;
+  int port = 0;
+};
+// Throws Error::Code::kInvalidInput naming `key` for anything else.
+ListenAddress parse_listen_address(const std::string& text, const std::string& key);
 
 }  // namespace lipsync::server

@@ -1,20 +1,15 @@
 #include "server/stream_service.h"
 
 #include <deque>
-#include <map>
 #include <mutex>
-#include <optional>
 
 #include "audio/audio_file.h"
-#include "audio/mel_constants.h"
+#include "audio/mel_spectrogram.h"
 #include "audio/streaming_resampler.h"
-#include "avatar/template_walk.h"
+#include "audio/video_frames.h"
 #include "core/stopwatch.h"
-#include "infer/model_family.h"
-#include "pipeline/feature_track.h"
-#include "render/compositor.h"
-#include "render/image_encoder.h"
-#include "server/monolithic_service.h"
+#include "core/strand.h"
+#include "server/grpc_status.h"
 
 namespace lipsync::server {
 namespace {
@@ -23,335 +18,359 @@ using lipsync::v1::StreamConfig;
 using lipsync::v1::StreamRequest;
 using lipsync::v1::StreamResponse;
 
-class StreamSession;
+constexpr const char* kMethod = "Stream";
 
-// The session's logic and everything queued work may touch; it outlives the reactor. Methods
-// reach the reactor only through `reactor`, under `mutex`, and never after `finished`.
-struct SessionState : std::enable_shared_from_this<SessionState> {
-  Registry* registry = nullptr;
-  core::WorkerPool* workers = nullptr;
-  const ServerOptions* options = nullptr;
-  ServerMetrics* metrics = nullptr;
+class StreamCall;
 
-  std::mutex mutex;
-  StreamSession* reactor = nullptr;         // null after OnDone (guarded)
-  bool finished = false;                    // Finish was called (guarded)
-  bool writing = false;                     // a write is in flight (guarded)
-  int next_write = 0;                       // guarded
-  int total_frames = -1;                    // known after the end marker (guarded)
-  std::map<int, StreamResponse> completed;  // encoded frames waiting for their turn (guarded)
-  std::deque<std::function<void()>> tasks;  // the strand (guarded)
-  bool running = false;                     // guarded
-  std::shared_ptr<LoadedModel> model;       // set once by configure, read under mutex by cancel
-
-  // Touched only by strand tasks.
-  StreamConfig config;
-  bool configured = false;
-  bool ended = false;
-  std::unique_ptr<pipeline::FeatureTrack> track;
-  std::unique_ptr<audio::StreamingResampler> resampler;
-  std::string partial_sample;  // bytes of a sample split across chunks
-  int next_submit = 0;
-
-  void post(std::function<void()> fn);
-  void handle(const StreamRequest& message);
-  void configure(const StreamConfig& config);
-  void add_audio(const std::string& bytes);
-  void end_of_audio();
-  void submit_ready();
-  void fail(const Error& e);
-  void finish_locked(const grpc::Status& status);
-  void read_next();
-  void write_next_locked();
-  void cancel_jobs_locked() {
-    if (model) model->scheduler->cancel(this);
-  }
-};
-
-class StreamSession final : public grpc::ServerBidiReactor<StreamRequest, StreamResponse> {
+// gRPC's side of a stream: it forwards every reaction to the call and owns the read buffer.
+class StreamReactor final : public grpc::ServerBidiReactor<StreamRequest, StreamResponse> {
  public:
-  StreamSession(std::shared_ptr<SessionState> state, std::atomic<int>& active)
-      : state_(std::move(state)), active_(active) {
-    ++active_;
-    state_->reactor = this;
-    StartRead(&read_);
-  }
+  explicit StreamReactor(std::shared_ptr<StreamCall> call) : call_(std::move(call)) {}
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
 
-  void OnReadDone(bool ok) override {
-    auto state = state_;
-    if (!ok) {  // the client closed its side (or went away): the end of the audio
-      state->post([state] { state->end_of_audio(); });
-      return;
-    }
-    auto message = std::make_shared<StreamRequest>(std::move(read_));
-    state->post([state, message] { state->handle(*message); });
-  }
-
-  void OnWriteDone(bool ok) override {
-    std::lock_guard lock(state_->mutex);
-    state_->writing = false;
-    if (state_->finished) return;
-    if (!ok) {
-      state_->cancel_jobs_locked();
-      state_->finish_locked(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
-      return;
-    }
-    state_->completed.erase(state_->next_write);
-    ++state_->next_write;
-    state_->write_next_locked();
-  }
-
-  void OnCancel() override {
-    std::lock_guard lock(state_->mutex);
-    state_->cancel_jobs_locked();
-    state_->finish_locked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
-  }
-
-  void OnDone() override {
-    {
-      std::lock_guard lock(state_->mutex);
-      state_->reactor = nullptr;
-      state_->finished = true;
-      state_->cancel_jobs_locked();
-      state_->completed.clear();
-    }
-    --active_;
-    delete this;
-  }
-
-  void start_read() { StartRead(&read_); }
-  void start_write(const StreamResponse* r) { StartWrite(r); }
+  void read() { StartRead(&read_); }
+  void write(const StreamResponse* response) { StartWrite(response); }
   void finish(const grpc::Status& status) { Finish(status); }
 
  private:
-  std::shared_ptr<SessionState> state_;
-  std::atomic<int>& active_;
+  std::shared_ptr<StreamCall> call_;
   StreamRequest read_;
 };
 
-void SessionState::post(std::function<void()> fn) {
-  std::lock_guard lock(mutex);
-  if (finished) return;
-  tasks.push_back(std::move(fn));
-  if (running) return;
-  running = true;
-  workers->post([self = shared_from_this()] {
-    while (true) {
-      std::function<void()> task;
-      {
-        std::lock_guard guard(self->mutex);
-        if (self->tasks.empty() || self->finished) {
-          self->tasks.clear();
-          self->running = false;
-          return;
-        }
-        task = std::move(self->tasks.front());
-        self->tasks.pop_front();
-      }
-      task();
-    }
-  });
-}
+// One stream: the consumer of its producer, and everything queued work may touch. It outlives
+// the reactor; the reactor is reached only under mutex_ and never after OnDone.
+class StreamCall final : public pipeline::FrameConsumer,
+                         public std::enable_shared_from_this<StreamCall> {
+ public:
+  StreamCall(const ServiceContext& ctx, std::atomic<int>& active)
+      : ctx_(ctx), active_(active), strand_(*ctx.workers) {}
 
-void SessionState::fail(const Error& e) {
-  std::lock_guard lock(mutex);
-  cancel_jobs_locked();
-  finish_locked(to_status(e));
-}
-
-void SessionState::finish_locked(const grpc::Status& status) {
-  if (finished || reactor == nullptr) return;
-  finished = true;
-  metrics->count_request("Stream", std::to_string(status.error_code()));
-  reactor->finish(status);
-}
-
-void SessionState::read_next() {
-  std::lock_guard lock(mutex);
-  if (!finished && reactor != nullptr) reactor->start_read();
-}
-
-void SessionState::write_next_locked() {
-  if (finished || writing || reactor == nullptr) return;
-  if (total_frames >= 0 && next_write == total_frames) {
-    finish_locked(grpc::Status::OK);
-    return;
+  void attach(StreamReactor* reactor, std::uint64_t call_id) {
+    std::lock_guard lock(mutex_);
+    reactor_ = reactor;
+    call_id_ = call_id;
   }
-  auto it = completed.find(next_write);
-  if (it == completed.end()) return;
-  writing = true;
-  reactor->start_write(&it->second);
-}
+  void detach() {
+    {
+      std::lock_guard lock(mutex_);
+      reactor_ = nullptr;
+      ended_ = true;
+    }
+    --active_;
+  }
 
-void SessionState::handle(const StreamRequest& message) {
-  try {
+  // Reads the config message.
+  void begin() { request_read(); }
+
+  void read_done(bool ok, StreamRequest message) {
+    {
+      std::lock_guard lock(mutex_);
+      reading_ = false;
+    }
+    auto self = shared_from_this();
+    if (!ok) {  // the client closed its side (or went away): the end of the audio
+      strand_.post([self] { self->run([&] { self->end_of_audio(); }); });
+      return;
+    }
+    strand_.post(
+        [self, message = std::move(message)] { self->run([&] { self->handle(message); }); });
+  }
+
+  void write_done(bool ok) {
+    std::shared_ptr<pipeline::FrameProducer> producer;
+    bool finish = false;
+    {
+      std::lock_guard lock(mutex_);
+      writing_ = false;
+      if (ended_) return;
+      if (!ok) {
+        finish = true;
+      } else {
+        outbox_.pop_front();
+        producer = producer_;
+        write_next_locked();
+        finish = outbox_.empty() && !writing_ && producer_done_;
+      }
+    }
+    if (!ok) {
+      end(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+      return;
+    }
+    if (producer) producer->release(1);
+    if (finish) end(grpc::Status::OK);
+  }
+
+  void cancelled() { end(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client")); }
+
+  // Ends the stream once: drops the producer's queued work, releases the lease, sends the status.
+  void end(const grpc::Status& status) {
+    std::shared_ptr<pipeline::FrameProducer> producer;
+    Registry::Lease lease;
+    StreamReactor* reactor = nullptr;
+    std::uint64_t call_id = 0;
+    {
+      std::lock_guard lock(mutex_);
+      if (ended_ || reactor_ == nullptr) return;
+      ended_ = true;
+      reactor = reactor_;
+      call_id = call_id_;
+      producer = std::move(producer_);
+      lease = std::move(lease_);
+    }
+    strand_.close();
+    if (producer) producer->cancel();
+    producer.reset();
+    lease.model.reset();
+    ctx_.metrics->count_request(kMethod, status_code_name(status.error_code()));
+    ctx_.calls->remove(call_id);
+    reactor->finish(status);
+  }
+
+  // FrameConsumer ----------------------------------------------------------------------------
+  void on_frame(pipeline::ProducedFrame frame) override {
+    StreamResponse response;
+    response.set_index(frame.index);
+    response.set_pts_ms(audio::frame_pts_ms(frame.index));
+    response.set_width(ctx_avatar_width_);
+    response.set_height(ctx_avatar_height_);
+    if (format_ == StreamConfig::FORMAT_RAW) {
+      response.set_frame(reinterpret_cast<const char*>(frame.image.data),
+                         frame.image.total() * frame.image.elemSize());
+    } else {
+      response.set_frame(reinterpret_cast<const char*>(frame.encoded.data()), frame.encoded.size());
+    }
+    ctx_.metrics->add_frames(1);
+    std::lock_guard lock(mutex_);
+    if (ended_) return;
+    outbox_.push_back(std::move(response));
+    write_next_locked();
+  }
+
+  void on_audio_wanted() override { request_read(); }
+
+  void on_finished() override {
+    bool finish = false;
+    {
+      std::lock_guard lock(mutex_);
+      producer_done_ = true;
+      finish = outbox_.empty() && !writing_;
+    }
+    if (finish) end(grpc::Status::OK);
+  }
+
+  void on_failed(const Error& error) override { end(to_status(error)); }
+
+ private:
+  // Runs strand work, turning its errors into the stream's status.
+  template <class F>
+  void run(F&& work) {
+    try {
+      work();
+    } catch (const Error& e) {
+      end(to_status(e));
+    } catch (const std::exception& e) {
+      end(to_status(Error::internal(e.what())));
+    }
+  }
+
+  void request_read() {
+    std::lock_guard lock(mutex_);
+    if (ended_ || reactor_ == nullptr || reading_ || no_more_reads_) return;
+    reading_ = true;
+    reactor_->read();
+  }
+
+  // Requires mutex_ held.
+  void write_next_locked() {
+    if (ended_ || writing_ || outbox_.empty() || reactor_ == nullptr) return;
+    writing_ = true;
+    reactor_->write(&outbox_.front());
+  }
+
+  // On the strand --------------------------------------------------------------------------
+  void handle(const StreamRequest& message) {
     switch (message.message_case()) {
       case StreamRequest::kConfig:
         configure(message.config());
-        break;
+        return;  // the producer asks for audio when it is ready
       case StreamRequest::kAudio:
-        if (!configured) throw Error::invalid_input("audio before the config message");
-        if (ended) throw Error::invalid_input("audio after the end marker");
+        if (!configured_) throw Error::invalid_input("audio before the config message");
         add_audio(message.audio());
-        break;
+        return;
       case StreamRequest::kEnd:
         end_of_audio();
-        return;  // no more reads
+        return;
       default:
         throw Error::invalid_input("an empty StreamRequest (expected config, audio or end)");
     }
-    read_next();
-  } catch (const Error& e) {
-    fail(e);
-  } catch (const std::exception& e) {
-    fail(Error::internal(e.what()));
   }
-}
 
-void SessionState::configure(const StreamConfig& c) {
-  if (configured) throw Error::invalid_input("a second config message");
-  const int rate = c.sample_rate() == 0 ? audio::kSampleRateHz : c.sample_rate();
-  if (rate < 8000 || rate > 192000) {
-    throw Error::invalid_input("sample_rate " + std::to_string(c.sample_rate()) +
-                               " is out of range; expected 0 (16000) or 8000 to 192000");
+  std::shared_ptr<pipeline::FrameProducer> producer() {
+    std::lock_guard lock(mutex_);
+    return producer_;
   }
-  if (c.start_frame() < 0) {
-    throw Error::invalid_input("start_frame " + std::to_string(c.start_frame()) + " is negative");
-  }
-  auto lease = registry->acquire(c.model_id());
-  const int n = lease.model->avatar->frame_count();
-  if (c.start_frame() >= n) {
-    throw Error::invalid_input("start_frame " + std::to_string(c.start_frame()) +
-                               " is out of range; the avatar has " + std::to_string(n) + " frames");
-  }
-  {
-    std::lock_guard lock(mutex);
-    model = lease.model;
-  }
-  config = c;
-  if (rate != audio::kSampleRateHz) {
-    resampler = std::make_unique<audio::StreamingResampler>(rate, audio::kSampleRateHz);
-  }
-  track = std::make_unique<pipeline::FeatureTrack>(model->models->encoder(), audio::AudioOptions{});
-  configured = true;
-}
 
-void SessionState::add_audio(const std::string& bytes) {
-  const bool s16 = config.encoding() == StreamConfig::ENCODING_S16LE;
-  const std::size_t width = s16 ? 2 : 4;
-  const std::string data = partial_sample + bytes;
-  const std::size_t whole = data.size() - data.size() % width;
-  partial_sample = data.substr(whole);
-  if (whole == 0) return;
-  std::vector<float> samples = audio::decode_raw(
-      std::as_bytes(std::span(data.data(), whole)),
-      s16 ? audio::RawEncoding::kS16le : audio::RawEncoding::kF32le, "audio chunk");
-  audio::validate_samples(samples, "audio chunk");
-  if (resampler) samples = resampler->process(samples);
-  track->append(samples);
-  submit_ready();
-}
+  void configure(const StreamConfig& c) {
+    if (configured_) throw Error::invalid_input("a second config message");
+    configured_ = true;
+    if (!StreamConfig::Format_IsValid(c.format())) {
+      throw Error::invalid_input("format " + std::to_string(c.format()) +
+                                 " is not defined; expected FORMAT_JPEG (0), FORMAT_PNG (1) or "
+                                 "FORMAT_RAW (2)");
+    }
+    if (!StreamConfig::Encoding_IsValid(c.encoding())) {
+      throw Error::invalid_input("encoding " + std::to_string(c.encoding()) +
+                                 " is not defined; expected ENCODING_S16LE (0) or "
+                                 "ENCODING_F32LE (1)");
+    }
+    const int rate = c.sample_rate() == 0 ? audio::kSampleRateHz : c.sample_rate();
+    if (rate < 8000 || rate > 192000) {
+      throw Error::invalid_input("sample_rate " + std::to_string(c.sample_rate()) +
+                                 " is out of range; expected 0 (16000) or 8000 to 192000");
+    }
+    if (c.start_frame() < 0) {
+      throw Error::invalid_input("start_frame " + std::to_string(c.start_frame()) + " is negative");
+    }
+    ctx_.registry->check_configured(c.model_id());
+    Registry::Lease lease = ctx_.registry->acquire(c.model_id());
+    const auto& avatar = *lease.model->avatar;
+    if (c.start_frame() >= avatar.frame_count()) {
+      throw Error::invalid_input("start_frame " + std::to_string(c.start_frame()) +
+                                 " is out of range; the avatar has " +
+                                 std::to_string(avatar.frame_count()) + " frames");
+    }
+    format_ = c.format();
+    s16_ = c.encoding() == StreamConfig::ENCODING_S16LE;
+    ctx_avatar_width_ = avatar.width();
+    ctx_avatar_height_ = avatar.height();
+    if (rate != audio::kSampleRateHz) {
+      resampler_ = std::make_unique<audio::StreamingResampler>(rate, audio::kSampleRateHz);
+    }
+    pipeline::ProducerSettings settings;
+    settings.walk_start = c.start_frame();
+    settings.encoding = format_ == StreamConfig::FORMAT_RAW   ? pipeline::FrameEncoding::kNone
+                        : format_ == StreamConfig::FORMAT_PNG ? pipeline::FrameEncoding::kPng
+                                                              : pipeline::FrameEncoding::kJpeg;
+    settings.jpeg_quality = ctx_.output.jpeg_quality;
+    settings.keep_image = format_ == StreamConfig::FORMAT_RAW;
+    settings.window_frames = ctx_.pipeline.window_frames;
+    settings.audio = ctx_.audio;
+    ServerMetrics* metrics = ctx_.metrics;
+    settings.observe = [metrics](std::string_view stage, double ms) {
+      metrics->observe_ms(std::string(stage), ms);
+    };
+    auto producer =
+        pipeline::FrameProducer::streaming(ctx_.target(*lease.model), settings, weak_from_this());
+    {
+      std::lock_guard lock(mutex_);
+      if (ended_) return;
+      producer_ = producer;
+      lease_ = std::move(lease);
+    }
+    producer->start();
+  }
 
-void SessionState::end_of_audio() {
-  try {
-    if (ended) return;
-    if (!configured) throw Error::invalid_input("the stream ended before its config message");
-    ended = true;
-    if (!partial_sample.empty()) {
-      throw Error::invalid_input("the audio ends with " + std::to_string(partial_sample.size()) +
+  void add_audio(const std::string& bytes) {
+    core::Stopwatch sw;
+    const std::size_t width = s16_ ? 2 : 4;
+    std::string data = std::move(partial_sample_);
+    data += bytes;
+    const std::size_t whole = data.size() - data.size() % width;
+    partial_sample_ = data.substr(whole);
+    std::vector<float> samples = audio::decode_raw(
+        std::as_bytes(std::span(data.data(), whole)),
+        s16_ ? audio::RawEncoding::kS16le : audio::RawEncoding::kF32le, "audio chunk");
+    audio::validate_samples(samples, "audio chunk");
+    if (resampler_) samples = resampler_->process(samples);
+    ctx_.metrics->observe_ms("decode", sw.elapsed_ms());
+    // Even an empty piece goes in: the producer then asks for the next message.
+    if (auto p = producer()) p->append_audio(std::move(samples));  // none: the stream ended
+  }
+
+  void end_of_audio() {
+    {
+      std::lock_guard lock(mutex_);
+      if (no_more_reads_) return;
+      no_more_reads_ = true;
+    }
+    if (!configured_) throw Error::invalid_input("the stream ended before its config message");
+    auto p = producer();
+    if (!p) return;  // the stream ended meanwhile
+    if (!partial_sample_.empty()) {
+      throw Error::invalid_input("the audio ends with " + std::to_string(partial_sample_.size()) +
                                  " bytes of an incomplete sample");
     }
-    if (resampler) track->append(resampler->finish());
-    track->finish();
-    {
-      std::lock_guard lock(mutex);
-      total_frames = track->total_frames();
-    }
-    submit_ready();
-    std::lock_guard lock(mutex);
-    write_next_locked();
-  } catch (const Error& e) {
-    fail(e);
+    if (resampler_) p->append_audio(resampler_->finish());
+    p->end_audio();
   }
-}
 
-void SessionState::submit_ready() {
-  const int ready = track->ready_frames();
-  if (ready <= next_submit) return;
-  const auto m = model;
-  const int n = m->avatar->frame_count();
-  std::vector<pipeline::FrameJob> jobs;
-  auto self = shared_from_this();
-  const auto format = config.format();
-  const int quality = options->jpeg_quality;
-  for (int i = next_submit; i < ready; ++i) {
-    auto audio_in = std::make_shared<std::vector<float>>(infer::kAudioInputSize);
-    track->frame_audio(i, *audio_in);
-    const int t = avatar::template_frame_for(i, n, config.start_frame());
-    pipeline::FrameJob job;
-    job.owner = this;
-    job.fill = [m, t, audio_in](std::span<float> image, std::span<float> audio_out) {
-      m->avatar->pack_generator_input(t, image);
-      std::copy(audio_in->begin(), audio_in->end(), audio_out.begin());
-    };
-    job.done = [self, m, t, i, format, quality](std::span<const float> output) {
-      auto copy = std::make_shared<std::vector<float>>(output.begin(), output.end());
-      self->workers->post([self, m, t, i, format, quality, copy] {
-        {
-          std::lock_guard lock(self->mutex);
-          if (self->finished) return;
-        }
-        thread_local cv::Mat frame;
-        core::Stopwatch sw;
-        render::composite(*m->avatar, t, *copy, frame);
-        self->metrics->observe_ms("composite", sw.elapsed_ms());
-        sw.reset();
-        StreamResponse response;
-        response.set_index(i);
-        response.set_pts_ms(static_cast<std::int64_t>(i) * 1000 / audio::kVideoFps);
-        response.set_width(frame.cols);
-        response.set_height(frame.rows);
-        if (format == StreamConfig::FORMAT_RAW) {
-          response.set_frame(reinterpret_cast<const char*>(frame.data),
-                             frame.total() * frame.elemSize());
-        } else {
-          const auto bytes =
-              render::encode_image(frame,
-                                   format == StreamConfig::FORMAT_PNG ? render::ImageFormat::kPng
-                                                                      : render::ImageFormat::kJpeg,
-                                   quality);
-          response.set_frame(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-        }
-        self->metrics->observe_ms("encode", sw.elapsed_ms());
-        self->metrics->add_frames(1);
-        std::lock_guard lock(self->mutex);
-        if (self->finished) return;
-        self->completed.emplace(i, std::move(response));
-        self->write_next_locked();
-      });
-    };
-    job.failed = [self](const Error& e) { self->fail(e); };
-    jobs.push_back(std::move(job));
-  }
-  m->scheduler->submit(std::move(jobs));
-  next_submit = ready;
-  track->release_before(ready);
+  const ServiceContext& ctx_;
+  std::atomic<int>& active_;
+  core::Strand strand_;
+
+  // Touched only on the strand (written by configure before the producer exists).
+  bool configured_ = false;
+  StreamConfig::Format format_ = StreamConfig::FORMAT_JPEG;
+  bool s16_ = false;
+  int ctx_avatar_width_ = 0;
+  int ctx_avatar_height_ = 0;
+  std::unique_ptr<audio::StreamingResampler> resampler_;
+  std::string partial_sample_;  // bytes of a sample split across chunks
+
+  std::mutex mutex_;
+  StreamReactor* reactor_ = nullptr;   // null after OnDone (guarded)
+  std::uint64_t call_id_ = 0;          // guarded
+  bool ended_ = false;                 // Finish was called (guarded)
+  bool reading_ = false;               // a read is in flight (guarded)
+  bool no_more_reads_ = false;         // the end marker came, or the client closed (guarded)
+  bool writing_ = false;               // a write is in flight (guarded)
+  bool producer_done_ = false;         // every frame was handed over (guarded)
+  std::deque<StreamResponse> outbox_;  // frames waiting to be written, in order (guarded)
+  std::shared_ptr<pipeline::FrameProducer> producer_;  // guarded
+  Registry::Lease lease_;                              // guarded
+};
+
+void StreamReactor::OnReadDone(bool ok) {
+  call_->read_done(ok, std::move(read_));
+}
+void StreamReactor::OnWriteDone(bool ok) {
+  call_->write_done(ok);
+}
+void StreamReactor::OnCancel() {
+  call_->cancelled();
+}
+void StreamReactor::OnDone() {
+  call_->detach();
+  delete this;
 }
 
 }  // namespace
 
-StreamService::StreamService(Registry& registry, core::WorkerPool& workers,
-                             const ServerOptions& options, ServerMetrics& metrics)
-    : registry_(registry), workers_(workers), options_(options), metrics_(metrics) {}
+StreamService::StreamService(const ServiceContext& context) : context_(context) {}
 
 grpc::ServerBidiReactor<StreamRequest, StreamResponse>* StreamService::Stream(
     grpc::CallbackServerContext*) {
-  auto state = std::make_shared<SessionState>();
-  state->registry = &registry_;
-  state->workers = &workers_;
-  state->options = &options_;
-  state->metrics = &metrics_;
-  return new StreamSession(std::move(state), active_);
+  auto call = std::make_shared<StreamCall>(context_, active_);
+  auto* reactor = new StreamReactor(call);
+  ++active_;
+  const std::weak_ptr<StreamCall> weak = call;
+  const std::uint64_t id = context_.calls->add([weak](const grpc::Status& status) {
+    if (auto c = weak.lock()) c->end(status);
+  });
+  call->attach(reactor, id);
+  if (id == 0) {
+    call->end(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
+  } else if (active_.load() > context_.server.max_streams) {
+    call->end(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                           "too many streams at once (server.max_streams = " +
+                               std::to_string(context_.server.max_streams) + "); retry later"));
+  } else {
+    call->begin();
+  }
+  return reactor;
 }
 
 }  // namespace lipsync::server

@@ -1,27 +1,28 @@
 // StreamService: lipsync.v1.LipSync/Stream. A client sends a config, then audio chunks of any
 // size, then an end marker; the server returns each frame (index, time, bytes) as soon as the
-// audio it depends on has arrived (REFERENCE.md §4), in order, and the tail after the end. Frame
-// jobs go through the model's Scheduler with every other session's; a cancelled call drops its
-// queued jobs at once. Reading waits for each chunk to be processed, so a client is paced by
-// the server.
-// Thread contract: gRPC calls the reactor from its threads; each session's audio work runs in
+// audio it depends on has arrived (REFERENCE.md §4), in order, and the tail after the end. Each
+// stream drives one FrameProducer through the model's shared Scheduler.
+//
+// Flow control: a stream reads its next message only when its producer has taken in the audio so
+// far and has room in its window (pipeline.window_frames frames between submission and a
+// completed write). A client that sends faster than the server renders is slowed down by gRPC's
+// own flow control, and one that never reads holds at most a window of frames; neither is ever
+// failed for it. RESOURCE_EXHAUSTED is only for admission (server.max_streams) and message size.
+// A cancelled call drops its queued jobs at once.
+// Thread contract: gRPC calls the reactors from its threads; each stream's audio work runs in
 // order on the request workers.
 #pragma once
 
 #include <atomic>
 
-#include "core/worker_pool.h"
 #include "lipsync/v1/lipsync.grpc.pb.h"
-#include "server/registry.h"
-#include "server/server_metrics.h"
-#include "server/server_options.h"
+#include "server/service_context.h"
 
 namespace lipsync::server {
 
 class StreamService final : public lipsync::v1::LipSync::CallbackService {
  public:
-  StreamService(Registry& registry, core::WorkerPool& workers, const ServerOptions& options,
-                ServerMetrics& metrics);
+  explicit StreamService(const ServiceContext& context);
 
   grpc::ServerBidiReactor<lipsync::v1::StreamRequest, lipsync::v1::StreamResponse>* Stream(
       grpc::CallbackServerContext* context) override;
@@ -29,10 +30,7 @@ class StreamService final : public lipsync::v1::LipSync::CallbackService {
   int active_streams() const { return active_.load(); }
 
  private:
-  Registry& registry_;
-  core::WorkerPool& workers_;
-  const ServerOptions options_;
-  ServerMetrics& metrics_;
+  const ServiceContext context_;
   std::atomic<int> active_{0};
 };
 

@@ -208,5 +208,69 @@ TEST(AudioFileErrors, EachInvalidFileNamesItselfAndTheProblem) {
   }
 }
 
+TEST(AudioFileReader, PiecesEqualTheWholeFile) {
+  const auto path = testdata("audio/speech_a_en.wav");
+  const auto whole = load_audio_file(path);
+  AudioFileReader reader(path);
+  EXPECT_EQ(reader.expected_samples(), static_cast<std::int64_t>(whole.size()));
+  std::vector<float> pieces;
+  for (std::size_t n : {1u, 7u, 3000u, 16000u, 100000u}) {
+    const auto piece = reader.read(n);
+    ASSERT_LE(piece.size(), n);
+    pieces.insert(pieces.end(), piece.begin(), piece.end());
+  }
+  while (true) {
+    const auto piece = reader.read(4096);
+    if (piece.empty()) break;
+    pieces.insert(pieces.end(), piece.begin(), piece.end());
+  }
+  EXPECT_EQ(pieces, whole);
+  EXPECT_TRUE(reader.read(10).empty());
+}
+
+TEST(AudioFileReader, OtherRatesAreResampledAsTheyAreRead) {
+  TempDir dir;
+  const std::size_t n = 44100 * 3;
+  write_sound(dir / "hi.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, 44100, 1,
+              sine(440.0, 44100, n, 0.5f));
+  const auto whole = load_audio_file(dir / "hi.wav");
+  AudioFileReader reader(dir / "hi.wav");
+  std::vector<float> pieces;
+  while (true) {
+    const auto piece = reader.read(5000);
+    if (piece.empty()) break;
+    pieces.insert(pieces.end(), piece.begin(), piece.end());
+  }
+  ASSERT_NEAR(double(pieces.size()), double(whole.size()), 2.0);
+  double max_diff = 0;
+  for (std::size_t i = 100; i + 100 < std::min(pieces.size(), whole.size()); ++i) {
+    max_diff = std::max(max_diff, double(std::abs(pieces[i] - whole[i])));
+  }
+  EXPECT_LT(max_diff, 1e-3);  // the same filter; only chunk edges may differ in the last bits
+}
+
+TEST(AudioFileReader, AFileLongerThanTheCapIsRefusedBeforeItIsRead) {
+  TempDir dir;
+  // A sparse 1 GB .f32 file (4.7 hours of audio) costs no disk and must cost no memory.
+  {
+    std::ofstream out(dir / "huge.f32", std::ios::binary);
+    out.seekp((1LL << 30) - 4);
+    out.write("\0\0\0\0", 4);
+  }
+  try {
+    AudioFileReader reader(dir / "huge.f32", 3600);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Error::Code::kInvalidInput);
+    EXPECT_NE(e.message().find("audio.max_seconds (3600 s)"), std::string::npos) << e.message();
+  }
+  EXPECT_THROW((void)load_audio_file(dir / "huge.f32", 3600), Error);
+  // A WAV header that says 2 s under a 1 s cap.
+  write_sound(dir / "two.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 16000, 1,
+              sine(200, 16000, 32000, 0.1f));
+  EXPECT_THROW(AudioFileReader(dir / "two.wav", 1), Error);
+  EXPECT_EQ(load_audio_file(dir / "two.wav", 2).size(), 32000u);
+}
+
 }  // namespace
 }  // namespace lipsync::audio

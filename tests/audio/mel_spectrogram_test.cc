@@ -139,7 +139,7 @@ TEST(AudioOptions, ValidateNamesTheField) {
     o.validate();
     FAIL() << "no throw";
   } catch (const Error& e) {
-    EXPECT_EQ(e.message(), "audio.pack_windows_per_task=0: expected 1..1000000");
+    EXPECT_EQ(e.message(), "audio.pack_windows_per_task: 0 is out of range; expected 1 to 1000000");
   }
 }
 

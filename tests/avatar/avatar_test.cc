@@ -155,7 +155,7 @@ TEST(AvatarImport, FromAVideoFile) {
   TempDir dir;
   // A 6-frame video made with our own MP4 writer.
   {
-    render::Mp4Writer writer(dir / "v.mp4", 320, 240, {}, {});
+    render::Mp4Writer writer(dir / "v.mp4", 320, 240, false, {});
     for (int i = 0; i < 6; ++i) {
       cv::Mat img(240, 320, CV_8UC3, cv::Scalar(40 * i, 100, 200 - 30 * i));
       writer.write(img);

@@ -108,11 +108,18 @@ TEST(CliConfig, UnknownKeyAndBadValueNameTheKey) {
   std::ofstream(dir / "unknown.yaml") << "audio:\n  parallel_mel_extractoin: true\n";
   std::ofstream(dir / "bad.yaml") << "audio:\n  pack_windows_per_task: 0\n";
   std::ofstream(dir / "type.yaml") << "audio:\n  parallel_mel_extraction: maybe\n";
+  // yaml-cpp keeps both entries of a repeated key; the config refuses them.
+  std::ofstream(dir / "twice.yaml") << "audio:\n  mel_frames_per_task: 64\n"
+                                       "  mel_frames_per_task: 128\n";
+  std::ofstream(dir / "section.yaml") << "audio: {mel_frames_per_task: 64}\n"
+                                         "audio: {pack_windows_per_task: 64}\n";
   const std::string in = testdata("audio/short_0p3s.wav").string();
   const std::pair<const char*, const char*> cases[] = {
       {"unknown.yaml", "unknown key 'audio.parallel_mel_extractoin'"},
-      {"bad.yaml", "audio.pack_windows_per_task=0: expected 1..1000000"},
-      {"type.yaml", "audio.parallel_mel_extraction: expected true or false"},
+      {"bad.yaml", "audio.pack_windows_per_task: 0 is out of range; expected 1 to 1000000"},
+      {"type.yaml", "audio.parallel_mel_extraction: 'maybe' is not a boolean"},
+      {"twice.yaml", "audio.mel_frames_per_task: the key is given twice"},
+      {"section.yaml", "audio: the key is given twice"},
   };
   for (const auto& [file, message] : cases) {
     const auto r = run_lipsync("mel '" + in + "' -o '" + (dir / "m.f32").string() + "' --config '" +

@@ -225,8 +225,9 @@ TEST(InferOptions, ValidateNamesTheKey) {
             std::string::npos);
   o = {};
   o.execution_providers = {"gpu"};
-  EXPECT_NE(capture([&] { o.validate(); }).message().find("unknown provider 'gpu'"),
-            std::string::npos);
+  EXPECT_NE(
+      capture([&] { o.validate(); }).message().find("infer.execution_providers: 'gpu' is unknown"),
+      std::string::npos);
   o = {};
   o.execution_providers = {"cpu", "cpu"};
   EXPECT_NE(capture([&] { o.validate(); }).message().find("twice"), std::string::npos);

@@ -199,5 +199,30 @@ TEST(FeatureTrack, MemoryStaysFlatOnALongStream) {
   EXPECT_LT(peak, 60000u) << "buffers grow with the stream";
 }
 
+TEST(FeatureTrack, FrameRowsWriteTheSameTensorsAsFrameAudio) {
+  const int L = 30;
+  pipeline::ClipFeatures f{L, std::vector<float>(L * 512)};
+  for (std::size_t i = 0; i < f.values.size(); ++i) f.values[i] = float(i % 977) * 0.01f;
+  auto track = pipeline::FeatureTrack::from_features(std::move(f));
+  for (auto [first, count] :
+       {std::pair{0, 1}, std::pair{0, 32}, std::pair{5, 7}, std::pair{27, 5}}) {
+    const auto rows = track.frame_rows(first, count);
+    EXPECT_EQ(rows->first(), first);
+    EXPECT_EQ(rows->count(), count);
+    for (int i = first; i < first + count; ++i) {
+      std::vector<float> got(infer::kAudioInputSize);
+      rows->write(i, got);
+      EXPECT_EQ(got, frame_audio(track, i)) << "frame " << i;
+    }
+  }
+  // A snapshot stays whole after the track released the frames it covers.
+  const auto rows = track.frame_rows(10, 5);
+  const auto expected = frame_audio(track, 12);
+  track.release_before(15);
+  std::vector<float> got(infer::kAudioInputSize);
+  rows->write(12, got);
+  EXPECT_EQ(got, expected);
+}
+
 }  // namespace
 }  // namespace lipsync

@@ -11,6 +11,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "audio/audio_file.h"
+#include "audio/video_frames.h"
 #include "avatar/avatar_import.h"
 #include "avatar/template_walk.h"
 #include "core/error.h"
@@ -128,7 +129,7 @@ TEST(OfflineRenderer, DemoMouthFollowsTheSoundAtLagZero) {
   MouthSink sink(avatar, 0);
   renderer.render(samples, sink);
   const int frames = int(sink.darkness.size());
-  ASSERT_EQ(frames, pipeline::frames_for_samples(samples.size()));
+  ASSERT_EQ(frames, audio::clip_frames_for_samples(samples.size()));
   // Loudness of each frame's own 40 ms.
   std::vector<double> loudness(frames, 0.0);
   for (int i = 0; i < frames; ++i) {
@@ -164,10 +165,10 @@ TEST(OfflineRenderer, Mp4HasTheFramesAndTheAudio) {
   const auto samples = audio::load_audio_file(demo_speech());
   const pipeline::OfflineRenderer renderer(avatar, models, {});
   {
-    pipeline::Mp4Sink sink(dir / "demo.mp4", 320, 240, samples, {});
+    pipeline::Mp4Sink sink(dir / "demo.mp4", 320, 240, {});
     renderer.render(samples, sink);
   }
-  const int frames = pipeline::frames_for_samples(samples.size());
+  const int frames = audio::clip_frames_for_samples(samples.size());
   const auto p = testing::probe_media(dir / "demo.mp4");
   EXPECT_EQ(p.video_streams, 1);
   EXPECT_EQ(p.audio_streams, 1);
@@ -189,7 +190,7 @@ TEST(OfflineRenderer, BadInputStopsTheRenderAndLeavesNothing) {
   for (const char* out : {"frames_out", "video.mp4"}) {
     try {
       if (std::string(out).ends_with(".mp4")) {
-        pipeline::Mp4Sink sink(dir / out, 320, 240, samples, {});
+        pipeline::Mp4Sink sink(dir / out, 320, 240, {});
         renderer.render(samples, sink);
       } else {
         pipeline::ImageFolderSink sink(dir / out, render::ImageFormat::kPng, 75);

@@ -1,5 +1,6 @@
-// The renderer's three stages and the task arena work on shared avatar caches at once; the
-// frames must not depend on batch size or queue depth. Runs under ThreadSanitizer in CI.
+// The renderer's producer, scheduler threads, workers and the task arena work on shared avatar
+// caches at once; the frames must not depend on batch size or window. Runs under ThreadSanitizer in
+// CI.
 #include <gtest/gtest.h>
 
 #include <opencv2/core.hpp>
@@ -25,7 +26,7 @@ class CopySink : public pipeline::FrameSink {
   bool finished = false;
 };
 
-TEST(RendererConcurrency, FramesDoNotDependOnBatchingOrQueueDepth) {
+TEST(RendererConcurrency, FramesDoNotDependOnBatchingOrWindow) {
   testing::TempDir dir;
   avatar::write_demo_avatar(dir / "demo", 7, 320, 240);
   avatar::AvatarOptions small;
@@ -38,11 +39,10 @@ TEST(RendererConcurrency, FramesDoNotDependOnBatchingOrQueueDepth) {
     samples[i] = 0.3f * float(std::sin(i * 0.03)) * float((i / 3000) % 2);
   }
   std::vector<std::vector<cv::Mat>> runs;
-  for (auto [batch, queue] : {std::pair{1, 1}, std::pair{5, 3}, std::pair{3, 2}}) {
+  for (auto [batch, window] : {std::pair{1, 1}, std::pair{5, 3}, std::pair{3, 17}}) {
     pipeline::RenderOptions options;
     options.batch = batch;
-    options.queue_batches = queue;
-    options.audio_chunk_samples = 5000;
+    options.window_frames = window;
     CopySink sink;
     pipeline::OfflineRenderer(avatar, models, options).render(samples, sink);
     EXPECT_TRUE(sink.finished);

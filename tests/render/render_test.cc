@@ -86,8 +86,14 @@ TEST(Mp4Writer, OneH264AndOneAacStreamWithMatchingDurations) {
   std::vector<float> audio(16000 * 2 + 123, 0.0f);  // a bit more than 50 frames
   for (std::size_t i = 0; i < audio.size(); ++i) audio[i] = 0.2f * std::sin(i * 0.05f);
   {
-    render::Mp4Writer w(dir / "a.mp4", 322, 241, audio, {});  // odd height: trimmed to 240
-    for (int i = 0; i < 40; ++i) w.write(cv::Mat(241, 322, CV_8UC3, cv::Scalar(i * 5, 80, 160)));
+    render::Mp4Writer w(dir / "a.mp4", 322, 241, true, {});  // odd height: trimmed to 240
+    // Audio handed in in uneven pieces, ahead of and behind the frames.
+    w.add_audio(std::span(audio).first(7000));
+    for (int i = 0; i < 40; ++i) {
+      w.write(cv::Mat(241, 322, CV_8UC3, cv::Scalar(i * 5, 80, 160)));
+      if (i == 20) w.add_audio(std::span(audio).subspan(7000, 10000));
+    }
+    w.add_audio(std::span(audio).subspan(17000));
     w.finish();
     EXPECT_EQ(w.frames_written(), 40);
   }
@@ -107,13 +113,13 @@ TEST(Mp4Writer, OneH264AndOneAacStreamWithMatchingDurations) {
 TEST(Mp4Writer, AbandonedFileLeavesNothing) {
   testing::TempDir dir;
   {
-    render::Mp4Writer w(dir / "b.mp4", 64, 64, {}, {});
+    render::Mp4Writer w(dir / "b.mp4", 64, 64, false, {});
     w.write(cv::Mat(64, 64, CV_8UC3, cv::Scalar(1, 2, 3)));
   }
   EXPECT_FALSE(std::filesystem::exists(dir / "b.mp4"));
   EXPECT_FALSE(std::filesystem::exists(dir / "b.mp4.partial"));
-  EXPECT_THROW(render::Mp4Writer(dir / "c.mp4", 64, 64, {}, {.crf = 99}), Error);
-  EXPECT_THROW(render::Mp4Writer(dir / "c.mp4", 64, 64, {}, {.preset = "ludicrous"}), Error);
+  EXPECT_THROW(render::Mp4Writer(dir / "c.mp4", 64, 64, false, {.mp4_crf = 99}), Error);
+  EXPECT_THROW(render::Mp4Writer(dir / "c.mp4", 64, 64, false, {.mp4_preset = "ludicrous"}), Error);
   EXPECT_FALSE(std::filesystem::exists(dir / "c.mp4.partial"));
 }
 

@@ -53,18 +53,17 @@ class ServerTest : public ::testing::Test {
 
   void start(server::RegistryOptions registry, int max_message_mb = 8) {
     server_.reset();
-    server::ServerOptions options;
-    options.grpc_address = "127.0.0.1:0";
-    options.http_address = "127.0.0.1:0";
-    options.max_message_mb = max_message_mb;
-    options.max_request_frames = 250;
-    options.shutdown_grace_s = 1;
-    std::vector<server::ModelSpec> models{
-        {"demo", *dir_ / "avatar", testing::demo_models(), true},
-        {"other", *dir_ / "avatar", testing::demo_models(), false}};
-    server_ =
-        std::make_unique<server::Server>(options, models, registry, testing::two_threads(),
-                                         avatar::AvatarOptions{}, pipeline::SchedulerOptions{});
+    server::ServerConfig config;
+    config.server.grpc_address = "127.0.0.1:0";
+    config.server.http_address = "127.0.0.1:0";
+    config.server.max_message_mb = max_message_mb;
+    config.server.max_request_frames = 250;
+    config.server.shutdown_grace_s = 1;
+    config.models = {{"demo", *dir_ / "avatar", testing::demo_models(), true},
+                     {"other", *dir_ / "avatar", testing::demo_models(), false}};
+    config.registry = registry;
+    config.infer = testing::two_threads();
+    server_ = std::make_unique<server::Server>(config);
     server_->start();
     grpc::ChannelArguments args;
     args.SetMaxSendMessageSize(64 << 20);
@@ -346,7 +345,7 @@ TEST_F(ServerTest, HttpEndpoints) {
   ASSERT_TRUE(call(request(2), &r).ok());
   const std::string metrics = http_get("/metrics");
   EXPECT_EQ(metrics.rfind("200 ", 0), 0u);
-  EXPECT_NE(metrics.find("lipsync_requests_total{method=\"InferBatchComposite\",code=\"0\"} 1"),
+  EXPECT_NE(metrics.find("lipsync_requests_total{method=\"InferBatchComposite\",code=\"OK\"} 1"),
             std::string::npos)
       << metrics;
   EXPECT_NE(metrics.find("lipsync_frames_total 2"), std::string::npos) << metrics;

@@ -51,15 +51,13 @@ class StreamTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    server::ServerOptions options;
-    options.grpc_address = "127.0.0.1:0";
-    options.http_address = "";
-    options.shutdown_grace_s = 1;
-    server_ = std::make_unique<server::Server>(
-        options,
-        std::vector<server::ModelSpec>{{"demo", *dir_ / "avatar", testing::demo_models(), true}},
-        server::RegistryOptions{}, testing::two_threads(), avatar::AvatarOptions{},
-        pipeline::SchedulerOptions{});
+    server::ServerConfig config;
+    config.server.grpc_address = "127.0.0.1:0";
+    config.server.http_address = "";
+    config.server.shutdown_grace_s = 1;
+    config.models = {{"demo", *dir_ / "avatar", testing::demo_models(), true}};
+    config.infer = testing::two_threads();
+    server_ = std::make_unique<server::Server>(config);
     server_->start();
     channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->grpc_port()),
                                    grpc::InsecureChannelCredentials());

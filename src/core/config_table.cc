@@ -1,0 +1,35 @@
+#include "core/config_table.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+#include "core/error.h"
+
+namespace lipsync::core {
+
+void config_error(const std::string& key, const std::string& what) {
+  throw Error::invalid_input(key + ": " + what);
+}
+
+bool parse_config_bool(const std::string& text, const std::string& key) {
+  std::string t = text;
+  std::transform(t.begin(), t.end(), t.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (t == "true" || t == "yes" || t == "on") return true;
+  if (t == "false" || t == "no" || t == "off") return false;
+  config_error(key, "'" + text + "' is not a boolean; expected true or false");
+}
+
+std::int64_t parse_config_int(const std::string& text, const std::string& key) {
+  std::int64_t value = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (ec == std::errc::result_out_of_range) config_error(key, "'" + text + "' is out of range");
+  if (ec != std::errc() || ptr != end || text.empty()) {
+    config_error(key, "'" + text + "' is not an integer");
+  }
+  return value;
+}
+
+}  // namespace lipsync::core

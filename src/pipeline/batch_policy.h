@@ -1,0 +1,53 @@
+// The Scheduler's batching policy as a pure function of the queue, the runner and the clock, so
+// it is tested on a fake clock (Triton's GetDynamicBatch in small). The Scheduler's thread locks,
+// asks, and either forms a batch or sleeps until the time the policy names.
+//
+// Rules, in order (n = queued jobs, B = max_batch):
+//   1. n == 0: wait for a job.
+//   2. n >= B: take B now (batch n+1 is prepared while batch n runs).
+//   3. Otherwise take min(n, B) at the earliest of
+//        - max(oldest arrival + max_batch_wait, runner free - prepare time): a partial batch
+//          waits at most max_batch_wait_ms from its oldest job's arrival, and no longer than
+//          that while the runner is idle; while the runner is busy it keeps collecting until
+//          just before the runner frees up, since it could not start earlier anyway;
+//        - earliest deadline - run time of the batch - prepare time: a job with a deadline is
+//          started in time to meet it.
+// Thread contract: stateless.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+
+namespace lipsync::pipeline {
+
+using SteadyClock = std::chrono::steady_clock;
+using SteadyTime = SteadyClock::time_point;
+using SteadyDuration = SteadyClock::duration;
+
+// What the policy sees.
+struct BatchQueueState {
+  std::size_t queued = 0;
+  SteadyTime oldest_arrival{};                  // of the queued jobs (when queued > 0)
+  std::optional<SteadyTime> earliest_deadline;  // of the queued jobs that have one
+  bool runner_busy = false;
+  SteadyTime runner_free_at{};          // expected end of the running batch (when busy)
+  SteadyDuration prepare_time{};        // expected time to fill a batch's inputs
+  SteadyDuration run_time_per_frame{};  // expected generator time per frame
+};
+
+struct BatchPolicy {
+  std::size_t max_batch = 8;
+  SteadyDuration max_batch_wait = std::chrono::milliseconds(5);
+};
+
+// take > 0: form a batch of the first `take` jobs now. take == 0: sleep until `wake_at` (or
+// until something changes; `wake_at` is empty when only a new job can change the answer).
+struct BatchDecision {
+  std::size_t take = 0;
+  std::optional<SteadyTime> wake_at;
+};
+
+BatchDecision next_batch(const BatchQueueState& state, SteadyTime now, const BatchPolicy& policy);
+
+}  // namespace lipsync::pipeline

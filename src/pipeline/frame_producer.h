@@ -1,0 +1,191 @@
+// FrameProducer: the one per-frame chain of lipsync. It turns "frames 0..n-1 of an audio track on
+// template frames t(0)..t(n-1)" into ordered, composited (and optionally encoded) frames:
+//
+//   audio -> FeatureTrack (on the producer's strand) -> frame jobs to the model's Scheduler
+//   -> fill: ROI + audio tensor written straight into the generator batch (scheduler threads)
+//   -> composite from the batch's own output buffer, encode (request workers)
+//   -> the consumer, strictly in frame order.
+//
+// Flow control: at most `window_frames` frames are in flight, from submission until the
+// consumer calls release() (a gRPC write completed, a sink wrote the frame). While the window is
+// full the producer takes no more audio from its pending buffer and does not ask for more
+// (on_audio_wanted), so a fast client is slowed down by its own transport, and a client that
+// never reads costs at most a window of frames. Audio is fed to the track one second at a time,
+// so a huge chunk costs no more features than the window needs.
+//
+// Every front end (`lipsync render`, InferBatchComposite, Stream, live sessions) drives one of
+// these; none touches ROIs, generator batches or the compositor itself.
+//
+// Thread contract: every public method may be called from any thread. Consumer callbacks come
+// from the producer's strand and the workers; on_frame calls are serialised and in order.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <opencv2/core/mat.hpp>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "audio/audio_options.h"
+#include "avatar/avatar.h"
+#include "core/config_table.h"
+#include "core/error.h"
+#include "core/strand.h"
+#include "core/worker_pool.h"
+#include "infer/audio_encoder.h"
+#include "pipeline/feature_track.h"
+#include "pipeline/scheduler.h"
+
+namespace lipsync::pipeline {
+
+// The `pipeline.*` config keys.
+struct PipelineOptions {
+  // Config key pipeline.window_frames: frames one stream, request or render has in flight, from
+  // submission until its consumer is done with them (1..1024). Three batches of 8 keep the
+  // generator busy for one stream; memory per stream is at most this many frames.
+  int window_frames = 24;
+  void validate() const;
+  static const core::ConfigTable<PipelineOptions>& config();
+};
+
+enum class FrameEncoding { kNone, kJpeg, kPng };
+
+// What one producer makes.
+struct ProducerSettings {
+  // Template frame of output frame i: avatar::template_frame_for(walk_offset + i, n, walk_start).
+  // A stream sets walk_start (its start frame); InferBatchComposite sets walk_offset
+  // (start_frame_idx).
+  int walk_start = 0;
+  int walk_offset = 0;
+  // Produce only frames [0, frame_limit) (-1: every frame the audio gives).
+  int frame_limit = -1;
+  FrameEncoding encoding = FrameEncoding::kNone;
+  int jpeg_quality = 75;
+  // Deliver the composited image (BGR); when false only the encoded bytes are kept.
+  bool keep_image = true;
+  int window_frames = PipelineOptions{}.window_frames;
+  audio::AudioOptions audio;
+  // Optional generator images for frames [0, frame_limit): [n][6][320][320] float32 (client
+  // ROIs of the old API). Without them the avatar's own ROIs are used.
+  std::shared_ptr<const std::string> images;
+  // Optional stage timings: "mel", "windows", "encoder", "composite", "encode" (milliseconds).
+  std::function<void(std::string_view stage, double ms)> observe;
+};
+
+// Where a producer's frames come from. All borrowed but `avatar`: the front end keeps the
+// encoder and scheduler alive (a registry lease) until the producer finished, failed or was
+// cancelled; after that the producer only drops what the scheduler still hands back.
+struct FrameTarget {
+  std::shared_ptr<const avatar::Avatar> avatar;
+  const infer::AudioEncoder* encoder = nullptr;
+  Scheduler* scheduler = nullptr;
+  core::WorkerPool* workers = nullptr;  // compositing, encoding and the strand
+};
+
+struct ProducedFrame {
+  int index = 0;
+  int template_frame = 0;
+  cv::Mat image;                      // composited BGR (empty unless keep_image)
+  std::vector<std::uint8_t> encoded;  // JPEG/PNG bytes (empty for kNone)
+};
+
+// Receives a producer's frames. Implemented by each front end.
+class FrameConsumer {
+ public:
+  virtual ~FrameConsumer() = default;
+  // The next frame in order. It holds one window slot until release() is called for it.
+  virtual void on_frame(ProducedFrame frame) = 0;
+  // Every audio sample handed in so far is in the track and the window has room: hand in more
+  // (append_audio) or end it (end_audio). Called once per such moment.
+  virtual void on_audio_wanted() {}
+  // The last frame was delivered.
+  virtual void on_finished() = 0;
+  // The producer failed (bad audio, a generator error, the scheduler stopped); no more frames
+  // come. Not called after cancel().
+  virtual void on_failed(const Error& error) = 0;
+};
+
+class FrameProducer final : public BatchClient, public std::enable_shared_from_this<FrameProducer> {
+ public:
+  // A producer fed with streaming audio (append_audio, end_audio). The consumer is held weakly.
+  static std::shared_ptr<FrameProducer> streaming(FrameTarget target, ProducerSettings settings,
+                                                  std::weak_ptr<FrameConsumer> consumer);
+  // A producer of a whole clip whose features are known; it starts at once.
+  static std::shared_ptr<FrameProducer> from_clip(FrameTarget target, ProducerSettings settings,
+                                                  ClipFeatures features,
+                                                  std::weak_ptr<FrameConsumer> consumer);
+  ~FrameProducer() override;
+
+  // Starts asking for audio (a streaming producer) or submitting frames (a clip).
+  void start();
+  // The next 16 kHz samples (any count, NaN/inf refused). Fails the producer with kInvalidInput
+  // when the audio passes audio.max_seconds.
+  void append_audio(std::vector<float> samples);
+  // No more audio: the track is finished with the end-of-clip rules (too short: on_failed).
+  void end_audio();
+  // The consumer is done with `frames` delivered frames: their window slots are free.
+  void release(int frames = 1);
+  // Drops every queued job at once and stops all work; no callback follows (an on_frame running
+  // now completes).
+  void cancel();
+
+  // Frames the audio gives (capped by frame_limit), once known; -1 before.
+  int total_frames() const;
+  int delivered_frames() const;
+  int in_flight() const;
+
+  // BatchClient (called by the scheduler).
+  void fill(std::int64_t tag, std::span<float> image, std::span<float> audio) override;
+  void done(std::int64_t tag, std::shared_ptr<const infer::GeneratorBatch> batch,
+            int slot) override;
+  void failed(std::int64_t tag, const Error& error) override;
+
+ private:
+  FrameProducer(FrameTarget target, ProducerSettings settings,
+                std::weak_ptr<FrameConsumer> consumer);
+  struct Pending;  // a frame submitted and not yet delivered
+
+  void pump();  // on the strand
+  bool submit_ready();
+  void feed_track();
+  void report_track_timings();
+  void composite_and_deliver(int index, std::shared_ptr<const infer::GeneratorBatch> batch,
+                             int slot);
+  void deliver(ProducedFrame frame);
+  void deliver_ready();
+  void fail(const Error& error);
+  void observe(std::string_view stage, double ms) const;
+  int template_for(int frame) const;
+
+  const FrameTarget target_;
+  const ProducerSettings settings_;
+  const std::weak_ptr<FrameConsumer> consumer_;
+  core::Strand strand_;
+
+  // Touched only on the strand.
+  std::optional<FeatureTrack> track_;
+  std::vector<float> pending_audio_;  // handed in, not yet in the track
+  std::size_t pending_used_ = 0;
+  bool audio_ended_ = false;
+  bool audio_wanted_ = false;  // on_audio_wanted was called and no audio came since
+  std::int64_t audio_samples_ = 0;
+  int next_submit_ = 0;
+
+  mutable std::mutex mutex_;
+  std::map<int, std::shared_ptr<const FrameAudioRows>> rows_;  // by frame (guarded)
+  std::map<int, ProducedFrame> ready_;  // composited, waiting for their turn (guarded)
+  int submitted_ = 0;                   // guarded
+  int released_ = 0;                    // guarded
+  int next_deliver_ = 0;                // guarded
+  int total_ = -1;                      // guarded
+  bool delivering_ = false;             // guarded
+  bool waiting_for_room_ = false;       // guarded
+  bool stopped_ = false;                // failed, cancelled or finished (guarded)
+};
+
+}  // namespace lipsync::pipeline

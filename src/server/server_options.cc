@@ -1,0 +1,96 @@
+#include "server/server_options.h"
+
+#include "core/error.h"
+#include "core/task_arena.h"
+#include "core/text.h"
+
+namespace lipsync::server {
+namespace {
+
+void check_address(const std::string& value, const std::string& key, bool may_be_empty) {
+  if ((value.empty() || value == "off") && may_be_empty) return;
+  (void)parse_listen_address(value, key);
+}
+
+}  // namespace
+
+ListenAddress parse_listen_address(const std::string& text, const std::string& key) {
+  const auto bad = [&](const std::string& why) {
+    return Error::invalid_input(key + ": " + core::quote(text) + " " + why +
+                                "; expected host:port with a port of 0 to 65535");
+  };
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0) throw bad("is not host:port");
+  std::string host = text.substr(0, colon);
+  if (host.front() == '[') {
+    if (host.back() != ']' || host.size() < 3) throw bad("has a malformed [IPv6] host");
+    host = host.substr(1, host.size() - 2);
+  }
+  const std::string port_text = text.substr(colon + 1);
+  if (port_text.empty() || port_text.size() > 5 ||
+      port_text.find_first_not_of("0123456789") != std::string::npos) {
+    throw bad("has no numeric port");
+  }
+  const int port = std::stoi(port_text);
+  if (port > 65535) throw bad("has a port above 65535");
+  return {host, port};
+}
+
+const core::ConfigTable<ServerOptions>& ServerOptions::config() {
+  static const auto table =
+      core::ConfigTable<ServerOptions>("server")
+          .text("grpc", &ServerOptions::grpc_address, "host:port",
+                "gRPC listen address (--grpc; port 0 picks one); a port in use fails start-up",
+                [](const std::string& v, const std::string& k) { check_address(v, k, false); })
+          .text("http", &ServerOptions::http_address, "host:port or empty",
+                "HTTP listen address (--http; empty or `off` disables)",
+                [](const std::string& v, const std::string& k) { check_address(v, k, true); })
+          .integer("max_message_mb", &ServerOptions::max_message_mb, 1, 2047,
+                   "largest gRPC message either way (bigger ones get RESOURCE_EXHAUSTED)")
+          .integer("max_request_frames", &ServerOptions::max_request_frames, 1, 10000,
+                   "largest `batch_size` of `InferBatchComposite`")
+          .integer("max_inflight_requests", &ServerOptions::max_inflight_requests, 1, 100000,
+                   "`InferBatchComposite` calls at once; more get RESOURCE_EXHAUSTED")
+          .integer("max_streams", &ServerOptions::max_streams, 1, 100000,
+                   "`Stream` calls at once; more get RESOURCE_EXHAUSTED")
+          .integer("workers", &ServerOptions::workers, 0, 1024,
+                   "request threads (audio, compositing, encoding); 0 = one per hardware thread")
+          .integer("arena_threads", &ServerOptions::arena_threads, 0, 1024,
+                   "threads of the CPU task arena (ROI packing, mel); 0 = one per hardware "
+                   "thread. ONNX Runtime's own threads are `infer.intra_op_threads`")
+          .integer("shutdown_grace_s", &ServerOptions::shutdown_grace_s, 0, 3600,
+                   "how long calls may go on after SIGINT/SIGTERM before they are ended "
+                   "(UNAVAILABLE)")
+          .integer("http_timeout_s", &ServerOptions::http_timeout_s, 1, 3600,
+                   "time an HTTP client has to send a request (header and body), and to idle "
+                   "between keep-alive requests")
+          .integer("http_max_body_kb", &ServerOptions::http_max_body_kb, 1, 1048576,
+                   "largest HTTP request body (bigger: 413)")
+          .integer("http_max_connections", &ServerOptions::http_max_connections, 1, 100000,
+                   "open HTTP connections at once (more are closed at once)");
+  return table;
+}
+
+const core::ConfigTable<ServerOptions>& ServerOptions::top_level_config() {
+  static const auto table = core::ConfigTable<ServerOptions>("").choice(
+      "log_level", &ServerOptions::log_level,
+      std::vector<std::pair<std::string, std::string>>{{"trace", "trace"},
+                                                       {"debug", "debug"},
+                                                       {"info", "info"},
+                                                       {"warn", "warn"},
+                                                       {"error", "error"},
+                                                       {"off", "off"}},
+      "server log level");
+  return table;
+}
+
+void ServerOptions::validate() const {
+  config().validate(*this);
+  top_level_config().validate(*this);
+}
+
+int ServerOptions::resolved_workers() const {
+  return workers > 0 ? workers : core::hardware_threads();
+}
+
+}  // namespace lipsync::server

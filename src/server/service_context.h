@@ -1,0 +1,34 @@
+// ServiceContext: what the gRPC services share: the registry, the request workers, the metrics,
+// the call tracker, and the settings of the keys they honour.
+// Thread contract: the pointers are shared by every call (each is thread-safe); the settings are
+// fixed after start.
+#pragma once
+
+#include "audio/audio_options.h"
+#include "core/worker_pool.h"
+#include "pipeline/frame_producer.h"
+#include "render/output_options.h"
+#include "server/call_tracker.h"
+#include "server/registry.h"
+#include "server/server_metrics.h"
+#include "server/server_options.h"
+
+namespace lipsync::server {
+
+struct ServiceContext {
+  Registry* registry = nullptr;
+  core::WorkerPool* workers = nullptr;
+  ServerMetrics* metrics = nullptr;
+  CallTracker* calls = nullptr;
+  ServerOptions server;
+  render::OutputOptions output;
+  audio::AudioOptions audio;
+  pipeline::PipelineOptions pipeline;
+
+  // Where a call's frames come from: the leased model's avatar, encoder and scheduler.
+  pipeline::FrameTarget target(const LoadedModel& model) const {
+    return {model.avatar, &model.models->encoder(), model.scheduler.get(), workers};
+  }
+};
+
+}  // namespace lipsync::server
