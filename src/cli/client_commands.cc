@@ -195,92 +195,115 @@ struct LoadArgs {
   bool stream = false;
 };
 
+// What the load test's workers record, under one lock.
+struct LoadResults {
+  std::mutex mutex;
+  std::vector<double> latencies;                              // of the calls that succeeded
+  std::map<std::string, std::pair<int, std::string>> errors;  // by code name: count, first message
+  grpc::Status first_error;
+  long long frames = 0;
+
+  void add(const grpc::Status& status, double ms, int frames_got) {
+    std::lock_guard lock(mutex);
+    if (status.ok()) {
+      latencies.push_back(ms);
+      frames += frames_got;
+      return;
+    }
+    auto& [count, message] = errors[server::status_code_name(status.error_code())];
+    if (count++ == 0) message = status.error_message();
+    if (first_error.ok()) first_error = status;
+  }
+
+  // Latency at percentile p of the sorted latencies.
+  double percentile(double p) const {
+    if (latencies.empty()) return 0.0;
+    return latencies[std::min(latencies.size() - 1,
+                              static_cast<std::size_t>(p * (latencies.size() - 1) + 0.5))];
+  }
+};
+
+// One request of the load test: an InferBatchComposite call, or a whole stream.
+struct LoadRequest {
+  const LoadArgs& args;
+  std::vector<float> samples;  // audio for exactly args.batch frames
+  std::string bytes;
+  std::unique_ptr<monolithic::MonolithicService::Stub> mono;
+  std::unique_ptr<lipsync::v1::LipSync::Stub> streaming;
+
+  LoadRequest(const LoadArgs& a, const std::shared_ptr<grpc::Channel>& channel)
+      : args(a),
+        mono(monolithic::MonolithicService::NewStub(channel)),
+        streaming(lipsync::v1::LipSync::NewStub(channel)) {
+    // Cut from the bundled clip (repeated when needed).
+    const std::vector<float> clip = audio::load_audio_file(demo_speech_path());
+    samples.resize(audio::min_samples_for_clip_frames(a.batch));
+    for (std::size_t i = 0; i < samples.size(); ++i) samples[i] = clip[i % clip.size()];
+    bytes.assign(reinterpret_cast<const char*>(samples.data()), samples.size() * sizeof(float));
+  }
+
+  // Returns the status and the frames received.
+  std::pair<grpc::Status, int> run() const {
+    if (args.stream) {
+      const auto outcome = stream_audio(*streaming, args.model, samples, audio::kSamplesPerFrame,
+                                        StreamConfig::FORMAT_JPEG, 0, {});
+      return {outcome.status, outcome.frames};
+    }
+    monolithic::CompositeBatchRequest request;
+    request.set_model_id(args.model);
+    request.set_raw_audio(bytes);
+    request.set_batch_size(args.batch);
+    monolithic::CompositeBatchResponse response;
+    grpc::ClientContext context;
+    const grpc::Status status = mono->InferBatchComposite(&context, request, &response);
+    return {status, response.composited_frames_size()};
+  }
+};
+
 void run_loadtest(const LoadArgs& a) {
   if (a.requests < 1 || a.concurrency < 1 || a.batch < 1) {
     throw Error::invalid_input("--requests, --concurrency and --batch must be at least 1");
   }
-  // Audio for `batch` frames, cut from the bundled clip (repeated when needed).
-  const std::vector<float> clip = audio::load_audio_file(demo_speech_path());
-  const std::size_t n = audio::min_samples_for_clip_frames(a.batch);
-  std::vector<float> samples(n);
-  for (std::size_t i = 0; i < n; ++i) samples[i] = clip[i % clip.size()];
-  const std::string bytes(reinterpret_cast<const char*>(samples.data()), n * sizeof(float));
-
-  auto channel = channel_to(a.target);
-  auto mono = monolithic::MonolithicService::NewStub(channel);
-  auto streaming = lipsync::v1::LipSync::NewStub(channel);
+  const LoadRequest request(a, channel_to(a.target));
+  LoadResults results;
   std::atomic<int> next{0};
-  std::mutex mutex;
-  std::vector<double> latencies;
-  // Failures by status code name: how many, and the first message.
-  std::map<std::string, std::pair<int, std::string>> errors;
-  grpc::Status first_error;
-  std::atomic<long long> frames{0};
   core::Stopwatch clock;
   std::vector<std::thread> workers;
   for (int w = 0; w < a.concurrency; ++w) {
     workers.emplace_back([&] {
       while (next++ < a.requests) {
         core::Stopwatch sw;
-        grpc::Status status;
-        int got = 0;
-        if (a.stream) {
-          const auto outcome = stream_audio(*streaming, a.model, samples, audio::kSamplesPerFrame,
-                                            StreamConfig::FORMAT_JPEG, 0, {});
-          status = outcome.status;
-          got = outcome.frames;
-        } else {
-          monolithic::CompositeBatchRequest request;
-          request.set_model_id(a.model);
-          request.set_raw_audio(bytes);
-          request.set_batch_size(a.batch);
-          monolithic::CompositeBatchResponse response;
-          grpc::ClientContext context;
-          status = mono->InferBatchComposite(&context, request, &response);
-          got = response.composited_frames_size();
-        }
-        const double ms = sw.elapsed_ms();
-        std::lock_guard lock(mutex);
-        if (status.ok()) {
-          latencies.push_back(ms);
-          frames += got;
-        } else {
-          auto& [count, message] = errors[server::status_code_name(status.error_code())];
-          if (count++ == 0) message = status.error_message();
-          if (first_error.ok()) first_error = status;
-        }
+        const auto [status, frames] = request.run();
+        results.add(status, sw.elapsed_ms(), frames);
       }
     });
   }
   for (auto& t : workers) t.join();
   const double seconds = clock.elapsed_ms() / 1000.0;
-  std::sort(latencies.begin(), latencies.end());
-  auto pct = [&](double p) {
-    if (latencies.empty()) return 0.0;
-    return latencies[std::min(latencies.size() - 1,
-                              static_cast<std::size_t>(p * (latencies.size() - 1) + 0.5))];
-  };
-  nlohmann::json error_report = nlohmann::json::object();
-  for (const auto& [code, entry] : errors) {
-    error_report[code] = {{"count", entry.first}, {"first_message", entry.second}};
+  std::sort(results.latencies.begin(), results.latencies.end());
+  nlohmann::json errors = nlohmann::json::object();
+  for (const auto& [code, entry] : results.errors) {
+    errors[code] = {{"count", entry.first}, {"first_message", entry.second}};
   }
   std::cout << nlohmann::json{{"requests", a.requests},
-                              {"completed", latencies.size()},
-                              {"errors", error_report},
+                              {"completed", results.latencies.size()},
+                              {"errors", errors},
                               {"concurrency", a.concurrency},
                               {"batch", a.batch},
                               {"stream", a.stream},
                               {"seconds", seconds},
-                              {"frames", frames.load()},
-                              {"frames_per_second", frames.load() / seconds},
+                              {"frames", results.frames},
+                              {"frames_per_second", static_cast<double>(results.frames) / seconds},
                               {"latency_ms",
-                               {{"p50", pct(0.5)}, {"p95", pct(0.95)}, {"p99", pct(0.99)}}}}
+                               {{"p50", results.percentile(0.5)},
+                                {"p95", results.percentile(0.95)},
+                                {"p99", results.percentile(0.99)}}}}
                    .dump()
             << "\n";
-  if (!first_error.ok()) {
-    const Error e = from_status(first_error, a.target);
-    throw Error(e.code(), std::to_string(a.requests - static_cast<int>(latencies.size())) + " of " +
-                              std::to_string(a.requests) +
+  if (!results.first_error.ok()) {
+    const Error e = from_status(results.first_error, a.target);
+    const int failed = a.requests - static_cast<int>(results.latencies.size());
+    throw Error(e.code(), std::to_string(failed) + " of " + std::to_string(a.requests) +
                               " requests failed; the first: " + e.message());
   }
 }

@@ -131,13 +131,16 @@ struct Session::Impl {
   std::vector<const char*> output_names;
 };
 
-Session::Session(const std::filesystem::path& model, const InferOptions& options,
-                 std::vector<TensorSpec> inputs, std::vector<TensorSpec> outputs)
-    : path_(model),
-      inputs_(std::move(inputs)),
-      outputs_(std::move(outputs)),
-      impl_(std::make_unique<Impl>()) {
-  options.validate();
+namespace {
+
+// What the loaded model declares for its inputs (or outputs).
+struct ModelTensors {
+  std::vector<std::string> names;
+  std::vector<std::vector<std::int64_t>> shapes;
+  std::vector<ONNXTensorElementDataType> types;
+};
+
+void check_model_file(const std::filesystem::path& model) {
   std::error_code ec;
   if (!std::filesystem::exists(model, ec)) {
     throw Error::not_found("model " + model.string() + ": no such file");
@@ -145,89 +148,102 @@ Session::Session(const std::filesystem::path& model, const InferOptions& options
   if (!std::filesystem::is_regular_file(model, ec)) {
     throw Error::invalid_input("model " + model.string() + ": not a regular file");
   }
+}
 
+ModelTensors read_tensors(const Ort::Session& session, bool inputs) {
+  ModelTensors t;
+  const std::size_t count = inputs ? session.GetInputCount() : session.GetOutputCount();
+  Ort::AllocatorWithDefaultOptions allocator;
+  for (std::size_t i = 0; i < count; ++i) {
+    auto name = inputs ? session.GetInputNameAllocated(i, allocator)
+                       : session.GetOutputNameAllocated(i, allocator);
+    t.names.emplace_back(name.get());
+    const Ort::TypeInfo info = inputs ? session.GetInputTypeInfo(i) : session.GetOutputTypeInfo(i);
+    if (info.GetONNXType() != ONNX_TYPE_TENSOR) {
+      t.shapes.emplace_back();
+      t.types.push_back(ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED);
+      continue;
+    }
+    const auto tensor = info.GetTensorTypeAndShapeInfo();
+    t.shapes.push_back(tensor.GetShape());
+    t.types.push_back(tensor.GetElementType());
+  }
+  return t;
+}
+
+// Checks one spec against the model's tensor of that name; updates the fixed batch size.
+void check_tensor(const std::string& prefix, const char* kind, const ModelTensors& t,
+                  const TensorSpec& spec, const std::string& expected, int& fixed_batch) {
+  const auto it = std::find(t.names.begin(), t.names.end(), spec.name);
+  if (it == t.names.end()) {
+    throw Error::invalid_input(prefix + "no " + kind + " named '" + spec.name + "' (it has " +
+                               describe_all(t.names, t.shapes) + "); expected " + expected);
+  }
+  const auto i = static_cast<std::size_t>(it - t.names.begin());
+  if (t.types[i] != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+    throw Error::invalid_input(prefix + kind + " '" + spec.name +
+                               "' is not a float32 tensor; expected float32 " + spec.shape_text());
+  }
+  const auto& shape = t.shapes[i];
+  bool ok = shape.size() == spec.shape.size();
+  for (std::size_t d = 1; ok && d < shape.size(); ++d) {
+    ok = shape[d] < 0 || spec.shape[d] < 0 || shape[d] == spec.shape[d];
+  }
+  if (!ok) {
+    throw Error::invalid_input(prefix + kind + " '" + spec.name + "' has shape " +
+                               shape_text(shape, true) + "; expected " + spec.shape_text());
+  }
+  if (!shape.empty() && shape[0] > 0) {
+    const int fixed = static_cast<int>(shape[0]);
+    if (fixed_batch != 0 && fixed_batch != fixed) {
+      throw Error::invalid_input(prefix + "inputs and outputs disagree on the batch size (" +
+                                 std::to_string(fixed_batch) + " vs " + std::to_string(fixed) +
+                                 ")");
+    }
+    fixed_batch = fixed;
+  }
+}
+
+// Checks the model's inputs (or outputs) against the specs: count, names, float32, shapes.
+void check_tensors(const std::filesystem::path& model, const Ort::Session& session, bool inputs,
+                   const std::vector<TensorSpec>& specs, int& fixed_batch) {
+  const char* kind = inputs ? "input" : "output";
+  const ModelTensors t = read_tensors(session, inputs);
+  std::string expected;
+  for (const auto& s : specs)
+    expected += (expected.empty() ? "" : ", ") + s.name + " " + s.shape_text();
+  const std::string prefix = "model " + model.string() + ": ";
+  if (t.names.size() != specs.size()) {
+    throw Error::invalid_input(prefix + "has " + std::to_string(t.names.size()) + " " + kind +
+                               "(s) (" + describe_all(t.names, t.shapes) + "); expected " +
+                               std::to_string(specs.size()) + " (" + expected + ")");
+  }
+  for (const TensorSpec& spec : specs) check_tensor(prefix, kind, t, spec, expected, fixed_batch);
+}
+
+}  // namespace
+
+Session::Session(const std::filesystem::path& model, const InferOptions& options,
+                 std::vector<TensorSpec> inputs, std::vector<TensorSpec> outputs)
+    : path_(model),
+      inputs_(std::move(inputs)),
+      outputs_(std::move(outputs)),
+      impl_(std::make_unique<Impl>()) {
+  options.validate();
+  check_model_file(model);
   Ort::SessionOptions session_options = make_session_options(options, model);
   for (const auto& name : options.execution_providers) providers_.push_back(name);
   if (std::find(providers_.begin(), providers_.end(), "cpu") == providers_.end()) {
     providers_.push_back("cpu");
   }
-
   try {
     impl_->session = Ort::Session(ort_env(), model.c_str(), session_options);
   } catch (const Ort::Exception& e) {
     throw Error::invalid_input("model " + model.string() +
                                ": ONNX Runtime cannot load it as an ONNX model: " + e.what());
   }
-
-  // Check the model's inputs and outputs against the specs.
-  auto check = [&](bool is_input, std::vector<TensorSpec>& specs) {
-    const char* kind = is_input ? "input" : "output";
-    const std::size_t count =
-        is_input ? impl_->session.GetInputCount() : impl_->session.GetOutputCount();
-    Ort::AllocatorWithDefaultOptions allocator;
-    std::vector<std::string> names;
-    std::vector<std::vector<std::int64_t>> shapes;
-    std::vector<ONNXTensorElementDataType> types;
-    for (std::size_t i = 0; i < count; ++i) {
-      auto name = is_input ? impl_->session.GetInputNameAllocated(i, allocator)
-                           : impl_->session.GetOutputNameAllocated(i, allocator);
-      names.emplace_back(name.get());
-      Ort::TypeInfo info =
-          is_input ? impl_->session.GetInputTypeInfo(i) : impl_->session.GetOutputTypeInfo(i);
-      if (info.GetONNXType() != ONNX_TYPE_TENSOR) {
-        shapes.emplace_back();
-        types.push_back(ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED);
-        continue;
-      }
-      auto tensor = info.GetTensorTypeAndShapeInfo();
-      shapes.push_back(tensor.GetShape());
-      types.push_back(tensor.GetElementType());
-    }
-    const std::string expected = [&] {
-      std::string out;
-      for (const auto& s : specs) out += (out.empty() ? "" : ", ") + s.name + " " + s.shape_text();
-      return out;
-    }();
-    const std::string prefix = "model " + model.string() + ": ";
-    if (count != specs.size()) {
-      throw Error::invalid_input(prefix + "has " + std::to_string(count) + " " + kind + "(s) (" +
-                                 describe_all(names, shapes) + "); expected " +
-                                 std::to_string(specs.size()) + " (" + expected + ")");
-    }
-    for (const TensorSpec& spec : specs) {
-      const auto it = std::find(names.begin(), names.end(), spec.name);
-      if (it == names.end()) {
-        throw Error::invalid_input(prefix + "no " + kind + " named '" + spec.name + "' (it has " +
-                                   describe_all(names, shapes) + "); expected " + expected);
-      }
-      const auto i = static_cast<std::size_t>(it - names.begin());
-      if (types[i] != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
-        throw Error::invalid_input(prefix + kind + " '" + spec.name +
-                                   "' is not a float32 tensor; expected float32 " +
-                                   spec.shape_text());
-      }
-      const auto& shape = shapes[i];
-      bool ok = shape.size() == spec.shape.size();
-      for (std::size_t d = 1; ok && d < shape.size(); ++d) {
-        ok = shape[d] < 0 || spec.shape[d] < 0 || shape[d] == spec.shape[d];
-      }
-      if (!ok) {
-        throw Error::invalid_input(prefix + kind + " '" + spec.name + "' has shape " +
-                                   shape_text(shape, true) + "; expected " + spec.shape_text());
-      }
-      if (!shape.empty() && shape[0] > 0) {
-        const int fixed = static_cast<int>(shape[0]);
-        if (fixed_batch_ != 0 && fixed_batch_ != fixed) {
-          throw Error::invalid_input(prefix + "inputs and outputs disagree on the batch size (" +
-                                     std::to_string(fixed_batch_) + " vs " + std::to_string(fixed) +
-                                     ")");
-        }
-        fixed_batch_ = fixed;
-      }
-    }
-  };
-  check(true, inputs_);
-  check(false, outputs_);
+  check_tensors(model, impl_->session, true, inputs_, fixed_batch_);
+  check_tensors(model, impl_->session, false, outputs_, fixed_batch_);
   for (const auto& spec : inputs_) impl_->input_names.push_back(spec.name.c_str());
   for (const auto& spec : outputs_) impl_->output_names.push_back(spec.name.c_str());
 }

@@ -1,5 +1,6 @@
 #include "server/http_server.h"
 
+#include <array>
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -100,6 +101,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
       const int status = status_for_read_error(ec);
       if (status == 0) return finish();
       HttpReply reply{status, "text/plain; charset=utf-8", reason_text(status), {}};
+      lingering_ = true;  // the client may still be sending what we refused
       return write(reply, 11, false, false);
     }
     const auto& req = parser_->get();
@@ -133,9 +135,24 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     http::async_write(
         stream_, *response,
         [self = shared_from_this(), response, keep_alive](beast::error_code ec, std::size_t) {
+          if (!ec && self->lingering_) return self->drain();
           if (ec || !keep_alive) return self->finish();
           self->read();
         });
+  }
+
+  // After refusing a request whose body is still coming: stop sending, then read and drop what
+  // arrives for a little while, so that closing does not reset the connection and lose the reply.
+  void drain() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(std::chrono::seconds(1));
+    stream_.async_read_some(asio::buffer(discard_),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              self->drained_ += n;
+                              if (ec || self->drained_ > kMaxDrainBytes) return self->finish();
+                              self->drain();
+                            });
   }
 
   void finish() {
@@ -143,7 +160,12 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     server_->sessions.erase(this);
   }
 
+  static constexpr std::size_t kMaxDrainBytes = 16 << 20;
+
   std::shared_ptr<Impl> server_;
+  bool lingering_ = false;
+  std::size_t drained_ = 0;
+  std::array<char, 16384> discard_{};
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;

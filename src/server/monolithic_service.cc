@@ -24,6 +24,7 @@ using monolithic::CompositeBatchResponse;
 constexpr int kMinSampleRate = 8000;
 constexpr int kMaxSampleRate = 192000;
 constexpr const char* kMethod = "InferBatchComposite";
+constexpr auto kDeadlineTolerance = std::chrono::milliseconds(250);
 
 // The fields of a request that need neither the model nor the audio, checked on the RPC thread.
 void check_request(const CompositeBatchRequest& r, const ServerOptions& options,
@@ -88,8 +89,8 @@ class CompositeCall final : public pipeline::FrameConsumer,
                             public std::enable_shared_from_this<CompositeCall> {
  public:
   CompositeCall(const ServiceContext& ctx, std::atomic<int>& inflight,
-                grpc::CallbackServerContext* context, CompositeBatchResponse* response)
-      : ctx_(ctx), inflight_(inflight), context_(context), response_(response) {}
+                grpc::CallbackServerContext* context, grpc::ByteBuffer* wire_response)
+      : ctx_(ctx), inflight_(inflight), context_(context), wire_response_(wire_response) {}
 
   void attach(grpc::ServerUnaryReactor* reactor) { reactor_ = reactor; }
   void detach() {
@@ -97,20 +98,17 @@ class CompositeCall final : public pipeline::FrameConsumer,
     reactor_ = nullptr;
   }
 
-  // Takes the request's fields (its byte fields by swap, not by copy) and continues on a worker.
-  void start(const CompositeBatchRequest& request, std::uint64_t call_id) {
+  // Takes the parsed request (its large fields by swap, not by copy) and goes on on a worker.
+  void start(CompositeBatchRequest& request, std::uint64_t call_id) {
     call_id_ = call_id;
     model_id_ = request.model_id();
     batch_ = request.batch_size();
     start_frame_ = request.start_frame_idx();
     sample_rate_ = request.sample_rate() == 0 ? audio::kSampleRateHz : request.sample_rate();
-    // gRPC hands the request as const but owns it mutably until the call is done; its two large
-    // fields are moved out so that nothing reads the request after this point.
-    auto& mutable_request = const_cast<CompositeBatchRequest&>(request);
-    raw_audio_.swap(*mutable_request.mutable_raw_audio());
+    raw_audio_.swap(*request.mutable_raw_audio());
     if (!request.visual_frames().empty()) {
       auto images = std::make_shared<std::string>();
-      images->swap(*mutable_request.mutable_visual_frames());
+      images->swap(*request.mutable_visual_frames());
       images_ = std::move(images);
     }
     ctx_.workers->post([self = shared_from_this()] { self->prepare(); });
@@ -118,7 +116,7 @@ class CompositeCall final : public pipeline::FrameConsumer,
 
   // Ends the call once: releases the producer and the lease first (so that UnloadModel right
   // after the reply does not find the model in use), then counts it and sends the status.
-  void end(const grpc::Status& status) {
+  void end(grpc::Status status) {
     std::shared_ptr<pipeline::FrameProducer> producer;
     Registry::Lease lease;
     grpc::ServerUnaryReactor* reactor = nullptr;
@@ -129,14 +127,9 @@ class CompositeCall final : public pipeline::FrameConsumer,
       reactor = reactor_;
       producer = std::move(producer_);
       lease = std::move(lease_);
-      if (status.ok()) {
-        fill_response();
-      } else {
-        response_->set_success(false);
-        response_->set_error(status.error_message());
-        response_->clear_composited_frames();
-      }
     }
+    // gRPC sends no message with a failed status; only a success has a body.
+    if (status.ok()) status = send_response(lease);
     if (producer) producer->cancel();  // nothing left to drop after a success
     producer.reset();
     lease.model.reset();
@@ -149,7 +142,10 @@ class CompositeCall final : public pipeline::FrameConsumer,
 
   // The client cancelled or its deadline passed.
   void cancelled() {
-    const bool deadline = context_->deadline() <= std::chrono::system_clock::now();
+    // A client's own deadline timer fires a few milliseconds before the server's copy of the
+    // deadline (propagated as a rounded timeout): a cancel that close to it is the deadline.
+    const bool deadline =
+        context_->deadline() <= std::chrono::system_clock::now() + kDeadlineTolerance;
     end(grpc::Status(deadline ? grpc::StatusCode::DEADLINE_EXCEEDED : grpc::StatusCode::CANCELLED,
                      deadline ? "the deadline passed" : "cancelled by the client"));
   }
@@ -262,20 +258,31 @@ class CompositeCall final : public pipeline::FrameConsumer,
     producer->start();
   }
 
-  // Requires mutex_ held, before Finish.
-  void fill_response() {
-    auto& r = *response_;
+  // Before Finish: the response, serialised into the call's reply.
+  grpc::Status send_response(const Registry::Lease& lease) {
+    CompositeBatchResponse r;
+    r.set_gpu_id(-1);  // CPU
+    fill_response(r, lease);
+    bool own = false;
+    const grpc::Status s =
+        grpc::SerializationTraits<CompositeBatchResponse>::Serialize(r, wire_response_, &own);
+    if (s.ok()) return s;
+    return {grpc::StatusCode::INTERNAL, "serialising the response: " + s.error_message()};
+  }
+
+  void fill_response(CompositeBatchResponse& r, const Registry::Lease& lease) {
+    std::lock_guard lock(mutex_);
     for (auto& jpeg : jpegs_) {
       r.add_composited_frames(reinterpret_cast<const char*>(jpeg.data()), jpeg.size());
     }
     jpegs_.clear();
     r.set_success(true);
-    r.set_model_loaded(lease_.was_loaded);
-    r.set_model_load_time_ms(static_cast<float>(lease_.load_ms));
+    r.set_model_loaded(lease.was_loaded);
+    r.set_model_load_time_ms(static_cast<float>(lease.load_ms));
     r.set_audio_processing_ms(static_cast<float>(audio_ms_));
     r.set_inference_time_ms(static_cast<float>(inference_clock_.elapsed_ms()));
     {
-      std::lock_guard lock(timings_->mutex);
+      std::lock_guard timings_lock(timings_->mutex);
       r.set_composite_time_ms(static_cast<float>(timings_->composite_ms));
     }
     r.set_total_time_ms(static_cast<float>(clock_.elapsed_ms()));
@@ -284,7 +291,7 @@ class CompositeCall final : public pipeline::FrameConsumer,
   const ServiceContext& ctx_;
   std::atomic<int>& inflight_;
   grpc::CallbackServerContext* const context_;
-  CompositeBatchResponse* const response_;  // only touched under mutex_ before Finish
+  grpc::ByteBuffer* const wire_response_;  // written once, before Finish
   const core::Stopwatch clock_;
   std::shared_ptr<CallTimings> timings_ = std::make_shared<CallTimings>();
 
@@ -346,26 +353,31 @@ grpc::ServerUnaryReactor* finish_now(grpc::CallbackServerContext* context, Serve
 MonolithicService::MonolithicService(const ServiceContext& context) : context_(context) {}
 
 grpc::ServerUnaryReactor* MonolithicService::InferBatchComposite(
-    grpc::CallbackServerContext* context, const CompositeBatchRequest* request,
-    CompositeBatchResponse* response) {
-  response->set_gpu_id(-1);  // CPU
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* wire_request,
+    grpc::ByteBuffer* wire_response) {
+  CompositeBatchRequest request;
+  grpc::ByteBuffer copy(*wire_request);  // shares the slices; parsing consumes the copy
+  if (!grpc::SerializationTraits<CompositeBatchRequest>::Deserialize(&copy, &request).ok()) {
+    return finish_now(context, *context_.metrics, kMethod,
+                      to_status(Error::invalid_input(
+                          "the request is not a valid monolithic.CompositeBatchRequest "
+                          "(protobuf parsing failed)")));
+  }
   try {
-    check_request(*request, context_.server, *context_.registry);
+    check_request(request, context_.server, *context_.registry);
   } catch (const Error& e) {
-    response->set_success(false);
-    response->set_error(e.message());
     return finish_now(context, *context_.metrics, kMethod, to_status(e));
   }
   if (++inflight_ > context_.server.max_inflight_requests) {
     --inflight_;
-    return finish_now(
-        context, *context_.metrics, kMethod,
-        to_status(Error::resource_exhausted(
-            "too many InferBatchComposite calls at once (server.max_inflight_"
-            "requests = " +
-            std::to_string(context_.server.max_inflight_requests) + "); retry later")));
+    return finish_now(context, *context_.metrics, kMethod,
+                      to_status(Error::resource_exhausted(
+                          "too many InferBatchComposite calls at once (server.max_inflight_"
+                          "requests = " +
+                          std::to_string(context_.server.max_inflight_requests) +
+                          "); retry later")));
   }
-  auto call = std::make_shared<CompositeCall>(context_, inflight_, context, response);
+  auto call = std::make_shared<CompositeCall>(context_, inflight_, context, wire_response);
   auto* reactor = new CompositeReactor(call);
   const std::weak_ptr<CompositeCall> weak = call;
   const std::uint64_t id = context_.calls->add([weak](const grpc::Status& status) {
@@ -375,7 +387,7 @@ grpc::ServerUnaryReactor* MonolithicService::InferBatchComposite(
     call->end(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
     return reactor;
   }
-  call->start(*request, id);
+  call->start(request, id);
   return reactor;
 }
 

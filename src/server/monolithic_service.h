@@ -14,13 +14,19 @@
 
 namespace lipsync::server {
 
-class MonolithicService final : public monolithic::MonolithicService::CallbackService {
+// InferBatchComposite is served raw (bytes in, bytes out) so that a request that is not a valid
+// protobuf gets INVALID_ARGUMENT with a message; gRPC's own handler answers UNIMPLEMENTED, empty.
+using MonolithicBase = monolithic::MonolithicService::WithRawCallbackMethod_InferBatchComposite<
+    monolithic::MonolithicService::CallbackService>;
+
+class MonolithicService final : public MonolithicBase {
  public:
   explicit MonolithicService(const ServiceContext& context);
 
-  grpc::ServerUnaryReactor* InferBatchComposite(
-      grpc::CallbackServerContext* context, const monolithic::CompositeBatchRequest* request,
-      monolithic::CompositeBatchResponse* response) override;
+  using MonolithicBase::InferBatchComposite;
+  grpc::ServerUnaryReactor* InferBatchComposite(grpc::CallbackServerContext* context,
+                                                const grpc::ByteBuffer* request,
+                                                grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
                                        const monolithic::ListModelsRequest* request,
                                        monolithic::ListModelsResponse* response) override;

@@ -23,7 +23,7 @@ constexpr const char* kMethod = "Stream";
 class StreamCall;
 
 // gRPC's side of a stream: it forwards every reaction to the call and owns the read buffer.
-class StreamReactor final : public grpc::ServerBidiReactor<StreamRequest, StreamResponse> {
+class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   explicit StreamReactor(std::shared_ptr<StreamCall> call) : call_(std::move(call)) {}
   void OnReadDone(bool ok) override;
@@ -32,12 +32,12 @@ class StreamReactor final : public grpc::ServerBidiReactor<StreamRequest, Stream
   void OnDone() override;
 
   void read() { StartRead(&read_); }
-  void write(const StreamResponse* response) { StartWrite(response); }
+  void write(const grpc::ByteBuffer* message) { StartWrite(message); }
   void finish(const grpc::Status& status) { Finish(status); }
 
  private:
   std::shared_ptr<StreamCall> call_;
-  StreamRequest read_;
+  grpc::ByteBuffer read_;
 };
 
 // One stream: the consumer of its producer, and everything queued work may touch. It outlives
@@ -65,18 +65,26 @@ class StreamCall final : public pipeline::FrameConsumer,
   // Reads the config message.
   void begin() { request_read(); }
 
-  void read_done(bool ok, StreamRequest message) {
+  void read_done(bool ok, grpc::ByteBuffer bytes) {
+    int number = 0;
     {
       std::lock_guard lock(mutex_);
       reading_ = false;
+      number = ++messages_read_;
     }
     auto self = shared_from_this();
     if (!ok) {  // the client closed its side (or went away): the end of the audio
       strand_.post([self] { self->run([&] { self->end_of_audio(); }); });
       return;
     }
-    strand_.post(
-        [self, message = std::move(message)] { self->run([&] { self->handle(message); }); });
+    auto message = std::make_shared<StreamRequest>();
+    if (!grpc::SerializationTraits<StreamRequest>::Deserialize(&bytes, message.get()).ok()) {
+      end(to_status(Error::invalid_input("message " + std::to_string(number) +
+                                         " is not a valid lipsync.v1.StreamRequest (protobuf "
+                                         "parsing failed)")));
+      return;
+    }
+    strand_.post([self, message] { self->run([&] { self->handle(*message); }); });
   }
 
   void write_done(bool ok) {
@@ -143,9 +151,14 @@ class StreamCall final : public pipeline::FrameConsumer,
       response.set_frame(reinterpret_cast<const char*>(frame.encoded.data()), frame.encoded.size());
     }
     ctx_.metrics->add_frames(1);
+    grpc::ByteBuffer bytes;
+    bool own = false;
+    if (!grpc::SerializationTraits<StreamResponse>::Serialize(response, &bytes, &own).ok()) {
+      throw Error::internal("serialising frame " + std::to_string(frame.index));
+    }
     std::lock_guard lock(mutex_);
     if (ended_) return;
-    outbox_.push_back(std::move(response));
+    outbox_.push_back(std::move(bytes));
     write_next_locked();
   }
 
@@ -328,7 +341,8 @@ class StreamCall final : public pipeline::FrameConsumer,
   bool no_more_reads_ = false;         // the end marker came, or the client closed (guarded)
   bool writing_ = false;               // a write is in flight (guarded)
   bool producer_done_ = false;         // every frame was handed over (guarded)
-  std::deque<StreamResponse> outbox_;  // frames waiting to be written, in order (guarded)
+  int messages_read_ = 0;                // guarded
+  std::deque<grpc::ByteBuffer> outbox_;  // frames waiting to be written, in order (guarded)
   std::shared_ptr<pipeline::FrameProducer> producer_;  // guarded
   Registry::Lease lease_;                              // guarded
 };
@@ -351,7 +365,7 @@ void StreamReactor::OnDone() {
 
 StreamService::StreamService(const ServiceContext& context) : context_(context) {}
 
-grpc::ServerBidiReactor<StreamRequest, StreamResponse>* StreamService::Stream(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* StreamService::Stream(
     grpc::CallbackServerContext*) {
   auto call = std::make_shared<StreamCall>(context_, active_);
   auto* reactor = new StreamReactor(call);

@@ -20,11 +20,15 @@
 
 namespace lipsync::server {
 
-class StreamService final : public lipsync::v1::LipSync::CallbackService {
+// Served raw (bytes in, bytes out): a message that is not a valid StreamRequest ends the stream
+// with INVALID_ARGUMENT saying so, where gRPC's typed reader would just report the end of the
+// stream.
+class StreamService final
+    : public lipsync::v1::LipSync::WithRawCallbackMethod_Stream<lipsync::v1::LipSync::Service> {
  public:
   explicit StreamService(const ServiceContext& context);
 
-  grpc::ServerBidiReactor<lipsync::v1::StreamRequest, lipsync::v1::StreamResponse>* Stream(
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Stream(
       grpc::CallbackServerContext* context) override;
 
   int active_streams() const { return active_.load(); }

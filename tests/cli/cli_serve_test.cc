@@ -1,5 +1,9 @@
 // `lipsync serve` as a process: start-up with the demo, the reference client, the load test
-// (200 requests, zero errors), a config with an unknown key, and SIGTERM -> exit 0.
+// (200 requests, zero errors), a config with an unknown key, SIGTERM -> exit 0 (also with
+// real-size models and streams running), a port in use, a client that never reads (the server's
+// memory), the load test's failure report, and a fast minute of audio through real-size models
+// that equals `lipsync render`.
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -9,7 +13,11 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "audio/audio_file.h"
+#include "core/stopwatch.h"
+#include "lipsync/v1/lipsync.grpc.pb.h"
 #include "support/test_data.h"
+#include "support/test_models.h"
 
 namespace lipsync {
 namespace {
@@ -28,9 +36,11 @@ class ServeProcess {
   ServeProcess(const fs::path& dir, const std::string& extra = "") : out_(dir / "serve.out") {
     pid_ = fork();
     if (pid_ == 0) {
+      const std::string http =
+          extra.find("--http") == std::string::npos ? "--http 127.0.0.1:0 " : "";
       const std::string cmd = std::string("exec '") + LIPSYNC_BINARY +
-                              "' serve --grpc 127.0.0.1:0 --http 127.0.0.1:0 " + extra + " >'" +
-                              out_.string() + "' 2>&1";
+                              "' serve --grpc 127.0.0.1:0 " + http + extra + " >'" + out_.string() +
+                              "' 2>&1";
       execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
@@ -54,16 +64,27 @@ class ServeProcess {
       waitpid(pid_, nullptr, 0);
     }
   }
-  // SIGTERM; returns the exit status.
+  // SIGTERM; returns the exit status (-signal when it died of a signal).
   int stop() {
     kill(pid_, SIGTERM);
     int status = 0;
     waitpid(pid_, &status, 0);
     stopped_ = true;
+    if (WIFSIGNALED(status)) return -WTERMSIG(status);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
   std::string target() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
   int grpc_port() const { return grpc_port_; }
+  // Resident memory of the server now, in MB (from /proc).
+  double rss_mb() const {
+    std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+    }
+    return -1;
+  }
+  std::string output() const { return testing::read_text(out_); }
 
  private:
   fs::path out_;
@@ -105,12 +126,182 @@ TEST_F(CliServe, DemoServerClientLoadTestAndGracefulStop) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(nlohmann::json::parse(r.out)["errors"].empty()) << r.out;
 
-  // An unknown model: the client exits 3 with the server's message.
+  // An unknown model: the client exits 3 with the server's message, and leaves no folder.
   r = run_lipsync("client --target " + server.target() + " --model ghost -o " + q(dir_ / "x"));
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_NE(r.err.find("ghost"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "x"));
+
+  // A load test with failures exits non-zero and reports the codes by name.
+  r = run_lipsync("loadtest --target " + server.target() +
+                  " --model ghost --requests 3 --concurrency 2 --batch 5");
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["completed"], 0);
+  EXPECT_EQ(j["errors"]["NOT_FOUND"]["count"], 3) << j.dump();
+  EXPECT_NE(j["errors"]["NOT_FOUND"]["first_message"].get<std::string>().find("ghost"),
+            std::string::npos);
+  EXPECT_NE(r.err.find("3 of 3 requests failed"), std::string::npos) << r.err;
 
   EXPECT_EQ(server.stop(), 0);
+}
+
+// Audio for process tests: the reference speech repeated to `seconds`, as a raw .f32 file.
+fs::path speech_file(const fs::path& dir, int seconds) {
+  const auto speech = audio::load_audio_file(testing::testdata("reference/speech_a_en.wav"));
+  std::vector<float> out;
+  while (out.size() < static_cast<std::size_t>(seconds) * 16000) {
+    out.insert(out.end(), speech.begin(), speech.end());
+  }
+  out.resize(static_cast<std::size_t>(seconds) * 16000);
+  const fs::path path = dir / ("speech" + std::to_string(seconds) + ".f32");
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(out.data()),
+             static_cast<std::streamsize>(out.size() * 4));
+  return path;
+}
+
+// A config serving `models` as "real" with a small demo avatar.
+fs::path real_size_config(const fs::path& dir, const fs::path& models, int grace_s) {
+  const auto r =
+      run_lipsync("avatar demo -o " + q(dir / "avatar") + " --frames 10 --width 320 --height 240");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::ofstream(dir / "real.yaml") << "server: {shutdown_grace_s: " << grace_s << "}\n"
+                                   << "avatars:\n  real: {avatar: " << q(dir / "avatar")
+                                   << ", models: " << q(models) << ", preload: true}\n";
+  return dir / "real.yaml";
+}
+
+TEST_F(CliServe, SigtermWithRealSizeStreamsExitsZeroWithinTheGrace) {
+  // Width-1.0 synthetic models: the real SyncTalk_2D cost (about 70 ms a frame here).
+  const fs::path config = real_size_config(dir_.path(), testing::synth_models(1.0), 2);
+  const fs::path audio_path = speech_file(dir_.path(), 60);
+  ServeProcess server(dir_.path(), "--config " + q(config));
+  ASSERT_GT(server.grpc_port(), 0) << server.output();
+  std::vector<std::thread> clients;
+  std::vector<testing::CommandResult> results(4);
+  for (int i = 0; i < 4; ++i) {
+    clients.emplace_back([&, i] {
+      results[i] = run_lipsync("client --target " + server.target() + " --model real --audio " +
+                               q(audio_path) + " -o " + q(dir_ / ("out" + std::to_string(i))) +
+                               " --format jpeg");
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(6));  // all four are rendering now
+  core::Stopwatch clock;
+  const int code = server.stop();
+  const double seconds = clock.elapsed_ms() / 1000.0;
+  for (auto& t : clients) t.join();
+  std::cout << "[ sigterm ] exit " << code << " after " << seconds << " s with 4 streams\n";
+  EXPECT_EQ(code, 0) << server.output();
+  EXPECT_LE(seconds, 2.0 + 2.0);
+  for (const auto& r : results) {
+    EXPECT_EQ(r.exit_code, 5) << r.err;  // UNAVAILABLE
+    EXPECT_NE(r.err.find("shutting down"), std::string::npos) << r.err;
+  }
+}
+
+TEST_F(CliServe, AGrpcPortInUseFailsStartUpNamingTheAddress) {
+  ServeProcess first(dir_.path());
+  ASSERT_GT(first.grpc_port(), 0);
+  const auto r = run_lipsync("serve --grpc " + first.target() + " --http off");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find(first.target()), std::string::npos) << r.err;
+  const auto r2 = run_lipsync("serve --grpc 127.0.0.1:70000 --http off");
+  EXPECT_EQ(r2.exit_code, 2);
+  EXPECT_NE(r2.err.find("65535"), std::string::npos) << r2.err;
+  EXPECT_EQ(first.stop(), 0);
+}
+
+TEST_F(CliServe, AClientThatNeverReadsCostsTheServerAWindowOfFrames) {
+  // The demo: 1280 x 720 RAW frames of 2.7 MB. The old server rendered all of them into memory
+  // (20 s of audio took it from 0.8 to 1.9 GB).
+  ServeProcess server(dir_.path(), "");
+  ASSERT_GT(server.grpc_port(), 0);
+  const auto speech = audio::load_audio_file(testing::testdata("reference/speech_a_en.wav"));
+  auto channel = grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials());
+  auto stub = lipsync::v1::LipSync::NewStub(channel);
+  // Warm up (the model, the avatar's caches), then measure.
+  {
+    grpc::ClientContext c;
+    auto call = stub->Stream(&c);
+    lipsync::v1::StreamRequest config;
+    config.mutable_config()->set_model_id("demo");
+    config.mutable_config()->set_encoding(lipsync::v1::StreamConfig::ENCODING_F32LE);
+    call->Write(config);
+    lipsync::v1::StreamRequest a;
+    a.set_audio(std::string(reinterpret_cast<const char*>(speech.data()), speech.size() * 4));
+    call->Write(a);
+    call->WritesDone();
+    lipsync::v1::StreamResponse r;
+    while (call->Read(&r)) {
+    }
+    ASSERT_TRUE(call->Finish().ok());
+  }
+  const double before = server.rss_mb();
+  grpc::ClientContext context;
+  auto call = stub->Stream(&context);
+  lipsync::v1::StreamRequest config;
+  config.mutable_config()->set_model_id("demo");
+  config.mutable_config()->set_format(lipsync::v1::StreamConfig::FORMAT_RAW);
+  config.mutable_config()->set_encoding(lipsync::v1::StreamConfig::ENCODING_F32LE);
+  ASSERT_TRUE(call->Write(config));
+  std::thread writer([&] {
+    for (int second = 0; second < 60; ++second) {  // 60 s of audio, 1500 frames, never read
+      lipsync::v1::StreamRequest a;
+      a.set_audio(std::string(reinterpret_cast<const char*>(speech.data()), 16000 * 4));
+      if (!call->Write(a)) return;
+    }
+  });
+  double peak = before;
+  for (int i = 0; i < 40; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    peak = std::max(peak, server.rss_mb());
+  }
+  std::cout << "[ rss ] non-reading RAW stream: " << before << " MB before, peak " << peak
+            << " MB (+" << peak - before << ")\n";
+  EXPECT_LT(peak - before, 250.0) << "the server buffers frames for a client that never reads";
+  context.TryCancel();
+  writer.join();
+  EXPECT_EQ(server.stop(), 0);
+}
+
+TEST_F(CliServe, AFastMinuteThroughRealSizeModelsEqualsTheRender) {
+  // The reference models (the real network, about 84 ms a frame here) and a minute of audio sent
+  // as fast as the server takes it: the old server refused it part-way (RESOURCE_EXHAUSTED).
+  const fs::path config = real_size_config(dir_.path(), testing::reference_models(), 2);
+  const fs::path audio_path = speech_file(dir_.path(), 60);
+  ServeProcess server(dir_.path(), "--config " + q(config));
+  ASSERT_GT(server.grpc_port(), 0) << server.output();
+  auto r =
+      run_lipsync("client --target " + server.target() + " --model real --audio " + q(audio_path) +
+                  " -o " + q(dir_ / "streamed") + " --format jpeg --chunk-ms 1000");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["frames"], 1499);
+  EXPECT_EQ(server.stop(), 0);
+  r = run_lipsync("render --models " + q(testing::reference_models()) + " --avatar " +
+                  q(dir_ / "avatar") + " --audio " + q(audio_path) + " -o " + q(dir_ / "rendered") +
+                  " --format jpeg --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  int compared = 0;
+  for (int i = 0; i < 1499; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "%05d.jpg", i);
+    const std::string a = testing::read_text(dir_ / "streamed" / name);
+    const std::string b = testing::read_text(dir_ / "rendered" / name);
+    ASSERT_FALSE(a.empty()) << name;
+    ASSERT_EQ(a, b) << "frame " << i << " differs";
+    ++compared;
+  }
+  EXPECT_EQ(compared, 1499);
+}
+
+TEST_F(CliServe, TheLogSaysHttpOffWhenItIs) {
+  ServeProcess server(dir_.path(), "--http off");
+  ASSERT_GT(server.grpc_port(), 0);
+  EXPECT_EQ(server.stop(), 0);
+  EXPECT_NE(server.output().find("HTTP off"), std::string::npos) << server.output();
+  EXPECT_EQ(server.output().find("HTTP on port 0"), std::string::npos);
 }
 
 TEST_F(CliServe, UnknownConfigKeyFailsStartUpNamingIt) {

@@ -1,0 +1,138 @@
+// The HTTP endpoints against slow, malformed and idle clients: a slowloris of 200 connections does
+// not delay /healthz, malformed requests get 400, wrong methods 405, limits 413/431, query
+// strings are fine, and stopping never waits for an idle keep-alive connection.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "core/error.h"
+#include "core/stopwatch.h"
+#include "server/http_server.h"
+#include "support/http_client.h"
+
+namespace lipsync {
+namespace {
+
+using testing::http_exchange;
+using testing::http_get;
+using testing::RawConnection;
+
+class HttpTest : public ::testing::Test {
+ protected:
+  void start(server::HttpLimits limits = {}) {
+    server_ = std::make_unique<server::HttpServer>(
+        "127.0.0.1:0", limits, [](const server::HttpRequest& r) {
+          if (r.path != "/healthz" && r.path != "/echo")
+            return server::HttpReply{404, "text/plain", "no\n", {}};
+          if (r.path == "/healthz" && r.method != "GET" && r.method != "HEAD") {
+            return server::HttpReply{405, "text/plain", "get\n", {{"Allow", "GET, HEAD"}}};
+          }
+          return server::HttpReply{
+              200, "text/plain", r.path == "/echo" ? r.query + "|" + r.body : "ok\n", {}};
+        });
+  }
+  void SetUp() override { start(); }
+  int port() const { return server_->port(); }
+  std::unique_ptr<server::HttpServer> server_;
+};
+
+TEST_F(HttpTest, ASlowlorisOfTwoHundredConnectionsDoesNotDelayHealthz) {
+  std::vector<std::unique_ptr<RawConnection>> slow;
+  for (int i = 0; i < 200; ++i) {
+    slow.push_back(std::make_unique<RawConnection>(port()));
+    ASSERT_TRUE(slow.back()->ok());
+    slow.back()->send("GET /healthz HTTP/1.1\r\nHost: x\r\n");  // and never the rest
+  }
+  for (int round = 0; round < 3; ++round) {
+    for (auto& c : slow) c->send("X-Slow: 1\r\n");  // a byte now and then keeps them alive
+    core::Stopwatch sw;
+    const auto r = http_get(port(), "/healthz");
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, "ok\n");
+    EXPECT_LT(sw.elapsed_ms(), 1000.0) << "round " << round;
+  }
+  EXPECT_GE(server_->open_connections(), 200);
+}
+
+TEST_F(HttpTest, SlowClientsAreClosedAfterTheTimeout) {
+  server::HttpLimits limits;
+  limits.timeout_s = 1;
+  start(limits);
+  RawConnection slow(port());
+  slow.send("GET /healthz HTTP/1.1\r\n");
+  RawConnection idle(port());
+  core::Stopwatch sw;
+  EXPECT_TRUE(slow.closed_by_peer(std::chrono::seconds(5)));
+  EXPECT_TRUE(idle.closed_by_peer(std::chrono::seconds(5)));
+  EXPECT_LT(sw.elapsed_ms(), 4000.0);
+}
+
+TEST_F(HttpTest, MalformedRequestsWrongMethodsAndLimitsGetTheirStatus) {
+  EXPECT_EQ(http_exchange(port(), "NONSENSE\r\n\r\n").status, 400);
+  EXPECT_EQ(http_exchange(port(), "GET /healthz HTTP/9.9\r\n\r\n").status, 400);
+  EXPECT_EQ(http_exchange(port(), "GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n").status, 400);
+  const auto post = http_exchange(
+      port(),
+      "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi");
+  EXPECT_EQ(post.status, 405);
+  EXPECT_NE(post.headers.find("Allow: GET, HEAD"), std::string::npos) << post.headers;
+  const std::string big_header(20000, 'h');
+  EXPECT_EQ(http_exchange(port(), "GET /healthz HTTP/1.1\r\nX: " + big_header + "\r\n\r\n").status,
+            431);
+  const std::string big_body(2 << 20, 'b');
+  EXPECT_EQ(http_exchange(port(), "POST /echo HTTP/1.1\r\nContent-Length: " +
+                                      std::to_string(big_body.size()) + "\r\n\r\n" + big_body)
+                .status,
+            413);
+  const auto q = http_get(port(), "/echo?format=text&x=1");
+  EXPECT_EQ(q.status, 200);
+  EXPECT_EQ(q.body, "format=text&x=1|");
+  EXPECT_EQ(http_get(port(), "/nope").status, 404);
+  // And it still answers.
+  EXPECT_EQ(http_get(port(), "/healthz").status, 200);
+}
+
+TEST_F(HttpTest, KeepAliveServesSeveralRequestsOnOneConnection) {
+  RawConnection c(port());
+  ASSERT_TRUE(
+      c.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /echo?a HTTP/1.1\r\nHost: x\r\n\r\n"));
+  std::string got;
+  for (int i = 0; i < 20 && got.find("a|") == std::string::npos; ++i) {
+    got += c.receive(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(got.find("ok\n"), std::string::npos) << got;
+  EXPECT_NE(got.find("a|"), std::string::npos) << got;
+}
+
+TEST_F(HttpTest, StopDoesNotWaitForIdleOrSlowConnections) {
+  RawConnection idle(port());
+  ASSERT_TRUE(idle.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));  // keep-alive, then idle
+  EXPECT_FALSE(idle.receive(std::chrono::milliseconds(200)).empty());
+  RawConnection slow(port());
+  slow.send("GET /heal");
+  core::Stopwatch sw;
+  server_->stop();
+  EXPECT_LT(sw.elapsed_ms(), 500.0);
+  EXPECT_TRUE(idle.closed_by_peer(std::chrono::seconds(1)));
+}
+
+TEST(HttpServer, AnAddressInUseOrOutOfRangeFailsNamingIt) {
+  server::HttpServer first("127.0.0.1:0", {},
+                           [](const server::HttpRequest&) { return server::HttpReply{}; });
+  const std::string taken = "127.0.0.1:" + std::to_string(first.port());
+  try {
+    server::HttpServer second(taken, {},
+                              [](const server::HttpRequest&) { return server::HttpReply{}; });
+    ADD_FAILURE() << "a second server bound " << taken;
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find(taken), std::string::npos) << e.message();
+  }
+  EXPECT_THROW(server::HttpServer("127.0.0.1:70000", {},
+                                  [](const server::HttpRequest&) { return server::HttpReply{}; }),
+               Error);
+}
+
+}  // namespace
+}  // namespace lipsync
