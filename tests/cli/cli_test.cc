@@ -130,5 +130,21 @@ TEST(CliConfig, UnknownKeyAndBadValueNameTheKey) {
   }
 }
 
+TEST(CliConfig, TheReadmeTableIsTheConfigTables) {
+  const auto r = run_lipsync("config");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string readme = testing::read_text(std::filesystem::path(LIPSYNC_SOURCE_DIR) / "README.md");
+  EXPECT_NE(readme.find(r.out), std::string::npos)
+      << "README.md's configuration table differs from `lipsync config`; paste its output:\n"
+      << r.out;
+  // Every key there is one the config file takes, with its default.
+  const auto j = nlohmann::json::parse(run_lipsync("config --format json").out);
+  ASSERT_GT(j.size(), 30u);
+  for (const auto& key : j) {
+    EXPECT_NE(readme.find("| `" + key["key"].get<std::string>() + "` |"), std::string::npos)
+        << key["key"];
+  }
+}
+
 }  // namespace
 }  // namespace lipsync

@@ -62,9 +62,23 @@ class Collector : public pipeline::FrameConsumer {
     std::unique_lock lock(mutex_);
     return changed_.wait_for(lock, std::chrono::seconds(seconds), [&] { return pred(*this); });
   }
-  bool done() const { return finished_ || error_.has_value(); }
-  std::size_t count() const { return frames_.size(); }
-  int wanted() const { return wanted_; }
+  // For wait()'s predicates, which run under the lock.
+  bool is_done() const { return finished_ || error_.has_value(); }
+  std::size_t frames_so_far() const { return frames_.size(); }
+  int times_wanted() const { return wanted_; }
+  // For the test's own thread.
+  bool done() {
+    std::lock_guard lock(mutex_);
+    return is_done();
+  }
+  std::size_t count() {
+    std::lock_guard lock(mutex_);
+    return frames_.size();
+  }
+  int wanted() {
+    std::lock_guard lock(mutex_);
+    return wanted_;
+  }
   std::vector<ProducedFrame> take() {
     std::lock_guard lock(mutex_);
     return std::move(frames_);
@@ -141,7 +155,7 @@ TEST_F(FrameProducerTest, StreamingInRandomChunksEqualsTheWholeClip) {
       clip_consumer);
   clip_consumer->attach(clip);
   clip->start();
-  ASSERT_TRUE(clip_consumer->wait([](const Collector& c) { return c.done(); }));
+  ASSERT_TRUE(clip_consumer->wait([](const Collector& c) { return c.is_done(); }));
   ASSERT_FALSE(clip_consumer->error()) << clip_consumer->error()->message();
   const auto expected = clip_consumer->take();
   ASSERT_EQ(expected.size(), 118u);
@@ -154,7 +168,8 @@ TEST_F(FrameProducerTest, StreamingInRandomChunksEqualsTheWholeClip) {
   std::size_t pos = 0;
   int asked = 0;
   while (pos < speech_->size()) {
-    ASSERT_TRUE(c->wait([&](const Collector& x) { return x.wanted() > asked || x.done(); }));
+    ASSERT_TRUE(
+        c->wait([&](const Collector& x) { return x.times_wanted() > asked || x.is_done(); }));
     ASSERT_FALSE(c->done());
     asked = c->wanted();
     const std::size_t n = std::min<std::size_t>(1 + rng() % 7000, speech_->size() - pos);
@@ -162,7 +177,7 @@ TEST_F(FrameProducerTest, StreamingInRandomChunksEqualsTheWholeClip) {
     pos += n;
   }
   p->end_audio();
-  ASSERT_TRUE(c->wait([](const Collector& x) { return x.done(); }));
+  ASSERT_TRUE(c->wait([](const Collector& x) { return x.is_done(); }));
   ASSERT_FALSE(c->error()) << c->error()->message();
   const auto got = c->take();
   ASSERT_EQ(got.size(), expected.size());
@@ -185,14 +200,14 @@ TEST_F(FrameProducerTest, TheWindowBoundsFramesInFlightAndAsksForNothingWhileFul
   auto c = std::make_shared<Collector>(/*hold=*/true);
   auto p = streaming(c, settings);
   p->start();
-  ASSERT_TRUE(c->wait([](const Collector& x) { return x.wanted() == 1; }));
+  ASSERT_TRUE(c->wait([](const Collector& x) { return x.times_wanted() == 1; }));
   // 60 s of audio in one piece, as a fast client's huge message would bring it.
   std::vector<float> minute;
   while (minute.size() < 60u * 16000u)
     minute.insert(minute.end(), speech_->begin(), speech_->end());
   minute.resize(60u * 16000u);
   p->append_audio(minute);
-  ASSERT_TRUE(c->wait([](const Collector& x) { return x.count() == 5; }));
+  ASSERT_TRUE(c->wait([](const Collector& x) { return x.frames_so_far() == 5; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_EQ(c->count(), 5u);  // nothing past the window
   EXPECT_EQ(p->in_flight(), 5);
@@ -205,7 +220,8 @@ TEST_F(FrameProducerTest, TheWindowBoundsFramesInFlightAndAsksForNothingWhileFul
   // Releasing lets it run to the end of what it has, then it asks again.
   p->release(5);
   for (std::size_t seen = 5;;) {
-    ASSERT_TRUE(c->wait([&](const Collector& x) { return x.count() > seen || x.wanted() == 2; }));
+    ASSERT_TRUE(c->wait(
+        [&](const Collector& x) { return x.frames_so_far() > seen || x.times_wanted() == 2; }));
     if (c->wanted() == 2) break;
     const std::size_t now = c->count();
     p->release(static_cast<int>(now - seen));
@@ -218,7 +234,7 @@ TEST_F(FrameProducerTest, TheWindowBoundsFramesInFlightAndAsksForNothingWhileFul
   for (std::size_t seen = c->count(); !c->done();) {
     p->release(static_cast<int>(c->count() - seen));
     seen = c->count();
-    c->wait([&](const Collector& x) { return x.done() || x.count() > seen; }, 5);
+    c->wait([&](const Collector& x) { return x.is_done() || x.frames_so_far() > seen; }, 5);
   }
   EXPECT_FALSE(c->error());
   EXPECT_EQ(c->count(), total);
@@ -229,7 +245,7 @@ TEST_F(FrameProducerTest, CancelStopsEverythingAtOnce) {
   auto p = streaming(c);
   p->start();
   p->append_audio(*speech_);
-  ASSERT_TRUE(c->wait([](const Collector& x) { return x.count() >= 3; }));
+  ASSERT_TRUE(c->wait([](const Collector& x) { return x.frames_so_far() >= 3; }));
   p->cancel();
   const std::size_t at_cancel = c->count();
   p->end_audio();  // ignored
@@ -246,7 +262,7 @@ TEST_F(FrameProducerTest, BadAudioFailsWithItsReason) {
     p->start();
     p->append_audio(std::vector<float>(2999, 0.1f));
     p->end_audio();
-    ASSERT_TRUE(c->wait([](const Collector& x) { return x.done(); }));
+    ASSERT_TRUE(c->wait([](const Collector& x) { return x.is_done(); }));
     ASSERT_TRUE(c->error());
     EXPECT_NE(c->error()->message().find("too short"), std::string::npos);
   }
@@ -258,7 +274,7 @@ TEST_F(FrameProducerTest, BadAudioFailsWithItsReason) {
     p->start();
     p->append_audio(std::vector<float>(12000, 0.1f));
     p->append_audio(std::vector<float>(12000, 0.1f));
-    ASSERT_TRUE(c->wait([](const Collector& x) { return x.done(); }));
+    ASSERT_TRUE(c->wait([](const Collector& x) { return x.is_done(); }));
     ASSERT_TRUE(c->error());
     EXPECT_EQ(c->error()->code(), Error::Code::kInvalidInput);
     EXPECT_NE(c->error()->message().find("audio.max_seconds"), std::string::npos);
@@ -270,7 +286,7 @@ TEST_F(FrameProducerTest, BadAudioFailsWithItsReason) {
     std::vector<float> bad(4000, 0.1f);
     bad[100] = std::nanf("");
     p->append_audio(bad);
-    ASSERT_TRUE(c->wait([](const Collector& x) { return x.done(); }));
+    ASSERT_TRUE(c->wait([](const Collector& x) { return x.is_done(); }));
     ASSERT_TRUE(c->error());
     EXPECT_EQ(c->error()->code(), Error::Code::kInvalidInput);
   }
@@ -288,7 +304,7 @@ TEST_F(FrameProducerTest, FrameLimitAndWalkOffsetPlaceTheFrames) {
       pipeline::encode_clip_features(*speech_, models_->encoder(), audio::AudioOptions{}), c);
   c->attach(p);
   p->start();
-  ASSERT_TRUE(c->wait([](const Collector& x) { return x.done(); }));
+  ASSERT_TRUE(c->wait([](const Collector& x) { return x.is_done(); }));
   const auto frames = c->take();
   ASSERT_EQ(frames.size(), 5u);
   for (int i = 0; i < 5; ++i) {
