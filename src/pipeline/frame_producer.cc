@@ -136,15 +136,20 @@ void FrameProducer::release(int frames) {
 }
 
 void FrameProducer::cancel() {
+  (void)halt();
+}
+
+bool FrameProducer::halt() {
   {
     std::lock_guard lock(mutex_);
-    if (stopped_) return;
+    if (stopped_) return false;
     stopped_ = true;
     ready_.clear();
     rows_.clear();
   }
   strand_.close();
   target_.scheduler->cancel(this);
+  return true;
 }
 
 int FrameProducer::total_frames() const {
@@ -384,15 +389,7 @@ void FrameProducer::deliver_ready() {
 }
 
 void FrameProducer::fail(const Error& error) {
-  {
-    std::lock_guard lock(mutex_);
-    if (stopped_) return;
-    stopped_ = true;
-    ready_.clear();
-    rows_.clear();
-  }
-  strand_.close();
-  target_.scheduler->cancel(this);
+  if (!halt()) return;
   if (auto consumer = consumer_.lock()) consumer->on_failed(error);
 }
 

@@ -159,6 +159,8 @@ class FrameProducer final : public BatchClient, public std::enable_shared_from_t
   void deliver(ProducedFrame frame);
   void deliver_ready();
   void fail(const Error& error);
+  // Stops the producer and drops its queued jobs; false when it had stopped already.
+  bool halt();
   void observe(std::string_view stage, double ms) const;
   int template_for(int frame) const;
 

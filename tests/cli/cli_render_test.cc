@@ -87,6 +87,28 @@ TEST_F(CliRender, BadInputsFailCleanly) {
   r = run_lipsync("render --avatar " + q(dir_ / "av") + " --start-frame 2 -o " + q(dir_ / "d"));
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("warning"), std::string::npos) << r.err;
+  // An unknown extension is refused, not turned into a folder of PNGs named x.avi.
+  r = run_lipsync("render --avatar " + q(dir_ / "av") + " -o " + q(dir_ / "x.avi"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown extension '.avi'"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "x.avi"));
+  // Audio longer than audio.max_seconds is refused before it is read: a sparse 1 GB .f32 file
+  // (4.7 hours) fails at once, without the memory it would take.
+  {
+    std::ofstream huge(dir_ / "huge.f32", std::ios::binary);
+    huge.seekp((1LL << 30) - 4);
+    huge.write("\0\0\0\0", 4);
+  }
+  std::ofstream(dir_ / "cap.yaml") << "audio: {max_seconds: 3600}\n";
+  r = run_lipsync("render --avatar " + q(dir_ / "av") + " --audio " + q(dir_ / "huge.f32") +
+                  " --config " + q(dir_ / "cap.yaml") + " -o " + q(dir_ / "e.mp4"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("audio.max_seconds (3600 s)"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "e.mp4"));
+  r = run_lipsync("render --avatar " + q(dir_ / "av") + " --audio " + q(dir_ / "huge.f32") +
+                  " -o " + q(dir_ / "e.mp4"));  // the default cap, 4 hours, too
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("audio.max_seconds (14400 s)"), std::string::npos) << r.err;
 }
 
 TEST_F(CliRender, AvatarImportFromFramesAndErrors) {

@@ -26,6 +26,14 @@ namespace fs = std::filesystem;
 using testing::run_lipsync;
 using testing::TempDir;
 
+// Sanitizer builds are several times slower and ASan's quarantine holds freed memory, so the
+// time and memory bounds below are looser there (they still catch a hang or a leak per frame).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
 std::string q(const fs::path& p) {
   return "'" + p.string() + "'";
 }
@@ -194,7 +202,7 @@ TEST_F(CliServe, SigtermWithRealSizeStreamsExitsZeroWithinTheGrace) {
   for (auto& t : clients) t.join();
   std::cout << "[ sigterm ] exit " << code << " after " << seconds << " s with 4 streams\n";
   EXPECT_EQ(code, 0) << server.output();
-  EXPECT_LE(seconds, 2.0 + 2.0);
+  EXPECT_LE(seconds, 2.0 + (kSanitized ? 30.0 : 2.0));  // grace + 2 s
   for (const auto& r : results) {
     EXPECT_EQ(r.exit_code, 5) << r.err;  // UNAVAILABLE
     EXPECT_NE(r.err.find("shutting down"), std::string::npos) << r.err;
@@ -260,7 +268,8 @@ TEST_F(CliServe, AClientThatNeverReadsCostsTheServerAWindowOfFrames) {
   }
   std::cout << "[ rss ] non-reading RAW stream: " << before << " MB before, peak " << peak
             << " MB (+" << peak - before << ")\n";
-  EXPECT_LT(peak - before, 250.0) << "the server buffers frames for a client that never reads";
+  EXPECT_LT(peak - before, kSanitized ? 700.0 : 250.0)
+      << "the server buffers frames for a client that never reads";
   context.TryCancel();
   writer.join();
   EXPECT_EQ(server.stop(), 0);

@@ -133,7 +133,8 @@ TEST(CliConfig, UnknownKeyAndBadValueNameTheKey) {
 TEST(CliConfig, TheReadmeTableIsTheConfigTables) {
   const auto r = run_lipsync("config");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const std::string readme = testing::read_text(std::filesystem::path(LIPSYNC_SOURCE_DIR) / "README.md");
+  const std::string readme =
+      testing::read_text(std::filesystem::path(LIPSYNC_SOURCE_DIR) / "README.md");
   EXPECT_NE(readme.find(r.out), std::string::npos)
       << "README.md's configuration table differs from `lipsync config`; paste its output:\n"
       << r.out;
