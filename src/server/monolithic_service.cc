@@ -370,12 +370,12 @@ grpc::ServerUnaryReactor* MonolithicService::InferBatchComposite(
   }
   if (++inflight_ > context_.server.max_inflight_requests) {
     --inflight_;
-    return finish_now(context, *context_.metrics, kMethod,
-                      to_status(Error::resource_exhausted(
-                          "too many InferBatchComposite calls at once (server.max_inflight_"
-                          "requests = " +
-                          std::to_string(context_.server.max_inflight_requests) +
-                          "); retry later")));
+    return finish_now(
+        context, *context_.metrics, kMethod,
+        to_status(Error::resource_exhausted(
+            "too many InferBatchComposite calls at once (server.max_inflight_"
+            "requests = " +
+            std::to_string(context_.server.max_inflight_requests) + "); retry later")));
   }
   auto call = std::make_shared<CompositeCall>(context_, inflight_, context, wire_response);
   auto* reactor = new CompositeReactor(call);

@@ -334,13 +334,13 @@ class StreamCall final : public pipeline::FrameConsumer,
   std::string partial_sample_;  // bytes of a sample split across chunks
 
   std::mutex mutex_;
-  StreamReactor* reactor_ = nullptr;   // null after OnDone (guarded)
-  std::uint64_t call_id_ = 0;          // guarded
-  bool ended_ = false;                 // Finish was called (guarded)
-  bool reading_ = false;               // a read is in flight (guarded)
-  bool no_more_reads_ = false;         // the end marker came, or the client closed (guarded)
-  bool writing_ = false;               // a write is in flight (guarded)
-  bool producer_done_ = false;         // every frame was handed over (guarded)
+  StreamReactor* reactor_ = nullptr;     // null after OnDone (guarded)
+  std::uint64_t call_id_ = 0;            // guarded
+  bool ended_ = false;                   // Finish was called (guarded)
+  bool reading_ = false;                 // a read is in flight (guarded)
+  bool no_more_reads_ = false;           // the end marker came, or the client closed (guarded)
+  bool writing_ = false;                 // a write is in flight (guarded)
+  bool producer_done_ = false;           // every frame was handed over (guarded)
   int messages_read_ = 0;                // guarded
   std::deque<grpc::ByteBuffer> outbox_;  // frames waiting to be written, in order (guarded)
   std::shared_ptr<pipeline::FrameProducer> producer_;  // guarded
