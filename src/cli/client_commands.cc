@@ -322,7 +322,7 @@ void add_client_commands(CLI::App& app) {
         ->required();
     cmd->add_option("--chunk-ms", a->chunk_ms, "Audio per message")
         ->capture_default_str()
-        ->check(CLI::Range(1, 60000));
+        ->check(CLI::Range(1, 3600000));
     cmd->add_option("--format", a->format, "png or jpeg")->capture_default_str();
     cmd->add_option("--start-frame", a->start_frame, "Template frame the walk starts from")
         ->capture_default_str();
