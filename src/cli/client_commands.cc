@@ -16,6 +16,7 @@
 #include "audio/video_frames.h"
 #include "cli/commands.h"
 #include "cli/demo_assets.h"
+#include "client/live_client.h"
 #include "core/error.h"
 #include "core/stopwatch.h"
 #include "lipsync/v1/lipsync.grpc.pb.h"
@@ -193,7 +194,101 @@ struct LoadArgs {
   int concurrency = 4;
   int batch = 25;
   bool stream = false;
+  int live = 0;         // > 0: that many live sessions at once
+  double seconds = 30;  // each live session's length
 };
+
+struct LiveClientArgs {
+  client::LiveClientOptions options;
+  std::string script;
+};
+
+void run_live_client(const LiveClientArgs& a) {
+  if (a.options.output.empty()) throw Error::invalid_input("-o: an output folder is required");
+  const auto script = client::load_live_script(a.script);
+  const client::LiveReport report = client::run_live_session(a.options, script);
+  std::cout << client::to_json(report) << "\n";
+  if (!report.status.ok()) throw from_status(report.status, a.options.target);
+}
+
+// The script of one load-test session: the bundled clip, a pause, the clip again, interrupted
+// half-way, then the clip once more until the end.
+std::vector<client::LiveAction> load_test_script(double seconds) {
+  client::LiveAction say;
+  say.audio = audio::load_audio_file(demo_speech_path());
+  const int clip_ms = static_cast<int>(
+      audio::seconds_for_samples(static_cast<std::int64_t>(say.audio.size())) * 1000);
+  std::vector<client::LiveAction> script;
+  int at = 500;
+  while (at + clip_ms < seconds * 1000) {
+    say.at_ms = at;
+    script.push_back(say);
+    if (script.size() == 2) {
+      client::LiveAction interrupt;
+      interrupt.kind = client::LiveAction::Kind::kInterrupt;
+      interrupt.at_ms = at + clip_ms / 2;
+      script.push_back(interrupt);
+    }
+    at += clip_ms + 2000;
+  }
+  return script;
+}
+
+void run_live_loadtest(const LoadArgs& a) {
+  if (a.live < 1 || a.seconds < 2) {
+    throw Error::invalid_input("--live must be at least 1 and --seconds at least 2");
+  }
+  const auto script = load_test_script(a.seconds);
+  std::vector<client::LiveReport> reports(static_cast<std::size_t>(a.live));
+  std::vector<std::thread> sessions;
+  for (int i = 0; i < a.live; ++i) {
+    sessions.emplace_back([&, i] {
+      client::LiveClientOptions o;
+      o.target = a.target;
+      o.model = a.model;
+      o.format = "jpeg";
+      o.seconds = a.seconds;
+      reports[static_cast<std::size_t>(i)] = client::run_live_session(o, script);
+    });
+  }
+  for (auto& t : sessions) t.join();
+  std::vector<double> speech, interrupts, jitter50, jitter99;
+  long long frames = 0, late = 0, underruns = 0;
+  nlohmann::json per_session = nlohmann::json::array();
+  grpc::Status first_error;
+  for (const auto& r : reports) {
+    per_session.push_back(nlohmann::json::parse(client::to_json(r)));
+    frames += r.frames;
+    late += r.late_frames;
+    underruns += r.underruns;
+    speech.insert(speech.end(), r.speech_latency_ms.begin(), r.speech_latency_ms.end());
+    interrupts.insert(interrupts.end(), r.interrupt_latency_ms.begin(),
+                      r.interrupt_latency_ms.end());
+    jitter50.push_back(r.jitter_p50_ms);
+    jitter99.push_back(r.jitter_p99_ms);
+    if (!r.status.ok() && first_error.ok()) first_error = r.status;
+  }
+  const auto pct = [](std::vector<double> v, double p) {
+    if (v.empty()) return 0.0;
+    std::sort(v.begin(), v.end());
+    return v[std::min(v.size() - 1, static_cast<std::size_t>(p * (v.size() - 1) + 0.5))];
+  };
+  std::cout << nlohmann::json{{"live_sessions", a.live},
+                              {"seconds", a.seconds},
+                              {"frames", frames},
+                              {"late_frames", late},
+                              {"underruns", underruns},
+                              {"jitter_ms",
+                               {{"p50", pct(jitter50, 0.5)}, {"p99", pct(jitter99, 0.5)}}},
+                              {"speech_latency_ms",
+                               {{"p50", pct(speech, 0.5)}, {"p99", pct(speech, 0.99)}}},
+                              {"interrupt_latency_ms",
+                               {{"p50", pct(interrupts, 0.5)}, {"p99", pct(interrupts, 0.99)}}},
+                              {"sessions", per_session}}
+                   .dump()
+            << "\n";
+  if (!first_error.ok()) throw from_status(first_error, a.target);
+}
 
 // What the load test's workers record, under one lock.
 struct LoadResults {
@@ -261,6 +356,10 @@ struct LoadRequest {
 };
 
 void run_loadtest(const LoadArgs& a) {
+  if (a.live > 0) {
+    run_live_loadtest(a);
+    return;
+  }
   if (a.requests < 1 || a.concurrency < 1 || a.batch < 1) {
     throw Error::invalid_input("--requests, --concurrency and --batch must be at least 1");
   }
@@ -338,7 +437,34 @@ void add_client_commands(CLI::App& app) {
     cmd->add_option("--concurrency", a->concurrency, "Requests at once")->capture_default_str();
     cmd->add_option("--batch", a->batch, "Frames per request")->capture_default_str();
     cmd->add_flag("--stream", a->stream, "Use the Stream API instead of InferBatchComposite");
+    cmd->add_option("--live", a->live,
+                    "Run this many live sessions at once instead (each speaks the bundled clip "
+                    "with pauses and one interrupt)");
+    cmd->add_option("--seconds", a->seconds, "Length of each live session")->capture_default_str();
     cmd->callback([a] { run_loadtest(*a); });
+  }
+  {
+    auto a = std::make_shared<LiveClientArgs>();
+    CLI::App* cmd = app.add_subcommand(
+        "live-client", "Play a script against a live session and record what a viewer sees");
+    cmd->add_option("--target", a->options.target, "Server host:port")->capture_default_str();
+    cmd->add_option("--model", a->options.model, "Model id")->capture_default_str();
+    cmd->add_option("--script", a->script,
+                    "JSON list of {\"at_ms\": N, \"say\": FILE | \"interrupt\": true | "
+                    "\"end\": true}")
+        ->required();
+    cmd->add_option("-o,--output", a->options.output,
+                    "Folder for %06d.png/.jpg, audio.wav, session.mp4 and frames.jsonl")
+        ->required();
+    cmd->add_option("--format", a->options.format, "png, jpeg or raw")->capture_default_str();
+    cmd->add_option("--start-frame", a->options.start_frame, "Template frame the walk starts from")
+        ->capture_default_str();
+    cmd->add_option("--latency-ms", a->options.latency_ms, "Speech latency (0: the server's)")
+        ->capture_default_str();
+    cmd->add_option("--seconds", a->options.seconds,
+                    "End the session at this time if the script has not (0: at the script's end)")
+        ->capture_default_str();
+    cmd->callback([a] { run_live_client(*a); });
   }
 }
 

@@ -14,7 +14,7 @@ void add_avatar_commands(CLI::App& app);  // avatar import, avatar demo
 // render, and bench render (requires add_bench_commands first)
 void add_render_commands(CLI::App& app);
 void add_serve_command(CLI::App& app);    // serve
-void add_client_commands(CLI::App& app);  // client, loadtest
+void add_client_commands(CLI::App& app);  // client, loadtest, live-client
 void add_config_command(CLI::App& app);   // config
 
 }  // namespace lipsync::cli

@@ -40,6 +40,7 @@ const std::vector<Binding>& bindings() {
       bind(pipeline::PipelineOptions::config(), &ConfigFile::pipeline),
       bind(server::ServerOptions::config(), &ConfigFile::server),
       bind(pipeline::SchedulerOptions::config(), &ConfigFile::scheduler),
+      bind(pipeline::LiveOptions::config(), &ConfigFile::live),
       bind(server::RegistryOptions::config(), &ConfigFile::registry),
       bind(server::ServerOptions::top_level_config(), &ConfigFile::server),
   };
@@ -163,6 +164,7 @@ server::ServerConfig ConfigFile::server_config() const {
   c.avatar = avatar;
   c.scheduler = scheduler;
   c.pipeline = pipeline;
+  c.live = live;
   c.output = output;
   c.audio = audio;
   c.models = models;

@@ -13,6 +13,7 @@
 #include "core/config_table.h"
 #include "infer/infer_options.h"
 #include "pipeline/frame_producer.h"
+#include "pipeline/live_session.h"
 #include "pipeline/offline_renderer.h"
 #include "pipeline/scheduler.h"
 #include "render/output_options.h"
@@ -30,6 +31,7 @@ struct ConfigFile {
   pipeline::RenderOptions render;  // render.batch (its audio field is `audio` above)
   render::OutputOptions output;    // render.jpeg_quality, render.mp4_*
   pipeline::PipelineOptions pipeline;
+  pipeline::LiveOptions live;
   pipeline::SchedulerOptions scheduler;
   server::ServerOptions server;           // server.*, log_level
   server::RegistryOptions registry;       // registry.*

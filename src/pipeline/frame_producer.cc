@@ -261,7 +261,8 @@ bool FrameProducer::submit_ready() {
     if (stopped_) return false;
     for (int i = first; i < first + count; ++i) {
       rows_.emplace(i, rows);
-      jobs.push_back({shared_from_this(), i, std::nullopt});
+      jobs.push_back(
+          {shared_from_this(), i, settings_.deadline ? settings_.deadline(i) : std::nullopt});
     }
     submitted_ += count;
   }
@@ -325,7 +326,11 @@ void FrameProducer::composite_and_deliver(int index,
     cv::Mat& image = settings_.keep_image ? frame.image : scratch;
     core::Stopwatch sw;
     render::composite(*target_.avatar, frame.template_frame, batch->output(slot), image);
-    batch.reset();  // the batch's buffers go back to the pool once its last frame is here
+    if (settings_.keep_output) {
+      frame.batch = batch;
+      frame.slot = slot;
+    }
+    batch.reset();  // the batch's buffers go back to the pool once its last frame is done
     observe("composite", sw.elapsed_ms());
     if (settings_.encoding != FrameEncoding::kNone) {
       sw.reset();

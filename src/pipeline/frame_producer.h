@@ -75,6 +75,12 @@ struct ProducerSettings {
   std::shared_ptr<const std::string> images;
   // Optional stage timings: "mel", "windows", "encoder", "composite", "encode" (milliseconds).
   std::function<void(std::string_view stage, double ms)> observe;
+  // Optional: when frame i is needed (its tick, for a live session); the scheduler runs jobs
+  // with a deadline first, earliest first.
+  std::function<std::optional<SteadyTime>(int frame)> deadline;
+  // Deliver each frame's generator output too (ProducedFrame::batch and slot), for a live
+  // session's fade after an interrupt. It holds the batch's output buffer while kept.
+  bool keep_output = false;
 };
 
 // Where a producer's frames come from. All borrowed but `avatar`: the front end keeps the
@@ -92,6 +98,9 @@ struct ProducedFrame {
   int template_frame = 0;
   cv::Mat image;                      // composited BGR (empty unless keep_image)
   std::vector<std::uint8_t> encoded;  // JPEG/PNG bytes (empty for kNone)
+  // With keep_output: the generator output [3][320][320] is batch->output(slot).
+  std::shared_ptr<const infer::GeneratorBatch> batch;
+  int slot = 0;
 };
 
 // Receives a producer's frames. Implemented by each front end.

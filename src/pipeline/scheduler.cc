@@ -153,6 +153,12 @@ SchedulerStats Scheduler::stats() const {
   return stats_;
 }
 
+SteadyDuration Scheduler::expected_batch_time() const {
+  std::lock_guard lock(mutex_);
+  return prepare_estimate_ +
+         run_estimate_per_frame_ * static_cast<SteadyDuration::rep>(options_.max_batch);
+}
+
 std::vector<std::uint64_t> Scheduler::batch_size_counts() const {
   std::lock_guard lock(mutex_);
   return batch_sizes_;

@@ -91,6 +91,8 @@ class Scheduler {
   std::size_t queue_depth() const;  // jobs waiting for a batch
   std::size_t in_flight() const;    // queued, being prepared, prepared or running
   SchedulerStats stats() const;
+  // The expected time to fill and run a full batch, from the runs so far; zero before the first.
+  SteadyDuration expected_batch_time() const;
   // Number of batches of each size so far (index = batch size).
   std::vector<std::uint64_t> batch_size_counts() const;
 

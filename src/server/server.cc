@@ -15,7 +15,10 @@
 #include "core/error.h"
 #include "core/worker_pool.h"
 #include "server/call_tracker.h"
+#include "pipeline/ticker.h"
 #include "server/http_server.h"
+#include "server/lipsync_service.h"
+#include "server/live_service.h"
 #include "server/monolithic_service.h"
 #include "server/server_metrics.h"
 #include "server/stream_service.h"
@@ -40,8 +43,11 @@ struct Server::Impl {
   CallTracker calls;
   std::unique_ptr<Registry> registry;
   std::unique_ptr<core::WorkerPool> workers;
+  std::unique_ptr<pipeline::Ticker> ticker;  // the live sessions' clock
   std::unique_ptr<MonolithicService> monolithic;
   std::unique_ptr<StreamService> stream;
+  std::unique_ptr<LiveService> live;
+  std::unique_ptr<LipSyncService> lipsync;
   std::unique_ptr<grpc::Server> grpc;
   std::unique_ptr<HttpServer> http;
   int grpc_port = 0;
@@ -81,6 +87,9 @@ struct Server::Impl {
     out << "# HELP lipsync_active_streams Open Stream calls.\n"
            "# TYPE lipsync_active_streams gauge\nlipsync_active_streams "
         << stream->active_streams() << "\n";
+    out << "# HELP lipsync_live_sessions Live sessions now.\n"
+           "# TYPE lipsync_live_sessions gauge\nlipsync_live_sessions "
+        << live->active_sessions() << "\n";
     out << "# HELP lipsync_active_requests InferBatchComposite calls in progress.\n"
            "# TYPE lipsync_active_requests gauge\nlipsync_active_requests "
         << monolithic->inflight() << "\n";
@@ -110,7 +119,7 @@ struct Server::Impl {
     builder.SetMaxReceiveMessageSize(max_bytes);
     builder.SetMaxSendMessageSize(max_bytes);
     builder.RegisterService(monolithic.get());
-    builder.RegisterService(stream.get());
+    builder.RegisterService(lipsync.get());
     grpc = builder.BuildAndStart();
     if (!grpc || grpc_port == 0) {
       if (grpc) grpc->Shutdown();
@@ -177,6 +186,7 @@ Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) {
   config.pipeline.validate();
   config.output.validate();
   config.audio.validate();
+  config.live.validate();
   Impl& m = *impl_;
   m.config = std::move(config);
   ServerMetrics* metrics = &m.metrics;
@@ -187,17 +197,22 @@ Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) {
                                             metrics->observe_ms("generator", ms);
                                           });
   m.workers = std::make_unique<core::WorkerPool>(m.config.server.resolved_workers());
+  m.ticker = std::make_unique<pipeline::Ticker>();
   ServiceContext context;
   context.registry = m.registry.get();
   context.workers = m.workers.get();
   context.metrics = &m.metrics;
   context.calls = &m.calls;
+  context.ticker = m.ticker.get();
   context.server = m.config.server;
+  context.live = m.config.live;
   context.output = m.config.output;
   context.audio = m.config.audio;
   context.pipeline = m.config.pipeline;
   m.monolithic = std::make_unique<MonolithicService>(context);
   m.stream = std::make_unique<StreamService>(context);
+  m.live = std::make_unique<LiveService>(context);
+  m.lipsync = std::make_unique<LipSyncService>(*m.stream, *m.live);
 }
 
 Server::~Server() {
@@ -225,8 +240,10 @@ void Server::stop() {
   m.stop_janitor();
   if (m.http) m.http->stop();
   m.end_calls();
-  // No call is left: stop the generators (each joins its threads; a running batch finishes),
-  // let the workers drain what the last frames posted, and only then free anything.
+  // No call is left: stop the live clock (its sessions post to the workers), stop the generators
+  // (each joins its threads; a running batch finishes), let the workers drain what the last
+  // frames posted, and only then free anything.
+  m.ticker.reset();
   m.registry->stop_all();
   m.workers.reset();
   spdlog::info("lipsync serve: stopped");
@@ -237,6 +254,9 @@ int Server::grpc_port() const {
 }
 int Server::active_streams() const {
   return impl_->stream->active_streams();
+}
+int Server::active_live_sessions() const {
+  return impl_->live->active_sessions();
 }
 int Server::active_calls() const {
   return impl_->calls.active();

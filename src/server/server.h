@@ -1,5 +1,5 @@
-// Server: `lipsync serve`: the gRPC services (the old monolithic API, the streaming API, the
-// standard health service, reflection), the HTTP endpoints (/healthz, /readyz, /metrics), the
+// Server: `lipsync serve`: the gRPC services (the old monolithic API, the streaming and live
+// APIs, the standard health service, reflection), the HTTP endpoints (/healthz, /readyz, /metrics), the
 // model registry and the request workers, started and stopped together.
 //
 // Stopping (SIGINT/SIGTERM): stop accepting; calls in progress get shutdown_grace_s to finish;
@@ -16,6 +16,7 @@
 #include "avatar/avatar.h"
 #include "infer/infer_options.h"
 #include "pipeline/frame_producer.h"
+#include "pipeline/live_session.h"
 #include "pipeline/scheduler.h"
 #include "render/output_options.h"
 #include "server/registry.h"
@@ -31,6 +32,7 @@ struct ServerConfig {
   avatar::AvatarOptions avatar;
   pipeline::SchedulerOptions scheduler;
   pipeline::PipelineOptions pipeline;
+  pipeline::LiveOptions live;
   render::OutputOptions output;
   audio::AudioOptions audio;
   std::vector<ModelSpec> models;
@@ -54,6 +56,7 @@ class Server {
   int http_port() const;
   Registry& registry();
   int active_streams() const;
+  int active_live_sessions() const;
   int active_calls() const;
 
  private:

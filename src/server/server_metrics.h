@@ -36,6 +36,27 @@ class ServerMetrics {
     std::lock_guard lock(mutex_);
     return requests_;
   }
+
+  // Live sessions: one emitted frame (its state name, late, whether an underrun starts here),
+  // its emit jitter, an utterance's speech latency, an interrupt.
+  void count_live_frame(const std::string& state, bool late, bool underrun_starts) {
+    std::lock_guard lock(mutex_);
+    ++live_frames_[state];
+    live_late_ += late;
+    live_underruns_ += underrun_starts;
+  }
+  void observe_live_jitter_ms(double ms) {
+    std::lock_guard lock(mutex_);
+    live_jitter_.add(ms / 1000.0);
+  }
+  void observe_speech_latency_ms(double ms) {
+    std::lock_guard lock(mutex_);
+    speech_latency_.add(ms / 1000.0);
+  }
+  void count_interrupt() {
+    std::lock_guard lock(mutex_);
+    ++live_interrupts_;
+  }
   std::int64_t frames() const { return frames_.load(); }
 
   // The counters and histograms, in the Prometheus text format.
@@ -56,6 +77,26 @@ class ServerMetrics {
     out << "# HELP lipsync_batch_size Frames per generator batch.\n"
            "# TYPE lipsync_batch_size histogram\n";
     batches_.render(out, "lipsync_batch_size", "", "");
+    out << "# HELP lipsync_live_frames_total Frames emitted by live sessions, by state.\n"
+           "# TYPE lipsync_live_frames_total counter\n";
+    for (const auto& [state, n] : live_frames_) {
+      out << "lipsync_live_frames_total{state=\"" << state << "\"} " << n << "\n";
+    }
+    out << "# HELP lipsync_live_late_frames_total Live frames whose picture was not ready on "
+           "their tick.\n# TYPE lipsync_live_late_frames_total counter\n"
+        << "lipsync_live_late_frames_total " << live_late_ << "\n";
+    out << "# HELP lipsync_live_underruns_total Times a live session's speech ran dry.\n"
+           "# TYPE lipsync_live_underruns_total counter\n"
+        << "lipsync_live_underruns_total " << live_underruns_ << "\n";
+    out << "# HELP lipsync_live_interrupts_total Interrupts of live sessions.\n"
+           "# TYPE lipsync_live_interrupts_total counter\n"
+        << "lipsync_live_interrupts_total " << live_interrupts_ << "\n";
+    out << "# HELP lipsync_live_speech_latency_seconds From an utterance's first speech sample "
+           "to its first frame's tick.\n# TYPE lipsync_live_speech_latency_seconds histogram\n";
+    speech_latency_.render(out, "lipsync_live_speech_latency_seconds", "", "");
+    out << "# HELP lipsync_live_emit_jitter_seconds Live frames' emit time minus their tick.\n"
+           "# TYPE lipsync_live_emit_jitter_seconds histogram\n";
+    live_jitter_.render(out, "lipsync_live_emit_jitter_seconds", "", "");
     return out.str();
   }
 
@@ -95,6 +136,12 @@ class ServerMetrics {
   std::map<std::string, Histogram> stages_;
   Histogram batches_{{1, 2, 4, 8, 16, 32, 64, 128, 256}};
   std::atomic<std::int64_t> frames_{0};
+  std::map<std::string, std::int64_t> live_frames_;
+  std::int64_t live_late_ = 0;
+  std::int64_t live_underruns_ = 0;
+  std::int64_t live_interrupts_ = 0;
+  Histogram speech_latency_{{0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10}};
+  Histogram live_jitter_{{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08}};
 };
 
 }  // namespace lipsync::server

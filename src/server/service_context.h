@@ -7,6 +7,8 @@
 #include "audio/audio_options.h"
 #include "core/worker_pool.h"
 #include "pipeline/frame_producer.h"
+#include "pipeline/live_session.h"
+#include "pipeline/ticker.h"
 #include "render/output_options.h"
 #include "server/call_tracker.h"
 #include "server/registry.h"
@@ -20,7 +22,9 @@ struct ServiceContext {
   core::WorkerPool* workers = nullptr;
   ServerMetrics* metrics = nullptr;
   CallTracker* calls = nullptr;
+  pipeline::Ticker* ticker = nullptr;  // the live sessions' clock
   ServerOptions server;
+  pipeline::LiveOptions live;
   render::OutputOptions output;
   audio::AudioOptions audio;
   pipeline::PipelineOptions pipeline;

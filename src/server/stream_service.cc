@@ -365,7 +365,7 @@ void StreamReactor::OnDone() {
 
 StreamService::StreamService(const ServiceContext& context) : context_(context) {}
 
-grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* StreamService::Stream(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* StreamService::start(
     grpc::CallbackServerContext*) {
   auto call = std::make_shared<StreamCall>(context_, active_);
   auto* reactor = new StreamReactor(call);

@@ -20,16 +20,16 @@
 
 namespace lipsync::server {
 
-// Served raw (bytes in, bytes out): a message that is not a valid StreamRequest ends the stream
-// with INVALID_ARGUMENT saying so, where gRPC's typed reader would just report the end of the
-// stream.
-class StreamService final
-    : public lipsync::v1::LipSync::WithRawCallbackMethod_Stream<lipsync::v1::LipSync::Service> {
+// Served raw (bytes in, bytes out; see LipSyncService): a message that is not a valid
+// StreamRequest ends the stream with INVALID_ARGUMENT saying so, where gRPC's typed reader would
+// just report the end of the stream.
+class StreamService {
  public:
   explicit StreamService(const ServiceContext& context);
 
-  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Stream(
-      grpc::CallbackServerContext* context) override;
+  // A reactor for one new Stream call.
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* start(
+      grpc::CallbackServerContext* context);
 
   int active_streams() const { return active_.load(); }
 

@@ -1,0 +1,623 @@
+#include "pipeline/live_session.h"
+
+#include <algorithm>
+#include <cmath>
+#include <opencv2/core.hpp>
+
+#include "avatar/template_walk.h"
+#include "core/check.h"
+#include "render/compositor.h"
+#include "render/image_encoder.h"
+
+namespace lipsync::pipeline {
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr auto kTick = milliseconds(audio::kMsPerFrame);
+// Frame 0 is due this long after start(), so that its picture can be prepared.
+constexpr auto kFirstFrameDelay = milliseconds(80);
+// Idle and fade pictures are prepared this many ticks ahead.
+constexpr std::int64_t kPrefetchTicks = 8;
+// A frame's job is due this long before its tick, for compositing and encoding.
+constexpr auto kOutputMargin = milliseconds(20);
+// What a frame needs past its own start (REFERENCE.md §4: frame i needs feature i + 6), and the
+// generator time assumed before a model has run a batch.
+constexpr int kLookaheadMs = 460;
+constexpr int kUnknownBatchMs = 200;
+// Idle pictures kept per session (one per template frame of the walk).
+constexpr std::size_t kIdleCacheFrames = 128;
+
+std::int16_t to_s16(float v) {
+  const float scaled = std::round(v * 32768.0f);
+  return static_cast<std::int16_t>(std::clamp(scaled, -32768.0f, 32767.0f));
+}
+
+// The template frame with the generated one blended into its crop: weight `a` for the generated.
+cv::Mat blend(const avatar::Avatar& avatar, int template_frame, const cv::Mat& generated,
+              double a) {
+  cv::Mat out = avatar.frame(template_frame)->clone();
+  const auto& r = avatar.crop_rect(template_frame);
+  const cv::Rect box(r.x1, r.y1, r.width(), r.height());
+  cv::addWeighted(generated(box), a, (*avatar.frame(template_frame))(box), 1.0 - a, 0.0, out(box));
+  return out;
+}
+
+// Hands a producer's frames of one utterance to the session.
+class UtteranceConsumer final : public FrameConsumer {
+ public:
+  UtteranceConsumer(std::weak_ptr<LiveSession> session,
+                    std::weak_ptr<LiveSession::Utterance> utterance)
+      : session_(std::move(session)), utterance_(std::move(utterance)) {}
+  void on_frame(ProducedFrame frame) override {
+    auto s = session_.lock();
+    auto u = utterance_.lock();
+    if (s && u) s->on_speech_frame(u, std::move(frame));
+  }
+  void on_finished() override {}
+  void on_failed(const Error& error) override {
+    if (auto s = session_.lock()) s->on_utterance_failed(error);
+  }
+
+ private:
+  std::weak_ptr<LiveSession> session_;
+  std::weak_ptr<LiveSession::Utterance> utterance_;
+};
+
+}  // namespace
+
+const core::ConfigTable<LiveOptions>& LiveOptions::config() {
+  static const auto table =
+      core::ConfigTable<LiveOptions>("live")
+          .integer("max_sessions", &LiveOptions::max_sessions, 1, 10000,
+                   "live sessions at once; more get RESOURCE_EXHAUSTED")
+          .integer("max_buffered_s", &LiveOptions::max_buffered_s, 1, 3600,
+                   "speech queued and not yet played per session; when full the session stops "
+                   "reading (flow control)")
+          .integer("latency_ms", &LiveOptions::latency_ms, 0, 10000,
+                   "how long after it could first be shown speech is shown; 0 = the model's "
+                   "lookahead plus one generator batch, computed")
+          .integer("crossfade_frames", &LiveOptions::crossfade_frames, 0, 25,
+                   "frames blending template and generated crops at speech start and end");
+  return table;
+}
+
+void LiveOptions::validate() const {
+  config().validate(*this);
+}
+
+std::string_view to_string(LiveState state) {
+  switch (state) {
+    case LiveState::kIdle:
+      return "idle";
+    case LiveState::kSpeaking:
+      return "speaking";
+    case LiveState::kFading:
+      return "fading";
+  }
+  return "idle";
+}
+
+// One utterance: its audio as played (input plus inserted silence), its place on the timeline
+// and its producer. Guarded by the session's mutex.
+struct LiveSession::Utterance {
+  int number = 0;
+  SteadyTime first_audio{};
+  std::int64_t start_tick = -1;  // the tick of its frame 0, once scheduled
+  int frames = -1;               // ticks it plays for, once ended
+  bool ended = false;
+  std::int64_t received = 0;   // input samples
+  std::vector<float> waiting;  // received, not yet given to the producer
+  std::int64_t fed = 0;        // samples given to the producer (input + inserted silence)
+  std::vector<float> played;   // those samples from played_base on
+  std::int64_t played_base = 0;
+  std::vector<std::pair<std::int64_t, std::int64_t>> gaps;  // inserted silence: (position, length)
+  std::shared_ptr<FrameProducer> producer;
+  std::shared_ptr<FrameConsumer> consumer;
+
+  // The input sample that played position `pos` holds (or that follows a gap there), and
+  // whether `pos` is inserted silence.
+  std::pair<std::int64_t, bool> input_position(std::int64_t pos) const {
+    std::int64_t shift = 0;
+    for (const auto& [at, length] : gaps) {
+      if (pos < at) break;
+      if (pos < at + length) return {at - shift, true};
+      shift += length;
+    }
+    return {pos - shift, false};
+  }
+};
+
+// A prepared picture for one tick.
+struct LiveSession::Picture {
+  LiveState kind = LiveState::kIdle;
+  int utterance = -1;
+  std::shared_ptr<const std::vector<std::uint8_t>> bytes;
+  // Speech pictures: the generator output (for a later fade) and the window slot to release.
+  std::shared_ptr<const infer::GeneratorBatch> batch;
+  int slot = 0;
+  std::shared_ptr<FrameProducer> producer;
+};
+
+// What a tick shows.
+struct LiveSession::Segment {
+  LiveState state = LiveState::kIdle;
+  std::shared_ptr<Utterance> utterance;
+  int frame = -1;  // the utterance's frame, or the fade's step
+  int template_frame = 0;
+};
+
+LiveSession::LiveSession(FrameTarget target, LiveSettings settings, std::weak_ptr<LiveSink> sink)
+    : target_(std::move(target)),
+      settings_(std::move(settings)),
+      sink_(std::move(sink)),
+      strand_(*target_.workers) {
+  LIPSYNC_CHECK(target_.avatar && target_.scheduler && target_.workers && target_.encoder);
+  settings_.live.validate();
+  settings_.pipeline.validate();
+  settings_.audio.validate();
+  const int n = target_.avatar->frame_count();
+  if (settings_.start_frame < 0 || settings_.start_frame >= n) {
+    throw Error::invalid_input("start_frame " + std::to_string(settings_.start_frame) +
+                               " is out of range; the avatar has " + std::to_string(n) + " frames");
+  }
+  latency_ms_ = settings_.latency_ms > 0 ? settings_.latency_ms : settings_.live.latency_ms;
+  if (latency_ms_ <= 0) {
+    const auto batch =
+        std::chrono::duration_cast<milliseconds>(target_.scheduler->expected_batch_time()).count();
+    latency_ms_ =
+        kLookaheadMs + static_cast<int>(batch > 0 ? batch : kUnknownBatchMs) + audio::kMsPerFrame;
+  }
+  // Whole ticks.
+  latency_ticks_ = (latency_ms_ + audio::kMsPerFrame - 1) / audio::kMsPerFrame;
+  latency_ms_ = latency_ticks_ * audio::kMsPerFrame;
+}
+
+LiveSession::~LiveSession() = default;
+
+std::shared_ptr<LiveSession> LiveSession::create(FrameTarget target, LiveSettings settings,
+                                                 std::weak_ptr<LiveSink> sink) {
+  return std::shared_ptr<LiveSession>(
+      new LiveSession(std::move(target), std::move(settings), std::move(sink)));
+}
+
+void LiveSession::start(Ticker& ticker) {
+  {
+    std::lock_guard lock(mutex_);
+    LIPSYNC_CHECK(!started_);
+    started_ = true;
+    t0_ = SteadyClock::now() + kFirstFrameDelay;
+    prefetch_locked(0);
+  }
+  ticker.add(shared_from_this());
+}
+
+SteadyTime LiveSession::due(std::int64_t tick) const {
+  return t0_ + kTick * tick;
+}
+
+std::int64_t LiveSession::first_tick_at_or_after(SteadyTime t) const {
+  if (t <= t0_) return 0;
+  const auto since = t - t0_;
+  return (since + kTick - SteadyDuration(1)) / kTick;
+}
+
+SteadyTime LiveSession::next_tick() const {
+  std::lock_guard lock(mutex_);
+  return due(next_index_);
+}
+
+LiveSession::Segment LiveSession::segment_locked(std::int64_t tick) {
+  Segment s;
+  s.template_frame = avatar::template_frame_for(
+      static_cast<int>(tick % (1LL << 30)), target_.avatar->frame_count(), settings_.start_frame);
+  for (const auto& u : utterances_) {
+    if (u->start_tick < 0 || tick < u->start_tick) break;
+    if (u->frames >= 0 && tick >= u->start_tick + u->frames) continue;  // played out
+    s.state = LiveState::kSpeaking;
+    s.utterance = u;
+    s.frame = static_cast<int>(tick - u->start_tick);
+    return s;
+  }
+  const int n = settings_.live.crossfade_frames;
+  if (fade_start_ >= 0 && tick >= fade_start_ && tick < fade_start_ + n && last_output_) {
+    s.state = LiveState::kFading;
+    s.frame = static_cast<int>(tick - fade_start_);
+  }
+  return s;
+}
+
+bool LiveSession::push_speech(std::vector<float> samples) {
+  bool full = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (ended_ || closing_) return true;
+    if (!open_) {
+      auto u = std::make_shared<Utterance>();
+      u->number = next_utterance_++;
+      u->first_audio = SteadyClock::now();
+      utterances_.push_back(u);
+      open_ = true;
+    }
+    auto& u = *utterances_.back();
+    u.received += static_cast<std::int64_t>(samples.size());
+    u.waiting.insert(u.waiting.end(), samples.begin(), samples.end());
+    if (u.producer) feed(u);
+    full = buffered_seconds_locked() > settings_.live.max_buffered_s;
+    speech_full_ = full;
+  }
+  strand_.post([self = shared_from_this()] { self->maintain(); });
+  return !full;
+}
+
+void LiveSession::end_utterance() {
+  {
+    std::lock_guard lock(mutex_);
+    if (!open_) return;  // nothing was said since the last end
+    open_ = false;
+    auto& u = *utterances_.back();
+    u.ended = true;
+    // A clip needs at least 3000 samples; a shorter utterance is padded with silence.
+    const std::int64_t total = u.fed + static_cast<std::int64_t>(u.waiting.size());
+    if (total < audio::kMinSamples)
+      u.waiting.resize(u.waiting.size() + (audio::kMinSamples - total));
+    u.frames = audio::clip_frames_for_samples(
+        static_cast<std::size_t>(u.fed + static_cast<std::int64_t>(u.waiting.size())));
+    if (u.producer) {
+      feed(u);
+      u.producer->end_audio();
+    }
+  }
+  strand_.post([self = shared_from_this()] { self->maintain(); });
+}
+
+void LiveSession::interrupt() {
+  std::vector<std::shared_ptr<FrameProducer>> cancelled;
+  {
+    std::lock_guard lock(mutex_);
+    if (ended_) return;
+    for (auto& u : utterances_) {
+      if (u->producer) cancelled.push_back(u->producer);
+    }
+    const bool speaking = !utterances_.empty() && utterances_.front()->start_tick >= 0 &&
+                          utterances_.front()->start_tick < next_index_;
+    utterances_.clear();
+    open_ = false;
+    underrunning_ = false;
+    for (auto it = pictures_.begin(); it != pictures_.end();) {
+      it = it->second->kind == LiveState::kSpeaking ? pictures_.erase(it) : std::next(it);
+    }
+    if (speaking && last_output_) fade_start_ = next_index_;
+    prefetch_locked(next_index_);
+  }
+  for (auto& p : cancelled) p->cancel();
+  strand_.post([self = shared_from_this()] { self->maintain(); });
+}
+
+void LiveSession::close(bool now) {
+  if (!now) end_utterance();
+  {
+    std::lock_guard lock(mutex_);
+    closing_ = true;
+  }
+  if (now) {
+    finish(std::nullopt);
+    return;
+  }
+  strand_.post([self = shared_from_this()] { self->maintain(); });
+}
+
+// Requires mutex_ held: gives the utterance's waiting audio to its producer.
+void LiveSession::feed(Utterance& u) {
+  if (u.waiting.empty()) return;
+  u.fed += static_cast<std::int64_t>(u.waiting.size());
+  u.played.insert(u.played.end(), u.waiting.begin(), u.waiting.end());
+  u.producer->append_audio(std::move(u.waiting));
+  u.waiting.clear();
+}
+
+double LiveSession::buffered_seconds_locked() const {
+  std::int64_t samples = 0;
+  for (const auto& u : utterances_) {
+    std::int64_t left = u->fed + static_cast<std::int64_t>(u->waiting.size());
+    if (u->start_tick >= 0 && next_index_ > u->start_tick) {
+      left -= audio::samples_for_frames(next_index_ - u->start_tick);
+    }
+    samples += std::max<std::int64_t>(0, left);
+  }
+  return audio::seconds_for_samples(samples);
+}
+
+// Requires mutex_ held: places the utterance on the timeline.
+void LiveSession::schedule_locked(const std::shared_ptr<Utterance>& u, SteadyTime now) {
+  std::int64_t earliest = next_index_;
+  SteadyTime since = u->first_audio;
+  for (const auto& other : utterances_) {
+    if (other == u) break;
+    earliest = std::max(earliest, other->start_tick + other->frames);
+    since = now;  // it waited for the one before: count from now
+  }
+  u->start_tick = std::max(earliest, first_tick_at_or_after(since + milliseconds(latency_ms_)));
+}
+
+void LiveSession::start_producer(const std::shared_ptr<Utterance>& u) {
+  ProducerSettings s;
+  s.walk_start = settings_.start_frame;
+  s.walk_offset = static_cast<int>(u->start_tick % (1LL << 30));
+  s.encoding = settings_.encoding;
+  s.jpeg_quality = settings_.jpeg_quality;
+  s.keep_image = true;   // for the cross-fades and RAW pictures
+  s.keep_output = true;  // for the fade after an interrupt
+  s.window_frames = settings_.pipeline.window_frames;
+  s.audio = settings_.audio;
+  const SteadyTime first_due = due(u->start_tick);
+  s.deadline = [first_due](int frame) -> std::optional<SteadyTime> {
+    return first_due + kTick * frame - kOutputMargin;
+  };
+  auto consumer = std::make_shared<UtteranceConsumer>(weak_from_this(), u);
+  auto producer = FrameProducer::streaming(target_, s, consumer);
+  {
+    std::lock_guard lock(mutex_);
+    if (std::find(utterances_.begin(), utterances_.end(), u) == utterances_.end()) return;
+    u->producer = producer;
+    u->consumer = consumer;
+    feed(*u);
+    if (u->ended) producer->end_audio();
+  }
+  producer->start();
+}
+
+// On the strand, after every tick and every change: schedules utterances, inserts silence where
+// the playing one ran dry, prepares idle and fade pictures, and ends the session when it is due.
+void LiveSession::maintain() {
+  std::vector<std::shared_ptr<Utterance>> to_start;
+  bool done = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (ended_) return;
+    const SteadyTime now = SteadyClock::now();
+    const std::int64_t k = next_index_;
+    for (std::size_t i = 0; i < utterances_.size(); ++i) {
+      auto& u = utterances_[i];
+      if (u->start_tick >= 0) continue;
+      if (u->received == 0 && !u->ended) break;
+      if (i > 0 && utterances_[i - 1]->frames < 0) break;  // its start depends on that one's end
+      schedule_locked(u, now);
+      to_start.push_back(u);
+    }
+    // The utterance now playing (or about to) must have audio up to latency ahead of the tick.
+    bool padding = false;
+    for (auto& u : utterances_) {
+      if (u->start_tick < 0 || u->ended || !u->producer) continue;
+      const std::int64_t needed = audio::samples_for_frames(k + latency_ticks_ + 1 - u->start_tick);
+      const std::int64_t have = u->fed + static_cast<std::int64_t>(u->waiting.size());
+      if (needed > have) {
+        feed(*u);
+        const std::int64_t gap = needed - u->fed;
+        u->gaps.emplace_back(u->fed, gap);
+        u->waiting.assign(static_cast<std::size_t>(gap), 0.0f);
+        feed(*u);
+        padding = true;
+      }
+      break;  // only the first unended one can run dry
+    }
+    underrunning_ = padding;
+    prefetch_locked(k);
+    const int n = settings_.live.crossfade_frames;
+    const bool fading = fade_start_ >= 0 && k < fade_start_ + n;
+    done = closing_ && utterances_.empty() && !fading;
+  }
+  for (auto& u : to_start) start_producer(u);
+  if (done) finish(std::nullopt);
+}
+
+// Requires mutex_ held: queues the preparation of idle and fade pictures for the next ticks.
+void LiveSession::prefetch_locked(std::int64_t from) {
+  for (std::int64_t t = from; t < from + kPrefetchTicks; ++t) {
+    const Segment s = segment_locked(t);
+    if (s.state == LiveState::kSpeaking) continue;
+    const auto it = pictures_.find(t);
+    if (it != pictures_.end() && it->second->kind == s.state) continue;
+    if (preparing_.count(t) != 0) continue;
+    preparing_[t] = true;
+    target_.workers->post([self = shared_from_this(), t, s] { self->prepare_picture(t, s); });
+  }
+}
+
+void LiveSession::prepare_picture(std::int64_t tick, Segment segment) {
+  auto picture = std::make_shared<Picture>();
+  picture->kind = segment.state;
+  try {
+    if (segment.state == LiveState::kFading) {
+      std::shared_ptr<const infer::GeneratorBatch> batch;
+      int slot = 0;
+      {
+        std::lock_guard lock(mutex_);
+        batch = last_output_;
+        slot = last_output_slot_;
+      }
+      cv::Mat generated;
+      render::composite(*target_.avatar, segment.template_frame, batch->output(slot), generated);
+      const int n = settings_.live.crossfade_frames;
+      const double a = static_cast<double>(n - segment.frame) / (n + 1);
+      picture->bytes = encode(blend(*target_.avatar, segment.template_frame, generated, a));
+    } else {
+      picture->bytes = idle_picture(segment.template_frame);
+    }
+  } catch (const std::exception&) {
+    picture.reset();  // the tick repeats the last picture (late); the avatar's errors surface there
+  }
+  std::lock_guard lock(mutex_);
+  preparing_.erase(tick);
+  if (picture && tick >= next_index_ && !ended_) pictures_[tick] = std::move(picture);
+}
+
+std::shared_ptr<const std::vector<std::uint8_t>> LiveSession::encode(const cv::Mat& image) const {
+  switch (settings_.encoding) {
+    case FrameEncoding::kJpeg:
+      return std::make_shared<const std::vector<std::uint8_t>>(
+          render::encode_jpeg(image, settings_.jpeg_quality));
+    case FrameEncoding::kPng:
+      return std::make_shared<const std::vector<std::uint8_t>>(render::encode_png(image));
+    case FrameEncoding::kNone:
+      break;
+  }
+  const cv::Mat c = image.isContinuous() ? image : image.clone();
+  return std::make_shared<const std::vector<std::uint8_t>>(c.data,
+                                                           c.data + c.total() * c.elemSize());
+}
+
+std::shared_ptr<const std::vector<std::uint8_t>> LiveSession::idle_picture(int template_frame) {
+  {
+    std::lock_guard lock(mutex_);
+    const auto it = idle_cache_.find(template_frame);
+    if (it != idle_cache_.end()) return it->second;
+  }
+  auto bytes = encode(*target_.avatar->frame(template_frame));
+  std::lock_guard lock(mutex_);
+  if (idle_cache_.size() >= kIdleCacheFrames) idle_cache_.clear();
+  idle_cache_[template_frame] = bytes;
+  return bytes;
+}
+
+void LiveSession::on_speech_frame(const std::shared_ptr<Utterance>& u, ProducedFrame frame) {
+  std::int64_t tick = 0;
+  double weight = 1.0;
+  std::shared_ptr<FrameProducer> producer;
+  {
+    std::lock_guard lock(mutex_);
+    producer = u->producer;
+    const bool current = std::find(utterances_.begin(), utterances_.end(), u) != utterances_.end();
+    tick = u->start_tick + frame.index;
+    if (ended_ || !current || tick < next_index_) {
+      if (producer) producer->release(1);  // too late, or interrupted: not shown
+      return;
+    }
+    const int n = settings_.live.crossfade_frames;
+    if (frame.index < n) weight = std::min(weight, static_cast<double>(frame.index + 1) / (n + 1));
+    if (u->frames >= 0 && frame.index >= u->frames - n) {
+      weight = std::min(weight, static_cast<double>(u->frames - frame.index) / (n + 1));
+    }
+  }
+  auto picture = std::make_shared<Picture>();
+  picture->kind = LiveState::kSpeaking;
+  picture->utterance = u->number;
+  picture->batch = std::move(frame.batch);
+  picture->slot = frame.slot;
+  picture->producer = producer;
+  if (weight < 1.0) {
+    picture->bytes = encode(blend(*target_.avatar, frame.template_frame, frame.image, weight));
+  } else if (settings_.encoding == FrameEncoding::kNone) {
+    picture->bytes = encode(frame.image);
+  } else {
+    picture->bytes = std::make_shared<const std::vector<std::uint8_t>>(std::move(frame.encoded));
+  }
+  bool late = false;
+  {
+    std::lock_guard lock(mutex_);
+    late = ended_ || tick < next_index_;
+    if (!late) pictures_[tick] = picture;
+  }
+  if (late && producer) producer->release(1);
+}
+
+void LiveSession::on_utterance_failed(const Error& error) {
+  finish(error);
+}
+
+bool LiveSession::tick() {
+  LiveFrame f;
+  std::vector<std::shared_ptr<FrameProducer>> releases;
+  bool wanted = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (ended_) return false;
+    const std::int64_t k = next_index_;
+    f.index = k;
+    f.due = due(k);
+    while (!utterances_.empty()) {  // played out
+      const auto& u = utterances_.front();
+      if (u->start_tick < 0 || u->frames < 0 || k < u->start_tick + u->frames) break;
+      utterances_.pop_front();
+    }
+    const Segment s = segment_locked(k);
+    f.state = s.state;
+    if (s.state == LiveState::kSpeaking) {
+      Utterance& u = *s.utterance;
+      const std::int64_t pos = audio::samples_for_frames(s.frame);
+      f.utterance = u.number;
+      const auto [input, silence] = u.input_position(pos);
+      f.sample = input;
+      f.underrun = silence;
+      for (int i = 0; i < audio::kSamplesPerFrame; ++i) {
+        const std::int64_t at = pos + i - u.played_base;
+        if (at >= 0 && at < static_cast<std::int64_t>(u.played.size())) {
+          f.samples[i] = to_s16(u.played[at]);
+        }
+      }
+      // What is heard is gone: keep only what later ticks play.
+      const std::int64_t keep_from = pos + audio::kSamplesPerFrame - u.played_base;
+      if (keep_from > 0 && static_cast<std::size_t>(keep_from) >= u.played.size() / 2 &&
+          static_cast<std::size_t>(keep_from) <= u.played.size()) {
+        u.played.erase(u.played.begin(), u.played.begin() + keep_from);
+        u.played_base += keep_from;
+      }
+      if (s.frame == 0) {
+        f.speech_latency_ms =
+            std::chrono::duration<double, std::milli>(f.due - u.first_audio).count();
+      }
+    }
+    const auto it = pictures_.find(k);
+    const bool ready = it != pictures_.end() && it->second->kind == s.state &&
+                       (s.state != LiveState::kSpeaking || it->second->utterance == f.utterance);
+    if (ready) {
+      f.picture = it->second->bytes;
+      last_picture_ = f.picture;
+      if (s.state == LiveState::kSpeaking) {
+        last_output_ = it->second->batch;
+        last_output_slot_ = it->second->slot;
+      }
+    } else {
+      f.late = true;
+      f.picture = last_picture_;
+    }
+    // Pictures of this tick and earlier are done with.
+    for (auto p = pictures_.begin(); p != pictures_.end() && p->first <= k;) {
+      if (p->second->producer) releases.push_back(p->second->producer);
+      p = pictures_.erase(p);
+    }
+    next_index_ = k + 1;
+    if (speech_full_ && buffered_seconds_locked() <= settings_.live.max_buffered_s) {
+      speech_full_ = false;
+      wanted = true;
+    }
+  }
+  for (auto& p : releases) p->release(1);
+  f.emitted = SteadyClock::now();
+  auto sink = sink_.lock();
+  if (sink) {
+    sink->on_live_frame(std::move(f));
+    if (wanted) sink->on_speech_wanted();
+  }
+  strand_.post([self = shared_from_this()] { self->maintain(); });
+  return true;
+}
+
+void LiveSession::finish(const std::optional<Error>& error) {
+  std::vector<std::shared_ptr<FrameProducer>> cancelled;
+  {
+    std::lock_guard lock(mutex_);
+    if (ended_) return;
+    ended_ = true;
+    for (auto& u : utterances_) {
+      if (u->producer) cancelled.push_back(u->producer);
+    }
+    utterances_.clear();
+    pictures_.clear();
+  }
+  for (auto& p : cancelled) p->cancel();
+  strand_.close();
+  if (auto sink = sink_.lock()) sink->on_live_ended(error);
+}
+
+}  // namespace lipsync::pipeline

@@ -1,0 +1,181 @@
+// LiveSession: a continuous 25 fps avatar on one media clock. Frame k is due at t0 + 40 ms x k and
+// is emitted on its tick, exactly once, never early, never skipped, for as long as the session
+// lives; a picture not ready on its tick is replaced by the last one, flagged late, and the
+// timeline does not move. With nothing to say the frame is the avatar's template frame (the walk
+// goes on); speech is queued as utterances and played back to back at real time, each shown
+// `latency_ms` after it could first be (the model's lookahead plus a batch of generator time),
+// audio and video delayed together. Every frame carries its own 640 samples (the speech heard
+// during it, silence otherwise), so a client that plays each frame with its samples stays in
+// sync for as long as it runs.
+//
+// - Speech frames are those of the reference pipeline for the utterance's audio on the template
+//   frames the walk gives their ticks (a FrameProducer per utterance, each job with its tick as
+//   deadline). The first and last `crossfade_frames` blend the template and the generated frame,
+//   so the mouth does not pop.
+// - Underrun: when an utterance runs dry before its end, silence is inserted where its audio is
+//   needed (the mouth closes, the audio has a gap), flagged and counted; the playhead never waits.
+// - Interrupt: queued speech, queued generator work and speech frames not yet emitted are dropped;
+//   the next frame emitted fades the last speech frame to idle (FADING, silent).
+// - An utterance of N samples plays for clip_frames(N) ticks (the reference's L + 2); the few
+//   samples past the last frame (at most about 30 ms, usually the utterance's trailing silence)
+//   are not heard.
+//
+// Knows nothing of gRPC or WebRTC: speech comes in through push_speech()/end_utterance() from any
+// source; frames go out to a LiveSink.
+// Thread contract: every public method may be called from any thread; tick() is for the Ticker.
+// Sink callbacks: on_live_frame on the ticker thread (must be quick), the others from the
+// session's strand or the workers.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "audio/video_frames.h"
+#include "core/config_table.h"
+#include "core/strand.h"
+#include "pipeline/frame_producer.h"
+#include "pipeline/ticker.h"
+
+namespace lipsync::pipeline {
+
+// The `live.*` config keys.
+struct LiveOptions {
+  int max_sessions = 16;     // live.max_sessions: sessions at once; more: RESOURCE_EXHAUSTED
+  int max_buffered_s = 30;   // live.max_buffered_s: speech queued and not yet played
+  int latency_ms = 0;        // live.latency_ms: 0 = lookahead + one generator batch, computed
+  int crossfade_frames = 3;  // live.crossfade_frames: frames blended at speech start and end
+  void validate() const;
+  static const core::ConfigTable<LiveOptions>& config();
+};
+
+enum class LiveState { kIdle, kSpeaking, kFading };
+
+// One tick's frame.
+struct LiveFrame {
+  std::int64_t index = 0;
+  SteadyTime due{};      // t0 + 40 ms x index
+  SteadyTime emitted{};  // when the ticker handed it over
+  LiveState state = LiveState::kIdle;
+  bool late = false;      // the picture repeats the last one
+  bool underrun = false;  // the samples are inserted silence
+  // The picture: JPEG/PNG bytes, or BGR bytes for FrameEncoding::kNone. Shared: a late frame
+  // carries the previous frame's picture.
+  std::shared_ptr<const std::vector<std::uint8_t>> picture;
+  std::array<std::int16_t, audio::kSamplesPerFrame> samples{};
+  int utterance = -1;        // 0, 1, ... for speech frames
+  std::int64_t sample = -1;  // input sample of that utterance the frame's samples start at
+  // For an utterance's first frame: ms from its first speech sample's arrival to this tick.
+  std::optional<double> speech_latency_ms;
+};
+
+class LiveSink {
+ public:
+  virtual ~LiveSink() = default;
+  // One per tick, in order, on the ticker thread; must not block.
+  virtual void on_live_frame(LiveFrame frame) = 0;
+  // The speech buffer has room again after push_speech() said it was full.
+  virtual void on_speech_wanted() {}
+  // The session is over: closed and played out (error empty), or failed.
+  virtual void on_live_ended(const std::optional<Error>& error) = 0;
+};
+
+struct LiveSettings {
+  int start_frame = 0;                            // the template walk's start
+  FrameEncoding encoding = FrameEncoding::kJpeg;  // kNone: BGR bytes
+  int jpeg_quality = 75;
+  int latency_ms = 0;  // 0: live.latency_ms, else the computed default
+  LiveOptions live;
+  PipelineOptions pipeline;
+  audio::AudioOptions audio;
+};
+
+class LiveSession final : public TickClient, public std::enable_shared_from_this<LiveSession> {
+ public:
+  // Throws Error::Code::kInvalidInput for a start frame outside the avatar or bad options.
+  static std::shared_ptr<LiveSession> create(FrameTarget target, LiveSettings settings,
+                                             std::weak_ptr<LiveSink> sink);
+  ~LiveSession() override;
+
+  // Starts the clock (frame 0 is due now) on the ticker.
+  void start(Ticker& ticker);
+
+  // Adds 16 kHz speech to the current utterance (a new one when none is open). Returns false
+  // when the speech buffer is full after this push: stop pushing until on_speech_wanted().
+  bool push_speech(std::vector<float> samples);
+  // The current utterance is complete.
+  void end_utterance();
+  // Stops speaking at once (see the header comment).
+  void interrupt();
+  // Ends the session once the speech queued so far has played (the open utterance is ended);
+  // with `now`, at once.
+  void close(bool now = false);
+
+  // The speech latency in use.
+  int latency_ms() const { return latency_ms_; }
+
+  // TickClient.
+  SteadyTime next_tick() const override;
+  bool tick() override;
+
+  // Called by the per-utterance consumers (see live_session.cc).
+  struct Utterance;
+  void on_speech_frame(const std::shared_ptr<Utterance>& u, ProducedFrame frame);
+  void on_utterance_failed(const Error& error);
+
+ private:
+  LiveSession(FrameTarget target, LiveSettings settings, std::weak_ptr<LiveSink> sink);
+  struct Picture;
+  struct Segment;
+
+  SteadyTime due(std::int64_t tick) const;
+  std::int64_t first_tick_at_or_after(SteadyTime t) const;
+  Segment segment_locked(std::int64_t tick);
+  void maintain();  // on the strand: scheduling, feeding, underruns, prefetch, the end
+  void schedule_locked(const std::shared_ptr<Utterance>& u, SteadyTime now);
+  void start_producer(const std::shared_ptr<Utterance>& u);
+  void feed(Utterance& u);
+  void prefetch_locked(std::int64_t from);
+  void prepare_picture(std::int64_t tick, Segment segment);
+  std::shared_ptr<const std::vector<std::uint8_t>> encode(const cv::Mat& image) const;
+  std::shared_ptr<const std::vector<std::uint8_t>> idle_picture(int template_frame);
+  double buffered_seconds_locked() const;
+  void finish(const std::optional<Error>& error);
+
+  const FrameTarget target_;
+  const LiveSettings settings_;
+  const std::weak_ptr<LiveSink> sink_;
+  int latency_ms_ = 0;
+  int latency_ticks_ = 0;
+  core::Strand strand_;
+
+  mutable std::mutex mutex_;
+  SteadyTime t0_{};                                    // guarded
+  bool started_ = false;                               // guarded
+  std::int64_t next_index_ = 0;                        // the tick to emit next (guarded)
+  std::deque<std::shared_ptr<Utterance>> utterances_;  // playing first (guarded)
+  int next_utterance_ = 0;                             // guarded
+  bool open_ = false;  // the back utterance still takes speech (guarded)
+  std::map<std::int64_t, std::shared_ptr<const Picture>> pictures_;  // by tick (guarded)
+  std::map<std::int64_t, bool> preparing_;                           // ticks in work (guarded)
+  std::shared_ptr<const std::vector<std::uint8_t>> last_picture_;    // guarded
+  // The last emitted speech frame's generator output and tick, for the fade after an interrupt.
+  std::shared_ptr<const infer::GeneratorBatch> last_output_;  // guarded
+  int last_output_slot_ = 0;                                  // guarded
+  std::int64_t fade_start_ = -1;  // first tick of the fade after an interrupt (guarded)
+  bool underrunning_ = false;     // the playing utterance is being padded (guarded)
+  bool speech_full_ = false;      // push_speech said full (guarded)
+  bool closing_ = false;          // guarded
+  bool ended_ = false;            // guarded
+  std::map<int, std::shared_ptr<const std::vector<std::uint8_t>>> idle_cache_;  // guarded
+};
+
+// The state name for logs and metrics: "idle", "speaking", "fading".
+std::string_view to_string(LiveState state);
+
+}  // namespace lipsync::pipeline

@@ -1,0 +1,55 @@
+#include "pipeline/ticker.h"
+
+namespace lipsync::pipeline {
+
+Ticker::Ticker() : thread_([this] { loop(); }) {}
+
+Ticker::~Ticker() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+  std::lock_guard lock(mutex_);
+  while (!heap_.empty()) heap_.pop();
+}
+
+void Ticker::add(std::shared_ptr<TickClient> client) {
+  const SteadyTime due = client->next_tick();
+  {
+    std::lock_guard lock(mutex_);
+    heap_.push({due, std::move(client)});
+  }
+  wake_.notify_all();
+}
+
+std::size_t Ticker::clients() const {
+  std::lock_guard lock(mutex_);
+  return heap_.size();
+}
+
+void Ticker::loop() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    if (heap_.empty()) {
+      wake_.wait(lock);
+      continue;
+    }
+    const SteadyTime due = heap_.top().due;
+    if (SteadyClock::now() < due) {
+      wake_.wait_until(lock, due);
+      continue;
+    }
+    Entry entry = heap_.top();
+    heap_.pop();
+    lock.unlock();
+    const bool again = entry.client->tick();
+    const SteadyTime next = again ? entry.client->next_tick() : SteadyTime{};
+    if (!again) entry.client.reset();  // a finished session goes without the lock held
+    lock.lock();
+    if (again) heap_.push({next, std::move(entry.client)});
+  }
+}
+
+}  // namespace lipsync::pipeline

@@ -1,0 +1,38 @@
+// LiveService: lipsync.v1.LipSync/Live. A client sends a LiveConfig, then any mix of speech bytes,
+// segment_end and interrupt; the server sends one LiveFrame per 40 ms tick of the session's clock
+// for as long as the session lives: idle, speaking what it was given, fading back after an
+// interrupt, each frame with its own 640 samples (pipeline::LiveSession). Half-closing ends the
+// session once the queued speech has played.
+//
+// Flow control: speech beyond live.max_buffered_s is not read until the session has played some
+// of it. A client that reads slowly still gets one frame per tick: once more than a second of
+// frames waits for it, the frames go out without their picture, flagged late (show the last one),
+// but with their samples, so the timeline never shifts and the audio never stops.
+// Admission: live.max_sessions, then RESOURCE_EXHAUSTED.
+// Thread contract: gRPC calls the reactors from its threads; each session's speech decoding runs
+// in order on the request workers; frames come from the ticker thread.
+#pragma once
+
+#include <atomic>
+
+#include "lipsync/v1/lipsync.grpc.pb.h"
+#include "server/service_context.h"
+
+namespace lipsync::server {
+
+class LiveService {
+ public:
+  explicit LiveService(const ServiceContext& context);
+
+  // A reactor for one new Live call.
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* start(
+      grpc::CallbackServerContext* context);
+
+  int active_sessions() const { return active_.load(); }
+
+ private:
+  const ServiceContext context_;
+  std::atomic<int> active_{0};
+};
+
+}  // namespace lipsync::server

@@ -1,0 +1,158 @@
+// LiveSession with a real ticker, scheduler and workers, and a sink that keeps the frames: one
+// frame per tick, idle -> speaking -> fading -> idle around an interrupt, close() after the
+// queued speech, and the speech buffer's flow control. Runs under ThreadSanitizer in CI; timing
+// is not asserted (the session just keeps its clock).
+#include "pipeline/live_session.h"
+
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "audio/audio_file.h"
+#include "avatar/avatar_import.h"
+#include "infer/models.h"
+#include "support/test_data.h"
+#include "support/test_models.h"
+
+namespace lipsync {
+namespace {
+
+using pipeline::LiveState;
+
+class Collector : public pipeline::LiveSink {
+ public:
+  void on_live_frame(pipeline::LiveFrame f) override {
+    std::lock_guard lock(mutex_);
+    frames_.push_back(std::move(f));
+    changed_.notify_all();
+  }
+  void on_speech_wanted() override {
+    std::lock_guard lock(mutex_);
+    ++wanted_;
+    changed_.notify_all();
+  }
+  void on_live_ended(const std::optional<Error>& error) override {
+    std::lock_guard lock(mutex_);
+    ended_ = true;
+    error_ = error;
+    changed_.notify_all();
+  }
+  // Waits until `pred` holds (under the lock) or 60 s pass.
+  template <class Pred>
+  bool wait(Pred pred) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, std::chrono::seconds(60), [&] { return pred(); });
+  }
+  std::vector<pipeline::LiveFrame> frames() {
+    std::lock_guard lock(mutex_);
+    return frames_;
+  }
+  std::size_t count_locked() const { return frames_.size(); }
+  bool ended_locked() const { return ended_; }
+  int wanted_locked() const { return wanted_; }
+  std::optional<Error> error() {
+    std::lock_guard lock(mutex_);
+    return error_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<pipeline::LiveFrame> frames_;
+  int wanted_ = 0;
+  bool ended_ = false;
+  std::optional<Error> error_;
+};
+
+class LiveSessionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    avatar::write_demo_avatar(dir_ / "avatar", 7, 320, 240);
+    avatar_ = avatar::Avatar::open(dir_ / "avatar", {});
+    models_ = std::make_unique<infer::Models>(testing::demo_models(), testing::two_threads());
+    scheduler_ = std::make_unique<pipeline::Scheduler>(models_->generator(),
+                                                       pipeline::SchedulerOptions{4, 1});
+    speech_ = audio::load_audio_file(testing::testdata("reference/speech_a_en.wav"));
+  }
+  void TearDown() override {
+    ticker_.reset();  // no more ticks
+    scheduler_->stop();
+    workers_.reset();
+  }
+  std::shared_ptr<pipeline::LiveSession> session(const std::shared_ptr<Collector>& sink,
+                                                 pipeline::LiveSettings s = {}) {
+    s.encoding = pipeline::FrameEncoding::kJpeg;
+    if (s.latency_ms == 0) s.latency_ms = 400;
+    return pipeline::LiveSession::create(
+        {avatar_, &models_->encoder(), scheduler_.get(), workers_.get()}, s, sink);
+  }
+
+  testing::TempDir dir_;
+  std::shared_ptr<const avatar::Avatar> avatar_;
+  std::unique_ptr<infer::Models> models_;
+  std::unique_ptr<pipeline::Scheduler> scheduler_;
+  std::unique_ptr<core::WorkerPool> workers_ = std::make_unique<core::WorkerPool>(2);
+  std::unique_ptr<pipeline::Ticker> ticker_ = std::make_unique<pipeline::Ticker>();
+  std::vector<float> speech_;
+};
+
+TEST_F(LiveSessionTest, SpeaksFadesAfterAnInterruptAndEndsAfterTheQueuedSpeech) {
+  auto sink = std::make_shared<Collector>();
+  auto s = session(sink);
+  EXPECT_EQ(s->latency_ms(), 400);
+  s->start(*ticker_);
+  ASSERT_TRUE(sink->wait([&] { return sink->count_locked() >= 5; }));
+  s->push_speech({speech_.begin(), speech_.begin() + 32000});  // 2 s
+  s->end_utterance();
+  // Wait until it speaks for a while, then interrupt.
+  ASSERT_TRUE(sink->wait([&] { return sink->count_locked() >= 5 + 10 + 20; }));
+  s->interrupt();
+  // A second utterance, then close: the session ends once it has played.
+  s->push_speech({speech_.begin(), speech_.begin() + 8000});
+  s->close();
+  ASSERT_TRUE(sink->wait([&] { return sink->ended_locked(); }));
+  EXPECT_FALSE(sink->error().has_value());
+  const auto frames = sink->frames();
+  std::vector<LiveState> runs;
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    ASSERT_EQ(frames[i].index, static_cast<std::int64_t>(i));
+    if (i > 0) {
+      EXPECT_EQ(frames[i].due - frames[i - 1].due, std::chrono::milliseconds(40));
+    }
+    EXPECT_GE(frames[i].emitted, frames[i].due);  // never early
+    if (runs.empty() || runs.back() != frames[i].state) runs.push_back(frames[i].state);
+  }
+  if (runs.back() == LiveState::kIdle) runs.pop_back();  // a tick may pass before it ends
+  EXPECT_EQ(runs,
+            (std::vector<LiveState>{LiveState::kIdle, LiveState::kSpeaking, LiveState::kFading,
+                                    LiveState::kIdle, LiveState::kSpeaking}));
+  // The second utterance played to its end: 8000 samples give 12 frames.
+  int second = 0;
+  for (const auto& f : frames) second += f.utterance == 1;
+  EXPECT_EQ(second, audio::clip_frames_for_samples(8000));
+}
+
+TEST_F(LiveSessionTest, AFullSpeechBufferStopsTheReadingUntilItHasPlayed) {
+  auto sink = std::make_shared<Collector>();
+  pipeline::LiveSettings settings;
+  settings.live.max_buffered_s = 1;
+  auto s = session(sink, settings);
+  s->start(*ticker_);
+  EXPECT_TRUE(s->push_speech({speech_.begin(), speech_.begin() + 8000}));    // 0.5 s
+  EXPECT_FALSE(s->push_speech({speech_.begin(), speech_.begin() + 16000}));  // 1.5 s: full
+  ASSERT_TRUE(sink->wait([&] { return sink->wanted_locked() >= 1; }));       // some has played
+  s->close(true);
+  ASSERT_TRUE(sink->wait([&] { return sink->ended_locked(); }));
+}
+
+TEST_F(LiveSessionTest, AStartFrameOutsideTheAvatarIsRefused) {
+  pipeline::LiveSettings settings;
+  settings.start_frame = 7;
+  auto sink = std::make_shared<Collector>();
+  EXPECT_THROW(session(sink, settings), Error);
+}
+
+}  // namespace
+}  // namespace lipsync
