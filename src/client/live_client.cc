@@ -173,6 +173,11 @@ void compute_summary(LiveReport& report, const std::vector<LiveFrameRecord>& fra
       report.contiguous = false;
     }
     report.late_frames += f.late;
+    if (f.late) {
+      report.late_idle += f.state == LiveFrame::IDLE;
+      report.late_speaking += f.state == LiveFrame::SPEAKING;
+      if (report.first_late < 0) report.first_late = f.index;
+    }
     report.underruns += f.underrun && !last_underrun;
     last_underrun = f.underrun;
     offsets.push_back(f.receive_ms - static_cast<double>(f.pts_ms));
@@ -352,6 +357,9 @@ LiveReport run_live_session(const LiveClientOptions& o, const std::vector<LiveAc
 std::string to_json(const LiveReport& r) {
   return nlohmann::json{{"frames", r.frames},
                         {"late_frames", r.late_frames},
+                        {"late_idle", r.late_idle},
+                        {"late_speaking", r.late_speaking},
+                        {"first_late", r.first_late},
                         {"underruns", r.underruns},
                         {"contiguous", r.contiguous},
                         {"latency_ms", r.latency_ms},

@@ -69,9 +69,12 @@ struct LiveReport {
   int latency_ms = 0;  // what the server reported
   std::int64_t frames = 0;
   std::int64_t late_frames = 0;
-  std::int64_t underruns = 0;                // times the speech ran dry
-  bool contiguous = true;                    // indices 0, 1, 2, ... and pts = 40 x index
-  std::vector<double> speech_latency_ms;     // per utterance: first byte sent -> first SPEAKING
+  std::int64_t late_idle = 0;             // of those: IDLE frames (e.g. the first ones)
+  std::int64_t late_speaking = 0;         // SPEAKING frames (the generator or encoder fell behind)
+  std::int64_t first_late = -1;           // index of the first late frame
+  std::int64_t underruns = 0;             // times the speech ran dry
+  bool contiguous = true;                 // indices 0, 1, 2, ... and pts = 40 x index
+  std::vector<double> speech_latency_ms;  // per utterance: first byte sent -> first SPEAKING
   std::vector<double> interrupt_latency_ms;  // per interrupt: sent -> first non-SPEAKING frame
   double jitter_p50_ms = 0;                  // arrival minus (pts + the best arrival offset)
   double jitter_p99_ms = 0;

@@ -13,7 +13,7 @@
 
 namespace lipsync::core {
 
-template <class Key, class Value>
+template <class Key, class Value, class Hash = std::hash<Key>>
 class LruCache {
  public:
   explicit LruCache(std::size_t budget_bytes) : budget_(budget_bytes) {}
@@ -52,6 +52,16 @@ class LruCache {
     return value;
   }
 
+  // Drops key's value (holders keep theirs).
+  void erase(const Key& key) {
+    std::lock_guard lock(mutex_);
+    auto it = index_.find(key);
+    if (it == index_.end()) return;
+    used_ -= it->second->bytes;
+    order_.erase(it->second);
+    index_.erase(it);
+  }
+
   std::size_t used_bytes() const {
     std::lock_guard lock(mutex_);
     return used_;
@@ -79,7 +89,7 @@ class LruCache {
   const std::size_t budget_;
   mutable std::mutex mutex_;
   std::list<Entry> order_;  // most recent first
-  std::unordered_map<Key, typename std::list<Entry>::iterator> index_;
+  std::unordered_map<Key, typename std::list<Entry>::iterator, Hash> index_;
   std::size_t used_ = 0;
   std::size_t hits_ = 0;
   std::size_t misses_ = 0;

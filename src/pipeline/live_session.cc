@@ -16,7 +16,6 @@ using std::chrono::milliseconds;
 
 constexpr auto kTick = milliseconds(audio::kMsPerFrame);
 // Frame 0 is due this long after start(), so that its picture can be prepared.
-constexpr auto kFirstFrameDelay = milliseconds(80);
 // Idle and fade pictures are prepared this many ticks ahead.
 constexpr std::int64_t kPrefetchTicks = 8;
 // A frame's job is due this long before its tick, for compositing and encoding.
@@ -25,8 +24,13 @@ constexpr auto kOutputMargin = milliseconds(20);
 // generator time assumed before a model has run a batch.
 constexpr int kLookaheadMs = 460;
 constexpr int kUnknownBatchMs = 200;
+// From frame 0's picture being ready to its tick: time for the next ones to be drawn.
+constexpr auto kStartLead = milliseconds(80);
+// Time to draw a fade picture (composite, blend, encode a 1280 x 720 frame: about 15 ms here).
+constexpr auto kFadeLead = milliseconds(25);
 // Idle pictures kept per session (one per template frame of the walk).
-constexpr std::size_t kIdleCacheFrames = 128;
+// A session's own idle pictures when the server shares none.
+constexpr std::size_t kOwnIdlePicturesBytes = 32u << 20;
 
 std::int16_t to_s16(float v) {
   const float scaled = std::round(v * 32768.0f);
@@ -78,7 +82,10 @@ const core::ConfigTable<LiveOptions>& LiveOptions::config() {
                    "how long after it could first be shown speech is shown; 0 = the model's "
                    "lookahead plus one generator batch, computed")
           .integer("crossfade_frames", &LiveOptions::crossfade_frames, 0, 25,
-                   "frames blending template and generated crops at speech start and end");
+                   "frames blending template and generated crops at speech start and end")
+          .integer("idle_cache_mb", &LiveOptions::idle_cache_mb, 1, 1048576,
+                   "encoded idle (template) frames kept for all sessions of the server; idling "
+                   "then costs no encoding");
   return table;
 }
 
@@ -169,6 +176,9 @@ LiveSession::LiveSession(FrameTarget target, LiveSettings settings, std::weak_pt
         kLookaheadMs + static_cast<int>(batch > 0 ? batch : kUnknownBatchMs) + audio::kMsPerFrame;
   }
   // Whole ticks.
+  idle_pictures_ = settings_.idle_pictures
+                       ? settings_.idle_pictures
+                       : std::make_shared<IdlePictureCache>(kOwnIdlePicturesBytes);
   latency_ticks_ = (latency_ms_ + audio::kMsPerFrame - 1) / audio::kMsPerFrame;
   latency_ms_ = latency_ticks_ * audio::kMsPerFrame;
 }
@@ -186,10 +196,28 @@ void LiveSession::start(Ticker& ticker) {
     std::lock_guard lock(mutex_);
     LIPSYNC_CHECK(!started_);
     started_ = true;
-    t0_ = SteadyClock::now() + kFirstFrameDelay;
-    prefetch_locked(0);
   }
-  ticker.add(shared_from_this());
+  // The clock starts once frame 0's picture is ready (plus a lead for the next ones), so that
+  // the first frames are not late when many sessions start at once: each start waits for the
+  // work queued before it.
+  target_.workers->post([self = shared_from_this(), ticker = &ticker] {
+    Segment first;
+    {
+      std::lock_guard lock(self->mutex_);
+      first = self->segment_locked(0);
+      self->preparing_[0] = true;
+    }
+    self->prepare_picture(0, first);
+    {
+      std::lock_guard lock(self->mutex_);
+      if (self->ended_) return;
+      self->t0_ = SteadyClock::now() + kStartLead;
+      self->clock_running_ = true;
+      self->prefetch_locked(0);
+    }
+    ticker->add(self);
+    self->strand_.post([self] { self->maintain(); });
+  });
 }
 
 SteadyTime LiveSession::due(std::int64_t tick) const {
@@ -220,9 +248,10 @@ LiveSession::Segment LiveSession::segment_locked(std::int64_t tick) {
     return s;
   }
   const int n = settings_.live.crossfade_frames;
-  if (fade_start_ >= 0 && tick >= fade_start_ && tick < fade_start_ + n && last_output_) {
+  if (fade_start_ >= 0 && tick >= fade_start_ - (fade_hold_ ? 1 : 0) && tick < fade_start_ + n &&
+      last_output_) {
     s.state = LiveState::kFading;
-    s.frame = static_cast<int>(tick - fade_start_);
+    s.frame = static_cast<int>(tick - fade_start_);  // -1: the hold
   }
   return s;
 }
@@ -287,7 +316,12 @@ void LiveSession::interrupt() {
     for (auto it = pictures_.begin(); it != pictures_.end();) {
       it = it->second->kind == LiveState::kSpeaking ? pictures_.erase(it) : std::next(it);
     }
-    if (speaking && last_output_) fade_start_ = next_index_;
+    if (speaking && last_output_) {
+      // Too close to the next tick to draw the fade's first picture: that tick holds the last
+      // speech picture (silent) and the fade starts on the one after.
+      fade_hold_ = due(next_index_) - SteadyClock::now() < kFadeLead;
+      fade_start_ = next_index_ + (fade_hold_ ? 1 : 0);
+    }
     prefetch_locked(next_index_);
   }
   for (auto& p : cancelled) p->cancel();
@@ -374,7 +408,7 @@ void LiveSession::maintain() {
   bool done = false;
   {
     std::lock_guard lock(mutex_);
-    if (ended_) return;
+    if (ended_ || !clock_running_) return;  // start() calls again once the clock runs
     const SteadyTime now = SteadyClock::now();
     const std::int64_t k = next_index_;
     for (std::size_t i = 0; i < utterances_.size(); ++i) {
@@ -415,7 +449,9 @@ void LiveSession::maintain() {
 void LiveSession::prefetch_locked(std::int64_t from) {
   for (std::int64_t t = from; t < from + kPrefetchTicks; ++t) {
     const Segment s = segment_locked(t);
-    if (s.state == LiveState::kSpeaking) continue;
+    if (s.state == LiveState::kSpeaking || (s.state == LiveState::kFading && s.frame < 0)) {
+      continue;  // the producer's, or the hold's (the last picture)
+    }
     const auto it = pictures_.find(t);
     if (it != pictures_.end() && it->second->kind == s.state) continue;
     if (preparing_.count(t) != 0) continue;
@@ -468,16 +504,65 @@ std::shared_ptr<const std::vector<std::uint8_t>> LiveSession::encode(const cv::M
 }
 
 std::shared_ptr<const std::vector<std::uint8_t>> LiveSession::idle_picture(int template_frame) {
+  return idle_pictures_->get(target_.avatar, template_frame, settings_.encoding,
+                             settings_.jpeg_quality,
+                             [&] { return encode(*target_.avatar->frame(template_frame)); });
+}
+
+std::size_t IdlePictureCache::KeyHash::operator()(const Key& k) const {
+  std::size_t h = std::hash<const void*>()(k.avatar);
+  for (int v : {k.frame, k.encoding, k.quality}) {
+    h = h * 1000003u ^ std::hash<int>()(v);
+  }
+  return h;
+}
+
+// Sessions that start together want the same pictures at the same time: one makes each, the
+// others wait for it.
+IdlePictureCache::Bytes IdlePictureCache::make_once(const Key& key,
+                                                    const std::function<Bytes()>& make) {
+  std::promise<Bytes> promise;
+  std::shared_future<Bytes> future;
   {
     std::lock_guard lock(mutex_);
-    const auto it = idle_cache_.find(template_frame);
-    if (it != idle_cache_.end()) return it->second;
+    const auto it = making_.find(key);
+    if (it != making_.end()) {
+      future = it->second;
+    } else {
+      making_.emplace(key, promise.get_future().share());
+    }
   }
-  auto bytes = encode(*target_.avatar->frame(template_frame));
-  std::lock_guard lock(mutex_);
-  if (idle_cache_.size() >= kIdleCacheFrames) idle_cache_.clear();
-  idle_cache_[template_frame] = bytes;
-  return bytes;
+  if (future.valid()) return future.get();
+  try {
+    Bytes bytes = make();
+    promise.set_value(bytes);
+    std::lock_guard lock(mutex_);
+    making_.erase(key);
+    return bytes;
+  } catch (...) {
+    promise.set_exception(std::current_exception());
+    std::lock_guard lock(mutex_);
+    making_.erase(key);
+    throw;
+  }
+}
+
+IdlePictureCache::Bytes IdlePictureCache::get(const std::shared_ptr<const avatar::Avatar>& avatar,
+                                              int frame, FrameEncoding encoding, int jpeg_quality,
+                                              const std::function<Bytes()>& make) {
+  const Key key{avatar.get(), frame, static_cast<int>(encoding),
+                encoding == FrameEncoding::kJpeg ? jpeg_quality : 0};
+  const auto make_entry = [&] {
+    auto e = std::make_shared<Entry>(Entry{avatar, make_once(key, make)});
+    const std::size_t bytes = e->bytes->size();
+    return std::pair<std::shared_ptr<const Entry>, std::size_t>{std::move(e), bytes};
+  };
+  auto entry = cache_.get_or_make(key, make_entry);
+  if (entry->avatar.lock() != avatar) {  // an earlier avatar's, at the same address
+    cache_.erase(key);
+    entry = cache_.get_or_make(key, make_entry);
+  }
+  return entry->bytes;
 }
 
 void LiveSession::on_speech_frame(const std::shared_ptr<Utterance>& u, ProducedFrame frame) {
@@ -568,9 +653,12 @@ bool LiveSession::tick() {
       }
     }
     const auto it = pictures_.find(k);
+    const bool hold = s.state == LiveState::kFading && s.frame < 0;
     const bool ready = it != pictures_.end() && it->second->kind == s.state &&
                        (s.state != LiveState::kSpeaking || it->second->utterance == f.utterance);
-    if (ready) {
+    if (hold) {
+      f.picture = last_picture_;
+    } else if (ready) {
       f.picture = it->second->bytes;
       last_picture_ = f.picture;
       if (s.state == LiveState::kSpeaking) {

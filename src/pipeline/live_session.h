@@ -15,7 +15,9 @@
 // - Underrun: when an utterance runs dry before its end, silence is inserted where its audio is
 //   needed (the mouth closes, the audio has a gap), flagged and counted; the playhead never waits.
 // - Interrupt: queued speech, queued generator work and speech frames not yet emitted are dropped;
-//   the next frame emitted fades the last speech frame to idle (FADING, silent).
+//   the next frame emitted fades the last speech frame to idle (FADING, silent). When the
+//   interrupt comes too close to that tick to draw it, the tick holds the last speech picture
+//   (FADING, silent, on time) and the fade starts on the next.
 // - An utterance of N samples plays for clip_frames(N) ticks (the reference's L + 2); the few
 //   samples past the last frame (at most about 30 ms, usually the utterance's trailing silence)
 //   are not heard.
@@ -30,14 +32,18 @@
 #include <array>
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <unordered_map>
 #include <vector>
 
 #include "audio/video_frames.h"
 #include "core/config_table.h"
+#include "core/lru_cache.h"
 #include "core/strand.h"
 #include "pipeline/frame_producer.h"
 #include "pipeline/ticker.h"
@@ -50,11 +56,47 @@ struct LiveOptions {
   int max_buffered_s = 30;   // live.max_buffered_s: speech queued and not yet played
   int latency_ms = 0;        // live.latency_ms: 0 = lookahead + one generator batch, computed
   int crossfade_frames = 3;  // live.crossfade_frames: frames blended at speech start and end
+  int idle_cache_mb = 64;    // live.idle_cache_mb: encoded template frames, server-wide
   void validate() const;
   static const core::ConfigTable<LiveOptions>& config();
 };
 
 enum class LiveState { kIdle, kSpeaking, kFading };
+
+// Encoded template frames, shared by every session of a server: idling costs one encode per
+// template frame and format, not one per session. Entries are byte-budgeted (least recently used
+// go first) and belong to one avatar object: a reloaded avatar never sees another's pictures.
+// Thread contract: any thread.
+class IdlePictureCache {
+ public:
+  using Bytes = std::shared_ptr<const std::vector<std::uint8_t>>;
+  explicit IdlePictureCache(std::size_t budget_bytes) : cache_(budget_bytes) {}
+  // The picture of `frame` of `avatar` in that encoding, or make()'s, cached.
+  Bytes get(const std::shared_ptr<const avatar::Avatar>& avatar, int frame, FrameEncoding encoding,
+            int jpeg_quality, const std::function<Bytes()>& make);
+  std::size_t used_bytes() const { return cache_.used_bytes(); }
+
+ private:
+  struct Key {
+    const void* avatar;
+    int frame;
+    int encoding;
+    int quality;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    std::size_t operator()(const Key& k) const;
+  };
+  struct Entry {
+    std::weak_ptr<const avatar::Avatar> avatar;  // the owner, to tell a reused address apart
+    Bytes bytes;
+  };
+  Bytes make_once(const Key& key, const std::function<Bytes()>& make);
+
+  core::LruCache<Key, Entry, KeyHash> cache_;
+  std::mutex mutex_;
+  std::unordered_map<Key, std::shared_future<Bytes>, KeyHash> making_;  // guarded
+};
 
 // One tick's frame.
 struct LiveFrame {
@@ -90,6 +132,8 @@ struct LiveSettings {
   FrameEncoding encoding = FrameEncoding::kJpeg;  // kNone: BGR bytes
   int jpeg_quality = 75;
   int latency_ms = 0;  // 0: live.latency_ms, else the computed default
+  // Shared idle pictures (the server's); null: the session keeps its own.
+  std::shared_ptr<IdlePictureCache> idle_pictures;
   LiveOptions live;
   PipelineOptions pipeline;
   audio::AudioOptions audio;
@@ -102,7 +146,7 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
                                              std::weak_ptr<LiveSink> sink);
   ~LiveSession() override;
 
-  // Starts the clock (frame 0 is due now) on the ticker.
+  // Starts the clock on the ticker: frame 0 is due as soon as its picture is ready.
   void start(Ticker& ticker);
 
   // Adds 16 kHz speech to the current utterance (a new one when none is open). Returns false
@@ -155,9 +199,10 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   core::Strand strand_;
 
   mutable std::mutex mutex_;
-  SteadyTime t0_{};                                    // guarded
-  bool started_ = false;                               // guarded
-  std::int64_t next_index_ = 0;                        // the tick to emit next (guarded)
+  SteadyTime t0_{};              // guarded
+  bool started_ = false;         // start() was called (guarded)
+  bool clock_running_ = false;   // t0_ is set and the ticker has the session (guarded)
+  std::int64_t next_index_ = 0;  // the tick to emit next (guarded)
   std::deque<std::shared_ptr<Utterance>> utterances_;  // playing first (guarded)
   int next_utterance_ = 0;                             // guarded
   bool open_ = false;  // the back utterance still takes speech (guarded)
@@ -168,11 +213,12 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   std::shared_ptr<const infer::GeneratorBatch> last_output_;  // guarded
   int last_output_slot_ = 0;                                  // guarded
   std::int64_t fade_start_ = -1;  // first tick of the fade after an interrupt (guarded)
+  bool fade_hold_ = false;        // the tick before fade_start_ holds the last picture (guarded)
   bool underrunning_ = false;     // the playing utterance is being padded (guarded)
   bool speech_full_ = false;      // push_speech said full (guarded)
   bool closing_ = false;          // guarded
   bool ended_ = false;            // guarded
-  std::map<int, std::shared_ptr<const std::vector<std::uint8_t>>> idle_cache_;  // guarded
+  std::shared_ptr<IdlePictureCache> idle_pictures_;
 };
 
 // The state name for logs and metrics: "idle", "speaking", "fading".

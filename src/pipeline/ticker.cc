@@ -5,20 +5,31 @@ namespace lipsync::pipeline {
 Ticker::Ticker() : thread_([this] { loop(); }) {}
 
 Ticker::~Ticker() {
+  stop();
+}
+
+void Ticker::stop() {
+  std::vector<Entry> dropped;
   {
     std::lock_guard lock(mutex_);
+    if (stopping_) return;
     stopping_ = true;
   }
   wake_.notify_all();
   thread_.join();
   std::lock_guard lock(mutex_);
-  while (!heap_.empty()) heap_.pop();
+  while (!heap_.empty()) {
+    dropped.push_back(heap_.top());
+    heap_.pop();
+  }
+  // `dropped` goes after the lock: a session's last owner may be here.
 }
 
 void Ticker::add(std::shared_ptr<TickClient> client) {
   const SteadyTime due = client->next_tick();
   {
     std::lock_guard lock(mutex_);
+    if (stopping_) return;  // dropped (outside the lock)
     heap_.push({due, std::move(client)});
   }
   wake_.notify_all();

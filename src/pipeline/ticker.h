@@ -31,6 +31,9 @@ class Ticker {
   Ticker();
   // Stops the thread; clients still registered are dropped without another tick.
   ~Ticker();
+  // The same, at once; later add() calls drop their client. For an owner that must stop the
+  // clock before the threads that may still add() are gone.
+  void stop();
   Ticker(const Ticker&) = delete;
   Ticker& operator=(const Ticker&) = delete;
 

@@ -305,6 +305,7 @@ class LiveCall final : public pipeline::LiveSink, public std::enable_shared_from
     settings.jpeg_quality = ctx_.output.jpeg_quality;
     settings.latency_ms = c.latency_ms();
     settings.live = ctx_.live;
+    settings.idle_pictures = ctx_.idle_pictures;
     settings.pipeline = ctx_.pipeline;
     settings.audio = ctx_.audio;
     width_ = lease.model->avatar->width();

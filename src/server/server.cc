@@ -14,8 +14,8 @@
 
 #include "core/error.h"
 #include "core/worker_pool.h"
-#include "server/call_tracker.h"
 #include "pipeline/ticker.h"
+#include "server/call_tracker.h"
 #include "server/http_server.h"
 #include "server/lipsync_service.h"
 #include "server/live_service.h"
@@ -204,6 +204,8 @@ Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) {
   context.metrics = &m.metrics;
   context.calls = &m.calls;
   context.ticker = m.ticker.get();
+  context.idle_pictures = std::make_shared<pipeline::IdlePictureCache>(
+      static_cast<std::size_t>(m.config.live.idle_cache_mb) << 20);
   context.server = m.config.server;
   context.live = m.config.live;
   context.output = m.config.output;
@@ -243,7 +245,7 @@ void Server::stop() {
   // No call is left: stop the live clock (its sessions post to the workers), stop the generators
   // (each joins its threads; a running batch finishes), let the workers drain what the last
   // frames posted, and only then free anything.
-  m.ticker.reset();
+  m.ticker->stop();
   m.registry->stop_all();
   m.workers.reset();
   spdlog::info("lipsync serve: stopped");

@@ -22,7 +22,8 @@ struct ServiceContext {
   core::WorkerPool* workers = nullptr;
   ServerMetrics* metrics = nullptr;
   CallTracker* calls = nullptr;
-  pipeline::Ticker* ticker = nullptr;  // the live sessions' clock
+  pipeline::Ticker* ticker = nullptr;                         // the live sessions' clock
+  std::shared_ptr<pipeline::IdlePictureCache> idle_pictures;  // of every live session
   ServerOptions server;
   pipeline::LiveOptions live;
   render::OutputOptions output;

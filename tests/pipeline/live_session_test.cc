@@ -7,12 +7,15 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <thread>
 
 #include "audio/audio_file.h"
 #include "avatar/avatar_import.h"
+#include "avatar/template_walk.h"
 #include "infer/models.h"
+#include "render/image_encoder.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
 
@@ -83,7 +86,7 @@ class LiveSessionTest : public ::testing::Test {
     speech_ = audio::load_audio_file(testing::testdata("reference/speech_a_en.wav"));
   }
   void TearDown() override {
-    ticker_.reset();  // no more ticks
+    ticker_->stop();  // no more ticks (a session still starting is dropped)
     scheduler_->stop();
     workers_.reset();
   }
@@ -152,6 +155,47 @@ TEST_F(LiveSessionTest, AFullSpeechBufferStopsTheReadingUntilItHasPlayed) {
   ASSERT_TRUE(sink->wait([&] { return sink->wanted_locked() >= 1; }));       // some has played
   s->close(true);
   ASSERT_TRUE(sink->wait([&] { return sink->ended_locked(); }));
+}
+
+TEST_F(LiveSessionTest, SessionsShareIdlePicturesAndTheFirstFrameIsNeverLate) {
+  // Two sessions of one server (one cache) on different start frames: each idle frame is its
+  // template frame encoded once, the same bytes object in both; the clock starts when frame 0
+  // is ready.
+  pipeline::LiveSettings settings;
+  settings.idle_pictures = std::make_shared<pipeline::IdlePictureCache>(64u << 20);
+  auto sink_a = std::make_shared<Collector>();
+  auto sink_b = std::make_shared<Collector>();
+  auto a = session(sink_a, settings);
+  settings.start_frame = 6;
+  auto b = session(sink_b, settings);
+  a->start(*ticker_);
+  b->start(*ticker_);
+  for (const auto& sink : {sink_a, sink_b}) {
+    ASSERT_TRUE(sink->wait([&] { return sink->count_locked() >= 20; }));
+  }
+  a->close(true);
+  b->close(true);
+  const auto fa = sink_a->frames();
+  const auto fb = sink_b->frames();
+  EXPECT_FALSE(fa[0].late);
+  EXPECT_FALSE(fb[0].late);
+  std::map<int, const std::vector<std::uint8_t>*> by_template;
+  int shared = 0;
+  for (std::size_t i = 0; i < 20; ++i) {
+    for (const auto& [f, start] : {std::pair{&fa[i], 0}, std::pair{&fb[i], 6}}) {
+      ASSERT_EQ(f->state, LiveState::kIdle);
+      if (f->late) continue;
+      const int k = avatar::template_frame_for(static_cast<int>(i), 7, start);
+      EXPECT_EQ(*f->picture, render::encode_jpeg(*avatar_->frame(k), 75)) << i;
+      const auto [it, inserted] = by_template.emplace(k, f->picture.get());
+      if (!inserted) {
+        EXPECT_EQ(it->second, f->picture.get()) << "template frame " << k << " encoded twice";
+        ++shared;
+      }
+    }
+  }
+  EXPECT_GT(shared, 20);
+  EXPECT_GT(settings.idle_pictures->used_bytes(), 0u);
 }
 
 TEST_F(LiveSessionTest, AStartFrameOutsideTheAvatarIsRefused) {

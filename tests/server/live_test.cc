@@ -229,15 +229,31 @@ TEST_F(LiveTest, ATwoUtteranceSessionWithAPauseAndAnInterrupt) {
     ++equal;
   }
   EXPECT_GE(equal, f0 - 6 - 10) << late << " late";
-  // The interrupt: the frame after it is the start of the fade, with silence.
-  for (const auto& f : frames) {
-    if (f.state == LiveFrame::FADING) {
-      for (std::int16_t v : f.samples) ASSERT_EQ(v, 0);
-    }
+  // The interrupt: the frame after it is the start of the fade, with silence: three blended
+  // frames, after a hold of the last speech picture when the interrupt came too close to its
+  // tick to draw one.
+  std::size_t first_fading = 0;
+  int fading = 0;
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    const auto& f = frames[i];
+    if (f.state != LiveFrame::FADING) continue;
+    for (std::int16_t v : f.samples) ASSERT_EQ(v, 0);
+    ASSERT_FALSE(f.late);
+    if (fading++ == 0) first_fading = i;
   }
+  ASSERT_GT(first_fading, 0u);
+  ASSERT_EQ(frames[first_fading - 1].state, LiveFrame::SPEAKING);
+  // With the hold, the first fading frame repeats the last speech picture; the blends do not.
+  EXPECT_EQ(frames[first_fading].picture == frames[first_fading - 1].picture, fading == 4);
+  for (std::size_t i = first_fading + (fading == 4 ? 1 : 0); i < first_fading + fading; ++i) {
+    EXPECT_NE(frames[i].picture, frames[i - 1].picture) << "fading frame " << frames[i].index;
+  }
+  EXPECT_TRUE(fading == 3 || fading == 4) << fading;
   const std::string m = metrics();
   EXPECT_NE(m.find("lipsync_live_interrupts_total 1"), std::string::npos) << m;
-  EXPECT_NE(m.find("lipsync_live_frames_total{state=\"fading\"} 3"), std::string::npos) << m;
+  EXPECT_NE(m.find("lipsync_live_frames_total{state=\"fading\"} " + std::to_string(fading)),
+            std::string::npos)
+      << m;
 }
 
 TEST_F(LiveTest, AnUnderrunInsertsSilenceAndTheTimelineGoesOn) {
