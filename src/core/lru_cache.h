@@ -52,6 +52,16 @@ class LruCache {
     return value;
   }
 
+  // The cached value for key, or null (nothing is made).
+  std::shared_ptr<const Value> find(const Key& key) {
+    std::lock_guard lock(mutex_);
+    auto it = index_.find(key);
+    if (it == index_.end()) return nullptr;
+    ++hits_;
+    order_.splice(order_.begin(), order_, it->second);
+    return it->second->value;
+  }
+
   // Drops key's value (holders keep theirs).
   void erase(const Key& key) {
     std::lock_guard lock(mutex_);

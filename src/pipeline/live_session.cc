@@ -455,6 +455,19 @@ void LiveSession::prefetch_locked(std::int64_t from) {
     const auto it = pictures_.find(t);
     if (it != pictures_.end() && it->second->kind == s.state) continue;
     if (preparing_.count(t) != 0) continue;
+    if (s.state == LiveState::kIdle) {
+      // Once every template frame has been drawn, idling needs no worker (so it never waits
+      // behind speech work there).
+      auto bytes = idle_pictures_->find(target_.avatar, s.template_frame, settings_.encoding,
+                                        settings_.jpeg_quality);
+      if (bytes) {
+        auto picture = std::make_shared<Picture>();
+        picture->kind = LiveState::kIdle;
+        picture->bytes = std::move(bytes);
+        pictures_[t] = std::move(picture);
+        continue;
+      }
+    }
     preparing_[t] = true;
     target_.workers->post([self = shared_from_this(), t, s] { self->prepare_picture(t, s); });
   }
@@ -517,6 +530,20 @@ std::size_t IdlePictureCache::KeyHash::operator()(const Key& k) const {
   return h;
 }
 
+IdlePictureCache::Key IdlePictureCache::key_of(const avatar::Avatar* avatar, int frame,
+                                               FrameEncoding encoding, int jpeg_quality) {
+  return {avatar, frame, static_cast<int>(encoding),
+          encoding == FrameEncoding::kJpeg ? jpeg_quality : 0};
+}
+
+IdlePictureCache::Bytes IdlePictureCache::find(const std::shared_ptr<const avatar::Avatar>& avatar,
+                                               int frame, FrameEncoding encoding,
+                                               int jpeg_quality) {
+  const auto entry = cache_.find(key_of(avatar.get(), frame, encoding, jpeg_quality));
+  if (!entry || entry->avatar.lock() != avatar) return nullptr;
+  return entry->bytes;
+}
+
 // Sessions that start together want the same pictures at the same time: one makes each, the
 // others wait for it.
 IdlePictureCache::Bytes IdlePictureCache::make_once(const Key& key,
@@ -550,8 +577,7 @@ IdlePictureCache::Bytes IdlePictureCache::make_once(const Key& key,
 IdlePictureCache::Bytes IdlePictureCache::get(const std::shared_ptr<const avatar::Avatar>& avatar,
                                               int frame, FrameEncoding encoding, int jpeg_quality,
                                               const std::function<Bytes()>& make) {
-  const Key key{avatar.get(), frame, static_cast<int>(encoding),
-                encoding == FrameEncoding::kJpeg ? jpeg_quality : 0};
+  const Key key = key_of(avatar.get(), frame, encoding, jpeg_quality);
   const auto make_entry = [&] {
     auto e = std::make_shared<Entry>(Entry{avatar, make_once(key, make)});
     const std::size_t bytes = e->bytes->size();

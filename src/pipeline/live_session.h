@@ -74,9 +74,15 @@ class IdlePictureCache {
   // The picture of `frame` of `avatar` in that encoding, or make()'s, cached.
   Bytes get(const std::shared_ptr<const avatar::Avatar>& avatar, int frame, FrameEncoding encoding,
             int jpeg_quality, const std::function<Bytes()>& make);
+  // The cached picture, or null; never makes one (cheap enough for the session's lock).
+  Bytes find(const std::shared_ptr<const avatar::Avatar>& avatar, int frame, FrameEncoding encoding,
+             int jpeg_quality);
   std::size_t used_bytes() const { return cache_.used_bytes(); }
 
  private:
+  struct Key;
+  static Key key_of(const avatar::Avatar* avatar, int frame, FrameEncoding encoding,
+                    int jpeg_quality);
   struct Key {
     const void* avatar;
     int frame;

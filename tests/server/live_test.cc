@@ -4,9 +4,11 @@
 // positions it reports, an underrun inserts silence, a slow reader gets late frames on an unmoved
 // timeline, and eight sessions run at once. Timing bounds are generous: the figures belong to the
 // load test.
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <thread>
 
@@ -347,6 +349,139 @@ TEST_F(LiveTest, EightSessionsAtOnce) {
     EXPECT_EQ(r.speech_latency_ms.size(), 1u);
     EXPECT_GE(r.frames, 90);  // 4 s
   }
+}
+
+// The session's answer to a raw request sequence (the generated stub; frames are read and
+// dropped).
+grpc::Status raw_session(int port, const std::vector<v1::LiveRequest>& requests) {
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  auto stub = v1::LipSync::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto call = stub->Live(&context);
+  for (const auto& r : requests) {
+    if (!call->Write(r)) break;
+  }
+  call->WritesDone();
+  v1::LiveFrame frame;
+  while (call->Read(&frame)) {
+  }
+  return call->Finish();
+}
+
+v1::LiveRequest config_request() {
+  v1::LiveRequest r;
+  r.mutable_config()->set_model_id("demo");
+  return r;
+}
+
+TEST_F(LiveTest, MalformedSessionsAreInvalidArgumentNamingTheProblem) {
+  v1::LiveRequest speech;
+  speech.set_speech(std::string(640, '\0'));
+  v1::LiveRequest bad_format = config_request();
+  bad_format.mutable_config()->set_format(static_cast<v1::StreamConfig::Format>(77));
+  v1::LiveRequest bad_encoding = config_request();
+  bad_encoding.mutable_config()->set_encoding(static_cast<v1::StreamConfig::Encoding>(9));
+  v1::LiveRequest bad_rate = config_request();
+  bad_rate.mutable_config()->set_sample_rate(100);
+  v1::LiveRequest odd;
+  odd.set_speech(std::string(3, '\0'));  // 1.5 s16 samples, then the utterance ends
+  v1::LiveRequest end;
+  end.set_segment_end(true);
+  const std::vector<std::pair<std::vector<v1::LiveRequest>, std::string>> cases{
+      {{speech}, "a message before the config message"},
+      {{config_request(), config_request()}, "a second config message"},
+      {{bad_format}, "format 77 is not defined"},
+      {{bad_encoding}, "encoding 9 is not defined"},
+      {{bad_rate}, "sample_rate 100 is out of range"},
+      {{config_request(), v1::LiveRequest{}}, "an empty LiveRequest"},
+      {{config_request(), odd, end}, "the utterance ends with"},
+  };
+  for (const auto& [requests, message] : cases) {
+    const grpc::Status status = raw_session(server_->grpc_port(), requests);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << message;
+    EXPECT_NE(status.error_message().find(message), std::string::npos)
+        << status.error_message() << " vs " << message;
+  }
+  // Bytes that are no protobuf at all.
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->grpc_port()),
+                                     grpc::InsecureChannelCredentials());
+  grpc::GenericStub generic(channel);
+  grpc::ClientContext context;
+  grpc::CompletionQueue cq;
+  auto call = generic.PrepareCall(&context, "/lipsync.v1.LipSync/Live", &cq);
+  void* tag = nullptr;
+  bool ok = false;
+  call->StartCall(reinterpret_cast<void*>(1));
+  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+  const std::string garbage = "\xff\xff\xff\xff\x0f not protobuf";
+  grpc::Slice slice(garbage.data(), garbage.size());
+  grpc::ByteBuffer buffer(&slice, 1);
+  call->Write(buffer, reinterpret_cast<void*>(2));
+  cq.Next(&tag, &ok);
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(3));
+  while (cq.Next(&tag, &ok) && tag != reinterpret_cast<void*>(3)) {
+  }
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("message 1 is not a valid lipsync.v1.LiveRequest"),
+            std::string::npos)
+      << status.error_message();
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  // None of them is left running (the count drops just after the status is sent).
+  for (int i = 0; i < 100 && server_->active_live_sessions() > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(server_->active_live_sessions(), 0);
+}
+
+TEST_F(LiveTest, ACancelledSessionEndsAtOnceAndShutdownEndsTheRest) {
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->grpc_port()),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = v1::LipSync::NewStub(channel);
+  const auto speak = [&](grpc::ClientContext& context) {
+    auto call = stub->Live(&context);
+    EXPECT_TRUE(call->Write(config_request()));
+    v1::LiveRequest speech;
+    std::string bytes(speech_->size() * 2, '\0');
+    for (std::size_t i = 0; i < speech_->size(); ++i) {
+      const auto v = static_cast<std::int16_t>(std::lround((*speech_)[i] * 32767.0f));
+      std::memcpy(&bytes[2 * i], &v, 2);
+    }
+    speech.set_speech(bytes);
+    EXPECT_TRUE(call->Write(speech));
+    return call;
+  };
+  {  // Cancelled mid-speech.
+    grpc::ClientContext context;
+    auto call = speak(context);
+    v1::LiveFrame frame;
+    for (int i = 0; i < 40; ++i) ASSERT_TRUE(call->Read(&frame));
+    context.TryCancel();
+    EXPECT_EQ(call->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  for (int i = 0; i < 100 && server_->active_live_sessions() > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(server_->active_live_sessions(), 0);
+  EXPECT_NE(metrics().find("lipsync_requests_total{method=\"Live\",code=\"CANCELLED\"} 1"),
+            std::string::npos);
+  // Speaking when the server stops (grace 1 s): UNAVAILABLE, and the stop does not hang.
+  grpc::ClientContext context;
+  auto call = speak(context);
+  v1::LiveFrame frame;
+  ASSERT_TRUE(call->Read(&frame));
+  const auto t0 = std::chrono::steady_clock::now();
+  std::thread stopper([&] { server_->stop(); });
+  while (call->Read(&frame)) {
+  }
+  const grpc::Status status = call->Finish();
+  stopper.join();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
 }
 
 TEST_F(LiveTest, BadSessionsGetTheirCode) {
