@@ -1,6 +1,6 @@
 // Server: `lipsync serve`: the gRPC services (the old monolithic API, the streaming and live
-// APIs, the standard health service, reflection), the HTTP endpoints (/healthz, /readyz, /metrics), the
-// model registry and the request workers, started and stopped together.
+// APIs, the standard health service, reflection), the HTTP endpoints (/healthz, /readyz, /metrics),
+// the model registry and the request workers, started and stopped together.
 //
 // Stopping (SIGINT/SIGTERM): stop accepting; calls in progress get shutdown_grace_s to finish;
 // the ones left are ended with UNAVAILABLE; then every scheduler thread stops and joins, the
