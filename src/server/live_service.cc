@@ -8,6 +8,7 @@
 #include "audio/streaming_resampler.h"
 #include "core/stopwatch.h"
 #include "core/strand.h"
+#include "server/bidi_call.h"
 #include "server/grpc_status.h"
 
 namespace lipsync::server {
@@ -36,22 +37,7 @@ LiveFrame::State wire_state(pipeline::LiveState s) {
 
 class LiveCall;
 
-class LiveReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
- public:
-  explicit LiveReactor(std::shared_ptr<LiveCall> call) : call_(std::move(call)) {}
-  void OnReadDone(bool ok) override;
-  void OnWriteDone(bool ok) override;
-  void OnCancel() override;
-  void OnDone() override;
-
-  void read() { StartRead(&read_); }
-  void write(const grpc::ByteBuffer* message) { StartWrite(message); }
-  void finish(const grpc::Status& status) { Finish(status); }
-
- private:
-  std::shared_ptr<LiveCall> call_;
-  grpc::ByteBuffer read_;
-};
+using LiveReactor = BidiReactor<LiveCall>;
 
 // One live session's call: the session's sink, and everything queued work may touch. The
 // reactor is reached only under mutex_ and never after OnDone.
@@ -399,44 +385,14 @@ class LiveCall final : public pipeline::LiveSink, public std::enable_shared_from
   Registry::Lease lease_;
 };
 
-void LiveReactor::OnReadDone(bool ok) {
-  call_->read_done(ok, std::move(read_));
-}
-void LiveReactor::OnWriteDone(bool ok) {
-  call_->write_done(ok);
-}
-void LiveReactor::OnCancel() {
-  call_->cancelled();
-}
-void LiveReactor::OnDone() {
-  call_->detach();
-  delete this;
-}
-
 }  // namespace
 
 LiveService::LiveService(const ServiceContext& context) : context_(context) {}
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* LiveService::start(
     grpc::CallbackServerContext*) {
-  auto call = std::make_shared<LiveCall>(context_, active_);
-  auto* reactor = new LiveReactor(call);
-  ++active_;
-  const std::weak_ptr<LiveCall> weak = call;
-  const std::uint64_t id = context_.calls->add([weak](const grpc::Status& status) {
-    if (auto c = weak.lock()) c->end(status);
-  });
-  call->attach(reactor, id);
-  if (id == 0) {
-    call->end(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
-  } else if (active_.load() > context_.live.max_sessions) {
-    call->end(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                           "too many live sessions at once (live.max_sessions = " +
-                               std::to_string(context_.live.max_sessions) + "); retry later"));
-  } else {
-    call->begin();
-  }
-  return reactor;
+  return start_bidi_call<LiveCall>(context_, active_, context_.live.max_sessions, "live sessions",
+                                   "live.max_sessions");
 }
 
 }  // namespace lipsync::server

@@ -9,6 +9,7 @@
 #include "audio/video_frames.h"
 #include "core/stopwatch.h"
 #include "core/strand.h"
+#include "server/bidi_call.h"
 #include "server/grpc_status.h"
 
 namespace lipsync::server {
@@ -23,22 +24,7 @@ constexpr const char* kMethod = "Stream";
 class StreamCall;
 
 // gRPC's side of a stream: it forwards every reaction to the call and owns the read buffer.
-class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
- public:
-  explicit StreamReactor(std::shared_ptr<StreamCall> call) : call_(std::move(call)) {}
-  void OnReadDone(bool ok) override;
-  void OnWriteDone(bool ok) override;
-  void OnCancel() override;
-  void OnDone() override;
-
-  void read() { StartRead(&read_); }
-  void write(const grpc::ByteBuffer* message) { StartWrite(message); }
-  void finish(const grpc::Status& status) { Finish(status); }
-
- private:
-  std::shared_ptr<StreamCall> call_;
-  grpc::ByteBuffer read_;
-};
+using StreamReactor = BidiReactor<StreamCall>;
 
 // One stream: the consumer of its producer, and everything queued work may touch. It outlives
 // the reactor; the reactor is reached only under mutex_ and never after OnDone.
@@ -347,44 +333,14 @@ class StreamCall final : public pipeline::FrameConsumer,
   Registry::Lease lease_;                              // guarded
 };
 
-void StreamReactor::OnReadDone(bool ok) {
-  call_->read_done(ok, std::move(read_));
-}
-void StreamReactor::OnWriteDone(bool ok) {
-  call_->write_done(ok);
-}
-void StreamReactor::OnCancel() {
-  call_->cancelled();
-}
-void StreamReactor::OnDone() {
-  call_->detach();
-  delete this;
-}
-
 }  // namespace
 
 StreamService::StreamService(const ServiceContext& context) : context_(context) {}
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* StreamService::start(
     grpc::CallbackServerContext*) {
-  auto call = std::make_shared<StreamCall>(context_, active_);
-  auto* reactor = new StreamReactor(call);
-  ++active_;
-  const std::weak_ptr<StreamCall> weak = call;
-  const std::uint64_t id = context_.calls->add([weak](const grpc::Status& status) {
-    if (auto c = weak.lock()) c->end(status);
-  });
-  call->attach(reactor, id);
-  if (id == 0) {
-    call->end(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
-  } else if (active_.load() > context_.server.max_streams) {
-    call->end(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                           "too many streams at once (server.max_streams = " +
-                               std::to_string(context_.server.max_streams) + "); retry later"));
-  } else {
-    call->begin();
-  }
-  return reactor;
+  return start_bidi_call<StreamCall>(context_, active_, context_.server.max_streams, "streams",
+                                     "server.max_streams");
 }
 
 }  // namespace lipsync::server
