@@ -1,18 +1,28 @@
-// BidiReactor and start_bidi_call: the plumbing both bidirectional calls (Stream, Live) share.
-// The reactor only forwards gRPC's callbacks to its call object; the call object owns the
-// state and reaches the reactor under its own lock, never after OnDone (detach()).
+// BidiReactor, BidiCall and start_bidi_call: the plumbing both bidirectional calls (Stream,
+// Live) share. The reactor only forwards gRPC's callbacks to its call object; the call object
+// owns the state and reaches the reactor under its own lock, never after OnDone (detach()).
 //
-// A Call provides: attach(BidiReactor<Call>*, call id), begin(), end(status), read_done(ok,
-// bytes), write_done(ok), cancelled(), detach(); and a constructor (context, active counter).
+// A call derives from BidiCall<Call, Request> and provides (befriending the base):
+//   static constexpr const char* kMethod;      // for the metrics
+//   void handle(const Request&);               // on the strand; throw Error to end the call
+//   void half_closed();                        // on the strand: the client closed its side
+//   void drop();                               // the call ends: cancel its work (any thread)
+//   void on_written() {}                       // optional: a message went out
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
+#include <exception>
 #include <memory>
+#include <mutex>
 #include <string>
 
+#include "core/error.h"
+#include "core/strand.h"
+#include "server/grpc_status.h"
 #include "server/service_context.h"
 
 namespace lipsync::server {
@@ -36,6 +46,179 @@ class BidiReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
  private:
   std::shared_ptr<Call> call_;
   grpc::ByteBuffer read_;
+};
+
+template <class Call, class Request>
+class BidiCall : public std::enable_shared_from_this<Call> {
+ public:
+  BidiCall(const ServiceContext& ctx, std::atomic<int>& active)
+      : ctx_(ctx), strand_(*ctx.workers), active_(active) {}
+
+  void attach(BidiReactor<Call>* reactor, std::uint64_t call_id) {
+    std::lock_guard lock(mutex_);
+    reactor_ = reactor;
+    call_id_ = call_id;
+  }
+  void detach() {
+    {
+      std::lock_guard lock(mutex_);
+      reactor_ = nullptr;
+      ended_ = true;
+    }
+    call().drop();
+    --active_;
+  }
+
+  // Reads the config message.
+  void begin() { request_read(); }
+
+  void read_done(bool ok, grpc::ByteBuffer bytes) {
+    int number = 0;
+    {
+      std::lock_guard lock(mutex_);
+      reading_ = false;
+      number = ++messages_read_;
+    }
+    auto self = this->shared_from_this();
+    if (!ok) {  // the client closed its side (or went away)
+      strand_.post([self] { self->run([&] { self->half_closed(); }); });
+      return;
+    }
+    auto message = std::make_shared<Request>();
+    if (!grpc::SerializationTraits<Request>::Deserialize(&bytes, message.get()).ok()) {
+      end(to_status(Error::invalid_input("message " + std::to_string(number) + " is not a valid " +
+                                         Request::descriptor()->full_name() +
+                                         " (protobuf parsing failed)")));
+      return;
+    }
+    strand_.post([self, message] { self->run([&] { self->handle(*message); }); });
+  }
+
+  void write_done(bool ok) {
+    bool finish = false;
+    grpc::Status status;
+    {
+      std::lock_guard lock(mutex_);
+      writing_ = false;
+      if (ended_) return;
+      if (ok) {
+        outbox_.pop_front();
+        write_next_locked();
+        finish = outbox_.empty() && !writing_ && done_;
+        status = final_status_;
+      }
+    }
+    if (!ok) {
+      end(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+      return;
+    }
+    call().on_written();
+    if (finish) end(status);
+  }
+
+  void cancelled() { end(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client")); }
+
+  // Ends the call once: drops its work, releases the lease, sends the status.
+  void end(const grpc::Status& status) {
+    Registry::Lease lease;
+    BidiReactor<Call>* reactor = nullptr;
+    std::uint64_t call_id = 0;
+    {
+      std::lock_guard lock(mutex_);
+      if (ended_ || reactor_ == nullptr) return;
+      ended_ = true;
+      reactor = reactor_;
+      call_id = call_id_;
+      lease = std::move(lease_);
+    }
+    strand_.close();
+    call().drop();
+    lease.model.reset();
+    ctx_.metrics->count_request(Call::kMethod, status_code_name(status.error_code()));
+    ctx_.calls->remove(call_id);
+    reactor->finish(status);
+  }
+
+ protected:
+  void on_written() {}
+
+  // Runs strand work, turning its errors into the call's status.
+  template <class F>
+  void run(F&& work) {
+    try {
+      work();
+    } catch (const Error& e) {
+      end(to_status(e));
+    } catch (const std::exception& e) {
+      end(to_status(Error::internal(e.what())));
+    }
+  }
+
+  // Asks for the client's next message (unless one is on its way or the reading is over).
+  void request_read() {
+    std::lock_guard lock(mutex_);
+    if (ended_ || reactor_ == nullptr || reading_ || no_more_reads_) return;
+    reading_ = true;
+    reactor_->read();
+  }
+  // The client has nothing more to say; false when that was known already.
+  bool stop_reading() {
+    std::lock_guard lock(mutex_);
+    if (no_more_reads_) return false;
+    no_more_reads_ = true;
+    return true;
+  }
+
+  // Queues a message for the client, in order.
+  void send(grpc::ByteBuffer bytes) {
+    std::lock_guard lock(mutex_);
+    if (ended_) return;
+    outbox_.push_back(std::move(bytes));
+    write_next_locked();
+  }
+  // Messages queued and not yet written.
+  std::size_t queued() {
+    std::lock_guard lock(mutex_);
+    return outbox_.size();
+  }
+  // Ends the call with `status` once everything queued is written.
+  void finish_when_written(const grpc::Status& status) {
+    bool finish = false;
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+      final_status_ = status;
+      finish = outbox_.empty() && !writing_;
+    }
+    if (finish) end(status);
+  }
+
+  const ServiceContext& ctx_;
+  core::Strand strand_;
+  std::mutex mutex_;
+  bool ended_ = false;     // Finish was called, or OnDone came (guarded)
+  Registry::Lease lease_;  // the model the call uses (guarded)
+
+ private:
+  Call& call() { return static_cast<Call&>(*this); }
+
+  // Requires mutex_ held.
+  void write_next_locked() {
+    if (ended_ || writing_ || outbox_.empty() || reactor_ == nullptr) return;
+    writing_ = true;
+    reactor_->write(&outbox_.front());
+  }
+
+  std::atomic<int>& active_;
+  BidiReactor<Call>* reactor_ = nullptr;  // null after OnDone (guarded)
+  std::uint64_t call_id_ = 0;             // guarded
+  bool reading_ = false;                  // a read is in flight (guarded)
+  bool no_more_reads_ = false;            // the end marker came, or the client closed (guarded)
+  bool writing_ = false;                  // a write is in flight (guarded)
+  bool done_ = false;                     // everything is queued; then final_status_ (guarded)
+  grpc::Status final_status_;             // guarded
+  int messages_read_ = 0;                 // guarded
+  std::deque<grpc::ByteBuffer> outbox_;   // messages waiting to be written, in order (guarded)
 };
 
 // Starts one call: registers it for shutdown, then admits it (at most `limit` at once, counted
