@@ -268,11 +268,7 @@ void run_live_loadtest(const LoadArgs& a) {
     jitter99.push_back(r.jitter_p99_ms);
     if (!r.status.ok() && first_error.ok()) first_error = r.status;
   }
-  const auto pct = [](std::vector<double> v, double p) {
-    if (v.empty()) return 0.0;
-    std::sort(v.begin(), v.end());
-    return v[std::min(v.size() - 1, static_cast<std::size_t>(p * (v.size() - 1) + 0.5))];
-  };
+  const auto pct = client::percentile;
   std::cout << nlohmann::json{{"live_sessions", a.live},
                               {"seconds", a.seconds},
                               {"frames", frames},
@@ -310,12 +306,8 @@ struct LoadResults {
     if (first_error.ok()) first_error = status;
   }
 
-  // Latency at percentile p of the sorted latencies.
-  double percentile(double p) const {
-    if (latencies.empty()) return 0.0;
-    return latencies[std::min(latencies.size() - 1,
-                              static_cast<std::size_t>(p * (latencies.size() - 1) + 0.5))];
-  }
+  // Latency at percentile p.
+  double percentile(double p) const { return client::percentile(latencies, p); }
 };
 
 // One request of the load test: an InferBatchComposite call, or a whole stream.

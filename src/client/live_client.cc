@@ -24,12 +24,6 @@ using lipsync::v1::LiveFrame;
 using lipsync::v1::LiveRequest;
 using lipsync::v1::StreamConfig;
 
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * (v.size() - 1) + 0.5))];
-}
-
 // A 16 kHz mono 16-bit WAV file.
 void write_wav(const fs::path& path, const std::vector<std::int16_t>& samples) {
   std::ofstream out(path, std::ios::binary);
@@ -250,6 +244,12 @@ void play_script(grpc::ClientReaderWriter<LiveRequest, LiveFrame>& call, const L
 }
 
 }  // namespace
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * (v.size() - 1) + 0.5))];
+}
 
 std::vector<LiveAction> load_live_script(const fs::path& path) {
   const std::string where = "script " + path.string();

@@ -22,6 +22,10 @@
 
 namespace lipsync::client {
 
+// The value at fraction p (0..1) of `values`, nearest rank (0 when empty); the one rule for
+// every percentile the clients and load tests print.
+double percentile(std::vector<double> values, double p);
+
 struct LiveAction {
   enum class Kind { kSay, kInterrupt, kEnd };
   int at_ms = 0;
