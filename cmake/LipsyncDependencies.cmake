@@ -26,6 +26,11 @@ find_package(gRPC CONFIG REQUIRED)
 find_package(Boost 1.74 REQUIRED)
 find_package(spdlog CONFIG REQUIRED)
 
+# WebRTC (GStreamer's webrtcbin with libnice) and text to speech (libespeak-ng), from Debian.
+pkg_check_modules(GST REQUIRED IMPORTED_TARGET gstreamer-1.0 gstreamer-app-1.0 gstreamer-sdp-1.0
+  gstreamer-webrtc-1.0 nice)
+pkg_check_modules(ESPEAK REQUIRED IMPORTED_TARGET espeak-ng)
+
 # ONNX Runtime: not a Debian package. scripts/bootstrap unpacks the pinned 1.29 CPU build into
 # third_party/onnxruntime; ONNXRUNTIME_ROOT (environment or cache) selects any official release
 # instead (for example a GPU build), with include/ and lib/ as in the release archives.

@@ -41,6 +41,7 @@ const std::vector<Binding>& bindings() {
       bind(server::ServerOptions::config(), &ConfigFile::server),
       bind(pipeline::SchedulerOptions::config(), &ConfigFile::scheduler),
       bind(pipeline::LiveOptions::config(), &ConfigFile::live),
+      bind(webrtc::WebRtcOptions::config(), &ConfigFile::webrtc),
       bind(server::RegistryOptions::config(), &ConfigFile::registry),
       bind(server::ServerOptions::top_level_config(), &ConfigFile::server),
   };
@@ -165,6 +166,7 @@ server::ServerConfig ConfigFile::server_config() const {
   c.scheduler = scheduler;
   c.pipeline = pipeline;
   c.live = live;
+  c.webrtc = webrtc;
   c.output = output;
   c.audio = audio;
   c.models = models;

@@ -20,6 +20,7 @@
 #include "server/registry.h"
 #include "server/server.h"
 #include "server/server_options.h"
+#include "webrtc/webrtc_options.h"
 
 namespace lipsync::cli {
 
@@ -32,6 +33,7 @@ struct ConfigFile {
   render::OutputOptions output;    // render.jpeg_quality, render.mp4_*
   pipeline::PipelineOptions pipeline;
   pipeline::LiveOptions live;
+  webrtc::WebRtcOptions webrtc;
   pipeline::SchedulerOptions scheduler;
   server::ServerOptions server;           // server.*, log_level
   server::RegistryOptions registry;       // registry.*

@@ -83,6 +83,8 @@ const core::ConfigTable<LiveOptions>& LiveOptions::config() {
                    "lookahead plus one generator batch, computed")
           .integer("crossfade_frames", &LiveOptions::crossfade_frames, 0, 25,
                    "frames blending template and generated crops at speech start and end")
+          .integer("interrupt_fade_frames", &LiveOptions::interrupt_fade_frames, 0, 25,
+                   "frames fading the last speech frame back to idle after an interrupt")
           .integer("idle_cache_mb", &LiveOptions::idle_cache_mb, 1, 1048576,
                    "encoded idle (template) frames kept for all sessions of the server; idling "
                    "then costs no encoding");
@@ -247,7 +249,7 @@ LiveSession::Segment LiveSession::segment_locked(std::int64_t tick) {
     s.frame = static_cast<int>(tick - u->start_tick);
     return s;
   }
-  const int n = settings_.live.crossfade_frames;
+  const int n = settings_.live.interrupt_fade_frames;
   if (fade_start_ >= 0 && tick >= fade_start_ - (fade_hold_ ? 1 : 0) && tick < fade_start_ + n &&
       last_output_) {
     s.state = LiveState::kFading;
@@ -437,7 +439,7 @@ void LiveSession::maintain() {
     }
     underrunning_ = padding;
     prefetch_locked(k);
-    const int n = settings_.live.crossfade_frames;
+    const int n = settings_.live.interrupt_fade_frames;
     const bool fading = fade_start_ >= 0 && k < fade_start_ + n;
     done = closing_ && utterances_.empty() && !fading;
   }
@@ -487,7 +489,7 @@ void LiveSession::prepare_picture(std::int64_t tick, Segment segment) {
       }
       cv::Mat generated;
       render::composite(*target_.avatar, segment.template_frame, batch->output(slot), generated);
-      const int n = settings_.live.crossfade_frames;
+      const int n = settings_.live.interrupt_fade_frames;
       const double a = static_cast<double>(n - segment.frame) / (n + 1);
       picture->bytes = encode(blend(*target_.avatar, segment.template_frame, generated, a));
     } else {

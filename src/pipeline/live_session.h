@@ -15,7 +15,8 @@
 // - Underrun: when an utterance runs dry before its end, silence is inserted where its audio is
 //   needed (the mouth closes, the audio has a gap), flagged and counted; the playhead never waits.
 // - Interrupt: queued speech, queued generator work and speech frames not yet emitted are dropped;
-//   the next frame emitted fades the last speech frame to idle (FADING, silent). When the
+//   the next frames emitted (interrupt_fade_frames) fade the last speech frame to idle (FADING,
+//   silent). When the
 //   interrupt comes too close to that tick to draw it, the tick holds the last speech picture
 //   (FADING, silent, on time) and the fade starts on the next.
 // - An utterance of N samples plays for clip_frames(N) ticks (the reference's L + 2); the few
@@ -52,11 +53,12 @@ namespace lipsync::pipeline {
 
 // The `live.*` config keys.
 struct LiveOptions {
-  int max_sessions = 16;     // live.max_sessions: sessions at once; more: RESOURCE_EXHAUSTED
-  int max_buffered_s = 30;   // live.max_buffered_s: speech queued and not yet played
-  int latency_ms = 0;        // live.latency_ms: 0 = lookahead + one generator batch, computed
-  int crossfade_frames = 3;  // live.crossfade_frames: frames blended at speech start and end
-  int idle_cache_mb = 64;    // live.idle_cache_mb: encoded template frames, server-wide
+  int max_sessions = 16;          // live.max_sessions: sessions at once; more: RESOURCE_EXHAUSTED
+  int max_buffered_s = 30;        // live.max_buffered_s: speech queued and not yet played
+  int latency_ms = 0;             // live.latency_ms: 0 = lookahead + one generator batch, computed
+  int crossfade_frames = 3;       // live.crossfade_frames: frames blended at speech start and end
+  int interrupt_fade_frames = 2;  // live.interrupt_fade_frames: frames back to idle after one
+  int idle_cache_mb = 64;         // live.idle_cache_mb: encoded template frames, server-wide
   void validate() const;
   static const core::ConfigTable<LiveOptions>& config();
 };

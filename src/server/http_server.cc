@@ -6,7 +6,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cctype>
 #include <chrono>
+#include <limits>
 #include <optional>
 #include <thread>
 #include <unordered_map>
@@ -50,13 +52,44 @@ const char* reason_text(int status) {
 
 }  // namespace
 
+std::string HttpRequest::header(std::string_view name) const {
+  for (const auto& [n, v] : headers) {
+    if (n == name) return v;
+  }
+  return {};
+}
+
+std::string HttpRequest::param(std::string_view name) const {
+  std::string_view rest = query;
+  while (!rest.empty()) {
+    const auto amp = rest.find('&');
+    const std::string_view item = rest.substr(0, amp);
+    const auto eq = item.find('=');
+    if (item.substr(0, eq) == name) {
+      return eq == std::string_view::npos ? std::string() : std::string(item.substr(eq + 1));
+    }
+    if (amp == std::string_view::npos) break;
+    rest.remove_prefix(amp + 1);
+  }
+  return {};
+}
+
+void HttpResponder::reply(HttpReply r) const {
+  if (!reply_ || reply_->done.exchange(true)) return;
+  reply_->reply(std::move(r));
+}
+
+void HttpResponder::resume() const {
+  if (reply_ && reply_->resume) reply_->resume();
+}
+
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   class Session;
 
   asio::io_context io;
   tcp::acceptor acceptor{io};
   HttpLimits limits;
-  Handler handler;
+  HttpRoutes routes;
   std::thread thread;
   int port = 0;
   std::atomic<int> connections{0};
@@ -66,7 +99,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   void close_all();
 };
 
-// One connection: read a request (within the timeout), answer it, maybe read the next.
+// One connection: read a request's header (within the timeout), then its body whole or as a
+// stream, hand it to the routes, write the reply when it comes, maybe read the next.
 class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
  public:
   Session(std::shared_ptr<Impl> server, tcp::socket socket)
@@ -83,6 +117,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.socket().close(ec);
+    hold_.reset();
   }
 
  private:
@@ -90,55 +125,181 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(server_->limits.max_header_bytes));
     parser_->body_limit(server_->limits.max_body_bytes);
+    body_stream_.reset();
+    body_done_ = false;
+    replied_ = false;
+    ++generation_;
     stream_.expires_after(std::chrono::seconds(server_->limits.timeout_s));
-    http::async_read(
+    http::async_read_header(
         stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
   }
 
-  void on_read(beast::error_code ec) {
-    if (ec) {
-      const int status = status_for_read_error(ec);
-      if (status == 0) return finish();
-      HttpReply reply{status, "text/plain; charset=utf-8", reason_text(status), {}};
-      lingering_ = true;  // the client may still be sending what we refused
-      return write(reply, 11, false, false);
-    }
+  // A reply for a read that failed: a status to send, or just the end of the connection.
+  void refuse(beast::error_code ec) {
+    const int status = status_for_read_error(ec);
+    if (status == 0) return finish();
+    HttpReply reply{status, "text/plain; charset=utf-8", reason_text(status), {}};
+    lingering_ = true;  // the client may still be sending what we refused
+    version_ = 11;
+    keep_alive_ = false;
+    head_ = false;
+    write(reply);
+  }
+
+  void on_header(beast::error_code ec) {
+    if (ec) return refuse(ec);
     const auto& req = parser_->get();
-    HttpRequest request;
-    request.method = std::string(req.method_string());
+    request_ = HttpRequest{};
+    request_.method = std::string(req.method_string());
     const std::string target(req.target());
     const auto q = target.find('?');
-    request.path = target.substr(0, q);
-    if (q != std::string::npos) request.query = target.substr(q + 1);
-    request.body = req.body();
-    HttpReply reply;
-    try {
-      reply = server_->handler(request);
-    } catch (const std::exception& e) {
-      reply = {500, "text/plain; charset=utf-8", std::string("error: ") + e.what() + "\n", {}};
+    request_.path = target.substr(0, q);
+    if (q != std::string::npos) request_.query = target.substr(q + 1);
+    for (const auto& field : req) {
+      std::string name(field.name_string());
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      request_.headers.emplace_back(std::move(name), std::string(field.value()));
     }
-    write(reply, req.version(), req.keep_alive(), req.method() == http::verb::head);
+    version_ = req.version();
+    keep_alive_ = req.keep_alive();
+    head_ = req.method() == http::verb::head;
+    if (server_->routes.stream && !parser_->is_done()) {
+      try {
+        body_stream_ = server_->routes.stream(request_, responder());
+      } catch (const std::exception& e) {
+        return on_reply(
+            {500, "text/plain; charset=utf-8", std::string("error: ") + e.what() + "\n", {}});
+      }
+    }
+    if (beast::iequals(request_.header("expect"), "100-continue")) {
+      auto cont =
+          std::make_shared<http::response<http::empty_body>>(http::status::continue_, version_);
+      http::async_write(stream_, *cont,
+                        [self = shared_from_this(), cont](beast::error_code e, std::size_t) {
+                          if (e) return self->finish();
+                          self->read_body();
+                        });
+      return;
+    }
+    read_body();
   }
 
-  void write(const HttpReply& reply, unsigned version, bool keep_alive, bool head) {
+  void read_body() {
+    if (body_stream_) {
+      parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
+      return read_piece();
+    }
+    if (parser_->is_done()) return dispatch();
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       if (ec) return self->refuse(ec);
+                       self->dispatch();
+                     });
+  }
+
+  void dispatch() {
+    body_done_ = true;
+    hold_ = shared_from_this();  // no read or write is pending until the reply comes
+    request_.body = std::move(parser_->get().body());
+    try {
+      server_->routes.handle(std::move(request_), responder());
+    } catch (const std::exception& e) {
+      on_reply({500, "text/plain; charset=utf-8", std::string("error: ") + e.what() + "\n", {}});
+    }
+  }
+
+  // Streamed bodies ---------------------------------------------------------------------------
+  void read_piece() {
+    if (parser_->is_done()) return end_stream(true);
+    stream_.expires_after(std::chrono::seconds(server_->limits.timeout_s));
+    http::async_read_some(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_piece(ec); });
+  }
+
+  void on_piece(beast::error_code ec) {
+    if (!body_stream_) return;
+    std::string piece = std::move(parser_->get().body());
+    parser_->get().body().clear();
+    bool more = true;
+    if (!piece.empty()) more = body_stream_->on_piece(std::move(piece));
+    if (ec) {
+      end_stream(false);
+      return finish();
+    }
+    if (parser_->is_done()) return end_stream(true);
+    if (more) return read_piece();
+    paused_ = true;  // resume() reads on
+    hold_ = shared_from_this();
+  }
+
+  void on_resume() {
+    if (!paused_) return;
+    paused_ = false;
+    auto keep = std::move(hold_);
+    read_piece();
+  }
+
+  void end_stream(bool complete) {
+    if (body_done_) return;
+    body_done_ = true;
+    if (complete) hold_ = shared_from_this();
+    auto body = std::move(body_stream_);
+    if (body) body->on_end(complete, responder());
+  }
+
+  // Replies ----------------------------------------------------------------------------------
+  HttpResponder responder() {
+    auto weak = weak_from_this();
+    auto* io = &server_->io;
+    const int generation = generation_;
+    return HttpResponder(
+        [weak, io, generation](HttpReply reply) {
+          asio::post(*io, [weak, generation, reply = std::move(reply)]() mutable {
+            auto self = weak.lock();
+            if (self && self->generation_ == generation) self->on_reply(std::move(reply));
+          });
+        },
+        [weak, io, generation] {
+          asio::post(*io, [weak, generation] {
+            auto self = weak.lock();
+            if (self && self->generation_ == generation) self->on_resume();
+          });
+        });
+  }
+
+  void on_reply(HttpReply reply) {
+    if (replied_) return;
+    replied_ = true;
+    auto keep = std::move(hold_);
+    if (!body_done_) {
+      // A reply before the body is in: say it, drop the rest, and end the connection.
+      body_done_ = true;
+      body_stream_.reset();
+      lingering_ = true;
+      keep_alive_ = false;
+    }
+    write(reply);
+  }
+
+  void write(const HttpReply& reply) {
     auto response = std::make_shared<http::response<http::string_body>>(
-        static_cast<http::status>(reply.status), version);
+        static_cast<http::status>(reply.status), version_);
     response->set(http::field::server, "lipsync");
     response->set(http::field::content_type, reply.content_type);
     for (const auto& [name, value] : reply.headers) response->set(name, value);
-    response->keep_alive(keep_alive);
-    response->body() = head ? std::string() : reply.body;
+    response->keep_alive(keep_alive_);
+    response->body() = head_ ? std::string() : reply.body;
     response->prepare_payload();
-    if (head) response->content_length(reply.body.size());
+    if (head_) response->content_length(reply.body.size());
     stream_.expires_after(std::chrono::seconds(server_->limits.timeout_s));
-    http::async_write(
-        stream_, *response,
-        [self = shared_from_this(), response, keep_alive](beast::error_code ec, std::size_t) {
-          if (!ec && self->lingering_) return self->drain();
-          if (ec || !keep_alive) return self->finish();
-          self->read();
-        });
+    http::async_write(stream_, *response,
+                      [self = shared_from_this(), response](beast::error_code ec, std::size_t) {
+                        if (!ec && self->lingering_) return self->drain();
+                        if (ec || !self->keep_alive_) return self->finish();
+                        self->read();
+                      });
   }
 
   // After refusing a request whose body is still coming: stop sending, then read and drop what
@@ -156,6 +317,9 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   }
 
   void finish() {
+    if (body_stream_) end_stream(false);
+    ++generation_;  // a late reply or resume finds nothing
+    auto keep = shared_from_this();
     close();
     server_->sessions.erase(this);
   }
@@ -169,6 +333,18 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  HttpRequest request_;
+  unsigned version_ = 11;
+  bool keep_alive_ = false;
+  bool head_ = false;
+  std::shared_ptr<HttpBodyStream> body_stream_;
+  bool body_done_ = false;
+  bool replied_ = false;
+  bool paused_ = false;
+  int generation_ = 0;  // one per request: replies and resumes for an earlier one are dropped
+  // The connection itself while it waits for a reply or a resume with nothing pending on its
+  // socket (dropped when it is closed).
+  std::shared_ptr<Session> hold_;
 };
 
 void HttpServer::Impl::accept() {
@@ -196,8 +372,16 @@ void HttpServer::Impl::close_all() {
 }
 
 HttpServer::HttpServer(const std::string& address, HttpLimits limits, Handler handler)
+    : HttpServer(
+          address, limits,
+          HttpRoutes{[handler = std::move(handler)](HttpRequest request, HttpResponder responder) {
+                       responder.reply(handler(request));
+                     },
+                     {}}) {}
+
+HttpServer::HttpServer(const std::string& address, HttpLimits limits, HttpRoutes routes)
     : impl_(std::make_shared<Impl>()) {
-  impl_->handler = std::move(handler);
+  impl_->routes = std::move(routes);
   impl_->limits = limits;
   const ListenAddress where = parse_listen_address(address, "server.http");
   try {

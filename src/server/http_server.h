@@ -1,17 +1,22 @@
 // HttpServer: a small asynchronous HTTP/1.1 server on Boost.Beast for the operational endpoints
-// (/healthz, /readyz, /metrics) and, later, the session API. One I/O thread serves any number of
-// connections at once; each request's header and body must arrive within the timeout (a client
-// sending a byte a second is closed, and never delays anyone else), header and body sizes are
-// limited (431, 413), malformed requests get 400, keep-alive connections idle at most the
-// timeout. stop() closes every connection at once: it never waits for an idle client.
-// Thread contract: construction and stop() from one thread; the handler runs on the I/O thread
+// (/healthz, /readyz, /metrics), the session API and the demo page. One I/O thread serves any
+// number of connections at once; each request's header and body must arrive within the timeout
+// (a client sending a byte a second is closed, and never delays anyone else), header and body
+// sizes are limited (431, 413), malformed requests get 400, keep-alive connections idle at most
+// the timeout. Replies may be made later from any thread (a WebRTC answer takes a second); a
+// route may take its body as a stream of pieces (an upload that is still being recorded), with
+// the timeout applying to each pause between pieces instead. `Expect: 100-continue` is answered.
+// stop() closes every connection at once: it never waits for an idle client.
+// Thread contract: construction and stop() from one thread; the routes run on the I/O thread
 // and must be quick.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -21,7 +26,12 @@ struct HttpRequest {
   std::string method;  // "GET", ...
   std::string path;    // the target without its query: "/metrics"
   std::string query;   // after '?', may be empty
-  std::string body;
+  std::string body;    // empty for a streamed body
+  std::vector<std::pair<std::string, std::string>> headers;  // names in lower case
+  // A header's value ("" when absent); `name` in lower case.
+  std::string header(std::string_view name) const;
+  // A query parameter's value ("" when absent); no percent-decoding beyond what ids need.
+  std::string param(std::string_view name) const;
 };
 
 struct HttpReply {
@@ -34,8 +44,51 @@ struct HttpReply {
 struct HttpLimits {
   int timeout_s = 10;                    // to send a request; idle between requests
   std::size_t max_header_bytes = 16384;  // bigger: 431
-  std::size_t max_body_bytes = 1 << 20;  // bigger: 413
+  std::size_t max_body_bytes = 1 << 20;  // bigger: 413 (bodies read whole)
   int max_connections = 1024;            // more are closed when accepted
+};
+
+// Where a request's reply goes: reply() once, from any thread (later calls are ignored; a reply
+// to a closed connection is dropped). resume() continues a streamed body paused by on_piece.
+class HttpResponder {
+ public:
+  HttpResponder() = default;
+  explicit HttpResponder(std::function<void(HttpReply)> reply, std::function<void()> resume = {})
+      : reply_(std::make_shared<Shared>()) {
+    reply_->reply = std::move(reply);
+    reply_->resume = std::move(resume);
+  }
+  void reply(HttpReply r) const;
+  void resume() const;
+
+ private:
+  struct Shared {
+    std::function<void(HttpReply)> reply;
+    std::function<void()> resume;
+    std::atomic<bool> done{false};
+  };
+  std::shared_ptr<Shared> reply_;
+};
+
+// A request body handed over as it arrives (a chunked upload, say), never held whole.
+class HttpBodyStream {
+ public:
+  virtual ~HttpBodyStream() = default;
+  // The next piece (I/O thread; must be quick). Return false to read no more until the
+  // responder's resume(); each wait is bounded by the timeout.
+  virtual bool on_piece(std::string piece) = 0;
+  // The body is complete (or `complete` false: the client went away or was too slow; any reply
+  // is then dropped). Reply through `responder`, from any thread.
+  virtual void on_end(bool complete, HttpResponder responder) = 0;
+};
+
+struct HttpRoutes {
+  // Every request whose body is read whole; reply through the responder, now or later, from
+  // any thread. Runs on the I/O thread: hand slow work to another thread.
+  std::function<void(HttpRequest, HttpResponder)> handle;
+  // Asked once a request's header is in (`header.body` empty): a stream for its body, or null
+  // to read the body whole and call handle. Optional.
+  std::function<std::shared_ptr<HttpBodyStream>(const HttpRequest& header, HttpResponder)> stream;
 };
 
 class HttpServer {
@@ -43,6 +96,8 @@ class HttpServer {
   using Handler = std::function<HttpReply(const HttpRequest&)>;
   // address "host:port" (port 0 picks a free one). Throws Error::Code::kInvalidInput when the
   // address is malformed or cannot be bound (in use).
+  HttpServer(const std::string& address, HttpLimits limits, HttpRoutes routes);
+  // A server whose every reply is made at once by `handler` on the I/O thread.
   HttpServer(const std::string& address, HttpLimits limits, Handler handler);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;

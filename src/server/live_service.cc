@@ -40,13 +40,7 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
 
   // LiveSink ----------------------------------------------------------------------------------
   void on_live_frame(pipeline::LiveFrame f) override {
-    const bool underrun_starts = f.underrun && !last_underrun_;
-    last_underrun_ = f.underrun;
-    ctx_.metrics->count_live_frame(std::string(pipeline::to_string(f.state)), f.late,
-                                   underrun_starts);
-    ctx_.metrics->observe_live_jitter_ms(
-        std::chrono::duration<double, std::milli>(f.emitted - f.due).count());
-    if (f.speech_latency_ms) ctx_.metrics->observe_speech_latency_ms(*f.speech_latency_ms);
+    record_live_frame(*ctx_.metrics, f, last_underrun_);
     LiveFrame out;
     out.set_index(f.index);
     out.set_pts_ms(audio::frame_pts_ms(f.index));
@@ -218,8 +212,8 @@ LiveService::LiveService(const ServiceContext& context) : context_(context) {}
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* LiveService::start(
     grpc::CallbackServerContext*) {
-  return start_bidi_call<LiveCall>(context_, active_, context_.live.max_sessions, "live sessions",
-                                   "live.max_sessions");
+  return start_bidi_call<LiveCall>(context_, *context_.live_sessions, context_.live.max_sessions,
+                                   "live sessions", "live.max_sessions");
 }
 
 }  // namespace lipsync::server

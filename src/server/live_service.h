@@ -28,11 +28,11 @@ class LiveService {
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* start(
       grpc::CallbackServerContext* context);
 
-  int active_sessions() const { return active_.load(); }
+  // Sessions now, gRPC and HTTP (the context's shared count).
+  int active_sessions() const { return context_.live_sessions->load(); }
 
  private:
   const ServiceContext context_;
-  std::atomic<int> active_{0};
 };
 
 }  // namespace lipsync::server

@@ -16,12 +16,15 @@
 #include "core/worker_pool.h"
 #include "pipeline/ticker.h"
 #include "server/call_tracker.h"
+#include "server/http_api.h"
 #include "server/http_server.h"
 #include "server/lipsync_service.h"
 #include "server/live_service.h"
 #include "server/monolithic_service.h"
 #include "server/server_metrics.h"
+#include "server/session_hub.h"
 #include "server/stream_service.h"
+#include "webrtc/whep_sender.h"
 
 namespace lipsync::server {
 namespace {
@@ -44,6 +47,9 @@ struct Server::Impl {
   std::unique_ptr<Registry> registry;
   std::unique_ptr<core::WorkerPool> workers;
   std::unique_ptr<pipeline::Ticker> ticker;  // the live sessions' clock
+  std::atomic<int> live_sessions{0};         // gRPC and HTTP (live.max_sessions)
+  std::unique_ptr<SessionHub> hub;           // HTTP-created sessions and their viewers
+  std::unique_ptr<HttpApi> api;
   std::unique_ptr<MonolithicService> monolithic;
   std::unique_ptr<StreamService> stream;
   std::unique_ptr<LiveService> live;
@@ -90,6 +96,12 @@ struct Server::Impl {
     out << "# HELP lipsync_live_sessions Live sessions now.\n"
            "# TYPE lipsync_live_sessions gauge\nlipsync_live_sessions "
         << live->active_sessions() << "\n";
+    out << "# HELP lipsync_http_sessions Live sessions created over HTTP now.\n"
+           "# TYPE lipsync_http_sessions gauge\nlipsync_http_sessions "
+        << hub->sessions() << "\n";
+    out << "# HELP lipsync_webrtc_viewers WebRTC viewers (sender pipelines) now.\n"
+           "# TYPE lipsync_webrtc_viewers gauge\nlipsync_webrtc_viewers "
+        << webrtc::WhepSender::live_pipelines() << "\n";
     out << "# HELP lipsync_active_requests InferBatchComposite calls in progress.\n"
            "# TYPE lipsync_active_requests gauge\nlipsync_active_requests "
         << monolithic->inflight() << "\n";
@@ -135,8 +147,7 @@ struct Server::Impl {
     limits.timeout_s = config.server.http_timeout_s;
     limits.max_body_bytes = static_cast<std::size_t>(config.server.http_max_body_kb) << 10;
     limits.max_connections = config.server.http_max_connections;
-    http = std::make_unique<HttpServer>(config.server.http_address, limits,
-                                        [this](const HttpRequest& r) { return route(r); });
+    http = std::make_unique<HttpServer>(config.server.http_address, limits, api->routes());
   }
 
   void start_janitor() {
@@ -187,6 +198,7 @@ Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) {
   config.output.validate();
   config.audio.validate();
   config.live.validate();
+  config.webrtc.validate();
   Impl& m = *impl_;
   m.config = std::move(config);
   ServerMetrics* metrics = &m.metrics;
@@ -204,6 +216,7 @@ Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) {
   context.metrics = &m.metrics;
   context.calls = &m.calls;
   context.ticker = m.ticker.get();
+  context.live_sessions = &m.live_sessions;
   context.idle_pictures = std::make_shared<pipeline::IdlePictureCache>(
       static_cast<std::size_t>(m.config.live.idle_cache_mb) << 20);
   context.server = m.config.server;
@@ -215,6 +228,9 @@ Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) {
   m.stream = std::make_unique<StreamService>(context);
   m.live = std::make_unique<LiveService>(context);
   m.lipsync = std::make_unique<LipSyncService>(*m.stream, *m.live);
+  m.hub = std::make_unique<SessionHub>(context, m.config.webrtc);
+  m.api = std::make_unique<HttpApi>(*m.hub, context,
+                                    [impl = &m](const HttpRequest& r) { return impl->route(r); });
 }
 
 Server::~Server() {
@@ -241,6 +257,7 @@ void Server::stop() {
   m.stopped = true;
   m.stop_janitor();
   if (m.http) m.http->stop();
+  m.hub->stop();
   m.end_calls();
   // No call is left: stop the live clock (its sessions post to the workers), stop the generators
   // (each joins its threads; a running batch finishes), let the workers drain what the last
@@ -259,6 +276,12 @@ int Server::active_streams() const {
 }
 int Server::active_live_sessions() const {
   return impl_->live->active_sessions();
+}
+int Server::http_sessions() const {
+  return impl_->hub->sessions();
+}
+int Server::webrtc_viewers() const {
+  return webrtc::WhepSender::live_pipelines();
 }
 int Server::active_calls() const {
   return impl_->calls.active();

@@ -1,10 +1,12 @@
 // Server: `lipsync serve`: the gRPC services (the old monolithic API, the streaming and live
-// APIs, the standard health service, reflection), the HTTP endpoints (/healthz, /readyz, /metrics),
-// the model registry and the request workers, started and stopped together.
+// APIs, the standard health service, reflection), the HTTP endpoints (/healthz, /readyz,
+// /metrics, the live-session API with WebRTC viewers, the demo page), the model registry and the
+// request workers, started and stopped together.
 //
 // Stopping (SIGINT/SIGTERM): stop accepting; calls in progress get shutdown_grace_s to finish;
 // the ones left are ended with UNAVAILABLE; then every scheduler thread stops and joins, the
-// workers drain, and only then are the models freed. HTTP connections are closed at once.
+// workers drain, and only then are the models freed. HTTP connections are closed at once, and
+// the HTTP sessions and their viewers end with them.
 // Thread contract: start() and stop() from one thread; the services run on their own threads.
 #pragma once
 
@@ -21,6 +23,7 @@
 #include "render/output_options.h"
 #include "server/registry.h"
 #include "server/server_options.h"
+#include "webrtc/webrtc_options.h"
 
 namespace lipsync::server {
 
@@ -33,6 +36,7 @@ struct ServerConfig {
   pipeline::SchedulerOptions scheduler;
   pipeline::PipelineOptions pipeline;
   pipeline::LiveOptions live;
+  webrtc::WebRtcOptions webrtc;
   render::OutputOptions output;
   audio::AudioOptions audio;
   std::vector<ModelSpec> models;
@@ -57,6 +61,9 @@ class Server {
   Registry& registry();
   int active_streams() const;
   int active_live_sessions() const;
+  // HTTP-created live sessions, and WebRTC viewers, now.
+  int http_sessions() const;
+  int webrtc_viewers() const;
   int active_calls() const;
 
  private:

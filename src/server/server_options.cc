@@ -67,7 +67,12 @@ const core::ConfigTable<ServerOptions>& ServerOptions::config() {
           .integer("http_max_body_kb", &ServerOptions::http_max_body_kb, 1, 1048576,
                    "largest HTTP request body (bigger: 413)")
           .integer("http_max_connections", &ServerOptions::http_max_connections, 1, 100000,
-                   "open HTTP connections at once (more are closed at once)");
+                   "open HTTP connections at once (more are closed at once)")
+          .text("api_token", &ServerOptions::api_token, "text or empty",
+                "when set, every /v1 HTTP request needs `Authorization: Bearer <token>`")
+          .text("cors_origins", &ServerOptions::cors_origins, "`*`, origins or empty",
+                "origins (comma-separated, or `*`) whose pages may call the HTTP API; empty = "
+                "the server's own page only");
   return table;
 }
 

@@ -4,6 +4,10 @@
 // fixed after start.
 #pragma once
 
+#include <atomic>
+#include <chrono>
+#include <string>
+
 #include "audio/audio_options.h"
 #include "core/worker_pool.h"
 #include "pipeline/frame_producer.h"
@@ -17,6 +21,18 @@
 
 namespace lipsync::server {
 
+// Counts one emitted live frame in the metrics (state, late, underruns, jitter, speech latency);
+// `last_underrun` is the caller's per-session memory of the previous frame's flag.
+inline void record_live_frame(ServerMetrics& metrics, const pipeline::LiveFrame& f,
+                              bool& last_underrun) {
+  const bool underrun_starts = f.underrun && !last_underrun;
+  last_underrun = f.underrun;
+  metrics.count_live_frame(std::string(pipeline::to_string(f.state)), f.late, underrun_starts);
+  metrics.observe_live_jitter_ms(
+      std::chrono::duration<double, std::milli>(f.emitted - f.due).count());
+  if (f.speech_latency_ms) metrics.observe_speech_latency_ms(*f.speech_latency_ms);
+}
+
 struct ServiceContext {
   Registry* registry = nullptr;
   core::WorkerPool* workers = nullptr;
@@ -24,6 +40,7 @@ struct ServiceContext {
   CallTracker* calls = nullptr;
   pipeline::Ticker* ticker = nullptr;                         // the live sessions' clock
   std::shared_ptr<pipeline::IdlePictureCache> idle_pictures;  // of every live session
+  std::atomic<int>* live_sessions = nullptr;  // gRPC and HTTP sessions now (live.max_sessions)
   ServerOptions server;
   pipeline::LiveOptions live;
   render::OutputOptions output;

@@ -1,0 +1,633 @@
+#include "server/http_api.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "audio/audio_file.h"
+#include "core/text.h"
+#include "server/wire_audio.h"
+#include "tts/text_to_speech.h"
+
+namespace lipsync::server {
+
+extern const unsigned char kDemoPageHtml[];
+extern const std::size_t kDemoPageHtmlSize;
+
+namespace {
+
+using nlohmann::json;
+
+HttpReply json_reply(int status, const json& body) {
+  return {status, "application/json", body.dump() + "\n", {}};
+}
+
+HttpReply error_reply(int status, const std::string& message) {
+  return json_reply(status, {{"error", message}});
+}
+
+int status_for(const Error& e) {
+  switch (e.code()) {
+    case Error::Code::kInvalidInput:
+      return 400;
+    case Error::Code::kNotFound:
+      return 404;
+    case Error::Code::kResourceExhausted:
+      return 429;
+    case Error::Code::kUnavailable:
+      return 503;
+    case Error::Code::kInternal:
+      break;
+  }
+  return 500;
+}
+
+// Another utterance is coming into the session (409).
+struct Conflict : Error {
+  Conflict() : Error(Error::Code::kInvalidInput, "the session is taking another utterance") {}
+};
+
+HttpReply reply_for(const std::exception& e) {
+  if (dynamic_cast<const Conflict*>(&e)) return error_reply(409, e.what());
+  if (const auto* error = dynamic_cast<const Error*>(&e)) {
+    return error_reply(status_for(*error), error->what());
+  }
+  return error_reply(500, e.what());
+}
+
+json info_json(const SessionInfo& i) {
+  json j = {{"id", i.id},
+            {"model", i.model},
+            {"whep", "/v1/sessions/" + i.id + "/whep"},
+            {"state", i.state},
+            {"viewers", i.viewers},
+            {"frames", i.frames},
+            {"late_frames", i.late_frames},
+            {"latency_ms", i.latency_ms},
+            {"width", i.width},
+            {"height", i.height},
+            {"age_s", i.age_s}};
+  j["speech_latency_ms"] = i.speech_latency_ms ? json(*i.speech_latency_ms) : json(nullptr);
+  return j;
+}
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> out;
+  std::size_t at = 1;
+  while (at <= path.size()) {
+    const auto slash = path.find('/', at);
+    const auto end = slash == std::string::npos ? path.size() : slash;
+    out.push_back(path.substr(at, end - at));
+    at = end + 1;
+  }
+  if (!out.empty() && out.back().empty()) out.pop_back();
+  return out;
+}
+
+std::string trim(std::string_view s) {
+  const auto first = s.find_first_not_of(" \t");
+  if (first == std::string_view::npos) return {};
+  const auto last = s.find_last_not_of(" \t");
+  return std::string(s.substr(first, last - first + 1));
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// The body of a speech upload: raw samples (which kind, at what rate) or a file.
+struct SpeechFormat {
+  enum class Kind { kS16le, kS16be, kF32le, kFile } kind = Kind::kFile;
+  int rate = 16000;
+};
+
+SpeechFormat speech_format(const std::string& content_type) {
+  const std::string ct = lower(content_type);
+  const auto semi = ct.find(';');
+  std::string type = trim(ct.substr(0, semi));
+  int rate = 0;
+  int channels = 1;
+  std::string rest = semi == std::string::npos ? "" : ct.substr(semi + 1);
+  while (!rest.empty()) {
+    const auto next = rest.find(';');
+    const std::string item = trim(rest.substr(0, next));
+    const auto eq = item.find('=');
+    if (eq != std::string::npos) {
+      const std::string key = trim(item.substr(0, eq));
+      const std::string value = trim(item.substr(eq + 1));
+      const bool numeric = !value.empty() && value.size() < 7 &&
+                           value.find_first_not_of("0123456789") == std::string::npos;
+      if (key == "rate" || key == "channels") {
+        if (!numeric)
+          throw Error::invalid_input("Content-Type: " + key + "=" + value + " is not a number");
+        (key == "rate" ? rate : channels) = std::stoi(value);
+      }
+    }
+    if (next == std::string::npos) break;
+    rest = rest.substr(next + 1);
+  }
+  SpeechFormat f;
+  if (type == "audio/l16" || type == "audio/s16le" || type == "audio/f32le") {
+    if (rate == 0) {
+      throw Error::invalid_input("Content-Type " + type + " needs a rate, e.g. " + type +
+                                 ";rate=16000");
+    }
+    if (channels != 1) throw Error::invalid_input("raw speech must be mono (channels=1)");
+    if (rate < 8000 || rate > 192000) {
+      throw Error::invalid_input("rate=" + std::to_string(rate) +
+                                 " is out of range; expected 8000 to 192000");
+    }
+    f.kind = type == "audio/l16"     ? SpeechFormat::Kind::kS16be
+             : type == "audio/s16le" ? SpeechFormat::Kind::kS16le
+                                     : SpeechFormat::Kind::kF32le;
+    f.rate = rate;
+    return f;
+  }
+  static const char* files[] = {"audio/wav",      "audio/x-wav",     "audio/wave",
+                                "audio/vnd.wave", "audio/flac",      "audio/x-flac",
+                                "audio/ogg",      "application/ogg", "application/octet-stream"};
+  for (const char* t : files) {
+    if (type == t) return f;
+  }
+  throw Error::invalid_input(
+      "Content-Type '" + trim(content_type).substr(0, 80) +
+      "' is not speech; send a WAV/FLAC/OGG file (audio/wav, audio/flac, audio/ogg) or raw mono "
+      "PCM (audio/L16;rate=N big-endian, audio/s16le;rate=N, audio/f32le;rate=N)");
+}
+
+// One speech upload: decodes pieces as they arrive into the session's speech input.
+class SpeechUpload final : public HttpBodyStream {
+ public:
+  SpeechUpload(SpeechFormat format, bool keep_open, std::shared_ptr<SpeechInput> input,
+               std::size_t max_file_bytes, int max_seconds, core::WorkerPool& blocking,
+               std::function<HttpReply(HttpReply)> decorate)
+      : format_(format),
+        keep_open_(keep_open),
+        input_(std::move(input)),
+        max_file_bytes_(max_file_bytes),
+        max_seconds_(max_seconds),
+        blocking_(blocking),
+        decorate_(std::move(decorate)) {
+    if (format_.kind != SpeechFormat::Kind::kFile) {
+      audio_.configure(format_.kind != SpeechFormat::Kind::kF32le, format_.rate);
+    }
+  }
+
+  bool on_piece(std::string piece) override {
+    if (error_) return true;  // read on and drop: the reply says what was wrong
+    try {
+      if (format_.kind == SpeechFormat::Kind::kFile) {
+        if (file_.size() + piece.size() > max_file_bytes_) {
+          throw Error::resource_exhausted("the file is larger than " +
+                                          std::to_string(max_file_bytes_ >> 20) +
+                                          " MB (server.max_message_mb); send raw PCM to stream it");
+        }
+        file_ += piece;
+        return true;
+      }
+      if (format_.kind == SpeechFormat::Kind::kS16be) piece = swap_bytes(std::move(piece));
+      std::vector<float> samples = audio_.decode(piece, "speech");
+      count(samples.size());
+      return input_->add(std::move(samples));
+    } catch (const std::exception& e) {
+      fail(e);
+      return true;
+    }
+  }
+
+  void on_end(bool complete, HttpResponder responder) override {
+    if (!complete) {
+      input_->abandon();
+      return;
+    }
+    if (error_) {
+      input_->abandon();
+      return responder.reply(decorate_(*error_));
+    }
+    if (format_.kind != SpeechFormat::Kind::kFile) {
+      try {
+        std::vector<float> tail = audio_.finish("speech");
+        count(tail.size());
+        input_->add(std::move(tail));
+      } catch (const std::exception& e) {
+        input_->abandon();
+        return responder.reply(decorate_(reply_for(e)));
+      }
+      return finish(responder);
+    }
+    // A file: decode it off the I/O thread.
+    blocking_.post([self = shared_self(), responder] {
+      try {
+        std::vector<float> samples = self->decode_file();
+        self->count(samples.size());
+        constexpr std::size_t kPiece = 16000;
+        for (std::size_t at = 0; at < samples.size(); at += kPiece) {
+          const auto end = std::min(samples.size(), at + kPiece);
+          self->input_->add(std::vector<float>(samples.begin() + static_cast<std::ptrdiff_t>(at),
+                                               samples.begin() + static_cast<std::ptrdiff_t>(end)));
+        }
+      } catch (const std::exception& e) {
+        self->input_->abandon();
+        return responder.reply(self->decorate_(reply_for(e)));
+      }
+      self->finish(responder);
+    });
+  }
+
+  void set_self(const std::shared_ptr<SpeechUpload>& self) { self_ = self; }
+
+ private:
+  std::shared_ptr<SpeechUpload> shared_self() { return self_.lock(); }
+
+  void finish(const HttpResponder& responder) {
+    const double seconds = static_cast<double>(samples_) / 16000.0;
+    input_->end(keep_open_, {});
+    responder.reply(decorate_(
+        json_reply(200, {{"samples", samples_}, {"seconds", seconds}, {"open", keep_open_}})));
+  }
+
+  std::vector<float> decode_file() {
+    if (file_.empty()) throw Error::invalid_input("the speech body is empty");
+    char path[] = "/tmp/lipsync-speech-XXXXXX";
+    const int fd = mkstemp(path);
+    if (fd < 0) throw Error::unavailable("cannot make a temporary file for the upload");
+    const ssize_t wrote = ::write(fd, file_.data(), file_.size());
+    ::close(fd);
+    std::vector<float> samples;
+    try {
+      if (wrote != static_cast<ssize_t>(file_.size())) {
+        throw Error::unavailable("cannot write the upload to a temporary file");
+      }
+      samples = audio::load_audio_file(path, max_seconds_);
+    } catch (...) {
+      std::remove(path);
+      throw;
+    }
+    std::remove(path);
+    return samples;
+  }
+
+  std::string swap_bytes(std::string piece) {
+    std::string bytes = carry_ + piece;
+    carry_.clear();
+    if (bytes.size() % 2) {
+      carry_ = bytes.back();
+      bytes.pop_back();
+    }
+    for (std::size_t i = 0; i + 1 < bytes.size(); i += 2) std::swap(bytes[i], bytes[i + 1]);
+    return bytes;
+  }
+
+  void count(std::size_t n) {
+    samples_ += static_cast<std::int64_t>(n);
+    if (samples_ > static_cast<std::int64_t>(max_seconds_) * 16000) {
+      throw Error::invalid_input("the speech is longer than " + std::to_string(max_seconds_) +
+                                 " s (audio.max_seconds)");
+    }
+  }
+
+  void fail(const std::exception& e) {
+    error_ = reply_for(e);
+    input_->abandon();
+  }
+
+  const SpeechFormat format_;
+  const bool keep_open_;
+  std::shared_ptr<SpeechInput> input_;
+  const std::size_t max_file_bytes_;
+  const int max_seconds_;
+  core::WorkerPool& blocking_;
+  std::function<HttpReply(HttpReply)> decorate_;
+  std::weak_ptr<SpeechUpload> self_;
+  WireAudio audio_;
+  std::string carry_;  // an odd byte of big-endian samples
+  std::string file_;
+  std::int64_t samples_ = 0;
+  std::optional<HttpReply> error_;
+};
+
+}  // namespace
+
+struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
+  SessionHub& hub;
+  ServiceContext ctx;
+  std::function<HttpReply(const HttpRequest&)> fallback;
+  std::vector<std::string> origins;
+
+  Impl(SessionHub& h, const ServiceContext& c, std::function<HttpReply(const HttpRequest&)> f)
+      : hub(h), ctx(c), fallback(std::move(f)) {
+    std::string rest = ctx.server.cors_origins;
+    while (!rest.empty()) {
+      const auto comma = rest.find(',');
+      const std::string o = trim(rest.substr(0, comma));
+      if (!o.empty()) origins.push_back(o);
+      if (comma == std::string::npos) break;
+      rest = rest.substr(comma + 1);
+    }
+  }
+
+  // Adds the CORS headers a reply to `origin` gets.
+  std::function<HttpReply(HttpReply)> decorator(const HttpRequest& r) const {
+    std::string allow;
+    const std::string origin = r.header("origin");
+    if (!origin.empty()) {
+      for (const auto& o : origins) {
+        if (o == "*" || o == origin) allow = o == "*" ? "*" : origin;
+      }
+    }
+    return [allow](HttpReply reply) {
+      if (!allow.empty()) {
+        reply.headers.emplace_back("Access-Control-Allow-Origin", allow);
+        reply.headers.emplace_back("Access-Control-Expose-Headers", "Location");
+        if (allow != "*") reply.headers.emplace_back("Vary", "Origin");
+      }
+      return reply;
+    };
+  }
+
+  bool authorized(const HttpRequest& r) const {
+    if (ctx.server.api_token.empty()) return true;
+    const std::string expected = "Bearer " + ctx.server.api_token;
+    const std::string got = r.header("authorization");
+    // Constant time in the token's length.
+    if (got.size() != expected.size()) return false;
+    unsigned char diff = 0;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      diff |= static_cast<unsigned char>(got[i] ^ expected[i]);
+    }
+    return diff == 0;
+  }
+
+  static HttpReply unauthorized() {
+    HttpReply r =
+        error_reply(401, "this API needs `Authorization: Bearer <token>` (server.api_token)");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    return r;
+  }
+
+  static HttpReply method_not_allowed(const std::string& allow) {
+    HttpReply r = error_reply(405, "method not allowed; use " + allow);
+    r.headers.emplace_back("Allow", allow);
+    return r;
+  }
+
+  std::shared_ptr<HubSession> session_or_throw(const std::string& id) const {
+    auto s = hub.find(id);
+    if (!s) throw Error::not_found("no session '" + id.substr(0, 64) + "'");
+    return s;
+  }
+
+  // Routing ----------------------------------------------------------------------------------
+  void handle(HttpRequest r, HttpResponder out) {
+    if (r.path == "/" || r.path == "/index.html") {
+      if (r.method != "GET" && r.method != "HEAD")
+        return out.reply(method_not_allowed("GET, HEAD"));
+      return out.reply(
+          {200,
+           "text/html; charset=utf-8",
+           std::string(reinterpret_cast<const char*>(kDemoPageHtml), kDemoPageHtmlSize),
+           {{"Cache-Control", "no-cache"}}});
+    }
+    if (r.path == "/favicon.ico") return out.reply({204, "image/x-icon", "", {}});
+    if (r.path.rfind("/v1/", 0) != 0 && r.path != "/v1") return out.reply(fallback(r));
+    const auto decorate = decorator(r);
+    if (r.method == "OPTIONS") return out.reply(preflight(r, decorate));
+    if (!authorized(r)) return out.reply(decorate(unauthorized()));
+    try {
+      route(std::move(r), out, decorate);
+    } catch (const std::exception& e) {
+      out.reply(decorate(reply_for(e)));
+    }
+  }
+
+  HttpReply preflight(const HttpRequest& r, const std::function<HttpReply(HttpReply)>& decorate) {
+    HttpReply reply{204, "text/plain; charset=utf-8", "", {}};
+    reply = decorate(std::move(reply));
+    const bool allowed = std::any_of(reply.headers.begin(), reply.headers.end(), [](const auto& h) {
+      return h.first == "Access-Control-Allow-Origin";
+    });
+    if (!allowed)
+      return error_reply(403, "origin '" + r.header("origin").substr(0, 100) +
+                                  "' may not call this API (server.cors_origins)");
+    reply.headers.emplace_back("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
+    reply.headers.emplace_back("Access-Control-Allow-Headers", "Authorization, Content-Type");
+    reply.headers.emplace_back("Access-Control-Max-Age", "600");
+    return reply;
+  }
+
+  void route(HttpRequest r, const HttpResponder& out,
+             const std::function<HttpReply(HttpReply)>& decorate) {
+    const auto parts = split_path(r.path);  // v1, sessions, ID, ...
+    if (parts.size() < 2 || parts[1] != "sessions")
+      throw Error::not_found("no route " + r.path.substr(0, 100));
+    if (parts.size() == 2) {
+      if (r.method == "GET") {
+        json list = json::array();
+        for (const auto& i : hub.list()) list.push_back(info_json(i));
+        return out.reply(decorate(json_reply(200, {{"sessions", list}})));
+      }
+      if (r.method == "POST") return create(r, out, decorate);
+      return out.reply(decorate(method_not_allowed("GET, POST")));
+    }
+    const std::string& id = parts[2];
+    if (parts.size() == 3) {
+      if (r.method == "GET")
+        return out.reply(decorate(json_reply(200, info_json(session_or_throw(id)->info()))));
+      if (r.method == "DELETE") {
+        session_or_throw(id);
+        hub.blocking().post([this_ = shared_from_this(), id, out, decorate] {
+          const bool removed = this_->hub.remove(id);
+          out.reply(decorate(removed ? HttpReply{204, "text/plain; charset=utf-8", "", {}}
+                                     : error_reply(404, "no session '" + id + "'")));
+        });
+        return;
+      }
+      return out.reply(decorate(method_not_allowed("GET, DELETE")));
+    }
+    const std::string& what = parts[3];
+    auto session = session_or_throw(id);
+    if (what == "whep" && parts.size() == 4) {
+      if (r.method != "POST") return out.reply(decorate(method_not_allowed("POST")));
+      return add_viewer(std::move(session), std::move(r), out, decorate);
+    }
+    if (what == "whep" && parts.size() == 5) {
+      const std::string viewer = parts[4];
+      if (r.method == "PATCH")
+        return out.reply(decorate(method_not_allowed("DELETE")));  // no trickle
+      if (r.method != "DELETE") return out.reply(decorate(method_not_allowed("DELETE")));
+      hub.blocking().post([session, viewer, out, decorate] {
+        const bool removed = session->remove_viewer(viewer);
+        out.reply(decorate(removed ? HttpReply{204, "text/plain; charset=utf-8", "", {}}
+                                   : error_reply(404, "no viewer '" + viewer.substr(0, 64) + "'")));
+      });
+      return;
+    }
+    if (parts.size() != 4) throw Error::not_found("no route " + r.path.substr(0, 100));
+    if (what == "interrupt") {
+      if (r.method != "POST") return out.reply(decorate(method_not_allowed("POST")));
+      session->interrupt();
+      return out.reply(decorate(json_reply(200, {{"interrupted", true}})));
+    }
+    if (what == "say") {
+      if (r.method != "POST") return out.reply(decorate(method_not_allowed("POST")));
+      return say(std::move(session), r, out, decorate);
+    }
+    if (what == "speech") {
+      if (r.method != "POST") return out.reply(decorate(method_not_allowed("POST")));
+      // Reached with the whole body only when the stream could not start: say why, or (the
+      // session became free meanwhile) take it as a stream of one piece.
+      auto upload = open_speech(session, r, out, decorate);
+      upload->on_piece(std::move(r.body));
+      upload->on_end(true, out);
+      return;
+    }
+    throw Error::not_found("no route " + r.path.substr(0, 100));
+  }
+
+  static json parse_json(const std::string& body) {
+    if (body.empty()) return json::object();
+    try {
+      json j = json::parse(body);
+      if (!j.is_object()) throw Error::invalid_input("the body must be a JSON object");
+      return j;
+    } catch (const json::exception& e) {
+      throw Error::invalid_input(std::string("the body is not JSON: ") + e.what());
+    }
+  }
+
+  void create(const HttpRequest& r, const HttpResponder& out,
+              const std::function<HttpReply(HttpReply)>& decorate) {
+    const json body = parse_json(r.body);
+    std::string model;
+    if (body.contains("model")) {
+      if (!body["model"].is_string()) throw Error::invalid_input("model: expected a string");
+      model = body["model"].get<std::string>();
+    } else {
+      const auto models = ctx.registry->status();
+      if (models.size() != 1)
+        throw Error::invalid_input("model: required (the server has several models)");
+      model = models.front().id;
+    }
+    int start = 0;
+    if (body.contains("start_frame")) {
+      if (!body["start_frame"].is_number_integer())
+        throw Error::invalid_input("start_frame: expected an integer");
+      const auto v = body["start_frame"].get<std::int64_t>();
+      if (v < 0 || v > 1000000)
+        throw Error::invalid_input("start_frame: " + std::to_string(v) + " is out of range");
+      start = static_cast<int>(v);
+    }
+    // Loading a model can take a while: off the I/O thread.
+    hub.blocking().post([this_ = shared_from_this(), model, start, out, decorate] {
+      try {
+        auto s = this_->hub.create(model, start);
+        HttpReply reply = json_reply(201, info_json(s->info()));
+        reply.headers.emplace_back("Location", "/v1/sessions/" + s->id());
+        out.reply(decorate(std::move(reply)));
+      } catch (const std::exception& e) {
+        out.reply(decorate(reply_for(e)));
+      }
+    });
+  }
+
+  void add_viewer(std::shared_ptr<HubSession> session, HttpRequest r, const HttpResponder& out,
+                  const std::function<HttpReply(HttpReply)>& decorate) {
+    if (lower(r.header("content-type")).rfind("application/sdp", 0) != 0) {
+      throw Error::invalid_input("a WHEP offer must be sent as Content-Type: application/sdp");
+    }
+    hub.blocking().post([session, offer = std::move(r.body), out, decorate] {
+      try {
+        auto [viewer, answer] = session->add_viewer(offer);
+        HttpReply reply{201, "application/sdp", answer, {}};
+        reply.headers.emplace_back("Location", "/v1/sessions/" + session->id() + "/whep/" + viewer);
+        out.reply(decorate(std::move(reply)));
+      } catch (const std::exception& e) {
+        out.reply(decorate(reply_for(e)));
+      }
+    });
+  }
+
+  void say(std::shared_ptr<HubSession> session, const HttpRequest& r, const HttpResponder& out,
+           const std::function<HttpReply(HttpReply)>& decorate) {
+    const json body = parse_json(r.body);
+    if (!body.contains("text") || !body["text"].is_string()) {
+      throw Error::invalid_input("text: required, a string");
+    }
+    std::string voice = "en";
+    if (body.contains("voice")) {
+      if (!body["voice"].is_string()) throw Error::invalid_input("voice: expected a string");
+      voice = body["voice"].get<std::string>();
+    }
+    const std::string text = body["text"].get<std::string>();
+    if (text.size() > tts::kMaxTextBytes) {
+      throw Error::invalid_input("text: " + std::to_string(text.size()) +
+                                 " bytes is too long; at most " +
+                                 std::to_string(tts::kMaxTextBytes));
+    }
+    auto input = session->begin_speech({});
+    if (!input) throw Conflict();
+    hub.blocking().post([input, text, voice, out, decorate] {
+      try {
+        const std::size_t samples = tts::say(text, voice, [&input](std::vector<float> piece) {
+          input->add(std::move(piece));
+          return !input->closed();
+        });
+        input->end(false, {});
+        out.reply(
+            decorate(json_reply(200, {{"samples", samples}, {"seconds", samples / 16000.0}})));
+      } catch (const std::exception& e) {
+        input->abandon();
+        out.reply(decorate(reply_for(e)));
+      }
+    });
+  }
+
+  // A speech upload for `session`, or an Error (thrown) saying why not.
+  std::shared_ptr<SpeechUpload> open_speech(const std::shared_ptr<HubSession>& session,
+                                            const HttpRequest& r, const HttpResponder& out,
+                                            const std::function<HttpReply(HttpReply)>& decorate) {
+    const SpeechFormat format = speech_format(r.header("content-type"));
+    const std::string more = r.param("continue");
+    auto input = session->begin_speech([out] { out.resume(); });
+    if (!input) throw Conflict();
+    auto upload =
+        std::make_shared<SpeechUpload>(format, more == "1" || more == "true", std::move(input),
+                                       static_cast<std::size_t>(ctx.server.max_message_mb) << 20,
+                                       ctx.audio.max_seconds, hub.blocking(), decorate);
+    upload->set_self(upload);
+    return upload;
+  }
+
+  // Streamed bodies: only speech uploads that can start now.
+  std::shared_ptr<HttpBodyStream> stream(const HttpRequest& r, const HttpResponder& out) {
+    if (r.method != "POST" || !authorized(r)) return nullptr;
+    const auto parts = split_path(r.path);
+    if (parts.size() != 4 || parts[0] != "v1" || parts[1] != "sessions" || parts[3] != "speech") {
+      return nullptr;
+    }
+    auto session = hub.find(parts[2]);
+    if (!session) return nullptr;
+    try {
+      return open_speech(session, r, out, decorator(r));
+    } catch (const std::exception&) {
+      return nullptr;  // handle() reads the body whole and says why
+    }
+  }
+};
+
+HttpApi::HttpApi(SessionHub& hub, const ServiceContext& context,
+                 std::function<HttpReply(const HttpRequest&)> fallback)
+    : impl_(std::make_shared<Impl>(hub, context, std::move(fallback))) {}
+
+HttpRoutes HttpApi::routes() {
+  auto impl = impl_;
+  return {[impl](HttpRequest r, HttpResponder out) { impl->handle(std::move(r), std::move(out)); },
+          [impl](const HttpRequest& r, HttpResponder out) { return impl->stream(r, out); }};
+}
+
+}  // namespace lipsync::server

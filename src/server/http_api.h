@@ -1,0 +1,42 @@
+// HttpApi: the live-session HTTP API and the demo page, on the server's HttpServer.
+//
+//   GET  /                               the demo page (compiled in; no CDN)
+//   POST /v1/sessions                    {"model": ID, "start_frame": K} -> 201 {"id", "whep", ...}
+//   GET  /v1/sessions, /v1/sessions/ID   the sessions (id, model, state, viewers, frames, ...)
+//   DELETE /v1/sessions/ID               ends it, and its viewers
+//   POST /v1/sessions/ID/whep            SDP offer (application/sdp) -> 201 answer + Location
+//   DELETE /v1/sessions/ID/whep/VIEWER   ends that viewer
+//   POST /v1/sessions/ID/speech          one utterance: a WAV/FLAC/OGG file, or raw PCM
+//                                        (audio/L16, audio/s16le, audio/f32le; rate=N), streamed
+//                                        into the session as it arrives; ?continue=1 leaves the
+//                                        utterance open for the next request (a microphone)
+//   POST /v1/sessions/ID/say             {"text", "voice"}: espeak-ng, streamed as synthesised
+//   POST /v1/sessions/ID/interrupt
+//
+// Errors are JSON {"error": message}: 400 bad input, 401 no or wrong bearer token
+// (server.api_token), 404 unknown session/viewer/route, 405 wrong method, 409 another utterance
+// is coming in, 413 too large, 429 a limit (live.max_sessions, webrtc.max_viewers), 503 stopping.
+// CORS: server.cors_origins may call it from other pages (preflight answered).
+// Everything else (/healthz, /readyz, /metrics) goes to `fallback`.
+// Thread contract: routes() runs on the HTTP I/O thread; slow work goes to the request workers.
+#pragma once
+
+#include <functional>
+
+#include "server/http_server.h"
+#include "server/session_hub.h"
+
+namespace lipsync::server {
+
+class HttpApi {
+ public:
+  HttpApi(SessionHub& hub, const ServiceContext& context,
+          std::function<HttpReply(const HttpRequest&)> fallback);
+  HttpRoutes routes();
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace lipsync::server

@@ -1,0 +1,432 @@
+#include "server/session_hub.h"
+
+#include <spdlog/spdlog.h>
+
+#include <deque>
+#include <random>
+
+namespace lipsync::server {
+namespace {
+
+// An input's pending speech beyond which add() asks the uploader to wait.
+constexpr std::size_t kWantBelowSamples = 16000;
+
+std::string random_id() {
+  static std::mutex mutex;
+  static std::mt19937_64 rng{std::random_device{}()};
+  std::lock_guard lock(mutex);
+  char text[33];
+  std::snprintf(text, sizeof text, "%016llx%016llx", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(rng()));
+  return text;
+}
+
+}  // namespace
+
+// SessionHub ----------------------------------------------------------------------------------
+
+SessionHub::SessionHub(const ServiceContext& context, webrtc::WebRtcOptions options)
+    : context_(context), options_(std::move(options)) {}
+
+SessionHub::~SessionHub() {
+  stop();
+}
+
+std::shared_ptr<HubSession> SessionHub::create(const std::string& model, int start_frame) {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopped_) throw Error::unavailable("the server is shutting down");
+  }
+  context_.registry->check_configured(model);
+  std::atomic<int>& count = *context_.live_sessions;
+  if (++count > context_.live.max_sessions) {
+    --count;
+    throw Error::resource_exhausted("too many live sessions (live.max_sessions = " +
+                                    std::to_string(context_.live.max_sessions) + ")");
+  }
+  std::shared_ptr<HubSession> session;
+  try {
+    Registry::Lease lease = context_.registry->acquire(model);
+    session = std::make_shared<HubSession>(*this, random_id(), model, std::move(lease));
+  } catch (...) {
+    --count;  // from here on the session gives its place back when it is destroyed
+    throw;
+  }
+  {
+    pipeline::LiveSettings settings;
+    settings.encoding = pipeline::FrameEncoding::kNone;
+    settings.live = context_.live;
+    settings.idle_pictures = context_.idle_pictures;
+    settings.pipeline = context_.pipeline;
+    settings.audio = context_.audio;
+    session->start(settings, start_frame);
+  }
+  std::lock_guard lock(mutex_);
+  if (stopped_) {
+    session->close();
+    throw Error::unavailable("the server is shutting down");
+  }
+  sessions_[session->id()] = session;
+  return session;
+}
+
+std::shared_ptr<HubSession> SessionHub::find(const std::string& id) const {
+  std::lock_guard lock(mutex_);
+  const auto it = sessions_.find(id);
+  return it == sessions_.end() ? nullptr : it->second;
+}
+
+bool SessionHub::remove(const std::string& id) {
+  std::shared_ptr<HubSession> session;
+  {
+    std::lock_guard lock(mutex_);
+    const auto it = sessions_.find(id);
+    if (it == sessions_.end()) return false;
+    session = it->second;
+  }
+  session->close();
+  forget(id);
+  return true;
+}
+
+void SessionHub::forget(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  sessions_.erase(id);
+}
+
+std::vector<SessionInfo> SessionHub::list() const {
+  std::vector<std::shared_ptr<HubSession>> all;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, s] : sessions_) all.push_back(s);
+  }
+  std::vector<SessionInfo> out;
+  for (const auto& s : all) out.push_back(s->info());
+  return out;
+}
+
+int SessionHub::sessions() const {
+  std::lock_guard lock(mutex_);
+  return static_cast<int>(sessions_.size());
+}
+
+void SessionHub::stop() {
+  std::map<std::string, std::shared_ptr<HubSession>> all;
+  {
+    std::lock_guard lock(mutex_);
+    stopped_ = true;
+    all.swap(sessions_);
+  }
+  for (auto& [id, s] : all) s->close();
+}
+
+// HubSession::Input ---------------------------------------------------------------------------
+
+struct HubSession::Input final : SpeechInput {
+  std::weak_ptr<HubSession> owner;
+  std::function<void()> wanted;
+
+  std::mutex mutex;
+  std::deque<std::vector<float>> pending;          // guarded
+  std::size_t pending_samples = 0;                 // guarded
+  bool waiting = false;                            // add() said no; call wanted (guarded)
+  bool ending = false;                             // guarded
+  bool keep_open = false;                          // guarded
+  bool finished = false;                           // guarded
+  std::function<void(std::optional<Error>)> done;  // guarded
+
+  bool add(std::vector<float> samples) override {
+    if (samples.empty()) return true;
+    {
+      std::lock_guard lock(mutex);
+      if (finished || ending) return true;
+      pending_samples += samples.size();
+      pending.push_back(std::move(samples));
+      if (pending_samples >= kWantBelowSamples) waiting = true;
+    }
+    if (auto o = owner.lock()) o->feed();
+    std::lock_guard lock(mutex);
+    return !waiting;
+  }
+
+  void end(bool open, std::function<void(std::optional<Error>)> on_done) override {
+    {
+      std::lock_guard lock(mutex);
+      if (finished) {
+        if (on_done) on_done(Error::unavailable("the session has ended"));
+        return;
+      }
+      ending = true;
+      keep_open = open;
+      done = std::move(on_done);
+    }
+    if (auto o = owner.lock()) {
+      o->feed();
+    } else {
+      finish(Error::unavailable("the session has ended"));
+    }
+  }
+
+  bool closed() override {
+    std::lock_guard lock(mutex);
+    return finished;
+  }
+
+  void abandon() override {
+    {
+      std::lock_guard lock(mutex);
+      pending.clear();
+      pending_samples = 0;
+      ending = true;
+    }
+    if (auto o = owner.lock()) o->feed();
+  }
+
+  // Takes the next piece to feed, or nothing.
+  std::optional<std::vector<float>> take() {
+    std::lock_guard lock(mutex);
+    if (pending.empty()) return std::nullopt;
+    std::vector<float> piece = std::move(pending.front());
+    pending.pop_front();
+    pending_samples -= piece.size();
+    return piece;
+  }
+
+  // Everything is fed and the input is ending: returns whether to end the utterance.
+  std::optional<bool> complete() {
+    std::lock_guard lock(mutex);
+    if (!ending || !pending.empty() || finished) return std::nullopt;
+    return !keep_open;
+  }
+
+  void finish(std::optional<Error> error) {
+    std::function<void(std::optional<Error>)> callback;
+    {
+      std::lock_guard lock(mutex);
+      if (finished) return;
+      finished = true;
+      pending.clear();
+      pending_samples = 0;
+      callback = std::move(done);
+    }
+    if (callback) callback(std::move(error));
+    if (wanted) wanted();  // an uploader waiting for room reads on (and finds it finished)
+  }
+
+  void maybe_wanted() {
+    bool call = false;
+    {
+      std::lock_guard lock(mutex);
+      if (waiting && pending_samples < kWantBelowSamples) {
+        waiting = false;
+        call = true;
+      }
+    }
+    if (call && wanted) wanted();
+  }
+};
+
+// HubSession ----------------------------------------------------------------------------------
+
+HubSession::HubSession(SessionHub& hub, std::string id, std::string model, Registry::Lease lease)
+    : hub_(hub),
+      id_(std::move(id)),
+      model_(std::move(model)),
+      lease_(std::move(lease)),
+      strand_(*hub.context().workers) {}
+
+HubSession::~HubSession() {
+  if (session_) session_->close(true);
+  --*hub_.context().live_sessions;
+}
+
+void HubSession::start(const pipeline::LiveSettings& settings, int start_frame) {
+  pipeline::LiveSettings s = settings;
+  s.start_frame = start_frame;
+  width_ = lease_.model->avatar->width();
+  height_ = lease_.model->avatar->height();
+  session_ =
+      pipeline::LiveSession::create(hub_.context().target(*lease_.model), s, weak_from_this());
+  session_->start(*hub_.context().ticker);
+}
+
+SessionInfo HubSession::info() const {
+  SessionInfo i;
+  i.id = id_;
+  i.model = model_;
+  {
+    std::lock_guard lock(mutex_);
+    i.viewers = static_cast<int>(viewers_.size());
+  }
+  i.state = std::string(pipeline::to_string(static_cast<pipeline::LiveState>(state_.load())));
+  i.frames = frames_.load();
+  i.late_frames = late_.load();
+  const double latency = speech_latency_ms_.load();
+  if (latency >= 0) i.speech_latency_ms = latency;
+  i.latency_ms = session_ ? session_->latency_ms() : 0;
+  i.width = width_;
+  i.height = height_;
+  i.age_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - created_).count();
+  return i;
+}
+
+std::pair<std::string, std::string> HubSession::add_viewer(const std::string& offer) {
+  std::string viewer;
+  {
+    std::lock_guard lock(mutex_);
+    if (ended_) throw Error::unavailable("the session has ended");
+    viewer = "v" + std::to_string(next_viewer_++);
+  }
+  std::atomic<int>& count = hub_.viewer_count();
+  const int limit = hub_.webrtc_options().max_viewers;
+  if (++count > limit) {
+    --count;
+    throw Error::resource_exhausted(
+        "too many viewers (webrtc.max_viewers = " + std::to_string(limit) + ")");
+  }
+  std::shared_ptr<webrtc::WhepSender> sender;
+  try {
+    const std::weak_ptr<HubSession> weak = weak_from_this();
+    core::WorkerPool* workers = &hub_.blocking();
+    sender = webrtc::WhepSender::create(offer, hub_.webrtc_options(), width_, height_,
+                                        [weak, viewer, workers] {
+                                          workers->post([weak, viewer] {
+                                            if (auto self = weak.lock()) self->drop_viewer(viewer);
+                                          });
+                                        });
+  } catch (...) {
+    --count;
+    throw;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    if (!ended_) {
+      viewers_[viewer] = sender;
+      return {viewer, sender->answer()};
+    }
+  }
+  sender->close();
+  --count;
+  throw Error::unavailable("the session has ended");
+}
+
+bool HubSession::remove_viewer(const std::string& viewer) {
+  {
+    std::lock_guard lock(mutex_);
+    if (viewers_.find(viewer) == viewers_.end()) return false;
+  }
+  drop_viewer(viewer);
+  return true;
+}
+
+void HubSession::drop_viewer(const std::string& viewer) {
+  std::shared_ptr<webrtc::WhepSender> sender;
+  {
+    std::lock_guard lock(mutex_);
+    const auto it = viewers_.find(viewer);
+    if (it == viewers_.end()) return;
+    sender = std::move(it->second);
+    viewers_.erase(it);
+  }
+  sender->close();
+  --hub_.viewer_count();
+}
+
+std::shared_ptr<SpeechInput> HubSession::begin_speech(std::function<void()> wanted) {
+  std::lock_guard lock(mutex_);
+  if (ended_) throw Error::unavailable("the session has ended");
+  if (input_) return nullptr;
+  auto input = std::make_shared<Input>();
+  input->owner = weak_from_this();
+  input->wanted = std::move(wanted);
+  input_ = input;
+  return input;
+}
+
+void HubSession::feed() {
+  strand_.post([weak = weak_from_this()] {
+    auto self = weak.lock();
+    if (!self) return;
+    std::shared_ptr<Input> input;
+    {
+      std::lock_guard lock(self->mutex_);
+      input = self->input_;
+    }
+    if (!input) return;
+    while (auto piece = input->take()) {
+      if (!self->session_->push_speech(std::move(*piece))) break;  // on_speech_wanted feeds on
+    }
+    if (const auto end = input->complete()) {
+      if (*end) self->session_->end_utterance();
+      {
+        std::lock_guard lock(self->mutex_);
+        if (self->input_ == input) self->input_.reset();
+      }
+      input->finish(std::nullopt);
+      return;
+    }
+    input->maybe_wanted();
+  });
+}
+
+void HubSession::interrupt() {
+  std::shared_ptr<Input> input;
+  {
+    std::lock_guard lock(mutex_);
+    input = std::move(input_);
+  }
+  if (input) input->finish(Error::unavailable("interrupted"));
+  session_->interrupt();
+  hub_.context().metrics->count_interrupt();
+}
+
+void HubSession::close() {
+  std::map<std::string, std::shared_ptr<webrtc::WhepSender>> viewers;
+  std::shared_ptr<Input> input;
+  {
+    std::lock_guard lock(mutex_);
+    if (ended_) return;
+    ended_ = true;
+    viewers.swap(viewers_);
+    input = std::move(input_);
+  }
+  if (input) input->finish(Error::unavailable("the session has ended"));
+  session_->close(true);
+  strand_.close();
+  for (auto& [id, v] : viewers) {
+    v->close();
+    --hub_.viewer_count();
+  }
+}
+
+bool HubSession::ended() const {
+  std::lock_guard lock(mutex_);
+  return ended_;
+}
+
+void HubSession::on_live_frame(pipeline::LiveFrame frame) {
+  ++frames_;
+  if (frame.late) ++late_;
+  state_ = static_cast<int>(frame.state);
+  if (frame.speech_latency_ms) speech_latency_ms_ = *frame.speech_latency_ms;
+  record_live_frame(*hub_.context().metrics, frame, last_underrun_);
+  std::lock_guard lock(mutex_);
+  for (auto& [id, v] : viewers_) v->push(frame.index, frame.picture, frame.samples);
+}
+
+void HubSession::on_speech_wanted() {
+  feed();
+}
+
+void HubSession::on_live_ended(const std::optional<Error>& error) {
+  if (error) spdlog::warn("live session {} failed: {}", id_, error->what());
+  // Viewer teardown blocks: not on the ticker or a session thread.
+  hub_.blocking().post([weak = weak_from_this()] {
+    auto self = weak.lock();
+    if (!self) return;
+    self->close();
+    self->hub_.forget(self->id_);
+  });
+}
+
+}  // namespace lipsync::server
