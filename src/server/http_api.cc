@@ -62,6 +62,8 @@ HttpReply reply_for(const std::exception& e) {
 json info_json(const SessionInfo& i) {
   json j = {{"id", i.id},
             {"model", i.model},
+            {"origin", i.origin},
+            {"format", i.format},
             {"whep", "/v1/sessions/" + i.id + "/whep"},
             {"state", i.state},
             {"viewers", i.viewers},
@@ -183,9 +185,11 @@ class SpeechUpload final : public HttpBodyStream {
     try {
       if (format_.kind == SpeechFormat::Kind::kFile) {
         if (file_.size() + piece.size() > max_file_bytes_) {
-          throw Error::resource_exhausted("the file is larger than " +
-                                          std::to_string(max_file_bytes_ >> 20) +
-                                          " MB (server.max_message_mb); send raw PCM to stream it");
+          error_ = error_reply(413, "the file is larger than " +
+                                        std::to_string(max_file_bytes_ >> 20) +
+                                        " MB (server.max_message_mb); send raw PCM to stream it");
+          input_->abandon();
+          return true;
         }
         file_ += piece;
         return true;
@@ -525,7 +529,10 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     // Loading a model can take a while: off the I/O thread.
     hub.blocking().post([this_ = shared_from_this(), model, start, out, decorate] {
       try {
-        auto s = this_->hub.create(model, start);
+        SessionHub::NewSession spec;
+        spec.model = model;
+        spec.start_frame = start;
+        auto s = this_->hub.create(spec);
         HttpReply reply = json_reply(201, info_json(s->info()));
         reply.headers.emplace_back("Location", "/v1/sessions/" + s->id());
         out.reply(decorate(std::move(reply)));

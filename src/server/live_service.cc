@@ -6,6 +6,7 @@
 #include "core/stopwatch.h"
 #include "server/bidi_call.h"
 #include "server/grpc_status.h"
+#include "server/session_hub.h"
 #include "server/wire_audio.h"
 
 namespace lipsync::server {
@@ -40,7 +41,6 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
 
   // LiveSink ----------------------------------------------------------------------------------
   void on_live_frame(pipeline::LiveFrame f) override {
-    record_live_frame(*ctx_.metrics, f, last_underrun_);
     LiveFrame out;
     out.set_index(f.index);
     out.set_pts_ms(audio::frame_pts_ms(f.index));
@@ -51,7 +51,11 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
     out.set_utterance(f.utterance);
     out.set_sample(f.sample);
     out.set_underrun(f.underrun);
-    if (f.index == 0) out.set_latency_ms(latency_ms_);
+    if (first_frame_) {
+      first_frame_ = false;
+      out.set_latency_ms(latency_ms_);
+      out.set_session_id(session_id_);
+    }
     // A reader that is behind gets the frame without its picture: the timeline and the audio go
     // on, the picture repeats. (Only the ticker thread queues frames, so the count cannot grow
     // between here and send.)
@@ -76,26 +80,33 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
   }
 
   void on_live_ended(const std::optional<Error>& error) override {
+    if (!error && attached_ && !client_closed_) {
+      finish_when_written(
+          grpc::Status(grpc::StatusCode::CANCELLED, "session " + session_id_ + " has ended"));
+      return;
+    }
     finish_when_written(error ? to_status(*error) : grpc::Status::OK);
   }
 
  private:
   friend class BidiCall<LiveCall, LiveRequest>;
 
-  // The call ends: the session stops at once.
+  // The call ends: its own session stops at once; an attached one goes on without it.
   void drop() {
-    std::shared_ptr<pipeline::LiveSession> session;
+    std::shared_ptr<HubSession> session;
     {
       std::lock_guard lock(mutex_);
       session = std::move(session_);
     }
-    if (session) session->close(true);
+    if (!session) return;
+    session->detach(this);
+    if (!attached_) ctx_.hub->remove(session->id());
   }
 
   // The client closed its side: the session ends once the speech has played.
   void half_closed() { client_done(); }
 
-  std::shared_ptr<pipeline::LiveSession> session() {
+  std::shared_ptr<HubSession> session() {
     std::lock_guard lock(mutex_);
     return session_;
   }
@@ -108,8 +119,9 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
       return;
     }
     if (!configured_) throw Error::invalid_input("a message before the config message");
-    auto s = session();
-    if (!s) return;  // the call is ending
+    auto hub_session = session();
+    if (!hub_session) return;  // the call is ending
+    pipeline::LiveSession* s = &hub_session->live();
     switch (message.message_case()) {
       case LiveRequest::kSpeech:
         if (add_speech(*s, message.speech())) {
@@ -125,8 +137,7 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
         break;
       case LiveRequest::kInterrupt:
         audio_.drop_partial();
-        s->interrupt();
-        ctx_.metrics->count_interrupt();
+        hub_session->interrupt();
         break;
       default:
         throw Error::invalid_input(
@@ -143,30 +154,42 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
       throw Error::invalid_input("latency_ms " + std::to_string(c.latency_ms()) +
                                  " is out of range; expected 0 (the server's default) to 10000");
     }
-    ctx_.registry->check_configured(c.model_id());
-    Registry::Lease lease = ctx_.registry->acquire(c.model_id());
     audio_.configure(c.encoding() == StreamConfig::ENCODING_S16LE, rate);
-    pipeline::LiveSettings settings;
-    settings.start_frame = c.start_frame();
-    settings.encoding = frame_encoding_for(c.format());
-    settings.jpeg_quality = ctx_.output.jpeg_quality;
-    settings.latency_ms = c.latency_ms();
-    settings.live = ctx_.live;
-    settings.idle_pictures = ctx_.idle_pictures;
-    settings.pipeline = ctx_.pipeline;
-    settings.audio = ctx_.audio;
-    width_ = lease.model->avatar->width();
-    height_ = lease.model->avatar->height();
-    auto session =
-        pipeline::LiveSession::create(ctx_.target(*lease.model), settings, weak_from_this());
-    latency_ms_ = session->latency_ms();
+    const pipeline::FrameEncoding encoding = frame_encoding_for(c.format());
+    std::shared_ptr<HubSession> session;
+    if (!c.session_id().empty()) {
+      session = ctx_.hub->find(c.session_id());
+      if (!session)
+        throw Error::not_found("no live session '" + c.session_id().substr(0, 64) + "'");
+      if (session->encoding() != encoding) {
+        throw Error::invalid_input("session " + c.session_id() + " makes " +
+                                   session->info().format +
+                                   " frames; ask for that format (LiveConfig.format)");
+      }
+      attached_ = true;
+    } else {
+      SessionHub::NewSession spec;
+      spec.model = c.model_id();
+      spec.start_frame = c.start_frame();
+      spec.encoding = encoding;
+      spec.latency_ms = c.latency_ms();
+      spec.origin = "grpc";
+      session = ctx_.hub->create(spec);
+    }
+    width_ = session->width();
+    height_ = session->height();
+    latency_ms_ = session->live().latency_ms();
+    session_id_ = session->id();
+    bool ended = false;
     {
       std::lock_guard lock(mutex_);
-      if (ended_) return;
-      session_ = session;
-      lease_ = std::move(lease);
+      ended = ended_;
+      if (!ended) session_ = session;
     }
-    session->start(*ctx_.ticker);
+    if (ended || !session->attach(shared_from_this())) {
+      if (!attached_) ctx_.hub->remove(session->id());
+      throw Error::unavailable("session " + session_id_ + " has ended");
+    }
   }
 
   // Decodes a speech chunk (samples may be split across chunks) into the session; returns
@@ -188,9 +211,16 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
   void client_done() {
     if (!stop_reading()) return;
     if (!configured_) throw Error::invalid_input("the call ended before its config message");
-    if (auto s = session()) {
-      flush_speech(*s);
-      s->close(false);
+    client_closed_ = true;
+    auto s = session();
+    if (!s) return;
+    flush_speech(s->live());
+    if (attached_) {
+      s->live().end_utterance();
+      s->detach(this);
+      finish_when_written(grpc::Status::OK);
+    } else {
+      s->live().close(false);
     }
   }
 
@@ -200,10 +230,13 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
   int width_ = 0;
   int height_ = 0;
   int latency_ms_ = 0;
-  bool last_underrun_ = false;  // the ticker thread's
+  std::string session_id_;
+  bool attached_ = false;       // to a session that exists (not ours to end)
+  bool client_closed_ = false;  // the client half-closed
+  bool first_frame_ = true;     // the ticker thread's
 
-  bool waiting_for_room_ = false;                   // guarded
-  std::shared_ptr<pipeline::LiveSession> session_;  // guarded
+  bool waiting_for_room_ = false;        // guarded
+  std::shared_ptr<HubSession> session_;  // guarded
 };
 
 }  // namespace
@@ -212,8 +245,8 @@ LiveService::LiveService(const ServiceContext& context) : context_(context) {}
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* LiveService::start(
     grpc::CallbackServerContext*) {
-  return start_bidi_call<LiveCall>(context_, *context_.live_sessions, context_.live.max_sessions,
-                                   "live sessions", "live.max_sessions");
+  return start_bidi_call<LiveCall>(context_, calls_, context_.live.max_sessions, "live sessions",
+                                   "live.max_sessions");
 }
 
 }  // namespace lipsync::server

@@ -8,7 +8,9 @@
 // of it. A client that reads slowly still gets one frame per tick: once more than a second of
 // frames waits for it, the frames go out without their picture, flagged late (show the last one),
 // but with their samples, so the timeline never shifts and the audio never stops.
-// Admission: live.max_sessions, then RESOURCE_EXHAUSTED.
+// Every session is in the server's SessionHub (the HTTP API sees it by the id in the call's first
+// frame); LiveConfig.session_id attaches the call to a session that exists instead.
+// Admission: live.max_sessions (calls, and sessions of all kinds), then RESOURCE_EXHAUSTED.
 // Thread contract: gRPC calls the reactors from its threads; each session's speech decoding runs
 // in order on the request workers; frames come from the ticker thread.
 #pragma once
@@ -30,9 +32,11 @@ class LiveService {
 
   // Sessions now, gRPC and HTTP (the context's shared count).
   int active_sessions() const { return context_.live_sessions->load(); }
+  int active_calls() const { return calls_.load(); }
 
  private:
   const ServiceContext context_;
+  std::atomic<int> calls_{0};
 };
 
 }  // namespace lipsync::server

@@ -224,11 +224,12 @@ Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) {
   context.output = m.config.output;
   context.audio = m.config.audio;
   context.pipeline = m.config.pipeline;
+  m.hub = std::make_unique<SessionHub>(context, m.config.webrtc);
+  context.hub = m.hub.get();
   m.monolithic = std::make_unique<MonolithicService>(context);
   m.stream = std::make_unique<StreamService>(context);
   m.live = std::make_unique<LiveService>(context);
   m.lipsync = std::make_unique<LipSyncService>(*m.stream, *m.live);
-  m.hub = std::make_unique<SessionHub>(context, m.config.webrtc);
   m.api = std::make_unique<HttpApi>(*m.hub, context,
                                     [impl = &m](const HttpRequest& r) { return impl->route(r); });
 }
@@ -245,7 +246,10 @@ void Server::start() {
   m.start_janitor();
   m.started = true;
   if (m.http) {
-    spdlog::info("lipsync serve: gRPC on port {}, HTTP on port {}", m.grpc_port, m.http->port());
+    spdlog::info("lipsync serve: gRPC on port {}, HTTP on port {} (the demo page: http://{}:{}/)",
+                 m.grpc_port, m.http->port(),
+                 parse_listen_address(m.config.server.http_address, "server.http").host,
+                 m.http->port());
   } else {
     spdlog::info("lipsync serve: gRPC on port {}, HTTP off", m.grpc_port);
   }
@@ -257,8 +261,8 @@ void Server::stop() {
   m.stopped = true;
   m.stop_janitor();
   if (m.http) m.http->stop();
-  m.hub->stop();
   m.end_calls();
+  m.hub->stop();  // the HTTP sessions (the gRPC ones ended with their calls)
   // No call is left: stop the live clock (its sessions post to the workers), stop the generators
   // (each joins its threads; a running batch finishes), let the workers drain what the last
   // frames posted, and only then free anything.

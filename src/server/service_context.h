@@ -21,6 +21,8 @@
 
 namespace lipsync::server {
 
+class SessionHub;
+
 // Counts one emitted live frame in the metrics (state, late, underruns, jitter, speech latency);
 // `last_underrun` is the caller's per-session memory of the previous frame's flag.
 inline void record_live_frame(ServerMetrics& metrics, const pipeline::LiveFrame& f,
@@ -41,6 +43,7 @@ struct ServiceContext {
   pipeline::Ticker* ticker = nullptr;                         // the live sessions' clock
   std::shared_ptr<pipeline::IdlePictureCache> idle_pictures;  // of every live session
   std::atomic<int>* live_sessions = nullptr;  // gRPC and HTTP sessions now (live.max_sessions)
+  SessionHub* hub = nullptr;                  // every live session, by id
   ServerOptions server;
   pipeline::LiveOptions live;
   render::OutputOptions output;

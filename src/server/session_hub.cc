@@ -32,7 +32,8 @@ SessionHub::~SessionHub() {
   stop();
 }
 
-std::shared_ptr<HubSession> SessionHub::create(const std::string& model, int start_frame) {
+std::shared_ptr<HubSession> SessionHub::create(const NewSession& spec) {
+  const std::string& model = spec.model;
   {
     std::lock_guard lock(mutex_);
     if (stopped_) throw Error::unavailable("the server is shutting down");
@@ -47,19 +48,23 @@ std::shared_ptr<HubSession> SessionHub::create(const std::string& model, int sta
   std::shared_ptr<HubSession> session;
   try {
     Registry::Lease lease = context_.registry->acquire(model);
-    session = std::make_shared<HubSession>(*this, random_id(), model, std::move(lease));
+    session =
+        std::make_shared<HubSession>(*this, random_id(), model, spec.origin, std::move(lease));
   } catch (...) {
     --count;  // from here on the session gives its place back when it is destroyed
     throw;
   }
   {
     pipeline::LiveSettings settings;
-    settings.encoding = pipeline::FrameEncoding::kNone;
+    settings.encoding = spec.encoding;
+    settings.start_frame = spec.start_frame;
+    settings.latency_ms = spec.latency_ms;
+    settings.jpeg_quality = context_.output.jpeg_quality;
     settings.live = context_.live;
     settings.idle_pictures = context_.idle_pictures;
     settings.pipeline = context_.pipeline;
     settings.audio = context_.audio;
-    session->start(settings, start_frame);
+    session->start(settings);
   }
   std::lock_guard lock(mutex_);
   if (stopped_) {
@@ -172,6 +177,12 @@ struct HubSession::Input final : SpeechInput {
     return finished;
   }
 
+  // Still taking pieces (neither ended nor abandoned nor finished).
+  bool receiving() {
+    std::lock_guard lock(mutex);
+    return !ending && !finished;
+  }
+
   void abandon() override {
     {
       std::lock_guard lock(mutex);
@@ -228,10 +239,12 @@ struct HubSession::Input final : SpeechInput {
 
 // HubSession ----------------------------------------------------------------------------------
 
-HubSession::HubSession(SessionHub& hub, std::string id, std::string model, Registry::Lease lease)
+HubSession::HubSession(SessionHub& hub, std::string id, std::string model, std::string origin,
+                       Registry::Lease lease)
     : hub_(hub),
       id_(std::move(id)),
       model_(std::move(model)),
+      origin_(std::move(origin)),
       lease_(std::move(lease)),
       strand_(*hub.context().workers) {}
 
@@ -240,9 +253,9 @@ HubSession::~HubSession() {
   --*hub_.context().live_sessions;
 }
 
-void HubSession::start(const pipeline::LiveSettings& settings, int start_frame) {
-  pipeline::LiveSettings s = settings;
-  s.start_frame = start_frame;
+void HubSession::start(const pipeline::LiveSettings& settings) {
+  const pipeline::LiveSettings& s = settings;
+  encoding_ = s.encoding;
   width_ = lease_.model->avatar->width();
   height_ = lease_.model->avatar->height();
   session_ =
@@ -254,6 +267,10 @@ SessionInfo HubSession::info() const {
   SessionInfo i;
   i.id = id_;
   i.model = model_;
+  i.origin = origin_;
+  i.format = encoding_ == pipeline::FrameEncoding::kNone  ? "raw"
+             : encoding_ == pipeline::FrameEncoding::kPng ? "png"
+                                                          : "jpeg";
   {
     std::lock_guard lock(mutex_);
     i.viewers = static_cast<int>(viewers_.size());
@@ -270,7 +287,27 @@ SessionInfo HubSession::info() const {
   return i;
 }
 
+bool HubSession::attach(const std::shared_ptr<pipeline::LiveSink>& sink) {
+  std::lock_guard lock(mutex_);
+  if (ended_) return false;
+  sinks_.push_back(sink);
+  return true;
+}
+
+void HubSession::detach(const pipeline::LiveSink* sink) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(sinks_, [sink](const std::weak_ptr<pipeline::LiveSink>& w) {
+    auto s = w.lock();
+    return !s || s.get() == sink;
+  });
+}
+
 std::pair<std::string, std::string> HubSession::add_viewer(const std::string& offer) {
+  if (encoding_ != pipeline::FrameEncoding::kNone) {
+    throw Error::invalid_input("session " + id_ +
+                               " makes encoded frames for its gRPC client; WebRTC viewers watch "
+                               "sessions created over HTTP (POST /v1/sessions)");
+  }
   std::string viewer;
   {
     std::lock_guard lock(mutex_);
@@ -335,11 +372,11 @@ void HubSession::drop_viewer(const std::string& viewer) {
 std::shared_ptr<SpeechInput> HubSession::begin_speech(std::function<void()> wanted) {
   std::lock_guard lock(mutex_);
   if (ended_) throw Error::unavailable("the session has ended");
-  if (input_) return nullptr;
+  if (!inputs_.empty() && inputs_.back()->receiving()) return nullptr;
   auto input = std::make_shared<Input>();
   input->owner = weak_from_this();
   input->wanted = std::move(wanted);
-  input_ = input;
+  inputs_.push_back(input);
   return input;
 }
 
@@ -347,51 +384,58 @@ void HubSession::feed() {
   strand_.post([weak = weak_from_this()] {
     auto self = weak.lock();
     if (!self) return;
-    std::shared_ptr<Input> input;
-    {
-      std::lock_guard lock(self->mutex_);
-      input = self->input_;
-    }
-    if (!input) return;
-    while (auto piece = input->take()) {
-      if (!self->session_->push_speech(std::move(*piece))) break;  // on_speech_wanted feeds on
-    }
-    if (const auto end = input->complete()) {
+    for (;;) {
+      std::shared_ptr<Input> input;
+      {
+        std::lock_guard lock(self->mutex_);
+        if (self->inputs_.empty()) return;
+        input = self->inputs_.front();
+      }
+      bool room = true;
+      while (room) {
+        auto piece = input->take();
+        if (!piece) break;
+        room = self->session_->push_speech(std::move(*piece));  // on_speech_wanted feeds on
+      }
+      const auto end = input->complete();
+      if (!end) {
+        input->maybe_wanted();
+        return;
+      }
       if (*end) self->session_->end_utterance();
       {
         std::lock_guard lock(self->mutex_);
-        if (self->input_ == input) self->input_.reset();
+        if (!self->inputs_.empty() && self->inputs_.front() == input) self->inputs_.pop_front();
       }
       input->finish(std::nullopt);
-      return;
+      if (!room) return;
     }
-    input->maybe_wanted();
   });
 }
 
 void HubSession::interrupt() {
-  std::shared_ptr<Input> input;
+  std::deque<std::shared_ptr<Input>> inputs;
   {
     std::lock_guard lock(mutex_);
-    input = std::move(input_);
+    inputs.swap(inputs_);
   }
-  if (input) input->finish(Error::unavailable("interrupted"));
+  for (auto& input : inputs) input->finish(Error::unavailable("interrupted"));
   session_->interrupt();
   hub_.context().metrics->count_interrupt();
 }
 
 void HubSession::close() {
   std::map<std::string, std::shared_ptr<webrtc::WhepSender>> viewers;
-  std::shared_ptr<Input> input;
+  std::deque<std::shared_ptr<Input>> inputs;
   {
     std::lock_guard lock(mutex_);
     if (ended_) return;
     ended_ = true;
     viewers.swap(viewers_);
-    input = std::move(input_);
+    inputs.swap(inputs_);
   }
-  if (input) input->finish(Error::unavailable("the session has ended"));
-  session_->close(true);
+  for (auto& input : inputs) input->finish(Error::unavailable("the session has ended"));
+  session_->close(true);  // the session's on_live_ended tells the attached calls
   strand_.close();
   for (auto& [id, v] : viewers) {
     v->close();
@@ -410,16 +454,42 @@ void HubSession::on_live_frame(pipeline::LiveFrame frame) {
   state_ = static_cast<int>(frame.state);
   if (frame.speech_latency_ms) speech_latency_ms_ = *frame.speech_latency_ms;
   record_live_frame(*hub_.context().metrics, frame, last_underrun_);
-  std::lock_guard lock(mutex_);
-  for (auto& [id, v] : viewers_) v->push(frame.index, frame.picture, frame.samples);
+  std::vector<std::shared_ptr<pipeline::LiveSink>> sinks;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [id, v] : viewers_) v->push(frame.index, frame.picture, frame.samples);
+    for (const auto& w : sinks_) {
+      if (auto s = w.lock()) sinks.push_back(std::move(s));
+    }
+  }
+  for (std::size_t i = 0; i < sinks.size(); ++i) {
+    sinks[i]->on_live_frame(i + 1 == sinks.size() ? std::move(frame) : frame);
+  }
 }
 
 void HubSession::on_speech_wanted() {
   feed();
+  std::vector<std::shared_ptr<pipeline::LiveSink>> sinks;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& w : sinks_) {
+      if (auto s = w.lock()) sinks.push_back(std::move(s));
+    }
+  }
+  for (auto& s : sinks) s->on_speech_wanted();
 }
 
 void HubSession::on_live_ended(const std::optional<Error>& error) {
   if (error) spdlog::warn("live session {} failed: {}", id_, error->what());
+  std::vector<std::shared_ptr<pipeline::LiveSink>> sinks;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& w : sinks_) {
+      if (auto s = w.lock()) sinks.push_back(std::move(s));
+    }
+    sinks_.clear();
+  }
+  for (auto& s : sinks) s->on_live_ended(error);
   // Viewer teardown blocks: not on the ticker or a session thread.
   hub_.blocking().post([weak = weak_from_this()] {
     auto self = weak.lock();

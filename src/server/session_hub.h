@@ -1,6 +1,9 @@
-// SessionHub: the live sessions the HTTP API creates and drives, each with its WebRTC viewers.
-// A session is created by POST /v1/sessions and lives until DELETE (or shutdown); it makes raw
-// BGR frames, which each viewer (a webrtc::WhepSender) encodes for its browser. Speech comes in
+// SessionHub: the one registry of live sessions, whoever made them. A session created by POST
+// /v1/sessions lives until DELETE (or shutdown) and makes raw BGR frames, which each WebRTC
+// viewer (a webrtc::WhepSender) encodes for its browser; one made by a gRPC Live call makes the
+// frames that call asked for and ends with it. Either kind takes speech, text and interrupts from
+// the HTTP API and from gRPC Live calls attached to it (LiveConfig.session_id), and hands every
+// frame to its viewers and attached calls (fan-out). Speech comes in
 // as utterances from uploads and text to speech, one at a time per session; it is fed to the
 // session as fast as the session takes it (live.max_buffered_s), so an upload is read only as
 // fast as it is played once the buffer is full.
@@ -11,6 +14,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -47,6 +51,8 @@ class SpeechInput {
 struct SessionInfo {
   std::string id;
   std::string model;
+  std::string origin;  // "http" or "grpc"
+  std::string format;  // of its frames: "raw" (HTTP sessions), "jpeg", "png"
   int viewers = 0;
   std::string state;  // idle, speaking, fading
   std::int64_t frames = 0;
@@ -63,9 +69,17 @@ class SessionHub {
   SessionHub(const ServiceContext& context, webrtc::WebRtcOptions options);
   ~SessionHub();
 
+  // What a new session is made with; HTTP sessions take the defaults.
+  struct NewSession {
+    std::string model;
+    int start_frame = 0;
+    pipeline::FrameEncoding encoding = pipeline::FrameEncoding::kNone;
+    int latency_ms = 0;  // 0: the server's
+    std::string origin = "http";
+  };
   // Throws kNotFound (model), kResourceExhausted (live.max_sessions), kInvalidInput (start
   // frame), kUnavailable (stopping).
-  std::shared_ptr<HubSession> create(const std::string& model, int start_frame);
+  std::shared_ptr<HubSession> create(const NewSession& spec);
   std::shared_ptr<HubSession> find(const std::string& id) const;
   // Ends the session at once (its viewers too); false when there is none.
   bool remove(const std::string& id);
@@ -99,12 +113,22 @@ class SessionHub {
 class HubSession final : public pipeline::LiveSink,
                          public std::enable_shared_from_this<HubSession> {
  public:
-  HubSession(SessionHub& hub, std::string id, std::string model, Registry::Lease lease);
+  HubSession(SessionHub& hub, std::string id, std::string model, std::string origin,
+             Registry::Lease lease);
   ~HubSession() override;
-  void start(const pipeline::LiveSettings& settings, int start_frame);
+  void start(const pipeline::LiveSettings& settings);
 
   const std::string& id() const { return id_; }
   SessionInfo info() const;
+  pipeline::LiveSession& live() { return *session_; }
+  pipeline::FrameEncoding encoding() const { return encoding_; }
+  int width() const { return width_; }
+  int height() const { return height_; }
+
+  // Another receiver of the frames and of the session's end (a gRPC Live call); false when the
+  // session has ended. Its callbacks come as LiveSink's.
+  bool attach(const std::shared_ptr<pipeline::LiveSink>& sink);
+  void detach(const pipeline::LiveSink* sink);
 
   // Answers a viewer's offer (blocks up to webrtc.ice_timeout_ms: call from a worker). Returns
   // the viewer id and the answer. Throws kInvalidInput (bad offer), kResourceExhausted
@@ -113,8 +137,9 @@ class HubSession final : public pipeline::LiveSink,
   // Ends one viewer; false when there is none.
   bool remove_viewer(const std::string& viewer);
 
-  // Starts an utterance; null when another is coming in (409). `wanted` is called (any thread)
-  // when the input may add again after add() said no.
+  // Starts an utterance; null while another is still coming in (409). One that has all come in
+  // (end() or abandon() called) may still be feeding: the new one follows it. `wanted` is called
+  // (any thread) when the input may add again after add() said no.
   std::shared_ptr<SpeechInput> begin_speech(std::function<void()> wanted);
   void interrupt();
   // Ends the session and its viewers now.
@@ -136,6 +161,8 @@ class HubSession final : public pipeline::LiveSink,
   SessionHub& hub_;
   const std::string id_;
   const std::string model_;
+  const std::string origin_;
+  pipeline::FrameEncoding encoding_ = pipeline::FrameEncoding::kNone;
   const std::chrono::steady_clock::time_point created_ = std::chrono::steady_clock::now();
   Registry::Lease lease_;
   std::shared_ptr<pipeline::LiveSession> session_;
@@ -145,9 +172,12 @@ class HubSession final : public pipeline::LiveSink,
 
   mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<webrtc::WhepSender>> viewers_;  // guarded
+  std::vector<std::weak_ptr<pipeline::LiveSink>> sinks_;                // attached (guarded)
   int next_viewer_ = 0;                                                 // guarded
-  std::shared_ptr<Input> input_;  // the utterance coming in (guarded)
-  bool ended_ = false;            // guarded
+  // Utterances coming in, in order: the front is being fed; only the back may still be
+  // receiving (guarded).
+  std::deque<std::shared_ptr<Input>> inputs_;
+  bool ended_ = false;  // guarded
   std::atomic<std::int64_t> frames_{0};
   std::atomic<std::int64_t> late_{0};
   std::atomic<int> state_{0};

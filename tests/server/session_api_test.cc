@@ -1,0 +1,388 @@
+// The HTTP session API and the one registry of live sessions, against a real server on loopback
+// ports: HTTP requests through a plain socket (exact bytes: chunked bodies, Expect, CORS), gRPC
+// Live calls through the generated stub. (The WebRTC side is tested in a real browser:
+// tests/browser/.)
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <numbers>
+#include <thread>
+
+#include "avatar/avatar_import.h"
+#include "lipsync/v1/lipsync.grpc.pb.h"
+#include "server/server.h"
+#include "support/http_client.h"
+#include "support/test_data.h"
+#include "support/test_models.h"
+
+namespace lipsync {
+namespace {
+
+using lipsync::v1::LiveFrame;
+using lipsync::v1::LiveRequest;
+using lipsync::v1::StreamConfig;
+using nlohmann::json;
+
+constexpr const char* kToken = "s3cret";
+
+class SessionApiTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testing::TempDir();
+    avatar::write_demo_avatar(*dir_ / "avatar", 5, 320, 240);
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  void SetUp() override {
+    server::ServerConfig config;
+    config.server.grpc_address = "127.0.0.1:0";
+    config.server.http_address = "127.0.0.1:0";
+    config.server.shutdown_grace_s = 1;
+    config.server.api_token = kToken;
+    config.server.cors_origins = "http://app.example";
+    config.models = {{"demo", *dir_ / "avatar", testing::demo_models(), true}};
+    config.infer = testing::two_threads();
+    server_ = std::make_unique<server::Server>(config);
+    server_->start();
+    port_ = server_->http_port();
+  }
+
+  // A request with the token (unless `token` is empty) and Connection: close.
+  testing::HttpResult request(const std::string& method, const std::string& target,
+                              const std::string& body = "",
+                              const std::string& type = "application/json",
+                              const std::string& token = kToken, const std::string& extra = "") {
+    std::string raw = method + " " + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+    if (!token.empty()) raw += "Authorization: Bearer " + token + "\r\n";
+    if (!body.empty()) raw += "Content-Type: " + type + "\r\n";
+    raw += extra;
+    raw += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+    return testing::http_exchange(port_, raw);
+  }
+
+  std::string create_session() {
+    const auto r = request("POST", "/v1/sessions", "{}");
+    EXPECT_EQ(r.status, 201) << r.body;
+    return json::parse(r.body).at("id").get<std::string>();
+  }
+
+  json info(const std::string& id) {
+    const auto r = request("GET", "/v1/sessions/" + id);
+    EXPECT_EQ(r.status, 200) << r.body;
+    return json::parse(r.body);
+  }
+
+  std::unique_ptr<v1::LipSync::Stub> stub() {
+    return v1::LipSync::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(server_->grpc_port()), grpc::InsecureChannelCredentials()));
+  }
+
+  // Waits until `pred` holds (polling every 20 ms) or `ms` pass.
+  static bool eventually(const std::function<bool()>& pred, int ms) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (std::chrono::steady_clock::now() < end) {
+      if (pred()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return pred();
+  }
+
+  // `seconds` of a loud 200 Hz tone at 16 kHz, as s16le bytes.
+  static std::string tone_s16le(double seconds) {
+    std::string bytes;
+    const int n = static_cast<int>(seconds * 16000);
+    for (int i = 0; i < n; ++i) {
+      const auto v =
+          static_cast<std::int16_t>(12000 * std::sin(2 * std::numbers::pi * 200 * i / 16000.0));
+      bytes.push_back(static_cast<char>(v & 0xff));
+      bytes.push_back(static_cast<char>((v >> 8) & 0xff));
+    }
+    return bytes;
+  }
+
+  static testing::TempDir* dir_;
+  std::unique_ptr<server::Server> server_;
+  int port_ = 0;
+};
+
+testing::TempDir* SessionApiTest::dir_ = nullptr;
+
+TEST_F(SessionApiTest, SessionsAreCreatedListedAndDeleted) {
+  const auto r = request("POST", "/v1/sessions", R"({"model": "demo", "start_frame": 2})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  const json created = json::parse(r.body);
+  const std::string id = created.at("id");
+  EXPECT_EQ(created.at("whep"), "/v1/sessions/" + id + "/whep");
+  EXPECT_EQ(created.at("format"), "raw");
+  EXPECT_EQ(created.at("width"), 320);
+  EXPECT_NE(r.headers.find("Location: /v1/sessions/" + id), std::string::npos) << r.headers;
+  const json list = json::parse(request("GET", "/v1/sessions").body);
+  ASSERT_EQ(list.at("sessions").size(), 1u);
+  EXPECT_EQ(list["sessions"][0].at("id"), id);
+  EXPECT_EQ(server_->http_sessions(), 1);
+  EXPECT_TRUE(eventually([&] { return info(id).at("frames").get<int>() >= 3; }, 3000));
+  EXPECT_EQ(request("DELETE", "/v1/sessions/" + id).status, 204);
+  EXPECT_EQ(request("GET", "/v1/sessions/" + id).status, 404);
+  EXPECT_EQ(server_->http_sessions(), 0);
+}
+
+TEST_F(SessionApiTest, BadRequestsGetJsonErrorsWithTheirStatus) {
+  const auto no_token = request("GET", "/v1/sessions", "", "", "");
+  EXPECT_EQ(no_token.status, 401);
+  EXPECT_NE(no_token.headers.find("WWW-Authenticate: Bearer"), std::string::npos);
+  EXPECT_NE(json::parse(no_token.body).at("error").get<std::string>().find("Bearer"),
+            std::string::npos);
+  EXPECT_EQ(request("GET", "/v1/sessions", "", "", "wrong").status, 401);
+  EXPECT_EQ(request("POST", "/v1/sessions", R"({"model": "nope"})").status, 404);
+  EXPECT_EQ(request("POST", "/v1/sessions", R"({"start_frame": "x"})").status, 400);
+  EXPECT_EQ(request("POST", "/v1/sessions", R"({"start_frame": 99})").status, 400);
+  EXPECT_EQ(request("POST", "/v1/sessions", "[1, 2").status, 400);
+  EXPECT_EQ(request("GET", "/v1/sessions/none").status, 404);
+  EXPECT_EQ(request("POST", "/v1/sessions/none/interrupt").status, 404);
+  EXPECT_EQ(request("POST", "/v1/nothing").status, 404);
+  const std::string id = create_session();
+  EXPECT_EQ(request("PUT", "/v1/sessions/" + id).status, 405);
+  EXPECT_EQ(request("GET", "/v1/sessions/" + id + "/say").status, 405);
+  EXPECT_EQ(request("POST", "/v1/sessions/" + id + "/whep", "v=0", "text/plain").status, 400);
+  EXPECT_EQ(request("POST", "/v1/sessions/" + id + "/whep", "garbage", "application/sdp").status,
+            400);
+  EXPECT_EQ(request("POST", "/v1/sessions/" + id + "/speech", "abc", "audio/L16").status, 400);
+  EXPECT_EQ(request("POST", "/v1/sessions/" + id + "/speech", "abc",
+                    "audio/s16le;rate=16000;"
+                    "channels=2")
+                .status,
+            400);
+  EXPECT_EQ(request("POST", "/v1/sessions/" + id + "/speech", "abc", "video/mp4").status, 400);
+  EXPECT_EQ(
+      request("POST", "/v1/sessions/" + id + "/speech", "abc", "audio/s16le;rate=16000").status,
+      400);  // an odd byte count: half a sample
+  EXPECT_EQ(request("POST", "/v1/sessions/" + id + "/speech", "not a wav", "audio/wav").status,
+            400);
+  EXPECT_EQ(request("POST", "/v1/sessions/" + id + "/say", R"({"text": ""})").status, 400);
+  EXPECT_EQ(
+      request("POST", "/v1/sessions/" + id + "/say", R"({"text": "hi", "voice": "zz-zz"})").status,
+      400);
+  EXPECT_EQ(request("POST", "/v1/sessions/" + id + "/say", std::string(5000, 'a')).status, 400);
+  // The session is unharmed.
+  EXPECT_EQ(info(id).at("state"), "idle");
+}
+
+TEST_F(SessionApiTest, CorsPreflightAndHeadersFollowTheConfiguredOrigins) {
+  const auto ok = request("OPTIONS", "/v1/sessions", "", "", "",
+                          "Origin: http://app.example\r\nAccess-Control-Request-Method: POST\r\n");
+  EXPECT_EQ(ok.status, 204);
+  EXPECT_NE(ok.headers.find("Access-Control-Allow-Origin: http://app.example"), std::string::npos);
+  EXPECT_NE(ok.headers.find("Authorization"), std::string::npos);
+  const auto other = request("OPTIONS", "/v1/sessions", "", "", "", "Origin: http://evil\r\n");
+  EXPECT_EQ(other.status, 403);
+  const auto listed =
+      request("GET", "/v1/sessions", "", "", kToken, "Origin: http://app.example\r\n");
+  EXPECT_NE(listed.headers.find("Access-Control-Allow-Origin: http://app.example"),
+            std::string::npos);
+  EXPECT_NE(listed.headers.find("Access-Control-Expose-Headers: Location"), std::string::npos);
+}
+
+TEST_F(SessionApiTest, AChunkedRawUploadIsSpokenAndASecondUtteranceMeanwhileIsAConflict) {
+  const std::string id = create_session();
+  const std::string pcm = tone_s16le(1.5);
+  // Chunked, Expect: 100-continue, pieces split inside samples, sent slowly.
+  testing::RawConnection c(port_);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c.send("POST /v1/sessions/" + id +
+                     "/speech HTTP/1.1\r\nHost: x\r\n"
+                     "Authorization: Bearer " +
+                     std::string(kToken) +
+                     "\r\n"
+                     "Content-Type: audio/s16le;rate=16000\r\nTransfer-Encoding: chunked\r\n"
+                     "Expect: 100-continue\r\nConnection: close\r\n\r\n"));
+  EXPECT_NE(c.receive(std::chrono::milliseconds(500)).find("100 Continue"), std::string::npos);
+  const std::size_t piece = 4001;  // odd: samples split across pieces
+  for (std::size_t at = 0; at < pcm.size(); at += piece) {
+    const std::string part = pcm.substr(at, piece);
+    char size[16];
+    std::snprintf(size, sizeof size, "%zx\r\n", part.size());
+    ASSERT_TRUE(c.send(size + part + "\r\n"));
+    if (at == 0) {
+      // While this upload is open, another utterance is refused.
+      const auto busy = request("POST", "/v1/sessions/" + id + "/speech", tone_s16le(0.2),
+                                "audio/s16le;rate=16000");
+      EXPECT_EQ(busy.status, 409) << busy.body;
+      EXPECT_EQ(request("POST", "/v1/sessions/" + id + "/say", R"({"text": "hello"})").status, 409);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(c.send("0\r\n\r\n"));
+  const std::string reply = c.receive(std::chrono::seconds(5));
+  ASSERT_NE(reply.find("200 OK"), std::string::npos) << reply;
+  const json body = json::parse(reply.substr(reply.find("\r\n\r\n") + 4));
+  EXPECT_EQ(body.at("samples"), 24000);
+  EXPECT_FALSE(body.at("open").get<bool>());
+  EXPECT_TRUE(eventually([&] { return info(id).at("state") == "speaking"; }, 3000));
+  // Interrupted: idle again at once (after the fade), and free for the next utterance.
+  EXPECT_EQ(request("POST", "/v1/sessions/" + id + "/interrupt").status, 200);
+  EXPECT_TRUE(eventually([&] { return info(id).at("state") == "idle"; }, 1000));
+  const auto said = request("POST", "/v1/sessions/" + id + "/say", R"({"text": "Hello there."})");
+  ASSERT_EQ(said.status, 200) << said.body;
+  EXPECT_GT(json::parse(said.body).at("seconds").get<double>(), 0.5);
+  EXPECT_TRUE(eventually([&] { return info(id).at("state") == "speaking"; }, 3000));
+}
+
+TEST_F(SessionApiTest, AWholeWavUploadAndAnUploadThatStaysOpenForTheNext) {
+  const std::string id = create_session();
+  const std::string wav = [] {
+    std::ifstream in(testing::testdata("reference/speech_a_en.wav"), std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }();
+  const auto r = request("POST", "/v1/sessions/" + id + "/speech", wav, "audio/wav");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_GT(json::parse(r.body).at("seconds").get<double>(), 1.0);
+  EXPECT_EQ(request("POST", "/v1/sessions/" + id + "/interrupt").status, 200);
+  // ?continue=1 keeps the utterance open: the next piece belongs to it.
+  const auto first = request("POST", "/v1/sessions/" + id + "/speech?continue=1", tone_s16le(0.3),
+                             "audio/s16le;rate=16000");
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_TRUE(json::parse(first.body).at("open").get<bool>());
+  const auto last =
+      request("POST", "/v1/sessions/" + id + "/speech", tone_s16le(0.3), "audio/s16le;rate=16000");
+  ASSERT_EQ(last.status, 200) << last.body;
+  EXPECT_FALSE(json::parse(last.body).at("open").get<bool>());
+}
+
+TEST_F(SessionApiTest, AGrpcLiveCallAttachesToAnHttpSessionAndSeesItsSpeech) {
+  const std::string id = create_session();
+  auto s = stub();
+  grpc::ClientContext ctx;
+  auto call = s->Live(&ctx);
+  LiveRequest config;
+  config.mutable_config()->set_session_id(id);
+  config.mutable_config()->set_format(StreamConfig::FORMAT_RAW);
+  ASSERT_TRUE(call->Write(config));
+  LiveFrame frame;
+  ASSERT_TRUE(call->Read(&frame));
+  EXPECT_EQ(frame.session_id(), id);
+  EXPECT_GT(frame.latency_ms(), 0);
+  EXPECT_EQ(frame.frame().size(), 320u * 240u * 3u);
+  const std::int64_t first = frame.index();
+  // Speech from HTTP shows on the call; the call's interrupt reaches the session.
+  ASSERT_EQ(
+      request("POST", "/v1/sessions/" + id + "/speech", tone_s16le(2.0), "audio/s16le;rate=16000")
+          .status,
+      200);
+  bool speaking = false;
+  for (int i = 0; i < 200 && call->Read(&frame); ++i) {
+    EXPECT_EQ(frame.index(), first + i + 1);
+    if (frame.state() == LiveFrame::SPEAKING) {
+      speaking = true;
+      break;
+    }
+  }
+  EXPECT_TRUE(speaking);
+  LiveRequest interrupt;
+  interrupt.set_interrupt(true);
+  ASSERT_TRUE(call->Write(interrupt));
+  EXPECT_TRUE(eventually([&] { return info(id).at("state") == "idle"; }, 2000));
+  // Half-closing detaches: the call ends OK, the session goes on.
+  call->WritesDone();
+  while (call->Read(&frame)) {
+  }
+  EXPECT_TRUE(call->Finish().ok());
+  const auto frames = info(id).at("frames").get<int>();
+  EXPECT_TRUE(eventually([&] { return info(id).at("frames").get<int>() > frames + 2; }, 2000));
+}
+
+TEST_F(SessionApiTest, GrpcSessionsAreInTheRegistryAndAttachingIsChecked) {
+  auto s = stub();
+  // Attaching to nothing, or in another format, is refused.
+  {
+    grpc::ClientContext ctx;
+    auto call = s->Live(&ctx);
+    LiveRequest config;
+    config.mutable_config()->set_session_id("nope");
+    call->Write(config);
+    LiveFrame frame;
+    EXPECT_FALSE(call->Read(&frame));
+    EXPECT_EQ(call->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  const std::string http_id = create_session();
+  {
+    grpc::ClientContext ctx;
+    auto call = s->Live(&ctx);
+    LiveRequest config;
+    config.mutable_config()->set_session_id(http_id);  // JPEG by default; the session is raw
+    call->Write(config);
+    LiveFrame frame;
+    EXPECT_FALSE(call->Read(&frame));
+    const auto status = call->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(status.error_message().find("raw"), std::string::npos) << status.error_message();
+  }
+  // A session of a gRPC call: listed, driven over HTTP, gone with its call.
+  grpc::ClientContext ctx;
+  auto call = s->Live(&ctx);
+  LiveRequest config;
+  config.mutable_config()->set_model_id("demo");
+  ASSERT_TRUE(call->Write(config));
+  LiveFrame frame;
+  ASSERT_TRUE(call->Read(&frame));
+  const std::string id = frame.session_id();
+  ASSERT_FALSE(id.empty());
+  const json i = info(id);
+  EXPECT_EQ(i.at("origin"), "grpc");
+  EXPECT_EQ(i.at("format"), "jpeg");
+  const auto whep = request("POST", "/v1/sessions/" + id + "/whep", "v=0\r\nm=video 9 x 96\r\n",
+                            "application/sdp");
+  EXPECT_EQ(whep.status, 400);
+  EXPECT_NE(whep.body.find("sessions created over HTTP"), std::string::npos) << whep.body;
+  ASSERT_EQ(
+      request("POST", "/v1/sessions/" + id + "/say", R"({"text": "Hello from HTTP."})").status,
+      200);
+  bool speaking = false;
+  for (int n = 0; n < 200 && call->Read(&frame); ++n) {
+    if (frame.state() == LiveFrame::SPEAKING) {
+      speaking = true;
+      break;
+    }
+  }
+  EXPECT_TRUE(speaking);
+  ctx.TryCancel();
+  while (call->Read(&frame)) {
+  }
+  call->Finish();
+  EXPECT_TRUE(eventually([&] { return request("GET", "/v1/sessions/" + id).status == 404; }, 2000));
+}
+
+TEST_F(SessionApiTest, TheDemoPageIsServedFromTheBinary) {
+  const auto page = testing::http_get(port_, "/");
+  EXPECT_EQ(page.status, 200);
+  EXPECT_NE(page.headers.find("text/html"), std::string::npos);
+  EXPECT_NE(page.body.find("/v1/sessions"), std::string::npos);
+  EXPECT_NE(page.body.find("RTCPeerConnection"), std::string::npos);
+  EXPECT_EQ(page.body.find("http://"), std::string::npos) << "the page must not load from a CDN";
+}
+
+TEST_F(SessionApiTest, ShutdownEndsHttpSessionsAndOpenUploads) {
+  const std::string id = create_session();
+  testing::RawConnection c(port_);
+  ASSERT_TRUE(c.send("POST /v1/sessions/" + id +
+                     "/speech HTTP/1.1\r\nHost: x\r\n"
+                     "Authorization: Bearer " +
+                     std::string(kToken) +
+                     "\r\n"
+                     "Content-Type: audio/f32le;rate=16000\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "8\r\n" +
+                     std::string(8, '\0') + "\r\n"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const auto t0 = std::chrono::steady_clock::now();
+  server_->stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(4));
+  EXPECT_EQ(server_->http_sessions(), 0);
+  EXPECT_TRUE(c.closed_by_peer(std::chrono::seconds(1)));
+}
+
+}  // namespace
+}  // namespace lipsync
