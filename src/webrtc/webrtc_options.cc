@@ -18,8 +18,8 @@ const core::ConfigTable<WebRtcOptions>& WebRtcOptions::config() {
           .boolean("loopback", &WebRtcOptions::loopback,
                    "also offer 127.0.0.1 as a candidate (a browser on the same machine)")
           .integer("ice_timeout_ms", &WebRtcOptions::ice_timeout_ms, 500, 60000,
-                   "ICE gathering limit for an answer; a viewer disconnected this long is torn "
-                   "down")
+                   "ICE gathering limit for an answer; a viewer disconnected or silent this "
+                   "long, or not connected within twice this, is torn down")
           .integer("max_viewers", &WebRtcOptions::max_viewers, 1, 1000,
                    "WebRTC viewers of all sessions at once; more get 429")
           .boolean(

@@ -263,6 +263,7 @@ struct WhepSender::Impl {
   bool gathered = false;                                                    // guarded
   bool closing = false;                                                     // guarded
   std::optional<std::chrono::steady_clock::time_point> disconnected_since;  // guarded
+  std::optional<std::chrono::steady_clock::time_point> answered_at;         // guarded
   std::atomic<bool> connected{false};
   std::atomic<bool> gone{false};
   std::atomic<std::int64_t> frames{0};
@@ -396,11 +397,16 @@ struct WhepSender::Impl {
       const std::int64_t heard = last_heard_ns.load();
       const bool silent = connected.load() && heard > 0 &&
                           now_ns() - heard >= std::chrono::nanoseconds(limit).count();
-      if (lost || silent) {
+      // An answer nobody connects with (the offerer went away, or never applied it).
+      const bool never = !connected.load() && answered_at && now - *answered_at >= 2 * limit;
+      if (lost || silent || never) {
         disconnected_since.reset();
         last_heard_ns = 0;
         lock.unlock();
-        mark_gone(lost ? "disconnected too long" : "nothing heard from the viewer");
+        answered_at.reset();
+        mark_gone(lost    ? "disconnected too long"
+                  : never ? "never connected"
+                          : "nothing heard from the viewer");
         lock.lock();
       }
     }
@@ -524,6 +530,10 @@ struct WhepSender::Impl {
     g_object_get(webrtc, "local-description", &done, nullptr);
     if (!done) throw Error::internal("webrtc: no local description after negotiation");
     watch_incoming();
+    {
+      std::lock_guard lock(mutex);
+      answered_at = std::chrono::steady_clock::now();
+    }
     gchar* text = gst_sdp_message_as_text(done->sdp);
     answer = with_track_ids(text, ids);
     g_free(text);

@@ -14,7 +14,8 @@
 // queued in front of the encoder (older ones are dropped).
 //
 // A viewer ends when its owner closes it (DELETE), or on its own when the connection fails,
-// closes, or stays disconnected for ice_timeout_ms: on_gone is called once, from a GStreamer or
+// closes, stays disconnected or sends nothing for ice_timeout_ms, or is not connected within
+// twice that after the answer: on_gone is called once, from a GStreamer or
 // timer thread, and the owner must then close() it from another thread.
 // Thread contract: create() and close() block (negotiation, pipeline teardown): call them from a
 // worker, never from a GStreamer callback. push() from one thread at a time (the session's

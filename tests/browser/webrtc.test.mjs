@@ -490,6 +490,26 @@ test('a viewer that vanishes without DELETE is torn down within the ICE timeout'
   await otherServer.close().catch(() => {});
 });
 
+test('an answer nobody connects with is torn down', async () => {
+  const session = await page.evaluate(() => window.lipsync.session);
+  const start = await viewerGauge();
+  const status = await page.evaluate(async ({ session, token }) => {
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise((r) => setTimeout(r, 500));
+    const res = await fetch(`/v1/sessions/${session}/whep`, { method: 'POST',
+      headers: { Authorization: 'Bearer ' + token, 'Content-Type': 'application/sdp' },
+      body: pc.localDescription.sdp });
+    pc.close();  // the answer is never applied
+    return res.status;
+  }, { session, token: TOKEN });
+  assert.equal(status, 201);
+  assert.equal(await viewerGauge(), start + 1);
+  assert.ok(await waitFor(async () => (await viewerGauge()) === start, 2 * ICE_TIMEOUT_MS + 3000),
+            'the unconnected viewer is still there');
+});
+
 test('DELETE ends the session and its viewers', async () => {
   const created = await api('POST', '/v1/sessions', { body: '{"start_frame": 3}', type: 'application/json' });
   assert.equal(created.status, 201);

@@ -45,6 +45,7 @@ class SessionApiTest : public ::testing::Test {
     config.server.shutdown_grace_s = 1;
     config.server.api_token = kToken;
     config.server.cors_origins = "http://app.example";
+    config.server.http_timeout_s = 2;
     config.models = {{"demo", *dir_ / "avatar", testing::demo_models(), true}};
     config.infer = testing::two_threads();
     server_ = std::make_unique<server::Server>(config);
@@ -354,6 +355,23 @@ TEST_F(SessionApiTest, GrpcSessionsAreInTheRegistryAndAttachingIsChecked) {
   }
   call->Finish();
   EXPECT_TRUE(eventually([&] { return request("GET", "/v1/sessions/" + id).status == 404; }, 2000));
+}
+
+TEST_F(SessionApiTest, AnUploadThatStallsIsDroppedAndFreesTheSession) {
+  const std::string id = create_session();
+  testing::RawConnection c(port_);
+  ASSERT_TRUE(c.send("POST /v1/sessions/" + id +
+                     "/speech HTTP/1.1\r\nHost: x\r\n"
+                     "Authorization: Bearer " +
+                     std::string(kToken) +
+                     "\r\n"
+                     "Content-Type: audio/s16le;rate=16000\r\nContent-Length: 64000\r\n\r\n" +
+                     tone_s16le(0.5)));
+  // The client never sends the rest: within the timeout the server gives up on it...
+  EXPECT_TRUE(c.closed_by_peer(std::chrono::seconds(4)));
+  // ...and the session takes the next utterance.
+  const auto said = request("POST", "/v1/sessions/" + id + "/say", R"({"text": "Next."})");
+  EXPECT_EQ(said.status, 200) << said.body;
 }
 
 TEST_F(SessionApiTest, TheDemoPageIsServedFromTheBinary) {
