@@ -250,19 +250,25 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   }
 
   // Replies ----------------------------------------------------------------------------------
+  // Replies and resumes may come from any thread, also after the server has stopped (a WebRTC
+  // answer still being made): they hold the server's state only weakly.
   HttpResponder responder() {
     auto weak = weak_from_this();
-    auto* io = &server_->io;
+    const std::weak_ptr<Impl> server = server_;
     const int generation = generation_;
     return HttpResponder(
-        [weak, io, generation](HttpReply reply) {
-          asio::post(*io, [weak, generation, reply = std::move(reply)]() mutable {
+        [weak, server, generation](HttpReply reply) {
+          const auto s = server.lock();
+          if (!s) return;
+          asio::post(s->io, [weak, generation, reply = std::move(reply)]() mutable {
             auto self = weak.lock();
             if (self && self->generation_ == generation) self->on_reply(std::move(reply));
           });
         },
-        [weak, io, generation] {
-          asio::post(*io, [weak, generation] {
+        [weak, server, generation] {
+          const auto s = server.lock();
+          if (!s) return;
+          asio::post(s->io, [weak, generation] {
             auto self = weak.lock();
             if (self && self->generation_ == generation) self->on_resume();
           });
