@@ -57,7 +57,7 @@ struct LiveOptions {
   int max_buffered_s = 30;        // live.max_buffered_s: speech queued and not yet played
   int latency_ms = 0;             // live.latency_ms: 0 = lookahead + one generator batch, computed
   int crossfade_frames = 3;       // live.crossfade_frames: frames blended at speech start and end
-  int interrupt_fade_frames = 2;  // live.interrupt_fade_frames: frames back to idle after one
+  int interrupt_fade_frames = 1;  // live.interrupt_fade_frames: frames back to idle after one
   int idle_cache_mb = 64;         // live.idle_cache_mb: encoded template frames, server-wide
   void validate() const;
   static const core::ConfigTable<LiveOptions>& config();

@@ -490,6 +490,37 @@ test('a viewer that vanishes without DELETE is torn down within the ICE timeout'
   await otherServer.close().catch(() => {});
 });
 
+test('an offer with its audio line first is answered in its order and plays', async () => {
+  const session = await page.evaluate(() => window.lipsync.session);
+  const got = await page.evaluate(async ({ session, token }) => {
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise((r) => {
+      if (pc.iceGatheringState === 'complete') return r();
+      pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r();
+      setTimeout(r, 2000);
+    });
+    const auth = { Authorization: 'Bearer ' + token };
+    const res = await fetch(`/v1/sessions/${session}/whep`, { method: 'POST',
+      headers: { ...auth, 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
+    const answer = await res.text();
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+    await new Promise((r) => setTimeout(r, 3000));
+    const out = { order: answer.split('\n').filter((l) => l.startsWith('m=')).map((l) => l.slice(2, 7)) };
+    (await pc.getStats()).forEach((x) => {
+      if (x.type === 'inbound-rtp') out[x.kind] = x.kind === 'video' ? x.framesDecoded : x.packetsReceived;
+    });
+    await fetch(res.headers.get('Location'), { method: 'DELETE', headers: auth });
+    pc.close();
+    return out;
+  }, { session, token: TOKEN });
+  assert.deepEqual(got.order, ['audio', 'video']);
+  assert.ok(got.video > 40, `decoded ${got.video} frames in 3 s`);
+  assert.ok(got.audio > 100, `received ${got.audio} audio packets in 3 s`);
+});
+
 test('an answer nobody connects with is torn down', async () => {
   const session = await page.evaluate(() => window.lipsync.session);
   const start = await viewerGauge();

@@ -253,7 +253,6 @@ TEST_F(LiveTest, ATwoUtteranceSessionWithAPauseAndAnInterrupt) {
   for (std::size_t i = first_fading + (held ? 1 : 0); i < first_fading + fading; ++i) {
     EXPECT_NE(frames[i].picture, frames[i - 1].picture) << "fading frame " << frames[i].index;
   }
-  EXPECT_TRUE(fading == 3 || fading == 4) << fading;
   const std::string m = metrics();
   EXPECT_NE(m.find("lipsync_live_interrupts_total 1"), std::string::npos) << m;
   EXPECT_NE(m.find("lipsync_live_frames_total{state=\"fading\"} " + std::to_string(fading)),
