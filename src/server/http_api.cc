@@ -185,9 +185,9 @@ class SpeechUpload final : public HttpBodyStream {
     try {
       if (format_.kind == SpeechFormat::Kind::kFile) {
         if (file_.size() + piece.size() > max_file_bytes_) {
-          error_ = error_reply(413, "the file is larger than " +
-                                        std::to_string(max_file_bytes_ >> 20) +
-                                        " MB (server.max_message_mb); send raw PCM to stream it");
+          error_ =
+              error_reply(413, "the file is larger than " + std::to_string(max_file_bytes_ >> 20) +
+                                   " MB (server.max_message_mb); send raw PCM to stream it");
           input_->abandon();
           return true;
         }
