@@ -3,7 +3,6 @@
 #include <sndfile.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -17,6 +16,7 @@
 #include "audio/resampler.h"
 #include "audio/streaming_resampler.h"
 #include "core/error.h"
+#include "core/text.h"
 
 namespace lipsync::audio {
 namespace {
@@ -28,10 +28,7 @@ std::string quoted(const std::filesystem::path& path) {
 }
 
 std::string lower_extension(const std::filesystem::path& path) {
-  std::string ext = path.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return ext;
+  return core::to_lower_ascii(path.extension().string());
 }
 
 struct SndfileCloser {

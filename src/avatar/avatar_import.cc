@@ -16,6 +16,7 @@
 #include "avatar/video_reader.h"
 #include "core/error.h"
 #include "core/task_arena.h"
+#include "core/text.h"
 #include "infer/demo_mouth.h"
 
 namespace lipsync::avatar {
@@ -102,11 +103,6 @@ void check_rects(const std::vector<CropRect>& rects, int frames, cv::Size size) 
   }
 }
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
-}
-
 bool is_image_extension(const std::string& ext) {
   static const char* kKnown[] = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"};
   return std::any_of(std::begin(kKnown), std::end(kKnown), [&](const char* k) { return ext == k; });
@@ -171,7 +167,7 @@ ImportSummary import_frames(const fs::path& frames, const fs::path& rects_file, 
     std::string ext;
     for (const auto& entry : fs::directory_iterator(frames)) {
       if (!entry.is_regular_file()) continue;
-      const std::string e = lower(entry.path().extension().string());
+      const std::string e = core::to_lower_ascii(entry.path().extension().string());
       if (!is_image_extension(e)) continue;
       const std::string stem = entry.path().stem().string();
       const auto last = stem.find_last_of("0123456789");

@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "core/stopwatch.h"
 #include "core/system_info.h"
+#include "core/text.h"
 #include "infer/models.h"
 #include "pipeline/frame_sinks.h"
 #include "pipeline/offline_renderer.h"
@@ -75,10 +76,7 @@ Loaded load_inputs(const std::string& avatar_dir, const std::string& models_dir,
 }
 
 std::string lower_extension(const std::string& path) {
-  std::string ext = fs::path(path).extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return ext;
+  return core::to_lower_ascii(fs::path(path).extension().string());
 }
 
 // The sink -o names: OUT.mp4 is a video; a name without an extension (or an existing folder) a

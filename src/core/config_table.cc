@@ -1,10 +1,9 @@
 #include "core/config_table.h"
 
-#include <algorithm>
-#include <cctype>
 #include <charconv>
 
 #include "core/error.h"
+#include "core/text.h"
 
 namespace lipsync::core {
 
@@ -13,9 +12,7 @@ void config_error(const std::string& key, const std::string& what) {
 }
 
 bool parse_config_bool(const std::string& text, const std::string& key) {
-  std::string t = text;
-  std::transform(t.begin(), t.end(), t.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  const std::string t = to_lower_ascii(text);
   if (t == "true" || t == "yes" || t == "on") return true;
   if (t == "false" || t == "no" || t == "off") return false;
   config_error(key, "'" + text + "' is not a boolean; expected true or false");

@@ -1,5 +1,6 @@
 #include "core/text.h"
 
+#include <cctype>
 #include <cstdio>
 
 namespace lipsync::core {
@@ -19,6 +20,29 @@ std::string quote(std::string_view text, std::size_t max_chars) {
   }
   if (shown < text.size()) return out + "...' (" + std::to_string(text.size()) + " bytes)";
   return out + "'";
+}
+
+std::string to_lower_ascii(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+
+std::string trim(std::string_view text) {
+  const auto first = text.find_first_not_of(" \t");
+  if (first == std::string_view::npos) return {};
+  const auto last = text.find_last_not_of(" \t");
+  return std::string(text.substr(first, last - first + 1));
+}
+
+std::vector<std::string> split_trimmed(std::string_view text, char separator) {
+  std::vector<std::string> out;
+  while (true) {
+    const auto at = text.find(separator);
+    std::string piece = trim(text.substr(0, at));
+    if (!piece.empty()) out.push_back(std::move(piece));
+    if (at == std::string_view::npos) return out;
+    text.remove_prefix(at + 1);
+  }
 }
 
 }  // namespace lipsync::core

@@ -90,18 +90,6 @@ std::vector<std::string> split_path(const std::string& path) {
   return out;
 }
 
-std::string trim(std::string_view s) {
-  const auto first = s.find_first_not_of(" \t");
-  if (first == std::string_view::npos) return {};
-  const auto last = s.find_last_not_of(" \t");
-  return std::string(s.substr(first, last - first + 1));
-}
-
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 // The body of a speech upload: raw samples (which kind, at what rate) or a file.
 struct SpeechFormat {
   enum class Kind { kS16le, kS16be, kF32le, kFile } kind = Kind::kFile;
@@ -109,29 +97,24 @@ struct SpeechFormat {
 };
 
 SpeechFormat speech_format(const std::string& content_type) {
-  const std::string ct = lower(content_type);
+  const std::string ct = core::to_lower_ascii(content_type);
   const auto semi = ct.find(';');
-  std::string type = trim(ct.substr(0, semi));
+  const std::string type = core::trim(std::string_view(ct).substr(0, semi));
   int rate = 0;
   int channels = 1;
-  std::string rest = semi == std::string::npos ? "" : ct.substr(semi + 1);
-  while (!rest.empty()) {
-    const auto next = rest.find(';');
-    const std::string item = trim(rest.substr(0, next));
+  const std::string params = semi == std::string::npos ? "" : ct.substr(semi + 1);
+  for (const std::string& item : core::split_trimmed(params, ';')) {
     const auto eq = item.find('=');
-    if (eq != std::string::npos) {
-      const std::string key = trim(item.substr(0, eq));
-      const std::string value = trim(item.substr(eq + 1));
-      const bool numeric = !value.empty() && value.size() < 7 &&
-                           value.find_first_not_of("0123456789") == std::string::npos;
-      if (key == "rate" || key == "channels") {
-        if (!numeric)
-          throw Error::invalid_input("Content-Type: " + key + "=" + value + " is not a number");
-        (key == "rate" ? rate : channels) = std::stoi(value);
-      }
+    if (eq == std::string::npos) continue;
+    const std::string key = core::trim(std::string_view(item).substr(0, eq));
+    const std::string value = core::trim(std::string_view(item).substr(eq + 1));
+    if (key != "rate" && key != "channels") continue;
+    const bool numeric = !value.empty() && value.size() < 7 &&
+                         value.find_first_not_of("0123456789") == std::string::npos;
+    if (!numeric) {
+      throw Error::invalid_input("Content-Type: " + key + "=" + value + " is not a number");
     }
-    if (next == std::string::npos) break;
-    rest = rest.substr(next + 1);
+    (key == "rate" ? rate : channels) = std::stoi(value);
   }
   SpeechFormat f;
   if (type == "audio/l16" || type == "audio/s16le" || type == "audio/f32le") {
@@ -157,7 +140,7 @@ SpeechFormat speech_format(const std::string& content_type) {
     if (type == t) return f;
   }
   throw Error::invalid_input(
-      "Content-Type '" + trim(content_type).substr(0, 80) +
+      "Content-Type '" + core::trim(content_type).substr(0, 80) +
       "' is not speech; send a WAV/FLAC/OGG file (audio/wav, audio/flac, audio/ogg) or raw mono "
       "PCM (audio/L16;rate=N big-endian, audio/s16le;rate=N, audio/f32le;rate=N)");
 }
@@ -324,16 +307,10 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
   std::vector<std::string> origins;
 
   Impl(SessionHub& h, const ServiceContext& c, std::function<HttpReply(const HttpRequest&)> f)
-      : hub(h), ctx(c), fallback(std::move(f)) {
-    std::string rest = ctx.server.cors_origins;
-    while (!rest.empty()) {
-      const auto comma = rest.find(',');
-      const std::string o = trim(rest.substr(0, comma));
-      if (!o.empty()) origins.push_back(o);
-      if (comma == std::string::npos) break;
-      rest = rest.substr(comma + 1);
-    }
-  }
+      : hub(h),
+        ctx(c),
+        fallback(std::move(f)),
+        origins(core::split_trimmed(c.server.cors_origins, ',')) {}
 
   // Adds the CORS headers a reply to `origin` gets.
   std::function<HttpReply(HttpReply)> decorator(const HttpRequest& r) const {
@@ -544,7 +521,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
 
   void add_viewer(std::shared_ptr<HubSession> session, HttpRequest r, const HttpResponder& out,
                   const std::function<HttpReply(HttpReply)>& decorate) {
-    if (lower(r.header("content-type")).rfind("application/sdp", 0) != 0) {
+    if (core::to_lower_ascii(r.header("content-type")).rfind("application/sdp", 0) != 0) {
       throw Error::invalid_input("a WHEP offer must be sent as Content-Type: application/sdp");
     }
     hub.blocking().post([session, offer = std::move(r.body), out, decorate] {

@@ -6,7 +6,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <cctype>
 #include <chrono>
 #include <limits>
 #include <optional>
@@ -14,6 +13,7 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/text.h"
 #include "server/server_options.h"
 
 namespace lipsync::server {
@@ -157,9 +157,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     request_.path = target.substr(0, q);
     if (q != std::string::npos) request_.query = target.substr(q + 1);
     for (const auto& field : req) {
-      std::string name(field.name_string());
-      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      request_.headers.emplace_back(std::move(name), std::string(field.value()));
+      request_.headers.emplace_back(core::to_lower_ascii(std::string(field.name_string())),
+                                    std::string(field.value()));
     }
     version_ = req.version();
     keep_alive_ = req.keep_alive();

@@ -21,6 +21,16 @@ TEST(Quote, BoundsLengthAndEscapesControlBytes) {
   EXPECT_EQ(quote("abcdef", 3), "'abc...' (6 bytes)");
 }
 
+TEST(TextHelpers, LowerTrimAndSplit) {
+  EXPECT_EQ(core::to_lower_ascii("Audio/L16;RATE=8000 \xC3\x89"), "audio/l16;rate=8000 \xC3\x89");
+  EXPECT_EQ(core::trim(" \t a b \t"), "a b");
+  EXPECT_EQ(core::trim(" \t "), "");
+  EXPECT_EQ(core::split_trimmed(" http://a ,, http://b,", ','),
+            (std::vector<std::string>{"http://a", "http://b"}));
+  EXPECT_TRUE(core::split_trimmed("", ';').empty());
+  EXPECT_EQ(core::split_trimmed("rate=1", ';'), (std::vector<std::string>{"rate=1"}));
+}
+
 TEST(Strand, RunsTasksOneAtATimeInOrder) {
   WorkerPool pool(4);
   std::vector<int> order;
