@@ -5,8 +5,6 @@
 #pragma once
 
 #include <atomic>
-#include <chrono>
-#include <string>
 
 #include "audio/audio_options.h"
 #include "core/worker_pool.h"
@@ -22,18 +20,6 @@
 namespace lipsync::server {
 
 class SessionHub;
-
-// Counts one emitted live frame in the metrics (state, late, underruns, jitter, speech latency);
-// `last_underrun` is the caller's per-session memory of the previous frame's flag.
-inline void record_live_frame(ServerMetrics& metrics, const pipeline::LiveFrame& f,
-                              bool& last_underrun) {
-  const bool underrun_starts = f.underrun && !last_underrun;
-  last_underrun = f.underrun;
-  metrics.count_live_frame(std::string(pipeline::to_string(f.state)), f.late, underrun_starts);
-  metrics.observe_live_jitter_ms(
-      std::chrono::duration<double, std::milli>(f.emitted - f.due).count());
-  if (f.speech_latency_ms) metrics.observe_speech_latency_ms(*f.speech_latency_ms);
-}
 
 struct ServiceContext {
   Registry* registry = nullptr;

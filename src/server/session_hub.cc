@@ -21,6 +21,17 @@ std::string random_id() {
   return text;
 }
 
+// Counts one emitted live frame in the metrics (state, late, underruns, jitter, speech latency);
+// `last_underrun` is the caller's per-session memory of the previous frame's flag.
+void record_live_frame(ServerMetrics& metrics, const pipeline::LiveFrame& f, bool& last_underrun) {
+  const bool underrun_starts = f.underrun && !last_underrun;
+  last_underrun = f.underrun;
+  metrics.count_live_frame(std::string(pipeline::to_string(f.state)), f.late, underrun_starts);
+  metrics.observe_live_jitter_ms(
+      std::chrono::duration<double, std::milli>(f.emitted - f.due).count());
+  if (f.speech_latency_ms) metrics.observe_speech_latency_ms(*f.speech_latency_ms);
+}
+
 }  // namespace
 
 // SessionHub ----------------------------------------------------------------------------------

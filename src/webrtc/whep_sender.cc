@@ -12,6 +12,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -160,20 +161,28 @@ std::string pipeline_description(const std::vector<OfferMedia>& media, const Web
   return d;
 }
 
-// Waits for a webrtcbin promise and returns its reply (owned by the promise).
-const GstStructure* wait_promise(GstPromise* promise, const char* what) {
-  if (gst_promise_wait(promise) != GST_PROMISE_RESULT_REPLIED) {
-    throw Error::unavailable(std::string("webrtc: ") + what + " was not answered");
+// Emits one of webrtcbin's promise actions ("set-remote-description", "create-answer", ...)
+// with `argument` and waits for its reply. With `answer`, the reply's "answer" field is stored
+// there (the caller frees it; null when there is none). Throws when it fails or is not answered.
+void run_action(GstElement* webrtc, const char* action, gpointer argument,
+                GstWebRTCSessionDescription** answer = nullptr) {
+  const std::unique_ptr<GstPromise, decltype(&gst_promise_unref)> promise(gst_promise_new(),
+                                                                          &gst_promise_unref);
+  g_signal_emit_by_name(webrtc, action, argument, promise.get());
+  if (gst_promise_wait(promise.get()) != GST_PROMISE_RESULT_REPLIED) {
+    throw Error::unavailable(std::string("webrtc: ") + action + " was not answered");
   }
-  const GstStructure* reply = gst_promise_get_reply(promise);
+  const GstStructure* reply = gst_promise_get_reply(promise.get());
   if (reply && gst_structure_has_field(reply, "error")) {
     GError* error = nullptr;
     gst_structure_get(reply, "error", G_TYPE_ERROR, &error, nullptr);
     std::string message = error ? error->message : "unknown error";
     if (error) g_error_free(error);
-    throw Error::invalid_input(std::string("webrtc: ") + what + " failed: " + message);
+    throw Error::invalid_input(std::string("webrtc: ") + action + " failed: " + message);
   }
-  return reply;
+  if (answer && reply) {
+    gst_structure_get(reply, "answer", GST_TYPE_WEBRTC_SESSION_DESCRIPTION, answer, nullptr);
+  }
 }
 
 // The frame marker: the send time (unix ms mod 2^24) as 24 black/white blocks along the top.
@@ -481,41 +490,23 @@ struct WhepSender::Impl {
     }
     GstWebRTCSessionDescription* offer =
         gst_webrtc_session_description_new(GST_WEBRTC_SDP_TYPE_OFFER, offer_sdp);
-    GstPromise* p = gst_promise_new();
-    g_signal_emit_by_name(webrtc, "set-remote-description", offer, p);
-    gst_webrtc_session_description_free(offer);
-    try {
-      wait_promise(p, "set-remote-description");
-    } catch (...) {
-      gst_promise_unref(p);
-      throw;
+    // The description is freed whether or not the action succeeds.
+    const auto free_description = [](GstWebRTCSessionDescription* d) {
+      gst_webrtc_session_description_free(d);
+    };
+    {
+      const std::unique_ptr<GstWebRTCSessionDescription, decltype(free_description)> owned(
+          offer, free_description);
+      run_action(webrtc, "set-remote-description", offer);
     }
-    gst_promise_unref(p);
-
-    p = gst_promise_new();
-    g_signal_emit_by_name(webrtc, "create-answer", nullptr, p);
     GstWebRTCSessionDescription* local = nullptr;
-    try {
-      const GstStructure* reply = wait_promise(p, "create-answer");
-      if (reply) {
-        gst_structure_get(reply, "answer", GST_TYPE_WEBRTC_SESSION_DESCRIPTION, &local, nullptr);
-      }
-    } catch (...) {
-      gst_promise_unref(p);
-      throw;
-    }
-    gst_promise_unref(p);
+    run_action(webrtc, "create-answer", nullptr, &local);
     if (!local) throw Error::invalid_input("webrtc: no answer could be made for this offer");
-    p = gst_promise_new();
-    g_signal_emit_by_name(webrtc, "set-local-description", local, p);
-    gst_webrtc_session_description_free(local);
-    try {
-      wait_promise(p, "set-local-description");
-    } catch (...) {
-      gst_promise_unref(p);
-      throw;
+    {
+      const std::unique_ptr<GstWebRTCSessionDescription, decltype(free_description)> owned(
+          local, free_description);
+      run_action(webrtc, "set-local-description", local);
     }
-    gst_promise_unref(p);
 
     {
       std::unique_lock lock(mutex);
