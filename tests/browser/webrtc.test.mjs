@@ -179,6 +179,31 @@ before(async () => {
     document.getElementById('video').videoWidth > 0), 20000);
   assert.ok(connected, 'the demo page did not connect: ' +
             JSON.stringify(await page.evaluate(() => window.lipsync.errors)));
+  // The tests' own viewers, beside the page's: an offer with its candidates gathered (no
+  // trickle), its WHEP POST and the DELETE of its Location.
+  await page.evaluate((token) => {
+    const auth = { Authorization: 'Bearer ' + token };
+    window.whep = {
+      async offer(kinds) {
+        const pc = new RTCPeerConnection();
+        for (const kind of kinds) pc.addTransceiver(kind, { direction: 'recvonly' });
+        await pc.setLocalDescription(await pc.createOffer());
+        await new Promise((r) => {
+          if (pc.iceGatheringState === 'complete') return r();
+          pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r();
+          setTimeout(r, 2000);
+        });
+        return pc;
+      },
+      post(session, pc) {
+        return fetch(`/v1/sessions/${session}/whep`, { method: 'POST',
+          headers: { ...auth, 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
+      },
+      remove(res) {
+        return fetch(res.headers.get('Location'), { method: 'DELETE', headers: auth });
+      },
+    };
+  }, TOKEN);
 });
 
 after(async () => {
@@ -220,9 +245,13 @@ test('idle, speech from say and from a file, interrupt: fps, audio, mouth, A/V s
   const stats0 = await videoStats();
   const info0 = (await api('GET', `/v1/sessions/${await page.evaluate(() => window.lipsync.session)}`)).json();
   await page.waitForTimeout(2500);  // idle
-  const sayAt = await page.evaluate(() => performance.now());
-  const said = await page.evaluate(() => window.lipsync.say(
-    'Hello! I am a live avatar. I move my mouth when I speak, and I stop when you interrupt me.'));
+  // Times are taken in the page as its request leaves, not before a round trip to it.
+  const { sayAt, said } = await page.evaluate(async () => {
+    const at = performance.now();
+    const reply = await window.lipsync.say(
+      'Hello! I am a live avatar. I move my mouth when I speak, and I stop when you interrupt me.');
+    return { sayAt: at, said: reply };
+  });
   assert.ok(said.seconds > 3, `say produced ${said.seconds} s`);
   await page.waitForTimeout(said.seconds * 1000 + 2000);  // speaks, then idles again
   // A file upload, interrupted in the middle.
@@ -234,8 +263,11 @@ test('idle, speech from say and from a file, interrupt: fps, audio, mouth, A/V s
   assert.ok(uploaded.seconds > 3, `the upload held ${uploaded.seconds} s`);
   const uploadAt = await page.evaluate(() => performance.now());
   await page.waitForTimeout(2500);
-  const interruptAt = await page.evaluate(() => performance.now());
-  await page.evaluate(() => window.lipsync.interrupt());
+  const interruptAt = await page.evaluate(async () => {
+    const at = performance.now();
+    await window.lipsync.interrupt();
+    return at;
+  });
   await page.waitForTimeout(2000);
   const { frames, audio, played, now } = await recorded();
   const stats1 = await videoStats();
@@ -440,19 +472,9 @@ test('twenty viewers join and leave; none is left behind', async () => {
   const session = await page.evaluate(() => window.lipsync.session);
   const start = await viewerGauge();
   for (let i = 0; i < 20; i++) {
-    const ok = await page.evaluate(async ({ session, token }) => {
-      const pc = new RTCPeerConnection();
-      pc.addTransceiver('video', { direction: 'recvonly' });
-      pc.addTransceiver('audio', { direction: 'recvonly' });
-      await pc.setLocalDescription(await pc.createOffer());
-      await new Promise((r) => {
-        if (pc.iceGatheringState === 'complete') return r();
-        pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r();
-        setTimeout(r, 2000);
-      });
-      const h = { Authorization: 'Bearer ' + token, 'Content-Type': 'application/sdp' };
-      const res = await fetch(`/v1/sessions/${session}/whep`, { method: 'POST', headers: h,
-                                                                body: pc.localDescription.sdp });
+    const ok = await page.evaluate(async (session) => {
+      const pc = await window.whep.offer(['video', 'audio']);
+      const res = await window.whep.post(session, pc);
       if (res.status !== 201) return 'status ' + res.status;
       await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
       await new Promise((r) => {
@@ -460,11 +482,10 @@ test('twenty viewers join and leave; none is left behind', async () => {
         setTimeout(r, 5000);
       });
       const state = pc.connectionState;
-      const del = await fetch(res.headers.get('Location'), { method: 'DELETE',
-                                                             headers: { Authorization: h.Authorization } });
+      const del = await window.whep.remove(res);
       pc.close();
       return state === 'connected' && del.status === 204 ? 'ok' : `${state} ${del.status}`;
-    }, { session, token: TOKEN });
+    }, session);
     assert.equal(ok, 'ok', `viewer ${i}`);
   }
   assert.ok(await waitFor(async () => (await viewerGauge()) === start, 3000),
@@ -492,19 +513,9 @@ test('a viewer that vanishes without DELETE is torn down within the ICE timeout'
 
 test('an offer with its audio line first is answered in its order and plays', async () => {
   const session = await page.evaluate(() => window.lipsync.session);
-  const got = await page.evaluate(async ({ session, token }) => {
-    const pc = new RTCPeerConnection();
-    pc.addTransceiver('audio', { direction: 'recvonly' });
-    pc.addTransceiver('video', { direction: 'recvonly' });
-    await pc.setLocalDescription(await pc.createOffer());
-    await new Promise((r) => {
-      if (pc.iceGatheringState === 'complete') return r();
-      pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r();
-      setTimeout(r, 2000);
-    });
-    const auth = { Authorization: 'Bearer ' + token };
-    const res = await fetch(`/v1/sessions/${session}/whep`, { method: 'POST',
-      headers: { ...auth, 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
+  const got = await page.evaluate(async (session) => {
+    const pc = await window.whep.offer(['audio', 'video']);
+    const res = await window.whep.post(session, pc);
     const answer = await res.text();
     await pc.setRemoteDescription({ type: 'answer', sdp: answer });
     await new Promise((r) => setTimeout(r, 3000));
@@ -512,10 +523,10 @@ test('an offer with its audio line first is answered in its order and plays', as
     (await pc.getStats()).forEach((x) => {
       if (x.type === 'inbound-rtp') out[x.kind] = x.kind === 'video' ? x.framesDecoded : x.packetsReceived;
     });
-    await fetch(res.headers.get('Location'), { method: 'DELETE', headers: auth });
+    await window.whep.remove(res);
     pc.close();
     return out;
-  }, { session, token: TOKEN });
+  }, session);
   assert.deepEqual(got.order, ['audio', 'video']);
   assert.ok(got.video > 40, `decoded ${got.video} frames in 3 s`);
   assert.ok(got.audio > 100, `received ${got.audio} audio packets in 3 s`);
@@ -524,17 +535,12 @@ test('an offer with its audio line first is answered in its order and plays', as
 test('an answer nobody connects with is torn down', async () => {
   const session = await page.evaluate(() => window.lipsync.session);
   const start = await viewerGauge();
-  const status = await page.evaluate(async ({ session, token }) => {
-    const pc = new RTCPeerConnection();
-    pc.addTransceiver('video', { direction: 'recvonly' });
-    await pc.setLocalDescription(await pc.createOffer());
-    await new Promise((r) => setTimeout(r, 500));
-    const res = await fetch(`/v1/sessions/${session}/whep`, { method: 'POST',
-      headers: { Authorization: 'Bearer ' + token, 'Content-Type': 'application/sdp' },
-      body: pc.localDescription.sdp });
+  const status = await page.evaluate(async (session) => {
+    const pc = await window.whep.offer(['video']);  // video only: the audio branch is optional
+    const res = await window.whep.post(session, pc);
     pc.close();  // the answer is never applied
     return res.status;
-  }, { session, token: TOKEN });
+  }, session);
   assert.equal(status, 201);
   assert.equal(await viewerGauge(), start + 1);
   assert.ok(await waitFor(async () => (await viewerGauge()) === start, 2 * ICE_TIMEOUT_MS + 3000),

@@ -66,6 +66,14 @@ class SessionApiTest : public ::testing::Test {
     return testing::http_exchange(port_, raw);
   }
 
+  // The head of a speech upload to session `id` sent by hand: `type`, then `headers` (framing:
+  // Content-Length or Transfer-Encoding, and anything else), then the blank line.
+  static std::string speech_head(const std::string& id, const std::string& type,
+                                 const std::string& headers) {
+    return "POST /v1/sessions/" + id + "/speech HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+           kToken + "\r\nContent-Type: " + type + "\r\n" + headers + "\r\n";
+  }
+
   std::string create_session() {
     const auto r = request("POST", "/v1/sessions", "{}");
     EXPECT_EQ(r.status, 201) << r.body;
@@ -194,13 +202,9 @@ TEST_F(SessionApiTest, AChunkedRawUploadIsSpokenAndASecondUtteranceMeanwhileIsAC
   // Chunked, Expect: 100-continue, pieces split inside samples, sent slowly.
   testing::RawConnection c(port_);
   ASSERT_TRUE(c.ok());
-  ASSERT_TRUE(c.send("POST /v1/sessions/" + id +
-                     "/speech HTTP/1.1\r\nHost: x\r\n"
-                     "Authorization: Bearer " +
-                     std::string(kToken) +
-                     "\r\n"
-                     "Content-Type: audio/s16le;rate=16000\r\nTransfer-Encoding: chunked\r\n"
-                     "Expect: 100-continue\r\nConnection: close\r\n\r\n"));
+  ASSERT_TRUE(c.send(speech_head(id, "audio/s16le;rate=16000",
+                                 "Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n"
+                                 "Connection: close\r\n")));
   EXPECT_NE(c.receive(std::chrono::milliseconds(500)).find("100 Continue"), std::string::npos);
   const std::size_t piece = 4001;  // odd: samples split across pieces
   for (std::size_t at = 0; at < pcm.size(); at += piece) {
@@ -360,12 +364,7 @@ TEST_F(SessionApiTest, GrpcSessionsAreInTheRegistryAndAttachingIsChecked) {
 TEST_F(SessionApiTest, AnUploadThatStallsIsDroppedAndFreesTheSession) {
   const std::string id = create_session();
   testing::RawConnection c(port_);
-  ASSERT_TRUE(c.send("POST /v1/sessions/" + id +
-                     "/speech HTTP/1.1\r\nHost: x\r\n"
-                     "Authorization: Bearer " +
-                     std::string(kToken) +
-                     "\r\n"
-                     "Content-Type: audio/s16le;rate=16000\r\nContent-Length: 64000\r\n\r\n" +
+  ASSERT_TRUE(c.send(speech_head(id, "audio/s16le;rate=16000", "Content-Length: 64000\r\n") +
                      tone_s16le(0.5)));
   // The client never sends the rest: within the timeout the server gives up on it...
   EXPECT_TRUE(c.closed_by_peer(std::chrono::seconds(4)));
@@ -386,14 +385,8 @@ TEST_F(SessionApiTest, TheDemoPageIsServedFromTheBinary) {
 TEST_F(SessionApiTest, ShutdownEndsHttpSessionsAndOpenUploads) {
   const std::string id = create_session();
   testing::RawConnection c(port_);
-  ASSERT_TRUE(c.send("POST /v1/sessions/" + id +
-                     "/speech HTTP/1.1\r\nHost: x\r\n"
-                     "Authorization: Bearer " +
-                     std::string(kToken) +
-                     "\r\n"
-                     "Content-Type: audio/f32le;rate=16000\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     "8\r\n" +
-                     std::string(8, '\0') + "\r\n"));
+  ASSERT_TRUE(c.send(speech_head(id, "audio/f32le;rate=16000", "Transfer-Encoding: chunked\r\n") +
+                     "8\r\n" + std::string(8, '\0') + "\r\n"));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   const auto t0 = std::chrono::steady_clock::now();
   server_->stop();
