@@ -6,6 +6,9 @@ pkg_check_modules(SOXR REQUIRED IMPORTED_TARGET soxr)
 # FFmpeg's libraries (video import, MP4 output) and TurboJPEG (JPEG frames).
 pkg_check_modules(AV REQUIRED IMPORTED_TARGET libavformat libavcodec libavutil libswscale)
 pkg_check_modules(TURBOJPEG REQUIRED IMPORTED_TARGET libturbojpeg)
+# Model import: PyTorch .pth checkpoints are zip archives; sha256 of the imported files.
+pkg_check_modules(LIBZIP REQUIRED IMPORTED_TARGET libzip)
+pkg_check_modules(CRYPTO REQUIRED IMPORTED_TARGET libcrypto)
 find_package(OpenCV REQUIRED COMPONENTS core imgproc imgcodecs)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(nlohmann_json CONFIG REQUIRED)

@@ -1,7 +1,5 @@
 #include "avatar/avatar_import.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -15,6 +13,7 @@
 #include "avatar/crop_rect.h"
 #include "avatar/video_reader.h"
 #include "core/error.h"
+#include "core/file_util.h"
 #include "core/task_arena.h"
 #include "core/text.h"
 #include "infer/demo_mouth.h"
@@ -24,44 +23,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A staging folder beside `out`, renamed to `out` by commit(); removed otherwise.
-class Staging {
- public:
-  explicit Staging(const fs::path& out) : out_(out) {
-    std::error_code ec;
-    if (fs::exists(out_, ec) && !(fs::is_directory(out_, ec) && fs::is_empty(out_, ec))) {
-      throw Error::invalid_input("avatar output " + out_.string() +
-                                 " already exists and is not an empty folder");
-    }
-    const fs::path parent = out_.has_parent_path() ? out_.parent_path() : fs::path(".");
-    fs::create_directories(parent, ec);
-    dir_ = parent / (out_.filename().string() + ".partial-" + std::to_string(::getpid()));
-    fs::remove_all(dir_, ec);
-    if (!fs::create_directories(dir_ / "frames", ec)) {
-      throw Error::invalid_input("avatar output " + out_.string() + ": cannot create " +
-                                 dir_.string() + ": " + ec.message());
-    }
+// The avatar folder's staging folder, with its frames/ made.
+struct Staging : core::StagingFolder {
+  explicit Staging(const fs::path& out) : core::StagingFolder(out, "avatar output") {
+    make_subfolder("frames");
   }
-  ~Staging() {
-    std::error_code ec;
-    if (!committed_) fs::remove_all(dir_, ec);
-  }
-  const fs::path& dir() const { return dir_; }
-  void commit() {
-    std::error_code ec;
-    if (fs::exists(out_, ec)) fs::remove(out_, ec);  // an empty folder
-    fs::rename(dir_, out_, ec);
-    if (ec) {
-      throw Error::invalid_input("avatar output " + out_.string() + ": cannot rename " +
-                                 dir_.string() + ": " + ec.message());
-    }
-    committed_ = true;
-  }
-
- private:
-  fs::path out_;
-  fs::path dir_;
-  bool committed_ = false;
 };
 
 // Decodes every frame (in parallel) to check it reads and that all share one size.

@@ -1,5 +1,5 @@
-// `lipsync features` (audio file -> encoder features) and `lipsync models synth|demo` (the model
-// tool: writes synthetic or demo SyncTalk_2D models; no trained weights exist here).
+// `lipsync features` (audio file -> encoder features) and `lipsync models synth|demo|import` (the
+// model tool: writes synthetic or demo SyncTalk_2D models, or imports trained checkpoints).
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -13,6 +13,7 @@
 #include "infer/audio_encoder.h"
 #include "infer/models.h"
 #include "modelgen/demo_models.h"
+#include "modelgen/synctalk_import.h"
 #include "modelgen/synth_models.h"
 #include "pipeline/feature_track.h"
 
@@ -45,6 +46,22 @@ void run_features(const FeaturesArgs& args) {
       << "\n";
 }
 
+struct ImportArgs {
+  std::string unet;
+  std::string audio_encoder;
+  std::string output;
+  std::string name;
+};
+
+void run_import(const ImportArgs& args) {
+  const modelgen::ImportedModels imported =
+      modelgen::import_synctalk_models(args.unet, args.audio_encoder, args.output, args.name);
+  nlohmann::json out = imported.manifest.to_json();
+  out["output"] = args.output;
+  if (!imported.notes.empty()) out["notes"] = imported.notes;
+  std::cout << out.dump() << "\n";
+}
+
 struct SynthArgs {
   std::string output;
   double width = 1.0;
@@ -66,7 +83,8 @@ void add_model_commands(CLI::App& app) {
     args->flags.add_to(*cmd);
     cmd->callback([args] { run_features(*args); });
   }
-  CLI::App* models = app.add_subcommand("models", "Write SyncTalk_2D models (synthetic or demo)");
+  CLI::App* models = app.add_subcommand(
+      "models", "Write SyncTalk_2D model folders (imported from checkpoints, synthetic or demo)");
   models->require_subcommand(1);
   {
     auto args = std::make_shared<SynthArgs>();
@@ -83,6 +101,23 @@ void add_model_commands(CLI::App& app) {
       out["output"] = args->output;
       std::cout << out.dump() << "\n";
     });
+  }
+  {
+    auto args = std::make_shared<ImportArgs>();
+    CLI::App* cmd = models->add_subcommand(
+        "import",
+        "A models folder from a trained SyncTalk_2D model's PyTorch checkpoints ('ave' audio "
+        "mode; no Python needed)");
+    cmd->add_option("--unet", args->unet,
+                    "U-Net checkpoint: train_328.py's checkpoint/<name>/<epoch>.pth")
+        ->required();
+    cmd->add_option("--audio-encoder", args->audio_encoder,
+                    "Audio encoder checkpoint: model/checkpoints/audio_visual_encoder.pth")
+        ->required();
+    cmd->add_option("-o,--output", args->output, "New models folder (must not exist, or be empty)")
+        ->required();
+    cmd->add_option("--name", args->name, "Model name (default: the folder name)");
+    cmd->callback([args] { run_import(*args); });
   }
   {
     auto output = std::make_shared<std::string>();

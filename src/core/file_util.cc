@@ -1,5 +1,7 @@
 #include "core/file_util.h"
 
+#include <unistd.h>
+
 #include <fstream>
 #include <string>
 #include <system_error>
@@ -36,6 +38,49 @@ void write_file_atomically(const std::filesystem::path& path, std::span<const st
 
 void write_file_atomically(const std::filesystem::path& path, std::string_view text) {
   write_file_atomically(path, std::as_bytes(std::span<const char>(text.data(), text.size())));
+}
+
+namespace fs = std::filesystem;
+
+StagingFolder::StagingFolder(const fs::path& out, std::string what)
+    : out_(out), what_(std::move(what)) {
+  std::error_code ec;
+  if (fs::exists(out_, ec) && !(fs::is_directory(out_, ec) && fs::is_empty(out_, ec))) {
+    throw Error::invalid_input(what_ + " " + out_.string() +
+                               " already exists and is not an empty folder");
+  }
+  const fs::path parent = out_.has_parent_path() ? out_.parent_path() : fs::path(".");
+  fs::create_directories(parent, ec);
+  dir_ = parent / (out_.filename().string() + ".partial-" + std::to_string(::getpid()));
+  fs::remove_all(dir_, ec);
+  if (!fs::create_directories(dir_, ec)) {
+    throw Error::invalid_input(what_ + " " + out_.string() + ": cannot create " + dir_.string() +
+                               ": " + ec.message());
+  }
+}
+
+StagingFolder::~StagingFolder() {
+  std::error_code ec;
+  if (!committed_) fs::remove_all(dir_, ec);
+}
+
+void StagingFolder::make_subfolder(const std::string& name) const {
+  std::error_code ec;
+  if (!fs::create_directories(dir_ / name, ec)) {
+    throw Error::invalid_input(what_ + " " + out_.string() + ": cannot create " +
+                               (dir_ / name).string() + ": " + ec.message());
+  }
+}
+
+void StagingFolder::commit() {
+  std::error_code ec;
+  if (fs::exists(out_, ec)) fs::remove(out_, ec);  // an empty folder
+  fs::rename(dir_, out_, ec);
+  if (ec) {
+    throw Error::invalid_input(what_ + " " + out_.string() + ": cannot rename " + dir_.string() +
+                               ": " + ec.message());
+  }
+  committed_ = true;
 }
 
 }  // namespace lipsync::core

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <span>
+#include <string>
 #include <string_view>
 
 namespace lipsync::core {
@@ -14,5 +15,27 @@ namespace lipsync::core {
 void write_file_atomically(const std::filesystem::path& path, std::span<const std::byte> bytes);
 // The same for text.
 void write_file_atomically(const std::filesystem::path& path, std::string_view text);
+
+// A new folder built in full beside `out` and renamed to `out` by commit(); removed if never
+// committed, so a failed write leaves nothing behind. `what` names the folder in errors
+// ("avatar output"). Throws Error::Code::kInvalidInput when out exists and is not an empty
+// folder, or the staging folder cannot be made.
+class StagingFolder {
+ public:
+  StagingFolder(const std::filesystem::path& out, std::string what);
+  ~StagingFolder();
+  StagingFolder(const StagingFolder&) = delete;
+  StagingFolder& operator=(const StagingFolder&) = delete;
+
+  const std::filesystem::path& dir() const { return dir_; }
+  void make_subfolder(const std::string& name) const;
+  void commit();
+
+ private:
+  std::filesystem::path out_;
+  std::string what_;
+  std::filesystem::path dir_;
+  bool committed_ = false;
+};
 
 }  // namespace lipsync::core

@@ -10,13 +10,23 @@
 namespace lipsync::infer {
 
 nlohmann::json ModelManifest::to_json() const {
-  return nlohmann::json{{"name", name},
-                        {"family", family},
-                        {"kind", kind},
-                        {"width", width},
-                        {"seed", seed},
-                        {"generator_parameters", generator_parameters},
-                        {"encoder_parameters", encoder_parameters}};
+  nlohmann::json j{{"name", name},
+                   {"family", family},
+                   {"kind", kind},
+                   {"width", width},
+                   {"seed", seed},
+                   {"generator_parameters", generator_parameters},
+                   {"encoder_parameters", encoder_parameters}};
+  if (!sources.empty()) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const ModelSource& s : sources) {
+      list.push_back(
+          {{"role", s.role}, {"file", s.file}, {"sha256", s.sha256}, {"bytes", s.bytes}});
+    }
+    j["sources"] = std::move(list);
+  }
+  if (!importer.empty()) j["importer"] = importer;
+  return j;
 }
 
 ModelManifest ModelManifest::load(const std::filesystem::path& path) {
@@ -53,10 +63,26 @@ ModelManifest ModelManifest::load(const std::filesystem::path& path) {
       }
       (key == "generator_parameters" ? m.generator_parameters : m.encoder_parameters) =
           value.get<std::int64_t>();
+    } else if (key == "importer") {
+      if (!value.is_string()) throw bad("a string");
+      m.importer = value.get<std::string>();
+    } else if (key == "sources") {
+      if (!value.is_array()) throw bad("a list of {role, file, sha256, bytes}");
+      for (const auto& item : value) {
+        if (!item.is_object() || !item.value("role", nlohmann::json()).is_string() ||
+            !item.value("file", nlohmann::json()).is_string() ||
+            !item.value("sha256", nlohmann::json()).is_string() ||
+            !item.value("bytes", nlohmann::json()).is_number_unsigned() || item.size() != 4) {
+          throw bad("a list of {role, file, sha256, bytes}");
+        }
+        m.sources.push_back({item["role"].get<std::string>(), item["file"].get<std::string>(),
+                             item["sha256"].get<std::string>(),
+                             item["bytes"].get<std::uint64_t>()});
+      }
     } else {
       throw Error::invalid_input(where + ": unknown key '" + key +
                                  "' (known: name, family, kind, width, seed, "
-                                 "generator_parameters, encoder_parameters)");
+                                 "generator_parameters, encoder_parameters, sources, importer)");
     }
   }
   if (m.family != "synctalk_2d") {

@@ -8,8 +8,17 @@
 #include <filesystem>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <vector>
 
 namespace lipsync::infer {
+
+// A file an imported model was made from.
+struct ModelSource {
+  std::string role;    // "unet" or "audio_encoder"
+  std::string file;    // its name when imported (no folder)
+  std::string sha256;  // lower-case hex of its bytes
+  std::uint64_t bytes = 0;
+};
 
 struct ModelManifest {
   std::string name;                    // display name, e.g. "synth-w0.125-s1"
@@ -21,6 +30,10 @@ struct ModelManifest {
   // shift), before BatchNorm folding. 0 when unknown.
   std::int64_t generator_parameters = 0;
   std::int64_t encoder_parameters = 0;
+  // Imported models ("trained"): the checkpoints they came from and the tool that converted
+  // them, e.g. "lipsync 0.1.0 models import v1". Empty (and not written) otherwise.
+  std::vector<ModelSource> sources;
+  std::string importer;
 
   // Reads and checks model.json. Throws Error::Code::kInvalidInput naming the file and the key
   // for malformed JSON, unknown keys, wrong types and a family other than synctalk_2d.

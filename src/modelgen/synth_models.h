@@ -9,14 +9,9 @@
 #include <filesystem>
 #include <string>
 
-namespace lipsync::modelgen {
+#include "modelgen/synctalk_net.h"
 
-// One generated network.
-struct GeneratedModel {
-  std::string onnx;              // serialised ModelProto
-  std::int64_t parameters = 0;   // PyTorch-convention count (before BatchNorm folding)
-  std::int64_t onnx_values = 0;  // values stored in the ONNX initializers (after folding)
-};
+namespace lipsync::modelgen {
 
 // width scales every internal channel count (width 1.0 is the real model: 12.19 M generator
 // parameters, 2.81 M encoder parameters); the tensor contract never changes.
