@@ -10,6 +10,8 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <optional>
 #include <thread>
 
 #include "audio/audio_file.h"
@@ -19,8 +21,10 @@
 #include "client/live_client.h"
 #include "core/error.h"
 #include "core/stopwatch.h"
+#include "core/text.h"
 #include "lipsync/v1/lipsync.grpc.pb.h"
 #include "monolithic.grpc.pb.h"
+#include "render/mp4_writer.h"
 #include "server/grpc_status.h"
 
 namespace lipsync::cli {
@@ -160,23 +164,56 @@ void run_client(const ClientArgs& a) {
   if (a.format != "png" && a.format != "jpeg") {
     throw Error::invalid_input("--format " + a.format + ": expected png or jpeg");
   }
-  FrameFolder folder(a.output, a.format == "png" ? ".png" : ".jpg");
+  // OUT.mp4: one video with the audio; anything else: a folder of frames.
+  const bool mp4 = core::to_lower_ascii(fs::path(a.output).extension().string()) == ".mp4";
+  std::optional<FrameFolder> folder;
+  std::unique_ptr<render::Mp4Writer> video;
+  if (!mp4) folder.emplace(a.output, a.format == "png" ? ".png" : ".jpg");
   auto stub = lipsync::v1::LipSync::NewStub(channel_to(a.target));
   std::string write_error;
+  int next_index = 0;
+  auto add_to_video = [&](const StreamResponse& r) {
+    if (r.index() != next_index) {
+      throw Error::internal("frame " + std::to_string(r.index()) + " arrived where " +
+                            std::to_string(next_index) + " was due");
+    }
+    ++next_index;
+    const std::string& bytes = r.frame();
+    const cv::Mat image = cv::imdecode(
+        cv::Mat(1, static_cast<int>(bytes.size()), CV_8U, const_cast<char*>(bytes.data())),
+        cv::IMREAD_COLOR);
+    if (image.empty())
+      throw Error::internal("frame " + std::to_string(r.index()) + ": undecodable");
+    if (!video) {
+      video = std::make_unique<render::Mp4Writer>(a.output, image.cols, image.rows, true,
+                                                  render::OutputOptions{});
+      video->add_audio(samples);  // cut or padded to the frames at the end
+    }
+    video->write(image);
+  };
   const auto outcome =
       stream_audio(*stub, a.model, samples, std::max(1, a.chunk_ms * 16),
                    a.format == "png" ? StreamConfig::FORMAT_PNG : StreamConfig::FORMAT_JPEG,
                    a.start_frame, [&](const StreamResponse& r) {
                      if (!write_error.empty()) return;
                      try {
-                       folder.write(r.index(), r.frame());
+                       if (mp4) {
+                         add_to_video(r);
+                       } else {
+                         folder->write(r.index(), r.frame());
+                       }
                      } catch (const Error& e) {
                        write_error = e.message();
                      }
                    });
   if (!outcome.status.ok()) throw from_status(outcome.status, a.target);
-  if (!write_error.empty()) throw Error::invalid_input(write_error);
-  folder.keep();
+  if (!write_error.empty()) throw Error::invalid_input("output " + a.output + ": " + write_error);
+  if (mp4) {
+    if (!video) throw Error::invalid_input("output " + a.output + ": the server sent no frames");
+    video->finish();
+  } else {
+    folder->keep();
+  }
   std::cout << nlohmann::json{{"frames", outcome.frames},
                               {"first_frame_ms", outcome.first_frame_ms},
                               {"total_ms", outcome.total_ms},
@@ -409,7 +446,9 @@ void add_client_commands(CLI::App& app) {
     cmd->add_option("--target", a->target, "Server host:port")->capture_default_str();
     cmd->add_option("--model", a->model, "Model id")->capture_default_str();
     cmd->add_option("--audio", a->audio, "Audio file (default: the bundled demo clip)");
-    cmd->add_option("-o,--output", a->output, "Folder for the frames (%05d.png or .jpg)")
+    cmd->add_option("-o,--output", a->output,
+                    "OUT.mp4 (the video with the audio) or a folder for the frames (%05d.png or "
+                    ".jpg)")
         ->required();
     cmd->add_option("--chunk-ms", a->chunk_ms, "Audio per message")
         ->capture_default_str()

@@ -16,6 +16,7 @@
 #include "audio/audio_file.h"
 #include "core/stopwatch.h"
 #include "lipsync/v1/lipsync.grpc.pb.h"
+#include "support/media_probe.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
 
@@ -139,6 +140,11 @@ TEST_F(CliServe, DemoServerClientLoadTestAndGracefulStop) {
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_NE(r.err.find("ghost"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir_ / "x"));
+  // ... and no MP4, not even a partial one.
+  r = run_lipsync("client --target " + server.target() + " --model ghost -o " + q(dir_ / "x.mp4"));
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_FALSE(fs::exists(dir_ / "x.mp4"));
+  EXPECT_FALSE(fs::exists(dir_ / "x.mp4.partial"));
 
   // A load test with failures exits non-zero and reports the codes by name.
   r = run_lipsync("loadtest --target " + server.target() +
@@ -303,6 +309,76 @@ TEST_F(CliServe, AFastMinuteThroughRealSizeModelsEqualsTheRender) {
     ++compared;
   }
   EXPECT_EQ(compared, 1499);
+}
+
+// The README's walkthrough "From a SyncTalk_2D training folder to a running server", command for
+// command, on the golden checkpoints (written by real PyTorch) and the reference avatar's frames
+// and landmarks laid out as SyncTalk_2D's dataset/<name>/ folder.
+TEST_F(CliServe, TheSyncTalkWalkthroughFromCheckpointsToAServedMp4) {
+  const fs::path st = dir_ / "SyncTalk_2D";
+  fs::create_directories(st / "checkpoint" / "May");
+  fs::create_directories(st / "model" / "checkpoints");
+  fs::create_directories(st / "dataset" / "May" / "full_body_img");
+  fs::copy_file(testing::testdata("checkpoints/unet.pth"), st / "checkpoint" / "May" / "99.pth");
+  fs::copy_file(testing::testdata("checkpoints/audio_encoder.pth"),
+                st / "model" / "checkpoints" / "audio_visual_encoder.pth");
+  fs::create_directory_symlink(testing::testdata("reference/landmarks/0.lms").parent_path(),
+                               st / "dataset" / "May" / "landmarks");
+  for (int i = 0; i < 60; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "%05d.png", i);
+    fs::create_symlink(testing::testdata("reference/frames/" + std::string(name)),
+                       st / "dataset" / "May" / "full_body_img" / (std::to_string(i) + ".jpg"));
+  }
+  const fs::path speech = dir_ / "speech.wav";  // 1.2 s: real-size models take ~80 ms a frame
+  ASSERT_EQ(std::system(("sox " + q(testing::testdata("reference/speech_a_en.wav")) + " " +
+                         q(speech) + " trim 0 1.2")
+                            .c_str()),
+            0);
+  // The README's commands use relative paths: run them from the folder (and go back after).
+  struct Cwd {
+    fs::path before = fs::current_path();
+    ~Cwd() { fs::current_path(before); }
+  } cwd;
+  fs::current_path(dir_.path());
+
+  auto r = run_lipsync(
+      "models import --unet SyncTalk_2D/checkpoint/May/99.pth "
+      "--audio-encoder SyncTalk_2D/model/checkpoints/audio_visual_encoder.pth -o models/may");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["kind"], "trained");
+  EXPECT_EQ(j["name"], "may");
+  EXPECT_EQ(j["sources"][0]["file"], "99.pth");
+
+  r = run_lipsync("avatar import --synctalk SyncTalk_2D/dataset/May -o avatars/may");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["frames"], 60) << r.out;
+
+  r = run_lipsync(
+      "render --models models/may --avatar avatars/may --audio speech.wav -o may.mp4 "
+      "--quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto rendered = testing::probe_media(dir_ / "may.mp4");
+  EXPECT_EQ(rendered.video_codec, "h264");
+  EXPECT_EQ(rendered.audio_codec, "aac");
+  EXPECT_EQ(rendered.width, 640);
+  EXPECT_EQ(rendered.height, 360);
+  EXPECT_EQ(rendered.video_frames, 29);  // the frames of 1.2 s of audio (REFERENCE.md §3)
+  EXPECT_NEAR(rendered.audio_seconds, rendered.video_seconds, 0.05);
+
+  std::ofstream("may.yaml") << "avatars:\n  may: {avatar: avatars/may, models: models/may, "
+                               "preload: true}\n";
+  ServeProcess server(dir_.path(), "--config may.yaml");
+  ASSERT_GT(server.grpc_port(), 0) << server.output();
+  r = run_lipsync("client --target " + server.target() +
+                  " --model may --audio speech.wav --format jpeg -o from_server.mp4");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto served = testing::probe_media(dir_ / "from_server.mp4");
+  EXPECT_EQ(served.video_frames, rendered.video_frames);
+  EXPECT_EQ(served.audio_codec, "aac");
+  EXPECT_NEAR(served.audio_seconds, served.video_seconds, 0.05);
+  EXPECT_EQ(server.stop(), 0) << server.output();
 }
 
 TEST_F(CliServe, TheLogSaysHttpOffWhenItIs) {
