@@ -90,7 +90,8 @@ void FrameProducer::append_audio(std::vector<float> samples) {
   strand_.post([self = shared_from_this(), samples = std::move(samples)]() mutable {
     if (self->audio_ended_) return;
     try {
-      audio::validate_samples(samples, "audio chunk");
+      // Empty pieces are fine (a chunk split inside a sample, a resampler still filling).
+      if (!samples.empty()) audio::validate_samples(samples, "audio chunk");
       self->audio_samples_ += static_cast<std::int64_t>(samples.size());
       const int max_seconds = self->settings_.audio.max_seconds;
       if (self->audio_samples_ > audio::samples_for_seconds(max_seconds)) {
