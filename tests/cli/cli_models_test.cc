@@ -37,6 +37,32 @@ TEST(CliModels, SynthWritesTwoModelsAndAManifest) {
             testing::read_text(dir / "n" / "generator.onnx"));
 }
 
+TEST(CliModels, ImportFailuresExitWithTheMessageAndWriteNothing) {
+  TempDir dir;
+  const std::string encoder = q(testdata("checkpoints/audio_encoder.pth"));
+  auto import = [&](const std::string& unet) {
+    return run_lipsync("models import --unet " + unet + " --audio-encoder " + encoder + " -o " +
+                       q(dir / "out"));
+  };
+  auto r = import(q(dir / "missing.pth"));
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("missing.pth: no such file"), std::string::npos) << r.err;
+
+  r = import(q(testdata("checkpoints/unet_legacy.pth")));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("legacy PyTorch checkpoint"), std::string::npos) << r.err;
+
+  std::ofstream(dir / "notes.pth") << "not a checkpoint";
+  r = import(q(dir / "notes.pth"));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("notes.pth: not a PyTorch checkpoint"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "out"));
+
+  r = run_lipsync("models import --unet " + encoder + " -o " + q(dir / "out"));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--audio-encoder"), std::string::npos) << r.err;
+}
+
 TEST(CliModels, BadWidthIsAnErrorAndWritesNothing) {
   TempDir dir;
   const auto r = run_lipsync("models synth -o " + q(dir / "m") + " --width 0");

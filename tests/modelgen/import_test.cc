@@ -179,6 +179,13 @@ TEST(TorchCheckpoint, BadFilesAreErrorsNamingTheFault) {
             std::string::npos)
       << storage;
 
+  // A TorchScript archive (torch.jit.save) is a zip with data.pkl too.
+  testing::CheckpointFaults script;
+  script.extra_entries = {"constants.pkl", "code/model.py"};
+  testing::write_torch_checkpoint(dir / "script.pth", {}, script);
+  const std::string jit = error(dir / "script.pth").message();
+  EXPECT_NE(jit.find("a TorchScript archive"), std::string::npos) << jit;
+
   // Something other than tensors in the dict.
   testing::write_torch_checkpoint(dir / "obj.pth", {},
                                   raw_pickle("\x80\x02}X\x01\x00\x00\x00kcnumpy\nint64\n)Rs."s));

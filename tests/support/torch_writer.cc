@@ -160,6 +160,7 @@ void write_torch_checkpoint(const std::filesystem::path& path,
     add(faults.top + "/data/" + std::to_string(n), std::move(storages[n]));
   }
   add(faults.top + "/version", "3\n");
+  for (const std::string& name : faults.extra_entries) add(faults.top + "/" + name, "");
   if (zip_close(zip) != 0) throw std::runtime_error("torch_writer: cannot write " + path.string());
 }
 

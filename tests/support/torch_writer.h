@@ -33,6 +33,7 @@ struct CheckpointFaults {
   std::string pickle;         // non-empty: written as data.pkl instead of the real pickle
   std::string top = "model";  // the archive's top folder
   std::string wrap;           // non-empty: save {"epoch": 7, wrap: state_dict} instead
+  std::vector<std::string> extra_entries;  // more (empty) entries under top/, e.g. TorchScript's
 };
 
 void write_torch_checkpoint(const std::filesystem::path& path,
