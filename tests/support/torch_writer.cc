@@ -3,6 +3,7 @@
 #include <zip.h>
 
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <stdexcept>
 
@@ -145,9 +146,9 @@ void write_torch_checkpoint(const std::filesystem::path& path,
   int error = 0;
   zip_t* zip = zip_open(path.c_str(), ZIP_CREATE | ZIP_EXCL, &error);
   if (zip == nullptr) throw std::runtime_error("torch_writer: cannot create " + path.string());
-  // zip_source_buffer borrows the bytes until zip_close: keep them alive.
-  std::vector<std::string> keep;
-  keep.reserve(storages.size() + 2);
+  // zip_source_buffer borrows the bytes until zip_close: keep them alive, and in place (a deque
+  // never moves its elements when it grows).
+  std::deque<std::string> keep;
   auto add = [&](const std::string& name, std::string bytes) {
     keep.push_back(std::move(bytes));
     zip_source_t* src = zip_source_buffer(zip, keep.back().data(), keep.back().size(), 0);
