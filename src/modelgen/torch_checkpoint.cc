@@ -24,6 +24,10 @@ constexpr std::array<unsigned char, 14> kLegacyHead{0x80, 0x02, 0x8a, 0x0a, 0x6c
                                                     0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
 constexpr int kMaxPickleProtocol = 5;
 constexpr std::size_t kMaxStackDepth = 1 << 20;  // far above any state dict's needs
+// Far above any SyncTalk_2D tensor (the largest holds 2.4 M values, its file 49 MB), far below
+// what would exhaust memory: a file claiming more is refused, not allocated.
+constexpr std::int64_t kMaxTensorElements = std::int64_t{1} << 31;
+constexpr std::uint64_t kMaxEntryBytes = std::uint64_t{1} << 33;
 
 // A value of the pickle machine. Only what state dicts hold.
 struct PyObj;
@@ -53,6 +57,31 @@ struct PyObj {
   Obj storage;                              // kTensor
   std::int64_t offset = 0;                  // kTensor: storage offset in elements
   std::vector<std::int64_t> shape, stride;  // kTensor
+
+  PyObj() = default;
+  PyObj(const PyObj&) = delete;
+  PyObj& operator=(const PyObj&) = delete;
+  // Iterative, so a hostile pickle nesting a million tuples cannot overflow the stack when its
+  // values are freed: the children only this object holds are unlinked before they die.
+  ~PyObj() {
+    std::vector<Obj> pending;
+    auto take_children = [&pending](PyObj& o) {
+      for (Obj& c : o.items) pending.push_back(std::move(c));
+      for (auto& [k, v] : o.dict) {
+        pending.push_back(std::move(k));
+        pending.push_back(std::move(v));
+      }
+      if (o.storage) pending.push_back(std::move(o.storage));
+      o.items.clear();
+      o.dict.clear();
+    };
+    take_children(*this);
+    while (!pending.empty()) {
+      Obj o = std::move(pending.back());
+      pending.pop_back();
+      if (o && o.use_count() == 1) take_children(*o);
+    }
+  }
 };
 
 Obj make(PyObj::Kind kind) {
@@ -489,6 +518,10 @@ class ZipReader {
         (st.valid & ZIP_STAT_SIZE) == 0) {
       throw Error::invalid_input(where_ + ": entry " + name + ": cannot read its size");
     }
+    if (st.size > kMaxEntryBytes) {
+      throw Error::invalid_input(where_ + ": entry " + name + " claims " + std::to_string(st.size) +
+                                 " bytes: not a model checkpoint");
+    }
     std::unique_ptr<zip_file_t, int (*)(zip_file_t*)> file(
         zip_fopen_index(zip_, static_cast<zip_uint64_t>(index), 0), zip_fclose);
     if (!file) {
@@ -572,14 +605,29 @@ TorchTensor materialise(const std::string& where, const std::string& key, const 
   const std::size_t elem = static_cast<std::size_t>(element_bytes(out.dtype));
   const std::int64_t available = static_cast<std::int64_t>(bytes.size() / elem);
   std::int64_t count = 1, last = t.offset;
+  if (t.offset < 0 || t.offset > available) {
+    throw Error::invalid_input(where + ": tensor " + key + ": offset " + std::to_string(t.offset) +
+                               " is outside its storage");
+  }
   for (std::size_t d = 0; d < t.shape.size(); ++d) {
-    if (t.shape[d] < 0 || t.stride[d] < 0) {
-      throw Error::invalid_input(where + ": tensor " + key + " has a negative size or stride");
+    if (t.shape[d] < 0 || t.stride[d] < 0 || t.stride[d] > available) {
+      throw Error::invalid_input(where + ": tensor " + key + " has a size or stride out of range");
+    }
+    if (t.shape[d] == 0) {
+      count = 0;
+      break;
+    }
+    if (t.shape[d] > kMaxTensorElements || count > kMaxTensorElements / t.shape[d]) {
+      throw Error::invalid_input(where + ": tensor " + key + " " + shape_string(t.shape) +
+                                 " is larger than any model weight");
+    }
+    if (t.stride[d] > 0 && t.shape[d] - 1 > kMaxTensorElements * 4 / t.stride[d]) {
+      throw Error::invalid_input(where + ": tensor " + key + " " + shape_string(t.shape) +
+                                 " reaches far past the end of storage " + t.storage->key);
     }
     count *= t.shape[d];
-    last += (t.shape[d] - 1) * t.stride[d];
+    last += (t.shape[d] - 1) * t.stride[d];  // each term <= 2^33: no overflow
   }
-  if (t.offset < 0) throw Error::invalid_input(where + ": tensor " + key + ": negative offset");
   if (count > 0 && last >= available) {
     throw Error::invalid_input(where + ": tensor " + key + " " + shape_string(t.shape) + " needs " +
                                std::to_string(last + 1) + " elements of storage " + t.storage->key +

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "infer/audio_encoder.h"
 #include "infer/generator.h"
@@ -191,6 +192,66 @@ TEST(TorchCheckpoint, BadFilesAreErrorsNamingTheFault) {
                                   raw_pickle("\x80\x02}X\x01\x00\x00\x00kcnumpy\nint64\n)Rs."s));
   const std::string obj = error(dir / "obj.pth").message();
   EXPECT_NE(obj.find("entry 'k' is numpy.int64(...), not a tensor"), std::string::npos) << obj;
+}
+
+// A hostile file: random byte changes to a real state dict's pickle (storages intact) must
+// each read or be refused with an Error; never a crash, a hang or an exception of another kind.
+TEST(TorchCheckpoint, MutatedPicklesAreReadOrRefusedNeverACrash) {
+  TempDir dir;
+  std::vector<WrittenTensor> tensors = testing::to_written(golden_encoder());
+  tensors.resize(12);  // a few layers: small files, the same structure
+  std::mt19937 rng(11);
+  int refused = 0;
+  for (int round = 0; round < 300; ++round) {
+    testing::CheckpointFaults faults;
+    faults.mutate_pickle = [&](std::string& p) {
+      const int changes = 1 + static_cast<int>(rng() % 4);
+      for (int i = 0; i < changes; ++i) {
+        const std::size_t at = 2 + rng() % (p.size() - 2);
+        switch (rng() % 3) {
+          case 0:
+            p[at] = static_cast<char>(rng());
+            break;
+          case 1:
+            p.erase(at, 1 + rng() % 8);
+            break;
+          default:
+            p.insert(at, 1, static_cast<char>(rng()));
+            break;
+        }
+      }
+    };
+    testing::write_torch_checkpoint(dir / "m.pth", tensors, faults);
+    try {
+      read_torch_checkpoint(dir / "m.pth");
+    } catch (const Error& e) {
+      ++refused;
+      EXPECT_NE(e.message().find("m.pth"), std::string::npos) << e.message();
+    }
+  }
+  EXPECT_GT(refused, 150);
+}
+
+TEST(TorchCheckpoint, DeepNestingAndHugeShapesAreRefusedCleanly) {
+  TempDir dir;
+  // A million nested 1-tuples: freed without recursion.
+  std::string deep = "\x80\x02K\x01" + std::string(1000000, '\x85') + ".";
+  testing::write_torch_checkpoint(dir / "deep.pth", {}, raw_pickle(deep));
+  const Error e = capture_error([&] { read_torch_checkpoint(dir / "deep.pth"); });
+  EXPECT_NE(e.message().find("holds a tuple, not a state dict"), std::string::npos) << e.message();
+  // A tensor claiming 2^40 x 2^40 elements of a 4-element storage.
+  testing::CheckpointFaults huge;
+  huge.mutate_pickle = [](std::string& p) {
+    // size (2, 2) -> (2^30, 2^30): BININT1 2 (K\x02) twice after the offset becomes BININT.
+    const std::string from = "(K\x02K\x02t";
+    const std::string to = "(J\x00\x00\x00\x40J\x00\x00\x00\x40t"s;
+    p.replace(p.find(from), from.size(), to);
+  };
+  testing::write_torch_checkpoint(dir / "huge.pth", {{"w", {"float32", {2, 2}, {1, 2, 3, 4}}}},
+                                  huge);
+  const Error h = capture_error([&] { read_torch_checkpoint(dir / "huge.pth"); });
+  EXPECT_NE(h.message().find("tensor w [1073741824, 1073741824]"), std::string::npos)
+      << h.message();
 }
 
 // The golden checkpoints through the importer, then through ONNX Runtime: PyTorch's outputs on

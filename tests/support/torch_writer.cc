@@ -141,6 +141,7 @@ void write_torch_checkpoint(const std::filesystem::path& path,
   }
   pickle += faults.wrap.empty() ? "u." : "uu.";
   if (!faults.pickle.empty()) pickle = faults.pickle;
+  if (faults.mutate_pickle) faults.mutate_pickle(pickle);
 
   std::filesystem::remove(path);
   int error = 0;

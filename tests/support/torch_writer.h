@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,6 +35,7 @@ struct CheckpointFaults {
   std::string top = "model";  // the archive's top folder
   std::string wrap;           // non-empty: save {"epoch": 7, wrap: state_dict} instead
   std::vector<std::string> extra_entries;  // more (empty) entries under top/, e.g. TorchScript's
+  std::function<void(std::string&)> mutate_pickle;  // changes the pickle before it is written
 };
 
 void write_torch_checkpoint(const std::filesystem::path& path,
