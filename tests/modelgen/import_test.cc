@@ -13,6 +13,7 @@
 #include "infer/model_manifest.h"
 #include "infer/models.h"
 #include "modelgen/synctalk_import.h"
+#include "modelgen/synctalk_net.h"
 #include "modelgen/synth_models.h"
 #include "modelgen/torch_checkpoint.h"
 #include "support/test_data.h"
@@ -370,6 +371,57 @@ TEST(ModelImport, OtherAudioModesAndSwappedFilesAreRecognised) {
   EXPECT_NE(tiny.find("missing keys (463)"), std::string::npos) << tiny;
   EXPECT_EQ(tiny.find("enc.pth"), std::string::npos)
       << "the prefixed encoder was refused: " << tiny;
+}
+
+// Records the weights it hands out as the PyTorch state dict they came from (unfolded), so a
+// network built from it can be written as a checkpoint and imported again.
+class RecordingWeights : public modelgen::WeightSource {
+ public:
+  void conv(const std::string& module, const modelgen::ConvSpec& c, std::vector<double>& w,
+            std::vector<double>& bias) override {
+    w = record(module + ".weight", {c.cout, c.cin / c.groups, c.kernel, c.kernel}, -0.3, 0.3);
+    bias = c.torch_bias ? record(module + ".bias", {c.cout}, -0.1, 0.1)
+                        : std::vector<double>(c.cout, 0.0);
+  }
+  modelgen::BatchNormParams batch_norm(const std::string& module, int channels) override {
+    modelgen::BatchNormParams bn;
+    bn.gamma = record(module + ".weight", {channels}, 0.8, 1.2);
+    bn.beta = record(module + ".bias", {channels}, -0.1, 0.1);
+    bn.mean = record(module + ".running_mean", {channels}, -0.1, 0.1);
+    bn.var = record(module + ".running_var", {channels}, 0.5, 1.5);
+    tensors.emplace_back(module + ".num_batches_tracked", modelgen::TorchTensor{"int64", {}, {9}});
+    return bn;
+  }
+  std::vector<WrittenTensor> tensors;
+
+ private:
+  std::vector<double> record(const std::string& key, std::vector<std::int64_t> shape, double lo,
+                             double hi) {
+    std::size_t n = 1;
+    for (auto d : shape) n *= static_cast<std::size_t>(d);
+    std::vector<double> v(n);
+    std::uniform_real_distribution<float> dist(static_cast<float>(lo), static_cast<float>(hi));
+    for (double& x : v) x = dist(rng_);  // float32 values, as a checkpoint holds them
+    tensors.emplace_back(key, modelgen::TorchTensor{"float32", std::move(shape), v});
+    return v;
+  }
+  std::mt19937 rng_{5};
+};
+
+// A U-Net at width 0.5 (upstream's "mobile" ch = [16, ..., 256]) written as a checkpoint and
+// imported gives the very graph built from the same weights directly: keys, shapes, the width
+// read from the file, and the folding all agree with the builder.
+TEST(ModelImport, AWrittenCheckpointImportsToTheGraphOfItsWeights) {
+  TempDir dir;
+  RecordingWeights weights;
+  const modelgen::GeneratedModel direct = modelgen::build_generator(weights, 0.5);
+  testing::write_torch_checkpoint(dir / "half.pth", weights.tensors);
+  const auto imported =
+      import_synctalk_models(dir / "half.pth", golden("audio_encoder.pth"), dir / "m");
+  EXPECT_EQ(imported.generator_width, 0.5);
+  EXPECT_EQ(imported.manifest.generator_parameters, direct.parameters);
+  EXPECT_TRUE(testing::read_text(dir / "m" / "generator.onnx") == direct.onnx)
+      << "the imported generator differs from the one built from its weights";
 }
 
 TEST(ModelImport, AnExistingFolderIsNeverOverwritten) {
