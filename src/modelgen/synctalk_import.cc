@@ -30,9 +30,10 @@ constexpr int kUpstreamBaseChannels = 32;   // ch[0] of upstream's ch = [32, 64,
 // so one error can name them all.
 class CheckpointWeights : public WeightSource {
  public:
-  CheckpointWeights(const TorchStateDict& sd, std::string where) : where_(std::move(where)) {
+  // Borrows sd, which must outlive this.
+  CheckpointWeights(const TorchStateDict& sd, std::string where)
+      : sd_(sd), where_(std::move(where)) {
     for (const auto& [key, tensor] : sd.entries) index_.emplace(key, &tensor);
-    for (const auto& entry : sd.entries) order_.push_back(entry.first);
   }
 
   void conv(const std::string& module, const ConvSpec& c, std::vector<double>& w,
@@ -63,8 +64,8 @@ class CheckpointWeights : public WeightSource {
   // Throws one error naming every problem; `model` says what the checkpoint should hold.
   void finish(const std::string& model) const {
     std::vector<std::string> unexpected;
-    for (const std::string& key : order_) {
-      if (!used_.contains(key)) unexpected.push_back(key);
+    for (const auto& entry : sd_.entries) {
+      if (!used_.contains(entry.first)) unexpected.push_back(entry.first);
     }
     if (missing_.empty() && unexpected.empty() && shapes_.empty() && values_.empty()) return;
     std::ostringstream s;
@@ -118,9 +119,9 @@ class CheckpointWeights : public WeightSource {
     if (items.size() > kListedPerKind) s << " ... and " << items.size() - kListedPerKind << " more";
   }
 
+  const TorchStateDict& sd_;
   std::string where_;
   std::unordered_map<std::string, const TorchTensor*> index_;
-  std::vector<std::string> order_;
   std::set<std::string> used_;
   std::vector<std::string> missing_, shapes_, values_;
 };

@@ -29,6 +29,47 @@ constexpr std::size_t kMaxStackDepth = 1 << 20;  // far above any state dict's n
 constexpr std::int64_t kMaxTensorElements = std::int64_t{1} << 31;
 constexpr std::uint64_t kMaxEntryBytes = std::uint64_t{1} << 33;
 
+// A storage's element type: how one element is read (little-endian, at element index i).
+struct StorageType {
+  const char* name;   // torch.<name>
+  const char* dtype;  // what TorchTensor::dtype says
+  std::size_t bytes;
+  double (*read)(const char* data, std::size_t i);
+};
+
+template <class T>
+double read_as_double(const char* data, std::size_t i) {
+  T v;
+  std::memcpy(&v, data + i * sizeof(T), sizeof(T));
+  return static_cast<double>(v);
+}
+
+double half_to_double(std::uint16_t h) {
+  const int sign = (h >> 15) & 1, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
+  double v;
+  if (exponent == 0) {
+    v = std::ldexp(mantissa, -24);
+  } else if (exponent == 31) {
+    v = mantissa == 0 ? INFINITY : NAN;
+  } else {
+    v = std::ldexp(mantissa + 1024, exponent - 25);
+  }
+  return sign ? -v : v;
+}
+
+double read_half(const char* data, std::size_t i) {
+  std::uint16_t h;
+  std::memcpy(&h, data + i * 2, 2);
+  return half_to_double(h);
+}
+
+constexpr std::array<StorageType, 5> kStorageTypes{
+    {{"FloatStorage", "float32", 4, read_as_double<float>},
+     {"DoubleStorage", "float64", 8, read_as_double<double>},
+     {"LongStorage", "int64", 8, read_as_double<std::int64_t>},
+     {"IntStorage", "int32", 4, read_as_double<std::int32_t>},
+     {"HalfStorage", "float16", 2, read_half}}};
+
 // A value of the pickle machine. Only what state dicts hold.
 struct PyObj;
 using Obj = std::shared_ptr<PyObj>;
@@ -48,11 +89,12 @@ struct PyObj {
     kTensor
   };
   Kind kind = Kind::kNone;
-  std::int64_t i = 0;      // kInt, kBool; kStorage: element count
-  double f = 0;            // kFloat
-  std::string s;           // kString; kGlobal/kOpaque: "module.name"; kStorage: dtype
-  std::string key;         // kStorage: the storage file's name
-  std::vector<Obj> items;  // kTuple, kList
+  std::int64_t i = 0;                 // kInt, kBool; kStorage: element count
+  double f = 0;                       // kFloat
+  std::string s;                      // kString; kGlobal/kOpaque: "module.name"; kStorage: dtype
+  std::string key;                    // kStorage: the storage file's name
+  const StorageType* type = nullptr;  // kStorage
+  std::vector<Obj> items;             // kTuple, kList
   std::vector<std::pair<Obj, Obj>> dict;    // kDict, in insertion order
   Obj storage;                              // kTensor
   std::int64_t offset = 0;                  // kTensor: storage offset in elements
@@ -119,17 +161,6 @@ const char* kind_name(PyObj::Kind k) {
   }
   return "?";
 }
-
-struct StorageType {
-  const char* name;   // torch.<name>
-  const char* dtype;  // what TorchTensor::dtype says
-  int bytes;
-};
-constexpr std::array<StorageType, 5> kStorageTypes{{{"FloatStorage", "float32", 4},
-                                                    {"DoubleStorage", "float64", 8},
-                                                    {"LongStorage", "int64", 8},
-                                                    {"IntStorage", "int32", 4},
-                                                    {"HalfStorage", "float16", 2}}};
 
 const StorageType* storage_type(const std::string& global) {
   for (const auto& t : kStorageTypes) {
@@ -465,6 +496,7 @@ class Unpickler {
     }
     Obj s = make(PyObj::Kind::kStorage);
     s->s = type->dtype;
+    s->type = type;
     s->key = pid->items[2]->s;
     s->i = pid->items[4]->i;
     return s;
@@ -549,60 +581,14 @@ class ZipReader {
   zip_t* zip_ = nullptr;
 };
 
-double half_to_double(std::uint16_t h) {
-  const int sign = (h >> 15) & 1, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
-  double v;
-  if (exponent == 0) {
-    v = std::ldexp(mantissa, -24);
-  } else if (exponent == 31) {
-    v = mantissa == 0 ? INFINITY : NAN;
-  } else {
-    v = std::ldexp(mantissa + 1024, exponent - 25);
-  }
-  return sign ? -v : v;
-}
-
-double element(const std::string& bytes, const std::string& dtype, std::size_t index) {
-  const char* p = bytes.data();
-  if (dtype == "float32") {
-    float v;
-    std::memcpy(&v, p + index * 4, 4);
-    return v;
-  }
-  if (dtype == "float64") {
-    double v;
-    std::memcpy(&v, p + index * 8, 8);
-    return v;
-  }
-  if (dtype == "int64") {
-    std::int64_t v;
-    std::memcpy(&v, p + index * 8, 8);
-    return static_cast<double>(v);
-  }
-  if (dtype == "int32") {
-    std::int32_t v;
-    std::memcpy(&v, p + index * 4, 4);
-    return v;
-  }
-  std::uint16_t v;
-  std::memcpy(&v, p + index * 2, 2);
-  return half_to_double(v);
-}
-
-int element_bytes(const std::string& dtype) {
-  for (const auto& t : kStorageTypes) {
-    if (dtype == t.dtype) return t.bytes;
-  }
-  return 0;
-}
-
 // Gathers a tensor through its offset and strides; checks it fits its storage.
 TorchTensor materialise(const std::string& where, const std::string& key, const PyObj& t,
                         const std::string& bytes) {
   TorchTensor out;
   out.dtype = t.storage->s;
   out.shape = t.shape;
-  const std::size_t elem = static_cast<std::size_t>(element_bytes(out.dtype));
+  const StorageType& type = *t.storage->type;
+  const std::size_t elem = type.bytes;
   const std::int64_t available = static_cast<std::int64_t>(bytes.size() / elem);
   std::int64_t count = 1, last = t.offset;
   if (t.offset < 0 || t.offset > available) {
@@ -639,8 +625,7 @@ TorchTensor materialise(const std::string& where, const std::string& key, const 
   for (std::int64_t n = 0; n < count; ++n) {
     std::int64_t at = t.offset;
     for (std::size_t d = 0; d < index.size(); ++d) at += index[d] * t.stride[d];
-    out.values[static_cast<std::size_t>(n)] =
-        element(bytes, out.dtype, static_cast<std::size_t>(at));
+    out.values[static_cast<std::size_t>(n)] = type.read(bytes.data(), static_cast<std::size_t>(at));
     for (std::size_t d = index.size(); d-- > 0;) {
       if (++index[d] < t.shape[d]) break;
       index[d] = 0;
