@@ -6,13 +6,17 @@
 #include <string>
 
 #include "audio/audio_file.h"
+#include "avatar/avatar.h"
+#include "avatar/template_walk.h"
 #include "cli/commands.h"
+#include "cli/demo_assets.h"
 #include "cli/options_flags.h"
 #include "core/error.h"
 #include "core/file_util.h"
 #include "infer/audio_encoder.h"
 #include "infer/models.h"
 #include "modelgen/demo_models.h"
+#include "modelgen/quantize.h"
 #include "modelgen/synctalk_import.h"
 #include "modelgen/synth_models.h"
 #include "pipeline/feature_track.h"
@@ -59,6 +63,74 @@ void run_import(const ImportArgs& args) {
   nlohmann::json out = imported.manifest.to_json();
   out["output"] = args.output;
   if (!imported.notes.empty()) out["notes"] = imported.notes;
+  std::cout << out.dump() << "\n";
+}
+
+struct QuantizeArgs {
+  std::string models;
+  std::string avatar;
+  std::vector<std::string> audio;
+  std::string calibration = "minmax";
+  int frames = 32;
+  std::string output;
+  InferFlags flags;
+};
+
+// The calibration inputs: `frames` frames spread evenly over the speech (the given files one
+// after another), each on the template frame the walk gives it, packed as the renderer does.
+std::vector<modelgen::CalibrationFrame> calibration_frames(const QuantizeArgs& a,
+                                                           const infer::InferOptions& options,
+                                                           std::vector<std::string>& names) {
+  const std::filesystem::path models(a.models);
+  const infer::AudioEncoder encoder(models / infer::kEncoderFileName, options);
+  const auto avatar = avatar::Avatar::open(a.avatar, avatar::AvatarOptions{});
+  std::vector<pipeline::FeatureTrack> tracks;
+  std::vector<std::pair<int, int>> all;  // (track, frame)
+  const std::vector<std::string> files =
+      a.audio.empty() ? std::vector<std::string>{demo_speech_path().string()} : a.audio;
+  for (const std::string& f : files) {
+    const std::vector<float> samples = audio::load_audio_file(f);
+    tracks.push_back(pipeline::FeatureTrack::from_features(
+        pipeline::encode_clip_features(samples, encoder, a.flags.to_audio_options())));
+    for (int i = 0; i < tracks.back().total_frames(); ++i) {
+      all.emplace_back(static_cast<int>(tracks.size()) - 1, i);
+    }
+    names.push_back(std::filesystem::path(f).filename().string());
+  }
+  const int n = std::min<int>(a.frames, static_cast<int>(all.size()));
+  std::vector<modelgen::CalibrationFrame> out(static_cast<std::size_t>(n));
+  for (int k = 0; k < n; ++k) {
+    const auto [track, frame] = all[static_cast<std::size_t>(k) * all.size() / n];
+    auto& f = out[static_cast<std::size_t>(k)];
+    f.image.resize(infer::kImageInputSize);
+    f.audio.resize(infer::kAudioInputSize);
+    avatar->pack_generator_input(avatar::template_frame_for(frame, avatar->frame_count(), 0),
+                                 f.image);
+    tracks[static_cast<std::size_t>(track)].frame_audio(frame, f.audio);
+  }
+  return out;
+}
+
+void run_quantize(const QuantizeArgs& a) {
+  if (a.frames < 1 || a.frames > 10000) {
+    throw Error::invalid_input("--frames " + std::to_string(a.frames) + ": expected 1..10000");
+  }
+  modelgen::QuantizeOptions options;
+  options.calibration = modelgen::parse_calibration(a.calibration);
+  const infer::InferOptions infer_options = a.flags.to_infer_options();
+  std::error_code ec;
+  if (!std::filesystem::is_directory(a.models, ec)) {
+    throw Error::not_found("models " + a.models + ": no such folder");
+  }
+  if (!std::filesystem::is_directory(a.avatar, ec)) {
+    throw Error::not_found("avatar " + a.avatar + ": no such folder");
+  }
+  std::vector<std::string> names;
+  const auto frames = calibration_frames(a, infer_options, names);
+  const infer::ModelManifest m =
+      modelgen::write_quantized_models(a.models, frames, names, options, infer_options, a.output);
+  nlohmann::json out = m.to_json();
+  out["output"] = a.output;
   std::cout << out.dump() << "\n";
 }
 
@@ -118,6 +190,22 @@ void add_model_commands(CLI::App& app) {
         ->required();
     cmd->add_option("--name", args->name, "Model name (default: the folder name)");
     cmd->callback([args] { run_import(*args); });
+  }
+  {
+    auto args = std::make_shared<QuantizeArgs>();
+    CLI::App* cmd = models->add_subcommand(
+        "quantize",
+        "An int8 (static QDQ) generator calibrated on the avatar's ROIs and speech features");
+    cmd->add_option("--models", args->models, "Float32 models folder")->required();
+    cmd->add_option("--avatar", args->avatar, "Avatar folder whose ROIs calibrate")->required();
+    cmd->add_option("--audio", args->audio, "Speech files (default: the bundled clip)");
+    cmd->add_option("--calibration", args->calibration, "minmax or percentile")
+        ->capture_default_str();
+    cmd->add_option("--frames", args->frames, "Calibration frames, spread over the speech")
+        ->capture_default_str();
+    cmd->add_option("-o,--output", args->output, "New models folder")->required();
+    args->flags.add_to(*cmd);
+    cmd->callback([args] { run_quantize(*args); });
   }
   {
     auto output = std::make_shared<std::string>();

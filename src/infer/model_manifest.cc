@@ -26,6 +26,12 @@ nlohmann::json ModelManifest::to_json() const {
     j["sources"] = std::move(list);
   }
   if (!importer.empty()) j["importer"] = importer;
+  if (!precision.empty()) {
+    j["precision"] = precision;
+    j["calibration"] = calibration;
+    j["calibration_frames"] = calibration_frames;
+    j["calibration_audio"] = calibration_audio;
+  }
   return j;
 }
 
@@ -63,6 +69,20 @@ ModelManifest ModelManifest::load(const std::filesystem::path& path) {
       }
       (key == "generator_parameters" ? m.generator_parameters : m.encoder_parameters) =
           value.get<std::int64_t>();
+    } else if (key == "precision" || key == "calibration") {
+      if (!value.is_string()) throw bad("a string");
+      (key == "precision" ? m.precision : m.calibration) = value.get<std::string>();
+    } else if (key == "calibration_frames") {
+      if (!value.is_number_integer() || value.get<std::int64_t>() < 0) {
+        throw bad("a non-negative integer");
+      }
+      m.calibration_frames = value.get<int>();
+    } else if (key == "calibration_audio") {
+      if (!value.is_array()) throw bad("a list of file names");
+      for (const auto& item : value) {
+        if (!item.is_string()) throw bad("a list of file names");
+        m.calibration_audio.push_back(item.get<std::string>());
+      }
     } else if (key == "importer") {
       if (!value.is_string()) throw bad("a string");
       m.importer = value.get<std::string>();
@@ -80,9 +100,11 @@ ModelManifest ModelManifest::load(const std::filesystem::path& path) {
                              item["bytes"].get<std::uint64_t>()});
       }
     } else {
-      throw Error::invalid_input(where + ": unknown key '" + key +
-                                 "' (known: name, family, kind, width, seed, "
-                                 "generator_parameters, encoder_parameters, sources, importer)");
+      throw Error::invalid_input(
+          where + ": unknown key '" + key +
+          "' (known: name, family, kind, width, seed, "
+          "generator_parameters, encoder_parameters, sources, importer, precision, "
+          "calibration, calibration_frames, calibration_audio)");
     }
   }
   if (m.family != "synctalk_2d") {

@@ -34,6 +34,12 @@ struct ModelManifest {
   // them, e.g. "lipsync 0.1.0 models import v1". Empty (and not written) otherwise.
   std::vector<ModelSource> sources;
   std::string importer;
+  // Quantised models: "int8" (empty, and not written, for float32), the calibration method,
+  // frames and speech files they were calibrated on. The fp32 source files are in `sources`.
+  std::string precision;
+  std::string calibration;
+  int calibration_frames = 0;
+  std::vector<std::string> calibration_audio;
 
   // Reads and checks model.json. Throws Error::Code::kInvalidInput naming the file and the key
   // for malformed JSON, unknown keys, wrong types and a family other than synctalk_2d.

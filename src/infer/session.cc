@@ -367,6 +367,59 @@ void BareOrtLoop::run() {
                      impl_->outputs.size());
 }
 
+struct ProbeSession::Impl {
+  Ort::Session session{nullptr};
+  std::vector<std::string> outputs;
+};
+
+ProbeSession::ProbeSession(const std::string& model_bytes, const InferOptions& options)
+    : impl_(std::make_unique<Impl>()) {
+  Ort::SessionOptions session_options = make_session_options(options, "(model in memory)");
+  try {
+    impl_->session =
+        Ort::Session(ort_env(), model_bytes.data(), model_bytes.size(), session_options);
+  } catch (const Ort::Exception& e) {
+    throw Error::invalid_input(std::string("ONNX Runtime refused the model: ") + e.what());
+  }
+  Ort::AllocatorWithDefaultOptions allocator;
+  for (std::size_t i = 0; i < impl_->session.GetOutputCount(); ++i) {
+    impl_->outputs.emplace_back(impl_->session.GetOutputNameAllocated(i, allocator).get());
+  }
+}
+
+ProbeSession::~ProbeSession() = default;
+
+const std::vector<std::string>& ProbeSession::output_names() const {
+  return impl_->outputs;
+}
+
+std::vector<std::vector<float>> ProbeSession::run(std::span<const Input> inputs) const {
+  const auto memory = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  std::vector<const char*> in_names, out_names;
+  std::vector<Ort::Value> values;
+  for (const Input& in : inputs) {
+    in_names.push_back(in.name.c_str());
+    values.push_back(Ort::Value::CreateTensor<float>(memory, const_cast<float*>(in.values.data()),
+                                                     in.values.size(), in.shape.data(),
+                                                     in.shape.size()));
+  }
+  for (const std::string& name : impl_->outputs) out_names.push_back(name.c_str());
+  std::vector<Ort::Value> results;
+  try {
+    results = impl_->session.Run(Ort::RunOptions{nullptr}, in_names.data(), values.data(),
+                                 values.size(), out_names.data(), out_names.size());
+  } catch (const Ort::Exception& e) {
+    throw Error::invalid_input(std::string("ONNX Runtime could not run the model: ") + e.what());
+  }
+  std::vector<std::vector<float>> out;
+  for (Ort::Value& v : results) {
+    const auto info = v.GetTensorTypeAndShapeInfo();
+    const float* data = v.GetTensorData<float>();
+    out.emplace_back(data, data + info.GetElementCount());
+  }
+  return out;
+}
+
 std::vector<std::string> available_execution_providers() {
   std::vector<std::string> out;
   for (const auto& name : Ort::GetAvailableProviders()) out.push_back(lipsync_provider_name(name));

@@ -91,6 +91,31 @@ class BareOrtLoop {
   std::unique_ptr<Impl> impl_;
 };
 
+// A model held in memory, run with ONNX Runtime allocating every graph output: for the model
+// tool's calibration, which asks for intermediate tensors whose shapes it does not know.
+// Thread contract: one thread at a time.
+class ProbeSession {
+ public:
+  struct Input {
+    std::string name;
+    std::vector<std::int64_t> shape;
+    std::span<const float> values;
+  };
+  // Throws Error::Code::kInvalidInput when ONNX Runtime refuses the model.
+  ProbeSession(const std::string& model_bytes, const InferOptions& options);
+  ~ProbeSession();
+  ProbeSession(const ProbeSession&) = delete;
+  ProbeSession& operator=(const ProbeSession&) = delete;
+
+  const std::vector<std::string>& output_names() const;
+  // Every graph output (float32), in output_names() order.
+  std::vector<std::vector<float>> run(std::span<const Input> inputs) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 // The execution providers compiled into the ONNX Runtime library in use, in lipsync's names
 // ("cpu", "cuda", "tensorrt", and ONNX Runtime's own names for any others).
 std::vector<std::string> available_execution_providers();

@@ -166,15 +166,15 @@ std::string sha256_hex(const fs::path& path, std::uint64_t& bytes) {
   return hex;
 }
 
-infer::ModelSource source(const std::string& role, const fs::path& path) {
+}  // namespace
+
+infer::ModelSource model_source(const std::string& role, const fs::path& path) {
   infer::ModelSource s;
   s.role = role;
   s.file = path.filename().string();
   s.sha256 = sha256_hex(path, s.bytes);
   return s;
 }
-
-}  // namespace
 
 ImportedModels import_synctalk_models(const fs::path& unet_path, const fs::path& encoder_path,
                                       const fs::path& out, std::string name) {
@@ -235,7 +235,7 @@ ImportedModels import_synctalk_models(const fs::path& unet_path, const fs::path&
   m.width = result.generator_width;
   m.generator_parameters = generator.parameters;
   m.encoder_parameters = audio.parameters;
-  m.sources = {source("unet", unet_path), source("audio_encoder", encoder_path)};
+  m.sources = {model_source("unet", unet_path), model_source("audio_encoder", encoder_path)};
   m.importer = std::string("lipsync ") + LIPSYNC_VERSION + " models import v" +
                std::to_string(kImporterVersion);
 

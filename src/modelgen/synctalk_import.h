@@ -31,6 +31,10 @@ struct ImportedModels {
 // the fault otherwise: every missing and unexpected key, every shape mismatch with both shapes,
 // a non-finite weight, a negative BatchNorm variance, an unsupported audio mode, and the reader's
 // errors.
+// A file a model folder was made from: its name, size and sha256. Throws
+// Error::Code::kInvalidInput when it cannot be read.
+infer::ModelSource model_source(const std::string& role, const std::filesystem::path& path);
+
 ImportedModels import_synctalk_models(const std::filesystem::path& unet,
                                       const std::filesystem::path& audio_encoder,
                                       const std::filesystem::path& out, std::string name = {});

@@ -1,0 +1,72 @@
+// `lipsync models quantize`: a float SyncTalk_2D generator rewritten as a static QDQ int8 graph
+// for ONNX Runtime's CPU kernels (../shared/QUANTIZATION.md): uint8 asymmetric activations
+// (zero point 0 after every Relu, so Conv+Relu fuses), int8 per-channel symmetric weights,
+// int32 biases, opset 13. Linear Resize stays float between a DequantizeLinear and a
+// QuantizeLinear with its input's scale. Before calibration, depthwise blocks whose width is not
+// a multiple of 16 (the first block's 12) are padded with zero filters, which does not change the
+// function but lets the fast int8 depthwise kernels run.
+// Thread contract: stateless functions.
+#pragma once
+
+#include <filesystem>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "infer/infer_options.h"
+#include "infer/model_manifest.h"
+
+namespace lipsync::modelgen {
+
+enum class Calibration { kMinMax, kPercentile };
+std::string_view to_string(Calibration c);
+// "minmax" or "percentile"; throws Error::Code::kInvalidInput naming the value otherwise.
+Calibration parse_calibration(std::string_view text);
+
+struct QuantizeOptions {
+  Calibration calibration = Calibration::kMinMax;
+  // kPercentile: each activation's range keeps this share of its calibration values per tail
+  // (the rest clip).
+  double percentile = 99.999;
+};
+
+// One calibration input of the generator: image [6][320][320], audio [32][16][16].
+struct CalibrationFrame {
+  std::vector<float> image;
+  std::vector<float> audio;
+};
+
+struct QuantizeReport {
+  std::string onnx;       // the int8 model, serialised
+  int convs = 0;          // Conv nodes with int8 weights
+  int activations = 0;    // tensors given a QuantizeLinear/DequantizeLinear pair
+  int padded_blocks = 0;  // depthwise blocks widened to a multiple of 16
+};
+
+// True when the model already holds QuantizeLinear or DequantizeLinear nodes.
+bool is_quantized(const std::string& onnx);
+
+// The padding rewrite alone (float in, float out, same function). `padded` receives the number
+// of blocks widened.
+std::string pad_depthwise_blocks(const std::string& onnx, int* padded = nullptr);
+
+// Pads, calibrates on `frames` with ONNX Runtime (batch 1 each; `infer` sets the threads) and
+// writes the QDQ model. Throws Error::Code::kInvalidInput for a model that is not a float
+// generator (or already quantised) and for no calibration frames. Deterministic: the same model
+// and frames give the same bytes.
+QuantizeReport quantize_generator(const std::string& fp32_onnx,
+                                  std::span<const CalibrationFrame> frames,
+                                  const QuantizeOptions& options, const infer::InferOptions& infer);
+
+// `lipsync models quantize`: OUT gets the int8 generator, the float encoder as it was and a
+// model.json (precision, calibration, frames, the speech files' names, the fp32 sources'
+// checksums). Written through a staging folder; OUT must not exist or be empty.
+infer::ModelManifest write_quantized_models(const std::filesystem::path& models,
+                                            std::span<const CalibrationFrame> frames,
+                                            const std::vector<std::string>& audio_names,
+                                            const QuantizeOptions& options,
+                                            const infer::InferOptions& infer,
+                                            const std::filesystem::path& out);
+
+}  // namespace lipsync::modelgen

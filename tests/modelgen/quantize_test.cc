@@ -1,0 +1,216 @@
+// The int8 quantiser: the padding rewrite keeps the float function, the QDQ graph has the
+// intended structure (every Conv int8 per channel, Resize left float between DQ and Q with its
+// input's scale, zero point 0 after Relu), the same inputs give the same bytes, bad inputs are
+// clear errors; and on the reference models the int8 outputs stay within the PSNR floor.
+#include "modelgen/quantize.h"
+
+#include <gtest/gtest.h>
+#include <onnx/onnx_pb.h>
+
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <random>
+
+#include "infer/generator.h"
+#include "infer/models.h"
+#include "support/test_data.h"
+#include "support/test_models.h"
+
+namespace lipsync {
+namespace {
+
+namespace fs = std::filesystem;
+using modelgen::CalibrationFrame;
+using testing::read_f32;
+using testing::TempDir;
+using testing::testdata;
+
+std::string read_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+std::vector<CalibrationFrame> random_frames(int n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(0, 1);
+  std::normal_distribution<float> g(0, 1);
+  std::vector<CalibrationFrame> frames(n);
+  for (auto& f : frames) {
+    f.image.resize(infer::kImageInputSize);
+    f.audio.resize(infer::kAudioInputSize);
+    for (float& v : f.image) v = u(rng);
+    for (float& v : f.audio) v = std::clamp(g(rng), -4.0f, 4.0f);
+  }
+  return frames;
+}
+
+// Runs a generator file on frames; returns the outputs one after another.
+std::vector<float> run_generator(const fs::path& model, const std::vector<CalibrationFrame>& in) {
+  const infer::Generator generator(model, testing::two_threads());
+  infer::GeneratorBatch batch = generator.make_batch(static_cast<int>(in.size()));
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    std::copy(in[i].image.begin(), in[i].image.end(), batch.image(static_cast<int>(i)).begin());
+    std::copy(in[i].audio.begin(), in[i].audio.end(), batch.audio(static_cast<int>(i)).begin());
+  }
+  generator.run(batch);
+  return {batch.outputs().begin(), batch.outputs().end()};
+}
+
+double psnr(std::span<const float> a, std::span<const float> b) {
+  double se = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) se += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+  return 10 * std::log10(1.0 / (se / static_cast<double>(a.size())));
+}
+
+onnx::ModelProto load(const std::string& bytes) {
+  onnx::ModelProto m;
+  EXPECT_TRUE(m.ParseFromString(bytes));
+  return m;
+}
+
+void write(const fs::path& p, const std::string& bytes) {
+  std::ofstream(p, std::ios::binary) << bytes;
+}
+
+TEST(Quantize, PaddingTheDepthwiseBlocksKeepsTheFloatFunction) {
+  TempDir dir;
+  const std::string fp32 = read_bytes(testing::reference_models() / "generator.onnx");
+  int padded = 0;
+  const std::string wide = modelgen::pad_depthwise_blocks(fp32, &padded);
+  EXPECT_EQ(padded, 1);  // the first block's 12-wide hidden layer; every other is a multiple
+  const onnx::ModelProto m = load(wide);
+  int widened = 0;
+  for (const auto& n : m.graph().node()) {
+    for (const auto& a : n.attribute()) {
+      if (a.name() == "group" && a.i() == 16) ++widened;
+      EXPECT_FALSE(a.name() == "group" && a.i() == 12) << n.name();
+    }
+  }
+  EXPECT_EQ(widened, 1);
+  write(dir / "wide.onnx", wide);
+  const auto frames = random_frames(2, 1);
+  const auto a = run_generator(testing::reference_models() / "generator.onnx", frames);
+  const auto b = run_generator(dir / "wide.onnx", frames);
+  EXPECT_LE(testing::diff(a, b).max_abs, 1e-5);
+}
+
+TEST(Quantize, TheQdqGraphHasTheIntendedStructureAndIsDeterministic) {
+  const std::string fp32 = read_bytes(testing::synth_models() / "generator.onnx");
+  const auto frames = random_frames(3, 2);
+  const auto report = modelgen::quantize_generator(fp32, frames, {}, testing::two_threads());
+  EXPECT_EQ(report.onnx,
+            modelgen::quantize_generator(fp32, frames, {}, testing::two_threads()).onnx);
+  const onnx::ModelProto m = load(report.onnx);
+  EXPECT_EQ(m.opset_import(0).version(), 13);
+  std::map<std::string, const onnx::NodeProto*> producer;
+  std::map<std::string, std::vector<const onnx::NodeProto*>> consumers;
+  std::map<std::string, const onnx::TensorProto*> init;
+  for (const auto& n : m.graph().node()) {
+    for (const auto& o : n.output()) producer[o] = &n;
+    for (const auto& i : n.input()) consumers[i].push_back(&n);
+  }
+  for (const auto& t : m.graph().initializer()) init[t.name()] = &t;
+  auto dq_of = [&](const std::string& t) -> const onnx::NodeProto* {
+    const auto it = producer.find(t);
+    return it != producer.end() && it->second->op_type() == "DequantizeLinear" ? it->second
+                                                                               : nullptr;
+  };
+  int convs = 0, resizes = 0;
+  for (const auto& n : m.graph().node()) {
+    if (n.op_type() == "Conv") {
+      ++convs;
+      ASSERT_NE(dq_of(n.input(0)), nullptr) << n.name() << ": float activation";
+      const auto* w = dq_of(n.input(1));
+      ASSERT_NE(w, nullptr) << n.name() << ": float weight";
+      EXPECT_EQ(init.at(w->input(0))->data_type(), onnx::TensorProto::INT8);
+      EXPECT_EQ(init.at(w->input(1))->dims(0), init.at(w->input(0))->dims(0)) << "per channel";
+      const auto* b = dq_of(n.input(2));
+      ASSERT_NE(b, nullptr) << n.name() << ": float bias";
+      EXPECT_EQ(init.at(b->input(0))->data_type(), onnx::TensorProto::INT32);
+      // After a Relu the zero point is 0 (so ORT drops the Relu into QLinearConv).
+      const auto& next = consumers[n.output(0)];
+      if (next.size() == 1 && next[0]->op_type() == "Relu") {
+        const auto& q = consumers[next[0]->output(0)];
+        ASSERT_EQ(q.size(), 1u);
+        ASSERT_EQ(q[0]->op_type(), "QuantizeLinear");
+        EXPECT_EQ(init.at(q[0]->input(2))->raw_data(), std::string(1, '\0'));
+      }
+    }
+    if (n.op_type() == "Resize") {
+      ++resizes;
+      const auto* in = dq_of(n.input(0));
+      ASSERT_NE(in, nullptr) << "Resize input not from a DequantizeLinear";
+      const auto& q = consumers[n.output(0)];
+      ASSERT_EQ(q.size(), 1u);
+      ASSERT_EQ(q[0]->op_type(), "QuantizeLinear");
+      EXPECT_EQ(init.at(q[0]->input(1))->raw_data(), init.at(in->input(1))->raw_data())
+          << "a Resize output must keep its input's scale";
+      EXPECT_EQ(init.at(q[0]->input(2))->raw_data(), init.at(in->input(2))->raw_data());
+    }
+  }
+  EXPECT_EQ(convs, report.convs);
+  EXPECT_EQ(convs, 93);
+  EXPECT_EQ(resizes, 5);
+  // The contract is unchanged: float inputs and output, same names.
+  ASSERT_EQ(m.graph().output_size(), 1);
+  EXPECT_EQ(m.graph().output(0).name(), "output");
+  EXPECT_EQ(producer.at("output")->op_type(), "DequantizeLinear");
+  EXPECT_EQ(producer.at(producer.at("output")->input(0))->op_type(), "QuantizeLinear");
+}
+
+// The reference generator, calibrated on the reference avatar's ROIs and speech features (its
+// stored inputs of frames 0-3), against PyTorch's float32 outputs for those frames.
+TEST(Quantize, TheReferenceGeneratorStaysAboveThePsnrFloor) {
+  TempDir dir;
+  std::vector<CalibrationFrame> frames(4);
+  std::vector<float> expected;
+  for (int i = 0; i < 4; ++i) {
+    char name[64];
+    std::snprintf(name, sizeof name, "reference/input_%05d.f32", i);
+    frames[i].image = read_f32(testdata(name));
+    std::snprintf(name, sizeof name, "reference/audio_%05d.f32", i);
+    frames[i].audio = read_f32(testdata(name));
+    std::snprintf(name, sizeof name, "reference/output_%05d.f32", i);
+    const auto out = read_f32(testdata(name));
+    expected.insert(expected.end(), out.begin(), out.end());
+  }
+  const std::string fp32 = read_bytes(testing::reference_models() / "generator.onnx");
+  const auto report = modelgen::quantize_generator(fp32, frames, {}, testing::two_threads());
+  EXPECT_EQ(report.padded_blocks, 1);
+  EXPECT_EQ(report.convs, 93);
+  write(dir / "int8.onnx", report.onnx);
+  const auto int8 = run_generator(dir / "int8.onnx", frames);
+  const auto float32 = run_generator(testing::reference_models() / "generator.onnx", frames);
+  const double db = psnr(int8, expected);
+  std::printf("int8 vs PyTorch: %.2f dB; fp32 ONNX Runtime vs PyTorch: %.1f dB\n", db,
+              psnr(float32, expected));
+  EXPECT_GE(db, 38.0);
+  EXPECT_LT(db, 60.0) << "suspiciously close: is it still float?";
+}
+
+TEST(Quantize, BadInputsAreClearErrors) {
+  const std::string fp32 = read_bytes(testing::synth_models() / "generator.onnx");
+  const auto frames = random_frames(1, 3);
+  const auto report = modelgen::quantize_generator(fp32, frames, {}, testing::two_threads());
+  auto message = [](auto&& f) { return testing::capture_error(f).message(); };
+  EXPECT_NE(message([&] {
+              modelgen::quantize_generator(report.onnx, frames, {}, testing::two_threads());
+            }).find("already quantised"),
+            std::string::npos);
+  EXPECT_NE(message([&] {
+              modelgen::quantize_generator(fp32, {}, {}, testing::two_threads());
+            }).find("no calibration frames"),
+            std::string::npos);
+  EXPECT_NE(message([] {
+              modelgen::parse_calibration("entropy");
+            }).find("--calibration entropy: unknown method; expected minmax or percentile"),
+            std::string::npos);
+  EXPECT_NE(message([&] {
+              modelgen::quantize_generator("not onnx", frames, {}, testing::two_threads());
+            }).find("not an ONNX model"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace lipsync
