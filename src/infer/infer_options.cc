@@ -22,7 +22,10 @@ const core::ConfigTable<InferOptions>& InferOptions::config() {
                 "tried in order; cuda and tensorrt need a GPU build of ONNX Runtime "
                 "(ONNXRUNTIME_ROOT) and fail with a clear message otherwise")
           .integer("encoder_batch", &InferOptions::encoder_batch, 1, 4096,
-                   "audio-encoder windows per run");
+                   "audio-encoder windows per run")
+          .boolean("allow_spinning", &InferOptions::allow_spinning,
+                   "ONNX Runtime's threads spin between runs (faster alone, slower beside the "
+                   "stage threads and other processes on the same cores)");
   return table;
 }
 

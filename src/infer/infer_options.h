@@ -26,6 +26,10 @@ struct InferOptions {
   std::vector<std::string> execution_providers{"cpu"};
   // Config key infer.encoder_batch: audio-encoder windows per run (1..4096).
   int encoder_batch = 64;
+  // Config key infer.allow_spinning: ONNX Runtime's intra-op threads spin while waiting for
+  // work. Off by default: spinning threads take the cores the stage threads (features,
+  // compositing, encoding) need between runs (README: thread budget).
+  bool allow_spinning = false;
 
   // Throws Error::Code::kInvalidInput naming the key when a value is out of range or unknown.
   void validate() const;

@@ -98,6 +98,8 @@ Ort::SessionOptions make_session_options(const InferOptions& options,
   session_options.SetInterOpNumThreads(1);
   session_options.SetExecutionMode(ORT_SEQUENTIAL);
   session_options.SetGraphOptimizationLevel(ort_level(options.graph_optimization));
+  session_options.AddConfigEntry("session.intra_op.allow_spinning",
+                                 options.allow_spinning ? "1" : "0");
   add_providers(session_options, options, model);
   return session_options;
 }

@@ -3,8 +3,11 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 
 #include "support/test_data.h"
+#include "support/test_models.h"
 
 namespace lipsync {
 namespace {
@@ -61,6 +64,97 @@ TEST(CliModels, ImportFailuresExitWithTheMessageAndWriteNothing) {
   r = run_lipsync("models import --unet " + encoder + " -o " + q(dir / "out"));
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("--audio-encoder"), std::string::npos) << r.err;
+}
+
+TEST(CliModels, QuantizeWritesAnInt8FolderThatEveryModelsCommandRuns) {
+  TempDir dir;
+  ASSERT_EQ(run_lipsync("avatar demo -o " + q(dir / "avatar") + " --frames 4 --width 320 "
+                        "--height 240")
+                .exit_code,
+            0);
+  const std::string models = q(testing::synth_models());
+  const std::string common = " --avatar " + q(dir / "avatar") + " --frames 4 -o ";
+  auto r = run_lipsync("models quantize --models " + models + common + q(dir / "q"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["precision"], "int8");
+  EXPECT_EQ(j["calibration"], "minmax");
+  EXPECT_EQ(j["calibration_frames"], 4);
+  EXPECT_EQ(j["calibration_audio"], nlohmann::json::array({"demo_speech.wav"}));
+  EXPECT_EQ(j["sources"][0]["role"], "fp32_generator");
+  EXPECT_EQ(j["sources"][0]["sha256"].get<std::string>().size(), 64u);
+  EXPECT_EQ(j["sources"][1]["role"], "audio_encoder");
+  // The encoder is copied as it was; the same inputs give the same int8 bytes.
+  EXPECT_EQ(testing::read_text(dir / "q" / "audio_encoder.onnx"),
+            testing::read_text(testing::synth_models() / "audio_encoder.onnx"));
+  ASSERT_EQ(run_lipsync("models quantize --models " + models + common + q(dir / "q2")).exit_code,
+            0);
+  EXPECT_EQ(testing::read_text(dir / "q" / "generator.onnx"),
+            testing::read_text(dir / "q2" / "generator.onnx"));
+  // Any --models command runs it.
+  r = run_lipsync("render --models " + q(dir / "q") + " --avatar " + q(dir / "avatar") +
+                  " -o " + q(dir / "out.mp4") + " --quiet");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = run_lipsync("models quantize --models " + models + " --calibration percentile" + common +
+                  q(dir / "p"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["calibration"], "percentile");
+
+  // Bad inputs: each a clear error, nothing written.
+  r = run_lipsync("models quantize --models " + q(dir / "q") + common + q(dir / "x"));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("already int8"), std::string::npos) << r.err;
+  r = run_lipsync("models quantize --models " + models + " --avatar " + q(dir / "none") +
+                  " -o " + q(dir / "x"));
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("avatar"), std::string::npos) << r.err;
+  r = run_lipsync("models quantize --models " + models + " --calibration entropy" + common +
+                  q(dir / "x"));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("expected minmax or percentile"), std::string::npos) << r.err;
+  r = run_lipsync("models quantize --models " + models + " --audio " + q(dir / "none.wav") +
+                  common + q(dir / "x"));
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  r = run_lipsync("models quantize --models " + models + " --avatar " + q(dir / "avatar") +
+                  " --frames 0 -o " + q(dir / "x"));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  r = run_lipsync("models quantize --models " + models + common + q(dir / "q"));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("already exists"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "x"));
+}
+
+// The int8 reference generator through the whole pipeline: calibrated on the reference avatar
+// and speech, its rendered frames against the Python pipeline's composited frames.
+TEST(CliModels, Int8RenderOfTheReferenceStaysAboveThePsnrFloor) {
+  TempDir dir;
+  const std::string avatar = q(dir / "avatar");
+  ASSERT_EQ(run_lipsync("avatar import --frames " + q(testdata("reference/frames")) +
+                        " --crop-rects " + q(testdata("reference/crop_rects.json")) + " -o " +
+                        avatar)
+                .exit_code,
+            0);
+  const std::string speech = q(testdata("reference/speech_a_en.wav"));
+  auto r = run_lipsync("models quantize --models " + q(testdata("reference/models")) +
+                       " --avatar " + avatar + " --audio " + speech + " --frames 8 -o " +
+                       q(dir / "int8"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_lipsync("render --models " + q(dir / "int8") + " --avatar " + avatar + " --audio " +
+                  speech + " -o " + q(dir / "frames") + " --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  double worst = 1e9, sum = 0;
+  for (int i = 0; i < 118; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "%05d.png", i);
+    const cv::Mat a = cv::imread((dir / "frames" / name).string());
+    const cv::Mat b = cv::imread(testdata(std::string("reference/composited/") + name).string());
+    ASSERT_FALSE(a.empty() || b.empty()) << name;
+    const double db = cv::PSNR(a, b);
+    worst = std::min(worst, db);
+    sum += db;
+  }
+  std::printf("int8 composited frames vs Python: mean %.2f dB, worst %.2f dB\n", sum / 118, worst);
+  EXPECT_GE(worst, 38.0);
 }
 
 TEST(CliModels, BadWidthIsAnErrorAndWritesNothing) {
