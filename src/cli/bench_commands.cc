@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "audio/audio_file.h"
@@ -21,6 +22,7 @@
 #include "core/stopwatch.h"
 #include "core/system_info.h"
 #include "core/task_arena.h"
+#include "core/thread_budget.h"
 #include "infer/audio_encoder.h"
 #include "infer/generator.h"
 #include "infer/model_family.h"
@@ -45,7 +47,9 @@ Summary summarize(std::vector<double> values) {
 nlohmann::json machine_json(int threads) {
   nlohmann::json j{{"threads", threads},
                    {"cpu", core::cpu_model_name()},
-                   {"hardware_threads", core::hardware_threads()},
+                   {"hardware_threads", static_cast<int>(std::thread::hardware_concurrency())},
+                   {"available_cpus", core::available_cpus()},
+                   {"thread_budget", core::thread_budget()},
                    {"build_type", core::build_type()}};
   if (core::timings_are_unoptimised()) {
     std::cerr << "lipsync bench: warning: this build is not optimised; timings are meaningless\n";
@@ -186,6 +190,7 @@ infer::InferOptions bench_infer_options(int threads) {
   infer::InferOptions options;
   options.intra_op_threads = threads;
   options.validate();
+  if (threads > 0) core::set_thread_budget(threads);  // the arena and stage pools match
   return options;
 }
 

@@ -32,6 +32,7 @@ Binding bind(const core::ConfigTable<Options>& table, Options ConfigFile::*field
 // The README's order.
 const std::vector<Binding>& bindings() {
   static const std::vector<Binding> all{
+      bind(core::CpuOptions::config(), &ConfigFile::cpu),
       bind(audio::AudioOptions::config(), &ConfigFile::audio),
       bind(infer::InferOptions::config(), &ConfigFile::infer),
       bind(avatar::AvatarOptions::config(), &ConfigFile::avatar),

@@ -11,6 +11,7 @@
 #include "audio/audio_options.h"
 #include "avatar/avatar.h"
 #include "core/config_table.h"
+#include "core/thread_budget.h"
 #include "infer/infer_options.h"
 #include "pipeline/frame_producer.h"
 #include "pipeline/live_session.h"
@@ -26,6 +27,7 @@ namespace lipsync::cli {
 
 // Options read from a config file; fields the file does not set keep their defaults.
 struct ConfigFile {
+  core::CpuOptions cpu;  // cpu.threads: the thread budget
   audio::AudioOptions audio;
   infer::InferOptions infer;
   avatar::AvatarOptions avatar;

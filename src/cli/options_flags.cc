@@ -23,7 +23,9 @@ audio::AudioOptions AudioFlags::to_options() const {
 void InferFlags::add_to(CLI::App& cmd) {
   audio.add_to(cmd);
   cmd.add_option("--threads", threads,
-                 "ONNX Runtime threads per model (infer.intra_op_threads; default: all cores)");
+                 "Cores to use: the thread budget every pool at 0 takes (cpu.threads; default: "
+                 "the CPUs this process may run on)")
+      ->check(CLI::Range(0, 1024));
   cmd.add_option("--providers", providers,
                  "Execution providers in order: cpu, cuda, tensorrt (infer.execution_providers)")
       ->delimiter(',');
@@ -33,9 +35,10 @@ void InferFlags::add_to(CLI::App& cmd) {
 }
 
 infer::InferOptions InferFlags::to_infer_options() const {
-  infer::InferOptions options =
-      audio.config_path.empty() ? infer::InferOptions{} : load_config_file(audio.config_path).infer;
-  if (threads) options.intra_op_threads = *threads;
+  const ConfigFile file =
+      audio.config_path.empty() ? ConfigFile{} : load_config_file(audio.config_path);
+  infer::InferOptions options = file.infer;
+  core::set_thread_budget(threads ? *threads : file.cpu.threads);
   if (!providers.empty()) options.execution_providers = providers;
   if (encoder_batch) options.encoder_batch = *encoder_batch;
   options.validate();

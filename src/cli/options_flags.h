@@ -24,7 +24,7 @@ struct AudioFlags {
 };
 
 // AudioFlags plus the ONNX Runtime flags of the commands that run models: --threads
-// (infer.intra_op_threads), --providers (infer.execution_providers), --encoder-batch
+// (cpu.threads, the process's thread budget; to_infer_options() sets it), --providers (infer.execution_providers), --encoder-batch
 // (infer.encoder_batch). Same precedence: flag, then config file, then default.
 struct InferFlags {
   AudioFlags audio;
@@ -34,7 +34,8 @@ struct InferFlags {
 
   void add_to(CLI::App& cmd);
   audio::AudioOptions to_audio_options() const { return audio.to_options(); }
-  // Validated.
+  // Validated. Also sets the process's thread budget (core::set_thread_budget) from --threads
+  // or the file's cpu.threads, so call it before any pool is made.
   infer::InferOptions to_infer_options() const;
 };
 

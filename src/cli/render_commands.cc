@@ -20,6 +20,7 @@
 #include "core/stopwatch.h"
 #include "core/system_info.h"
 #include "core/text.h"
+#include "core/thread_budget.h"
 #include "infer/models.h"
 #include "pipeline/frame_sinks.h"
 #include "pipeline/offline_renderer.h"
@@ -157,6 +158,7 @@ struct BenchRenderArgs {
   int frames = 100;
   int batch = 4;
   int threads = 0;
+  int intra_op_threads = 0;
   int repeat = 3;
   bool spinning = false;
 };
@@ -172,9 +174,10 @@ std::vector<float> speech_for_frames(int frames) {
 
 void run_bench_render(const BenchRenderArgs& args) {
   infer::InferOptions infer_options;
-  infer_options.intra_op_threads = args.threads;
+  infer_options.intra_op_threads = args.intra_op_threads;
   infer_options.allow_spinning = args.spinning;
   infer_options.validate();
+  if (args.threads > 0) core::set_thread_budget(args.threads);  // the stage pools match
   const infer::Models models(args.models, infer_options);
   const fs::path avatar_dir = args.avatar.empty() ? demo_avatar_dir() : fs::path(args.avatar);
   const auto avatar = avatar::Avatar::open(avatar_dir, avatar::AvatarOptions{});
@@ -270,7 +273,9 @@ void run_bench_render(const BenchRenderArgs& args) {
         {"generator", s.generator_ms / s.frames},
         {"composite", s.composite_ms / s.frames},
         {"encode", s.encode_ms / s.frames}}},
-      {"threads", infer_options.resolved_intra_op_threads()},
+      {"thread_budget", core::thread_budget()},
+      {"available_cpus", core::available_cpus()},
+      {"intra_op_threads", infer_options.resolved_intra_op_threads()},
       {"cpu", core::cpu_model_name()},
       {"build_type", core::build_type()}};
   std::cout << j.dump() << "\n";
@@ -308,7 +313,12 @@ void add_render_commands(CLI::App& app) {
   bcmd->add_option("--batch", bargs->batch, "Generator frames per run")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
-  bcmd->add_option("--threads", bargs->threads, "ONNX Runtime threads (0: all cores)")
+  bcmd->add_option("--threads", bargs->threads,
+                   "Thread budget (cpu.threads; 0: the CPUs this process may run on)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  bcmd->add_option("--intra-op-threads", bargs->intra_op_threads,
+                   "ONNX Runtime threads per model (infer.intra_op_threads; 0: the budget)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
   bcmd->add_option("--repeat", bargs->repeat, "Generator and renderer passes, alternated")

@@ -5,11 +5,13 @@
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "cli/commands.h"
 #include "cli/config_file.h"
 #include "cli/demo_assets.h"
 #include "core/task_arena.h"
+#include "core/thread_budget.h"
 #include "server/server.h"
 
 namespace lipsync::cli {
@@ -19,6 +21,7 @@ struct ServeArgs {
   std::string config;
   std::string grpc;
   std::string http;
+  std::optional<int> threads;
 };
 
 void run_serve(const ServeArgs& args) {
@@ -33,7 +36,9 @@ void run_serve(const ServeArgs& args) {
   ConfigFile config = args.config.empty() ? ConfigFile{} : load_config_file(args.config);
   if (!args.grpc.empty()) config.server.grpc_address = args.grpc;
   if (!args.http.empty()) config.server.http_address = args.http == "off" ? "" : args.http;
-  config.server.validate();  // the flags too
+  if (args.threads) config.cpu.threads = *args.threads;
+  config.server.validate();                     // the flags too
+  core::set_thread_budget(config.cpu.threads);  // before any pool is made
   spdlog::set_level(spdlog::level::from_str(config.server.log_level));
   if (config.server.arena_threads > 0)
     core::TaskArena::configure_global(config.server.arena_threads);
@@ -60,6 +65,10 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--config", args->config, "YAML config file (keys: see README)");
   cmd->add_option("--grpc", args->grpc, "gRPC address host:port (default 127.0.0.1:50051)");
   cmd->add_option("--http", args->http, "HTTP address host:port, or off (default 127.0.0.1:8080)");
+  cmd->add_option("--threads", args->threads,
+                  "Cores to use: the thread budget every pool at 0 takes (cpu.threads; default: "
+                  "the CPUs this process may run on)")
+      ->check(CLI::Range(0, 1024));
   cmd->callback([args] { run_serve(*args); });
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/thread_budget.h"
 
 namespace lipsync::core {
 namespace {
@@ -145,11 +146,6 @@ void TaskArena::parallel_for(std::size_t n, std::size_t min_grain,
   if (error) std::rethrow_exception(error);
 }
 
-int hardware_threads() {
-  const unsigned n = std::thread::hardware_concurrency();
-  return n == 0 ? 1 : static_cast<int>(n);
-}
-
 namespace {
 std::mutex g_global_mu;
 int g_global_threads = 0;       // guarded by g_global_mu; 0: not configured
@@ -161,7 +157,7 @@ TaskArena& TaskArena::global() {
   static TaskArena* arena = [] {
     std::lock_guard lock(g_global_mu);
     g_global_created = true;
-    return new TaskArena(g_global_threads > 0 ? g_global_threads : hardware_threads());
+    return new TaskArena(g_global_threads > 0 ? g_global_threads : thread_budget());
   }();
   return *arena;
 }
@@ -171,7 +167,7 @@ void TaskArena::configure_global(int threads) {
     throw Error::invalid_input("threads=" + std::to_string(threads) + ": expected >= 1");
   }
   std::lock_guard lock(g_global_mu);
-  const int current = g_global_threads > 0 ? g_global_threads : hardware_threads();
+  const int current = g_global_threads > 0 ? g_global_threads : thread_budget();
   if (g_global_created && threads != current) {
     throw Error::internal("TaskArena::configure_global called after the global arena was created");
   }

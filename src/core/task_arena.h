@@ -31,7 +31,7 @@ class TaskArena {
                     const std::function<void(std::size_t, std::size_t)>& body) const;
 
   // The process-wide arena, created on first use with configure_global()'s thread count (default:
-  // the number of hardware threads).
+  // the thread budget, core/thread_budget.h).
   static TaskArena& global();
 
   // Sets the global arena's thread count. Requires: threads >= 1 and global() not yet used
@@ -43,8 +43,5 @@ class TaskArena {
   int threads_;
   std::unique_ptr<Impl> impl_;
 };
-
-// Number of hardware threads (at least 1).
-int hardware_threads();
 
 }  // namespace lipsync::core

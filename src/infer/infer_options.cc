@@ -3,14 +3,14 @@
 #include <string>
 
 #include "core/error.h"
-#include "core/task_arena.h"
+#include "core/thread_budget.h"
 
 namespace lipsync::infer {
 const core::ConfigTable<InferOptions>& InferOptions::config() {
   static const auto table =
       core::ConfigTable<InferOptions>("infer")
           .integer("intra_op_threads", &InferOptions::intra_op_threads, 0, 1024,
-                   "ONNX Runtime threads per model; 0 = one per hardware thread")
+                   "ONNX Runtime threads per model; 0 = the thread budget (`cpu.threads`)")
           .choice("graph_optimization", &InferOptions::graph_optimization,
                   {{"disabled", GraphOptimization::kDisabled},
                    {"basic", GraphOptimization::kBasic},
@@ -34,7 +34,7 @@ void InferOptions::validate() const {
 }
 
 int InferOptions::resolved_intra_op_threads() const {
-  return intra_op_threads > 0 ? intra_op_threads : core::hardware_threads();
+  return intra_op_threads > 0 ? intra_op_threads : core::thread_budget();
 }
 
 std::string_view to_string(GraphOptimization level) {

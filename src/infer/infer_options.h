@@ -16,8 +16,8 @@ namespace lipsync::infer {
 enum class GraphOptimization { kDisabled, kBasic, kExtended, kAll };
 
 struct InferOptions {
-  // Config key infer.intra_op_threads: ONNX Runtime threads per session (0: one per hardware
-  // thread; 0..1024).
+  // Config key infer.intra_op_threads: ONNX Runtime threads per session (0: the process's thread
+  // budget, core::thread_budget(); 0..1024).
   int intra_op_threads = 0;
   // Config key infer.graph_optimization: disabled, basic, extended or all.
   GraphOptimization graph_optimization = GraphOptimization::kAll;
@@ -35,7 +35,7 @@ struct InferOptions {
   void validate() const;
   // The `infer.*` config keys.
   static const core::ConfigTable<InferOptions>& config();
-  // The thread count ONNX Runtime gets (intra_op_threads, or the hardware threads when 0).
+  // The thread count ONNX Runtime gets (intra_op_threads, or the thread budget when 0).
   int resolved_intra_op_threads() const;
 };
 

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/stopwatch.h"
 #include "core/task_arena.h"
+#include "core/thread_budget.h"
 #include "core/worker_pool.h"
 
 namespace lipsync::pipeline {
@@ -193,7 +194,7 @@ RenderStats OfflineRenderer::render_from(const Reader& read,
 
   // Declared in this order so that they go in reverse: nothing of the producer's outlives the
   // scheduler and workers it uses, and those are stopped explicitly below.
-  core::WorkerPool workers(core::hardware_threads());
+  core::WorkerPool workers(core::thread_budget());
   Scheduler scheduler(models_->generator(), SchedulerOptions{options_.batch, 0});
   auto consumer = std::make_shared<RenderConsumer>(sink, read, progress, expected_frames);
   auto producer = FrameProducer::streaming(

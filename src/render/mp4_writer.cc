@@ -14,6 +14,7 @@ extern "C" {
 #include "audio/video_frames.h"
 #include "core/check.h"
 #include "core/error.h"
+#include "core/thread_budget.h"
 
 namespace lipsync::render {
 namespace {
@@ -81,6 +82,7 @@ struct Mp4Writer::Impl {
     video->time_base = AVRational{1, audio::kFramesPerSecond};
     video->framerate = AVRational{audio::kFramesPerSecond, 1};
     video->gop_size = 250;
+    video->thread_count = core::thread_budget();  // x264's own default is 1.5 per core
     if (format->oformat->flags & AVFMT_GLOBALHEADER) video->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
     av_opt_set(video->priv_data, "crf", std::to_string(options.mp4_crf).c_str(), 0);
     if (av_opt_set(video->priv_data, "preset", options.mp4_preset.c_str(), 0) < 0) {

@@ -1,7 +1,7 @@
 #include "server/server_options.h"
 
 #include "core/error.h"
-#include "core/task_arena.h"
+#include "core/thread_budget.h"
 #include "core/text.h"
 
 namespace lipsync::server {
@@ -54,10 +54,10 @@ const core::ConfigTable<ServerOptions>& ServerOptions::config() {
           .integer("max_streams", &ServerOptions::max_streams, 1, 100000,
                    "`Stream` calls at once; more get RESOURCE_EXHAUSTED")
           .integer("workers", &ServerOptions::workers, 0, 1024,
-                   "request threads (audio, compositing, encoding); 0 = one per hardware thread")
+                   "request threads (audio, compositing, encoding); 0 = the thread budget (`cpu.threads`)")
           .integer("arena_threads", &ServerOptions::arena_threads, 0, 1024,
-                   "threads of the CPU task arena (ROI packing, mel); 0 = one per hardware "
-                   "thread. ONNX Runtime's own threads are `infer.intra_op_threads`")
+                   "threads of the CPU task arena (ROI packing, mel); 0 = the thread budget "
+                   "(`cpu.threads`). ONNX Runtime's own threads are `infer.intra_op_threads`")
           .integer("shutdown_grace_s", &ServerOptions::shutdown_grace_s, 0, 3600,
                    "how long calls may go on after SIGINT/SIGTERM before they are ended "
                    "(UNAVAILABLE)")
@@ -95,7 +95,7 @@ void ServerOptions::validate() const {
 }
 
 int ServerOptions::resolved_workers() const {
-  return workers > 0 ? workers : core::hardware_threads();
+  return workers > 0 ? workers : core::thread_budget();
 }
 
 }  // namespace lipsync::server

@@ -16,8 +16,8 @@ struct ServerOptions {
   int max_request_frames = 250;     // server.max_request_frames: batch_size limit (1..10000)
   int max_inflight_requests = 64;   // server.max_inflight_requests: then RESOURCE_EXHAUSTED
   int max_streams = 64;             // server.max_streams: Stream calls at once
-  int workers = 0;                  // server.workers: request threads (0 = hardware threads)
-  int arena_threads = 0;            // server.arena_threads: CPU task arena (0 = hardware threads)
+  int workers = 0;                  // server.workers: request threads (0 = the thread budget)
+  int arena_threads = 0;            // server.arena_threads: CPU task arena (0 = the thread budget)
   int shutdown_grace_s = 5;         // server.shutdown_grace_s: in-flight work gets this long
   int http_timeout_s = 10;          // server.http_timeout_s: to send a request's header and body
   int http_max_body_kb = 1024;      // server.http_max_body_kb: largest HTTP request body

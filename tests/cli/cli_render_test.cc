@@ -141,5 +141,26 @@ TEST_F(CliRender, BenchRenderPrintsBothRates) {
   EXPECT_EQ(j["frame_size"], "640x360");
 }
 
+// One budget: the CPUs the process may run on size every pool unless --threads says otherwise,
+// and infer.intra_op_threads at 0 follows it.
+TEST_F(CliRender, TheThreadBudgetFollowsTheAffinityMaskAndTheFlags) {
+  ASSERT_EQ(run_lipsync("avatar demo -o " + q(dir_ / "av") + " --frames 6 --width 640 --height 360")
+                .exit_code,
+            0);
+  const std::string bench = "bench render --models " + q(testing::demo_models()) + " --avatar " +
+                            q(dir_ / "av") + " --frames 10 --repeat 1";
+  auto r = run_lipsync(bench, "taskset -c 0");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["thread_budget"], 1);
+  EXPECT_EQ(j["intra_op_threads"], 1);
+  EXPECT_EQ(j["available_cpus"], 1);
+  r = run_lipsync(bench + " --threads 3 --intra-op-threads 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["thread_budget"], 3);
+  EXPECT_EQ(j["intra_op_threads"], 2);
+}
+
 }  // namespace
 }  // namespace lipsync

@@ -71,10 +71,11 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-CommandResult run_lipsync(const std::string& args) {
+CommandResult run_lipsync(const std::string& args, const std::string& launcher) {
   TempDir dir;
-  const std::string cmd = std::string("'") + LIPSYNC_BINARY + "' " + args + " >'" +
-                          (dir / "out").string() + "' 2>'" + (dir / "err").string() + "'";
+  const std::string cmd = launcher + (launcher.empty() ? "" : " ") + "'" + LIPSYNC_BINARY + "' " +
+                          args + " >'" + (dir / "out").string() + "' 2>'" + (dir / "err").string() +
+                          "'";
   const int status = std::system(cmd.c_str());
   CommandResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;

@@ -61,7 +61,8 @@ struct CommandResult {
   std::string out;
   std::string err;
 };
-// Runs the built lipsync binary with the given arguments (a shell-quoted string).
-CommandResult run_lipsync(const std::string& args);
+// Runs the built lipsync binary with the given arguments (a shell-quoted string), through
+// `launcher` when given (a command line such as "taskset -c 0").
+CommandResult run_lipsync(const std::string& args, const std::string& launcher = "");
 
 }  // namespace lipsync::testing
