@@ -125,6 +125,14 @@ class ProgressBar {
   core::Stopwatch clock_;
 };
 
+// Each stage's time per frame, summed over the threads that ran it (they overlap).
+nlohmann::json stage_ms_per_frame(const pipeline::RenderStats& s) {
+  const double n = std::max(s.frames, 1);
+  return {{"features", s.features_ms / n}, {"prepare", s.prepare_ms / n},
+          {"generator", s.generator_ms / n}, {"composite", s.composite_ms / n},
+          {"encode", s.encode_ms / n},       {"write", s.write_ms / n}};
+}
+
 void run_render(const RenderArgs& args) {
   Loaded in = load_inputs(args.avatar, args.models, args.audio, args.flags);
   pipeline::RenderOptions options = in.config.render;
@@ -145,6 +153,7 @@ void run_render(const RenderArgs& args) {
                               {"seconds", stats.seconds},
                               {"fps", stats.frames / std::max(stats.seconds, 1e-9)},
                               {"audio_seconds", audio::seconds_for_samples(stats.audio_samples)},
+                              {"ms_per_frame", stage_ms_per_frame(stats)},
                               {"output", args.output}}
                    .dump()
             << "\n";
@@ -267,12 +276,7 @@ void run_bench_render(const BenchRenderArgs& args) {
         {"composite", median(composite_ms)},
         {"jpeg_q75", median(encode_ms)},
         {"total", median(pack_ms) + median(composite_ms) + median(encode_ms)}}},
-      {"renderer_ms_per_frame",
-       {{"features", s.features_ms / s.frames},
-        {"prepare", s.prepare_ms / s.frames},
-        {"generator", s.generator_ms / s.frames},
-        {"composite", s.composite_ms / s.frames},
-        {"encode", s.encode_ms / s.frames}}},
+      {"renderer_ms_per_frame", stage_ms_per_frame(s)},
       {"thread_budget", core::thread_budget()},
       {"available_cpus", core::available_cpus()},
       {"intra_op_threads", infer_options.resolved_intra_op_threads()},

@@ -1,5 +1,7 @@
 #include "infer/generator.h"
 
+#include <algorithm>
+
 #include <array>
 #include <string>
 
@@ -34,6 +36,13 @@ GeneratorBatch Generator::make_batch(int size) const {
 
 void Generator::run(GeneratorBatch& batch) const {
   run(batch.size(), batch.images(), batch.audios(), batch.outputs());
+}
+
+void Generator::warm_up(int size) const {
+  GeneratorBatch batch = make_batch(size);
+  std::fill(batch.images().begin(), batch.images().end(), 0.0f);
+  std::fill(batch.audios().begin(), batch.audios().end(), 0.0f);
+  run(batch);
 }
 
 void Generator::run(int batch, std::span<const float> image, std::span<const float> audio,

@@ -59,6 +59,11 @@ class Generator {
   // Runs the batch's images and audio into its outputs.
   void run(GeneratorBatch& batch) const;
 
+  // One run of a zero batch of `size` frames. A session's first runs are slow (ONNX Runtime
+  // plans its memory and packs the int8 weights then); the server does this at load so that a
+  // live session's first speech frames are not late.
+  void warm_up(int size) const;
+
   // Runs `batch` frames from caller-owned buffers: image batch * 614400 floats, audio
   // batch * 8192, output batch * 307200.
   void run(int batch, std::span<const float> image, std::span<const float> audio,

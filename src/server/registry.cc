@@ -100,6 +100,8 @@ std::shared_ptr<LoadedModel> Registry::load(Entry& entry) {
   try {
     model->avatar = avatar::Avatar::open(entry.spec.avatar, avatar_);
     model->models = std::make_unique<infer::Models>(entry.spec.models, infer_);
+    // At the largest batch the scheduler makes: smaller ones then reuse what it set up.
+    model->models->generator().warm_up(scheduler_.max_batch);
   } catch (const Error& e) {
     throw e.with_context("model '" + entry.spec.id + "'");
   }
