@@ -128,7 +128,7 @@ class ProgressBar {
 // Each stage's time per frame, summed over the threads that ran it (they overlap).
 nlohmann::json stage_ms_per_frame(const pipeline::RenderStats& s) {
   const double n = std::max(s.frames, 1);
-  return {{"features", s.features_ms / n}, {"prepare", s.prepare_ms / n},
+  return {{"features", s.features_ms / n},   {"prepare", s.prepare_ms / n},
           {"generator", s.generator_ms / n}, {"composite", s.composite_ms / n},
           {"encode", s.encode_ms / n},       {"write", s.write_ms / n}};
 }

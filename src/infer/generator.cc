@@ -1,7 +1,6 @@
 #include "infer/generator.h"
 
 #include <algorithm>
-
 #include <array>
 #include <string>
 

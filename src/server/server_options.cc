@@ -1,8 +1,8 @@
 #include "server/server_options.h"
 
 #include "core/error.h"
-#include "core/thread_budget.h"
 #include "core/text.h"
+#include "core/thread_budget.h"
 
 namespace lipsync::server {
 namespace {
@@ -54,7 +54,8 @@ const core::ConfigTable<ServerOptions>& ServerOptions::config() {
           .integer("max_streams", &ServerOptions::max_streams, 1, 100000,
                    "`Stream` calls at once; more get RESOURCE_EXHAUSTED")
           .integer("workers", &ServerOptions::workers, 0, 1024,
-                   "request threads (audio, compositing, encoding); 0 = the thread budget (`cpu.threads`)")
+                   "request threads (audio, compositing, encoding); 0 = the thread budget "
+                   "(`cpu.threads`)")
           .integer("arena_threads", &ServerOptions::arena_threads, 0, 1024,
                    "threads of the CPU task arena (ROI packing, mel); 0 = the thread budget "
                    "(`cpu.threads`). ONNX Runtime's own threads are `infer.intra_op_threads`")

@@ -68,7 +68,8 @@ TEST(CliModels, ImportFailuresExitWithTheMessageAndWriteNothing) {
 
 TEST(CliModels, QuantizeWritesAnInt8FolderThatEveryModelsCommandRuns) {
   TempDir dir;
-  ASSERT_EQ(run_lipsync("avatar demo -o " + q(dir / "avatar") + " --frames 4 --width 320 "
+  ASSERT_EQ(run_lipsync("avatar demo -o " + q(dir / "avatar") +
+                        " --frames 4 --width 320 "
                         "--height 240")
                 .exit_code,
             0);
@@ -92,8 +93,8 @@ TEST(CliModels, QuantizeWritesAnInt8FolderThatEveryModelsCommandRuns) {
   EXPECT_EQ(testing::read_text(dir / "q" / "generator.onnx"),
             testing::read_text(dir / "q2" / "generator.onnx"));
   // Any --models command runs it.
-  r = run_lipsync("render --models " + q(dir / "q") + " --avatar " + q(dir / "avatar") +
-                  " -o " + q(dir / "out.mp4") + " --quiet");
+  r = run_lipsync("render --models " + q(dir / "q") + " --avatar " + q(dir / "avatar") + " -o " +
+                  q(dir / "out.mp4") + " --quiet");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   r = run_lipsync("models quantize --models " + models + " --calibration percentile" + common +
                   q(dir / "p"));
@@ -104,8 +105,8 @@ TEST(CliModels, QuantizeWritesAnInt8FolderThatEveryModelsCommandRuns) {
   r = run_lipsync("models quantize --models " + q(dir / "q") + common + q(dir / "x"));
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("already int8"), std::string::npos) << r.err;
-  r = run_lipsync("models quantize --models " + models + " --avatar " + q(dir / "none") +
-                  " -o " + q(dir / "x"));
+  r = run_lipsync("models quantize --models " + models + " --avatar " + q(dir / "none") + " -o " +
+                  q(dir / "x"));
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_NE(r.err.find("avatar"), std::string::npos) << r.err;
   r = run_lipsync("models quantize --models " + models + " --calibration entropy" + common +
@@ -129,15 +130,15 @@ TEST(CliModels, QuantizeWritesAnInt8FolderThatEveryModelsCommandRuns) {
 TEST(CliModels, Int8RenderOfTheReferenceStaysAboveThePsnrFloor) {
   TempDir dir;
   const std::string avatar = q(dir / "avatar");
-  ASSERT_EQ(run_lipsync("avatar import --frames " + q(testdata("reference/frames")) +
-                        " --crop-rects " + q(testdata("reference/crop_rects.json")) + " -o " +
-                        avatar)
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      run_lipsync("avatar import --frames " + q(testdata("reference/frames")) + " --crop-rects " +
+                  q(testdata("reference/crop_rects.json")) + " -o " + avatar)
+          .exit_code,
+      0);
   const std::string speech = q(testdata("reference/speech_a_en.wav"));
-  auto r = run_lipsync("models quantize --models " + q(testdata("reference/models")) +
-                       " --avatar " + avatar + " --audio " + speech + " --frames 8 -o " +
-                       q(dir / "int8"));
+  auto r =
+      run_lipsync("models quantize --models " + q(testdata("reference/models")) + " --avatar " +
+                  avatar + " --audio " + speech + " --frames 8 -o " + q(dir / "int8"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   r = run_lipsync("render --models " + q(dir / "int8") + " --avatar " + avatar + " --audio " +
                   speech + " -o " + q(dir / "frames") + " --quiet");
