@@ -44,6 +44,8 @@ Summary summarize(std::vector<double> values) {
   return {median, values.front()};
 }
 
+}  // namespace
+
 nlohmann::json machine_json(int threads) {
   nlohmann::json j{{"threads", threads},
                    {"cpu", core::cpu_model_name()},
@@ -57,6 +59,8 @@ nlohmann::json machine_json(int threads) {
   }
   return j;
 }
+
+namespace {
 
 // Repeats (or cuts) samples to exactly `seconds` of audio; seconds <= 0 keeps them as they are.
 std::vector<float> fit_to_seconds(std::vector<float> samples, double seconds) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 namespace lipsync::cli {
 
@@ -16,5 +17,10 @@ void add_render_commands(CLI::App& app);
 void add_serve_command(CLI::App& app);    // serve
 void add_client_commands(CLI::App& app);  // client, loadtest, live-client
 void add_config_command(CLI::App& app);   // config
+
+// What every benchmark prints about the machine and the build: `threads` (ONNX Runtime's),
+// the CPU, hardware threads, available CPUs, the thread budget, the build type (and a warning,
+// also on stderr, when the build's timings mean nothing).
+nlohmann::json machine_json(int threads);
 
 }  // namespace lipsync::cli

@@ -277,11 +277,8 @@ void run_bench_render(const BenchRenderArgs& args) {
         {"jpeg_q75", median(encode_ms)},
         {"total", median(pack_ms) + median(composite_ms) + median(encode_ms)}}},
       {"renderer_ms_per_frame", stage_ms_per_frame(s)},
-      {"thread_budget", core::thread_budget()},
-      {"available_cpus", core::available_cpus()},
-      {"intra_op_threads", infer_options.resolved_intra_op_threads()},
-      {"cpu", core::cpu_model_name()},
-      {"build_type", core::build_type()}};
+      {"intra_op_threads", infer_options.resolved_intra_op_threads()}};
+  j.update(machine_json(infer_options.resolved_intra_op_threads()));
   std::cout << j.dump() << "\n";
 }
 

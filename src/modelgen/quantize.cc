@@ -12,6 +12,7 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <type_traits>
 #include <unordered_map>
 
 #include "core/error.h"
@@ -306,8 +307,8 @@ Calibration parse_calibration(std::string_view text) {
                              ": unknown method; expected minmax or percentile");
 }
 
-bool is_quantized(const std::string& onnx) {
-  const onnx::ModelProto m = parse(onnx);
+namespace {
+bool holds_qdq(const onnx::ModelProto& m) {
   for (const auto& n : m.graph().node()) {
     if (n.op_type() == "QuantizeLinear" || n.op_type() == "DequantizeLinear" ||
         n.op_type().starts_with("QLinear")) {
@@ -315,6 +316,11 @@ bool is_quantized(const std::string& onnx) {
     }
   }
   return false;
+}
+}  // namespace
+
+bool is_quantized(const std::string& onnx) {
+  return holds_qdq(parse(onnx));
 }
 
 std::string pad_depthwise_blocks(const std::string& onnx, int* padded) {
@@ -329,12 +335,12 @@ QuantizeReport quantize_generator(const std::string& fp32_onnx,
                                   const QuantizeOptions& options,
                                   const infer::InferOptions& infer_options) {
   if (frames.empty()) throw Error::invalid_input("quantize: no calibration frames");
-  if (is_quantized(fp32_onnx)) {
+  onnx::ModelProto m = parse(fp32_onnx);
+  if (holds_qdq(m)) {
     throw Error::invalid_input(
         "the generator is already quantised (it holds QDQ or QLinear "
         "nodes); quantise its float32 source instead");
   }
-  onnx::ModelProto m = parse(fp32_onnx);
   QuantizeReport report;
   report.padded_blocks = pad_blocks(m);
   for (auto& op : *m.mutable_opset_import()) {
@@ -379,6 +385,21 @@ QuantizeReport quantize_generator(const std::string& fp32_onnx,
     if (axis >= 0) set_attr_int(n, "axis", axis);
     nodes.push_back(std::move(n));
   };
+  // Replaces initializer `name` (input `input` of node n) by a DequantizeLinear of per-channel
+  // quantised values along axis 0 with zero points 0.
+  std::set<std::string> dropped_inits;
+  auto dequantize_per_channel = [&](onnx::NodeProto& n, int input, const std::string& name,
+                                    int type, std::vector<std::int64_t> dims, const auto& values,
+                                    const std::vector<float>& scales) {
+    using Value = typename std::decay_t<decltype(values)>::value_type;
+    const std::vector<std::int64_t> channels{static_cast<std::int64_t>(scales.size())};
+    add_init(name + "_q", type, std::move(dims), values);
+    add_init(name + "_scale", onnx::TensorProto::FLOAT, channels, scales);
+    add_init(name + "_zp", type, channels, std::vector<Value>(scales.size(), 0));
+    add_node("DequantizeLinear", {name + "_q", name + "_scale", name + "_zp"}, name + "_dq", 0);
+    n.set_input(input, name + "_dq");
+    dropped_inits.insert(name);
+  };
   std::map<std::string, std::string> renamed;  // activation -> its DequantizeLinear output
   auto emit_qdq = [&](const std::string& t, const std::string& source) {
     const QParams q = params.at(t);
@@ -394,7 +415,6 @@ QuantizeReport quantize_generator(const std::string& fp32_onnx,
   for (const auto& in : graph.input()) {
     if (quantised.contains(in.name())) emit_qdq(in.name(), in.name());
   }
-  std::set<std::string> dropped_inits;
   for (const onnx::NodeProto& original : graph.node()) {
     onnx::NodeProto n = original;
     for (auto& in : *n.mutable_input()) {
@@ -417,16 +437,8 @@ QuantizeReport quantize_generator(const std::string& fp32_onnx,
               std::clamp(std::lround(w[c * per + k] / w_scale[c]), -127L, 127L));
         }
       }
-      const std::string wn = original.input(1);
-      std::vector<std::int64_t> dims(wt.dims().begin(), wt.dims().end());
-      add_init(wn + "_q", onnx::TensorProto::INT8, dims, w_q);
-      add_init(wn + "_scale", onnx::TensorProto::FLOAT, {static_cast<std::int64_t>(channels)},
-               w_scale);
-      add_init(wn + "_zp", onnx::TensorProto::INT8, {static_cast<std::int64_t>(channels)},
-               std::vector<std::int8_t>(channels, 0));
-      add_node("DequantizeLinear", {wn + "_q", wn + "_scale", wn + "_zp"}, wn + "_dq", 0);
-      n.set_input(1, wn + "_dq");
-      dropped_inits.insert(wn);
+      dequantize_per_channel(n, 1, original.input(1), onnx::TensorProto::INT8,
+                             {wt.dims().begin(), wt.dims().end()}, w_q, w_scale);
       if (n.input_size() > 2 && g.init.contains(original.input(2)) &&
           g.uses(original.input(2)) == 1) {
         const std::string bn = original.input(2);
@@ -440,14 +452,8 @@ QuantizeReport quantize_generator(const std::string& fp32_onnx,
               std::round(b[c] / b_scale[c]), std::numeric_limits<std::int32_t>::min(),
               std::numeric_limits<std::int32_t>::max()));
         }
-        add_init(bn + "_q", onnx::TensorProto::INT32, {static_cast<std::int64_t>(channels)}, b_q);
-        add_init(bn + "_scale", onnx::TensorProto::FLOAT, {static_cast<std::int64_t>(channels)},
-                 b_scale);
-        add_init(bn + "_zp", onnx::TensorProto::INT32, {static_cast<std::int64_t>(channels)},
-                 std::vector<std::int32_t>(channels, 0));
-        add_node("DequantizeLinear", {bn + "_q", bn + "_scale", bn + "_zp"}, bn + "_dq", 0);
-        n.set_input(2, bn + "_dq");
-        dropped_inits.insert(bn);
+        dequantize_per_channel(n, 2, bn, onnx::TensorProto::INT32,
+                               {static_cast<std::int64_t>(channels)}, b_q, b_scale);
       }
       ++report.convs;
     }
