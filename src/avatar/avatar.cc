@@ -1,5 +1,6 @@
 #include "avatar/avatar.h"
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -8,6 +9,7 @@
 #include "core/check.h"
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/task_arena.h"
 #include "infer/model_family.h"
 
 namespace lipsync::avatar {
@@ -244,6 +246,18 @@ std::shared_ptr<const cv::Mat> Avatar::canvas(int index) const {
 
 void Avatar::pack_generator_input(int index, std::span<float> out) const {
   pack_canvas(*canvas(index), out);
+}
+
+int Avatar::warm_caches() const {
+  const auto frame_bytes = static_cast<std::size_t>(width()) * height() * 3;
+  const auto canvas_bytes = static_cast<std::size_t>(kCanvasSize) * kCanvasSize * 3;
+  const auto n =
+      std::min({static_cast<std::size_t>(frame_count()), frames_->budget_bytes() / frame_bytes,
+                canvases_->budget_bytes() / canvas_bytes});
+  core::TaskArena::global().parallel_for(n, 1, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) (void)canvas(static_cast<int>(i));
+  });
+  return static_cast<int>(n);
 }
 
 std::size_t Avatar::cached_bytes() const {

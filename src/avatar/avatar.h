@@ -86,6 +86,11 @@ class Avatar {
   // float(v) / 255.0f, mask rectangle x 5..314, y 5..309 set to 0 (REFERENCE.md §5).
   void pack_generator_input(int index, std::span<float> out) const;
 
+  // Decodes the first template frames and their canvases, as many as both cache budgets hold,
+  // on the task arena, so that the first pass of a session's template walk decodes nothing on
+  // its frames' critical path. Returns how many. Throws like frame() for a bad frame.
+  int warm_caches() const;
+
   // Bytes held by the two caches (for tests and metrics).
   std::size_t cached_bytes() const;
   const core::LruCache<int, cv::Mat>& frame_cache() const { return *frames_; }

@@ -32,6 +32,11 @@ void InferFlags::add_to(CLI::App& cmd) {
   cmd.add_option("--encoder-batch", encoder_batch,
                  "Audio-encoder windows per run (infer.encoder_batch; default " +
                      std::to_string(infer::InferOptions{}.encoder_batch) + ")");
+  cmd.add_option("--parallel-runs", parallel_runs,
+                 "Generator batches run at once, each on budget / N threads (infer.parallel_runs; "
+                 "default " +
+                     std::to_string(infer::InferOptions{}.parallel_runs) + ")")
+      ->check(CLI::Range(1, 64));
 }
 
 infer::InferOptions InferFlags::to_infer_options() const {
@@ -41,6 +46,7 @@ infer::InferOptions InferFlags::to_infer_options() const {
   core::set_thread_budget(threads ? *threads : file.cpu.threads);
   if (!providers.empty()) options.execution_providers = providers;
   if (encoder_batch) options.encoder_batch = *encoder_batch;
+  if (parallel_runs) options.parallel_runs = *parallel_runs;
   options.validate();
   return options;
 }

@@ -32,6 +32,7 @@ struct InferFlags {
   std::optional<int> threads;
   std::vector<std::string> providers;
   std::optional<int> encoder_batch;
+  std::optional<int> parallel_runs;
 
   void add_to(CLI::App& cmd);
   audio::AudioOptions to_audio_options() const { return audio.to_options(); }

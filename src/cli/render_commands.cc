@@ -2,11 +2,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 
 #include "audio/audio_file.h"
 #include "audio/video_frames.h"
@@ -168,6 +170,7 @@ struct BenchRenderArgs {
   int batch = 4;
   int threads = 0;
   int intra_op_threads = 0;
+  int parallel_runs = infer::InferOptions{}.parallel_runs;
   int repeat = 3;
   bool spinning = false;
 };
@@ -185,6 +188,7 @@ void run_bench_render(const BenchRenderArgs& args) {
   infer::InferOptions infer_options;
   infer_options.intra_op_threads = args.intra_op_threads;
   infer_options.allow_spinning = args.spinning;
+  infer_options.parallel_runs = args.parallel_runs;
   infer_options.validate();
   if (args.threads > 0) core::set_thread_budget(args.threads);  // the stage pools match
   const infer::Models models(args.models, infer_options);
@@ -219,27 +223,44 @@ void run_bench_render(const BenchRenderArgs& args) {
 
   // 2 and 3, alternated `repeat` times so drift in machine speed hits both alike: the generator
   // alone on the very inputs the renderer will make (the clip's ROIs on the template walk and its
-  // audio features, in batches of args.batch; only the runs are timed, as `bench generator`
-  // times them), and the whole renderer on the same clip into a JPEG sink.
+  // audio features, in batches of args.batch, packed beforehand; only the runs are timed, from
+  // parallel_runs threads at once as the scheduler's runners would run them), and the whole
+  // renderer on the same clip into a JPEG sink.
   const infer::AudioEncoder& encoder = models.encoder();
   pipeline::FeatureTrack track = pipeline::FeatureTrack::from_features(
       pipeline::encode_clip_features(samples, encoder, audio::AudioOptions{}));
-  auto batch = models.generator().make_batch(args.batch);
-  auto generator_pass = [&] {
-    double run_ms = 0;
-    int done = 0;
-    for (int first = 0; first + args.batch <= frames; first += args.batch) {
-      for (int i = 0; i < args.batch; ++i) {
-        avatar->pack_generator_input(avatar::template_frame_for(first + i, n_templates, 0),
-                                     batch.image(i));
-        track.frame_audio(first + i, batch.audio(i));
-      }
-      core::Stopwatch sw;
-      models.generator().run(batch);
-      run_ms += sw.elapsed_ms();
-      done += args.batch;
+  struct PackedBatch {
+    std::vector<float> images, audios;
+  };
+  std::vector<PackedBatch> batches;  // about 10 MB per batch of 4
+  const auto n = static_cast<std::size_t>(args.batch);
+  for (int first = 0; first + args.batch <= frames; first += args.batch) {
+    PackedBatch& b =
+        batches.emplace_back(PackedBatch{std::vector<float>(n * infer::kImageInputSize),
+                                         std::vector<float>(n * infer::kAudioInputSize)});
+    for (std::size_t i = 0; i < n; ++i) {
+      const int index = first + static_cast<int>(i);
+      avatar->pack_generator_input(
+          avatar::template_frame_for(index, n_templates, 0),
+          std::span<float>(b.images).subspan(i * infer::kImageInputSize, infer::kImageInputSize));
+      track.frame_audio(index, std::span<float>(b.audios).subspan(i * infer::kAudioInputSize,
+                                                                  infer::kAudioInputSize));
     }
-    return done / (run_ms / 1000.0);
+  }
+  auto generator_pass = [&] {
+    std::atomic<std::size_t> next{0};
+    auto run_batches = [&] {
+      std::vector<float> output(n * infer::kOutputSize);
+      for (std::size_t b = next++; b < batches.size(); b = next++) {
+        models.generator().run(args.batch, batches[b].images, batches[b].audios, output);
+      }
+    };
+    core::Stopwatch sw;
+    std::vector<std::thread> others;
+    for (int r = 1; r < infer_options.parallel_runs; ++r) others.emplace_back(run_batches);
+    run_batches();
+    for (auto& t : others) t.join();
+    return static_cast<double>(batches.size()) * args.batch / (sw.elapsed_ms() / 1000.0);
   };
   pipeline::RenderOptions options;
   options.batch = args.batch;
@@ -250,7 +271,7 @@ void run_bench_render(const BenchRenderArgs& args) {
     s = renderer.render(samples, sink);
     return s.frames / s.seconds;
   };
-  models.generator().run(batch);  // warm-up
+  models.generator().warm_up(args.batch);
   std::vector<double> generator_runs, renderer_runs;
   for (int r = 0; r < args.repeat; ++r) {
     generator_runs.push_back(generator_pass());
@@ -277,7 +298,8 @@ void run_bench_render(const BenchRenderArgs& args) {
         {"jpeg_q75", median(encode_ms)},
         {"total", median(pack_ms) + median(composite_ms) + median(encode_ms)}}},
       {"renderer_ms_per_frame", stage_ms_per_frame(s)},
-      {"intra_op_threads", infer_options.resolved_intra_op_threads()}};
+      {"intra_op_threads", infer_options.resolved_intra_op_threads()},
+      {"parallel_runs", infer_options.parallel_runs}};
   j.update(machine_json(infer_options.resolved_intra_op_threads()));
   std::cout << j.dump() << "\n";
 }
@@ -325,6 +347,10 @@ void add_render_commands(CLI::App& app) {
   bcmd->add_option("--repeat", bargs->repeat, "Generator and renderer passes, alternated")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
+  bcmd->add_option("--parallel-runs", bargs->parallel_runs,
+                   "Generator batches at once, each on budget / N threads (infer.parallel_runs)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   bcmd->add_flag("--spinning", bargs->spinning,
                  "Let ONNX Runtime's threads spin between runs (infer.allow_spinning)");
   bcmd->callback([bargs] { run_bench_render(*bargs); });

@@ -20,7 +20,9 @@ std::vector<TensorSpec> generator_outputs() {
 }  // namespace
 
 Generator::Generator(const std::filesystem::path& model, const InferOptions& options)
-    : session_(model, options, generator_inputs(), generator_outputs()), pool_(24) {}
+    : session_(model, options, generator_inputs(), generator_outputs()),
+      parallel_runs_(options.parallel_runs),
+      pool_(24) {}
 
 GeneratorBatch Generator::make_batch(int size) const {
   LIPSYNC_CHECK(size >= 1);

@@ -70,9 +70,12 @@ class Generator {
            std::span<float> output) const;
 
   const Session& session() const { return session_; }
+  // How many batches the scheduler runs at once (infer.parallel_runs).
+  int parallel_runs() const { return parallel_runs_; }
 
  private:
   Session session_;
+  int parallel_runs_ = 1;
   mutable core::BufferPool pool_;
 };
 

@@ -1,5 +1,6 @@
 #include "infer/infer_options.h"
 
+#include <algorithm>
 #include <string>
 
 #include "core/error.h"
@@ -25,7 +26,10 @@ const core::ConfigTable<InferOptions>& InferOptions::config() {
                    "audio-encoder windows per run")
           .boolean("allow_spinning", &InferOptions::allow_spinning,
                    "ONNX Runtime's threads spin between runs (faster alone, slower beside the "
-                   "stage threads and other processes on the same cores)");
+                   "stage threads and other processes on the same cores)")
+          .integer("parallel_runs", &InferOptions::parallel_runs, 1, 64,
+                   "generator batches run at once per model, each with `intra_op_threads` "
+                   "threads (at 0: the thread budget / parallel_runs)");
   return table;
 }
 
@@ -34,7 +38,8 @@ void InferOptions::validate() const {
 }
 
 int InferOptions::resolved_intra_op_threads() const {
-  return intra_op_threads > 0 ? intra_op_threads : core::thread_budget();
+  if (intra_op_threads > 0) return intra_op_threads;
+  return std::max(1, core::thread_budget() / parallel_runs);
 }
 
 std::string_view to_string(GraphOptimization level) {

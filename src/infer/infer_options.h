@@ -30,12 +30,18 @@ struct InferOptions {
   // work. Off by default: spinning threads take the cores the stage threads (features,
   // compositing, encoding) need between runs (README: thread budget).
   bool allow_spinning = false;
+  // Config key infer.parallel_runs: generator batches a model runs at once, each on its own
+  // scheduler runner thread (1..64). With intra_op_threads at 0 each run gets the thread budget
+  // divided by this (at least 1): two one-thread runs on two cores keep both busy without the
+  // synchronisation a two-thread run waits on whenever another thread takes one of its cores.
+  int parallel_runs = 1;
 
   // Throws Error::Code::kInvalidInput naming the key when a value is out of range or unknown.
   void validate() const;
   // The `infer.*` config keys.
   static const core::ConfigTable<InferOptions>& config();
-  // The thread count ONNX Runtime gets (intra_op_threads, or the thread budget when 0).
+  // The thread count ONNX Runtime gets per run (intra_op_threads, or when 0 the thread budget
+  // divided by parallel_runs, at least 1).
   int resolved_intra_op_threads() const;
 };
 

@@ -55,10 +55,13 @@ Scheduler::Scheduler(const infer::Generator& generator, SchedulerOptions options
       policy_{static_cast<std::size_t>(options.max_batch),
               std::chrono::milliseconds(options.max_batch_wait_ms)},
       on_batch_(std::move(on_batch)),
+      busy_until_(static_cast<std::size_t>(std::max(1, generator.parallel_runs()))),
       batch_sizes_(static_cast<std::size_t>(options.max_batch) + 1, 0) {
   options_.validate();
   batcher_ = std::thread([this] { batcher_loop(); });
-  runner_ = std::thread([this] { runner_loop(); });
+  for (std::size_t r = 0; r < busy_until_.size(); ++r) {
+    runners_.emplace_back([this, r] { runner_loop(r); });
+  }
 }
 
 Scheduler::~Scheduler() {
@@ -74,7 +77,9 @@ void Scheduler::stop() {
   batcher_wake_.notify_all();
   runner_wake_.notify_all();
   if (batcher_.joinable()) batcher_.join();
-  if (runner_.joinable()) runner_.join();
+  for (auto& runner : runners_) {
+    if (runner.joinable()) runner.join();
+  }
   // Whatever is still queued or prepared fails.
   std::vector<FrameJob> left;
   {
@@ -91,6 +96,18 @@ void Scheduler::stop() {
     }
   }
   fail_all(left, Error::unavailable("the model was unloaded or the server is stopping"));
+}
+
+void Scheduler::warm_up(int runs) {
+  double ms = 0;
+  for (int r = 0; r < runs; ++r) {
+    core::Stopwatch sw;
+    generator_.warm_up(options_.max_batch);
+    ms = sw.elapsed_ms();
+  }
+  if (runs <= 0) return;
+  std::lock_guard lock(mutex_);
+  run_estimate_per_frame_ = from_ms(ms / options_.max_batch);
 }
 
 void Scheduler::submit(std::vector<FrameJob> jobs) {
@@ -174,8 +191,13 @@ BatchQueueState Scheduler::state_locked() const {
     s.oldest_arrival = std::min(s.oldest_arrival, item.second);
   }
   if (!by_deadline_.empty()) s.earliest_deadline = by_deadline_.begin()->first;
-  s.runner_busy = running_ > 0;
-  s.runner_free_at = runner_free_at_;
+  // The policy plans for the first runner to free up: busy only when every runner is.
+  s.runner_busy = std::all_of(busy_until_.begin(), busy_until_.end(),
+                              [](const auto& until) { return until.has_value(); });
+  if (s.runner_busy) {
+    s.runner_free_at = SteadyTime::max();
+    for (const auto& until : busy_until_) s.runner_free_at = std::min(s.runner_free_at, *until);
+  }
   s.prepare_time = prepare_estimate_;
   s.run_time_per_frame = run_estimate_per_frame_;
   return s;
@@ -273,7 +295,7 @@ void Scheduler::prepare(Taken& taken) {
   stats_.prepare_ms += ms;
 }
 
-void Scheduler::runner_loop() {
+void Scheduler::runner_loop(std::size_t runner) {
   while (true) {
     std::unique_ptr<Taken> taken;
     {
@@ -281,15 +303,17 @@ void Scheduler::runner_loop() {
       runner_wake_.wait(lock, [&] { return stopping_ || prepared_ != nullptr; });
       if (stopping_) return;  // stop() fails the prepared batch
       taken = std::move(prepared_);
-      running_ = taken->jobs.size();
-      runner_free_at_ =
-          SteadyClock::now() + run_estimate_per_frame_ * static_cast<SteadyDuration::rep>(running_);
+      running_ += taken->jobs.size();
+      busy_until_[runner] =
+          SteadyClock::now() +
+          run_estimate_per_frame_ * static_cast<SteadyDuration::rep>(taken->jobs.size());
     }
     batcher_wake_.notify_all();  // the slot is free: the next batch may be prepared
     if (!taken->jobs.empty()) run(*taken);
     {
       std::lock_guard lock(mutex_);
-      running_ = 0;
+      running_ -= taken->jobs.size();
+      busy_until_[runner].reset();
     }
     batcher_wake_.notify_all();
   }

@@ -1,11 +1,12 @@
 // Scheduler: the one generator queue of a loaded model (Triton's dynamic batcher in small).
 // Frame jobs of every producer of the model (requests, streams, renders, live sessions) are
-// collected into batches of up to max_batch frames and run on the scheduler's runner thread,
-// while its batcher thread prepares the next batch (fills its inputs on the task arena): batch
-// n+1 is ready when batch n ends. Jobs with a deadline go first, earliest first; jobs without one
-// follow in order of arrival. When to form a batch is decided by next_batch() (batch_policy.h).
-// The queue itself is unbounded: front ends bound it with their in-flight windows, so a fast
-// client is slowed down, never refused.
+// collected into batches of up to max_batch frames and run on the scheduler's runner threads
+// (one per infer.parallel_runs, Triton's instance count), while its batcher thread prepares the
+// next batch (fills its inputs on the task arena): batch n+1 is ready when a runner frees up.
+// With several runners batches finish out of order; producers put their frames back in order. Jobs
+// with a deadline go first, earliest first; jobs without one follow in order of arrival. When to
+// form a batch is decided by next_batch() (batch_policy.h). The queue itself is unbounded: front
+// ends bound it with their in-flight windows, so a fast client is slowed down, never refused.
 // Thread contract: submit(), cancel() and the getters from any thread; stop() from any thread
 // but the scheduler's own (not from a BatchClient callback). Callbacks run on the scheduler's
 // threads and the task arena and must be quick.
@@ -70,14 +71,23 @@ struct SchedulerStats {
 
 class Scheduler {
  public:
-  // Borrows the generator, which must outlive the scheduler. on_batch (optional) is called on the
-  // runner thread with each batch's size and generator milliseconds.
+  // Borrows the generator, which must outlive the scheduler, and starts generator.parallel_runs()
+  // runner threads. on_batch (optional) is called on a runner thread with each batch's size and
+  // generator milliseconds.
   Scheduler(const infer::Generator& generator, SchedulerOptions options,
             std::function<void(int, double)> on_batch = {});
   // stop().
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
+
+  // Runs the generator on a zero batch of max_batch frames `runs` times on the calling thread and
+  // seeds the time estimates the batching policy and live sessions plan with from the last run,
+  // so that the first deadlines are planned with a real batch time rather than none. A
+  // session's first two runs are slow (ONNX Runtime plans its memory then; measured with the
+  // int8 reference generator at batch 8: 1136, 899, then 208 ms): three runs leave a warm
+  // session and a steady figure. Call before the first submit().
+  void warm_up(int runs = 3);
 
   // Queues the jobs. Throws Error::Code::kUnavailable after stop().
   void submit(std::vector<FrameJob> jobs);
@@ -99,7 +109,7 @@ class Scheduler {
  private:
   struct Taken;
   void batcher_loop();
-  void runner_loop();
+  void runner_loop(std::size_t runner);
   std::vector<FrameJob> take_locked(std::size_t n);
   BatchQueueState state_locked() const;
   void prepare(Taken& taken);
@@ -119,8 +129,9 @@ class Scheduler {
   std::deque<std::pair<FrameJob, SteadyTime>> fifo_;
   std::unique_ptr<Taken> prepared_;  // filled, waiting for the runner (guarded)
   std::size_t preparing_ = 0;        // jobs being filled now (guarded)
-  std::size_t running_ = 0;          // jobs in the running batch (guarded)
-  SteadyTime runner_free_at_{};      // guarded
+  std::size_t running_ = 0;          // jobs in the running batches (guarded)
+  // Per runner: the expected end of its batch while it runs one (guarded).
+  std::vector<std::optional<SteadyTime>> busy_until_;
   SteadyDuration prepare_estimate_{};
   SteadyDuration run_estimate_per_frame_{};
   bool stopping_ = false;
@@ -128,7 +139,7 @@ class Scheduler {
   std::vector<std::uint64_t> batch_sizes_;
   std::mutex stop_mutex_;  // serialises stop()
   std::thread batcher_;
-  std::thread runner_;
+  std::vector<std::thread> runners_;
 };
 
 }  // namespace lipsync::pipeline

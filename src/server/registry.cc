@@ -1,5 +1,7 @@
 #include "server/registry.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 #include "core/error.h"
@@ -100,8 +102,6 @@ std::shared_ptr<LoadedModel> Registry::load(Entry& entry) {
   try {
     model->avatar = avatar::Avatar::open(entry.spec.avatar, avatar_);
     model->models = std::make_unique<infer::Models>(entry.spec.models, infer_);
-    // At the largest batch the scheduler makes: smaller ones then reuse what it set up.
-    model->models->generator().warm_up(scheduler_.max_batch);
   } catch (const Error& e) {
     throw e.with_context("model '" + entry.spec.id + "'");
   }
@@ -111,6 +111,13 @@ std::shared_ptr<LoadedModel> Registry::load(Entry& entry) {
   model->scheduler = std::make_unique<pipeline::Scheduler>(
       model->models->generator(), scheduler_,
       [this, counted](int size, double ms) { record_batch(*counted, size, ms); });
+  // At the largest batch the scheduler makes (smaller ones reuse what it set up); the first live
+  // session's deadlines are then planned with this batch time instead of a guess.
+  try {
+    model->scheduler->warm_up();
+  } catch (const Error& e) {
+    throw e.with_context("model '" + entry.spec.id + "'");
+  }
   return model;
 }
 
@@ -207,7 +214,16 @@ Registry::Lease Registry::acquire(const std::string& id) {
 
 void Registry::preload() {
   for (auto& [id, entry] : entries_) {
-    if (entry->spec.preload) (void)acquire(id);
+    if (!entry->spec.preload) continue;
+    const Lease lease = acquire(id);
+    // A live session on a preloaded model starts at once; its template frames are ready then.
+    try {
+      const int frames = lease.model->avatar->warm_caches();
+      spdlog::info("model '{}': {} of {} template frames decoded", id, frames,
+                   lease.model->avatar->frame_count());
+    } catch (const Error& e) {
+      throw e.with_context("model '" + id + "'");
+    }
   }
 }
 

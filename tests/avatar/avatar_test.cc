@@ -291,6 +291,36 @@ TEST(Avatar, CachesStayWithinTheirBudgets) {
   EXPECT_EQ(a->canvas_cache().misses(), misses);
 }
 
+TEST(Avatar, WarmCachesDecodesWhatTheBudgetsHoldAndNothingMore) {
+  TempDir dir;
+  const fs::path ref = import_reference(dir);
+  // Every one of the 60 frames fits the default budgets: a pass over them decodes nothing more.
+  const auto a = avatar::Avatar::open(ref, {});
+  EXPECT_EQ(a->warm_caches(), 60);
+  const auto frame_misses = a->frame_cache().misses();
+  const auto canvas_misses = a->canvas_cache().misses();
+  std::vector<float> packed(infer::kImageInputSize);
+  for (int i = 0; i < 60; ++i) {
+    a->pack_generator_input(i, packed);
+    (void)a->frame(i);
+  }
+  EXPECT_EQ(a->frame_cache().misses(), frame_misses);
+  EXPECT_EQ(a->canvas_cache().misses(), canvas_misses);
+  // Small budgets: the first frames that fit both, then the walk decodes the rest as before.
+  avatar::AvatarOptions small;
+  small.frame_cache_mb = 2;  // 3 frames of 640x360
+  small.roi_cache_mb = 1;    // 3 canvases
+  const auto b = avatar::Avatar::open(ref, small);
+  EXPECT_EQ(b->warm_caches(), 3);
+  EXPECT_EQ(b->frame_cache().size(), 3u);
+  EXPECT_EQ(b->canvas_cache().size(), 3u);
+  // A corrupt frame among those decoded is an error naming it.
+  fs::copy(ref, dir / "corrupt", fs::copy_options::recursive);
+  std::ofstream(dir / "corrupt" / "frames" / "00002.png") << "garbage";
+  const auto c = avatar::Avatar::open(dir / "corrupt", {});
+  EXPECT_NE(capture([&] { c->warm_caches(); }).message().find("frame 2"), std::string::npos);
+}
+
 TEST(DemoAvatar, WritesAValidAvatarAndChecksItsArguments) {
   TempDir dir;
   const auto s = avatar::write_demo_avatar(dir / "demo", 8, 640, 360);

@@ -1,6 +1,6 @@
 // The renderer's producer, scheduler threads, workers and the task arena work on shared avatar
-// caches at once; the frames must not depend on batch size or window. Runs under ThreadSanitizer in
-// CI.
+// caches at once; the frames must not depend on batch size, window or parallel generator runs. Runs
+// under ThreadSanitizer in CI.
 #include <gtest/gtest.h>
 
 #include <opencv2/core.hpp>
@@ -26,7 +26,7 @@ class CopySink : public pipeline::FrameSink {
   bool finished = false;
 };
 
-TEST(RendererConcurrency, FramesDoNotDependOnBatchingOrWindow) {
+TEST(RendererConcurrency, FramesDoNotDependOnBatchingWindowOrParallelRuns) {
   testing::TempDir dir;
   avatar::write_demo_avatar(dir / "demo", 7, 320, 240);
   avatar::AvatarOptions small;
@@ -45,6 +45,20 @@ TEST(RendererConcurrency, FramesDoNotDependOnBatchingOrWindow) {
     options.window_frames = window;
     CopySink sink;
     pipeline::OfflineRenderer(avatar, models, options).render(samples, sink);
+    EXPECT_TRUE(sink.finished);
+    runs.push_back(std::move(sink.frames));
+  }
+  {
+    // Three generator runs at once (infer.parallel_runs): batches finish out of order.
+    infer::InferOptions parallel;
+    parallel.intra_op_threads = 1;
+    parallel.parallel_runs = 3;
+    const infer::Models parallel_models(testing::demo_models(), parallel);
+    pipeline::RenderOptions options;
+    options.batch = 2;
+    options.window_frames = 9;
+    CopySink sink;
+    pipeline::OfflineRenderer(avatar, parallel_models, options).render(samples, sink);
     EXPECT_TRUE(sink.finished);
     runs.push_back(std::move(sink.frames));
   }

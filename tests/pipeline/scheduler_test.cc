@@ -1,9 +1,10 @@
-// The Scheduler with real generators: deadline order, cancel, stop, per-job fill failures, and
-// the preparation of batch n+1 while batch n runs. Runs under ThreadSanitizer in CI.
+// The Scheduler with real generators: deadline order, cancel, stop, per-job fill failures, the
+// preparation of batch n+1 while batch n runs, and parallel runs. Runs under ThreadSanitizer in CI.
 #include "pipeline/scheduler.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -207,6 +208,43 @@ TEST_F(SchedulerTest, TheNextBatchIsPreparedWhileOneRuns) {
   EXPECT_EQ(client->done(), (std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7}));
   const auto sizes = scheduler.batch_size_counts();
   EXPECT_EQ(sizes[4], 2u);
+}
+
+TEST_F(SchedulerTest, WithTwoParallelRunsTwoBatchesRunAtOnce) {
+  // The narrow generator at one thread per run takes ~20 ms a frame: each batch of 4 runs long
+  // enough for the next one to be prepared and started beside it.
+  infer::InferOptions options;
+  options.intra_op_threads = 1;
+  options.parallel_runs = 2;
+  const infer::Models narrow(testing::synth_models(), options);
+  std::mutex mutex;
+  std::vector<std::pair<SteadyClock::time_point, SteadyClock::time_point>> runs;  // start, end
+  pipeline::Scheduler scheduler(narrow.generator(), {4, 0}, [&](int, double ms) {
+    const auto end = SteadyClock::now();
+    std::lock_guard lock(mutex);
+    runs.emplace_back(end - std::chrono::duration_cast<SteadyClock::duration>(
+                                std::chrono::duration<double, std::milli>(ms)),
+                      end);
+  });
+  auto client = std::make_shared<RecordingClient>();
+  scheduler.submit(jobs(client, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}));
+  client->wait_for(16);
+  scheduler.stop();
+  auto done = client->done();
+  std::sort(done.begin(), done.end());
+  EXPECT_EQ(done,
+            (std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}));
+  EXPECT_TRUE(client->failed().empty());
+  EXPECT_EQ(scheduler.batch_size_counts()[4], 4u);
+  ASSERT_EQ(runs.size(), 4u);
+  bool overlap = false;
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    for (std::size_t j = i + 1; j < runs.size(); ++j) {
+      overlap |= runs[i].first < runs[j].second && runs[j].first < runs[i].second;
+    }
+  }
+  EXPECT_TRUE(overlap) << "no two batches ran at the same time";
+  EXPECT_EQ(scheduler.in_flight(), 0u);
 }
 
 }  // namespace
