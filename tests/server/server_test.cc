@@ -300,6 +300,23 @@ TEST_F(ServerTest, RegistryEvictsTheIdleModelWhenFull) {
   EXPECT_TRUE(status[1].loaded);
 }
 
+TEST_F(ServerTest, AModelIsWarmedUpWhenItLoadsAndAPreloadedOneHasItsFramesDecoded) {
+  // "demo" is preloaded: the scheduler plans with a measured batch time before any request,
+  // and every template frame (10) and its canvas is decoded.
+  const auto demo = server_->registry().acquire("demo");
+  EXPECT_TRUE(demo.was_loaded);
+  EXPECT_GT(demo.model->scheduler->expected_batch_time().count(), 0);
+  EXPECT_EQ(demo.model->scheduler->stats().batches, 0u);  // warm-up runs are not batches
+  EXPECT_EQ(demo.model->avatar->frame_cache().size(), 10u);
+  EXPECT_EQ(demo.model->avatar->canvas_cache().size(), 10u);
+  // "other" loads on first use: warmed up too, its frames decoded as they are needed.
+  EXPECT_FALSE(server_->registry().status()[1].loaded);
+  const auto other = server_->registry().acquire("other");
+  EXPECT_FALSE(other.was_loaded);
+  EXPECT_GT(other.model->scheduler->expected_batch_time().count(), 0);
+  EXPECT_LE(other.model->avatar->frame_cache().size(), 1u);  // open() reads the first frame
+}
+
 TEST_F(ServerTest, IdleModelsAreUnloaded) {
   server::RegistryOptions idle;
   idle.idle_unload_s = 1;
