@@ -11,7 +11,8 @@ const core::ConfigTable<InferOptions>& InferOptions::config() {
   static const auto table =
       core::ConfigTable<InferOptions>("infer")
           .integer("intra_op_threads", &InferOptions::intra_op_threads, 0, 1024,
-                   "ONNX Runtime threads per model; 0 = the thread budget (`cpu.threads`)")
+                   "ONNX Runtime threads per run of a model; 0 = the thread budget (`cpu.threads`) "
+                   "divided by `infer.parallel_runs`")
           .choice("graph_optimization", &InferOptions::graph_optimization,
                   {{"disabled", GraphOptimization::kDisabled},
                    {"basic", GraphOptimization::kBasic},
@@ -28,8 +29,8 @@ const core::ConfigTable<InferOptions>& InferOptions::config() {
                    "ONNX Runtime's threads spin between runs (faster alone, slower beside the "
                    "stage threads and other processes on the same cores)")
           .integer("parallel_runs", &InferOptions::parallel_runs, 1, 64,
-                   "generator batches run at once per model, each with `intra_op_threads` "
-                   "threads (at 0: the thread budget / parallel_runs)");
+                   "generator batches run at once per model, each on its own scheduler runner "
+                   "(more throughput, longer batches)");
   return table;
 }
 
