@@ -340,8 +340,9 @@ void add_render_commands(CLI::App& app) {
                    "Thread budget (cpu.threads; 0: the CPUs this process may run on)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
-  bcmd->add_option("--intra-op-threads", bargs->intra_op_threads,
-                   "ONNX Runtime threads per model (infer.intra_op_threads; 0: the budget)")
+  bcmd->add_option(
+          "--intra-op-threads", bargs->intra_op_threads,
+          "ONNX Runtime threads per run (infer.intra_op_threads; 0: budget / parallel runs)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
   bcmd->add_option("--repeat", bargs->repeat, "Generator and renderer passes, alternated")

@@ -60,8 +60,8 @@ class Generator {
   void run(GeneratorBatch& batch) const;
 
   // One run of a zero batch of `size` frames. A session's first runs are slow (ONNX Runtime
-  // plans its memory and packs the int8 weights then); the server does this at load so that a
-  // live session's first speech frames are not late.
+  // plans its memory and packs the int8 weights then); Scheduler::warm_up() repeats this when
+  // the server loads a model.
   void warm_up(int size) const;
 
   // Runs `batch` frames from caller-owned buffers: image batch * 614400 floats, audio

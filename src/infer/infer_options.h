@@ -16,8 +16,8 @@ namespace lipsync::infer {
 enum class GraphOptimization { kDisabled, kBasic, kExtended, kAll };
 
 struct InferOptions {
-  // Config key infer.intra_op_threads: ONNX Runtime threads per session (0: the process's thread
-  // budget, core::thread_budget(); 0..1024).
+  // Config key infer.intra_op_threads: ONNX Runtime threads per run of a model (0: the process's
+  // thread budget, core::thread_budget(), divided by parallel_runs; 0..1024).
   int intra_op_threads = 0;
   // Config key infer.graph_optimization: disabled, basic, extended or all.
   GraphOptimization graph_optimization = GraphOptimization::kAll;

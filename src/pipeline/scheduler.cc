@@ -99,13 +99,13 @@ void Scheduler::stop() {
 }
 
 void Scheduler::warm_up(int runs) {
+  if (runs <= 0) return;
   double ms = 0;
   for (int r = 0; r < runs; ++r) {
     core::Stopwatch sw;
     generator_.warm_up(options_.max_batch);
     ms = sw.elapsed_ms();
   }
-  if (runs <= 0) return;
   std::lock_guard lock(mutex_);
   run_estimate_per_frame_ = from_ms(ms / options_.max_batch);
 }

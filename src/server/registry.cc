@@ -99,25 +99,21 @@ void Registry::record_batch(Entry& entry, int size, double ms) {
 std::shared_ptr<LoadedModel> Registry::load(Entry& entry) {
   auto model = std::make_shared<LoadedModel>();
   model->id = entry.spec.id;
+  Entry* counted = &entry;
   try {
     model->avatar = avatar::Avatar::open(entry.spec.avatar, avatar_);
     model->models = std::make_unique<infer::Models>(entry.spec.models, infer_);
+    model->scheduler = std::make_unique<pipeline::Scheduler>(
+        model->models->generator(), scheduler_,
+        [this, counted](int size, double ms) { record_batch(*counted, size, ms); });
+    // At the largest batch the scheduler makes (smaller ones reuse what it set up); the first
+    // live session's deadlines are then planned with this batch time instead of a guess.
+    model->scheduler->warm_up();
   } catch (const Error& e) {
     throw e.with_context("model '" + entry.spec.id + "'");
   }
   model->weight_bytes = file_bytes(entry.spec.models / infer::kEncoderFileName) +
                         file_bytes(entry.spec.models / infer::kGeneratorFileName);
-  Entry* counted = &entry;
-  model->scheduler = std::make_unique<pipeline::Scheduler>(
-      model->models->generator(), scheduler_,
-      [this, counted](int size, double ms) { record_batch(*counted, size, ms); });
-  // At the largest batch the scheduler makes (smaller ones reuse what it set up); the first live
-  // session's deadlines are then planned with this batch time instead of a guess.
-  try {
-    model->scheduler->warm_up();
-  } catch (const Error& e) {
-    throw e.with_context("model '" + entry.spec.id + "'");
-  }
   return model;
 }
 
