@@ -7,6 +7,7 @@
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -184,6 +185,7 @@ void run_bench_windows(const WindowsBenchArgs& args) {
 
 struct ModelBenchArgs {
   std::string models;
+  std::string baseline;  // bench generator --baseline: a second models folder, timed in turn
   int batch = 1;
   int threads = 0;
   int repeat = 10;
@@ -211,6 +213,9 @@ nlohmann::json ms_json(const Summary& s, int per) {
   return {{"median", s.median}, {"min", s.min}, {"median_per_item", s.median / per}};
 }
 
+// bench generator --baseline: runs of each model per round (after one untimed run).
+constexpr int kBaselineBlock = 5;
+
 void run_bench_generator(const ModelBenchArgs& args) {
   const infer::InferOptions options = bench_infer_options(args.threads);
   const std::filesystem::path path = std::filesystem::path(args.models) / infer::kGeneratorFileName;
@@ -231,20 +236,51 @@ void run_bench_generator(const ModelBenchArgs& args) {
   const std::array<std::span<float>, 1> out{bare_output};
   infer::BareOrtLoop bare(path, options, in_specs, in, out_specs, out);
 
-  // Warm up both, then alternate so drift in machine speed hits both equally.
+  // A baseline generator (say the float32 source of an int8 folder), with the same settings.
+  std::optional<infer::Generator> baseline;
+  std::vector<float> baseline_output;
+  if (!args.baseline.empty()) {
+    baseline.emplace(std::filesystem::path(args.baseline) / infer::kGeneratorFileName, options);
+    baseline_output.resize(output.size());
+  }
+
+  // Warm up, then time in rounds: a block of ours (each run followed by the bare loop's), then a
+  // block of the baseline's, so that drift in the machine's speed hits both alike. Each block
+  // starts with one untimed run: a model's weights are back in cache after the other's block.
   for (int i = 0; i < 2; ++i) {
     generator.run(args.batch, image, audio_in, output);
     bare.run();
   }
+  const int block = baseline ? kBaselineBlock : args.repeat;
   std::vector<double> ours;
   std::vector<double> theirs;
-  for (int i = 0; i < args.repeat; ++i) {
-    core::Stopwatch sw;
-    generator.run(args.batch, image, audio_in, output);
-    ours.push_back(sw.elapsed_ms());
-    core::Stopwatch sw2;
-    bare.run();
-    theirs.push_back(sw2.elapsed_ms());
+  std::vector<double> base;
+  std::vector<double> speedups;  // each round's median baseline time / median of ours
+  for (int done = 0; done < args.repeat;) {
+    const int n = std::min(block, args.repeat - done);
+    std::vector<double> round_ours;
+    for (int i = 0; i < n; ++i) {
+      core::Stopwatch sw;
+      generator.run(args.batch, image, audio_in, output);
+      round_ours.push_back(sw.elapsed_ms());
+      core::Stopwatch sw2;
+      bare.run();
+      theirs.push_back(sw2.elapsed_ms());
+    }
+    ours.insert(ours.end(), round_ours.begin(), round_ours.end());
+    if (baseline) {
+      std::vector<double> round_base;
+      baseline->run(args.batch, image, audio_in, baseline_output);
+      for (int i = 0; i < n; ++i) {
+        core::Stopwatch sw;
+        baseline->run(args.batch, image, audio_in, baseline_output);
+        round_base.push_back(sw.elapsed_ms());
+      }
+      base.insert(base.end(), round_base.begin(), round_base.end());
+      speedups.push_back(summarize(round_base).median / summarize(round_ours).median);
+      generator.run(args.batch, image, audio_in, output);  // back in cache for the next round
+    }
+    done += n;
   }
   if (output != bare_output) {
     throw Error::internal("bench generator: the wrapper and the bare loop gave different outputs");
@@ -261,6 +297,17 @@ void run_bench_generator(const ModelBenchArgs& args) {
                    {"bare_onnxruntime_ms_per_batch", ms_json(bare_s, 1)},
                    {"wrapper_overhead", s.median / bare_s.median - 1.0},
                    {"onnxruntime", infer::onnxruntime_version()}};
+  if (baseline) {
+    // `rounds`: the median of the rounds' speedups, robust to the machine's speed drifting
+    // between rounds; `of_medians`: the ratio of the two overall medians.
+    const Summary base_s = summarize(base);
+    j["baseline"] = {{"models", args.baseline},
+                     {"ms_per_batch", ms_json(base_s, 1)},
+                     {"ms_per_frame", base_s.median / args.batch}};
+    j["speedup"] = {{"of_medians", base_s.median / s.median},
+                    {"median_of_rounds", summarize(speedups).median},
+                    {"rounds", speedups.size()}};
+  }
   j.update(machine_json(options.resolved_intra_op_threads()));
   std::cout << j.dump() << "\n";
 }
@@ -307,6 +354,11 @@ void add_model_bench(CLI::App& bench, const char* name, const char* help, bool e
   if (encoder) args->batch = infer::InferOptions{}.encoder_batch;
   CLI::App* cmd = bench.add_subcommand(name, help);
   cmd->add_option("--models", args->models, "Model folder")->required();
+  if (!encoder) {
+    cmd->add_option("--baseline", args->baseline,
+                    "A second model folder (say the float32 source of an int8 one), timed in "
+                    "turn with the same settings; prints its times and the speedup");
+  }
   cmd->add_option("--batch", args->batch,
                   encoder ? "Encoder windows per run (infer.encoder_batch)" : "Frames per run")
       ->capture_default_str()

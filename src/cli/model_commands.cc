@@ -71,6 +71,7 @@ struct QuantizeArgs {
   std::string avatar;
   std::vector<std::string> audio;
   std::string calibration = "minmax";
+  std::string concat_scales = "shared";
   int frames = 32;
   std::string output;
   InferFlags flags;
@@ -117,6 +118,7 @@ void run_quantize(const QuantizeArgs& a) {
   }
   modelgen::QuantizeOptions options;
   options.calibration = modelgen::parse_calibration(a.calibration);
+  options.concat_scales = modelgen::parse_concat_scales(a.concat_scales);
   const infer::InferOptions infer_options = a.flags.to_infer_options();
   std::error_code ec;
   if (!std::filesystem::is_directory(a.models, ec)) {
@@ -200,6 +202,10 @@ void add_model_commands(CLI::App& app) {
     cmd->add_option("--avatar", args->avatar, "Avatar folder whose ROIs calibrate")->required();
     cmd->add_option("--audio", args->audio, "Speech files (default: the bundled clip)");
     cmd->add_option("--calibration", args->calibration, "minmax or percentile")
+        ->capture_default_str();
+    cmd->add_option("--concat-scales", args->concat_scales,
+                    "shared (a Concat's inputs take its output's scale: faster) or per-input "
+                    "(each keeps its own range: more exact)")
         ->capture_default_str();
     cmd->add_option("--frames", args->frames, "Calibration frames, spread over the speech")
         ->capture_default_str();

@@ -31,6 +31,7 @@ nlohmann::json ModelManifest::to_json() const {
     j["calibration"] = calibration;
     j["calibration_frames"] = calibration_frames;
     j["calibration_audio"] = calibration_audio;
+    if (!concat_scales.empty()) j["concat_scales"] = concat_scales;
   }
   return j;
 }
@@ -69,9 +70,11 @@ ModelManifest ModelManifest::load(const std::filesystem::path& path) {
       }
       (key == "generator_parameters" ? m.generator_parameters : m.encoder_parameters) =
           value.get<std::int64_t>();
-    } else if (key == "precision" || key == "calibration") {
+    } else if (key == "precision" || key == "calibration" || key == "concat_scales") {
       if (!value.is_string()) throw bad("a string");
-      (key == "precision" ? m.precision : m.calibration) = value.get<std::string>();
+      (key == "precision"     ? m.precision
+       : key == "calibration" ? m.calibration
+                              : m.concat_scales) = value.get<std::string>();
     } else if (key == "calibration_frames") {
       if (!value.is_number_integer() || value.get<std::int64_t>() < 0) {
         throw bad("a non-negative integer");
@@ -104,7 +107,7 @@ ModelManifest ModelManifest::load(const std::filesystem::path& path) {
           where + ": unknown key '" + key +
           "' (known: name, family, kind, width, seed, "
           "generator_parameters, encoder_parameters, sources, importer, precision, "
-          "calibration, calibration_frames, calibration_audio)");
+          "calibration, calibration_frames, calibration_audio, concat_scales)");
     }
   }
   if (m.family != "synctalk_2d") {

@@ -35,11 +35,14 @@ struct ModelManifest {
   std::vector<ModelSource> sources;
   std::string importer;
   // Quantised models: "int8" (empty, and not written, for float32), the calibration method,
-  // frames and speech files they were calibrated on. The fp32 source files are in `sources`.
+  // frames and speech files they were calibrated on, and how Concat inputs were quantised
+  // ("shared" or "per-input"; empty in folders written before the choice existed, which are
+  // "per-input"). The fp32 source files are in `sources`.
   std::string precision;
   std::string calibration;
   int calibration_frames = 0;
   std::vector<std::string> calibration_audio;
+  std::string concat_scales;
 
   // Reads and checks model.json. Throws Error::Code::kInvalidInput naming the file and the key
   // for malformed JSON, unknown keys, wrong types and a family other than synctalk_2d.

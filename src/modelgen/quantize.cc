@@ -296,6 +296,17 @@ void calibrate(const onnx::ModelProto& padded, const std::vector<std::string>& t
 
 }  // namespace
 
+std::string_view to_string(ConcatScales c) {
+  return c == ConcatScales::kShared ? "shared" : "per-input";
+}
+
+ConcatScales parse_concat_scales(std::string_view text) {
+  if (text == "shared") return ConcatScales::kShared;
+  if (text == "per-input") return ConcatScales::kPerInput;
+  throw Error::invalid_input("--concat-scales " + std::string(text) +
+                             ": unknown choice; expected shared or per-input");
+}
+
 std::string_view to_string(Calibration c) {
   return c == Calibration::kMinMax ? "minmax" : "percentile";
 }
@@ -367,6 +378,25 @@ QuantizeReport quantize_generator(const std::string& fp32_onnx,
       params[n.output(0)] = params[n.input(0)];
     }
     if (n.op_type() == "Sigmoid") params[n.output(0)] = {1.0f / 255.0f, 0};
+  }
+  if (options.concat_scales == ConcatScales::kShared) {
+    // A Concat whose inputs already have its output's scale and zero point is a memcpy in ONNX
+    // Runtime; otherwise each input goes through a byte lookup table (ConcatScales, quantize.h).
+    for (const auto& n : graph.node()) {
+      if (n.op_type() != "Concat" || !params.contains(n.output(0))) continue;
+      Range joined = ranges.at(n.output(0));
+      for (const auto& in : n.input()) {
+        if (!params.contains(in)) continue;
+        joined.lo = std::min(joined.lo, ranges.at(in).lo);
+        joined.hi = std::max(joined.hi, ranges.at(in).hi);
+      }
+      const QParams q = uint8_params(joined.lo, joined.hi);
+      params[n.output(0)] = q;
+      for (const auto& in : n.input()) {
+        if (params.contains(in)) params[in] = q;
+      }
+      ++report.shared_concats;
+    }
   }
 
   // Rewrite: new node list with Q/DQ pairs after each activation and DQ nodes for weights.
@@ -517,6 +547,7 @@ infer::ModelManifest write_quantized_models(const std::filesystem::path& models,
   m.calibration = std::string(to_string(options.calibration));
   m.calibration_frames = static_cast<int>(frames.size());
   m.calibration_audio = audio_names;
+  m.concat_scales = std::string(to_string(options.concat_scales));
   std::vector<infer::ModelSource> sources = {model_source("fp32_generator", generator),
                                              model_source("audio_encoder", encoder)};
   for (const auto& s : m.sources) sources.push_back(s);  // what the fp32 model came from

@@ -100,6 +100,13 @@ TEST(CliModels, QuantizeWritesAnInt8FolderThatEveryModelsCommandRuns) {
                   q(dir / "p"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out)["calibration"], "percentile");
+  EXPECT_EQ(j["concat_scales"], "shared");
+  r = run_lipsync("models quantize --models " + models + " --concat-scales per-input" + common +
+                  q(dir / "e"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["concat_scales"], "per-input");
+  EXPECT_NE(testing::read_text(dir / "e" / "generator.onnx"),
+            testing::read_text(dir / "q" / "generator.onnx"));
 
   // Bad inputs: each a clear error, nothing written.
   r = run_lipsync("models quantize --models " + q(dir / "q") + common + q(dir / "x"));
@@ -113,6 +120,12 @@ TEST(CliModels, QuantizeWritesAnInt8FolderThatEveryModelsCommandRuns) {
                   q(dir / "x"));
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("expected minmax or percentile"), std::string::npos) << r.err;
+  r = run_lipsync("models quantize --models " + models + " --concat-scales exact" + common +
+                  q(dir / "x"));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--concat-scales exact: unknown choice; expected shared or per-input"),
+            std::string::npos)
+      << r.err;
   r = run_lipsync("models quantize --models " + models + " --audio " + q(dir / "none.wav") +
                   common + q(dir / "x"));
   EXPECT_EQ(r.exit_code, 3) << r.err;
@@ -233,6 +246,21 @@ TEST(CliBench, GeneratorAndEncoderPrintTimings) {
   EXPECT_GT(j["ms_per_batch"]["median"].get<double>(), 0.0);
   EXPECT_GT(j["bare_onnxruntime_ms_per_batch"]["median"].get<double>(), 0.0);
   EXPECT_NEAR(j["ms_per_frame"].get<double>(), j["ms_per_batch"]["median"].get<double>() / 2, 1e-9);
+  EXPECT_FALSE(j.contains("speedup"));
+  // --baseline: a second folder timed in rounds of 5 beside the first (here the same models).
+  r = run_lipsync("bench generator --models " + q(dir / "demo") + " --baseline " + q(dir / "demo") +
+                  " --batch 1 --threads 1 --repeat 12");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["baseline"]["ms_per_frame"].get<double>(), 0.0);
+  EXPECT_EQ(j["speedup"]["rounds"], 3);  // 5 + 5 + 2
+  EXPECT_NEAR(j["speedup"]["of_medians"].get<double>(),
+              j["baseline"]["ms_per_frame"].get<double>() / j["ms_per_frame"].get<double>(), 1e-9);
+  EXPECT_GT(j["speedup"]["median_of_rounds"].get<double>(), 0.0);
+  r = run_lipsync("bench generator --models " + q(dir / "demo") + " --baseline " + q(dir / "none") +
+                  " --repeat 1");
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("none"), std::string::npos) << r.err;
   r = run_lipsync("bench encoder --models " + q(dir / "demo") + " --windows 25 --repeat 2");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   j = nlohmann::json::parse(r.out);

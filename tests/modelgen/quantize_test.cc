@@ -1,7 +1,8 @@
 // The int8 quantiser: the padding rewrite keeps the float function, the QDQ graph has the
-// intended structure (every Conv int8 per channel, Resize left float between DQ and Q with its
-// input's scale, zero point 0 after Relu), the same inputs give the same bytes, bad inputs are
-// clear errors; and on the reference models the int8 outputs stay within the PSNR floor.
+// intended structure (every Conv int8 per channel, Resize left float between DQ and Q, zero point
+// 0 after Relu, a Concat's inputs on its output's scale by default and on their own with
+// per-input), the same inputs give the same bytes, bad inputs are clear errors; and on the
+// reference models the int8 outputs stay within the PSNR floor in both Concat modes.
 #include "modelgen/quantize.h"
 
 #include <gtest/gtest.h>
@@ -95,12 +96,8 @@ TEST(Quantize, PaddingTheDepthwiseBlocksKeepsTheFloatFunction) {
   EXPECT_LE(testing::diff(a, b).max_abs, 1e-5);
 }
 
-TEST(Quantize, TheQdqGraphHasTheIntendedStructureAndIsDeterministic) {
-  const std::string fp32 = read_bytes(testing::synth_models() / "generator.onnx");
-  const auto frames = random_frames(3, 2);
-  const auto report = modelgen::quantize_generator(fp32, frames, {}, testing::two_threads());
-  EXPECT_EQ(report.onnx,
-            modelgen::quantize_generator(fp32, frames, {}, testing::two_threads()).onnx);
+// Checks the QDQ graph of `report`; `shared`: the Concat inputs were given the Concat's scale.
+void expect_intended_structure(const modelgen::QuantizeReport& report, bool shared) {
   const onnx::ModelProto m = load(report.onnx);
   EXPECT_EQ(m.opset_import(0).version(), 13);
   std::map<std::string, const onnx::NodeProto*> producer;
@@ -116,7 +113,11 @@ TEST(Quantize, TheQdqGraphHasTheIntendedStructureAndIsDeterministic) {
     return it != producer.end() && it->second->op_type() == "DequantizeLinear" ? it->second
                                                                                : nullptr;
   };
-  int convs = 0, resizes = 0;
+  auto same_params = [&](const onnx::NodeProto& a, const onnx::NodeProto& b) {
+    return init.at(a.input(1))->raw_data() == init.at(b.input(1))->raw_data() &&
+           init.at(a.input(2))->raw_data() == init.at(b.input(2))->raw_data();
+  };
+  int convs = 0, resizes = 0, concats = 0, concats_on_one_scale = 0;
   for (const auto& n : m.graph().node()) {
     if (n.op_type() == "Conv") {
       ++convs;
@@ -144,19 +145,50 @@ TEST(Quantize, TheQdqGraphHasTheIntendedStructureAndIsDeterministic) {
       const auto& q = consumers[n.output(0)];
       ASSERT_EQ(q.size(), 1u);
       ASSERT_EQ(q[0]->op_type(), "QuantizeLinear");
-      EXPECT_EQ(init.at(q[0]->input(1))->raw_data(), init.at(in->input(1))->raw_data())
-          << "a Resize output must keep its input's scale";
-      EXPECT_EQ(init.at(q[0]->input(2))->raw_data(), init.at(in->input(2))->raw_data());
+      // Per input, a Resize output keeps its input's scale (shared: the Concat's, below).
+      if (!shared) {
+        EXPECT_TRUE(same_params(*q[0], *in)) << "a Resize output changed scale";
+      }
+    }
+    if (n.op_type() == "Concat") {
+      ++concats;
+      const auto& q = consumers[n.output(0)];
+      ASSERT_EQ(q.size(), 1u);
+      ASSERT_EQ(q[0]->op_type(), "QuantizeLinear");
+      bool one_scale = true;
+      for (const auto& input : n.input()) {
+        const auto* dq = dq_of(input);
+        ASSERT_NE(dq, nullptr) << n.name() << ": float Concat input";
+        one_scale = one_scale && same_params(*dq, *q[0]);
+      }
+      concats_on_one_scale += one_scale ? 1 : 0;
     }
   }
   EXPECT_EQ(convs, report.convs);
   EXPECT_EQ(convs, 93);
   EXPECT_EQ(resizes, 5);
+  EXPECT_EQ(concats, 6);
+  EXPECT_EQ(report.shared_concats, shared ? 6 : 0);
+  // Per input, the ranges differ (random weights), so no Concat is a plain copy by chance.
+  EXPECT_EQ(concats_on_one_scale, shared ? 6 : 0);
   // The contract is unchanged: float inputs and output, same names.
   ASSERT_EQ(m.graph().output_size(), 1);
   EXPECT_EQ(m.graph().output(0).name(), "output");
   EXPECT_EQ(producer.at("output")->op_type(), "DequantizeLinear");
   EXPECT_EQ(producer.at(producer.at("output")->input(0))->op_type(), "QuantizeLinear");
+}
+
+TEST(Quantize, TheQdqGraphHasTheIntendedStructureAndIsDeterministic) {
+  const std::string fp32 = read_bytes(testing::synth_models() / "generator.onnx");
+  const auto frames = random_frames(3, 2);
+  const auto report = modelgen::quantize_generator(fp32, frames, {}, testing::two_threads());
+  EXPECT_EQ(report.onnx,
+            modelgen::quantize_generator(fp32, frames, {}, testing::two_threads()).onnx);
+  expect_intended_structure(report, /*shared=*/true);
+  modelgen::QuantizeOptions per_input;
+  per_input.concat_scales = modelgen::ConcatScales::kPerInput;
+  const auto exact = modelgen::quantize_generator(fp32, frames, per_input, testing::two_threads());
+  expect_intended_structure(exact, /*shared=*/false);
 }
 
 // The reference generator, calibrated on the reference avatar's ROIs and speech features (its
@@ -176,17 +208,21 @@ TEST(Quantize, TheReferenceGeneratorStaysAboveThePsnrFloor) {
     expected.insert(expected.end(), out.begin(), out.end());
   }
   const std::string fp32 = read_bytes(testing::reference_models() / "generator.onnx");
-  const auto report = modelgen::quantize_generator(fp32, frames, {}, testing::two_threads());
-  EXPECT_EQ(report.padded_blocks, 1);
-  EXPECT_EQ(report.convs, 93);
-  write(dir / "int8.onnx", report.onnx);
-  const auto int8 = run_generator(dir / "int8.onnx", frames);
   const auto float32 = run_generator(testing::reference_models() / "generator.onnx", frames);
-  const double db = psnr(int8, expected);
-  std::printf("int8 vs PyTorch: %.2f dB; fp32 ONNX Runtime vs PyTorch: %.1f dB\n", db,
-              psnr(float32, expected));
-  EXPECT_GE(db, 38.0);
-  EXPECT_LT(db, 60.0) << "suspiciously close: is it still float?";
+  std::printf("fp32 ONNX Runtime vs PyTorch: %.1f dB\n", psnr(float32, expected));
+  for (const auto mode : {modelgen::ConcatScales::kShared, modelgen::ConcatScales::kPerInput}) {
+    modelgen::QuantizeOptions options;
+    options.concat_scales = mode;
+    const auto report = modelgen::quantize_generator(fp32, frames, options, testing::two_threads());
+    EXPECT_EQ(report.padded_blocks, 1);
+    EXPECT_EQ(report.convs, 93);
+    write(dir / "int8.onnx", report.onnx);
+    const double db = psnr(run_generator(dir / "int8.onnx", frames), expected);
+    std::printf("int8 (concat scales %s) vs PyTorch: %.2f dB\n",
+                std::string(modelgen::to_string(mode)).c_str(), db);
+    EXPECT_GE(db, 38.0);
+    EXPECT_LT(db, 60.0) << "suspiciously close: is it still float?";
+  }
 }
 
 TEST(Quantize, BadInputsAreClearErrors) {
@@ -205,6 +241,10 @@ TEST(Quantize, BadInputsAreClearErrors) {
   EXPECT_NE(message([] {
               modelgen::parse_calibration("entropy");
             }).find("--calibration entropy: unknown method; expected minmax or percentile"),
+            std::string::npos);
+  EXPECT_NE(message([] {
+              modelgen::parse_concat_scales("exact");
+            }).find("--concat-scales exact: unknown choice; expected shared or per-input"),
             std::string::npos);
   EXPECT_NE(message([&] {
               modelgen::quantize_generator("not onnx", frames, {}, testing::two_threads());
