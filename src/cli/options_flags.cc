@@ -34,9 +34,8 @@ void InferFlags::add_to(CLI::App& cmd) {
                      std::to_string(infer::InferOptions{}.encoder_batch) + ")");
   cmd.add_option("--parallel-runs", parallel_runs,
                  "Generator batches run at once, each on budget / N threads (infer.parallel_runs; "
-                 "default " +
-                     std::to_string(infer::InferOptions{}.parallel_runs) + ")")
-      ->check(CLI::Range(1, 64));
+                 "default 0: the thread budget in render on the CPU, else 1)")
+      ->check(CLI::Range(0, 64));
 }
 
 infer::InferOptions InferFlags::to_infer_options() const {

@@ -61,6 +61,8 @@ Loaded load_inputs(const std::string& avatar_dir, const std::string& models_dir,
   if (!flags.audio.config_path.empty()) l.config = load_config_file(flags.audio.config_path);
   l.config.audio = flags.to_audio_options();
   l.config.infer = flags.to_infer_options();
+  // Rendering is throughput work: automatic parallel runs resolve to one run per core on the CPU.
+  l.config.infer.parallel_runs = l.config.infer.resolved_parallel_runs(/*throughput=*/true);
   l.audio_path = audio_path.empty() ? demo_speech_path() : fs::path(audio_path);
   l.audio = std::make_unique<audio::AudioFileReader>(l.audio_path, l.config.audio.max_seconds);
   const auto expected = l.audio->expected_samples();
@@ -155,6 +157,8 @@ void run_render(const RenderArgs& args) {
                               {"seconds", stats.seconds},
                               {"fps", stats.frames / std::max(stats.seconds, 1e-9)},
                               {"audio_seconds", audio::seconds_for_samples(stats.audio_samples)},
+                              {"batch", renderer.batch()},
+                              {"parallel_runs", in.models->generator().parallel_runs()},
                               {"ms_per_frame", stage_ms_per_frame(stats)},
                               {"output", args.output}}
                    .dump()
@@ -167,10 +171,10 @@ struct BenchRenderArgs {
   std::string models;
   std::string avatar;
   int frames = 100;
-  int batch = 4;
+  int batch = 0;  // render.batch's automatic choice
   int threads = 0;
   int intra_op_threads = 0;
-  int parallel_runs = infer::InferOptions{}.parallel_runs;
+  int parallel_runs = 0;  // infer.parallel_runs's automatic choice, as `lipsync render` resolves it
   int repeat = 3;
   bool spinning = false;
 };
@@ -191,11 +195,16 @@ void run_bench_render(const BenchRenderArgs& args) {
   infer_options.parallel_runs = args.parallel_runs;
   infer_options.validate();
   if (args.threads > 0) core::set_thread_budget(args.threads);  // the stage pools match
+  infer_options.parallel_runs = infer_options.resolved_parallel_runs(/*throughput=*/true);
   const infer::Models models(args.models, infer_options);
   const fs::path avatar_dir = args.avatar.empty() ? demo_avatar_dir() : fs::path(args.avatar);
   const auto avatar = avatar::Avatar::open(avatar_dir, avatar::AvatarOptions{});
   const std::vector<float> samples = speech_for_frames(args.frames);
   const int frames = audio::clip_frames_for_samples(samples.size());
+  pipeline::RenderOptions options;
+  options.batch = args.batch;
+  const pipeline::OfflineRenderer renderer(avatar, models, options);
+  const int batch = renderer.batch();
 
   // 1. Work other than the networks, one core, warm ROI cache: pack + composite + JPEG q75.
   std::vector<float> image(infer::kImageInputSize);
@@ -223,7 +232,7 @@ void run_bench_render(const BenchRenderArgs& args) {
 
   // 2 and 3, alternated `repeat` times so drift in machine speed hits both alike: the generator
   // alone on the very inputs the renderer will make (the clip's ROIs on the template walk and its
-  // audio features, in batches of args.batch, packed beforehand; only the runs are timed, from
+  // audio features, in batches of `batch`, packed beforehand; only the runs are timed, from
   // parallel_runs threads at once as the scheduler's runners would run them), and the whole
   // renderer on the same clip into a JPEG sink.
   const infer::AudioEncoder& encoder = models.encoder();
@@ -233,8 +242,8 @@ void run_bench_render(const BenchRenderArgs& args) {
     std::vector<float> images, audios;
   };
   std::vector<PackedBatch> batches;  // about 10 MB per batch of 4
-  const auto n = static_cast<std::size_t>(args.batch);
-  for (int first = 0; first + args.batch <= frames; first += args.batch) {
+  const auto n = static_cast<std::size_t>(batch);
+  for (int first = 0; first + batch <= frames; first += batch) {
     PackedBatch& b =
         batches.emplace_back(PackedBatch{std::vector<float>(n * infer::kImageInputSize),
                                          std::vector<float>(n * infer::kAudioInputSize)});
@@ -252,7 +261,7 @@ void run_bench_render(const BenchRenderArgs& args) {
     auto run_batches = [&] {
       std::vector<float> output(n * infer::kOutputSize);
       for (std::size_t b = next++; b < batches.size(); b = next++) {
-        models.generator().run(args.batch, batches[b].images, batches[b].audios, output);
+        models.generator().run(batch, batches[b].images, batches[b].audios, output);
       }
     };
     core::Stopwatch sw;
@@ -260,18 +269,15 @@ void run_bench_render(const BenchRenderArgs& args) {
     for (int r = 1; r < infer_options.parallel_runs; ++r) others.emplace_back(run_batches);
     run_batches();
     for (auto& t : others) t.join();
-    return static_cast<double>(batches.size()) * args.batch / (sw.elapsed_ms() / 1000.0);
+    return static_cast<double>(batches.size()) * batch / (sw.elapsed_ms() / 1000.0);
   };
-  pipeline::RenderOptions options;
-  options.batch = args.batch;
-  const pipeline::OfflineRenderer renderer(avatar, models, options);
   pipeline::RenderStats s;
   auto renderer_pass = [&] {
     pipeline::DiscardingJpegSink sink(render::OutputOptions{}.jpeg_quality);
     s = renderer.render(samples, sink);
     return s.frames / s.seconds;
   };
-  models.generator().warm_up(args.batch);
+  models.generator().warm_up(batch);
   std::vector<double> generator_runs, renderer_runs;
   for (int r = 0; r < args.repeat; ++r) {
     generator_runs.push_back(generator_pass());
@@ -285,7 +291,7 @@ void run_bench_render(const BenchRenderArgs& args) {
       {"avatar", avatar_dir.string()},
       {"frame_size", std::to_string(avatar->width()) + "x" + std::to_string(avatar->height())},
       {"frames", frames},
-      {"batch", args.batch},
+      {"batch", batch},
       {"generator_only_fps", generator_fps},
       {"renderer_fps", renderer_fps},
       {"generator_only_fps_runs", generator_runs},
@@ -317,7 +323,9 @@ void add_render_commands(CLI::App& app) {
                   "OUT.mp4 (video with the audio) or a folder (frames %05d.png / .jpg)")
       ->required();
   cmd->add_option("--start-frame", args->start_frame, "Template frame the walk starts from");
-  cmd->add_option("--batch", args->batch, "Generator frames per run (render.batch; default 4)");
+  cmd->add_option("--batch", args->batch,
+                  "Generator frames per run (render.batch; default 0: 1 with parallel runs, "
+                  "else 4)");
   cmd->add_option("--format", args->format, "Frames in a folder: png (lossless) or jpeg")
       ->capture_default_str();
   cmd->add_flag("--quiet", args->quiet, "No progress bar");
@@ -333,9 +341,10 @@ void add_render_commands(CLI::App& app) {
   bcmd->add_option("--frames", bargs->frames, "Frames to render")
       ->capture_default_str()
       ->check(CLI::Range(10, 100000));
-  bcmd->add_option("--batch", bargs->batch, "Generator frames per run")
+  bcmd->add_option("--batch", bargs->batch,
+                   "Generator frames per run (0: as render chooses, 1 with parallel runs, else 4)")
       ->capture_default_str()
-      ->check(CLI::Range(1, 256));
+      ->check(CLI::Range(0, 256));
   bcmd->add_option("--threads", bargs->threads,
                    "Thread budget (cpu.threads; 0: the CPUs this process may run on)")
       ->capture_default_str()
@@ -349,9 +358,10 @@ void add_render_commands(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
   bcmd->add_option("--parallel-runs", bargs->parallel_runs,
-                   "Generator batches at once, each on budget / N threads (infer.parallel_runs)")
+                   "Generator batches at once, each on budget / N threads (infer.parallel_runs; "
+                   "0: as render chooses, the thread budget on the CPU)")
       ->capture_default_str()
-      ->check(CLI::Range(1, 64));
+      ->check(CLI::Range(0, 64));
   bcmd->add_flag("--spinning", bargs->spinning,
                  "Let ONNX Runtime's threads spin between runs (infer.allow_spinning)");
   bcmd->callback([bargs] { run_bench_render(*bargs); });

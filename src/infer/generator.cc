@@ -21,7 +21,7 @@ std::vector<TensorSpec> generator_outputs() {
 
 Generator::Generator(const std::filesystem::path& model, const InferOptions& options)
     : session_(model, options, generator_inputs(), generator_outputs()),
-      parallel_runs_(options.parallel_runs),
+      parallel_runs_(options.resolved_parallel_runs(/*throughput=*/false)),
       pool_(24) {}
 
 GeneratorBatch Generator::make_batch(int size) const {

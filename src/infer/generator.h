@@ -70,7 +70,8 @@ class Generator {
            std::span<float> output) const;
 
   const Session& session() const { return session_; }
-  // How many batches the scheduler runs at once (infer.parallel_runs).
+  // How many batches the scheduler runs at once (infer.parallel_runs; automatic is 1 here:
+  // `lipsync render` resolves it before it loads the models).
   int parallel_runs() const { return parallel_runs_; }
 
  private:

@@ -28,9 +28,10 @@ const core::ConfigTable<InferOptions>& InferOptions::config() {
           .boolean("allow_spinning", &InferOptions::allow_spinning,
                    "ONNX Runtime's threads spin between runs (faster alone, slower beside the "
                    "stage threads and other processes on the same cores)")
-          .integer("parallel_runs", &InferOptions::parallel_runs, 1, 64,
+          .integer("parallel_runs", &InferOptions::parallel_runs, 0, 64,
                    "generator batches run at once per model, each on its own scheduler runner "
-                   "(more throughput, longer batches)");
+                   "(more throughput, longer batches); 0 = the thread budget in `lipsync render` "
+                   "on the CPU provider, else 1");
   return table;
 }
 
@@ -40,7 +41,13 @@ void InferOptions::validate() const {
 
 int InferOptions::resolved_intra_op_threads() const {
   if (intra_op_threads > 0) return intra_op_threads;
-  return std::max(1, core::thread_budget() / parallel_runs);
+  return std::max(1, core::thread_budget() / resolved_parallel_runs(false));
+}
+
+int InferOptions::resolved_parallel_runs(bool throughput) const {
+  if (parallel_runs > 0) return parallel_runs;
+  const bool cpu = execution_providers.empty() || execution_providers.front() == "cpu";
+  return throughput && cpu ? core::thread_budget() : 1;
 }
 
 std::string_view to_string(GraphOptimization level) {

@@ -31,18 +31,24 @@ struct InferOptions {
   // compositing, encoding) need between runs (README: thread budget).
   bool allow_spinning = false;
   // Config key infer.parallel_runs: generator batches a model runs at once, each on its own
-  // scheduler runner thread (1..64). With intra_op_threads at 0 each run gets the thread budget
-  // divided by this (at least 1): two one-thread runs on two cores keep both busy without the
-  // synchronisation a two-thread run waits on whenever another thread takes one of its cores.
-  int parallel_runs = 1;
+  // scheduler runner thread (0..64; 0: automatic, resolved_parallel_runs()). With
+  // intra_op_threads at 0 each run gets the thread budget divided by this (at least 1): two
+  // one-thread runs on two cores keep both busy without the synchronisation a two-thread run
+  // waits on whenever another thread takes one of its cores.
+  int parallel_runs = 0;
 
   // Throws Error::Code::kInvalidInput naming the key when a value is out of range or unknown.
   void validate() const;
   // The `infer.*` config keys.
   static const core::ConfigTable<InferOptions>& config();
   // The thread count ONNX Runtime gets per run (intra_op_threads, or when 0 the thread budget
-  // divided by parallel_runs, at least 1).
+  // divided by resolved_parallel_runs(false), at least 1).
   int resolved_intra_op_threads() const;
+  // parallel_runs, or when it is 0: for `throughput` work (`lipsync render`) on the CPU provider
+  // (first in execution_providers) the thread budget, one-thread runs on every core, which gives
+  // the most frames per second; otherwise 1, each batch on every thread, as soon as it can be
+  // (the server's live sessions, and a GPU).
+  int resolved_parallel_runs(bool throughput) const;
 };
 
 // "disabled", "basic", "extended", "all".

@@ -46,7 +46,9 @@ class FrameSink {
 };
 
 struct RenderOptions {
-  int batch = 4;        // config key render.batch: generator frames per run (1..256)
+  // Config key render.batch: generator frames per run (0..256; 0: automatic, 1 when the generator
+  // makes several runs at once, one frame each stays in its core's cache, else 4).
+  int batch = 0;
   int start_frame = 0;  // template frame the walk starts from (0..n-1; not a config key)
   int window_frames = PipelineOptions{}.window_frames;  // pipeline.window_frames
   audio::AudioOptions audio;
@@ -84,6 +86,9 @@ class OfflineRenderer {
   // The same, reading the audio from a file in pieces.
   RenderStats render(audio::AudioFileReader& audio, FrameSink& sink,
                      const std::function<void(int, int)>& progress = {}) const;
+
+  // Generator frames per run: render.batch, resolved when it is 0.
+  int batch() const { return options_.batch; }
 
  private:
   // Reads up to n samples; empty at the end.
