@@ -3,9 +3,11 @@ find_package(Threads REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(SNDFILE REQUIRED IMPORTED_TARGET sndfile)
 pkg_check_modules(SOXR REQUIRED IMPORTED_TARGET soxr)
-# FFmpeg's libraries (video import, MP4 output) and TurboJPEG (JPEG frames).
+# FFmpeg's libraries (video import, MP4 output), TurboJPEG (JPEG frames) and libjpeg's own API
+# (restart markers, for spliced JPEG frames).
 pkg_check_modules(AV REQUIRED IMPORTED_TARGET libavformat libavcodec libavutil libswscale)
 pkg_check_modules(TURBOJPEG REQUIRED IMPORTED_TARGET libturbojpeg)
+pkg_check_modules(JPEG REQUIRED IMPORTED_TARGET libjpeg)
 # Model import: PyTorch .pth checkpoints are zip archives; sha256 of the imported files.
 pkg_check_modules(LIBZIP REQUIRED IMPORTED_TARGET libzip)
 pkg_check_modules(CRYPTO REQUIRED IMPORTED_TARGET libcrypto)

@@ -76,7 +76,10 @@ const core::ConfigTable<AvatarOptions>& AvatarOptions::config() {
           .integer("frame_cache_mb", &AvatarOptions::frame_cache_mb, 1, 1048576,
                    "budget for decoded template frames (least recently used go first)")
           .integer("roi_cache_mb", &AvatarOptions::roi_cache_mb, 1, 1048576,
-                   "budget for the per-frame 328 x 328 crops the ROIs come from");
+                   "budget for the per-frame 328 x 328 crops the ROIs come from")
+          .integer("jpeg_cache_mb", &AvatarOptions::jpeg_cache_mb, 0, 1048576,
+                   "budget for JPEG frames kept per template frame: later JPEG frames on it "
+                   "re-encode only the face's region (the same bytes); 0 = every frame whole");
   return table;
 }
 
@@ -195,6 +198,7 @@ std::shared_ptr<const Avatar> Avatar::open(const std::filesystem::path& dir,
       static_cast<std::size_t>(options.frame_cache_mb) << 20);
   a->canvases_ = std::make_unique<core::LruCache<int, cv::Mat>>(
       static_cast<std::size_t>(options.roi_cache_mb) << 20);
+  a->jpeg_cache_bytes_ = static_cast<std::size_t>(options.jpeg_cache_mb) << 20;
   (void)a->frame(0);  // the first frame must decode and have the stated size
   return a;
 }

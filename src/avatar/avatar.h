@@ -34,6 +34,10 @@ struct AvatarOptions {
   int frame_cache_mb = 512;
   // Config key avatar.roi_cache_mb: budget for the per-frame 328 x 328 crops (1..1048576).
   int roi_cache_mb = 256;
+  // Config key avatar.jpeg_cache_mb: budget for JPEG frames kept per template frame, so that the
+  // next frames on it re-encode only the face's region (render/jpeg_splice.h); 0 = none kept,
+  // every frame is encoded whole (0..1048576).
+  int jpeg_cache_mb = 64;
   // Throws Error::Code::kInvalidInput naming the key.
   void validate() const;
   // The `avatar.*` config keys.
@@ -93,6 +97,8 @@ class Avatar {
 
   // Bytes held by the two caches (for tests and metrics).
   std::size_t cached_bytes() const;
+  // avatar.jpeg_cache_mb in bytes: what the JPEG splice cache of this avatar may hold.
+  std::size_t jpeg_cache_bytes() const { return jpeg_cache_bytes_; }
   const core::LruCache<int, cv::Mat>& frame_cache() const { return *frames_; }
   const core::LruCache<int, cv::Mat>& canvas_cache() const { return *canvases_; }
 
@@ -105,6 +111,7 @@ class Avatar {
   std::vector<CropRect> rects_;
   std::unique_ptr<core::LruCache<int, cv::Mat>> frames_;
   std::unique_ptr<core::LruCache<int, cv::Mat>> canvases_;
+  std::size_t jpeg_cache_bytes_ = 0;
 };
 
 // Packs a 328 x 328 canvas into the generator input [6][320][320] (see pack_generator_input).

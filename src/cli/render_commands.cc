@@ -28,6 +28,7 @@
 #include "pipeline/offline_renderer.h"
 #include "render/compositor.h"
 #include "render/image_encoder.h"
+#include "render/jpeg_splice.h"
 
 namespace lipsync::cli {
 namespace {
@@ -229,6 +230,21 @@ void run_bench_render(const BenchRenderArgs& args) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
   };
+  // The same composite and JPEG when the frame is spliced into its template frame's last one
+  // (every visit after a template frame's first, render/jpeg_splice.h).
+  std::vector<double> spliced_ms;
+  if (avatar->jpeg_cache_bytes() > 0) {
+    render::JpegSpliceCache splices(avatar, avatar->jpeg_cache_bytes());
+    const int quality = render::OutputOptions{}.jpeg_quality;
+    for (int t = 0; t < std::min(n_templates, 25); ++t) {
+      (void)splices.composite_and_encode(t, fake_output, quality);
+    }
+    for (int i = 0; i < 50; ++i) {
+      core::Stopwatch a;
+      (void)splices.composite_and_encode(i % std::min(n_templates, 25), fake_output, quality);
+      spliced_ms.push_back(a.elapsed_ms());
+    }
+  }
 
   // 2 and 3, alternated `repeat` times so drift in machine speed hits both alike: the generator
   // alone on the very inputs the renderer will make (the clip's ROIs on the template walk and its
@@ -302,7 +318,8 @@ void run_bench_render(const BenchRenderArgs& args) {
        {{"roi_pack", median(pack_ms)},
         {"composite", median(composite_ms)},
         {"jpeg_q75", median(encode_ms)},
-        {"total", median(pack_ms) + median(composite_ms) + median(encode_ms)}}},
+        {"total", median(pack_ms) + median(composite_ms) + median(encode_ms)},
+        {"composite_and_jpeg_q75_spliced", spliced_ms.empty() ? 0.0 : median(spliced_ms)}}},
       {"renderer_ms_per_frame", stage_ms_per_frame(s)},
       {"intra_op_threads", infer_options.resolved_intra_op_threads()},
       {"parallel_runs", infer_options.parallel_runs}};

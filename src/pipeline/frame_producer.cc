@@ -323,23 +323,41 @@ void FrameProducer::composite_and_deliver(int index,
     ProducedFrame frame;
     frame.index = index;
     frame.template_frame = template_for(index);
-    thread_local cv::Mat scratch;  // the composited frame when only its encoding is kept
-    cv::Mat& image = settings_.keep_image ? frame.image : scratch;
-    core::Stopwatch sw;
-    render::composite(*target_.avatar, frame.template_frame, batch->output(slot), image);
+    const std::span<const float> output = batch->output(slot);
+    double composite_ms = 0;
+    double encode_ms = 0;
+    if (settings_.encoding == FrameEncoding::kJpeg && !settings_.keep_image &&
+        target_.jpeg_splices != nullptr && target_.jpeg_splices->avatar() == target_.avatar) {
+      // Only the encoding is kept: spliced into this template frame's last whole one.
+      frame.encoded = target_.jpeg_splices->composite_and_encode(
+          frame.template_frame, output, settings_.jpeg_quality, &composite_ms, &encode_ms);
+    } else {
+      thread_local cv::Mat scratch;  // the composited frame when only its encoding is kept
+      cv::Mat& image = settings_.keep_image ? frame.image : scratch;
+      core::Stopwatch sw;
+      render::composite(*target_.avatar, frame.template_frame, output, image);
+      composite_ms = sw.elapsed_ms();
+      if (settings_.encoding != FrameEncoding::kNone) {
+        sw.reset();
+        if (settings_.encoding == FrameEncoding::kPng) {
+          frame.encoded = render::encode_png(image);
+        } else if (target_.jpeg_splices != nullptr &&
+                   target_.jpeg_splices->avatar() == target_.avatar) {
+          frame.encoded =
+              target_.jpeg_splices->encode(frame.template_frame, image, settings_.jpeg_quality);
+        } else {
+          frame.encoded = render::encode_jpeg(image, settings_.jpeg_quality);
+        }
+        encode_ms = sw.elapsed_ms();
+      }
+    }
     if (settings_.keep_output) {
       frame.batch = batch;
       frame.slot = slot;
     }
     batch.reset();  // the batch's buffers go back to the pool once its last frame is done
-    observe("composite", sw.elapsed_ms());
-    if (settings_.encoding != FrameEncoding::kNone) {
-      sw.reset();
-      frame.encoded = settings_.encoding == FrameEncoding::kJpeg
-                          ? render::encode_jpeg(image, settings_.jpeg_quality)
-                          : render::encode_png(image);
-      observe("encode", sw.elapsed_ms());
-    }
+    observe("composite", composite_ms);
+    if (settings_.encoding != FrameEncoding::kNone) observe("encode", encode_ms);
     deliver(std::move(frame));
   } catch (const Error& e) {
     fail(e);

@@ -40,6 +40,7 @@
 #include "infer/audio_encoder.h"
 #include "pipeline/feature_track.h"
 #include "pipeline/scheduler.h"
+#include "render/jpeg_splice.h"
 
 namespace lipsync::pipeline {
 
@@ -91,6 +92,8 @@ struct FrameTarget {
   const infer::AudioEncoder* encoder = nullptr;
   Scheduler* scheduler = nullptr;
   core::WorkerPool* workers = nullptr;  // compositing, encoding and the strand
+  // The avatar's JPEG frames to splice into (null: every frame is encoded whole).
+  render::JpegSpliceCache* jpeg_splices = nullptr;
 };
 
 struct ProducedFrame {

@@ -491,7 +491,8 @@ void LiveSession::prepare_picture(std::int64_t tick, Segment segment) {
       render::composite(*target_.avatar, segment.template_frame, batch->output(slot), generated);
       const int n = settings_.live.interrupt_fade_frames;
       const double a = static_cast<double>(n - segment.frame) / (n + 1);
-      picture->bytes = encode(blend(*target_.avatar, segment.template_frame, generated, a));
+      picture->bytes = encode(blend(*target_.avatar, segment.template_frame, generated, a),
+                              segment.template_frame);
     } else {
       picture->bytes = idle_picture(segment.template_frame);
     }
@@ -503,9 +504,15 @@ void LiveSession::prepare_picture(std::int64_t tick, Segment segment) {
   if (picture && tick >= next_index_ && !ended_) pictures_[tick] = std::move(picture);
 }
 
-std::shared_ptr<const std::vector<std::uint8_t>> LiveSession::encode(const cv::Mat& image) const {
+std::shared_ptr<const std::vector<std::uint8_t>> LiveSession::encode(const cv::Mat& image,
+                                                                     int template_frame) const {
   switch (settings_.encoding) {
     case FrameEncoding::kJpeg:
+      if (template_frame >= 0 && target_.jpeg_splices != nullptr &&
+          target_.jpeg_splices->avatar() == target_.avatar) {
+        return std::make_shared<const std::vector<std::uint8_t>>(
+            target_.jpeg_splices->encode(template_frame, image, settings_.jpeg_quality));
+      }
       return std::make_shared<const std::vector<std::uint8_t>>(
           render::encode_jpeg(image, settings_.jpeg_quality));
     case FrameEncoding::kPng:
@@ -619,7 +626,8 @@ void LiveSession::on_speech_frame(const std::shared_ptr<Utterance>& u, ProducedF
   picture->slot = frame.slot;
   picture->producer = producer;
   if (weight < 1.0) {
-    picture->bytes = encode(blend(*target_.avatar, frame.template_frame, frame.image, weight));
+    picture->bytes = encode(blend(*target_.avatar, frame.template_frame, frame.image, weight),
+                            frame.template_frame);
   } else if (settings_.encoding == FrameEncoding::kNone) {
     picture->bytes = encode(frame.image);
   } else {

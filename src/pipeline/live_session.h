@@ -194,7 +194,10 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   void feed(Utterance& u);
   void prefetch_locked(std::int64_t from);
   void prepare_picture(std::int64_t tick, Segment segment);
-  std::shared_ptr<const std::vector<std::uint8_t>> encode(const cv::Mat& image) const;
+  // `image` in the session's encoding. A JPEG of a picture of template frame `template_frame`
+  // that differs from it only in its crop rect (a blend) is spliced (render/jpeg_splice.h).
+  std::shared_ptr<const std::vector<std::uint8_t>> encode(const cv::Mat& image,
+                                                          int template_frame = -1) const;
   std::shared_ptr<const std::vector<std::uint8_t>> idle_picture(int template_frame);
   double buffered_seconds_locked() const;
   void finish(const std::optional<Error>& error);

@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <exception>
 #include <mutex>
+#include <optional>
 
 #include "audio/video_frames.h"
 #include "core/error.h"
@@ -196,11 +197,17 @@ RenderStats OfflineRenderer::render_from(const Reader& read,
 
   // Declared in this order so that they go in reverse: nothing of the producer's outlives the
   // scheduler and workers it uses, and those are stopped explicitly below.
+  std::optional<render::JpegSpliceCache> splices;
+  if (format.encoding == FrameEncoding::kJpeg && !format.needs_image &&
+      avatar_->jpeg_cache_bytes() > 0) {
+    splices.emplace(avatar_, avatar_->jpeg_cache_bytes());
+  }
   core::WorkerPool workers(core::thread_budget());
   Scheduler scheduler(models_->generator(), SchedulerOptions{options_.batch, 0});
   auto consumer = std::make_shared<RenderConsumer>(sink, read, progress, expected_frames);
-  auto producer = FrameProducer::streaming(
-      FrameTarget{avatar_, &models_->encoder(), &scheduler, &workers}, settings, consumer);
+  auto producer = FrameProducer::streaming(FrameTarget{avatar_, &models_->encoder(), &scheduler,
+                                                       &workers, splices ? &*splices : nullptr},
+                                           settings, consumer);
   consumer->attach(producer);
   producer->start();
   try {

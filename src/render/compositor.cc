@@ -9,8 +9,11 @@
 
 namespace lipsync::render {
 
-void composite(const cv::Mat& frame, const avatar::CropRect& rect, const cv::Mat& canvas,
-               std::span<const float> output, cv::Mat& dst) {
+namespace {
+
+// Steps 1-3: the generator output through the canvas, back at the crop's size (into `face`).
+void make_face(const avatar::CropRect& rect, const cv::Mat& canvas, std::span<const float> output,
+               cv::Mat& face) {
   constexpr int kRoi = infer::kRoiSize;
   constexpr std::size_t kPlane = static_cast<std::size_t>(kRoi) * kRoi;
   LIPSYNC_CHECK_EQ(output.size(), infer::kOutputSize);
@@ -30,17 +33,37 @@ void composite(const cv::Mat& frame, const avatar::CropRect& rect, const cv::Mat
     }
   }
   // 3: back to the crop size.
-  thread_local cv::Mat resized;
-  cv::resize(work, resized, cv::Size(rect.width(), rect.height()), 0, 0, cv::INTER_CUBIC);
+  cv::resize(work, face, cv::Size(rect.width(), rect.height()), 0, 0, cv::INTER_CUBIC);
+}
+
+}  // namespace
+
+void composite(const cv::Mat& frame, const avatar::CropRect& rect, const cv::Mat& canvas,
+               std::span<const float> output, cv::Mat& dst) {
+  thread_local cv::Mat face;
+  make_face(rect, canvas, output, face);
   // 4: hard paste into a copy of the template frame.
   frame.copyTo(dst);
-  resized.copyTo(dst(cv::Rect(rect.x1, rect.y1, rect.width(), rect.height())));
+  face.copyTo(dst(cv::Rect(rect.x1, rect.y1, rect.width(), rect.height())));
 }
 
 void composite(const avatar::Avatar& avatar, int template_frame, std::span<const float> output,
                cv::Mat& dst) {
   composite(*avatar.frame(template_frame), avatar.crop_rect(template_frame),
             *avatar.canvas(template_frame), output, dst);
+}
+
+void composite_region(const avatar::Avatar& avatar, int template_frame,
+                      std::span<const float> output, const cv::Rect& region, cv::Mat& dst) {
+  const cv::Mat& frame = *avatar.frame(template_frame);
+  const avatar::CropRect& rect = avatar.crop_rect(template_frame);
+  const cv::Rect face_rect(rect.x1, rect.y1, rect.width(), rect.height());
+  LIPSYNC_CHECK((region & cv::Rect(0, 0, frame.cols, frame.rows)) == region);
+  LIPSYNC_CHECK((face_rect & region) == face_rect);
+  thread_local cv::Mat face;
+  make_face(rect, *avatar.canvas(template_frame), output, face);
+  frame(region).copyTo(dst);
+  face.copyTo(dst(face_rect - region.tl()));
 }
 
 }  // namespace lipsync::render

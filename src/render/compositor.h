@@ -25,4 +25,9 @@ void composite(const cv::Mat& frame, const avatar::CropRect& rect, const cv::Mat
 void composite(const avatar::Avatar& avatar, int template_frame, std::span<const float> output,
                cv::Mat& dst);
 
+// Only `region` of that composite (a rectangle of the frame holding its crop rect): `dst`
+// becomes region.size(), equal to the full composite's pixels there.
+void composite_region(const avatar::Avatar& avatar, int template_frame,
+                      std::span<const float> output, const cv::Rect& region, cv::Mat& dst);
+
 }  // namespace lipsync::render

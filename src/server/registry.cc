@@ -48,7 +48,8 @@ std::string_view to_string(EvictionPolicy policy) {
 }
 
 std::int64_t LoadedModel::memory_bytes() const {
-  return weight_bytes + static_cast<std::int64_t>(avatar->cached_bytes());
+  return weight_bytes + static_cast<std::int64_t>(avatar->cached_bytes()) +
+         static_cast<std::int64_t>(jpeg_splices ? jpeg_splices->used_bytes() : 0);
 }
 
 Registry::Registry(std::vector<ModelSpec> specs, RegistryOptions options, infer::InferOptions infer,
@@ -102,6 +103,10 @@ std::shared_ptr<LoadedModel> Registry::load(Entry& entry) {
   Entry* counted = &entry;
   try {
     model->avatar = avatar::Avatar::open(entry.spec.avatar, avatar_);
+    if (model->avatar->jpeg_cache_bytes() > 0) {
+      model->jpeg_splices = std::make_unique<render::JpegSpliceCache>(
+          model->avatar, model->avatar->jpeg_cache_bytes());
+    }
     model->models = std::make_unique<infer::Models>(entry.spec.models, infer_);
     model->scheduler = std::make_unique<pipeline::Scheduler>(
         model->models->generator(), scheduler_,

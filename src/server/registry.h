@@ -21,6 +21,7 @@
 #include "infer/infer_options.h"
 #include "infer/models.h"
 #include "pipeline/scheduler.h"
+#include "render/jpeg_splice.h"
 
 namespace lipsync::server {
 
@@ -48,8 +49,10 @@ struct LoadedModel {
   std::shared_ptr<const avatar::Avatar> avatar;
   std::unique_ptr<infer::Models> models;
   std::unique_ptr<pipeline::Scheduler> scheduler;
+  // The avatar's JPEG frames that later ones splice into (null when avatar.jpeg_cache_mb is 0).
+  std::unique_ptr<render::JpegSpliceCache> jpeg_splices;
   std::int64_t weight_bytes = 0;  // the ONNX files' sizes
-  // Bytes this model holds now: weights plus the avatar's cached frames and crops.
+  // Bytes this model holds now: weights plus the avatar's cached frames, crops and JPEGs.
   std::int64_t memory_bytes() const;
 };
 

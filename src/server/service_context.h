@@ -38,7 +38,8 @@ struct ServiceContext {
 
   // Where a call's frames come from: the leased model's avatar, encoder and scheduler.
   pipeline::FrameTarget target(const LoadedModel& model) const {
-    return {model.avatar, &model.models->encoder(), model.scheduler.get(), workers};
+    return {model.avatar, &model.models->encoder(), model.scheduler.get(), workers,
+            model.jpeg_splices.get()};
   }
 };
 

@@ -18,6 +18,8 @@
 #include "infer/models.h"
 #include "modelgen/demo_models.h"
 #include "pipeline/frame_sinks.h"
+#include "render/image_encoder.h"
+#include "render/jpeg_splice.h"
 #include "support/media_probe.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
@@ -155,6 +157,55 @@ TEST(OfflineRenderer, DemoMouthFollowsTheSoundAtLagZero) {
   // mouth (up to the round trip's rounding), while speech opens it wide.
   EXPECT_LT(std::abs(sink.darkness.back()), 0.5);
   EXPECT_GT(*std::max_element(sink.darkness.begin(), sink.darkness.end()), 20.0);
+}
+
+// Captures what a render hands its sink: the encoded frames, or the pictures.
+class CaptureSink : public pipeline::FrameSink {
+ public:
+  explicit CaptureSink(pipeline::SinkFormat format) : format_(format) {}
+  pipeline::SinkFormat format() const override { return format_; }
+  void write(int, const cv::Mat& frame, std::vector<std::uint8_t> encoded) override {
+    if (format_.needs_image) images.push_back(frame.clone());
+    jpegs.push_back(std::move(encoded));
+  }
+  void finish() override {}
+  std::vector<cv::Mat> images;
+  std::vector<std::vector<std::uint8_t>> jpegs;
+
+ private:
+  pipeline::SinkFormat format_;
+};
+
+TEST(OfflineRenderer, JpegFramesAreSplicedIntoTheirTemplateFramesExactly) {
+  TempDir dir;
+  avatar::write_demo_avatar(dir / "demo", 10, 320, 240);
+  const auto avatar = avatar::Avatar::open(dir / "demo", {});
+  avatar::AvatarOptions no_cache;
+  no_cache.jpeg_cache_mb = 0;
+  const auto whole_avatar = avatar::Avatar::open(dir / "demo", no_cache);
+  const infer::Models models(testing::demo_models(), two_threads());
+  const auto samples = audio::load_audio_file(demo_speech());
+  CaptureSink pictures({pipeline::FrameEncoding::kNone, 75, true});
+  CaptureSink spliced({pipeline::FrameEncoding::kJpeg, 75, false});
+  CaptureSink whole({pipeline::FrameEncoding::kJpeg, 75, false});
+  pipeline::OfflineRenderer(avatar, models, {}).render(samples, pictures);
+  pipeline::OfflineRenderer(avatar, models, {}).render(samples, spliced);
+  pipeline::OfflineRenderer(whole_avatar, models, {}).render(samples, whole);
+  const std::size_t frames = pictures.images.size();
+  ASSERT_GT(frames, 20u);  // every template frame is visited more than once
+  ASSERT_EQ(spliced.jpegs.size(), frames);
+  ASSERT_EQ(whole.jpegs.size(), frames);
+  for (std::size_t i = 0; i < frames; ++i) {
+    // Spliced: the bytes of the whole picture encoded with restart markers.
+    EXPECT_TRUE(spliced.jpegs[i] == render::encode_jpeg_segmented(pictures.images[i], 75).bytes)
+        << "frame " << i;
+    // Without the cache: TurboJPEG's encoding. Both decode to the same pixels.
+    EXPECT_TRUE(whole.jpegs[i] == render::encode_jpeg(pictures.images[i], 75)) << "frame " << i;
+    EXPECT_EQ(cv::norm(cv::imdecode(spliced.jpegs[i], cv::IMREAD_COLOR),
+                       cv::imdecode(whole.jpegs[i], cv::IMREAD_COLOR), cv::NORM_INF),
+              0.0)
+        << "frame " << i;
+  }
 }
 
 TEST(OfflineRenderer, Mp4HasTheFramesAndTheAudio) {

@@ -24,6 +24,7 @@
 #include "monolithic.grpc.pb.h"
 #include "pipeline/offline_renderer.h"
 #include "render/image_encoder.h"
+#include "render/jpeg_splice.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
 
@@ -125,7 +126,12 @@ std::vector<float>* ServerTest::speech_ = nullptr;
 class JpegSink : public pipeline::FrameSink {
  public:
   void write(int, const cv::Mat& frame, std::vector<std::uint8_t>) override {
-    jpegs.push_back(render::encode_jpeg(frame, 75));
+    // The server splices its JPEG frames (render/jpeg_splice.h): the bytes of a whole encoding
+    // with restart markers, which decodes to encode_jpeg's pixels.
+    jpegs.push_back(render::encode_jpeg_segmented(frame, 75).bytes);
+    const cv::Mat a = cv::imdecode(jpegs.back(), cv::IMREAD_COLOR);
+    const cv::Mat b = cv::imdecode(render::encode_jpeg(frame, 75), cv::IMREAD_COLOR);
+    EXPECT_EQ(cv::norm(a, b, cv::NORM_INF), 0.0);
   }
   void finish() override {}
   std::vector<std::vector<std::uint8_t>> jpegs;
