@@ -242,8 +242,8 @@ std::shared_ptr<const cv::Mat> Avatar::canvas(int index) const {
     const auto full = frame(index);
     const CropRect& r = rects_[index];
     auto out = std::make_shared<cv::Mat>();
-    cv::resize((*full)(cv::Rect(r.x1, r.y1, r.width(), r.height())), *out,
-               cv::Size(kCanvasSize, kCanvasSize), 0, 0, cv::INTER_CUBIC);
+    cv::resize((*full)(as_cv_rect(r)), *out, cv::Size(kCanvasSize, kCanvasSize), 0, 0,
+               cv::INTER_CUBIC);
     return std::pair{std::shared_ptr<const cv::Mat>(out), out->total() * out->elemSize()};
   });
 }

@@ -114,6 +114,11 @@ class Avatar {
   std::size_t jpeg_cache_bytes_ = 0;
 };
 
+// The crop rect as an OpenCV rectangle (x1, y1, width, height).
+inline cv::Rect as_cv_rect(const CropRect& r) {
+  return {r.x1, r.y1, r.width(), r.height()};
+}
+
 // Packs a 328 x 328 canvas into the generator input [6][320][320] (see pack_generator_input).
 void pack_canvas(const cv::Mat& canvas, std::span<float> out);
 

@@ -326,10 +326,11 @@ void FrameProducer::composite_and_deliver(int index,
     const std::span<const float> output = batch->output(slot);
     double composite_ms = 0;
     double encode_ms = 0;
-    if (settings_.encoding == FrameEncoding::kJpeg && !settings_.keep_image &&
-        target_.jpeg_splices != nullptr && target_.jpeg_splices->avatar() == target_.avatar) {
+    render::JpegSpliceCache* const splices =
+        settings_.encoding == FrameEncoding::kJpeg ? target_.splices() : nullptr;
+    if (splices != nullptr && !settings_.keep_image) {
       // Only the encoding is kept: spliced into this template frame's last whole one.
-      frame.encoded = target_.jpeg_splices->composite_and_encode(
+      frame.encoded = splices->composite_and_encode(
           frame.template_frame, output, settings_.jpeg_quality, &composite_ms, &encode_ms);
     } else {
       thread_local cv::Mat scratch;  // the composited frame when only its encoding is kept
@@ -341,10 +342,8 @@ void FrameProducer::composite_and_deliver(int index,
         sw.reset();
         if (settings_.encoding == FrameEncoding::kPng) {
           frame.encoded = render::encode_png(image);
-        } else if (target_.jpeg_splices != nullptr &&
-                   target_.jpeg_splices->avatar() == target_.avatar) {
-          frame.encoded =
-              target_.jpeg_splices->encode(frame.template_frame, image, settings_.jpeg_quality);
+        } else if (splices != nullptr) {
+          frame.encoded = splices->encode(frame.template_frame, image, settings_.jpeg_quality);
         } else {
           frame.encoded = render::encode_jpeg(image, settings_.jpeg_quality);
         }

@@ -94,6 +94,11 @@ struct FrameTarget {
   core::WorkerPool* workers = nullptr;  // compositing, encoding and the strand
   // The avatar's JPEG frames to splice into (null: every frame is encoded whole).
   render::JpegSpliceCache* jpeg_splices = nullptr;
+
+  // jpeg_splices when it is this avatar's, else null.
+  render::JpegSpliceCache* splices() const {
+    return jpeg_splices != nullptr && jpeg_splices->avatar() == avatar ? jpeg_splices : nullptr;
+  }
 };
 
 struct ProducedFrame {

@@ -41,8 +41,7 @@ std::int16_t to_s16(float v) {
 cv::Mat blend(const avatar::Avatar& avatar, int template_frame, const cv::Mat& generated,
               double a) {
   cv::Mat out = avatar.frame(template_frame)->clone();
-  const auto& r = avatar.crop_rect(template_frame);
-  const cv::Rect box(r.x1, r.y1, r.width(), r.height());
+  const cv::Rect box = avatar::as_cv_rect(avatar.crop_rect(template_frame));
   cv::addWeighted(generated(box), a, (*avatar.frame(template_frame))(box), 1.0 - a, 0.0, out(box));
   return out;
 }
@@ -508,10 +507,9 @@ std::shared_ptr<const std::vector<std::uint8_t>> LiveSession::encode(const cv::M
                                                                      int template_frame) const {
   switch (settings_.encoding) {
     case FrameEncoding::kJpeg:
-      if (template_frame >= 0 && target_.jpeg_splices != nullptr &&
-          target_.jpeg_splices->avatar() == target_.avatar) {
+      if (template_frame >= 0 && target_.splices() != nullptr) {
         return std::make_shared<const std::vector<std::uint8_t>>(
-            target_.jpeg_splices->encode(template_frame, image, settings_.jpeg_quality));
+            target_.splices()->encode(template_frame, image, settings_.jpeg_quality));
       }
       return std::make_shared<const std::vector<std::uint8_t>>(
           render::encode_jpeg(image, settings_.jpeg_quality));

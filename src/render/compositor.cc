@@ -44,7 +44,7 @@ void composite(const cv::Mat& frame, const avatar::CropRect& rect, const cv::Mat
   make_face(rect, canvas, output, face);
   // 4: hard paste into a copy of the template frame.
   frame.copyTo(dst);
-  face.copyTo(dst(cv::Rect(rect.x1, rect.y1, rect.width(), rect.height())));
+  face.copyTo(dst(avatar::as_cv_rect(rect)));
 }
 
 void composite(const avatar::Avatar& avatar, int template_frame, std::span<const float> output,
@@ -57,7 +57,7 @@ void composite_region(const avatar::Avatar& avatar, int template_frame,
                       std::span<const float> output, const cv::Rect& region, cv::Mat& dst) {
   const cv::Mat& frame = *avatar.frame(template_frame);
   const avatar::CropRect& rect = avatar.crop_rect(template_frame);
-  const cv::Rect face_rect(rect.x1, rect.y1, rect.width(), rect.height());
+  const cv::Rect face_rect = avatar::as_cv_rect(rect);
   LIPSYNC_CHECK((region & cv::Rect(0, 0, frame.cols, frame.rows)) == region);
   LIPSYNC_CHECK((face_rect & region) == face_rect);
   thread_local cv::Mat face;

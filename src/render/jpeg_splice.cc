@@ -152,11 +152,6 @@ void index_segments(SegmentedJpeg& jpeg) {
   }
 }
 
-cv::Rect face_rect(const avatar::Avatar& avatar, int template_frame) {
-  const avatar::CropRect& r = avatar.crop_rect(template_frame);
-  return {r.x1, r.y1, r.width(), r.height()};
-}
-
 std::int64_t cache_key(int template_frame, int quality) {
   return static_cast<std::int64_t>(template_frame) * 128 + quality;
 }
@@ -256,7 +251,8 @@ std::vector<std::uint8_t> JpegSpliceCache::composite_and_encode(int template_fra
   core::Stopwatch sw;
   std::vector<std::uint8_t> bytes;
   if (const auto base = cache_.find(cache_key(template_frame, quality))) {
-    const cv::Rect region = splice_region(*base, face_rect(*avatar_, template_frame));
+    const cv::Rect region =
+        splice_region(*base, avatar::as_cv_rect(avatar_->crop_rect(template_frame)));
     thread_local cv::Mat patch;
     composite_region(*avatar_, template_frame, output, region, patch);
     if (composite_ms) *composite_ms = sw.elapsed_ms();
@@ -278,9 +274,10 @@ std::vector<std::uint8_t> JpegSpliceCache::encode(int template_frame, const cv::
                                                   int quality) {
   LIPSYNC_CHECK(frame.cols == avatar_->width() && frame.rows == avatar_->height());
   if (const auto base = cache_.find(cache_key(template_frame, quality))) {
-    const cv::Rect region = splice_region(*base, face_rect(*avatar_, template_frame));
+    const cv::Rect region =
+        splice_region(*base, avatar::as_cv_rect(avatar_->crop_rect(template_frame)));
     spliced_.fetch_add(1, std::memory_order_relaxed);
-    return encode_jpeg_spliced(*base, frame(region).clone(), region);
+    return encode_jpeg_spliced(*base, frame(region), region);
   }
   return encode_whole(template_frame, frame, quality);
 }
