@@ -1,14 +1,21 @@
 // lipsync: the command-line front end. Parses arguments, runs one subcommand, maps errors to
 // exit codes (core/error.h: exit_code_for) and prints them on stderr.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
 #include <CLI/CLI.hpp>
 #include <exception>
 #include <iostream>
+#include <memory>
 
 #include "cli/commands.h"
 #include "core/error.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"lipsync: audio-driven lip-sync video (SyncTalk_2D models through ONNX Runtime)"};
+  // Logs go to stderr: stdout is the commands' JSON lines.
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
   app.require_subcommand(1);
   app.set_version_flag("--version", "lipsync 0.1.0");
   lipsync::cli::add_audio_commands(app);

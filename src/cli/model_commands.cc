@@ -14,7 +14,9 @@
 #include "core/error.h"
 #include "core/file_util.h"
 #include "infer/audio_encoder.h"
+#include "infer/execution_providers.h"
 #include "infer/models.h"
+#include "infer/session.h"
 #include "modelgen/demo_models.h"
 #include "modelgen/quantize.h"
 #include "modelgen/synctalk_import.h"
@@ -142,6 +144,38 @@ struct SynthArgs {
   std::uint64_t seed = 1;
 };
 
+struct ProvidersArgs {
+  InferFlags flags;
+  std::string library_dir;
+  std::string require;
+};
+
+// `lipsync providers`: one JSON line per execution provider: its library, whether a session can
+// use it with these options, why not, and its devices. With --require NAME, a provider that
+// cannot be used is the command's error.
+void run_providers(const ProvidersArgs& args) {
+  infer::InferOptions options = args.flags.to_infer_options();
+  if (!args.library_dir.empty()) options.provider_library_dir = args.library_dir;
+  const auto reports = infer::check_execution_providers(options);
+  std::vector<std::string> dirs;
+  for (const auto& d : infer::provider_library_dirs(options)) dirs.push_back(d.string());
+  std::cout << nlohmann::json{{"onnxruntime", infer::onnxruntime_version()}, {"library_dirs", dirs}}
+                   .dump()
+            << "\n";
+  bool found = args.require.empty();
+  for (const auto& r : reports) {
+    nlohmann::json line{{"provider", r.name}, {"usable", r.usable}, {"devices", r.devices}};
+    if (!r.library.empty()) line["library"] = r.library;
+    if (!r.error.empty()) line["error"] = r.error;
+    std::cout << line.dump() << "\n";
+    if (r.name == args.require) {
+      found = true;
+      if (!r.usable) throw Error::invalid_input(r.error);
+    }
+  }
+  if (!found) throw Error::invalid_input("--require " + args.require + ": unknown provider");
+}
+
 }  // namespace
 
 void add_model_commands(CLI::App& app) {
@@ -156,6 +190,18 @@ void add_model_commands(CLI::App& app) {
         ->required();
     args->flags.add_to(*cmd);
     cmd->callback([args] { run_features(*args); });
+  }
+  {
+    auto args = std::make_shared<ProvidersArgs>();
+    CLI::App* cmd = app.add_subcommand(
+        "providers",
+        "List the execution providers (cpu, cuda, tensorrt): library, usable, devices, or why not");
+    cmd->add_option("--provider-dir", args->library_dir,
+                    "Folder with libonnxruntime_providers_cuda.so (infer.provider_library_dir)");
+    cmd->add_option("--require", args->require,
+                    "Fail (exit 1, with the reason) unless this provider is usable");
+    args->flags.add_to(*cmd);
+    cmd->callback([args] { run_providers(*args); });
   }
   CLI::App* models = app.add_subcommand(
       "models", "Write SyncTalk_2D model folders (imported from checkpoints, synthetic or demo)");

@@ -27,8 +27,11 @@ void InferFlags::add_to(CLI::App& cmd) {
                  "the CPUs this process may run on)")
       ->check(CLI::Range(0, 1024));
   cmd.add_option("--providers", providers,
-                 "Execution providers in order: cpu, cuda, tensorrt (infer.execution_providers)")
+                 "Execution providers in order: cpu, cuda, tensorrt; a later one is the fallback "
+                 "(infer.execution_providers; cuda,cpu: the GPU, else the CPU with a warning)")
       ->delimiter(',');
+  cmd.add_option("--device", device_id, "GPU for cuda and tensorrt (infer.device_id; default 0)")
+      ->check(CLI::Range(0, 255));
   cmd.add_option("--encoder-batch", encoder_batch,
                  "Audio-encoder windows per run (infer.encoder_batch; default " +
                      std::to_string(infer::InferOptions{}.encoder_batch) + ")");
@@ -44,6 +47,7 @@ infer::InferOptions InferFlags::to_infer_options() const {
   infer::InferOptions options = file.infer;
   core::set_thread_budget(threads ? *threads : file.cpu.threads);
   if (!providers.empty()) options.execution_providers = providers;
+  if (device_id) options.device_id = *device_id;
   if (encoder_batch) options.encoder_batch = *encoder_batch;
   if (parallel_runs) options.parallel_runs = *parallel_runs;
   options.validate();

@@ -25,12 +25,13 @@ struct AudioFlags {
 
 // AudioFlags plus the ONNX Runtime flags of the commands that run models: --threads
 // (cpu.threads, the process's thread budget; to_infer_options() sets it), --providers
-// (infer.execution_providers), --encoder-batch (infer.encoder_batch), --parallel-runs
-// (infer.parallel_runs). Same precedence: flag, then config file, then default.
+// (infer.execution_providers), --device (infer.device_id), --encoder-batch (infer.encoder_batch),
+// --parallel-runs (infer.parallel_runs). Same precedence: flag, then config file, then default.
 struct InferFlags {
   AudioFlags audio;
   std::optional<int> threads;
   std::vector<std::string> providers;
+  std::optional<int> device_id;
   std::optional<int> encoder_batch;
   std::optional<int> parallel_runs;
 

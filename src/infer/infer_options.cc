@@ -21,8 +21,18 @@ const core::ConfigTable<InferOptions>& InferOptions::config() {
                   "ONNX Runtime graph optimisation level")
           .list("execution_providers", &InferOptions::execution_providers,
                 {"cpu", "cuda", "tensorrt"},
-                "tried in order; cuda and tensorrt need a GPU build of ONNX Runtime "
-                "(ONNXRUNTIME_ROOT) and fail with a clear message otherwise")
+                "tried in order: a model runs on the first that loads it; one that cannot "
+                "(library, driver or GPU missing) is skipped with a warning when another follows, "
+                "else it is the error; cuda and tensorrt need `scripts/bootstrap --gpu` (or a GPU "
+                "release in ONNXRUNTIME_ROOT)")
+          .integer("device_id", &InferOptions::device_id, 0, 255,
+                   "the GPU cuda and tensorrt run on, in CUDA's order")
+          .boolean("cuda_tf32", &InferOptions::cuda_tf32,
+                   "the CUDA provider may use TF32 matrix maths (Ampere and newer): faster, but "
+                   "outputs drift from the CPU provider's")
+          .text("provider_library_dir", &InferOptions::provider_library_dir, "a folder",
+                "where libonnxruntime_providers_cuda.so is; empty = beside the libonnxruntime.so "
+                "in use, then $ONNXRUNTIME_ROOT/lib")
           .integer("encoder_batch", &InferOptions::encoder_batch, 1, 4096,
                    "audio-encoder windows per run")
           .boolean("allow_spinning", &InferOptions::allow_spinning,

@@ -21,9 +21,19 @@ struct InferOptions {
   int intra_op_threads = 0;
   // Config key infer.graph_optimization: disabled, basic, extended or all.
   GraphOptimization graph_optimization = GraphOptimization::kAll;
-  // Config key infer.execution_providers: tried in this order; names cpu, cuda, tensorrt. cpu
-  // always works; cuda and tensorrt fail at load when the ONNX Runtime build lacks them.
+  // Config key infer.execution_providers: names cpu, cuda, tensorrt, tried in this order. A session
+  // runs on the first that loads the model; one that cannot (library, driver or device missing)
+  // is skipped with a warning when another follows it, and is the load's error when it is the
+  // last. On a GPU provider, ONNX Runtime still runs any node it does not take on the CPU.
   std::vector<std::string> execution_providers{"cpu"};
+  // Config key infer.device_id: the GPU cuda and tensorrt run on, in CUDA's order (0..255).
+  int device_id = 0;
+  // Config key infer.cuda_tf32: let the CUDA provider use TF32 matrix maths (Ampere and newer):
+  // faster, but outputs drift from the CPU provider's. Off: float32 throughout.
+  bool cuda_tf32 = false;
+  // Config key infer.provider_library_dir: the folder holding libonnxruntime_providers_cuda.so
+  // (and _tensorrt); empty: beside the libonnxruntime.so in use, then $ONNXRUNTIME_ROOT/lib.
+  std::string provider_library_dir;
   // Config key infer.encoder_batch: audio-encoder windows per run (1..4096).
   int encoder_batch = 64;
   // Config key infer.allow_spinning: ONNX Runtime's intra-op threads spin while waiting for

@@ -1,22 +1,20 @@
 #include "infer/session.h"
 
 #include <onnxruntime_cxx_api.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <functional>
 #include <system_error>
 #include <utility>
 
 #include "core/check.h"
 #include "core/error.h"
+#include "infer/execution_providers.h"
+#include "infer/ort_env.h"
 
 namespace lipsync::infer {
 namespace {
-
-// One Ort::Env per process, created on first use. Warnings and errors go to stderr.
-Ort::Env& ort_env() {
-  static Ort::Env env(ORT_LOGGING_LEVEL_ERROR, "lipsync");
-  return env;
-}
 
 GraphOptimizationLevel ort_level(GraphOptimization level) {
   switch (level) {
@@ -32,23 +30,11 @@ GraphOptimizationLevel ort_level(GraphOptimization level) {
   return ORT_ENABLE_ALL;
 }
 
-std::string ort_provider_name(const std::string& name) {
-  if (name == "cuda") return "CUDAExecutionProvider";
-  if (name == "tensorrt") return "TensorrtExecutionProvider";
-  return "CPUExecutionProvider";
-}
-
 std::string lipsync_provider_name(const std::string& ort_name) {
   if (ort_name == "CPUExecutionProvider") return "cpu";
   if (ort_name == "CUDAExecutionProvider") return "cuda";
   if (ort_name == "TensorrtExecutionProvider") return "tensorrt";
   return ort_name;
-}
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
-  return out;
 }
 
 std::string shape_text(const std::vector<std::int64_t>& shape, bool first_is_batch) {
@@ -64,35 +50,10 @@ std::string shape_text(const std::vector<std::int64_t>& shape, bool first_is_bat
   return out + "]";
 }
 
-void add_providers(Ort::SessionOptions& session_options, const InferOptions& options,
-                   const std::filesystem::path& model) {
-  const std::vector<std::string> available = Ort::GetAvailableProviders();
-  for (const std::string& name : options.execution_providers) {
-    if (name == "cpu") continue;  // ONNX Runtime always falls back to the CPU provider
-    const std::string ort_name = ort_provider_name(name);
-    if (std::find(available.begin(), available.end(), ort_name) == available.end()) {
-      std::vector<std::string> ours;
-      for (const auto& a : available) ours.push_back(lipsync_provider_name(a));
-      throw Error::invalid_input(
-          "model " + model.string() + ": execution provider '" + name +
-          "' is not in this ONNX Runtime build (it has: " + join(ours) +
-          "); use a GPU release of ONNX Runtime through ONNXRUNTIME_ROOT, or remove '" + name +
-          "' from infer.execution_providers");
-    }
-    if (name == "cuda") {
-      Ort::CUDAProviderOptions cuda;
-      session_options.AppendExecutionProvider_CUDA_V2(*cuda);
-    } else if (name == "tensorrt") {
-      Ort::TensorRTProviderOptions tensorrt;
-      session_options.AppendExecutionProvider_TensorRT_V2(*tensorrt);
-    }
-  }
-}
-
-// The one place session settings are made: threads, sequential execution, graph optimisation,
-// execution providers.
-Ort::SessionOptions make_session_options(const InferOptions& options,
-                                         const std::filesystem::path& model) {
+// The session settings for `provider`: threads, sequential execution, graph optimisation, and
+// the provider ahead of ONNX Runtime's CPU provider. Throws kInvalidInput when the provider
+// cannot be added.
+Ort::SessionOptions make_session_options(const InferOptions& options, const std::string& provider) {
   Ort::SessionOptions session_options;
   session_options.SetIntraOpNumThreads(options.resolved_intra_op_threads());
   session_options.SetInterOpNumThreads(1);
@@ -100,8 +61,44 @@ Ort::SessionOptions make_session_options(const InferOptions& options,
   session_options.SetGraphOptimizationLevel(ort_level(options.graph_optimization));
   session_options.AddConfigEntry("session.intra_op.allow_spinning",
                                  options.allow_spinning ? "1" : "0");
-  add_providers(session_options, options, model);
+  if (provider != "cpu") append_gpu_provider(session_options, provider, options);
   return session_options;
+}
+
+// Creates a session on the first of infer.execution_providers that can take the model (`load`
+// builds it from session options). A GPU provider that fails is skipped with a warning when
+// another follows, else its failure is thrown; the CPU provider's Ort::Exception (a bad model)
+// goes to the caller. Returns the provider used in `provider`.
+Ort::Session open_session(const InferOptions& options, const std::string& what,
+                          const std::function<Ort::Session(const Ort::SessionOptions&)>& load,
+                          std::string& provider) {
+  const std::vector<std::string>& list = options.execution_providers;
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const std::string& name = list[i];
+    if (name == "cpu") {
+      provider = name;
+      return load(make_session_options(options, name));
+    }
+    std::string failure;
+    try {
+      Ort::Session session = load(make_session_options(options, name));
+      provider = name;
+      return session;
+    } catch (const Error& e) {
+      failure = e.message();
+    } catch (const Ort::Exception& e) {
+      failure = explain_provider_failure(name, e.what());
+    }
+    if (i + 1 == list.size()) {
+      throw Error::invalid_input(what + ": " + failure +
+                                 (list.size() == 1 ? "; to fall back to the CPU instead, list cpu "
+                                                     "after it in infer.execution_providers"
+                                                   : ""));
+    }
+    spdlog::warn("{}: {}; using '{}', the next in infer.execution_providers", what, failure,
+                 list[i + 1]);
+  }
+  throw Error::invalid_input(what + ": infer.execution_providers is empty");
 }
 
 // Describes every input (or output) of the session, for error messages.
@@ -233,17 +230,18 @@ Session::Session(const std::filesystem::path& model, const InferOptions& options
       impl_(std::make_unique<Impl>()) {
   options.validate();
   check_model_file(model);
-  Ort::SessionOptions session_options = make_session_options(options, model);
-  for (const auto& name : options.execution_providers) providers_.push_back(name);
-  if (std::find(providers_.begin(), providers_.end(), "cpu") == providers_.end()) {
-    providers_.push_back("cpu");
-  }
+  std::string provider;
   try {
-    impl_->session = Ort::Session(ort_env(), model.c_str(), session_options);
+    impl_->session = open_session(
+        options, "model " + model.string(),
+        [&](const Ort::SessionOptions& so) { return Ort::Session(ort_env(), model.c_str(), so); },
+        provider);
   } catch (const Ort::Exception& e) {
     throw Error::invalid_input("model " + model.string() +
                                ": ONNX Runtime cannot load it as an ONNX model: " + e.what());
   }
+  providers_.push_back(provider);
+  if (provider != "cpu") providers_.push_back("cpu");
   check_tensors(model, impl_->session, true, inputs_, fixed_batch_);
   check_tensors(model, impl_->session, false, outputs_, fixed_batch_);
   for (const auto& spec : inputs_) impl_->input_names.push_back(spec.name.c_str());
@@ -343,8 +341,11 @@ BareOrtLoop::BareOrtLoop(const std::filesystem::path& model, const InferOptions&
                          const std::vector<TensorSpec>& outputs,
                          std::span<const std::span<float>> out)
     : impl_(std::make_unique<Impl>()) {
-  Ort::SessionOptions session_options = make_session_options(options, model);
-  impl_->session = Ort::Session(ort_env(), model.c_str(), session_options);
+  std::string provider;
+  impl_->session = open_session(
+      options, "model " + model.string(),
+      [&](const Ort::SessionOptions& so) { return Ort::Session(ort_env(), model.c_str(), so); },
+      provider);
   const auto memory = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
   for (const auto& spec : inputs) impl_->names.push_back(spec.name);
   for (const auto& spec : outputs) impl_->names.push_back(spec.name);
@@ -376,10 +377,14 @@ struct ProbeSession::Impl {
 
 ProbeSession::ProbeSession(const std::string& model_bytes, const InferOptions& options)
     : impl_(std::make_unique<Impl>()) {
-  Ort::SessionOptions session_options = make_session_options(options, "(model in memory)");
+  std::string provider;
   try {
-    impl_->session =
-        Ort::Session(ort_env(), model_bytes.data(), model_bytes.size(), session_options);
+    impl_->session = open_session(
+        options, "model in memory",
+        [&](const Ort::SessionOptions& so) {
+          return Ort::Session(ort_env(), model_bytes.data(), model_bytes.size(), so);
+        },
+        provider);
   } catch (const Ort::Exception& e) {
     throw Error::invalid_input(std::string("ONNX Runtime refused the model: ") + e.what());
   }

@@ -34,7 +34,7 @@ class Session {
   // checks every input and output of `inputs`/`outputs` (names, float32, rank, fixed sizes).
   // Throws Error::Code::kNotFound when the file does not exist, kInvalidInput when it is not an
   // ONNX model or does not match (the message names the file and the mismatch), kInvalidInput
-  // when a named execution provider is missing from this ONNX Runtime build.
+  // when no execution provider of the list can take it (execution_providers.h says why).
   Session(const std::filesystem::path& model, const InferOptions& options,
           std::vector<TensorSpec> inputs, std::vector<TensorSpec> outputs);
   ~Session();
@@ -51,7 +51,8 @@ class Session {
   // The model's fixed batch size, or 0 when its batch dimension is dynamic.
   int fixed_batch() const { return fixed_batch_; }
   const std::filesystem::path& path() const { return path_; }
-  // The execution providers the session was built with, in priority order ("cpu", ...).
+  // The execution providers the session runs on: the one of infer.execution_providers that took
+  // it, then "cpu" when that is a GPU provider (for the nodes the GPU provider leaves).
   const std::vector<std::string>& providers() const { return providers_; }
   const std::vector<TensorSpec>& inputs() const { return inputs_; }
   const std::vector<TensorSpec>& outputs() const { return outputs_; }

@@ -46,8 +46,9 @@ class FrameSink {
 };
 
 struct RenderOptions {
-  // Config key render.batch: generator frames per run (0..256; 0: automatic, 1 when the generator
-  // makes several runs at once, one frame each stays in its core's cache, else 4).
+  // Config key render.batch: generator frames per run (0..256; 0: automatic: kGpuMaxBatch when the
+  // generator runs on a GPU provider; on the CPU 1 when the generator makes several runs at once,
+  // one frame each stays in its core's cache, else 4).
   int batch = 0;
   int start_frame = 0;  // template frame the walk starts from (0..n-1; not a config key)
   int window_frames = PipelineOptions{}.window_frames;  // pipeline.window_frames

@@ -30,8 +30,9 @@ void fail_all(std::vector<FrameJob>& jobs, const Error& error) {
 const core::ConfigTable<SchedulerOptions>& SchedulerOptions::config() {
   static const auto table =
       core::ConfigTable<SchedulerOptions>("scheduler")
-          .integer("max_batch", &SchedulerOptions::max_batch, 1, 256,
-                   "frames per generator batch, across all requests and streams of a model")
+          .integer("max_batch", &SchedulerOptions::max_batch, 0, 256,
+                   "frames per generator batch, across all requests and streams of a model; 0 = "
+                   "8 on the CPU provider, 32 on a GPU provider")
           .integer("max_batch_wait_ms", &SchedulerOptions::max_batch_wait_ms, 0, 1000,
                    "how long a partial batch waits to fill, from its oldest frame's arrival");
   return table;
@@ -39,6 +40,18 @@ const core::ConfigTable<SchedulerOptions>& SchedulerOptions::config() {
 
 void SchedulerOptions::validate() const {
   config().validate(*this);
+}
+
+int SchedulerOptions::resolved_max_batch(const infer::Generator& generator) const {
+  if (max_batch > 0) return max_batch;
+  return generator.session().providers().front() == "cpu" ? kCpuMaxBatch : kGpuMaxBatch;
+}
+
+// Validated options with max_batch resolved for the generator's provider.
+SchedulerOptions Scheduler::resolve(SchedulerOptions options, const infer::Generator& generator) {
+  options.validate();
+  options.max_batch = options.resolved_max_batch(generator);
+  return options;
 }
 
 // Jobs taken from the queue into one batch, with their buffers.
@@ -51,13 +64,12 @@ struct Scheduler::Taken {
 Scheduler::Scheduler(const infer::Generator& generator, SchedulerOptions options,
                      std::function<void(int, double)> on_batch)
     : generator_(generator),
-      options_(options),
-      policy_{static_cast<std::size_t>(options.max_batch),
-              std::chrono::milliseconds(options.max_batch_wait_ms)},
+      options_(resolve(options, generator)),
+      policy_{static_cast<std::size_t>(options_.max_batch),
+              std::chrono::milliseconds(options_.max_batch_wait_ms)},
       on_batch_(std::move(on_batch)),
       busy_until_(static_cast<std::size_t>(std::max(1, generator.parallel_runs()))),
-      batch_sizes_(static_cast<std::size_t>(options.max_batch) + 1, 0) {
-  options_.validate();
+      batch_sizes_(static_cast<std::size_t>(options_.max_batch) + 1, 0) {
   batcher_ = std::thread([this] { batcher_loop(); });
   for (std::size_t r = 0; r < busy_until_.size(); ++r) {
     runners_.emplace_back([this, r] { runner_loop(r); });

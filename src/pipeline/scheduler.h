@@ -32,11 +32,21 @@
 namespace lipsync::pipeline {
 
 struct SchedulerOptions {
-  int max_batch = 8;          // config key scheduler.max_batch (1..256)
+  // Config key scheduler.max_batch (0..256): 0 is automatic, kCpuMaxBatch when the generator
+  // runs on the CPU provider and kGpuMaxBatch on a GPU provider.
+  int max_batch = 0;
   int max_batch_wait_ms = 5;  // config key scheduler.max_batch_wait_ms (0..1000)
   void validate() const;
   static const core::ConfigTable<SchedulerOptions>& config();
+  // max_batch, or when it is 0 the automatic size for the provider `generator` runs on.
+  int resolved_max_batch(const infer::Generator& generator) const;
 };
+
+// Measured on the CPU (README: batching): larger batches add latency and no throughput there.
+inline constexpr int kCpuMaxBatch = 8;
+// A GPU runs a batch in about the time of one frame, so it batches what queues up. Provisional:
+// 32 is the largest batch scripts/gpu-check measures; its figures are still to come.
+inline constexpr int kGpuMaxBatch = 32;
 
 // Who a job belongs to (a FrameProducer). The scheduler asks it for each job's inputs and hands
 // it each job's output; exactly one of done() or failed() is called per job that was not
@@ -105,9 +115,12 @@ class Scheduler {
   SteadyDuration expected_batch_time() const;
   // Number of batches of each size so far (index = batch size).
   std::vector<std::uint64_t> batch_size_counts() const;
+  // The largest batch it makes: scheduler.max_batch, resolved for the generator's provider.
+  int max_batch() const { return options_.max_batch; }
 
  private:
   struct Taken;
+  static SchedulerOptions resolve(SchedulerOptions options, const infer::Generator& generator);
   void batcher_loop();
   void runner_loop(std::size_t runner);
   std::vector<FrameJob> take_locked(std::size_t n);

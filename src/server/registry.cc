@@ -275,6 +275,10 @@ std::vector<ModelStatus> Registry::status() const {
     }
     s.last_used_unix_ms = e->last_used_unix_ms;
     s.cache_bytes = e->loaded ? static_cast<std::int64_t>(e->loaded->avatar->cached_bytes()) : 0;
+    if (e->loaded) {
+      s.provider = e->loaded->models->generator().session().providers().front();
+      s.max_batch = e->loaded->scheduler->max_batch();
+    }
     out.push_back(s);
   }
   return out;

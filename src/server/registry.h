@@ -65,6 +65,9 @@ struct ModelStatus {
   std::int64_t generator_runs = 0;  // generator batches run
   std::int64_t last_used_unix_ms = 0;
   std::int64_t cache_bytes = 0;  // the avatar's cached frames and crops
+  // The execution provider the generator runs on ("cpu", "cuda"), empty when not loaded.
+  std::string provider;
+  int max_batch = 0;  // the scheduler's largest batch (scheduler.max_batch, resolved)
   // Generator time per generator run (a batch), the old API's avg_inference_ms.
   double avg_inference_ms() const {
     return generator_runs > 0 ? total_inference_ms / static_cast<double>(generator_runs) : 0.0;

@@ -111,6 +111,13 @@ struct Server::Impl {
     for (const auto& s : models) {
       out << "lipsync_model_memory_bytes{model=\"" << s.id << "\"} " << (s.memory_mb << 20) << "\n";
     }
+    out << "# HELP lipsync_model_provider The execution provider each loaded model's generator "
+           "runs on, and its largest batch.\n# TYPE lipsync_model_provider gauge\n";
+    for (const auto& s : models) {
+      if (!s.loaded) continue;
+      out << "lipsync_model_provider{model=\"" << s.id << "\",provider=\"" << s.provider << "\"} "
+          << s.max_batch << "\n";
+    }
     out << "# HELP lipsync_frame_cache_bytes Decoded template frames and crops held per model.\n"
            "# TYPE lipsync_frame_cache_bytes gauge\n";
     for (const auto& s : models) {

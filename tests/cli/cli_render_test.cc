@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "support/media_probe.h"
 #include "support/test_data.h"
@@ -109,6 +110,82 @@ TEST_F(CliRender, BadInputsFailCleanly) {
                   " -o " + q(dir_ / "e.mp4"));  // the default cap, 4 hours, too
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("audio.max_seconds (14400 s)"), std::string::npos) << r.err;
+}
+
+// A GPU provider this machine cannot use: alone it fails before anything is written; listed
+// before cpu it is skipped with a warning on stderr and the render is the CPU's.
+TEST_F(CliRender, AGpuProviderThatCannotRunFailsCleanlyOrFallsBackWhenListed) {
+  ASSERT_EQ(run_lipsync("avatar demo -o " + q(dir_ / "av") + " --frames 4 --width 320 --height 240")
+                .exit_code,
+            0);
+  ASSERT_EQ(run_lipsync("models demo -o " + q(dir_ / "m")).exit_code, 0);
+  const std::string base = "render --avatar " + q(dir_ / "av") + " --models " + q(dir_ / "m") +
+                           " --audio " + q(testdata("reference/speech_a_en.wav")) + " --quiet";
+  auto r = run_lipsync(base + " --providers cuda -o " + q(dir_ / "gpu.mp4"));
+  if (r.exit_code == 0) GTEST_SKIP() << "this machine runs the CUDA provider";
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("lipsync: error: model "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("execution provider 'cuda': "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("list cpu after it"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+  EXPECT_FALSE(fs::exists(dir_ / "gpu.mp4"));
+
+  r = run_lipsync(base + " --providers cuda,cpu -o " + q(dir_ / "cpu.mp4"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("[warning]"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("using 'cpu', the next in infer.execution_providers"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["frames"], 118);  // stdout is the JSON line alone
+}
+
+// `lipsync providers`: a line per provider; --require fails with the reason.
+TEST_F(CliRender, ProvidersListsEachProviderAndWhyItCannotRun) {
+  auto r = run_lipsync("providers --provider-dir " + q(dir_.path()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(lines.size(), 4u) << r.out;
+  EXPECT_EQ(lines[0]["library_dirs"], nlohmann::json::array({dir_.path().string()}));
+  EXPECT_EQ(lines[1]["provider"], "cpu");
+  EXPECT_EQ(lines[1]["usable"], true);
+  EXPECT_EQ(lines[2]["provider"], "cuda");
+  EXPECT_EQ(lines[2]["usable"], false);
+  EXPECT_NE(lines[2]["error"].get<std::string>().find("libonnxruntime_providers_cuda.so is not in"),
+            std::string::npos);
+  EXPECT_EQ(lines[3]["provider"], "tensorrt");
+
+  r = run_lipsync("providers --require cuda --provider-dir " + q(dir_.path()));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("lipsync: error: execution provider 'cuda': "), std::string::npos) << r.err;
+  r = run_lipsync("providers --require gpu");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--require gpu: unknown provider"), std::string::npos) << r.err;
+}
+
+// The GPU package (scripts/bootstrap --gpu) with the CUDA toolkit's stub libcuda.so standing in
+// for a driver: the provider loads and finds no GPU, which is its own clear error.
+TEST_F(CliRender, ProvidersWithADriverLibraryButNoGpuSaysSo) {
+  const auto providers = run_lipsync("providers");
+  if (providers.out.find("libonnxruntime_providers_cuda.so\"") == std::string::npos) {
+    GTEST_SKIP() << "no GPU package (scripts/bootstrap --gpu)";
+  }
+  fs::path stub;
+  for (const char* p : {"/usr/local/cuda/lib64/stubs/libcuda.so",
+                        "/usr/local/cuda/targets/x86_64-linux/lib/stubs/libcuda.so"}) {
+    if (fs::exists(p)) stub = p;
+  }
+  if (stub.empty()) GTEST_SKIP() << "no CUDA toolkit stub libcuda.so";
+  if (providers.out.find("libcuda.so.1 is not on this machine") == std::string::npos) {
+    GTEST_SKIP() << "this machine has a libcuda.so.1";
+  }
+  fs::create_directories(dir_ / "stub");
+  fs::create_symlink(stub, dir_ / "stub" / "libcuda.so.1");
+  const auto r = run_lipsync("providers --require cuda", "env LD_LIBRARY_PATH=" + q(dir_ / "stub"));
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.err.find("execution provider 'cuda': ONNX Runtime loaded "), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("lists no NVIDIA GPU"), std::string::npos) << r.err;
 }
 
 TEST_F(CliRender, AvatarImportFromFramesAndErrors) {

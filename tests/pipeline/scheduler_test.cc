@@ -155,6 +155,17 @@ TEST_F(SchedulerTest, CancelDropsQueuedJobsOfThatClientOnly) {
   EXPECT_EQ(a->done().size() + a->failed().size(), 1u);  // the cancelled ones never come
 }
 
+TEST_F(SchedulerTest, MaxBatchZeroIsTheProvidersSizeAndAnExplicitOneStays) {
+  ASSERT_EQ(demo_->generator().session().providers().front(), "cpu");
+  EXPECT_EQ(pipeline::SchedulerOptions{}.max_batch, 0);
+  EXPECT_EQ(pipeline::Scheduler(demo_->generator(), pipeline::SchedulerOptions{}).max_batch(),
+            pipeline::kCpuMaxBatch);
+  EXPECT_EQ(pipeline::Scheduler(demo_->generator(), pipeline::SchedulerOptions{3, 0}).max_batch(),
+            3);
+  EXPECT_EQ(pipeline::kCpuMaxBatch, 8);
+  EXPECT_THROW(pipeline::Scheduler(demo_->generator(), pipeline::SchedulerOptions{-1, 0}), Error);
+}
+
 TEST_F(SchedulerTest, StopFailsWhatIsLeftJoinsAndRefusesMore) {
   auto scheduler =
       std::make_unique<pipeline::Scheduler>(demo_->generator(), pipeline::SchedulerOptions{1, 0});

@@ -1,5 +1,6 @@
 #include "support/test_models.h"
 
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -54,7 +55,29 @@ const std::filesystem::path& demo_models() {
 infer::InferOptions two_threads() {
   infer::InferOptions o;
   o.intra_op_threads = 2;
+  o.execution_providers = test_providers();
   return o;
+}
+
+std::vector<std::string> test_providers() {
+  std::vector<std::string> out;
+  const char* env = std::getenv("LIPSYNC_TEST_PROVIDERS");
+  std::string item;
+  for (const char* c = env ? env : "";; ++c) {
+    if (*c == ',' || *c == '\0') {
+      if (!item.empty()) out.push_back(item);
+      item.clear();
+      if (*c == '\0') break;
+    } else if (*c != ' ') {
+      item += *c;
+    }
+  }
+  if (out.empty()) out.push_back("cpu");
+  return out;
+}
+
+bool testing_on_cpu() {
+  return test_providers() == std::vector<std::string>{"cpu"};
 }
 
 std::filesystem::path reference_models() {

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "infer/infer_options.h"
 
@@ -15,7 +17,13 @@ const std::filesystem::path& synth_models(double width = 0.0625, unsigned seed =
 const std::filesystem::path& demo_models();
 // ../shared/testdata/reference/models.
 std::filesystem::path reference_models();
-// Default inference options with 2 ONNX Runtime threads (the dev machine's cores).
+// Default inference options with 2 ONNX Runtime threads (the dev machine's cores), on the
+// providers test_providers() names.
 infer::InferOptions two_threads();
+// The execution providers the inference tests run on: LIPSYNC_TEST_PROVIDERS (comma-separated,
+// such as "cuda"; scripts/gpu-check sets it), else cpu.
+std::vector<std::string> test_providers();
+// The tests run on the CPU provider alone (results are then bit-exact across batch sizes).
+bool testing_on_cpu();
 
 }  // namespace lipsync::testing
