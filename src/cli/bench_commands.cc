@@ -50,6 +50,7 @@ Summary summarize(std::vector<double> values) {
 nlohmann::json machine_json(int threads) {
   nlohmann::json j{{"threads", threads},
                    {"cpu", core::cpu_model_name()},
+                   {"int8_instructions", core::cpu_int8_instructions()},
                    {"hardware_threads", static_cast<int>(std::thread::hardware_concurrency())},
                    {"available_cpus", core::available_cpus()},
                    {"thread_budget", core::thread_budget()},

@@ -32,6 +32,7 @@ nlohmann::json ModelManifest::to_json() const {
     j["calibration_frames"] = calibration_frames;
     j["calibration_audio"] = calibration_audio;
     if (!concat_scales.empty()) j["concat_scales"] = concat_scales;
+    if (weight_bits != 0) j["weight_bits"] = weight_bits;
   }
   return j;
 }
@@ -80,6 +81,12 @@ ModelManifest ModelManifest::load(const std::filesystem::path& path) {
         throw bad("a non-negative integer");
       }
       m.calibration_frames = value.get<int>();
+    } else if (key == "weight_bits") {
+      if (!value.is_number_integer() ||
+          (value.get<std::int64_t>() != 7 && value.get<std::int64_t>() != 8)) {
+        throw bad("7 or 8");
+      }
+      m.weight_bits = value.get<int>();
     } else if (key == "calibration_audio") {
       if (!value.is_array()) throw bad("a list of file names");
       for (const auto& item : value) {
@@ -107,7 +114,7 @@ ModelManifest ModelManifest::load(const std::filesystem::path& path) {
           where + ": unknown key '" + key +
           "' (known: name, family, kind, width, seed, "
           "generator_parameters, encoder_parameters, sources, importer, precision, "
-          "calibration, calibration_frames, calibration_audio, concat_scales)");
+          "calibration, calibration_frames, calibration_audio, concat_scales, weight_bits)");
     }
   }
   if (m.family != "synctalk_2d") {

@@ -43,6 +43,9 @@ struct ModelManifest {
   int calibration_frames = 0;
   std::vector<std::string> calibration_audio;
   std::string concat_scales;
+  // The int8 weights' bits: 7 (-63..63, correct on every CPU) or 8 (-127..127, CPUs with VNNI
+  // only); 0 in folders written before the choice existed, which are 8.
+  int weight_bits = 0;
 
   // Reads and checks model.json. Throws Error::Code::kInvalidInput naming the file and the key
   // for malformed JSON, unknown keys, wrong types and a family other than synctalk_2d.

@@ -283,8 +283,14 @@ void Session::run(int batch, std::span<const std::span<const float>> inputs,
                        input_values.size(), impl_->output_names.data(), output_values.data(),
                        output_values.size());
   } catch (const Ort::Exception& e) {
-    throw Error::internal("model " + path_.string() + ": ONNX Runtime failed to run a batch of " +
-                          std::to_string(batch) + ": " + e.what());
+    const std::string what = "model " + path_.string() +
+                             ": ONNX Runtime failed to run a batch of " + std::to_string(batch) +
+                             ": ";
+    // On a GPU a run can fail for reasons outside lipsync (memory, a cuDNN library loaded late).
+    if (providers_.front() != "cpu") {
+      throw Error::unavailable(what + explain_provider_failure(providers_.front(), e.what()));
+    }
+    throw Error::internal(what + e.what());
   }
 }
 

@@ -28,7 +28,6 @@ namespace {
 constexpr int kQdqOpset = 13;              // per-axis DequantizeLinear (QUANTIZATION.md)
 constexpr int kDepthwiseMultiple = 16;     // the int8 depthwise kernels' channel multiple
 constexpr std::size_t kSampleStride = 61;  // percentile: every 61st value is kept
-constexpr int kWeightMax = 127;            // symmetric int8 weights, -127..127
 
 onnx::ModelProto parse(const std::string& bytes) {
   onnx::ModelProto m;
@@ -307,6 +306,21 @@ ConcatScales parse_concat_scales(std::string_view text) {
                              ": unknown choice; expected shared or per-input");
 }
 
+std::string_view to_string(WeightRange r) {
+  return r == WeightRange::kReduced ? "reduced" : "full";
+}
+
+WeightRange parse_weight_range(std::string_view text) {
+  if (text == "reduced") return WeightRange::kReduced;
+  if (text == "full") return WeightRange::kFull;
+  throw Error::invalid_input("--weights " + std::string(text) +
+                             ": unknown choice; expected reduced or full");
+}
+
+int weight_bits(WeightRange r) {
+  return r == WeightRange::kReduced ? 7 : 8;
+}
+
 std::string_view to_string(Calibration c) {
   return c == Calibration::kMinMax ? "minmax" : "percentile";
 }
@@ -458,13 +472,15 @@ QuantizeReport quantize_generator(const std::string& fp32_onnx,
       const std::size_t per = w.size() / channels;
       std::vector<float> w_scale(channels);
       std::vector<std::int8_t> w_q(w.size());
+      // Symmetric: -max..max, zero point 0.
+      const long max = (1L << (weight_bits(options.weight_range) - 1)) - 1;
       for (std::size_t c = 0; c < channels; ++c) {
         float amax = 0;
         for (std::size_t k = 0; k < per; ++k) amax = std::max(amax, std::abs(w[c * per + k]));
-        w_scale[c] = amax > 0 ? amax / kWeightMax : 1.0f;
+        w_scale[c] = amax > 0 ? amax / static_cast<float>(max) : 1.0f;
         for (std::size_t k = 0; k < per; ++k) {
           w_q[c * per + k] = static_cast<std::int8_t>(
-              std::clamp(std::lround(w[c * per + k] / w_scale[c]), -127L, 127L));
+              std::clamp(std::lround(w[c * per + k] / w_scale[c]), -max, max));
         }
       }
       dequantize_per_channel(n, 1, original.input(1), onnx::TensorProto::INT8,
@@ -548,6 +564,7 @@ infer::ModelManifest write_quantized_models(const std::filesystem::path& models,
   m.calibration_frames = static_cast<int>(frames.size());
   m.calibration_audio = audio_names;
   m.concat_scales = std::string(to_string(options.concat_scales));
+  m.weight_bits = weight_bits(options.weight_range);
   std::vector<infer::ModelSource> sources = {model_source("fp32_generator", generator),
                                              model_source("audio_encoder", encoder)};
   for (const auto& s : m.sources) sources.push_back(s);  // what the fp32 model came from

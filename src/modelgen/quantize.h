@@ -35,9 +35,22 @@ std::string_view to_string(ConcatScales c);
 // "shared" or "per-input"; throws Error::Code::kInvalidInput naming the value otherwise.
 ConcatScales parse_concat_scales(std::string_view text);
 
+// The range of the int8 weights. kReduced: 7 bits (-63..63), so that no pair of uint8 x int8
+// products overflows the 16-bit sums of the AVX2 kernels ONNX Runtime uses on x86 CPUs without
+// VNNI (with full-range weights the reference generator falls from 38 to 19 dB there). kFull:
+// -127..127, about 0.5 dB closer to float32, correct only on CPUs with VNNI (and on ARM); the
+// loader refuses such a generator on an x86 CPU without VNNI (infer::check_int8_weights).
+enum class WeightRange { kReduced, kFull };
+std::string_view to_string(WeightRange r);
+// "reduced" or "full"; throws Error::Code::kInvalidInput naming the value otherwise.
+WeightRange parse_weight_range(std::string_view text);
+// The weights' bits recorded in model.json (weight_bits): 7 or 8.
+int weight_bits(WeightRange r);
+
 struct QuantizeOptions {
   Calibration calibration = Calibration::kMinMax;
   ConcatScales concat_scales = ConcatScales::kShared;
+  WeightRange weight_range = WeightRange::kReduced;
   // kPercentile: each activation's range keeps this share of its calibration values per tail
   // (the rest clip).
   double percentile = 99.999;

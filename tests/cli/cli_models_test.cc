@@ -6,6 +6,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "core/system_info.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
 
@@ -79,6 +80,7 @@ TEST(CliModels, QuantizeWritesAnInt8FolderThatEveryModelsCommandRuns) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["precision"], "int8");
+  EXPECT_EQ(j["weight_bits"], 7);
   EXPECT_EQ(j["calibration"], "minmax");
   EXPECT_EQ(j["calibration_frames"], 4);
   EXPECT_EQ(j["calibration_audio"], nlohmann::json::array({"demo_speech.wav"}));
@@ -107,6 +109,25 @@ TEST(CliModels, QuantizeWritesAnInt8FolderThatEveryModelsCommandRuns) {
   EXPECT_EQ(nlohmann::json::parse(r.out)["concat_scales"], "per-input");
   EXPECT_NE(testing::read_text(dir / "e" / "generator.onnx"),
             testing::read_text(dir / "q" / "generator.onnx"));
+
+  // 8-bit weights: recorded, and run only where the CPU computes them correctly.
+  r = run_lipsync("models quantize --models " + models + " --weights full" + common + q(dir / "f"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["weight_bits"], 8);
+  r = run_lipsync("render --models " + q(dir / "f") + " --avatar " + q(dir / "avatar") + " -o " +
+                  q(dir / "full.mp4") + " --quiet");
+  if (core::int8_pairs_saturate()) {
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find("8-bit weights, which overflow"), std::string::npos) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir / "full.mp4"));
+  } else {
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+  }
+  r = run_lipsync("models quantize --models " + models + " --weights half" + common + q(dir / "h"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--weights half: unknown choice; expected reduced or full"),
+            std::string::npos)
+      << r.err;
 
   // Bad inputs: each a clear error, nothing written.
   r = run_lipsync("models quantize --models " + q(dir / "q") + common + q(dir / "x"));

@@ -283,6 +283,35 @@ TEST(ModelManifest, BadFilesAreRejectedNamingTheKey) {
   m.save(dir / "model.json");
   const auto back = infer::ModelManifest::load(dir / "model.json");
   EXPECT_EQ(back.to_json(), m.to_json());
+
+  EXPECT_NE(write(R"({"precision": "int8", "weight_bits": 9})").message().find("expected 7 or 8"),
+            std::string::npos);
+  m.precision = "int8";
+  m.weight_bits = 7;
+  m.save(dir / "model.json");
+  EXPECT_EQ(infer::ModelManifest::load(dir / "model.json").weight_bits, 7);
+}
+
+// 8-bit int8 weights are refused only where they would be computed wrong: the CPU provider on a
+// CPU whose int8 kernels saturate (x86 without VNNI).
+TEST(Models, EightBitInt8WeightsAreRefusedWhereTheyWouldSaturate) {
+  infer::ModelManifest int8;
+  int8.precision = "int8";
+  for (const int bits : {0, 8}) {  // 0: a folder from before weight_bits, which is 8-bit
+    int8.weight_bits = bits;
+    const Error e = capture([&] { infer::check_int8_weights("/m", int8, "cpu", true); });
+    EXPECT_EQ(e.code(), Error::Code::kInvalidInput);
+    EXPECT_NE(e.message().find("models /m: the int8 generator has 8-bit weights, which overflow"),
+              std::string::npos)
+        << e.message();
+    EXPECT_NE(e.message().find("--weights reduced"), std::string::npos) << e.message();
+    EXPECT_NO_THROW(infer::check_int8_weights("/m", int8, "cpu", false));
+    EXPECT_NO_THROW(infer::check_int8_weights("/m", int8, "cuda", true));
+  }
+  int8.weight_bits = 7;
+  EXPECT_NO_THROW(infer::check_int8_weights("/m", int8, "cpu", true));
+  EXPECT_NO_THROW(infer::check_int8_weights("/m", infer::ModelManifest{}, "cpu", true));
+  EXPECT_NO_THROW(infer::check_int8_weights("/m", std::nullopt, "cpu", true));
 }
 
 }  // namespace
