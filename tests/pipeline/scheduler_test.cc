@@ -27,6 +27,7 @@ class RecordingClient : public pipeline::BatchClient {
     {
       std::unique_lock lock(mutex_);
       events_.push_back("fill " + std::to_string(tag));
+      changed_.notify_all();
       if (tag == gate_tag_) {
         in_gate_ = true;
         changed_.notify_all();
@@ -62,6 +63,13 @@ class RecordingClient : public pipeline::BatchClient {
     std::lock_guard lock(mutex_);
     gate_open_ = true;
     changed_.notify_all();
+  }
+  // Waits up to `timeout` for an event; true when it has happened.
+  bool saw(const std::string& event, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] {
+      return std::find(events_.begin(), events_.end(), event) != events_.end();
+    });
   }
   // Waits until n jobs have been done or failed.
   void wait_for(std::size_t n) {
@@ -204,38 +212,48 @@ TEST_F(SchedulerTest, AFillThatThrowsFailsOnlyItsOwnJob) {
 }
 
 TEST_F(SchedulerTest, TheNextBatchIsPreparedWhileOneRuns) {
-  // A narrow synthetic generator takes ~15 ms a frame: batch 0-3 runs ~60 ms, while batch 4-7
-  // is filled.
+  // The first batch's run does not end until the second batch has been filled: the batch hook
+  // runs on the runner before any job of its batch is done, and it waits there for "fill 7".
+  // A scheduler that filled only between runs would never fill it, and the wait would time out.
   const infer::Models narrow(testing::synth_models(), testing::two_threads());
-  pipeline::Scheduler scheduler(narrow.generator(), {4, 0});
   auto client = std::make_shared<RecordingClient>();
+  std::atomic<int> batches{0};
+  std::atomic<bool> filled_during_first{false};
+  pipeline::Scheduler scheduler(narrow.generator(), {4, 0}, [&](int, double) {
+    if (batches++ == 0) filled_during_first = client->saw("fill 7", std::chrono::seconds(20));
+  });
   scheduler.submit(jobs(client, {0, 1, 2, 3, 4, 5, 6, 7}));
   client->wait_for(8);
+  EXPECT_TRUE(filled_during_first) << "batch 2 was not prepared during batch 1";
   const auto events = client->events();
   const auto at = [&](const std::string& e) {
     return std::find(events.begin(), events.end(), e) - events.begin();
   };
-  EXPECT_LT(at("fill 7"), at("done 0")) << "batch 2 was not prepared during batch 1";
+  EXPECT_LT(at("fill 7"), at("done 0"));
   EXPECT_EQ(client->done(), (std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7}));
   const auto sizes = scheduler.batch_size_counts();
   EXPECT_EQ(sizes[4], 2u);
 }
 
 TEST_F(SchedulerTest, WithTwoParallelRunsTwoBatchesRunAtOnce) {
-  // The narrow generator at one thread per run takes ~20 ms a frame: each batch of 4 runs long
-  // enough for the next one to be prepared and started beside it.
+  // The first batch to finish holds its runner in the batch hook until a second batch has run.
+  // With one runner the second could not run meanwhile, and the wait would time out.
   infer::InferOptions options;
   options.intra_op_threads = 1;
   options.parallel_runs = 2;
   const infer::Models narrow(testing::synth_models(), options);
   std::mutex mutex;
-  std::vector<std::pair<SteadyClock::time_point, SteadyClock::time_point>> runs;  // start, end
-  pipeline::Scheduler scheduler(narrow.generator(), {4, 0}, [&](int, double ms) {
-    const auto end = SteadyClock::now();
-    std::lock_guard lock(mutex);
-    runs.emplace_back(end - std::chrono::duration_cast<SteadyClock::duration>(
-                                std::chrono::duration<double, std::milli>(ms)),
-                      end);
+  std::condition_variable changed;
+  int runs = 0;
+  bool second_ran_beside_first = false;
+  pipeline::Scheduler scheduler(narrow.generator(), {4, 0}, [&](int, double) {
+    std::unique_lock lock(mutex);
+    ++runs;
+    changed.notify_all();
+    if (runs == 1) {
+      second_ran_beside_first =
+          changed.wait_for(lock, std::chrono::seconds(20), [&] { return runs >= 2; });
+    }
   });
   auto client = std::make_shared<RecordingClient>();
   scheduler.submit(jobs(client, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}));
@@ -247,14 +265,9 @@ TEST_F(SchedulerTest, WithTwoParallelRunsTwoBatchesRunAtOnce) {
             (std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}));
   EXPECT_TRUE(client->failed().empty());
   EXPECT_EQ(scheduler.batch_size_counts()[4], 4u);
-  ASSERT_EQ(runs.size(), 4u);
-  bool overlap = false;
-  for (std::size_t i = 0; i < runs.size(); ++i) {
-    for (std::size_t j = i + 1; j < runs.size(); ++j) {
-      overlap |= runs[i].first < runs[j].second && runs[j].first < runs[i].second;
-    }
-  }
-  EXPECT_TRUE(overlap) << "no two batches ran at the same time";
+  std::lock_guard lock(mutex);
+  EXPECT_EQ(runs, 4);
+  EXPECT_TRUE(second_ran_beside_first) << "no two batches ran at the same time";
   EXPECT_EQ(scheduler.in_flight(), 0u);
 }
 
