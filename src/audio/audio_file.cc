@@ -39,7 +39,7 @@ using SndfilePtr = std::unique_ptr<SNDFILE, SndfileCloser>;
 // libsndfile accepts a WAV/AIFF whose data chunk is shorter than its header says and quietly
 // reads what is there; its log then has a line "data : <declared> (should be <actual>)".
 // A declared size of 0 or 0xFFFFFFFF means "unknown length" (streamed files) and is fine.
-void reject_short_data_chunk(SNDFILE* file, const std::filesystem::path& path) {
+void reject_short_data_chunk(SNDFILE* file, const std::string& name) {
   char log[8192] = {};
   sf_command(file, SFC_GET_LOG_INFO, log, sizeof log);
   const char* line = std::strstr(log, "\ndata : ");
@@ -48,14 +48,14 @@ void reject_short_data_chunk(SNDFILE* file, const std::filesystem::path& path) {
   unsigned long long actual = 0;
   if (std::sscanf(line, "\ndata : %llu (should be %llu)", &declared, &actual) == 2 &&
       declared != 0 && declared != 0xFFFFFFFFull && actual < declared) {
-    throw Error::invalid_input(quoted(path) + ": truncated file: the header declares " +
+    throw Error::invalid_input(name + ": truncated file: the header declares " +
                                std::to_string(declared) + " bytes of audio data but only " +
                                std::to_string(actual) + " are present");
   }
 }
 
-std::string too_long(const std::filesystem::path& path, int max_seconds) {
-  return quoted(path) + ": longer than audio.max_seconds (" + std::to_string(max_seconds) + " s)";
+std::string too_long(const std::string& name, int max_seconds) {
+  return name + ": longer than audio.max_seconds (" + std::to_string(max_seconds) + " s)";
 }
 
 }  // namespace
@@ -87,7 +87,12 @@ std::vector<float> decode_raw(std::span<const std::byte> bytes, RawEncoding enco
 
 struct AudioFileReader::Impl {
   std::filesystem::path path;
+  std::string name;  // in messages: the quoted path, or the caller's name for a memory buffer
   int max_seconds = 0;
+  // A file in memory (read through libsndfile's virtual I/O), and where the reading is.
+  std::span<const std::byte> memory;
+  sf_count_t memory_pos = 0;
+  SF_VIRTUAL_IO memory_io{};
   // A raw buffer (.f32/.s16) or a libsndfile file.
   std::optional<RawEncoding> raw;
   std::ifstream raw_in;
@@ -104,28 +109,61 @@ struct AudioFileReader::Impl {
     const std::size_t width = encoding == RawEncoding::kS16le ? 2 : 4;
     std::error_code ec;
     const auto size = std::filesystem::file_size(path, ec);
-    if (ec) throw Error::invalid_input(quoted(path) + ": cannot read (not a regular file?)");
+    if (ec) throw Error::invalid_input(name + ": cannot read (not a regular file?)");
     if (size % width != 0) {
-      throw Error::invalid_input(quoted(path) + ": " + std::to_string(size) +
+      throw Error::invalid_input(name + ": " + std::to_string(size) +
                                  " bytes is not a whole number of " +
                                  (width == 2 ? "int16" : "float32") + " samples (" +
                                  std::to_string(width) + " bytes each)");
     }
     declared_frames = static_cast<std::int64_t>(size / width);
     raw_in.open(path, std::ios::binary);
-    if (!raw_in) throw Error::invalid_input(quoted(path) + ": cannot open for reading");
+    if (!raw_in) throw Error::invalid_input(name + ": cannot open for reading");
+  }
+
+  // libsndfile's virtual I/O over `memory`; user_data is the Impl.
+  static SF_VIRTUAL_IO virtual_io() {
+    SF_VIRTUAL_IO io{};
+    io.get_filelen = [](void* self) -> sf_count_t {
+      return static_cast<sf_count_t>(static_cast<Impl*>(self)->memory.size());
+    };
+    io.seek = [](sf_count_t offset, int whence, void* self) -> sf_count_t {
+      auto& m = *static_cast<Impl*>(self);
+      const auto size = static_cast<sf_count_t>(m.memory.size());
+      const sf_count_t base = whence == SEEK_CUR ? m.memory_pos : whence == SEEK_END ? size : 0;
+      m.memory_pos = std::clamp<sf_count_t>(base + offset, 0, size);
+      return m.memory_pos;
+    };
+    io.read = [](void* out, sf_count_t count, void* self) -> sf_count_t {
+      auto& m = *static_cast<Impl*>(self);
+      const auto left = static_cast<sf_count_t>(m.memory.size()) - m.memory_pos;
+      const sf_count_t n = std::clamp<sf_count_t>(count, 0, left);
+      if (n > 0) std::memcpy(out, m.memory.data() + m.memory_pos, static_cast<std::size_t>(n));
+      m.memory_pos += n;
+      return n;
+    };
+    io.write = [](const void*, sf_count_t, void*) -> sf_count_t { return 0; };
+    io.tell = [](void* self) -> sf_count_t { return static_cast<Impl*>(self)->memory_pos; };
+    return io;
   }
 
   void open_sndfile() {
     SF_INFO info{};
-    file.reset(sf_open(path.c_str(), SFM_READ, &info));
+    const bool in_memory = path.empty();
+    if (in_memory) {
+      memory_io = virtual_io();
+      file.reset(sf_open_virtual(&memory_io, SFM_READ, &info, this));
+    } else {
+      file.reset(sf_open(path.c_str(), SFM_READ, &info));
+    }
     if (!file) {
       throw Error::invalid_input(
-          quoted(path) + ": not a readable audio file (libsndfile: " + sf_strerror(nullptr) +
-          "); supported: WAV, FLAC, OGG and other libsndfile formats, or raw .f32/.s16");
+          name + ": not a readable audio file (libsndfile: " + sf_strerror(nullptr) +
+          "); supported: WAV, FLAC, OGG and other libsndfile formats" +
+          (in_memory ? "" : ", or raw .f32/.s16"));
     }
-    if (info.channels < 1) throw Error::invalid_input(quoted(path) + ": file has no channels");
-    reject_short_data_chunk(file.get(), path);
+    if (info.channels < 1) throw Error::invalid_input(name + ": file has no channels");
+    reject_short_data_chunk(file.get(), name);
     channels = info.channels;
     rate = info.samplerate;
     declared_frames = info.frames > 0 ? info.frames : -1;
@@ -134,7 +172,7 @@ struct AudioFileReader::Impl {
   void check_length(std::int64_t frames) const {
     // frames at `rate`; compare in that rate to avoid rounding at the limit
     if (frames > static_cast<std::int64_t>(max_seconds) * rate) {
-      throw Error::invalid_input(too_long(path, max_seconds));
+      throw Error::invalid_input(too_long(name, max_seconds));
     }
   }
 
@@ -143,8 +181,8 @@ struct AudioFileReader::Impl {
     std::vector<char> bytes(max * width);
     raw_in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     const auto got = static_cast<std::size_t>(raw_in.gcount());
-    if (got == 0 && !raw_in.eof()) throw Error::invalid_input(quoted(path) + ": read error");
-    return decode_raw(std::as_bytes(std::span(bytes.data(), got)), *raw, quoted(path));
+    if (got == 0 && !raw_in.eof()) throw Error::invalid_input(name + ": read error");
+    return decode_raw(std::as_bytes(std::span(bytes.data(), got)), *raw, name);
   }
 
   std::vector<float> read_sndfile(std::size_t max) {
@@ -152,8 +190,7 @@ struct AudioFileReader::Impl {
     std::vector<float> block(static_cast<std::size_t>(want) * channels);
     const sf_count_t got = sf_readf_float(file.get(), block.data(), want);
     if (got < 0 || sf_error(file.get()) != SF_ERR_NO_ERROR) {
-      throw Error::invalid_input(quoted(path) + ": decoding failed after " +
-                                 std::to_string(frames_read) +
+      throw Error::invalid_input(name + ": decoding failed after " + std::to_string(frames_read) +
                                  " frames (libsndfile: " + sf_strerror(file.get()) + ")");
     }
     std::vector<float> mono(static_cast<std::size_t>(got));
@@ -173,9 +210,9 @@ struct AudioFileReader::Impl {
   // At the end of the file: the checks that need the whole file.
   void finish() {
     done = true;
-    if (frames_read == 0) throw Error::invalid_input(quoted(path) + ": no audio samples");
+    if (frames_read == 0) throw Error::invalid_input(name + ": no audio samples");
     if (!raw && declared_frames > 0 && frames_read < declared_frames) {
-      throw Error::invalid_input(quoted(path) + ": truncated file: the header declares " +
+      throw Error::invalid_input(name + ": truncated file: the header declares " +
                                  std::to_string(declared_frames) + " frames but only " +
                                  std::to_string(frames_read) + " could be decoded");
     }
@@ -191,6 +228,7 @@ AudioFileReader::AudioFileReader(const std::filesystem::path& path, int max_seco
   }
   auto& m = *impl_;
   m.path = path;
+  m.name = quoted(path);
   m.max_seconds = max_seconds;
   const std::string ext = lower_extension(path);
   if (ext == ".f32" || ext == ".s16") {
@@ -198,6 +236,18 @@ AudioFileReader::AudioFileReader(const std::filesystem::path& path, int max_seco
   } else {
     m.open_sndfile();
   }
+  if (m.declared_frames > 0) m.check_length(m.declared_frames);
+}
+
+AudioFileReader::AudioFileReader(std::span<const std::byte> bytes, std::string_view name,
+                                 int max_seconds)
+    : impl_(std::make_unique<Impl>()) {
+  auto& m = *impl_;
+  m.name = std::string(name);
+  m.max_seconds = max_seconds;
+  if (bytes.empty()) throw Error::invalid_input(m.name + ": empty, expected an audio file");
+  m.memory = bytes;
+  m.open_sndfile();
   if (m.declared_frames > 0) m.check_length(m.declared_frames);
 }
 
@@ -224,7 +274,7 @@ std::vector<float> AudioFileReader::read_native(std::size_t max_samples) {
   }
   m.frames_read += static_cast<std::int64_t>(samples.size());
   m.check_length(m.frames_read);
-  validate_samples(samples, quoted(m.path));
+  validate_samples(samples, m.name);
   return samples;
 }
 
@@ -244,8 +294,9 @@ std::vector<float> AudioFileReader::read(std::size_t max_samples) {
   return {};
 }
 
-std::vector<float> load_audio_file(const std::filesystem::path& path, int max_seconds) {
-  AudioFileReader reader(path, max_seconds);
+namespace {
+
+std::vector<float> read_all(AudioFileReader& reader, const std::string& name) {
   std::vector<float> mono;
   if (const auto n = reader.expected_samples()) {
     mono.reserve(static_cast<std::size_t>(std::clamp<std::int64_t>(*n, 0, 1 << 26)));
@@ -259,10 +310,23 @@ std::vector<float> load_audio_file(const std::filesystem::path& path, int max_se
     try {
       mono = resample(mono, reader.sample_rate(), kSampleRateHz);
     } catch (const Error& e) {
-      throw e.with_context(quoted(path));
+      throw e.with_context(name);
     }
   }
   return mono;
+}
+
+}  // namespace
+
+std::vector<float> load_audio_file(const std::filesystem::path& path, int max_seconds) {
+  AudioFileReader reader(path, max_seconds);
+  return read_all(reader, quoted(path));
+}
+
+std::vector<float> load_audio_bytes(std::span<const std::byte> bytes, std::string_view name,
+                                    int max_seconds) {
+  AudioFileReader reader(bytes, name, max_seconds);
+  return read_all(reader, std::string(name));
 }
 
 }  // namespace lipsync::audio

@@ -36,6 +36,11 @@ inline constexpr int kDefaultMaxAudioSeconds = 14400;
 std::vector<float> load_audio_file(const std::filesystem::path& path,
                                    int max_seconds = kDefaultMaxAudioSeconds);
 
+// The same for a whole file held in memory (an upload): any libsndfile format, not raw buffers.
+// `name` stands for the file in messages ("the speech body").
+std::vector<float> load_audio_bytes(std::span<const std::byte> bytes, std::string_view name,
+                                    int max_seconds = kDefaultMaxAudioSeconds);
+
 // AudioFileReader: the same files read in pieces, so a long file never sits in memory whole
 // (`lipsync render`). Pieces come as 16 kHz mono (a streaming libsoxr resampler for other rates).
 // A file whose header says it is longer than max_seconds is refused when opened; one that turns
@@ -45,6 +50,9 @@ class AudioFileReader {
  public:
   // Throws as load_audio_file.
   AudioFileReader(const std::filesystem::path& path, int max_seconds = kDefaultMaxAudioSeconds);
+  // A file in memory, named `name` in messages; `bytes` must outlive the reader.
+  AudioFileReader(std::span<const std::byte> bytes, std::string_view name,
+                  int max_seconds = kDefaultMaxAudioSeconds);
   ~AudioFileReader();
   AudioFileReader(const AudioFileReader&) = delete;
   AudioFileReader& operator=(const AudioFileReader&) = delete;

@@ -1,14 +1,12 @@
 #include "server/http_api.h"
 
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
+#include <span>
 
 #include "audio/audio_file.h"
+#include "core/json_text.h"
 #include "core/text.h"
 #include "server/wire_audio.h"
 #include "tts/text_to_speech.h"
@@ -23,7 +21,7 @@ namespace {
 using nlohmann::json;
 
 HttpReply json_reply(int status, const json& body) {
-  return {status, "application/json", body.dump() + "\n", {}};
+  return {status, "application/json", core::json_text(body) + "\n", {}};
 }
 
 HttpReply error_reply(int status, const std::string& message) {
@@ -101,6 +99,7 @@ SpeechFormat speech_format(const std::string& content_type) {
   const auto semi = ct.find(';');
   const std::string type = core::trim(std::string_view(ct).substr(0, semi));
   int rate = 0;
+  bool has_rate = false;
   int channels = 1;
   const std::string params = semi == std::string::npos ? "" : ct.substr(semi + 1);
   for (const std::string& item : core::split_trimmed(params, ';')) {
@@ -109,16 +108,18 @@ SpeechFormat speech_format(const std::string& content_type) {
     const std::string key = core::trim(std::string_view(item).substr(0, eq));
     const std::string value = core::trim(std::string_view(item).substr(eq + 1));
     if (key != "rate" && key != "channels") continue;
-    const bool numeric = !value.empty() && value.size() < 7 &&
-                         value.find_first_not_of("0123456789") == std::string::npos;
+    const bool numeric =
+        !value.empty() && value.find_first_not_of("0123456789") == std::string::npos;
     if (!numeric) {
       throw Error::invalid_input("Content-Type: " + key + "=" + value + " is not a number");
     }
-    (key == "rate" ? rate : channels) = std::stoi(value);
+    // Anything of 7 digits or more is out of range either way; keep it out of std::stoi.
+    (key == "rate" ? rate : channels) = value.size() < 7 ? std::stoi(value) : 9999999;
+    if (key == "rate") has_rate = true;
   }
   SpeechFormat f;
   if (type == "audio/l16" || type == "audio/s16le" || type == "audio/f32le") {
-    if (rate == 0) {
+    if (!has_rate) {
       throw Error::invalid_input("Content-Type " + type + " needs a rate, e.g. " + type +
                                  ";rate=16000");
     }
@@ -240,23 +241,8 @@ class SpeechUpload final : public HttpBodyStream {
 
   std::vector<float> decode_file() {
     if (file_.empty()) throw Error::invalid_input("the speech body is empty");
-    char path[] = "/tmp/lipsync-speech-XXXXXX";
-    const int fd = mkstemp(path);
-    if (fd < 0) throw Error::unavailable("cannot make a temporary file for the upload");
-    const ssize_t wrote = ::write(fd, file_.data(), file_.size());
-    ::close(fd);
-    std::vector<float> samples;
-    try {
-      if (wrote != static_cast<ssize_t>(file_.size())) {
-        throw Error::unavailable("cannot write the upload to a temporary file");
-      }
-      samples = audio::load_audio_file(path, max_seconds_);
-    } catch (...) {
-      std::remove(path);
-      throw;
-    }
-    std::remove(path);
-    return samples;
+    return audio::load_audio_bytes(std::as_bytes(std::span(file_.data(), file_.size())),
+                                   "the speech body", max_seconds_);
   }
 
   std::string swap_bytes(std::string piece) {

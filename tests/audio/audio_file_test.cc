@@ -8,6 +8,7 @@
 #include <fstream>
 #include <limits>
 #include <numbers>
+#include <span>
 
 #include "core/error.h"
 #include "support/test_data.h"
@@ -270,6 +271,54 @@ TEST(AudioFileReader, AFileLongerThanTheCapIsRefusedBeforeItIsRead) {
               sine(200, 16000, 32000, 0.1f));
   EXPECT_THROW(AudioFileReader(dir / "two.wav", 1), Error);
   EXPECT_EQ(load_audio_file(dir / "two.wav", 2).size(), 32000u);
+}
+
+TEST(AudioFileBytes, AFileInMemoryDecodesAsOnDisk) {
+  TempDir dir;
+  write_sound(dir / "hi.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, 44100, 2,
+              sine(440.0, 44100, 44100 * 2, 0.5f));
+  write_sound(dir / "a.flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 16000, 1,
+              sine(300.0, 16000, 16000, 0.3f));
+  write_sound(dir / "a.ogg", SF_FORMAT_OGG | SF_FORMAT_VORBIS, 16000, 1,
+              sine(300.0, 16000, 16000, 0.3f));
+  for (const std::filesystem::path& path :
+       {testdata("audio/speech_a_en.wav"), dir / "hi.wav", dir / "a.flac", dir / "a.ogg"}) {
+    const std::string bytes = lipsync::testing::read_text(path);
+    const auto from_memory =
+        load_audio_bytes(std::as_bytes(std::span(bytes.data(), bytes.size())), "the body");
+    EXPECT_EQ(from_memory, load_audio_file(path)) << path;
+    EXPECT_FALSE(from_memory.empty()) << path;
+  }
+}
+
+TEST(AudioFileBytes, EachBadBufferNamesTheCallersNameAndTheProblem) {
+  const std::string wav = lipsync::testing::read_text(testdata("audio/sine_440.wav"));
+  const std::string text = "this is not audio at all, just text\n";
+  const std::string truncated = wav.substr(0, wav.size() / 2);
+  const std::pair<const std::string*, const char*> cases[] = {{&truncated, "truncated"},
+                                                              {&text, "not a readable audio file"}};
+  for (const auto& [bytes, problem] : cases) {
+    try {
+      (void)load_audio_bytes(std::as_bytes(std::span(bytes->data(), bytes->size())), "the body");
+      ADD_FAILURE() << "no error for " << problem;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Error::Code::kInvalidInput);
+      EXPECT_EQ(e.message().rfind("the body: ", 0), 0u) << e.message();
+      EXPECT_NE(e.message().find(problem), std::string::npos) << e.message();
+      EXPECT_EQ(e.message().find(".f32"), std::string::npos) << e.message();  // not a file name
+    }
+  }
+  EXPECT_THROW((void)load_audio_bytes({}, "the body"), Error);
+  // The cap is checked on the header, as for a file.
+  const std::string two_seconds = [&] {
+    TempDir dir;
+    write_sound(dir / "two.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 16000, 1,
+                sine(200, 16000, 32000, 0.1f));
+    return lipsync::testing::read_text(dir / "two.wav");
+  }();
+  const auto two = std::as_bytes(std::span(two_seconds.data(), two_seconds.size()));
+  EXPECT_THROW((void)load_audio_bytes(two, "the body", 1), Error);
+  EXPECT_EQ(load_audio_bytes(two, "the body", 2).size(), 32000u);
 }
 
 }  // namespace

@@ -151,6 +151,11 @@ TEST_F(SessionApiTest, BadRequestsGetJsonErrorsWithTheirStatus) {
   EXPECT_EQ(request("POST", "/v1/sessions", R"({"start_frame": "x"})").status, 400);
   EXPECT_EQ(request("POST", "/v1/sessions", R"({"start_frame": 99})").status, 400);
   EXPECT_EQ(request("POST", "/v1/sessions", "[1, 2").status, 400);
+  // Bytes that are not UTF-8 are the client's error, answered in valid JSON.
+  const auto not_utf8 = request("POST", "/v1/sessions", "{\"model\": \"\xff\xfe\"}");
+  EXPECT_EQ(not_utf8.status, 400);
+  EXPECT_NE(json::parse(not_utf8.body).at("error").get<std::string>().find("not JSON"),
+            std::string::npos);
   EXPECT_EQ(request("GET", "/v1/sessions/none").status, 404);
   EXPECT_EQ(request("POST", "/v1/sessions/none/interrupt").status, 404);
   EXPECT_EQ(request("POST", "/v1/nothing").status, 404);
@@ -170,8 +175,16 @@ TEST_F(SessionApiTest, BadRequestsGetJsonErrorsWithTheirStatus) {
   EXPECT_EQ(
       request("POST", "/v1/sessions/" + id + "/speech", "abc", "audio/s16le;rate=16000").status,
       400);  // an odd byte count: half a sample
-  EXPECT_EQ(request("POST", "/v1/sessions/" + id + "/speech", "not a wav", "audio/wav").status,
-            400);
+  // Each upload error says what is wrong with the request, never where the server keeps it.
+  const auto speech_error = [&](const std::string& type) {
+    const auto r = request("POST", "/v1/sessions/" + id + "/speech", "not a wav", type);
+    EXPECT_EQ(r.status, 400) << type;
+    return json::parse(r.body).at("error").get<std::string>();
+  };
+  EXPECT_EQ(speech_error("audio/wav").rfind("the speech body: not a readable audio file", 0), 0u);
+  EXPECT_NE(speech_error("audio/s16le;rate=99999999").find("out of range"), std::string::npos);
+  EXPECT_NE(speech_error("audio/s16le;rate=0").find("out of range"), std::string::npos);
+  EXPECT_NE(speech_error("audio/s16le;rate=1e4").find("not a number"), std::string::npos);
   EXPECT_EQ(request("POST", "/v1/sessions/" + id + "/say", R"({"text": ""})").status, 400);
   EXPECT_EQ(
       request("POST", "/v1/sessions/" + id + "/say", R"({"text": "hi", "voice": "zz-zz"})").status,
