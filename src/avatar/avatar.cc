@@ -9,6 +9,7 @@
 #include "core/check.h"
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_text.h"
 #include "core/task_arena.h"
 #include "infer/model_family.h"
 
@@ -113,8 +114,8 @@ AvatarManifest AvatarManifest::load(const std::filesystem::path& path) {
   bool has_frames = false;
   for (const auto& [key, value] : j.items()) {
     auto bad = [&](const char* expected) {
-      return Error::invalid_input(where + ": key '" + key + "' is " + value.dump() + "; expected " +
-                                  expected);
+      return Error::invalid_input(where + ": key '" + key + "' is " + core::json_text(value) +
+                                  "; expected " + expected);
     };
     auto positive = [&]() {
       if (!value.is_number_integer() || value.get<long long>() < 1 ||
@@ -170,7 +171,7 @@ void AvatarManifest::save(const std::filesystem::path& path) const {
                          {"crop_rects", crop_rects},
                          {"width", width},
                          {"height", height}};
-  core::write_file_atomically(path, j.dump(2) + "\n");
+  core::write_file_atomically(path, core::json_text(j, 2) + "\n");
 }
 
 std::shared_ptr<const Avatar> Avatar::open(const std::filesystem::path& dir,

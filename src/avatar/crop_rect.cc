@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_text.h"
 
 namespace lipsync::avatar {
 namespace {
@@ -52,8 +53,8 @@ std::vector<CropRect> load_crop_rects(const std::filesystem::path& path) {
     bool ok = e.is_array() && e.size() == 4;
     for (std::size_t k = 0; ok && k < 4; ++k) ok = e[k].is_number_integer();
     if (!ok) {
-      throw Error::invalid_input(where + ": entry " + std::to_string(i) + " is " + e.dump() +
-                                 "; expected four integers [x1, y1, x2, y2]");
+      throw Error::invalid_input(where + ": entry " + std::to_string(i) + " is " +
+                                 core::json_text(e) + "; expected four integers [x1, y1, x2, y2]");
     }
     rects.push_back({e[0].get<int>(), e[1].get<int>(), e[2].get<int>(), e[3].get<int>()});
   }

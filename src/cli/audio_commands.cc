@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/options_flags.h"
 #include "core/file_util.h"
+#include "core/json_text.h"
 
 namespace lipsync::cli {
 namespace {
@@ -30,8 +31,7 @@ void run_mel(const MelArgs& args) {
   const std::vector<float> samples = audio::load_audio_file(args.input);
   const audio::Mel mel = audio::MelSpectrogram().compute(samples, options);
   core::write_file_atomically(args.output, std::as_bytes(mel.data()));
-  std::cout << nlohmann::json{{"frames", mel.frames()}, {"bands", audio::Mel::bands()}}.dump()
-            << "\n";
+  std::cout << core::json_text({{"frames", mel.frames()}, {"bands", audio::Mel::bands()}}) << "\n";
 }
 
 void run_windows(const MelArgs& args) {
@@ -47,7 +47,7 @@ void run_windows(const MelArgs& args) {
     out.insert(out.end(), w.rows, w.rows + audio::MelWindows::kPackedWindowSize);
   }
   core::write_file_atomically(args.output, as_bytes(out));
-  std::cout << nlohmann::json{{"windows", windows.count()}, {"starts", windows.starts()}}.dump()
+  std::cout << core::json_text({{"windows", windows.count()}, {"starts", windows.starts()}})
             << "\n";
 }
 

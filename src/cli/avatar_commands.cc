@@ -7,6 +7,7 @@
 #include "avatar/avatar_import.h"
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/json_text.h"
 
 namespace lipsync::cli {
 namespace {
@@ -20,11 +21,10 @@ struct ImportArgs {
 };
 
 void print(const avatar::ImportSummary& s, const std::string& output) {
-  std::cout << nlohmann::json{{"frames", s.frames},
-                              {"width", s.width},
-                              {"height", s.height},
-                              {"output", output}}
-                   .dump()
+  std::cout << core::json_text({{"frames", s.frames},
+                                {"width", s.width},
+                                {"height", s.height},
+                                {"output", output}})
             << "\n";
 }
 

@@ -20,6 +20,7 @@
 #include "cli/commands.h"
 #include "cli/options_flags.h"
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/stopwatch.h"
 #include "core/system_info.h"
 #include "core/task_arena.h"
@@ -121,7 +122,7 @@ void run_bench_mel(const MelBenchArgs& args) {
                    {"median_ms", s.median},
                    {"min_ms", s.min}};
   j.update(machine_json(args.threads));
-  std::cout << j.dump() << "\n";
+  std::cout << core::json_text(j) << "\n";
 }
 
 struct WindowsBenchArgs {
@@ -181,7 +182,7 @@ void run_bench_windows(const WindowsBenchArgs& args) {
                    {"parallel_us", {{"median", par.median}, {"min", par.min}}},
                    {"speedup", seq.median / par.median}};
   j.update(machine_json(args.threads));
-  std::cout << j.dump() << "\n";
+  std::cout << core::json_text(j) << "\n";
 }
 
 struct ModelBenchArgs {
@@ -324,7 +325,7 @@ void run_bench_generator(const ModelBenchArgs& args) {
                     {"rounds", speedups.size()}};
   }
   j.update(machine_json(options.resolved_intra_op_threads()));
-  std::cout << j.dump() << "\n";
+  std::cout << core::json_text(j) << "\n";
 }
 
 void run_bench_encoder(const ModelBenchArgs& args) {
@@ -362,7 +363,7 @@ void run_bench_encoder(const ModelBenchArgs& args) {
                    {"ms_per_window", s.median / args.windows},
                    {"onnxruntime", infer::onnxruntime_version()}};
   j.update(machine_json(options.resolved_intra_op_threads()));
-  std::cout << j.dump() << "\n";
+  std::cout << core::json_text(j) << "\n";
 }
 
 void add_model_bench(CLI::App& bench, const char* name, const char* help, bool encoder) {

@@ -20,6 +20,7 @@
 #include "cli/demo_assets.h"
 #include "client/live_client.h"
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/stopwatch.h"
 #include "core/text.h"
 #include "lipsync/v1/lipsync.grpc.pb.h"
@@ -214,13 +215,12 @@ void run_client(const ClientArgs& a) {
   } else {
     folder->keep();
   }
-  std::cout << nlohmann::json{{"frames", outcome.frames},
-                              {"first_frame_ms", outcome.first_frame_ms},
-                              {"total_ms", outcome.total_ms},
-                              {"audio_seconds", audio::seconds_for_samples(
-                                                    static_cast<std::int64_t>(samples.size()))},
-                              {"output", a.output}}
-                   .dump()
+  std::cout << core::json_text({{"frames", outcome.frames},
+                                {"first_frame_ms", outcome.first_frame_ms},
+                                {"total_ms", outcome.total_ms},
+                                {"audio_seconds", audio::seconds_for_samples(
+                                                      static_cast<std::int64_t>(samples.size()))},
+                                {"output", a.output}})
             << "\n";
 }
 
@@ -306,19 +306,17 @@ void run_live_loadtest(const LoadArgs& a) {
     if (!r.status.ok() && first_error.ok()) first_error = r.status;
   }
   const auto pct = client::percentile;
-  std::cout << nlohmann::json{{"live_sessions", a.live},
-                              {"seconds", a.seconds},
-                              {"frames", frames},
-                              {"late_frames", late},
-                              {"underruns", underruns},
-                              {"jitter_ms",
-                               {{"p50", pct(jitter50, 0.5)}, {"p99", pct(jitter99, 0.5)}}},
-                              {"speech_latency_ms",
-                               {{"p50", pct(speech, 0.5)}, {"p99", pct(speech, 0.99)}}},
-                              {"interrupt_latency_ms",
-                               {{"p50", pct(interrupts, 0.5)}, {"p99", pct(interrupts, 0.99)}}},
-                              {"sessions", per_session}}
-                   .dump()
+  std::cout << core::json_text(
+                   {{"live_sessions", a.live},
+                    {"seconds", a.seconds},
+                    {"frames", frames},
+                    {"late_frames", late},
+                    {"underruns", underruns},
+                    {"jitter_ms", {{"p50", pct(jitter50, 0.5)}, {"p99", pct(jitter99, 0.5)}}},
+                    {"speech_latency_ms", {{"p50", pct(speech, 0.5)}, {"p99", pct(speech, 0.99)}}},
+                    {"interrupt_latency_ms",
+                     {{"p50", pct(interrupts, 0.5)}, {"p99", pct(interrupts, 0.99)}}},
+                    {"sessions", per_session}})
             << "\n";
   if (!first_error.ok()) throw from_status(first_error, a.target);
 }
@@ -413,20 +411,20 @@ void run_loadtest(const LoadArgs& a) {
   for (const auto& [code, entry] : results.errors) {
     errors[code] = {{"count", entry.first}, {"first_message", entry.second}};
   }
-  std::cout << nlohmann::json{{"requests", a.requests},
-                              {"completed", results.latencies.size()},
-                              {"errors", errors},
-                              {"concurrency", a.concurrency},
-                              {"batch", a.batch},
-                              {"stream", a.stream},
-                              {"seconds", seconds},
-                              {"frames", results.frames},
-                              {"frames_per_second", static_cast<double>(results.frames) / seconds},
-                              {"latency_ms",
-                               {{"p50", results.percentile(0.5)},
-                                {"p95", results.percentile(0.95)},
-                                {"p99", results.percentile(0.99)}}}}
-                   .dump()
+  std::cout << core::json_text(
+                   {{"requests", a.requests},
+                    {"completed", results.latencies.size()},
+                    {"errors", errors},
+                    {"concurrency", a.concurrency},
+                    {"batch", a.batch},
+                    {"stream", a.stream},
+                    {"seconds", seconds},
+                    {"frames", results.frames},
+                    {"frames_per_second", static_cast<double>(results.frames) / seconds},
+                    {"latency_ms",
+                     {{"p50", results.percentile(0.5)},
+                      {"p95", results.percentile(0.95)},
+                      {"p99", results.percentile(0.99)}}}})
             << "\n";
   if (!results.first_error.ok()) {
     const Error e = from_status(results.first_error, a.target);

@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "cli/config_file.h"
 #include "core/error.h"
+#include "core/json_text.h"
 
 namespace lipsync::cli {
 namespace {
@@ -22,7 +23,7 @@ void run_config(const std::string& format) {
       out.push_back(
           {{"key", k.key}, {"default", k.default_text}, {"values", k.values}, {"doc", k.doc}});
     }
-    std::cout << out.dump(2) << "\n";
+    std::cout << core::json_text(out, 2) << "\n";
     return;
   }
   if (format != "markdown") {

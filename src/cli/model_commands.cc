@@ -13,6 +13,7 @@
 #include "cli/options_flags.h"
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_text.h"
 #include "infer/audio_encoder.h"
 #include "infer/execution_providers.h"
 #include "infer/models.h"
@@ -47,9 +48,8 @@ void run_features(const FeaturesArgs& args) {
   const pipeline::ClipFeatures features =
       pipeline::encode_clip_features(samples, encoder, audio_options);
   core::write_file_atomically(args.output, std::as_bytes(std::span(features.values)));
-  std::cout
-      << nlohmann::json{{"windows", features.windows}, {"frames", features.windows + 2}}.dump()
-      << "\n";
+  std::cout << core::json_text({{"windows", features.windows}, {"frames", features.windows + 2}})
+            << "\n";
 }
 
 struct ImportArgs {
@@ -65,7 +65,7 @@ void run_import(const ImportArgs& args) {
   nlohmann::json out = imported.manifest.to_json();
   out["output"] = args.output;
   if (!imported.notes.empty()) out["notes"] = imported.notes;
-  std::cout << out.dump() << "\n";
+  std::cout << core::json_text(out) << "\n";
 }
 
 struct QuantizeArgs {
@@ -137,7 +137,7 @@ void run_quantize(const QuantizeArgs& a) {
       modelgen::write_quantized_models(a.models, frames, names, options, infer_options, a.output);
   nlohmann::json out = m.to_json();
   out["output"] = a.output;
-  std::cout << out.dump() << "\n";
+  std::cout << core::json_text(out) << "\n";
 }
 
 struct SynthArgs {
@@ -161,15 +161,15 @@ void run_providers(const ProvidersArgs& args) {
   const auto reports = infer::check_execution_providers(options);
   std::vector<std::string> dirs;
   for (const auto& d : infer::provider_library_dirs(options)) dirs.push_back(d.string());
-  std::cout << nlohmann::json{{"onnxruntime", infer::onnxruntime_version()}, {"library_dirs", dirs}}
-                   .dump()
+  std::cout << core::json_text(
+                   {{"onnxruntime", infer::onnxruntime_version()}, {"library_dirs", dirs}})
             << "\n";
   bool found = args.require.empty();
   for (const auto& r : reports) {
     nlohmann::json line{{"provider", r.name}, {"usable", r.usable}, {"devices", r.devices}};
     if (!r.library.empty()) line["library"] = r.library;
     if (!r.error.empty()) line["error"] = r.error;
-    std::cout << line.dump() << "\n";
+    std::cout << core::json_text(line) << "\n";
     if (r.name == args.require) {
       found = true;
       if (!r.usable) throw Error::invalid_input(r.error);
@@ -221,7 +221,7 @@ void add_model_commands(CLI::App& app) {
           infer::ModelManifest::load(std::filesystem::path(args->output) / "model.json");
       nlohmann::json out = manifest.to_json();
       out["output"] = args->output;
-      std::cout << out.dump() << "\n";
+      std::cout << core::json_text(out) << "\n";
     });
   }
   {
@@ -272,7 +272,7 @@ void add_model_commands(CLI::App& app) {
     cmd->add_option("-o,--output", *output, "Output folder")->required();
     cmd->callback([output] {
       modelgen::write_demo_models(*output);
-      std::cout << nlohmann::json{{"name", "demo"}, {"kind", "demo"}, {"output", *output}}.dump()
+      std::cout << core::json_text({{"name", "demo"}, {"kind", "demo"}, {"output", *output}})
                 << "\n";
     });
   }

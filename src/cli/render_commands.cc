@@ -19,6 +19,7 @@
 #include "cli/demo_assets.h"
 #include "cli/options_flags.h"
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/stopwatch.h"
 #include "core/system_info.h"
 #include "core/text.h"
@@ -154,15 +155,14 @@ void run_render(const RenderArgs& args) {
   ProgressBar bar(!args.quiet && ::isatty(STDERR_FILENO));
   const pipeline::RenderStats stats =
       renderer.render(*in.audio, *sink, [&](int done, int total) { bar.update(done, total); });
-  std::cout << nlohmann::json{{"frames", stats.frames},
-                              {"seconds", stats.seconds},
-                              {"fps", stats.frames / std::max(stats.seconds, 1e-9)},
-                              {"audio_seconds", audio::seconds_for_samples(stats.audio_samples)},
-                              {"batch", renderer.batch()},
-                              {"parallel_runs", in.models->generator().parallel_runs()},
-                              {"ms_per_frame", stage_ms_per_frame(stats)},
-                              {"output", args.output}}
-                   .dump()
+  std::cout << core::json_text({{"frames", stats.frames},
+                                {"seconds", stats.seconds},
+                                {"fps", stats.frames / std::max(stats.seconds, 1e-9)},
+                                {"audio_seconds", audio::seconds_for_samples(stats.audio_samples)},
+                                {"batch", renderer.batch()},
+                                {"parallel_runs", in.models->generator().parallel_runs()},
+                                {"ms_per_frame", stage_ms_per_frame(stats)},
+                                {"output", args.output}})
             << "\n";
 }
 
@@ -324,7 +324,7 @@ void run_bench_render(const BenchRenderArgs& args) {
       {"intra_op_threads", infer_options.resolved_intra_op_threads()},
       {"parallel_runs", infer_options.parallel_runs}};
   j.update(machine_json(infer_options.resolved_intra_op_threads()));
-  std::cout << j.dump() << "\n";
+  std::cout << core::json_text(j) << "\n";
 }
 
 }  // namespace

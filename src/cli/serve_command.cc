@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "cli/config_file.h"
 #include "cli/demo_assets.h"
+#include "core/json_text.h"
 #include "core/task_arena.h"
 #include "core/thread_budget.h"
 #include "server/server.h"
@@ -47,9 +48,9 @@ void run_serve(const ServeArgs& args) {
   }
   server::Server server(config.server_config());
   server.start();
-  std::cout
-      << nlohmann::json{{"grpc_port", server.grpc_port()}, {"http_port", server.http_port()}}.dump()
-      << std::endl;
+  std::cout << core::json_text(
+                   {{"grpc_port", server.grpc_port()}, {"http_port", server.http_port()}})
+            << std::endl;
   int received = 0;
   sigwait(&signals, &received);
   spdlog::info("lipsync serve: signal {}, stopping", received);

@@ -12,6 +12,7 @@
 #include "audio/audio_file.h"
 #include "audio/video_frames.h"
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/stopwatch.h"
 #include "lipsync/v1/lipsync.grpc.pb.h"
 #include "render/mp4_writer.h"
@@ -108,11 +109,14 @@ class SessionFiles {
     char name[32];
     std::snprintf(name, sizeof name, "%06lld", static_cast<long long>(r.index));
     std::ofstream(dir_ / (name + ext), std::ios::binary) << r.picture;
-    jsonl_ << nlohmann::json{{"index", r.index},       {"pts_ms", r.pts_ms},
-                             {"state", r.state},       {"late", r.late},
-                             {"underrun", r.underrun}, {"utterance", r.utterance},
-                             {"sample", r.sample},     {"receive_ms", r.receive_ms}}
-                  .dump()
+    jsonl_ << core::json_text({{"index", r.index},
+                               {"pts_ms", r.pts_ms},
+                               {"state", r.state},
+                               {"late", r.late},
+                               {"underrun", r.underrun},
+                               {"utterance", r.utterance},
+                               {"sample", r.sample},
+                               {"receive_ms", r.receive_ms}})
            << "\n";
     audio_.insert(audio_.end(), r.samples.begin(), r.samples.end());
     if (format_ != "raw" && !r.picture.empty()) {
@@ -355,19 +359,18 @@ LiveReport run_live_session(const LiveClientOptions& o, const std::vector<LiveAc
 }
 
 std::string to_json(const LiveReport& r) {
-  return nlohmann::json{{"frames", r.frames},
-                        {"late_frames", r.late_frames},
-                        {"late_idle", r.late_idle},
-                        {"late_speaking", r.late_speaking},
-                        {"first_late", r.first_late},
-                        {"underruns", r.underruns},
-                        {"contiguous", r.contiguous},
-                        {"latency_ms", r.latency_ms},
-                        {"speech_latency_ms", r.speech_latency_ms},
-                        {"interrupt_latency_ms", r.interrupt_latency_ms},
-                        {"jitter_ms", {{"p50", r.jitter_p50_ms}, {"p99", r.jitter_p99_ms}}},
-                        {"status", r.status.ok() ? "OK" : r.status.error_message()}}
-      .dump();
+  return core::json_text({{"frames", r.frames},
+                          {"late_frames", r.late_frames},
+                          {"late_idle", r.late_idle},
+                          {"late_speaking", r.late_speaking},
+                          {"first_late", r.first_late},
+                          {"underruns", r.underruns},
+                          {"contiguous", r.contiguous},
+                          {"latency_ms", r.latency_ms},
+                          {"speech_latency_ms", r.speech_latency_ms},
+                          {"interrupt_latency_ms", r.interrupt_latency_ms},
+                          {"jitter_ms", {{"p50", r.jitter_p50_ms}, {"p99", r.jitter_p99_ms}}},
+                          {"status", r.status.ok() ? "OK" : r.status.error_message()}});
 }
 
 }  // namespace lipsync::client

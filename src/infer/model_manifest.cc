@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_text.h"
 
 namespace lipsync::infer {
 
@@ -53,8 +54,8 @@ ModelManifest ModelManifest::load(const std::filesystem::path& path) {
   ModelManifest m;
   for (const auto& [key, value] : j.items()) {
     auto bad = [&](const char* expected) {
-      return Error::invalid_input(where + ": key '" + key + "' is " + value.dump() + "; expected " +
-                                  expected);
+      return Error::invalid_input(where + ": key '" + key + "' is " + core::json_text(value) +
+                                  "; expected " + expected);
     };
     if (key == "name" || key == "family" || key == "kind") {
       if (!value.is_string()) throw bad("a string");
@@ -125,7 +126,7 @@ ModelManifest ModelManifest::load(const std::filesystem::path& path) {
 }
 
 void ModelManifest::save(const std::filesystem::path& path) const {
-  core::write_file_atomically(path, to_json().dump(2) + "\n");
+  core::write_file_atomically(path, core::json_text(to_json(), 2) + "\n");
 }
 
 }  // namespace lipsync::infer

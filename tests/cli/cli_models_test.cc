@@ -232,6 +232,19 @@ TEST(CliFeatures, NotAModelIsInvalidInput) {
   EXPECT_NE(r.err.find("audio_encoder.onnx"), std::string::npos) << r.err;
 }
 
+TEST(CliModels, AnOutputNameThatIsNotUtf8IsWrittenAndReportedWithAReplacementCharacter) {
+  // Linux file names are bytes; the JSON report must not fail after the work is done.
+  TempDir dir;
+  const auto out = dir / "demo-\xff\xfe";
+  const auto r = run_lipsync("models demo -o " + q(out));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(out / "model.json"));
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_NE(j.at("output").get<std::string>().find("demo-\xef\xbf\xbd\xef\xbf\xbd"),
+            std::string::npos)
+      << r.out;
+}
+
 TEST(CliConfig, InferKeysAreReadAndCheckedByName) {
   TempDir dir;
   ASSERT_EQ(run_lipsync("models demo -o " + q(dir / "demo")).exit_code, 0);
