@@ -4,11 +4,11 @@
 #include <onnxruntime_cxx_api.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <mutex>
-#include <regex>
 #include <system_error>
 #include <unordered_map>
 
@@ -188,14 +188,60 @@ std::vector<std::filesystem::path> provider_library_dirs(const InferOptions& opt
   return dirs;
 }
 
+namespace {
+
+// "libX.so" or "libX.so.1.2": lib, then name characters, then .so and numeric suffixes.
+bool is_library_name(std::string_view name) {
+  if (name.rfind("lib", 0) != 0) return false;
+  const auto so = name.find(".so");
+  if (so == std::string_view::npos || so <= 3) return false;
+  for (char c : name.substr(3, so - 3)) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '+' && c != '-') {
+      return false;
+    }
+  }
+  std::string_view rest = name.substr(so + 3);
+  while (!rest.empty()) {
+    if (rest.size() < 2 || rest[0] != '.') return false;
+    std::size_t digits = 1;
+    while (digits < rest.size() && std::isdigit(static_cast<unsigned char>(rest[digits]))) {
+      ++digits;
+    }
+    if (digits == 1) return false;
+    rest.remove_prefix(digits);
+  }
+  return true;
+}
+
+// The library in the dynamic loader's "libX.so.N: cannot open shared object file", or "".
+// (Scanned by hand: std::regex trips GCC 12's -Wmaybe-uninitialized under the sanitizers.)
+std::string missing_library(std::string_view text) {
+  constexpr std::string_view kCannotOpen = ": cannot open";
+  for (auto at = text.find(kCannotOpen); at != std::string_view::npos;
+       at = text.find(kCannotOpen, at + 1)) {
+    std::size_t begin = at;
+    while (begin > 0) {
+      const char c = text[begin - 1];
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '+' && c != '-' &&
+          c != '.') {
+        break;
+      }
+      --begin;
+    }
+    for (std::size_t p = begin; p + 3 <= at; ++p) {
+      if (is_library_name(text.substr(p, at - p))) return std::string(text.substr(p, at - p));
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
 std::string explain_provider_failure(std::string_view provider, std::string_view ort_message) {
   const std::string prefix = "execution provider '" + std::string(provider) + "': ";
   const std::string said = " (ONNX Runtime: " + std::string(ort_message) + ")";
-  const std::string text(ort_message);
-  std::smatch m;
-  static const std::regex missing_library(R"((lib[A-Za-z0-9_+-]+\.so(\.[0-9]+)*): cannot open)");
-  if (std::regex_search(text, m, missing_library)) {
-    const std::string lib = m[1].str();
+  const std::string_view text = ort_message;
+  if (const std::string lib = missing_library(text); !lib.empty()) {
     if (lib.rfind("libcuda.so", 0) == 0) {
       return prefix + "the NVIDIA driver's " + lib +
              " is not on this machine: install the NVIDIA driver (580 or newer for CUDA 13), or "
