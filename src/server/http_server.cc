@@ -124,7 +124,11 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   void read() {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(server_->limits.max_header_bytes));
-    parser_->body_limit(server_->limits.max_body_bytes);
+    // No body limit while the header is read: Beast would refuse a Content-Length over it
+    // before a streamed route (a long raw speech upload) is asked. on_header sets it for the
+    // bodies that are read whole. (The largest value, not boost::none: this Beast compares a
+    // Content-Length with the optional, and every length is more than none.)
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     body_stream_.reset();
     body_done_ = false;
     replied_ = false;
@@ -171,6 +175,13 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
             {500, "text/plain; charset=utf-8", std::string("error: ") + e.what() + "\n", {}});
       }
     }
+    if (!body_stream_) {
+      const auto length = parser_->content_length();
+      if (length && *length > server_->limits.max_body_bytes) {
+        return refuse(http::error::body_limit);
+      }
+      parser_->body_limit(server_->limits.max_body_bytes);  // no body octet is parsed yet
+    }
     if (beast::iequals(request_.header("expect"), "100-continue")) {
       auto cont =
           std::make_shared<http::response<http::empty_body>>(http::status::continue_, version_);
@@ -185,10 +196,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   }
 
   void read_body() {
-    if (body_stream_) {
-      parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
-      return read_piece();
-    }
+    if (body_stream_) return read_piece();
     if (parser_->is_done()) return dispatch();
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {

@@ -46,6 +46,7 @@ class SessionApiTest : public ::testing::Test {
     config.server.api_token = kToken;
     config.server.cors_origins = "http://app.example";
     config.server.http_timeout_s = 2;
+    config.server.http_max_body_kb = 64;  // below the raw upload of a few seconds' speech
     config.models = {{"demo", *dir_ / "avatar", testing::demo_models(), true}};
     config.infer = testing::two_threads();
     server_ = std::make_unique<server::Server>(config);
@@ -372,6 +373,30 @@ TEST_F(SessionApiTest, GrpcSessionsAreInTheRegistryAndAttachingIsChecked) {
   }
   call->Finish();
   EXPECT_TRUE(eventually([&] { return request("GET", "/v1/sessions/" + id).status == 404; }, 2000));
+}
+
+TEST_F(SessionApiTest, RawSpeechLongerThanTheBodyLimitStreamsWhileOtherBodiesAreLimited) {
+  const std::string id = create_session();
+  // 3 s of s16le is 96000 bytes, over server.http_max_body_kb (64 KiB): a streamed upload is
+  // not a body read whole, so its Content-Length is not held against that limit.
+  const auto r =
+      request("POST", "/v1/sessions/" + id + "/speech", tone_s16le(3.0), "audio/s16le;rate=16000");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body).at("samples"), 48000);
+  // A JSON body over the limit is refused from its Content-Length...
+  const auto big = request("POST", "/v1/sessions/" + id + "/say",
+                           R"({"text": ")" + std::string(70000, 'a') + R"("})");
+  EXPECT_EQ(big.status, 413);
+  // ...also before a client that asked sends it.
+  testing::RawConnection c(port_);
+  ASSERT_TRUE(c.send("POST /v1/sessions/" + id +
+                     "/say HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                     "Bearer " +
+                     std::string(kToken) +
+                     "\r\nExpect: 100-continue\r\nContent-Length: 999999\r\n\r\n"));
+  const std::string answer = c.receive(std::chrono::seconds(4));
+  EXPECT_EQ(answer.rfind("HTTP/1.1 413", 0), 0u) << answer;
+  EXPECT_EQ(answer.find("100 Continue"), std::string::npos) << answer;
 }
 
 TEST_F(SessionApiTest, AnUploadThatStallsIsDroppedAndFreesTheSession) {
