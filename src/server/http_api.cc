@@ -240,7 +240,6 @@ class SpeechUpload final : public HttpBodyStream {
   }
 
   std::vector<float> decode_file() {
-    if (file_.empty()) throw Error::invalid_input("the speech body is empty");
     return audio::load_audio_bytes(std::as_bytes(std::span(file_.data(), file_.size())),
                                    "the speech body", max_seconds_);
   }
@@ -446,8 +445,8 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     }
     if (what == "speech") {
       if (r.method != "POST") return out.reply(decorate(method_not_allowed("POST")));
-      // Reached with the whole body only when the stream could not start: say why, or (the
-      // session became free meanwhile) take it as a stream of one piece.
+      // Reached only with a body that was complete with its header (an empty one): take it as
+      // a stream of one piece.
       auto upload = open_speech(session, r, out, decorate);
       upload->on_piece(std::move(r.body));
       upload->on_end(true, out);
@@ -573,19 +572,48 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     return upload;
   }
 
-  // Streamed bodies: only speech uploads that can start now.
-  std::shared_ptr<HttpBodyStream> stream(const HttpRequest& r, const HttpResponder& out) {
-    if (r.method != "POST" || !authorized(r)) return nullptr;
-    const auto parts = split_path(r.path);
-    if (parts.size() != 4 || parts[0] != "v1" || parts[1] != "sessions" || parts[3] != "speech") {
-      return nullptr;
+  // The most bytes a speech body of `format` may have: a file within server.max_message_mb,
+  // raw samples of at most audio.max_seconds (and an odd byte).
+  std::uint64_t max_speech_bytes(const SpeechFormat& format) const {
+    if (format.kind == SpeechFormat::Kind::kFile) {
+      return static_cast<std::uint64_t>(ctx.server.max_message_mb) << 20;
     }
-    auto session = hub.find(parts[2]);
-    if (!session) return nullptr;
+    const std::uint64_t bytes_per_sample = format.kind == SpeechFormat::Kind::kF32le ? 4 : 2;
+    return static_cast<std::uint64_t>(ctx.audio.max_seconds) *
+               static_cast<std::uint64_t>(format.rate) * bytes_per_sample +
+           1;
+  }
+
+  // Streamed bodies: speech uploads. One that cannot start is answered from its header (its
+  // JSON error: 401, 404, 409, 413, ...) before a byte of its body is read; other requests are
+  // read whole.
+  HttpBodyPlan stream(const HttpRequest& r, const HttpResponder& out) {
+    const auto parts = split_path(r.path);
+    if (r.method != "POST" || parts.size() != 4 || parts[0] != "v1" || parts[1] != "sessions" ||
+        parts[3] != "speech") {
+      return {};
+    }
+    const auto decorate = decorator(r);
+    if (!authorized(r)) return {nullptr, decorate(unauthorized())};
     try {
-      return open_speech(session, r, out, decorator(r));
-    } catch (const std::exception&) {
-      return nullptr;  // handle() reads the body whole and says why
+      const auto session = session_or_throw(parts[2]);
+      const SpeechFormat format = speech_format(r.header("content-type"));
+      const std::string length = r.header("content-length");
+      const std::uint64_t most = max_speech_bytes(format);
+      // Beast has checked that a Content-Length is a number that fits 64 bits.
+      if (!length.empty() && std::stoull(length) > most) {
+        return {nullptr,
+                decorate(error_reply(
+                    413, "the speech body declares " + length + " bytes; at most " +
+                             std::to_string(most) +
+                             (format.kind == SpeechFormat::Kind::kFile
+                                  ? " for a file (server.max_message_mb); send raw PCM to stream"
+                                  : " for raw speech (audio.max_seconds = " +
+                                        std::to_string(ctx.audio.max_seconds) + " s)")))};
+      }
+      return {open_speech(session, r, out, decorate), std::nullopt};
+    } catch (const std::exception& e) {
+      return {nullptr, decorate(reply_for(e))};
     }
   }
 };

@@ -1,5 +1,7 @@
 #include "server/http_server.h"
 
+#include <spdlog/spdlog.h>
+
 #include <array>
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
@@ -49,6 +51,44 @@ const char* reason_text(int status) {
       return "error\n";
   }
 }
+
+// A string body whose reader grows with what arrives. Beast's string_body reserves the whole
+// declared Content-Length before the first octet: a header that declares 100 GB is a promise,
+// not memory to set aside (std::bad_alloc on the I/O thread).
+struct GrowingStringBody {
+  using value_type = std::string;
+  static std::uint64_t size(const value_type& body) { return body.size(); }
+
+  class reader {
+   public:
+    template <bool isRequest, class Fields>
+    reader(http::header<isRequest, Fields>&, value_type& body) : body_(body) {}
+
+    void init(const boost::optional<std::uint64_t>& length, beast::error_code& ec) {
+      constexpr std::uint64_t kMostReserved = 1 << 20;
+      if (length) body_.reserve(static_cast<std::size_t>(std::min(*length, kMostReserved)));
+      ec = {};
+    }
+
+    template <class ConstBufferSequence>
+    std::size_t put(const ConstBufferSequence& buffers, beast::error_code& ec) {
+      const std::size_t n = asio::buffer_size(buffers);
+      const std::size_t at = body_.size();
+      if (n > body_.max_size() - at) {
+        ec = http::error::buffer_overflow;
+        return 0;
+      }
+      body_.resize(at + n);
+      ec = {};
+      return asio::buffer_copy(asio::buffer(body_.data() + at, n), buffers);
+    }
+
+    void finish(beast::error_code& ec) { ec = {}; }
+
+   private:
+    value_type& body_;
+  };
+};
 
 }  // namespace
 
@@ -168,12 +208,15 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     keep_alive_ = req.keep_alive();
     head_ = req.method() == http::verb::head;
     if (server_->routes.stream && !parser_->is_done()) {
+      HttpBodyPlan plan;
       try {
-        body_stream_ = server_->routes.stream(request_, responder());
+        plan = server_->routes.stream(request_, responder());
       } catch (const std::exception& e) {
-        return on_reply(
-            {500, "text/plain; charset=utf-8", std::string("error: ") + e.what() + "\n", {}});
+        plan.refusal = {
+            500, "text/plain; charset=utf-8", std::string("error: ") + e.what() + "\n", {}};
       }
+      if (plan.refusal) return on_reply(std::move(*plan.refusal));
+      body_stream_ = std::move(plan.stream);
     }
     if (!body_stream_) {
       const auto length = parser_->content_length();
@@ -345,7 +388,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   std::array<char, 16384> discard_{};
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<http::request_parser<GrowingStringBody>> parser_;
   HttpRequest request_;
   unsigned version_ = 11;
   bool keep_alive_ = false;
@@ -409,7 +452,20 @@ HttpServer::HttpServer(const std::string& address, HttpLimits limits, HttpRoutes
     throw Error::invalid_input("server.http: cannot listen on '" + address + "': " + e.what());
   }
   impl_->accept();
-  impl_->thread = std::thread([impl = impl_] { impl->io.run(); });
+  impl_->thread = std::thread([impl = impl_] {
+    // A handler that throws ends its own connection (its state goes with the handler), never
+    // the server: log it and run on.
+    for (;;) {
+      try {
+        impl->io.run();
+        return;
+      } catch (const std::exception& e) {
+        spdlog::error("http: a request failed: {}", e.what());
+      } catch (...) {
+        spdlog::error("http: a request failed with an unknown exception");
+      }
+    }
+  });
 }
 
 HttpServer::~HttpServer() {

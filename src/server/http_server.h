@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -82,13 +83,23 @@ class HttpBodyStream {
   virtual void on_end(bool complete, HttpResponder responder) = 0;
 };
 
+// What to do with a request's body, decided once its header is in.
+struct HttpBodyPlan {
+  // Take the body as pieces (never held whole, not limited by max_body_bytes).
+  std::shared_ptr<HttpBodyStream> stream;
+  // Or answer now without reading the body (a 401, a 409, a declared length that is too long);
+  // the connection then closes.
+  std::optional<HttpReply> refusal;
+  // Neither: read the body whole (within max_body_bytes) and call `handle`.
+};
+
 struct HttpRoutes {
   // Every request whose body is read whole; reply through the responder, now or later, from
   // any thread. Runs on the I/O thread: hand slow work to another thread.
   std::function<void(HttpRequest, HttpResponder)> handle;
-  // Asked once a request's header is in (`header.body` empty): a stream for its body, or null
-  // to read the body whole and call handle. Optional.
-  std::function<std::shared_ptr<HttpBodyStream>(const HttpRequest& header, HttpResponder)> stream;
+  // Asked once a request's header is in (`header.body` empty), before any body octet is read:
+  // how to take the body. Optional (absent: every body is read whole).
+  std::function<HttpBodyPlan(const HttpRequest& header, HttpResponder)> stream;
 };
 
 class HttpServer {

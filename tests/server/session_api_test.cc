@@ -399,6 +399,55 @@ TEST_F(SessionApiTest, RawSpeechLongerThanTheBodyLimitStreamsWhileOtherBodiesAre
   EXPECT_EQ(answer.find("100 Continue"), std::string::npos) << answer;
 }
 
+// Issue 24: a speech upload declaring 100 GB aborted the server in under 0.2 s (the body's
+// reader reserved the declared length; std::bad_alloc escaped the I/O thread).
+TEST_F(SessionApiTest, Issue24_ASpeechUploadDeclaring100GbIsRefusedFromItsHeader) {
+  const std::string id = create_session();
+  for (const std::string type : {"audio/s16le;rate=16000", "audio/L16;rate=16000",
+                                 "audio/f32le;rate=48000", "audio/wav", "audio/flac"}) {
+    testing::RawConnection c(port_);
+    ASSERT_TRUE(c.send(speech_head(id, type, "Content-Length: 100000000000\r\n") +
+                       std::string(4000, '\0')));
+    const std::string answer = c.receive(std::chrono::seconds(4));
+    EXPECT_EQ(answer.rfind("HTTP/1.1 413", 0), 0u) << type << ": " << answer;
+    EXPECT_NE(answer.find("application/json"), std::string::npos) << answer;
+    EXPECT_NE(answer.find("100000000000"), std::string::npos) << answer;
+  }
+  // The server is still there, and the session still takes speech.
+  EXPECT_EQ(request("GET", "/v1/sessions/" + id).status, 200);
+  const auto r =
+      request("POST", "/v1/sessions/" + id + "/speech", tone_s16le(0.5), "audio/s16le;rate=16000");
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
+// Issue 24: a streamed upload that cannot start (no token, busy session, unknown session) over
+// the body limit got a plain-text 413 instead of its own JSON error.
+TEST_F(SessionApiTest, Issue24_AStreamedUploadThatCannotStartGetsItsOwnJsonErrorAtOnce) {
+  const std::string id = create_session();
+  const std::string length = "Content-Length: 2000000\r\n";  // over http_max_body_kb (64)
+  const auto first_line = [&](const std::string& head) {
+    testing::RawConnection c(port_);
+    EXPECT_TRUE(c.send(head + std::string(1000, '\0')));
+    const std::string answer = c.receive(std::chrono::seconds(4));
+    EXPECT_NE(answer.find("application/json"), std::string::npos) << answer;
+    return answer.substr(0, answer.find("\r\n"));
+  };
+  std::string no_token = speech_head(id, "audio/s16le;rate=16000", length);
+  no_token.erase(no_token.find("Authorization"),
+                 no_token.find("Content-Type") - no_token.find("Authorization"));
+  EXPECT_EQ(first_line(no_token), "HTTP/1.1 401 Unauthorized");
+  EXPECT_EQ(first_line(speech_head("nosuch", "audio/s16le;rate=16000", length)),
+            "HTTP/1.1 404 Not Found");
+  EXPECT_EQ(first_line(speech_head(id, "text/plain", length)), "HTTP/1.1 400 Bad Request");
+  // Busy: an open upload holds the session.
+  testing::RawConnection open(port_);
+  ASSERT_TRUE(
+      open.send(speech_head(id, "audio/s16le;rate=16000", "Transfer-Encoding: chunked\r\n") +
+                "2\r\n\0\0\r\n"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(first_line(speech_head(id, "audio/s16le;rate=16000", length)), "HTTP/1.1 409 Conflict");
+}
+
 TEST_F(SessionApiTest, AnUploadThatStallsIsDroppedAndFreesTheSession) {
   const std::string id = create_session();
   testing::RawConnection c(port_);
