@@ -190,16 +190,17 @@ std::vector<std::filesystem::path> provider_library_dirs(const InferOptions& opt
 
 namespace {
 
+// A character of a library's name before ".so" (libstdc++, libnvinfer_plugin, ...).
+bool is_name_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '+' || c == '-';
+}
+
 // "libX.so" or "libX.so.1.2": lib, then name characters, then .so and numeric suffixes.
 bool is_library_name(std::string_view name) {
-  if (name.rfind("lib", 0) != 0) return false;
+  if (!name.starts_with("lib")) return false;
   const auto so = name.find(".so");
   if (so == std::string_view::npos || so <= 3) return false;
-  for (char c : name.substr(3, so - 3)) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '+' && c != '-') {
-      return false;
-    }
-  }
+  if (!std::ranges::all_of(name.substr(3, so - 3), is_name_char)) return false;
   std::string_view rest = name.substr(so + 3);
   while (!rest.empty()) {
     if (rest.size() < 2 || rest[0] != '.') return false;
@@ -220,14 +221,7 @@ std::string missing_library(std::string_view text) {
   for (auto at = text.find(kCannotOpen); at != std::string_view::npos;
        at = text.find(kCannotOpen, at + 1)) {
     std::size_t begin = at;
-    while (begin > 0) {
-      const char c = text[begin - 1];
-      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '+' && c != '-' &&
-          c != '.') {
-        break;
-      }
-      --begin;
-    }
+    while (begin > 0 && (is_name_char(text[begin - 1]) || text[begin - 1] == '.')) --begin;
     for (std::size_t p = begin; p + 3 <= at; ++p) {
       if (is_library_name(text.substr(p, at - p))) return std::string(text.substr(p, at - p));
     }
