@@ -345,6 +345,10 @@ struct WhepSender::Impl {
     }
   }
 
+  // Every message of the pipeline, on the thread that posts it; none is queued. A handler that
+  // answers GST_BUS_DROP owns the message and must unref it: each one holds its source element
+  // (the pipeline, webrtcbin, x264enc, ...), so a message kept would keep the whole pipeline,
+  // its threads and its sockets alive after close.
   static GstBusSyncReply on_bus(GstBus*, GstMessage* message, gpointer self) {
     if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR) {
       GError* error = nullptr;
@@ -353,6 +357,7 @@ struct WhepSender::Impl {
       if (error) g_error_free(error);
       static_cast<Impl*>(self)->mark_gone("pipeline error");
     }
+    gst_message_unref(message);
     return GST_BUS_DROP;
   }
 
@@ -576,9 +581,14 @@ struct WhepSender::Impl {
     if (watchdog.joinable()) watchdog.join();
     gone = true;
     if (pipeline) {
-      gst_bus_set_sync_handler(GST_ELEMENT_BUS(pipeline), nullptr, nullptr, nullptr);
+      // Stop first, with the bus handler still in place: it frees the messages the teardown
+      // posts (without it they would queue on the bus, each holding its element).
       if (webrtc) g_signal_handlers_disconnect_by_data(webrtc, this);
       gst_element_set_state(pipeline, GST_STATE_NULL);
+      GstBus* bus = gst_element_get_bus(pipeline);
+      gst_bus_set_sync_handler(bus, nullptr, nullptr, nullptr);
+      gst_bus_set_flushing(bus, TRUE);  // drops anything still queued
+      gst_object_unref(bus);
       if (vsrc) gst_object_unref(vsrc);
       if (asrc) gst_object_unref(asrc);
       if (webrtc) gst_object_unref(webrtc);
