@@ -10,8 +10,10 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "infer/execution_providers.h"
 
 int main(int argc, char** argv) {
+  lipsync::infer::disable_ort_telemetry();  // first: it sets an environment variable
   CLI::App app{"lipsync: audio-driven lip-sync video (SyncTalk_2D models through ONNX Runtime)"};
   // Logs go to stderr: stdout is the commands' JSON lines.
   spdlog::set_default_logger(std::make_shared<spdlog::logger>(

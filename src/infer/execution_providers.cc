@@ -158,8 +158,21 @@ Ort::ConstEpDevice pick_device(const ProviderInfo& p, const Registration& r,
 
 }  // namespace
 
+void disable_ort_telemetry() {
+  // This ONNX Runtime build has its telemetry (1DS) on by default: creating an Env writes a
+  // device id and an event database under ~/.cache/Microsoft/DeveloperTools/.onnxruntime and an
+  // empty /tmp/mat-debug-<pid>.log, and queues events to send. Only this variable, read when the
+  // Env is created, stops all of it (DisableTelemetryEvents afterwards does not).
+  ::setenv("ORT_DISABLE_TELEMETRY", "1", 1);
+}
+
 Ort::Env& ort_env() {
-  static Ort::Env env(ORT_LOGGING_LEVEL_ERROR, "lipsync");
+  static Ort::Env env = [] {
+    disable_ort_telemetry();
+    Ort::Env e(ORT_LOGGING_LEVEL_ERROR, "lipsync");
+    e.DisableTelemetryEvents();  // for a build that reads no variable
+    return e;
+  }();
   return env;
 }
 

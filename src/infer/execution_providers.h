@@ -16,6 +16,11 @@
 
 namespace lipsync::infer {
 
+// Turns ONNX Runtime's telemetry off for this process (ORT_DISABLE_TELEMETRY=1, read when the
+// environment is created; ort_env() calls it too). Call it at the start of main, before any
+// thread runs: it sets an environment variable.
+void disable_ort_telemetry();
+
 // The shared library ONNX Runtime loads for `provider` ("cuda" ->
 // "libonnxruntime_providers_cuda.so"); empty for "cpu" and unknown names.
 std::string_view provider_library_file(std::string_view provider);

@@ -47,6 +47,24 @@ TEST_F(CliRender, NoArgumentsRendersTheDemoToMp4) {
   EXPECT_TRUE(fs::exists(dir_ / "cache" / "demo-avatar-v1" / "avatar.json"));
 }
 
+// Issue 24: ONNX Runtime's telemetry was on: each process left a device id and an event
+// database under ~/.cache/Microsoft/DeveloperTools/.onnxruntime and an empty
+// /tmp/mat-debug-<pid>.log.
+TEST_F(CliRender, Issue24_OnnxRuntimeKeepsNoTelemetryAndLeavesNothingInTmp) {
+  fs::create_directories(dir_ / "home");
+  // The shell writes its pid, then becomes lipsync (the same process).
+  const std::string launcher = "env -u ORT_DISABLE_TELEMETRY HOME=" + q(dir_ / "home") +
+                               " sh -c 'echo $$ >\"" + (dir_ / "pid").string() +
+                               "\"; exec \"$0\" \"$@\"'";
+  const auto r = run_lipsync("render -o " + q(dir_ / "demo.mp4") + " --quiet", launcher);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream pid_file(dir_ / "pid");
+  int pid = 0;
+  ASSERT_TRUE(pid_file >> pid);
+  EXPECT_FALSE(fs::exists(dir_ / "home" / ".cache" / "Microsoft"));
+  EXPECT_FALSE(fs::exists("/tmp/mat-debug-" + std::to_string(pid) + ".log"));
+}
+
 TEST_F(CliRender, FramesFolderWithJpegAndExplicitInputs) {
   ASSERT_EQ(run_lipsync("avatar demo -o " + q(dir_ / "av") + " --frames 6 --width 320 --height 240")
                 .exit_code,
