@@ -19,4 +19,22 @@ BatchDecision next_batch(const BatchQueueState& s, SteadyTime now, const BatchPo
   return {0, start_at};
 }
 
+DeadlinePlan plan_deadline_batch(std::span<const SteadyTime> deadlines, std::size_t take,
+                                 const BatchQueueState& s, SteadyTime now) {
+  DeadlinePlan plan{0, take};
+  if (s.run_time_per_frame <= SteadyDuration::zero() || take == 0) return plan;
+  SteadyTime start = now + s.prepare_time;
+  if (s.runner_busy) start = std::max(start, s.runner_free_at);
+  while (plan.skip < deadlines.size() && deadlines[plan.skip] < start + s.run_time_per_frame) {
+    ++plan.skip;
+  }
+  if (plan.skip < deadlines.size()) {
+    // Frames of the batch that fit before its earliest deadline (at least one: it fits alone).
+    const auto fit =
+        static_cast<std::size_t>((deadlines[plan.skip] - start) / s.run_time_per_frame);
+    plan.take = std::clamp<std::size_t>(fit, 1, take);
+  }
+  return plan;
+}
+
 }  // namespace lipsync::pipeline

@@ -12,12 +12,19 @@
 //          just before the runner frees up, since it could not start earlier anyway;
 //        - earliest deadline - run time of the batch - prepare time: a job with a deadline is
 //          started in time to meet it.
+//
+// Overload (plan_deadline_batch): a batch can start running at max(now + prepare time, the
+// first runner free). A job whose deadline is before that start plus one frame's run time cannot
+// be on time even alone: it is skipped, not run (its frame is late either way, and running it
+// would make the jobs behind it late too), so the capacity goes to frames that can still be on
+// time. Of the jobs that can, the batch takes no more than lets its earliest deadline be met.
 // Thread contract: stateless.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <optional>
+#include <span>
 
 namespace lipsync::pipeline {
 
@@ -49,5 +56,16 @@ struct BatchDecision {
 };
 
 BatchDecision next_batch(const BatchQueueState& state, SteadyTime now, const BatchPolicy& policy);
+
+// A batch about to be formed from the jobs with deadlines, earliest first.
+struct DeadlinePlan {
+  std::size_t skip = 0;  // the first `skip` jobs cannot be on time: do not run them
+  std::size_t take = 0;  // then take at most this many (<= the `take` asked)
+};
+
+// `deadlines`: the queued jobs' deadlines, ascending; `take`: the batch size next_batch chose.
+// Without run-time estimates (none measured yet) nothing is skipped or trimmed.
+DeadlinePlan plan_deadline_batch(std::span<const SteadyTime> deadlines, std::size_t take,
+                                 const BatchQueueState& state, SteadyTime now);
 
 }  // namespace lipsync::pipeline

@@ -312,6 +312,23 @@ void FrameProducer::failed(std::int64_t, const Error& error) {
   fail(error);
 }
 
+void FrameProducer::skipped(std::int64_t tag) {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopped_) return;
+    rows_.erase(static_cast<int>(tag));
+  }
+  // Delivered from a worker: the frames after it that are ready go out with it, and their
+  // consumer's work does not belong on the scheduler's thread.
+  target_.workers->post([self = shared_from_this(), tag] {
+    ProducedFrame frame;
+    frame.index = static_cast<int>(tag);
+    frame.template_frame = self->template_for(frame.index);
+    frame.skipped = true;
+    self->deliver(std::move(frame));
+  });
+}
+
 void FrameProducer::composite_and_deliver(int index,
                                           std::shared_ptr<const infer::GeneratorBatch> batch,
                                           int slot) {

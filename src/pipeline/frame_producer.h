@@ -77,7 +77,8 @@ struct ProducerSettings {
   // Optional stage timings: "mel", "windows", "encoder", "composite", "encode" (milliseconds).
   std::function<void(std::string_view stage, double ms)> observe;
   // Optional: when frame i is needed (its tick, for a live session); the scheduler runs jobs
-  // with a deadline first, earliest first.
+  // with a deadline first, earliest first, and skips those it cannot make in time (they are
+  // delivered with ProducedFrame::skipped).
   std::function<std::optional<SteadyTime>(int frame)> deadline;
   // Deliver each frame's generator output too (ProducedFrame::batch and slot), for a live
   // session's fade after an interrupt. It holds the batch's output buffer while kept.
@@ -109,6 +110,9 @@ struct ProducedFrame {
   // With keep_output: the generator output [3][320][320] is batch->output(slot).
   std::shared_ptr<const infer::GeneratorBatch> batch;
   int slot = 0;
+  // Not made: its deadline would have passed first (Scheduler: skipped). No image, no bytes;
+  // it still comes in order and holds its window slot until released.
+  bool skipped = false;
 };
 
 // Receives a producer's frames. Implemented by each front end.
@@ -161,6 +165,7 @@ class FrameProducer final : public BatchClient, public std::enable_shared_from_t
   void done(std::int64_t tag, std::shared_ptr<const infer::GeneratorBatch> batch,
             int slot) override;
   void failed(std::int64_t tag, const Error& error) override;
+  void skipped(std::int64_t tag) override;
 
  private:
   FrameProducer(FrameTarget target, ProducerSettings settings,

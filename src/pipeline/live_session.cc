@@ -607,8 +607,10 @@ void LiveSession::on_speech_frame(const std::shared_ptr<Utterance>& u, ProducedF
     producer = u->producer;
     const bool current = std::find(utterances_.begin(), utterances_.end(), u) != utterances_.end();
     tick = u->start_tick + frame.index;
-    if (ended_ || !current || tick < next_index_) {
-      if (producer) producer->release(1);  // too late, or interrupted: not shown
+    // Too late, interrupted, or skipped by the scheduler (it could not be on time): not shown;
+    // its tick repeats the last picture, flagged late.
+    if (ended_ || !current || tick < next_index_ || frame.skipped) {
+      if (producer) producer->release(1);
       return;
     }
     const int n = settings_.live.crossfade_frames;

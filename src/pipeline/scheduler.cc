@@ -229,9 +229,27 @@ std::vector<FrameJob> Scheduler::take_locked(std::size_t n) {
   return jobs;
 }
 
+// Requires mutex_ held: removes the deadline jobs that cannot be on time (plan_deadline_batch)
+// into `skipped` and returns how many jobs the batch may take.
+std::size_t Scheduler::skip_hopeless_locked(std::size_t take, const BatchQueueState& state,
+                                            SteadyTime now, std::vector<FrameJob>& skipped) {
+  if (by_deadline_.empty()) return take;
+  std::vector<SteadyTime> deadlines;
+  deadlines.reserve(by_deadline_.size());
+  for (const auto& [deadline, item] : by_deadline_) deadlines.push_back(deadline);
+  const DeadlinePlan plan = plan_deadline_batch(deadlines, take, state, now);
+  for (std::size_t i = 0; i < plan.skip; ++i) {
+    skipped.push_back(std::move(by_deadline_.begin()->second.first));
+    by_deadline_.erase(by_deadline_.begin());
+  }
+  stats_.skipped += plan.skip;
+  return plan.take;
+}
+
 void Scheduler::batcher_loop() {
   while (true) {
     auto taken = std::make_unique<Taken>();
+    std::vector<FrameJob> skipped;
     {
       std::unique_lock lock(mutex_);
       while (true) {
@@ -241,10 +259,14 @@ void Scheduler::batcher_loop() {
           batcher_wake_.wait(lock);
           continue;
         }
-        const BatchDecision d = next_batch(state_locked(), SteadyClock::now(), policy_);
+        const SteadyTime now = SteadyClock::now();
+        const BatchQueueState state = state_locked();
+        const BatchDecision d = next_batch(state, now, policy_);
         if (d.take > 0) {
-          taken->jobs = take_locked(d.take);
-          break;
+          const std::size_t take = skip_hopeless_locked(d.take, state, now, skipped);
+          taken->jobs = take_locked(take);
+          if (!taken->jobs.empty() || !skipped.empty()) break;
+          continue;
         }
         if (d.wake_at) {
           batcher_wake_.wait_until(lock, *d.wake_at);
@@ -254,6 +276,9 @@ void Scheduler::batcher_loop() {
       }
       preparing_ = taken->jobs.size();
     }
+    for (auto& job : skipped) job.client->skipped(job.tag);
+    skipped.clear();
+    if (taken->jobs.empty()) continue;  // only skipped jobs this time
     prepare(*taken);
     {
       std::lock_guard lock(mutex_);

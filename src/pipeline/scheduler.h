@@ -4,7 +4,9 @@
 // (one per infer.parallel_runs, Triton's instance count), while its batcher thread prepares the
 // next batch (fills its inputs on the task arena): batch n+1 is ready when a runner frees up.
 // With several runners batches finish out of order; producers put their frames back in order. Jobs
-// with a deadline go first, earliest first; jobs without one follow in order of arrival. When to
+// with a deadline go first, earliest first; jobs without one follow in order of arrival. A job
+// whose deadline will have passed before any batch could finish it is not run (skipped): under
+// overload the generator's time goes to frames that can still be on time. When to
 // form a batch is decided by next_batch() (batch_policy.h). The queue itself is unbounded: front
 // ends bound it with their in-flight windows, so a fast client is slowed down, never refused.
 // Thread contract: submit(), cancel() and the getters from any thread; stop() from any thread
@@ -49,8 +51,8 @@ inline constexpr int kCpuMaxBatch = 8;
 inline constexpr int kGpuMaxBatch = 32;
 
 // Who a job belongs to (a FrameProducer). The scheduler asks it for each job's inputs and hands
-// it each job's output; exactly one of done() or failed() is called per job that was not
-// cancelled.
+// it each job's output; exactly one of done(), skipped() or failed() is called per job that was
+// not cancelled.
 class BatchClient {
  public:
   virtual ~BatchClient() = default;
@@ -64,6 +66,11 @@ class BatchClient {
                     int slot) = 0;
   // Job `tag` will not run: its fill threw, the generator failed, or the scheduler stopped.
   virtual void failed(std::int64_t tag, const Error& error) = 0;
+  // Job `tag` was not run: its deadline would have passed before a batch could finish it (only
+  // jobs with a deadline). Called on the batcher thread; must be quick. By default it fails.
+  virtual void skipped(std::int64_t tag) {
+    failed(tag, Error::unavailable("the frame's deadline passed before it could be made"));
+  }
 };
 
 struct FrameJob {
@@ -75,8 +82,9 @@ struct FrameJob {
 struct SchedulerStats {
   std::uint64_t batches = 0;
   std::uint64_t frames = 0;
-  double generator_ms = 0;  // time inside the generator
-  double prepare_ms = 0;    // time filling inputs
+  double generator_ms = 0;    // time inside the generator
+  double prepare_ms = 0;      // time filling inputs
+  std::uint64_t skipped = 0;  // deadline jobs not run: they could not have been on time
 };
 
 class Scheduler {
@@ -124,6 +132,8 @@ class Scheduler {
   void batcher_loop();
   void runner_loop(std::size_t runner);
   std::vector<FrameJob> take_locked(std::size_t n);
+  std::size_t skip_hopeless_locked(std::size_t take, const BatchQueueState& state, SteadyTime now,
+                                   std::vector<FrameJob>& skipped);
   BatchQueueState state_locked() const;
   void prepare(Taken& taken);
   void run(Taken& taken);

@@ -72,6 +72,12 @@ json info_json(const SessionInfo& i) {
             {"height", i.height},
             {"age_s", i.age_s}};
   j["speech_latency_ms"] = i.speech_latency_ms ? json(*i.speech_latency_ms) : json(nullptr);
+  j["speech_frames"] = i.speech_frames;
+  j["speech_late_frames"] = i.speech_late_frames;
+  // The fraction of speaking frames shown on their tick (null before the first).
+  j["speech_on_time"] = i.speech_frames > 0 ? json(1.0 - static_cast<double>(i.speech_late_frames) /
+                                                             static_cast<double>(i.speech_frames))
+                                            : json(nullptr);
   return j;
 }
 

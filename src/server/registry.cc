@@ -278,6 +278,7 @@ std::vector<ModelStatus> Registry::status() const {
     if (e->loaded) {
       s.provider = e->loaded->models->generator().session().providers().front();
       s.max_batch = e->loaded->scheduler->max_batch();
+      s.skipped_frames = static_cast<std::int64_t>(e->loaded->scheduler->stats().skipped);
     }
     out.push_back(s);
   }

@@ -68,6 +68,8 @@ struct ModelStatus {
   // The execution provider the generator runs on ("cpu", "cuda"), empty when not loaded.
   std::string provider;
   int max_batch = 0;  // the scheduler's largest batch (scheduler.max_batch, resolved)
+  // Live frames the scheduler did not run: they could not have been on time (this load).
+  std::int64_t skipped_frames = 0;
   // Generator time per generator run (a batch), the old API's avg_inference_ms.
   double avg_inference_ms() const {
     return generator_runs > 0 ? total_inference_ms / static_cast<double>(generator_runs) : 0.0;

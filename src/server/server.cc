@@ -118,6 +118,13 @@ struct Server::Impl {
       out << "lipsync_model_provider{model=\"" << s.id << "\",provider=\"" << s.provider << "\"} "
           << s.max_batch << "\n";
     }
+    out << "# HELP lipsync_frames_skipped_total Live frames not run because they could not have "
+           "been ready on their tick (overload), per loaded model.\n"
+           "# TYPE lipsync_frames_skipped_total counter\n";
+    for (const auto& s : models) {
+      if (!s.loaded) continue;
+      out << "lipsync_frames_skipped_total{model=\"" << s.id << "\"} " << s.skipped_frames << "\n";
+    }
     out << "# HELP lipsync_frame_cache_bytes Decoded template frames and crops held per model.\n"
            "# TYPE lipsync_frame_cache_bytes gauge\n";
     for (const auto& s : models) {

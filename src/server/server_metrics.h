@@ -39,11 +39,18 @@ class ServerMetrics {
 
   // Live sessions: one emitted frame (its state name, late, whether an underrun starts here),
   // its emit jitter, an utterance's speech latency, an interrupt.
-  void count_live_frame(const std::string& state, bool late, bool underrun_starts) {
+  // A speaking frame also counts for its model's on-time fraction.
+  void count_live_frame(const std::string& model, const std::string& state, bool late,
+                        bool underrun_starts) {
     std::lock_guard lock(mutex_);
     ++live_frames_[state];
     live_late_ += late;
     live_underruns_ += underrun_starts;
+    if (state == "speaking") {
+      auto& [frames, late_frames] = speech_frames_[model];
+      ++frames;
+      late_frames += late;
+    }
   }
   void observe_live_jitter_ms(double ms) {
     std::lock_guard lock(mutex_);
@@ -85,6 +92,18 @@ class ServerMetrics {
     out << "# HELP lipsync_live_late_frames_total Live frames whose picture was not ready on "
            "their tick.\n# TYPE lipsync_live_late_frames_total counter\n"
         << "lipsync_live_late_frames_total " << live_late_ << "\n";
+    out << "# HELP lipsync_live_speech_frames_total Speaking frames emitted by live sessions, by "
+           "model.\n# TYPE lipsync_live_speech_frames_total counter\n";
+    for (const auto& [model, counts] : speech_frames_) {
+      out << "lipsync_live_speech_frames_total{model=\"" << model << "\"} " << counts.first << "\n";
+    }
+    out << "# HELP lipsync_live_speech_late_frames_total Speaking frames whose picture was not "
+           "ready on their tick (1 - late/frames is the on-time fraction), by model.\n"
+           "# TYPE lipsync_live_speech_late_frames_total counter\n";
+    for (const auto& [model, counts] : speech_frames_) {
+      out << "lipsync_live_speech_late_frames_total{model=\"" << model << "\"} " << counts.second
+          << "\n";
+    }
     out << "# HELP lipsync_live_underruns_total Times a live session's speech ran dry.\n"
            "# TYPE lipsync_live_underruns_total counter\n"
         << "lipsync_live_underruns_total " << live_underruns_ << "\n";
@@ -138,6 +157,8 @@ class ServerMetrics {
   std::atomic<std::int64_t> frames_{0};
   std::map<std::string, std::int64_t> live_frames_;
   std::int64_t live_late_ = 0;
+  // By model: speaking frames emitted, and how many of them were late.
+  std::map<std::string, std::pair<std::int64_t, std::int64_t>> speech_frames_;
   std::int64_t live_underruns_ = 0;
   std::int64_t live_interrupts_ = 0;
   Histogram speech_latency_{{0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10}};

@@ -23,10 +23,12 @@ std::string random_id() {
 
 // Counts one emitted live frame in the metrics (state, late, underruns, jitter, speech latency);
 // `last_underrun` is the caller's per-session memory of the previous frame's flag.
-void record_live_frame(ServerMetrics& metrics, const pipeline::LiveFrame& f, bool& last_underrun) {
+void record_live_frame(ServerMetrics& metrics, const std::string& model,
+                       const pipeline::LiveFrame& f, bool& last_underrun) {
   const bool underrun_starts = f.underrun && !last_underrun;
   last_underrun = f.underrun;
-  metrics.count_live_frame(std::string(pipeline::to_string(f.state)), f.late, underrun_starts);
+  metrics.count_live_frame(model, std::string(pipeline::to_string(f.state)), f.late,
+                           underrun_starts);
   metrics.observe_live_jitter_ms(
       std::chrono::duration<double, std::milli>(f.emitted - f.due).count());
   if (f.speech_latency_ms) metrics.observe_speech_latency_ms(*f.speech_latency_ms);
@@ -289,6 +291,8 @@ SessionInfo HubSession::info() const {
   i.state = std::string(pipeline::to_string(static_cast<pipeline::LiveState>(state_.load())));
   i.frames = frames_.load();
   i.late_frames = late_.load();
+  i.speech_frames = speech_frames_.load();
+  i.speech_late_frames = speech_late_.load();
   const double latency = speech_latency_ms_.load();
   if (latency >= 0) i.speech_latency_ms = latency;
   i.latency_ms = session_ ? session_->latency_ms() : 0;
@@ -462,9 +466,13 @@ bool HubSession::ended() const {
 void HubSession::on_live_frame(pipeline::LiveFrame frame) {
   ++frames_;
   if (frame.late) ++late_;
+  if (frame.state == pipeline::LiveState::kSpeaking) {
+    ++speech_frames_;
+    if (frame.late) ++speech_late_;
+  }
   state_ = static_cast<int>(frame.state);
   if (frame.speech_latency_ms) speech_latency_ms_ = *frame.speech_latency_ms;
-  record_live_frame(*hub_.context().metrics, frame, last_underrun_);
+  record_live_frame(*hub_.context().metrics, model_, frame, last_underrun_);
   std::vector<std::shared_ptr<pipeline::LiveSink>> sinks;
   {
     std::lock_guard lock(mutex_);

@@ -57,6 +57,8 @@ struct SessionInfo {
   std::string state;  // idle, speaking, fading
   std::int64_t frames = 0;
   std::int64_t late_frames = 0;
+  std::int64_t speech_frames = 0;           // emitted while speaking
+  std::int64_t speech_late_frames = 0;      // of those, late (their picture was not ready)
   std::optional<double> speech_latency_ms;  // of the last utterance
   int latency_ms = 0;
   int width = 0;
@@ -180,6 +182,8 @@ class HubSession final : public pipeline::LiveSink,
   bool ended_ = false;  // guarded
   std::atomic<std::int64_t> frames_{0};
   std::atomic<std::int64_t> late_{0};
+  std::atomic<std::int64_t> speech_frames_{0};
+  std::atomic<std::int64_t> speech_late_{0};
   std::atomic<int> state_{0};
   std::atomic<double> speech_latency_ms_{-1};
   bool last_underrun_ = false;  // the ticker thread's

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <vector>
+
 namespace lipsync::pipeline {
 namespace {
 
@@ -93,6 +95,57 @@ TEST(BatchPolicy, NeverTakesMoreThanMaxBatch) {
     const BatchDecision d = next_batch(queued(n, milliseconds(100)), kNow, policy(8, 5));
     EXPECT_EQ(d.take, std::min<std::size_t>(n, 8)) << n;
   }
+}
+
+// Overload: deadlines that no batch can meet any more.
+BatchQueueState planning(bool busy, milliseconds free_in) {
+  BatchQueueState s;
+  s.runner_busy = busy;
+  s.runner_free_at = kNow + free_in;
+  s.prepare_time = milliseconds(5);
+  s.run_time_per_frame = milliseconds(40);
+  return s;
+}
+
+std::vector<SteadyTime> deadlines(std::initializer_list<int> ms_from_now) {
+  std::vector<SteadyTime> out;
+  for (int ms : ms_from_now) out.push_back(kNow + milliseconds(ms));
+  return out;
+}
+
+TEST(BatchPolicy, JobsThatCannotBeOnTimeEvenAloneAreSkipped) {
+  // Idle runner: a batch starts running 5 ms from now, one frame ends at 45 ms.
+  const auto idle = planning(false, milliseconds(0));
+  EXPECT_EQ(plan_deadline_batch(deadlines({-100, 0, 44, 45, 500}), 8, idle, kNow).skip, 3u);
+  // Busy until 300 ms: one frame ends at 340 ms at the earliest.
+  const auto busy = planning(true, milliseconds(300));
+  EXPECT_EQ(plan_deadline_batch(deadlines({100, 339, 340, 1000}), 8, busy, kNow).skip, 2u);
+  // A runner that overran its estimate: the batch starts after its preparation.
+  const auto overran = planning(true, milliseconds(-50));
+  EXPECT_EQ(plan_deadline_batch(deadlines({44, 45}), 8, overran, kNow).skip, 1u);
+  // Every one hopeless: all skipped (jobs without deadlines may still fill the batch).
+  const DeadlinePlan all = plan_deadline_batch(deadlines({-5, 10, 20}), 8, idle, kNow);
+  EXPECT_EQ(all.skip, 3u);
+  EXPECT_EQ(all.take, 8u);
+}
+
+TEST(BatchPolicy, TheBatchTakesNoMoreThanItsEarliestDeadlineAllows) {
+  const auto idle = planning(false, milliseconds(0));
+  // 125 ms after the start fits 3 frames of 40 ms: a batch of 8 would make all of them late.
+  EXPECT_EQ(plan_deadline_batch(deadlines({130, 131, 132, 133, 900}), 8, idle, kNow).take, 3u);
+  // Plenty of time: the batch next_batch chose.
+  EXPECT_EQ(plan_deadline_batch(deadlines({2000, 2001}), 2, idle, kNow).take, 2u);
+  // Just one frame's time: one.
+  const DeadlinePlan one = plan_deadline_batch(deadlines({45, 46, 47}), 8, idle, kNow);
+  EXPECT_EQ(one.skip, 0u);
+  EXPECT_EQ(one.take, 1u);
+}
+
+TEST(BatchPolicy, WithoutRunTimeEstimatesNothingIsSkipped) {
+  BatchQueueState s;  // nothing measured yet
+  const DeadlinePlan plan = plan_deadline_batch(deadlines({-1000, -10}), 8, s, kNow);
+  EXPECT_EQ(plan.skip, 0u);
+  EXPECT_EQ(plan.take, 8u);
 }
 
 }  // namespace

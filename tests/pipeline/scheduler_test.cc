@@ -46,6 +46,12 @@ class RecordingClient : public pipeline::BatchClient {
     done_.push_back(tag);
     changed_.notify_all();
   }
+  void skipped(std::int64_t tag) override {
+    std::lock_guard lock(mutex_);
+    events_.push_back("skipped " + std::to_string(tag));
+    skipped_.push_back(tag);
+    changed_.notify_all();
+  }
   void failed(std::int64_t tag, const Error& error) override {
     std::lock_guard lock(mutex_);
     events_.push_back("failed " + std::to_string(tag));
@@ -74,12 +80,17 @@ class RecordingClient : public pipeline::BatchClient {
   // Waits until n jobs have been done or failed.
   void wait_for(std::size_t n) {
     std::unique_lock lock(mutex_);
-    ASSERT_TRUE(changed_.wait_for(lock, std::chrono::seconds(60),
-                                  [&] { return done_.size() + failed_.size() >= n; }));
+    ASSERT_TRUE(changed_.wait_for(lock, std::chrono::seconds(60), [&] {
+      return done_.size() + failed_.size() + skipped_.size() >= n;
+    }));
   }
   std::vector<std::int64_t> done() {
     std::lock_guard lock(mutex_);
     return done_;
+  }
+  std::vector<std::int64_t> skipped_tags() {
+    std::lock_guard lock(mutex_);
+    return skipped_;
   }
   std::vector<std::pair<std::int64_t, Error::Code>> failed() {
     std::lock_guard lock(mutex_);
@@ -99,6 +110,7 @@ class RecordingClient : public pipeline::BatchClient {
   bool gate_open_ = false;
   std::vector<std::string> events_;
   std::vector<std::int64_t> done_;
+  std::vector<std::int64_t> skipped_;
   std::vector<std::pair<std::int64_t, Error::Code>> failed_;
 };
 
@@ -141,6 +153,28 @@ TEST_F(SchedulerTest, DeadlineJobsGoFirstEarliestFirstThenArrivalOrder) {
   }
   EXPECT_EQ(scheduler.in_flight(), 0u);
   EXPECT_EQ(scheduler.stats().frames, 7u);
+}
+
+// Issue 24: under overload the scheduler ran frames whose tick had passed (earliest deadline
+// first, even a past one), so every frame of two live sessions came late.
+TEST_F(SchedulerTest, JobsWhoseDeadlineCannotBeMetAreSkippedNotRun) {
+  pipeline::Scheduler scheduler(demo_->generator(), {8, 0});
+  scheduler.warm_up(1);  // a run-time estimate to plan with
+  auto client = std::make_shared<RecordingClient>();
+  const auto now = SteadyClock::now();
+  scheduler.submit(jobs(client, {1, 2}, now - std::chrono::milliseconds(500)));  // passed
+  scheduler.submit(jobs(client, {3}, now + std::chrono::seconds(30)));
+  scheduler.submit(jobs(client, {4}));  // no deadline: always runs
+  client->wait_for(4);
+  EXPECT_EQ(client->skipped_tags(), (std::vector<std::int64_t>{1, 2}));
+  EXPECT_EQ(client->done(), (std::vector<std::int64_t>{3, 4}));
+  EXPECT_TRUE(client->failed().empty());
+  for (const auto& e : client->events()) {
+    EXPECT_NE(e, "fill 1");  // a skipped job costs no input and no generator time
+    EXPECT_NE(e, "fill 2");
+  }
+  EXPECT_EQ(scheduler.stats().skipped, 2u);
+  EXPECT_EQ(scheduler.stats().frames, 2u);
 }
 
 TEST_F(SchedulerTest, CancelDropsQueuedJobsOfThatClientOnly) {

@@ -252,6 +252,27 @@ TEST_F(SessionApiTest, AChunkedRawUploadIsSpokenAndASecondUtteranceMeanwhileIsAC
   EXPECT_TRUE(eventually([&] { return info(id).at("state") == "speaking"; }, 3000));
 }
 
+// Issue 24: how many speaking frames are shown on their tick, per session and per model.
+TEST_F(SessionApiTest, Issue24_TheOnTimeFractionOfSpeechIsReportedPerSessionAndModel) {
+  const std::string id = create_session();
+  EXPECT_TRUE(info(id).at("speech_on_time").is_null());  // nothing said yet
+  const auto r =
+      request("POST", "/v1/sessions/" + id + "/speech", tone_s16le(1.0), "audio/s16le;rate=16000");
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_TRUE(eventually([&] { return info(id).at("speech_frames").get<int>() >= 10; }, 5000));
+  const json i = info(id);
+  const double frames = i.at("speech_frames").get<double>();
+  const double late = i.at("speech_late_frames").get<double>();
+  EXPECT_LE(late, frames);
+  EXPECT_DOUBLE_EQ(i.at("speech_on_time").get<double>(), 1.0 - late / frames);
+  const std::string metrics = testing::http_get(port_, "/metrics").body;
+  EXPECT_NE(metrics.find("lipsync_live_speech_frames_total{model=\"demo\"} "), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("lipsync_live_speech_late_frames_total{model=\"demo\"} "),
+            std::string::npos);
+  EXPECT_NE(metrics.find("lipsync_frames_skipped_total{model=\"demo\"} "), std::string::npos);
+}
+
 TEST_F(SessionApiTest, AWholeWavUploadAndAnUploadThatStaysOpenForTheNext) {
   const std::string id = create_session();
   const std::string wav = [] {
