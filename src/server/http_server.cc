@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
@@ -10,6 +11,7 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <unordered_map>
@@ -135,19 +137,74 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   std::atomic<int> connections{0};
   std::unordered_map<Session*, std::weak_ptr<Session>> sessions;  // I/O thread only
 
+  // Connections per remote address: full ones and probe-only ones. Counted where a session is
+  // made and destroyed (the I/O thread, or whichever thread drops its last reference).
+  struct ClientCount {
+    int full = 0;
+    int probe_only = 0;
+  };
+  std::mutex clients_mutex;
+  std::unordered_map<std::string, ClientCount> clients;  // guarded by clients_mutex
+  int probe_only_connections = 0;                        // guarded by clients_mutex
+
+  // Whether a new connection from `client` is served in full, for probes only, or refused
+  // (nullopt); counts it when it is taken.
+  std::optional<bool> admit(const std::string& client);
+  void release(const std::string& client, bool probe_only);
+
   void accept();
   void close_all();
 };
+
+// Probe-only connections: a few per address, a bounded number in all; their header must come
+// quickly.
+constexpr int kProbeOnlyPerClient = 4;
+constexpr int kProbeOnlyInAll = 64;
+constexpr int kProbeOnlyTimeoutS = 2;
+
+std::optional<bool> HttpServer::Impl::admit(const std::string& client) {
+  std::lock_guard lock(clients_mutex);
+  ClientCount& c = clients[client];
+  if (connections.load() < limits.max_connections && c.full < limits.max_connections_per_client) {
+    ++c.full;
+    ++connections;
+    return true;
+  }
+  if (!limits.probe_paths.empty() && c.probe_only < kProbeOnlyPerClient &&
+      probe_only_connections < kProbeOnlyInAll) {
+    ++c.probe_only;
+    ++probe_only_connections;
+    return false;
+  }
+  if (c.full == 0 && c.probe_only == 0) clients.erase(client);
+  return std::nullopt;
+}
+
+void HttpServer::Impl::release(const std::string& client, bool probe_only) {
+  std::lock_guard lock(clients_mutex);
+  const auto it = clients.find(client);
+  if (it == clients.end()) return;
+  if (probe_only) {
+    --it->second.probe_only;
+    --probe_only_connections;
+  } else {
+    --it->second.full;
+    --connections;
+  }
+  if (it->second.full == 0 && it->second.probe_only == 0) clients.erase(it);
+}
 
 // One connection: read a request's header (within the timeout), then its body whole or as a
 // stream, hand it to the routes, write the reply when it comes, maybe read the next.
 class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(std::shared_ptr<Impl> server, tcp::socket socket)
-      : server_(std::move(server)), stream_(std::move(socket)) {
-    ++server_->connections;
-  }
-  ~Session() { --server_->connections; }
+  // `probe_only`: over a connection limit; its one request is served only for a probe path.
+  Session(std::shared_ptr<Impl> server, tcp::socket socket, std::string client, bool probe_only)
+      : server_(std::move(server)),
+        client_(std::move(client)),
+        probe_only_(probe_only),
+        stream_(std::move(socket)) {}
+  ~Session() { server_->release(client_, probe_only_); }
 
   void start() {
     server_->sessions[this] = weak_from_this();
@@ -173,7 +230,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     body_done_ = false;
     replied_ = false;
     ++generation_;
-    stream_.expires_after(std::chrono::seconds(server_->limits.timeout_s));
+    stream_.expires_after(
+        std::chrono::seconds(probe_only_ ? kProbeOnlyTimeoutS : server_->limits.timeout_s));
     http::async_read_header(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
@@ -205,8 +263,18 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
                                     std::string(field.value()));
     }
     version_ = req.version();
-    keep_alive_ = req.keep_alive();
+    keep_alive_ = req.keep_alive() && !probe_only_;
     head_ = req.method() == http::verb::head;
+    if (probe_only_) {
+      const auto& probes = server_->limits.probe_paths;
+      if (std::find(probes.begin(), probes.end(), request_.path) == probes.end()) {
+        return on_reply({503,
+                         "text/plain; charset=utf-8",
+                         "too many connections (server.http_max_connections, "
+                         "server.http_max_connections_per_client); retry later\n",
+                         {{"Retry-After", "1"}}});
+      }
+    }
     if (server_->routes.stream && !parser_->is_done()) {
       HttpBodyPlan plan;
       try {
@@ -383,6 +451,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   static constexpr std::size_t kMaxDrainBytes = 16 << 20;
 
   std::shared_ptr<Impl> server_;
+  const std::string client_;  // the remote address
+  const bool probe_only_;
   bool lingering_ = false;
   std::size_t drained_ = 0;
   std::array<char, 16384> discard_{};
@@ -407,11 +477,15 @@ void HttpServer::Impl::accept() {
   acceptor.async_accept([self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
     if (!self->acceptor.is_open()) return;
     if (!ec) {
-      if (self->connections.load() >= self->limits.max_connections) {
+      beast::error_code endpoint_error;
+      const auto remote = socket.remote_endpoint(endpoint_error);
+      const std::string client = endpoint_error ? std::string() : remote.address().to_string();
+      const std::optional<bool> full = endpoint_error ? std::nullopt : self->admit(client);
+      if (!full) {
         beast::error_code ignored;
         socket.close(ignored);
       } else {
-        std::make_shared<Session>(self, std::move(socket))->start();
+        std::make_shared<Session>(self, std::move(socket), client, !*full)->start();
       }
     }
     self->accept();

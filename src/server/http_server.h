@@ -3,12 +3,15 @@
 // number of connections at once; each request's header and body must arrive within the timeout
 // (a client sending a byte a second is closed, and never delays anyone else), header and body
 // sizes are limited (431, 413), malformed requests get 400, keep-alive connections idle at most
-// the timeout. Replies may be made later from any thread (a WebRTC answer takes a second); a
-// route may take its body as a stream of pieces (an upload that is still being recorded), with
-// the timeout applying to each pause between pieces instead. `Expect: 100-continue` is answered.
-// stop() closes every connection at once: it never waits for an idle client.
-// Thread contract: construction and stop() from one thread; the routes run on the I/O thread
-// and must be quick.
+// the timeout. Connections are limited in all and per remote address (one client holding
+// idle connections cannot lock out the others); over a limit a few more are accepted from each
+// address for the probe paths only (/healthz and /readyz still answer while a client hogs the
+// server), and the rest are closed. Replies may be made later from any thread (a WebRTC answer
+// takes a second); a route may take its body as a stream of pieces (an upload that is still being
+// recorded), with the timeout applying to each pause between pieces instead. `Expect: 100-continue`
+// is answered. stop() closes every connection at once: it never waits for an idle client. Thread
+// contract: construction and stop() from one thread; the routes run on the I/O thread and must be
+// quick.
 #pragma once
 
 #include <atomic>
@@ -46,7 +49,10 @@ struct HttpLimits {
   int timeout_s = 10;                    // to send a request; idle between requests
   std::size_t max_header_bytes = 16384;  // bigger: 431
   std::size_t max_body_bytes = 1 << 20;  // bigger: 413 (bodies read whole)
-  int max_connections = 1024;            // more are closed when accepted
+  int max_connections = 1024;            // at once, all clients together
+  int max_connections_per_client = 128;  // at once from one remote address
+  // Paths a connection over either limit is still served, one request each (health probes).
+  std::vector<std::string> probe_paths;
 };
 
 // Where a request's reply goes: reply() once, from any thread (later calls are ignored; a reply

@@ -161,6 +161,8 @@ struct Server::Impl {
     limits.timeout_s = config.server.http_timeout_s;
     limits.max_body_bytes = static_cast<std::size_t>(config.server.http_max_body_kb) << 10;
     limits.max_connections = config.server.http_max_connections;
+    limits.max_connections_per_client = config.server.http_max_connections_per_client;
+    limits.probe_paths = {"/healthz", "/readyz"};
     http = std::make_unique<HttpServer>(config.server.http_address, limits, api->routes());
   }
 

@@ -68,7 +68,13 @@ const core::ConfigTable<ServerOptions>& ServerOptions::config() {
           .integer("http_max_body_kb", &ServerOptions::http_max_body_kb, 1, 1048576,
                    "largest HTTP request body (bigger: 413)")
           .integer("http_max_connections", &ServerOptions::http_max_connections, 1, 100000,
-                   "open HTTP connections at once (more are closed at once)")
+                   "open HTTP connections at once (more are closed at once, but for a few that "
+                   "may ask /healthz or /readyz)")
+          .integer("http_max_connections_per_client",
+                   &ServerOptions::http_max_connections_per_client, 1, 100000,
+                   "open HTTP connections at once from one remote address, so that one client "
+                   "cannot take them all; behind a gateway (every request from its address) set "
+                   "it to http_max_connections")
           .text("api_token", &ServerOptions::api_token, "text or empty",
                 "when set, every /v1 HTTP request needs `Authorization: Bearer <token>`")
           .text("cors_origins", &ServerOptions::cors_origins, "`*`, origins or empty",

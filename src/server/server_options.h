@@ -22,9 +22,10 @@ struct ServerOptions {
   int http_timeout_s = 10;          // server.http_timeout_s: to send a request's header and body
   int http_max_body_kb = 1024;      // server.http_max_body_kb: largest HTTP request body
   int http_max_connections = 1024;  // server.http_max_connections: open HTTP connections
-  std::string api_token;            // server.api_token: bearer token for /v1 ("" = none)
-  std::string cors_origins;         // server.cors_origins: "*" or a comma-separated list
-  std::string log_level = "info";   // log_level: trace, debug, info, warn, error, off
+  int http_max_connections_per_client = 128;  // server.http_max_connections_per_client
+  std::string api_token;                      // server.api_token: bearer token for /v1 ("" = none)
+  std::string cors_origins;                   // server.cors_origins: "*" or a comma-separated list
+  std::string log_level = "info";             // log_level: trace, debug, info, warn, error, off
 
   // Throws Error::Code::kInvalidInput naming the key.
   void validate() const;

@@ -35,13 +35,20 @@ class HttpTest : public ::testing::Test {
   }
   void SetUp() override { start(); }
   int port() const { return server_->port(); }
+  // Waits up to 2 s until the server counts `n` full connections.
+  bool eventually_open(int n) const {
+    for (int i = 0; i < 100 && server_->open_connections() != n; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return server_->open_connections() == n;
+  }
   std::unique_ptr<server::HttpServer> server_;
 };
 
 TEST_F(HttpTest, ASlowlorisOfTwoHundredConnectionsDoesNotDelayHealthz) {
   std::vector<std::unique_ptr<RawConnection>> slow;
-  for (int i = 0; i < 200; ++i) {
-    slow.push_back(std::make_unique<RawConnection>(port()));
+  for (int i = 0; i < 200; ++i) {  // from 4 addresses: each within its share (128)
+    slow.push_back(std::make_unique<RawConnection>(port(), "127.0.0." + std::to_string(2 + i % 4)));
     ASSERT_TRUE(slow.back()->ok());
     slow.back()->send("GET /healthz HTTP/1.1\r\nHost: x\r\n");  // and never the rest
   }
@@ -54,6 +61,56 @@ TEST_F(HttpTest, ASlowlorisOfTwoHundredConnectionsDoesNotDelayHealthz) {
     EXPECT_LT(sw.elapsed_ms(), 1000.0) << "round " << round;
   }
   EXPECT_GE(server_->open_connections(), 200);
+}
+
+// Issue 24: one client holding 1024 idle connections reset every other connection, /healthz
+// included: the cap was global, with no share per client.
+TEST_F(HttpTest, Issue24_OneClientHoldingConnectionsLocksOutNoOneAndProbesGetThrough) {
+  server::HttpLimits limits;
+  limits.max_connections_per_client = 8;
+  limits.probe_paths = {"/healthz"};
+  start(limits);
+  std::vector<std::unique_ptr<RawConnection>> hog;
+  for (int i = 0; i < 40; ++i) {
+    hog.push_back(std::make_unique<RawConnection>(port(), "127.0.0.2"));
+    ASSERT_TRUE(hog.back()->ok());
+  }
+  // Its share, and a few for probes; the rest are closed at once.
+  int closed = 0;
+  for (auto& c : hog) closed += c->closed_by_peer(std::chrono::milliseconds(100));
+  EXPECT_GE(closed, 40 - 8 - 4);
+  EXPECT_LE(server_->open_connections(), 8);
+  // Anyone else is served in full...
+  const auto other = http_get(port(), "/echo?x=1", "127.0.0.3");
+  EXPECT_EQ(other.status, 200);
+  EXPECT_EQ(other.body, "x=1|");
+  // ...and the hog's own probes still answer, while its other requests are told why.
+  hog.clear();
+  std::vector<std::unique_ptr<RawConnection>> held;
+  for (int i = 0; i < 8; ++i) held.push_back(std::make_unique<RawConnection>(port(), "127.0.0.2"));
+  ASSERT_TRUE(eventually_open(8));
+  EXPECT_EQ(http_get(port(), "/healthz", "127.0.0.2").status, 200);
+  const auto refused = http_get(port(), "/echo", "127.0.0.2");
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_NE(refused.body.find("http_max_connections_per_client"), std::string::npos);
+}
+
+TEST_F(HttpTest, Issue24_AtTheGlobalCapHealthProbesStillAnswer) {
+  server::HttpLimits limits;
+  limits.max_connections = 12;
+  limits.max_connections_per_client = 4;
+  limits.probe_paths = {"/healthz"};
+  start(limits);
+  std::vector<std::unique_ptr<RawConnection>> held;
+  for (int i = 0; i < 12; ++i) {
+    held.push_back(std::make_unique<RawConnection>(port(), "127.0.0." + std::to_string(2 + i % 3)));
+  }
+  ASSERT_TRUE(eventually_open(12));
+  EXPECT_EQ(http_get(port(), "/healthz", "127.0.0.9").status, 200);
+  EXPECT_EQ(http_get(port(), "/echo", "127.0.0.9").status, 503);
+  held.pop_back();  // a slot frees: served in full again
+  EXPECT_TRUE(eventually_open(11));
+  EXPECT_EQ(http_get(port(), "/echo", "127.0.0.9").status, 200);
 }
 
 TEST_F(HttpTest, SlowClientsAreClosedAfterTheTimeout) {

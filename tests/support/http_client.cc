@@ -10,8 +10,18 @@
 
 namespace lipsync::testing {
 
-RawConnection::RawConnection(int port) {
+RawConnection::RawConnection(int port, const std::string& source) {
   fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd_ >= 0 && !source.empty()) {
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    if (::inet_pton(AF_INET, source.c_str(), &local.sin_addr) != 1 ||
+        ::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+      return;
+    }
+  }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<std::uint16_t>(port));
@@ -61,8 +71,9 @@ bool RawConnection::closed_by_peer(std::chrono::milliseconds timeout) {
   return ::recv(fd_, &c, 1, MSG_PEEK) == 0 || (p.revents & (POLLHUP | POLLERR)) != 0;
 }
 
-HttpResult http_exchange(int port, const std::string& raw, std::chrono::milliseconds timeout) {
-  RawConnection c(port);
+HttpResult http_exchange(int port, const std::string& raw, std::chrono::milliseconds timeout,
+                         const std::string& source) {
+  RawConnection c(port, source);
   HttpResult r;
   if (!c.ok() || !c.send(raw)) return r;
   const std::string reply = c.receive(timeout);
@@ -74,9 +85,10 @@ HttpResult http_exchange(int port, const std::string& raw, std::chrono::millisec
   return r;
 }
 
-HttpResult http_get(int port, const std::string& target) {
+HttpResult http_get(int port, const std::string& target, const std::string& source) {
   return http_exchange(
-      port, "GET " + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+      port, "GET " + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+      std::chrono::seconds(10), source);
 }
 
 }  // namespace lipsync::testing

@@ -14,16 +14,19 @@ struct HttpResult {
 };
 
 // GET target with Connection: close.
-HttpResult http_get(int port, const std::string& target);
+HttpResult http_get(int port, const std::string& target, const std::string& source = "");
 // Sends `raw` on a new connection to 127.0.0.1:port and reads until the server closes it or
 // `timeout` passes.
 HttpResult http_exchange(int port, const std::string& raw,
-                         std::chrono::milliseconds timeout = std::chrono::seconds(10));
+                         std::chrono::milliseconds timeout = std::chrono::seconds(10),
+                         const std::string& source = "");
 
 // An open connection to 127.0.0.1:port (closed when destroyed), for slow and idle clients.
+// `source`: the local address to connect from (another loopback address such as 127.0.0.2 is
+// another client to the server).
 class RawConnection {
  public:
-  explicit RawConnection(int port);
+  explicit RawConnection(int port, const std::string& source = "");
   ~RawConnection();
   RawConnection(const RawConnection&) = delete;
   RawConnection& operator=(const RawConnection&) = delete;
