@@ -1,10 +1,13 @@
 // WorkerPool: a few threads running posted tasks in order of arrival, for request work that must
-// not run on RPC threads (audio processing, compositing, encoding). Tasks must not throw.
+// not run on RPC threads (audio processing, compositing, encoding). Tasks must not throw (one
+// that does is reported on stderr; the thread goes on).
 // Thread contract: post() from any thread; the destructor drains the queue and joins.
 #pragma once
 
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -27,7 +30,14 @@ class WorkerPool {
             task = std::move(tasks_.front());
             tasks_.pop_front();
           }
-          task();
+          try {
+            task();
+          } catch (const std::exception& e) {
+            // A task broke the contract: say so and keep the thread (and the process) alive.
+            std::fprintf(stderr, "lipsync: a worker task failed: %s\n", e.what());
+          } catch (...) {
+            std::fputs("lipsync: a worker task failed\n", stderr);
+          }
         }
       });
     }

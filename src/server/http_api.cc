@@ -155,15 +155,18 @@ SpeechFormat speech_format(const std::string& content_type) {
 // One speech upload: decodes pieces as they arrive into the session's speech input.
 class SpeechUpload final : public HttpBodyStream {
  public:
+  // `media`: where a file is decoded, holding `slot` (the session's place for it) until then.
   SpeechUpload(SpeechFormat format, bool keep_open, std::shared_ptr<SpeechInput> input,
-               std::size_t max_file_bytes, int max_seconds, core::WorkerPool& blocking,
+               std::size_t max_file_bytes, int max_seconds, core::WorkerPool& media,
+               std::shared_ptr<HubSession::MediaSlot> slot,
                std::function<HttpReply(HttpReply)> decorate)
       : format_(format),
         keep_open_(keep_open),
         input_(std::move(input)),
         max_file_bytes_(max_file_bytes),
         max_seconds_(max_seconds),
-        blocking_(blocking),
+        media_(media),
+        slot_(std::move(slot)),
         decorate_(std::move(decorate)) {
     if (format_.kind != SpeechFormat::Kind::kFile) {
       audio_.configure(format_.kind != SpeechFormat::Kind::kF32le, format_.rate);
@@ -215,7 +218,7 @@ class SpeechUpload final : public HttpBodyStream {
       return finish(responder);
     }
     // A file: decode it off the I/O thread.
-    blocking_.post([self = shared_self(), responder] {
+    media_.post([self = shared_self(), responder] {
       try {
         std::vector<float> samples = self->decode_file();
         self->count(samples.size());
@@ -279,7 +282,8 @@ class SpeechUpload final : public HttpBodyStream {
   std::shared_ptr<SpeechInput> input_;
   const std::size_t max_file_bytes_;
   const int max_seconds_;
-  core::WorkerPool& blocking_;
+  core::WorkerPool& media_;
+  const std::shared_ptr<HubSession::MediaSlot> slot_;
   std::function<HttpReply(HttpReply)> decorate_;
   std::weak_ptr<SpeechUpload> self_;
   WireAudio audio_;
@@ -348,6 +352,18 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     return r;
   }
 
+  // A place for media work of `session`; throws kResourceExhausted (429) when it has all of
+  // them busy.
+  static std::shared_ptr<HubSession::MediaSlot> media_slot_or_throw(HubSession& session) {
+    auto slot = session.media_slot();
+    if (!slot) {
+      throw Error::resource_exhausted(
+          "the session has " + std::to_string(kMaxMediaJobsPerSession) +
+          " offers, texts or files in work; retry when one is answered");
+    }
+    return slot;
+  }
+
   std::shared_ptr<HubSession> session_or_throw(const std::string& id) const {
     auto s = hub.find(id);
     if (!s) throw Error::not_found("no session '" + id.substr(0, 64) + "'");
@@ -412,7 +428,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
         return out.reply(decorate(json_reply(200, info_json(session_or_throw(id)->info()))));
       if (r.method == "DELETE") {
         session_or_throw(id);
-        hub.blocking().post([this_ = shared_from_this(), id, out, decorate] {
+        hub.control().post([this_ = shared_from_this(), id, out, decorate] {
           const bool removed = this_->hub.remove(id);
           out.reply(decorate(removed ? HttpReply{204, "text/plain; charset=utf-8", "", {}}
                                      : error_reply(404, "no session '" + id + "'")));
@@ -432,7 +448,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
       if (r.method == "PATCH")
         return out.reply(decorate(method_not_allowed("DELETE")));  // no trickle
       if (r.method != "DELETE") return out.reply(decorate(method_not_allowed("DELETE")));
-      hub.blocking().post([session, viewer, out, decorate] {
+      hub.control().post([session, viewer, out, decorate] {
         const bool removed = session->remove_viewer(viewer);
         out.reply(decorate(removed ? HttpReply{204, "text/plain; charset=utf-8", "", {}}
                                    : error_reply(404, "no viewer '" + viewer.substr(0, 64) + "'")));
@@ -495,7 +511,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
       start = static_cast<int>(v);
     }
     // Loading a model can take a while: off the I/O thread.
-    hub.blocking().post([this_ = shared_from_this(), model, start, out, decorate] {
+    hub.control().post([this_ = shared_from_this(), model, start, out, decorate] {
       try {
         SessionHub::NewSession spec;
         spec.model = model;
@@ -515,7 +531,8 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     if (core::to_lower_ascii(r.header("content-type")).rfind("application/sdp", 0) != 0) {
       throw Error::invalid_input("a WHEP offer must be sent as Content-Type: application/sdp");
     }
-    hub.blocking().post([session, offer = std::move(r.body), out, decorate] {
+    auto slot = media_slot_or_throw(*session);
+    hub.media().post([session, slot, offer = std::move(r.body), out, decorate] {
       try {
         auto [viewer, answer] = session->add_viewer(offer);
         HttpReply reply{201, "application/sdp", answer, {}};
@@ -544,9 +561,10 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
                                  " bytes is too long; at most " +
                                  std::to_string(tts::kMaxTextBytes));
     }
+    auto slot = media_slot_or_throw(*session);
     auto input = session->begin_speech({});
     if (!input) throw Conflict();
-    hub.blocking().post([input, text, voice, out, decorate] {
+    hub.media().post([input, slot, text, voice, out, decorate] {
       try {
         const std::size_t samples = tts::say(text, voice, [&input](std::vector<float> piece) {
           input->add(std::move(piece));
@@ -568,12 +586,15 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
                                             const std::function<HttpReply(HttpReply)>& decorate) {
     const SpeechFormat format = speech_format(r.header("content-type"));
     const std::string more = r.param("continue");
+    // A file is decoded on the media threads once it is in: it holds a place from the start.
+    std::shared_ptr<HubSession::MediaSlot> slot;
+    if (format.kind == SpeechFormat::Kind::kFile) slot = media_slot_or_throw(*session);
     auto input = session->begin_speech([out] { out.resume(); });
     if (!input) throw Conflict();
-    auto upload =
-        std::make_shared<SpeechUpload>(format, more == "1" || more == "true", std::move(input),
-                                       static_cast<std::size_t>(ctx.server.max_message_mb) << 20,
-                                       ctx.audio.max_seconds, hub.blocking(), decorate);
+    auto upload = std::make_shared<SpeechUpload>(
+        format, more == "1" || more == "true", std::move(input),
+        static_cast<std::size_t>(ctx.server.max_message_mb) << 20, ctx.audio.max_seconds,
+        hub.media(), std::move(slot), decorate);
     upload->set_self(upload);
     return upload;
   }

@@ -317,6 +317,22 @@ void HubSession::detach(const pipeline::LiveSink* sink) {
   });
 }
 
+struct HubSession::MediaSlot {
+  explicit MediaSlot(std::shared_ptr<HubSession> s) : session(std::move(s)) {}
+  ~MediaSlot() { --session->media_jobs_; }
+  MediaSlot(const MediaSlot&) = delete;
+  MediaSlot& operator=(const MediaSlot&) = delete;
+  const std::shared_ptr<HubSession> session;
+};
+
+std::shared_ptr<HubSession::MediaSlot> HubSession::media_slot() {
+  if (++media_jobs_ > kMaxMediaJobsPerSession) {
+    --media_jobs_;
+    return nullptr;
+  }
+  return std::make_shared<MediaSlot>(shared_from_this());
+}
+
 std::pair<std::string, std::string> HubSession::add_viewer(const std::string& offer) {
   if (encoding_ != pipeline::FrameEncoding::kNone) {
     throw Error::invalid_input("session " + id_ +
@@ -339,7 +355,7 @@ std::pair<std::string, std::string> HubSession::add_viewer(const std::string& of
   std::shared_ptr<webrtc::WhepSender> sender;
   try {
     const std::weak_ptr<HubSession> weak = weak_from_this();
-    core::WorkerPool* workers = &hub_.blocking();
+    core::WorkerPool* workers = &hub_.control();  // a viewer gone: its teardown
     sender = webrtc::WhepSender::create(offer, hub_.webrtc_options(), width_, height_,
                                         [weak, viewer, workers] {
                                           workers->post([weak, viewer] {
@@ -510,7 +526,7 @@ void HubSession::on_live_ended(const std::optional<Error>& error) {
   }
   for (auto& s : sinks) s->on_live_ended(error);
   // Viewer teardown blocks: not on the ticker or a session thread.
-  hub_.blocking().post([weak = weak_from_this()] {
+  hub_.control().post([weak = weak_from_this()] {
     auto self = weak.lock();
     if (!self) return;
     self->close();

@@ -94,9 +94,12 @@ class SessionHub {
   const webrtc::WebRtcOptions& webrtc_options() const { return options_; }
   const ServiceContext& context() const { return context_; }
 
-  // Threads for work that blocks (viewer negotiation and teardown, text to speech), so that it
-  // never holds up the request workers that make the frames.
-  core::WorkerPool& blocking() { return blocking_; }
+  // Work that blocks runs on these threads, never on the request workers that make the frames.
+  // Control work (create, DELETE, a viewer's teardown) is quick and has its own threads, so it
+  // never queues behind media work (WebRTC negotiation, text to speech, decoding an uploaded
+  // file: up to seconds each), of which each session has at most kMaxMediaJobsPerSession.
+  core::WorkerPool& control() { return control_; }
+  core::WorkerPool& media() { return media_; }
 
   // For HubSession.
   std::atomic<int>& viewer_count() { return viewers_; }
@@ -109,8 +112,13 @@ class SessionHub {
   std::map<std::string, std::shared_ptr<HubSession>> sessions_;  // guarded
   bool stopped_ = false;                                         // guarded
   std::atomic<int> viewers_{0};
-  core::WorkerPool blocking_{4};
+  core::WorkerPool control_{2};
+  core::WorkerPool media_{4};
 };
+
+// Media work of one session at once (offers being answered, text being spoken, files being
+// decoded); more is refused (429) so that one session cannot fill the media threads.
+inline constexpr int kMaxMediaJobsPerSession = 2;
 
 class HubSession final : public pipeline::LiveSink,
                          public std::enable_shared_from_this<HubSession> {
@@ -138,6 +146,11 @@ class HubSession final : public pipeline::LiveSink,
   std::pair<std::string, std::string> add_viewer(const std::string& offer);
   // Ends one viewer; false when there is none.
   bool remove_viewer(const std::string& viewer);
+
+  // One of the session's places for media work, held until the token is dropped; null when all
+  // kMaxMediaJobsPerSession are taken.
+  struct MediaSlot;
+  std::shared_ptr<MediaSlot> media_slot();
 
   // Starts an utterance; null while another is still coming in (409). One that has all come in
   // (end() or abandon() called) may still be feeding: the new one follows it. `wanted` is called
@@ -180,6 +193,7 @@ class HubSession final : public pipeline::LiveSink,
   // receiving (guarded).
   std::deque<std::shared_ptr<Input>> inputs_;
   bool ended_ = false;  // guarded
+  std::atomic<int> media_jobs_{0};
   std::atomic<std::int64_t> frames_{0};
   std::atomic<std::int64_t> late_{0};
   std::atomic<std::int64_t> speech_frames_{0};

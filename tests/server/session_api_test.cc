@@ -530,6 +530,64 @@ TEST_F(SessionApiTest, Issue24_ViewersThatEndLeaveNoThreadOrDescriptorBehind) {
       << count_entries("/proc/self/task") << " threads, " << threads << " before";
 }
 
+// Issue 24: session create, DELETE, WHEP negotiation, /say and file decoding shared 4 threads:
+// 8 FLAC uploads delayed a session create to 15.1 s.
+TEST_F(SessionApiTest, Issue24_FileDecodingNeverHoldsUpSessionCreateOrDelete) {
+  testing::TempDir tmp;
+  // 10 minutes at 48 kHz: decoding and resampling it takes a few hundred milliseconds.
+  ASSERT_EQ(std::system(("sox -n -r 48000 -c 1 -b 16 '" + (tmp / "long.flac").string() +
+                         "' synth 600 sine 300 2>/dev/null")
+                            .c_str()),
+            0);
+  const std::string flac = testing::read_text(tmp / "long.flac");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 6; ++i) ids.push_back(create_session());
+  const std::string doomed = create_session();
+  std::vector<std::unique_ptr<testing::RawConnection>> uploads;
+  for (const auto& id : ids) {
+    uploads.push_back(std::make_unique<testing::RawConnection>(port_));
+    ASSERT_TRUE(uploads.back()->send(speech_head(id, "audio/flac",
+                                                 "Content-Length: " + std::to_string(flac.size()) +
+                                                     "\r\nConnection: close\r\n") +
+                                     flac));
+  }
+  // Every file is in and decoding (6 files, 4 media threads): control requests go first.
+  const auto created = request("POST", "/v1/sessions", "{}");
+  EXPECT_EQ(created.status, 201) << created.body;
+  EXPECT_EQ(request("DELETE", "/v1/sessions/" + doomed).status, 204);
+  int answered_before = 0;
+  for (auto& u : uploads) answered_before += u->readable(std::chrono::milliseconds(0));
+  EXPECT_EQ(answered_before, 0) << "a control request waited for a file to be decoded";
+  for (auto& u : uploads) {
+    const std::string reply = u->receive(std::chrono::seconds(30));
+    EXPECT_EQ(reply.rfind("HTTP/1.1 200", 0), 0u) << reply.substr(0, 200);
+  }
+}
+
+// Issue 24: one session cannot take every media thread: at most 2 offers, texts or files at once.
+TEST_F(SessionApiTest, Issue24_ASessionHasAtMostTwoMediaJobsAtOnce) {
+  const std::string id = create_session();
+  std::vector<std::thread> offers;
+  std::atomic<int> created{0};
+  std::atomic<int> refused{0};
+  for (int i = 0; i < 6; ++i) {
+    offers.emplace_back([&] {
+      const auto r =
+          request("POST", "/v1/sessions/" + id + "/whep", viewer_offer(), "application/sdp");
+      if (r.status == 201) ++created;
+      if (r.status == 429) {
+        ++refused;
+        EXPECT_NE(r.body.find("retry"), std::string::npos) << r.body;
+      }
+    });
+  }
+  for (auto& t : offers) t.join();
+  EXPECT_EQ(created + refused, 6);
+  EXPECT_GE(refused.load(), 1);  // six offers at once, each answered in about 0.3 s
+  EXPECT_GE(created.load(), 2);
+  EXPECT_EQ(request("DELETE", "/v1/sessions/" + id).status, 204);
+}
+
 TEST_F(SessionApiTest, AnUploadThatStallsIsDroppedAndFreesTheSession) {
   const std::string id = create_session();
   testing::RawConnection c(port_);

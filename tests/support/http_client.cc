@@ -63,6 +63,12 @@ std::string RawConnection::receive(std::chrono::milliseconds timeout) {
   return out;
 }
 
+bool RawConnection::readable(std::chrono::milliseconds timeout) {
+  if (fd_ < 0) return true;
+  pollfd p{fd_, POLLIN, 0};
+  return ::poll(&p, 1, static_cast<int>(timeout.count())) > 0;
+}
+
 bool RawConnection::closed_by_peer(std::chrono::milliseconds timeout) {
   if (fd_ < 0) return true;
   pollfd p{fd_, POLLIN, 0};

@@ -33,6 +33,8 @@ class RawConnection {
   bool send(const std::string& bytes);
   // Reads what arrives within `timeout`; stops at EOF.
   std::string receive(std::chrono::milliseconds timeout);
+  // True when the server has sent something (or closed) within `timeout`.
+  bool readable(std::chrono::milliseconds timeout);
   // True once the server has closed its side.
   bool closed_by_peer(std::chrono::milliseconds timeout);
   bool ok() const { return fd_ >= 0; }
