@@ -453,6 +453,7 @@ void HubSession::interrupt() {
   for (auto& input : inputs) input->finish(Error::unavailable("interrupted"));
   session_->interrupt();
   hub_.context().metrics->count_interrupt();
+  hub_.trim_memory_soon();
 }
 
 void HubSession::close() {
@@ -472,6 +473,7 @@ void HubSession::close() {
     v->close();
     --hub_.viewer_count();
   }
+  hub_.trim_memory_soon();
 }
 
 bool HubSession::ended() const {

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "core/memory_trimmer.h"
 #include "pipeline/live_session.h"
 #include "server/service_context.h"
 #include "webrtc/webrtc_options.h"
@@ -100,6 +101,8 @@ class SessionHub {
   // file: up to seconds each), of which each session has at most kMaxMediaJobsPerSession.
   core::WorkerPool& control() { return control_; }
   core::WorkerPool& media() { return media_; }
+  // Speech was dropped: free memory goes back to the system soon (core::MemoryTrimmer).
+  void trim_memory_soon() { trimmer_.request(); }
 
   // For HubSession.
   std::atomic<int>& viewer_count() { return viewers_; }
@@ -114,6 +117,7 @@ class SessionHub {
   std::atomic<int> viewers_{0};
   core::WorkerPool control_{2};
   core::WorkerPool media_{4};
+  core::MemoryTrimmer trimmer_;  // after speech is dropped (interrupt, end)
 };
 
 // Media work of one session at once (offers being answered, text being spoken, files being

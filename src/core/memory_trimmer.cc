@@ -1,0 +1,55 @@
+#include "core/memory_trimmer.h"
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+namespace lipsync::core {
+
+void release_free_memory() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
+
+MemoryTrimmer::MemoryTrimmer(std::chrono::milliseconds delay)
+    : delay_(delay), thread_([this] { run(); }) {}
+
+MemoryTrimmer::~MemoryTrimmer() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void MemoryTrimmer::request() {
+  {
+    std::lock_guard lock(mutex_);
+    requested_ = true;
+  }
+  wake_.notify_all();
+}
+
+int MemoryTrimmer::trims() const {
+  std::lock_guard lock(mutex_);
+  return trims_;
+}
+
+void MemoryTrimmer::run() {
+  std::unique_lock lock(mutex_);
+  while (true) {
+    wake_.wait(lock, [this] { return stopping_ || requested_; });
+    if (stopping_) return;
+    // Let the burst finish (the freeing may still be under way on other threads).
+    if (wake_.wait_for(lock, delay_, [this] { return stopping_; })) return;
+    requested_ = false;
+    lock.unlock();
+    release_free_memory();
+    lock.lock();
+    ++trims_;
+  }
+}
+
+}  // namespace lipsync::core

@@ -1,0 +1,43 @@
+// MemoryTrimmer: gives freed heap memory back to the system some time after a large release.
+// glibc keeps what a process frees for reuse: after a session's minutes of queued speech are
+// dropped (an interrupt, a DELETE) its resident size stays where it was until malloc_trim, which
+// walks the heap (milliseconds per GB). Requests coalesce: one trim runs `delay` after the first
+// request of a burst, on the trimmer's own thread, never on the caller's.
+// Thread contract: request() from any thread; the destructor joins.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+namespace lipsync::core {
+
+// Returns free heap memory to the system now (malloc_trim; nothing where the C library has none).
+void release_free_memory();
+
+class MemoryTrimmer {
+ public:
+  explicit MemoryTrimmer(std::chrono::milliseconds delay = std::chrono::milliseconds(250));
+  ~MemoryTrimmer();
+  MemoryTrimmer(const MemoryTrimmer&) = delete;
+  MemoryTrimmer& operator=(const MemoryTrimmer&) = delete;
+
+  // Something large was freed (or is about to be, by another thread): trim soon.
+  void request();
+  // Trims done so far (for tests and metrics).
+  int trims() const;
+
+ private:
+  void run();
+
+  const std::chrono::milliseconds delay_;
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  bool requested_ = false;  // guarded by mutex_
+  bool stopping_ = false;   // guarded by mutex_
+  int trims_ = 0;           // guarded by mutex_
+  std::thread thread_;
+};
+
+}  // namespace lipsync::core
