@@ -18,6 +18,26 @@ std::string av_error(int code) {
   return buf;
 }
 
+// The containers a template video may be, by FFmpeg demuxer name. Formats that name other files
+// or URLs (HLS and DASH playlists, concat and ffconcat lists, image sequences) are not among
+// them: a "video" must not read other files into an avatar.
+constexpr const char* kVideoDemuxers =
+    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,mpegts,mpeg,mpegvideo,ogg,asf,h264,hevc,m4v,"
+    "mjpeg,yuv4mpegpipe,gif";
+
+// Opens `path` as a local file of one of kVideoDemuxers: no protocol but `file`, no demuxer
+// outside the list. Returns FFmpeg's code.
+int open_video_file(AVFormatContext** format, const std::filesystem::path& path) {
+  AVDictionary* options = nullptr;
+  av_dict_set(&options, "protocol_whitelist", "file", 0);
+  av_dict_set(&options, "format_whitelist", kVideoDemuxers, 0);
+  // The file: protocol, so that a name with a colon is not taken for another protocol.
+  const std::string url = "file:" + path.string();
+  const int rc = avformat_open_input(format, url.c_str(), nullptr, &options);
+  av_dict_free(&options);
+  return rc;
+}
+
 }  // namespace
 
 struct VideoReader::Impl {
@@ -28,6 +48,9 @@ struct VideoReader::Impl {
   AVFrame* frame = nullptr;
   SwsContext* sws = nullptr;
   int stream = -1;
+  int frames = 0;       // decoded so far
+  int first_width = 0;  // of frame 0: every frame must have its size
+  int first_height = 0;
   bool flushing = false;
   bool done = false;
 
@@ -45,8 +68,11 @@ VideoReader::VideoReader(const std::filesystem::path& path) : impl_(std::make_un
   m.where = "video " + path.string();
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) throw Error::not_found(m.where + ": no such file");
-  int rc = avformat_open_input(&m.format, path.c_str(), nullptr, nullptr);
-  if (rc < 0) throw Error::invalid_input(m.where + ": cannot open: " + av_error(rc));
+  int rc = open_video_file(&m.format, path);
+  if (rc < 0) {
+    throw Error::invalid_input(m.where + ": cannot open as a video file (" + av_error(rc) +
+                               "); expected MP4, MOV, MKV, WebM, AVI, FLV, MPEG or MJPEG");
+  }
   rc = avformat_find_stream_info(m.format, nullptr);
   if (rc < 0) throw Error::invalid_input(m.where + ": no stream info: " + av_error(rc));
   const AVCodec* decoder = nullptr;
@@ -81,6 +107,19 @@ bool VideoReader::read(cv::Mat& out) {
   while (!m.done) {
     const int rc = avcodec_receive_frame(m.codec, m.frame);
     if (rc == 0) {
+      if (m.frames == 0) {
+        m.first_width = m.frame->width;
+        m.first_height = m.frame->height;
+      } else if (m.frame->width != m.first_width || m.frame->height != m.first_height) {
+        const std::string size =
+            std::to_string(m.frame->width) + "x" + std::to_string(m.frame->height);
+        av_frame_unref(m.frame);
+        throw Error::invalid_input(m.where + ": frame " + std::to_string(m.frames) + " is " + size +
+                                   " but frame 0 is " + std::to_string(m.first_width) + "x" +
+                                   std::to_string(m.first_height) +
+                                   "; a template video keeps one size");
+      }
+      ++m.frames;
       m.sws = sws_getCachedContext(m.sws, m.frame->width, m.frame->height,
                                    static_cast<AVPixelFormat>(m.frame->format), m.frame->width,
                                    m.frame->height, AV_PIX_FMT_BGR24, SWS_BICUBIC, nullptr, nullptr,
@@ -125,7 +164,7 @@ bool looks_like_video(const std::filesystem::path& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) return false;
   AVFormatContext* format = nullptr;
-  if (avformat_open_input(&format, path.c_str(), nullptr, nullptr) < 0) return false;
+  if (open_video_file(&format, path) < 0) return false;
   bool video = avformat_find_stream_info(format, nullptr) >= 0 &&
                av_find_best_stream(format, AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0) >= 0;
   // A still image also opens as a one-frame "video" (image2 demuxer); those are not videos here.

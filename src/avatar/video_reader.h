@@ -1,5 +1,7 @@
 // VideoReader: decodes a video file frame by frame into BGR images through FFmpeg's libraries
-// (libavformat, libavcodec, libswscale), for importing template videos.
+// (libavformat, libavcodec, libswscale), for importing template videos. Only local files of
+// video containers are opened (no playlist, list or image sequence that would read other files,
+// no protocol but file), and every frame must have the first frame's size.
 // Thread contract: one thread at a time.
 #pragma once
 
@@ -18,7 +20,8 @@ class VideoReader {
   VideoReader(const VideoReader&) = delete;
   VideoReader& operator=(const VideoReader&) = delete;
 
-  // The next frame as 8-bit BGR; false at the end of the stream.
+  // The next frame as 8-bit BGR; false at the end of the stream. Throws kInvalidInput naming the
+  // frame when its size differs from frame 0's.
   bool read(cv::Mat& out);
   int width() const;
   int height() const;

@@ -181,6 +181,49 @@ TEST(AvatarImport, FromAVideoFile) {
   EXPECT_FALSE(fs::exists(dir / "x"));
 }
 
+// Issue 24: avatar import followed HLS playlists and ffconcat lists inside a "video" and read
+// other local files into the avatar; a video whose size changed mid-stream imported into an
+// avatar that could not render.
+TEST(AvatarImport, Issue24_OnlyLocalVideoFilesAndOneFrameSize) {
+  TempDir dir;
+  {
+    render::Mp4Writer writer(dir / "secret.mp4", 320, 240, false, {});
+    for (int i = 0; i < 4; ++i) writer.write(cv::Mat(240, 320, CV_8UC3, cv::Scalar(9, 9, 9)));
+    writer.finish();
+  }
+  avatar::save_crop_rects(dir / "r.json", std::vector<avatar::CropRect>(4, {10, 10, 60, 60}));
+  // Playlists and lists that name another file, whatever their extension says.
+  std::ofstream(dir / "hls.mp4") << "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n"
+                                 << (dir / "secret.mp4").string() << "\n#EXT-X-ENDLIST\n";
+  std::ofstream(dir / "list.mp4") << "ffconcat version 1.0\nfile '" << (dir / "secret.mp4").string()
+                                  << "'\n";
+  std::ofstream(dir / "remote.m3u8") << "#EXTM3U\n#EXTINF:10,\nhttp://127.0.0.1:9/a.ts\n";
+  for (const char* name : {"hls.mp4", "list.mp4", "remote.m3u8"}) {
+    const Error e =
+        capture([&] { avatar::import_frames(dir / name, dir / "r.json", dir / "out", "out"); });
+    EXPECT_EQ(e.code(), Error::Code::kInvalidInput) << name;
+    EXPECT_NE(e.message().find("cannot open as a video file"), std::string::npos) << e.message();
+    EXPECT_FALSE(fs::exists(dir / "out")) << name;
+  }
+  // A motion-JPEG stream whose frames change size at frame 3.
+  {
+    std::ofstream out(dir / "sizes.mjpeg", std::ios::binary);
+    for (int i = 0; i < 5; ++i) {
+      std::vector<unsigned char> jpeg;
+      const cv::Size size = i < 3 ? cv::Size(320, 240) : cv::Size(160, 120);
+      cv::imencode(".jpg", cv::Mat(size, CV_8UC3, cv::Scalar(50, 100, 150)), jpeg);
+      out.write(reinterpret_cast<const char*>(jpeg.data()),
+                static_cast<std::streamsize>(jpeg.size()));
+    }
+  }
+  avatar::save_crop_rects(dir / "r5.json", std::vector<avatar::CropRect>(5, {10, 10, 60, 60}));
+  const Error e = capture(
+      [&] { avatar::import_frames(dir / "sizes.mjpeg", dir / "r5.json", dir / "out", "out"); });
+  EXPECT_NE(e.message().find("frame 3 is 160x120 but frame 0 is 320x240"), std::string::npos)
+      << e.message();
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
 TEST(AvatarImport, BadInputsNameTheFrameAndWriteNothing) {
   TempDir dir;
   fs::create_directories(dir / "frames");
