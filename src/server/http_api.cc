@@ -20,6 +20,9 @@ namespace {
 
 using nlohmann::json;
 
+// The largest start_frame a session takes (the walk wraps it onto the avatar's frames).
+constexpr int kMaxStartFrame = 1000000;
+
 HttpReply json_reply(int status, const json& body) {
   return {status, "application/json", core::json_text(body) + "\n", {}};
 }
@@ -208,6 +211,9 @@ class SpeechUpload final : public HttpBodyStream {
     }
     if (format_.kind != SpeechFormat::Kind::kFile) {
       try {
+        if (!carry_.empty()) {  // big-endian samples keep their odd byte here, not in audio_
+          throw Error::invalid_input("the speech ends with 1 byte of an incomplete sample");
+        }
         std::vector<float> tail = audio_.finish("speech");
         count(tail.size());
         input_->add(std::move(tail));
@@ -328,8 +334,16 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
 
   bool authorized(const HttpRequest& r) const {
     if (ctx.server.api_token.empty()) return true;
-    const std::string expected = "Bearer " + ctx.server.api_token;
-    const std::string got = r.header("authorization");
+    // "Bearer" in any case (auth schemes are case-insensitive, RFC 9110 11.1), one or more
+    // spaces, then the token.
+    const std::string header = r.header("authorization");
+    constexpr std::string_view kScheme = "bearer ";
+    if (header.size() < kScheme.size() ||
+        core::to_lower_ascii(header.substr(0, kScheme.size())) != kScheme) {
+      return false;
+    }
+    const std::string got = core::trim(std::string_view(header).substr(kScheme.size()));
+    const std::string& expected = ctx.server.api_token;
     // Constant time in the token's length.
     if (got.size() != expected.size()) return false;
     unsigned char diff = 0;
@@ -429,7 +443,9 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
       if (r.method == "DELETE") {
         session_or_throw(id);
         hub.control().post([this_ = shared_from_this(), id, out, decorate] {
-          const bool removed = this_->hub.remove(id);
+          const bool removed = this_->hub.remove(
+              id, Error::unavailable("session " + id + " was deleted (DELETE /v1/sessions/" + id +
+                                     ")"));
           out.reply(decorate(removed ? HttpReply{204, "text/plain; charset=utf-8", "", {}}
                                      : error_reply(404, "no session '" + id + "'")));
         });
@@ -503,12 +519,17 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     }
     int start = 0;
     if (body.contains("start_frame")) {
-      if (!body["start_frame"].is_number_integer())
-        throw Error::invalid_input("start_frame: expected an integer");
-      const auto v = body["start_frame"].get<std::int64_t>();
-      if (v < 0 || v > 1000000)
-        throw Error::invalid_input("start_frame: " + std::to_string(v) + " is out of range");
-      start = static_cast<int>(v);
+      const json& v = body["start_frame"];
+      if (!v.is_number_integer()) throw Error::invalid_input("start_frame: expected an integer");
+      // As written (an unsigned 2^64-1 read as signed would be -1).
+      const bool in_range = v.is_number_unsigned() ? v.get<std::uint64_t>() <= kMaxStartFrame
+                                                   : v.get<std::int64_t>() >= 0 &&
+                                                         v.get<std::int64_t>() <= kMaxStartFrame;
+      if (!in_range) {
+        throw Error::invalid_input("start_frame: " + v.dump() + " is out of range; expected 0 to " +
+                                   std::to_string(kMaxStartFrame));
+      }
+      start = v.get<int>();
     }
     // Loading a model can take a while: off the I/O thread.
     hub.control().post([this_ = shared_from_this(), model, start, out, decorate] {

@@ -241,7 +241,9 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   void refuse(beast::error_code ec) {
     const int status = status_for_read_error(ec);
     if (status == 0) return finish();
-    HttpReply reply{status, "text/plain; charset=utf-8", reason_text(status), {}};
+    std::string text = reason_text(status);
+    if (status == 400) text = "bad request: " + ec.message() + "\n";  // what Beast found
+    HttpReply reply{status, "text/plain; charset=utf-8", text, {}};
     lingering_ = true;  // the client may still be sending what we refused
     version_ = 11;
     keep_alive_ = false;
@@ -344,6 +346,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     if (!piece.empty()) more = body_stream_->on_piece(std::move(piece));
     if (ec) {
       end_stream(false);
+      // A malformed body (a bad chunk) is told; a connection that ended just ends.
+      if (status_for_read_error(ec) != 0) return refuse(ec);
       return finish();
     }
     if (parser_->is_done()) return end_stream(true);

@@ -94,7 +94,7 @@ std::shared_ptr<HubSession> SessionHub::find(const std::string& id) const {
   return it == sessions_.end() ? nullptr : it->second;
 }
 
-bool SessionHub::remove(const std::string& id) {
+bool SessionHub::remove(const std::string& id, std::optional<Error> reason) {
   std::shared_ptr<HubSession> session;
   {
     std::lock_guard lock(mutex_);
@@ -102,7 +102,7 @@ bool SessionHub::remove(const std::string& id) {
     if (it == sessions_.end()) return false;
     session = it->second;
   }
-  session->close();
+  session->close(std::move(reason));
   forget(id);
   return true;
 }
@@ -456,13 +456,14 @@ void HubSession::interrupt() {
   hub_.trim_memory_soon();
 }
 
-void HubSession::close() {
+void HubSession::close(std::optional<Error> reason) {
   std::map<std::string, std::shared_ptr<webrtc::WhepSender>> viewers;
   std::deque<std::shared_ptr<Input>> inputs;
   {
     std::lock_guard lock(mutex_);
     if (ended_) return;
     ended_ = true;
+    close_reason_ = std::move(reason);
     viewers.swap(viewers_);
     inputs.swap(inputs_);
   }
@@ -519,14 +520,16 @@ void HubSession::on_speech_wanted() {
 void HubSession::on_live_ended(const std::optional<Error>& error) {
   if (error) spdlog::warn("live session {} failed: {}", id_, error->what());
   std::vector<std::shared_ptr<pipeline::LiveSink>> sinks;
+  std::optional<Error> told = error;
   {
     std::lock_guard lock(mutex_);
     for (const auto& w : sinks_) {
       if (auto s = w.lock()) sinks.push_back(std::move(s));
     }
     sinks_.clear();
+    if (!told) told = close_reason_;
   }
-  for (auto& s : sinks) s->on_live_ended(error);
+  for (auto& s : sinks) s->on_live_ended(told);
   // Viewer teardown blocks: not on the ticker or a session thread.
   hub_.control().post([weak = weak_from_this()] {
     auto self = weak.lock();

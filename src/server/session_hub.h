@@ -84,8 +84,9 @@ class SessionHub {
   // frame), kUnavailable (stopping).
   std::shared_ptr<HubSession> create(const NewSession& spec);
   std::shared_ptr<HubSession> find(const std::string& id) const;
-  // Ends the session at once (its viewers too); false when there is none.
-  bool remove(const std::string& id);
+  // Ends the session at once (its viewers too); false when there is none. `reason`: what its
+  // calls are told (HTTP DELETE: that it was deleted); none: it ended.
+  bool remove(const std::string& id, std::optional<Error> reason = std::nullopt);
   std::vector<SessionInfo> list() const;
   // Stops every session and viewer and refuses new ones (shutdown).
   void stop();
@@ -161,8 +162,9 @@ class HubSession final : public pipeline::LiveSink,
   // (any thread) when the input may add again after add() said no.
   std::shared_ptr<SpeechInput> begin_speech(std::function<void()> wanted);
   void interrupt();
-  // Ends the session and its viewers now.
-  void close();
+  // Ends the session and its viewers now. `reason`: what the attached calls are told (a DELETE);
+  // none: the session ended normally.
+  void close(std::optional<Error> reason = std::nullopt);
   bool ended() const;
 
   // LiveSink.
@@ -196,7 +198,8 @@ class HubSession final : public pipeline::LiveSink,
   // Utterances coming in, in order: the front is being fed; only the back may still be
   // receiving (guarded).
   std::deque<std::shared_ptr<Input>> inputs_;
-  bool ended_ = false;  // guarded
+  bool ended_ = false;                 // guarded
+  std::optional<Error> close_reason_;  // guarded
   std::atomic<int> media_jobs_{0};
   std::atomic<std::int64_t> frames_{0};
   std::atomic<std::int64_t> late_{0};

@@ -625,6 +625,69 @@ TEST_F(SessionApiTest, Issue24_DroppedSpeechIsGivenBackToTheSystem) {
       << " MB after";
 }
 
+// Issue 24: smaller wrong answers of the session API.
+TEST_F(SessionApiTest, Issue24_TheBearerSchemeIsCaseInsensitive) {
+  for (const char* scheme : {"bearer", "BEARER", "Bearer  "}) {
+    const auto r = request("GET", "/v1/sessions", "", "application/json", "",
+                           std::string("Authorization: ") + scheme + " " + kToken + "\r\n");
+    EXPECT_EQ(r.status, 200) << scheme << ": " << r.body;
+  }
+  EXPECT_EQ(request("GET", "/v1/sessions", "", "application/json", "",
+                    "Authorization: Basic " + std::string(kToken) + "\r\n")
+                .status,
+            401);
+  EXPECT_EQ(request("GET", "/v1/sessions", "", "application/json", "", "Authorization: bearer\r\n")
+                .status,
+            401);
+}
+
+TEST_F(SessionApiTest, Issue24_AHugeStartFrameIsReportedAsWritten) {
+  const auto r = request("POST", "/v1/sessions", R"({"start_frame": 18446744073709551615})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("start_frame: 18446744073709551615 is out of range"), std::string::npos)
+      << r.body;
+  EXPECT_EQ(request("POST", "/v1/sessions", R"({"start_frame": -1})").status, 400);
+}
+
+TEST_F(SessionApiTest, Issue24_AnOddByteCountIsRefusedForBigEndianSpeechToo) {
+  const std::string id = create_session();
+  for (const char* type : {"audio/L16;rate=16000", "audio/s16le;rate=16000"}) {
+    const auto r = request("POST", "/v1/sessions/" + id + "/speech", std::string(3, '\x01'), type);
+    EXPECT_EQ(r.status, 400) << type << ": " << r.body;
+    EXPECT_NE(r.body.find("incomplete sample"), std::string::npos) << r.body;
+  }
+}
+
+TEST_F(SessionApiTest, Issue24_MalformedChunkedSpeechGetsA400) {
+  const std::string id = create_session();
+  testing::RawConnection c(port_);
+  ASSERT_TRUE(c.send(speech_head(id, "audio/s16le;rate=16000", "Transfer-Encoding: chunked\r\n") +
+                     "4\r\n\x01\x02\x03\x04\r\nzz\r\n"));
+  const std::string answer = c.receive(std::chrono::seconds(4));
+  EXPECT_EQ(answer.rfind("HTTP/1.1 400", 0), 0u) << answer;
+  // The upload was dropped: the session takes the next one.
+  EXPECT_EQ(request("POST", "/v1/sessions/" + id + "/say", R"({"text": "Next."})").status, 200);
+}
+
+TEST_F(SessionApiTest, Issue24_DeletingAGrpcSessionEndsItsCallSayingSo) {
+  auto s = stub();
+  grpc::ClientContext ctx;
+  auto call = s->Live(&ctx);
+  LiveRequest config;
+  config.mutable_config()->set_model_id("demo");
+  ASSERT_TRUE(call->Write(config));
+  LiveFrame frame;
+  ASSERT_TRUE(call->Read(&frame));
+  const std::string id = frame.session_id();
+  EXPECT_EQ(request("DELETE", "/v1/sessions/" + id).status, 204);
+  while (call->Read(&frame)) {
+  }
+  const grpc::Status status = call->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(status.error_message().find("was deleted"), std::string::npos)
+      << status.error_message();
+}
+
 TEST_F(SessionApiTest, AnUploadThatStallsIsDroppedAndFreesTheSession) {
   const std::string id = create_session();
   testing::RawConnection c(port_);
