@@ -9,6 +9,7 @@
 #include "core/check.h"
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_parse.h"
 #include "core/json_text.h"
 #include "core/task_arena.h"
 #include "infer/model_family.h"
@@ -103,12 +104,7 @@ std::string format_frame_pattern(const std::string& pattern, int index) {
 
 AvatarManifest AvatarManifest::load(const std::filesystem::path& path) {
   const std::string where = "avatar " + path.string();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text_file(path, where));
-  } catch (const nlohmann::json::parse_error& e) {
-    throw Error::invalid_input(where + ": not valid JSON: " + e.what());
-  }
+  const nlohmann::json j = core::parse_json(read_text_file(path, where), where);
   if (!j.is_object()) throw Error::invalid_input(where + ": expected a JSON object");
   AvatarManifest m;
   bool has_frames = false;

@@ -143,7 +143,14 @@ ImportSummary import_frames(const fs::path& frames, const fs::path& rects_file, 
       }
       auto first = stem.find_last_not_of("0123456789", last);
       first = first == std::string::npos ? 0 : first + 1;
-      const long long number = std::stoll(stem.substr(first, last - first + 1));
+      std::string digits = stem.substr(first, last - first + 1);
+      digits.erase(0, std::min(digits.find_first_not_of('0'), digits.size() - 1));
+      if (digits.size() > 18) {  // more than a long long holds
+        throw Error::invalid_input(where + ": " + core::quote(entry.path().filename().string()) +
+                                   " has a frame number of " + std::to_string(digits.size()) +
+                                   " digits; at most 18");
+      }
+      const long long number = std::stoll(digits);
       if (!ordered.emplace(number, entry.path()).second) {
         throw Error::invalid_input(where + ": " + entry.path().filename().string() + " and " +
                                    ordered[number].filename().string() +

@@ -1,5 +1,6 @@
 #include "avatar/crop_rect.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -7,7 +8,9 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_parse.h"
 #include "core/json_text.h"
+#include "core/text.h"
 
 namespace lipsync::avatar {
 namespace {
@@ -39,22 +42,25 @@ std::vector<CropRect> load_crop_rects(const std::filesystem::path& path) {
   const std::string where = "crop rects " + path.string();
   std::ifstream in(path);
   if (!in) throw Error::not_found(where + ": cannot open");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw Error::invalid_input(where + ": not valid JSON: " + e.what());
-  }
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const nlohmann::json j = core::parse_json(text, where);
   if (!j.is_array()) throw Error::invalid_input(where + ": expected a JSON array of [x1,y1,x2,y2]");
   std::vector<CropRect> rects;
   rects.reserve(j.size());
   for (std::size_t i = 0; i < j.size(); ++i) {
     const auto& e = j[i];
+    // Pixels: integers far inside int, so that widths and heights cannot overflow.
+    constexpr std::int64_t kMostCoordinate = 1000000;
     bool ok = e.is_array() && e.size() == 4;
-    for (std::size_t k = 0; ok && k < 4; ++k) ok = e[k].is_number_integer();
+    for (std::size_t k = 0; ok && k < 4; ++k) {
+      ok = e[k].is_number_integer() &&
+           (e[k].is_number_unsigned() ? e[k].get<std::uint64_t>() <= kMostCoordinate
+                                      : std::llabs(e[k].get<std::int64_t>()) <= kMostCoordinate);
+    }
     if (!ok) {
       throw Error::invalid_input(where + ": entry " + std::to_string(i) + " is " +
-                                 core::json_text(e) + "; expected four integers [x1, y1, x2, y2]");
+                                 core::quote(core::json_text(e)) +
+                                 "; expected four integers [x1, y1, x2, y2] of at most 1e6");
     }
     rects.push_back({e[0].get<int>(), e[1].get<int>(), e[2].get<int>(), e[3].get<int>()});
   }
@@ -72,6 +78,18 @@ void save_crop_rects(const std::filesystem::path& path, const std::vector<CropRe
 
 CropRect crop_from_landmarks(const std::filesystem::path& lms) {
   const std::string where = "landmarks " + lms.string();
+  std::error_code ec;
+  if (!std::filesystem::exists(lms, ec)) throw Error::not_found(where + ": no such file");
+  if (!std::filesystem::is_regular_file(lms, ec)) {
+    throw Error::invalid_input(where + ": not a file");
+  }
+  // 110 lines of two numbers are a few kB; anything far bigger is not a landmarks file.
+  constexpr std::uintmax_t kMostBytes = 1 << 20;
+  const std::uintmax_t bytes = std::filesystem::file_size(lms, ec);
+  if (ec || bytes > kMostBytes) {
+    throw Error::invalid_input(where + ": " + std::to_string(bytes) +
+                               " bytes; a SyncTalk_2D .lms file (110 lines 'x y') is a few kB");
+  }
   std::ifstream in(lms);
   if (!in) throw Error::not_found(where + ": cannot open");
   std::vector<std::pair<int, int>> points;
@@ -83,8 +101,15 @@ CropRect crop_from_landmarks(const std::filesystem::path& lms) {
     std::istringstream s(line);
     float x = 0, y = 0;
     if (!(s >> x >> y)) {
-      throw Error::invalid_input(where + ": line " + std::to_string(line_no) + " is '" + line +
-                                 "'; expected two numbers 'x y'");
+      throw Error::invalid_input(where + ": line " + std::to_string(line_no) + " is " +
+                                 core::quote(line) + "; expected two numbers 'x y'");
+    }
+    // Pixel coordinates: finite and far inside int (the cast below is undefined outside it).
+    constexpr float kMostCoordinate = 1e6f;
+    if (!std::isfinite(x) || !std::isfinite(y) || std::fabs(x) > kMostCoordinate ||
+        std::fabs(y) > kMostCoordinate) {
+      throw Error::invalid_input(where + ": line " + std::to_string(line_no) + " is " +
+                                 core::quote(line) + "; coordinates are pixels (at most 1e6)");
     }
     // Upstream: np.loadtxt(dtype=float32) then astype(int32), i.e. truncation toward zero.
     points.emplace_back(static_cast<int>(x), static_cast<int>(y));

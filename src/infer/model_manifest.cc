@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_parse.h"
 #include "core/json_text.h"
 
 namespace lipsync::infer {
@@ -44,12 +45,7 @@ ModelManifest ModelManifest::load(const std::filesystem::path& path) {
   if (!in) throw Error::not_found(where + ": cannot open");
   std::stringstream text;
   text << in.rdbuf();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    throw Error::invalid_input(where + ": not valid JSON: " + e.what());
-  }
+  const nlohmann::json j = core::parse_json(text.str(), where);
   if (!j.is_object()) throw Error::invalid_input(where + ": expected a JSON object");
   ModelManifest m;
   for (const auto& [key, value] : j.items()) {

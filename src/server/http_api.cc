@@ -6,6 +6,7 @@
 #include <span>
 
 #include "audio/audio_file.h"
+#include "core/json_parse.h"
 #include "core/json_text.h"
 #include "core/text.h"
 #include "server/wire_audio.h"
@@ -495,13 +496,9 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
 
   static json parse_json(const std::string& body) {
     if (body.empty()) return json::object();
-    try {
-      json j = json::parse(body);
-      if (!j.is_object()) throw Error::invalid_input("the body must be a JSON object");
-      return j;
-    } catch (const json::exception& e) {
-      throw Error::invalid_input(std::string("the body is not JSON: ") + e.what());
-    }
+    json j = core::parse_json(body, "the body");
+    if (!j.is_object()) throw Error::invalid_input("the body must be a JSON object");
+    return j;
   }
 
   void create(const HttpRequest& r, const HttpResponder& out,

@@ -105,6 +105,59 @@ TEST(CropRect, ValidationNamesTheProblem) {
             std::string::npos);
 }
 
+// Issue 24: a 50 MB landmarks line was echoed whole into the error, a folder named 0.lms was
+// "0 points", 1e30 overflowed float-to-int before the rect was refused, and crop rects beyond int
+// were taken.
+TEST(CropRect, Issue24_HostileLandmarksAndRectsGetShortClearErrors) {
+  TempDir dir;
+  {
+    std::ofstream(dir / "long.lms") << std::string(2 << 20, '7') << " x\n";
+    const std::string m = capture([&] { avatar::crop_from_landmarks(dir / "long.lms"); }).message();
+    EXPECT_NE(m.find("a few kB"), std::string::npos) << m.substr(0, 200);
+    EXPECT_LT(m.size(), 400u);
+  }
+  std::ofstream(dir / "wide.lms") << std::string(100000, '1') << "x y\n";
+  std::string m = capture([&] { avatar::crop_from_landmarks(dir / "wide.lms"); }).message();
+  EXPECT_NE(m.find("line 1"), std::string::npos);
+  EXPECT_LT(m.size(), 400u) << m.size();
+  fs::create_directories(dir / "0.lms");
+  m = capture([&] { avatar::crop_from_landmarks(dir / "0.lms"); }).message();
+  EXPECT_NE(m.find("not a file"), std::string::npos) << m;
+  std::ofstream(dir / "huge.lms") << "1e30 5\n";
+  m = capture([&] { avatar::crop_from_landmarks(dir / "huge.lms"); }).message();
+  EXPECT_NE(m.find("line 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("at most 1e6"), std::string::npos) << m;
+  std::ofstream(dir / "nan.lms") << "nan 5\n";
+  EXPECT_EQ(capture([&] { avatar::crop_from_landmarks(dir / "nan.lms"); }).code(),
+            Error::Code::kInvalidInput);
+  std::ofstream(dir / "r.json") << "[[0, 0, 10, 10], [-2147483648, 0, 2147483647, 10]]";
+  m = capture([&] { avatar::load_crop_rects(dir / "r.json"); }).message();
+  EXPECT_NE(m.find("entry 1"), std::string::npos) << m;
+  std::ofstream(dir / "r2.json") << "[[0, 0, 18446744073709551615, 10]]";
+  m = capture([&] { avatar::load_crop_rects(dir / "r2.json"); }).message();
+  EXPECT_NE(m.find("entry 0"), std::string::npos) << m;
+}
+
+// Issue 24: a 20-digit frame number was "internal error: stoll" (exit 70).
+TEST(AvatarImport, Issue24_AFrameNumberOfTwentyDigitsIsNamed) {
+  TempDir dir;
+  fs::create_directories(dir / "frames");
+  cv::imwrite((dir / "frames" / "f1.png").string(), cv::Mat(100, 120, CV_8UC3));
+  cv::imwrite((dir / "frames" / "f99999999999999999999.png").string(), cv::Mat(100, 120, CV_8UC3));
+  cv::imwrite((dir / "frames" / "f0000000000000000000000002.png").string(),
+              cv::Mat(100, 120, CV_8UC3));  // leading zeros are fine
+  avatar::save_crop_rects(dir / "r.json", std::vector<avatar::CropRect>(3, {10, 10, 60, 60}));
+  const Error e =
+      capture([&] { avatar::import_frames(dir / "frames", dir / "r.json", dir / "o", "o"); });
+  EXPECT_EQ(e.code(), Error::Code::kInvalidInput);
+  EXPECT_NE(e.message().find("f99999999999999999999.png' has a frame number of 20 digits"),
+            std::string::npos)
+      << e.message();
+  fs::remove(dir / "frames" / "f99999999999999999999.png");
+  avatar::save_crop_rects(dir / "r.json", std::vector<avatar::CropRect>(2, {10, 10, 60, 60}));
+  EXPECT_EQ(avatar::import_frames(dir / "frames", dir / "r.json", dir / "o", "o").frames, 2);
+}
+
 TEST(FramePattern, FormatsAndRejects) {
   EXPECT_EQ(avatar::format_frame_pattern("frames/%05d.png", 42), "frames/00042.png");
   EXPECT_EQ(avatar::format_frame_pattern("f_%d.jpg", 7), "f_7.jpg");

@@ -157,7 +157,7 @@ TEST_F(SessionApiTest, BadRequestsGetJsonErrorsWithTheirStatus) {
   // Bytes that are not UTF-8 are the client's error, answered in valid JSON.
   const auto not_utf8 = request("POST", "/v1/sessions", "{\"model\": \"\xff\xfe\"}");
   EXPECT_EQ(not_utf8.status, 400);
-  EXPECT_NE(json::parse(not_utf8.body).at("error").get<std::string>().find("not JSON"),
+  EXPECT_NE(json::parse(not_utf8.body).at("error").get<std::string>().find("not valid JSON"),
             std::string::npos);
   EXPECT_EQ(request("GET", "/v1/sessions/none").status, 404);
   EXPECT_EQ(request("POST", "/v1/sessions/none/interrupt").status, 404);
@@ -639,6 +639,12 @@ TEST_F(SessionApiTest, Issue24_TheBearerSchemeIsCaseInsensitive) {
   EXPECT_EQ(request("GET", "/v1/sessions", "", "application/json", "", "Authorization: bearer\r\n")
                 .status,
             401);
+}
+
+TEST_F(SessionApiTest, Issue24_AJsonBodyWithAKeyTwiceIsRefused) {
+  const auto r = request("POST", "/v1/sessions", R"({"model": "demo", "model": "other"})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("the key 'model' is given twice"), std::string::npos) << r.body;
 }
 
 TEST_F(SessionApiTest, Issue24_AHugeStartFrameIsReportedAsWritten) {
