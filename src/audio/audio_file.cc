@@ -166,7 +166,9 @@ struct AudioFileReader::Impl {
     reject_short_data_chunk(file.get(), name);
     channels = info.channels;
     rate = info.samplerate;
-    declared_frames = info.frames > 0 ? info.frames : -1;
+    // SF_COUNT_MAX is libsndfile's "length unknown" (an Ogg/Opus stream cut before its last
+    // page): then the length is what decodes, checked as it is read.
+    declared_frames = info.frames > 0 && info.frames < SF_COUNT_MAX ? info.frames : -1;
   }
 
   void check_length(std::int64_t frames) const {

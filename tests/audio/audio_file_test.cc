@@ -139,6 +139,32 @@ TEST(AudioFile, FlacAndOggDecode) {
   EXPECT_LT(max_err, 0.05);  // lossy codec, same waveform
 }
 
+// Issue 24: an Ogg/Opus file cut short was "longer than audio.max_seconds (14400 s)": libsndfile
+// says SF_COUNT_MAX (length unknown) when the last page is missing.
+TEST(AudioFile, Issue24_ACutOggOpusFileIsWhatDecodesNotHours) {
+  TempDir dir;
+  write_sound(dir / "whole.opus", SF_FORMAT_OGG | SF_FORMAT_OPUS, 48000, 1,
+              sine(300.0, 48000, 3 * 48000, 0.3f));
+  std::string bytes = testing::read_text(dir / "whole.opus");
+  ASSERT_GT(bytes.size(), 20000u);
+  bytes.resize(bytes.size() * 5 / 6);
+  write_bytes(dir / "cut.opus", bytes);
+  const auto samples = load_audio_file(dir / "cut.opus");
+  EXPECT_GT(samples.size(), 16000u);      // more than a second of the three
+  EXPECT_LT(samples.size(), 3u * 16000);  // less than the whole
+  const auto from_memory =
+      load_audio_bytes(std::as_bytes(std::span(bytes.data(), bytes.size())), "the speech body");
+  EXPECT_EQ(from_memory.size(), samples.size());
+  // Its length is still checked as it decodes.
+  try {
+    load_audio_file(dir / "cut.opus", 1);
+    ADD_FAILURE() << "a cap of 1 s was not applied";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("longer than audio.max_seconds (1 s)"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(AudioFile, RawS16AndF32Buffers) {
   TempDir dir;
   write_bytes(dir / "a.s16", std::string("\x00\x80\xff\x7f\x01\x00\xff\xff", 8));
