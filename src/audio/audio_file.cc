@@ -13,6 +13,7 @@
 
 #include "audio/mel_constants.h"
 #include "audio/mel_spectrogram.h"
+#include "audio/mpeg_sniff.h"
 #include "audio/resampler.h"
 #include "audio/streaming_resampler.h"
 #include "core/error.h"
@@ -147,9 +148,33 @@ struct AudioFileReader::Impl {
     return io;
   }
 
+  // Data that claims to be MPEG audio (or a file named so) but has no frames where an MP3
+  // starts is refused here, before libmpg123 searches it and writes to stderr.
+  void refuse_false_mpeg(bool in_memory) const {
+    std::vector<std::byte> head;
+    std::span<const std::byte> start = memory;
+    if (!in_memory) {
+      // Enough for an ID3v2 tag with cover art and the frames after it.
+      constexpr std::size_t kMostSniffed = 4 << 20;
+      std::ifstream in(path, std::ios::binary);
+      head.resize(kMostSniffed);
+      in.read(reinterpret_cast<char*>(head.data()), static_cast<std::streamsize>(head.size()));
+      head.resize(static_cast<std::size_t>(std::max<std::streamsize>(0, in.gcount())));
+      start = head;
+    }
+    const std::string ext = in_memory ? "" : lower_extension(path);
+    const bool named_mpeg = ext == ".mp3" || ext == ".mp2" || ext == ".mp1" || ext == ".mpga";
+    if ((named_mpeg || claims_mpeg_audio(start)) && !starts_like_mpeg_audio(start)) {
+      throw Error::invalid_input(name +
+                                 ": not a readable audio file: no MPEG audio frames where an MP3 "
+                                 "starts (damaged, or not an MP3)");
+    }
+  }
+
   void open_sndfile() {
     SF_INFO info{};
     const bool in_memory = path.empty();
+    refuse_false_mpeg(in_memory);
     if (in_memory) {
       memory_io = virtual_io();
       file.reset(sf_open_virtual(&memory_io, SFM_READ, &info, this));
@@ -157,10 +182,13 @@ struct AudioFileReader::Impl {
       file.reset(sf_open(path.c_str(), SFM_READ, &info));
     }
     if (!file) {
-      throw Error::invalid_input(
-          name + ": not a readable audio file (libsndfile: " + sf_strerror(nullptr) +
-          "); supported: WAV, FLAC, OGG and other libsndfile formats" +
-          (in_memory ? "" : ", or raw .f32/.s16"));
+      // libsndfile says "does not exist or is not a regular file (possibly a pipe?)" for data it
+      // took for MPEG and could not decode: the file exists and was read.
+      std::string why = sf_strerror(nullptr);
+      if (why.find("possibly a pipe") != std::string::npos) why = "unrecognised or damaged data";
+      throw Error::invalid_input(name + ": not a readable audio file (libsndfile: " + why +
+                                 "); supported: WAV, FLAC, OGG, MP3 and other libsndfile formats" +
+                                 (in_memory ? "" : ", or raw .f32/.s16"));
     }
     if (info.channels < 1) throw Error::invalid_input(name + ": file has no channels");
     reject_short_data_chunk(file.get(), name);

@@ -55,6 +55,13 @@ std::size_t say(std::string_view text, std::string_view voice,
           std::string::npos) {
     throw Error::invalid_input("voice: '" + voice_name.substr(0, 40) + "' is not a voice name");
   }
+  // espeak-ng runs the MBROLA program for its mb-* voices (a separate program, not installed,
+  // that writes to stderr); those voices are not offered.
+  if (voice_name.rfind("mb-", 0) == 0 || voice_name.rfind("mb/", 0) == 0) {
+    throw Error::invalid_input("voice: '" + voice_name +
+                               "' is an MBROLA voice, which lipsync does not use; pick an "
+                               "espeak-ng voice such as en, en-us, de or fr");
+  }
   std::lock_guard lock(g_mutex);
   if (g_rate == 0) {
     const int rate =

@@ -3,13 +3,16 @@
 #include <gtest/gtest.h>
 #include <sndfile.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <limits>
 #include <numbers>
+#include <random>
 #include <span>
 
+#include "audio/mpeg_sniff.h"
 #include "core/error.h"
 #include "support/test_data.h"
 
@@ -162,6 +165,63 @@ TEST(AudioFile, Issue24_ACutOggOpusFileIsWhatDecodesNotHours) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("longer than audio.max_seconds (1 s)"), std::string::npos)
         << e.what();
+  }
+}
+
+TEST(MpegSniff, FrameLengthsFollowTheStandard) {
+  const auto length = [](std::uint8_t b1, std::uint8_t b2) {
+    const std::array<std::byte, 4> h{std::byte{0xFF}, std::byte{b1}, std::byte{b2}, std::byte{0}};
+    return mpeg_frame_length(std::span<const std::byte, 4>(h));
+  };
+  EXPECT_EQ(length(0xFB, 0x90), 417u);  // MPEG-1 layer III, 128 kbit/s, 44.1 kHz
+  EXPECT_EQ(length(0xFB, 0x92), 418u);  // the same, padded
+  EXPECT_EQ(length(0xF3, 0x88), 288u);  // MPEG-2 layer III, 64 kbit/s, 16 kHz: 72 x 64000 / 16000
+  EXPECT_EQ(length(0xFD, 0x94), 480u);  // MPEG-1 layer II, 160 kbit/s, 48 kHz
+  EXPECT_EQ(length(0xFF, 0x90), 312u);  // MPEG-1 layer I, 288 kbit/s, 44.1 kHz: 78 words of 4
+  EXPECT_EQ(length(0xFB, 0x00), 0u);    // free format
+  EXPECT_FALSE(length(0xEB, 0x90));     // reserved version
+  EXPECT_FALSE(length(0xF9, 0x90));     // reserved layer
+  EXPECT_FALSE(length(0xFB, 0xF0));     // bit rate index 15
+  EXPECT_FALSE(length(0xFB, 0x9C));     // sample rate index 3
+}
+
+// Issue 24: garbage named .mp3 (or starting like MPEG audio) made libmpg123 print "Note: Trying
+// to resync..." on stderr and libsndfile say "possibly a pipe".
+TEST(AudioFile, Issue24_AnMp3DecodesAndGarbageThatLooksLikeOneIsRefusedQuietly) {
+  TempDir dir;
+  const auto tone = sine(440.0, 16000, 32000, 0.4f);
+  write_sound(dir / "a.mp3", SF_FORMAT_MPEG | SF_FORMAT_MPEG_LAYER_III, 16000, 1, tone);
+  const auto decoded = load_audio_file(dir / "a.mp3");
+  EXPECT_NEAR(static_cast<double>(decoded.size()), 32000.0, 2000.0);
+  // The same behind an ID3v2 tag of 300 bytes (zero padding inside the tag).
+  std::string tagged = std::string("ID3\x03\x00\x00\x00\x00\x02\x2c", 10) + std::string(300, '\0') +
+                       testing::read_text(dir / "a.mp3");
+  write_bytes(dir / "tagged.mp3", tagged);
+  EXPECT_EQ(load_audio_file(dir / "tagged.mp3").size(), decoded.size());
+  std::mt19937 rng(7);
+  std::string noise(5000, '\0');
+  for (auto& c : noise) c = static_cast<char>(rng());
+  noise[0] = 'x';  // not a sync word by chance
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"noise.mp3", noise},
+      {"tag_then_noise.mp3",
+       std::string("ID3\x03\x00\x00\x00\x00\x00\x0a", 10) + std::string(10, '\0') + noise},
+      {"sync_then_noise.bin", std::string("\xff\xfb\x90\x00", 4) + noise}};
+  for (const auto& [name, bytes] : bad) {
+    write_bytes(dir / name, bytes);
+    try {
+      load_audio_file(dir / name);
+      ADD_FAILURE() << name << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("no MPEG audio frames"), std::string::npos)
+          << name << ": " << e.what();
+    }
+    try {
+      load_audio_bytes(std::as_bytes(std::span(bytes.data(), bytes.size())), "the speech body");
+      ADD_FAILURE() << name << " was accepted from memory";
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()).find("possibly a pipe"), std::string::npos) << e.what();
+    }
   }
 }
 

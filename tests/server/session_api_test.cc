@@ -647,6 +647,17 @@ TEST_F(SessionApiTest, Issue24_AJsonBodyWithAKeyTwiceIsRefused) {
   EXPECT_NE(r.body.find("the key 'model' is given twice"), std::string::npos) << r.body;
 }
 
+// Issue 24: espeak-ng ran the MBROLA program (not installed; it wrote to stderr) for mb-* voices.
+TEST_F(SessionApiTest, Issue24_MbrolaVoicesAreRefused) {
+  const std::string id = create_session();
+  for (const char* voice : {"mb-en1", "mb-de4"}) {
+    const auto r = request("POST", "/v1/sessions/" + id + "/say",
+                           std::string(R"({"text": "hi", "voice": ")") + voice + "\"}");
+    EXPECT_EQ(r.status, 400) << voice;
+    EXPECT_NE(r.body.find("MBROLA"), std::string::npos) << r.body;
+  }
+}
+
 TEST_F(SessionApiTest, Issue24_AHugeStartFrameIsReportedAsWritten) {
   const auto r = request("POST", "/v1/sessions", R"({"start_frame": 18446744073709551615})");
   EXPECT_EQ(r.status, 400);
