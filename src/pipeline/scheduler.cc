@@ -34,7 +34,11 @@ const core::ConfigTable<SchedulerOptions>& SchedulerOptions::config() {
                    "frames per generator batch, across all requests and streams of a model; 0 = "
                    "8 on the CPU provider, 32 on a GPU provider")
           .integer("max_batch_wait_ms", &SchedulerOptions::max_batch_wait_ms, 0, 1000,
-                   "how long a partial batch waits to fill, from its oldest frame's arrival");
+                   "how long a partial batch waits to fill, from its oldest frame's arrival")
+          .boolean("skip_late", &SchedulerOptions::skip_late,
+                   "a live frame that cannot be ready by its tick is not made (it is shown late "
+                   "either way), so that under overload the generator makes frames that can "
+                   "still be on time; false: every frame is made, however late");
   return table;
 }
 
@@ -233,7 +237,7 @@ std::vector<FrameJob> Scheduler::take_locked(std::size_t n) {
 // into `skipped` and returns how many jobs the batch may take.
 std::size_t Scheduler::skip_hopeless_locked(std::size_t take, const BatchQueueState& state,
                                             SteadyTime now, std::vector<FrameJob>& skipped) {
-  if (by_deadline_.empty()) return take;
+  if (by_deadline_.empty() || !options_.skip_late) return take;
   std::vector<SteadyTime> deadlines;
   deadlines.reserve(by_deadline_.size());
   for (const auto& [deadline, item] : by_deadline_) deadlines.push_back(deadline);

@@ -38,6 +38,9 @@ struct SchedulerOptions {
   // runs on the CPU provider and kGpuMaxBatch on a GPU provider.
   int max_batch = 0;
   int max_batch_wait_ms = 5;  // config key scheduler.max_batch_wait_ms (0..1000)
+  // Config key scheduler.skip_late: a job with a deadline that no batch can meet any more is
+  // skipped (BatchClient::skipped) instead of run; false runs every job however late.
+  bool skip_late = true;
   void validate() const;
   static const core::ConfigTable<SchedulerOptions>& config();
   // max_batch, or when it is 0 the automatic size for the provider `generator` runs on.

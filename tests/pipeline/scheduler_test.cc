@@ -177,6 +177,19 @@ TEST_F(SchedulerTest, JobsWhoseDeadlineCannotBeMetAreSkippedNotRun) {
   EXPECT_EQ(scheduler.stats().frames, 2u);
 }
 
+TEST_F(SchedulerTest, WithSkipLateOffEveryJobRunsHoweverLate) {
+  pipeline::SchedulerOptions options{8, 0};
+  EXPECT_TRUE(options.skip_late);  // the default
+  options.skip_late = false;
+  pipeline::Scheduler scheduler(demo_->generator(), options);
+  scheduler.warm_up(1);
+  auto client = std::make_shared<RecordingClient>();
+  scheduler.submit(jobs(client, {1, 2}, SteadyClock::now() - std::chrono::milliseconds(500)));
+  client->wait_for(2);
+  EXPECT_EQ(client->done(), (std::vector<std::int64_t>{1, 2}));
+  EXPECT_TRUE(client->skipped_tags().empty());
+}
+
 TEST_F(SchedulerTest, CancelDropsQueuedJobsOfThatClientOnly) {
   pipeline::Scheduler scheduler(demo_->generator(), {2, 0});
   auto a = std::make_shared<RecordingClient>();
