@@ -19,20 +19,45 @@ BatchDecision next_batch(const BatchQueueState& s, SteadyTime now, const BatchPo
   return {0, start_at};
 }
 
-DeadlinePlan plan_deadline_batch(std::span<const SteadyTime> deadlines, std::size_t take,
+DeadlinePlan plan_deadline_batch(std::span<const DeadlineJob> jobs, std::size_t take,
                                  const BatchQueueState& s, SteadyTime now) {
-  DeadlinePlan plan{0, take};
-  if (s.run_time_per_frame <= SteadyDuration::zero() || take == 0) return plan;
+  DeadlinePlan plan;
+  plan.size = take;
+  const bool estimated = s.run_time_per_frame > SteadyDuration::zero();
   SteadyTime start = now + s.prepare_time;
   if (s.runner_busy) start = std::max(start, s.runner_free_at);
-  while (plan.skip < deadlines.size() && deadlines[plan.skip] < start + s.run_time_per_frame) {
-    ++plan.skip;
+  std::vector<std::size_t> order;
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    if (estimated && jobs[i].deadline < start + s.run_time_per_frame) {
+      plan.skip.push_back(i);
+    } else {
+      order.push_back(i);
+    }
   }
-  if (plan.skip < deadlines.size()) {
-    // Frames of the batch that fit before its earliest deadline (at least one: it fits alone).
-    const auto fit =
-        static_cast<std::size_t>((deadlines[plan.skip] - start) / s.run_time_per_frame);
-    plan.take = std::clamp<std::size_t>(fit, 1, take);
+  if (estimated) {
+    const auto virtual_deadline = [&](std::size_t i) {
+      return jobs[i].deadline - kDebtStep * std::clamp(jobs[i].debt, 0, kMaxDebt);
+    };
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+      return virtual_deadline(a) < virtual_deadline(b);
+    });
+  }
+  SteadyTime earliest = SteadyTime::max();  // of the jobs taken
+  for (const std::size_t i : order) {
+    if (plan.take.size() >= take) break;
+    if (estimated) {
+      // The batch with this job must still end by every taken job's deadline.
+      const SteadyTime must_end = std::min(earliest, jobs[i].deadline);
+      const auto frames = static_cast<SteadyDuration::rep>(plan.take.size() + 1);
+      if (start + s.run_time_per_frame * frames > must_end) break;
+      earliest = must_end;
+    }
+    plan.take.push_back(i);
+  }
+  if (estimated && !plan.take.empty()) {
+    // Jobs without deadlines may fill the batch as far as its earliest deadline allows.
+    const auto fit = static_cast<std::size_t>((earliest - start) / s.run_time_per_frame);
+    plan.size = std::clamp<std::size_t>(fit, plan.take.size(), take);
   }
   return plan;
 }

@@ -18,6 +18,11 @@
 // be on time even alone: it is skipped, not run (its frame is late either way, and running it
 // would make the jobs behind it late too), so the capacity goes to frames that can still be on
 // time. Of the jobs that can, the batch takes no more than lets its earliest deadline be met.
+// Fairness: two sessions over capacity would otherwise settle into one winning every frame (the
+// one whose ticks come a few milliseconds first) and the other losing almost all. So each
+// client carries a debt (its jobs skipped lately, less those run since), and jobs are taken in
+// the order of their deadline less kDebtStep per unit of debt: a client that lost the last
+// frames wins the next, and over capacity both are served about equally.
 // Thread contract: stateless.
 #pragma once
 
@@ -25,6 +30,7 @@
 #include <cstddef>
 #include <optional>
 #include <span>
+#include <vector>
 
 namespace lipsync::pipeline {
 
@@ -57,15 +63,28 @@ struct BatchDecision {
 
 BatchDecision next_batch(const BatchQueueState& state, SteadyTime now, const BatchPolicy& policy);
 
-// A batch about to be formed from the jobs with deadlines, earliest first.
-struct DeadlinePlan {
-  std::size_t skip = 0;  // the first `skip` jobs cannot be on time: do not run them
-  std::size_t take = 0;  // then take at most this many (<= the `take` asked)
+// How much earlier a job's deadline counts per unit of its client's debt (one 25 fps tick), and
+// the most debt a client carries.
+inline constexpr SteadyDuration kDebtStep = std::chrono::milliseconds(40);
+inline constexpr int kMaxDebt = 4;
+
+// A queued job with a deadline, as the overload rule sees it.
+struct DeadlineJob {
+  SteadyTime deadline{};
+  int debt = 0;  // its client's (0..kMaxDebt)
 };
 
-// `deadlines`: the queued jobs' deadlines, ascending; `take`: the batch size next_batch chose.
-// Without run-time estimates (none measured yet) nothing is skipped or trimmed.
-DeadlinePlan plan_deadline_batch(std::span<const SteadyTime> deadlines, std::size_t take,
+// A batch about to be formed from the jobs with deadlines.
+struct DeadlinePlan {
+  std::vector<std::size_t> skip;  // indices of the jobs that cannot be on time: not run
+  std::vector<std::size_t> take;  // indices of the jobs to run in this batch, in order
+  std::size_t size = 0;           // the batch's most frames, these and jobs without deadlines
+};
+
+// `jobs`: the queued jobs with deadlines, earliest deadline first; `take`: the batch size
+// next_batch chose. Without run-time estimates (none measured yet) nothing is skipped and jobs
+// are taken earliest deadline first.
+DeadlinePlan plan_deadline_batch(std::span<const DeadlineJob> jobs, std::size_t take,
                                  const BatchQueueState& state, SteadyTime now);
 
 }  // namespace lipsync::pipeline

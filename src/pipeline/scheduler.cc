@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <unordered_set>
 
 #include "core/stopwatch.h"
 #include "core/task_arena.h"
@@ -18,6 +19,9 @@ SteadyDuration blend(SteadyDuration average, SteadyDuration sample) {
 SteadyDuration from_ms(double ms) {
   return std::chrono::duration_cast<SteadyDuration>(std::chrono::duration<double, std::milli>(ms));
 }
+
+// More clients in debt than this, and those with nothing queued are forgotten.
+constexpr std::size_t kMostDebtors = 64;
 
 // Fails jobs outside any lock.
 void fail_all(std::vector<FrameJob>& jobs, const Error& error) {
@@ -148,6 +152,7 @@ void Scheduler::submit(std::vector<FrameJob> jobs) {
 std::size_t Scheduler::cancel(const BatchClient* client) {
   std::vector<FrameJob> dropped;  // released outside the lock
   std::lock_guard lock(mutex_);
+  debts_.erase(client);
   std::size_t n = 0;
   for (auto it = by_deadline_.begin(); it != by_deadline_.end();) {
     if (it->second.first.client.get() == client) {
@@ -219,35 +224,58 @@ BatchQueueState Scheduler::state_locked() const {
   return s;
 }
 
-std::vector<FrameJob> Scheduler::take_locked(std::size_t n) {
+// Requires mutex_ held: the jobs of the next batch of at most `take`: jobs with deadlines as
+// plan_deadline_batch says (those that cannot be on time go to `skipped`, with scheduler.
+// skip_late), then jobs without, in order of arrival, as far as the batch may grow.
+std::vector<FrameJob> Scheduler::take_locked(std::size_t take, const BatchQueueState& state,
+                                             SteadyTime now, std::vector<FrameJob>& skipped) {
   std::vector<FrameJob> jobs;
-  jobs.reserve(n);
-  while (jobs.size() < n && !by_deadline_.empty()) {
-    jobs.push_back(std::move(by_deadline_.begin()->second.first));
-    by_deadline_.erase(by_deadline_.begin());
+  std::size_t size = take;
+  if (!by_deadline_.empty()) {
+    std::vector<decltype(by_deadline_)::iterator> queued;
+    std::vector<DeadlineJob> planned;
+    queued.reserve(by_deadline_.size());
+    planned.reserve(by_deadline_.size());
+    for (auto it = by_deadline_.begin(); it != by_deadline_.end(); ++it) {
+      queued.push_back(it);
+      const auto debt = debts_.find(it->second.first.client.get());
+      planned.push_back({it->first, debt == debts_.end() ? 0 : debt->second});
+    }
+    DeadlinePlan plan;
+    if (options_.skip_late) {
+      plan = plan_deadline_batch(planned, take, state, now);
+    } else {  // earliest deadline first, however late
+      for (std::size_t i = 0; i < std::min(take, planned.size()); ++i) plan.take.push_back(i);
+      plan.size = take;
+    }
+    for (const std::size_t i : plan.skip) {
+      FrameJob& job = queued[i]->second.first;
+      int& debt = debts_[job.client.get()];
+      debt = std::min(debt + 1, kMaxDebt);
+      skipped.push_back(std::move(job));
+    }
+    for (const std::size_t i : plan.take) {
+      FrameJob& job = queued[i]->second.first;
+      const auto debt = debts_.find(job.client.get());
+      if (debt != debts_.end() && --debt->second <= 0) debts_.erase(debt);
+      jobs.push_back(std::move(job));
+    }
+    for (const std::size_t i : plan.skip) by_deadline_.erase(queued[i]);
+    for (const std::size_t i : plan.take) by_deadline_.erase(queued[i]);
+    stats_.skipped += plan.skip.size();
+    size = plan.size;
+    if (debts_.size() > kMostDebtors) {  // clients that ended in debt: forget them
+      std::unordered_set<const BatchClient*> queued_clients;
+      for (const auto& [deadline, item] : by_deadline_)
+        queued_clients.insert(item.first.client.get());
+      std::erase_if(debts_, [&](const auto& d) { return !queued_clients.contains(d.first); });
+    }
   }
-  while (jobs.size() < n && !fifo_.empty()) {
+  while (jobs.size() < size && !fifo_.empty()) {
     jobs.push_back(std::move(fifo_.front().first));
     fifo_.pop_front();
   }
   return jobs;
-}
-
-// Requires mutex_ held: removes the deadline jobs that cannot be on time (plan_deadline_batch)
-// into `skipped` and returns how many jobs the batch may take.
-std::size_t Scheduler::skip_hopeless_locked(std::size_t take, const BatchQueueState& state,
-                                            SteadyTime now, std::vector<FrameJob>& skipped) {
-  if (by_deadline_.empty() || !options_.skip_late) return take;
-  std::vector<SteadyTime> deadlines;
-  deadlines.reserve(by_deadline_.size());
-  for (const auto& [deadline, item] : by_deadline_) deadlines.push_back(deadline);
-  const DeadlinePlan plan = plan_deadline_batch(deadlines, take, state, now);
-  for (std::size_t i = 0; i < plan.skip; ++i) {
-    skipped.push_back(std::move(by_deadline_.begin()->second.first));
-    by_deadline_.erase(by_deadline_.begin());
-  }
-  stats_.skipped += plan.skip;
-  return plan.take;
 }
 
 void Scheduler::batcher_loop() {
@@ -267,8 +295,7 @@ void Scheduler::batcher_loop() {
         const BatchQueueState state = state_locked();
         const BatchDecision d = next_batch(state, now, policy_);
         if (d.take > 0) {
-          const std::size_t take = skip_hopeless_locked(d.take, state, now, skipped);
-          taken->jobs = take_locked(take);
+          taken->jobs = take_locked(d.take, state, now, skipped);
           if (!taken->jobs.empty() || !skipped.empty()) break;
           continue;
         }

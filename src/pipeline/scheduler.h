@@ -24,6 +24,7 @@
 #include <optional>
 #include <span>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "core/config_table.h"
@@ -134,9 +135,8 @@ class Scheduler {
   static SchedulerOptions resolve(SchedulerOptions options, const infer::Generator& generator);
   void batcher_loop();
   void runner_loop(std::size_t runner);
-  std::vector<FrameJob> take_locked(std::size_t n);
-  std::size_t skip_hopeless_locked(std::size_t take, const BatchQueueState& state, SteadyTime now,
-                                   std::vector<FrameJob>& skipped);
+  std::vector<FrameJob> take_locked(std::size_t take, const BatchQueueState& state, SteadyTime now,
+                                    std::vector<FrameJob>& skipped);
   BatchQueueState state_locked() const;
   void prepare(Taken& taken);
   void run(Taken& taken);
@@ -153,6 +153,9 @@ class Scheduler {
   // (in arrival order), each with its arrival time. Guarded by mutex_.
   std::multimap<SteadyTime, std::pair<FrameJob, SteadyTime>> by_deadline_;
   std::deque<std::pair<FrameJob, SteadyTime>> fifo_;
+  // Clients whose deadline jobs were skipped lately, with their debt (batch_policy.h); a client
+  // leaves once its debt is paid (guarded).
+  std::unordered_map<const BatchClient*, int> debts_;
   std::unique_ptr<Taken> prepared_;  // filled, waiting for the runner (guarded)
   std::size_t preparing_ = 0;        // jobs being filled now (guarded)
   std::size_t running_ = 0;          // jobs in the running batches (guarded)

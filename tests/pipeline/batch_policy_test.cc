@@ -107,45 +107,70 @@ BatchQueueState planning(bool busy, milliseconds free_in) {
   return s;
 }
 
-std::vector<SteadyTime> deadlines(std::initializer_list<int> ms_from_now) {
-  std::vector<SteadyTime> out;
-  for (int ms : ms_from_now) out.push_back(kNow + milliseconds(ms));
+// Jobs due `ms` from now, with no debt.
+std::vector<DeadlineJob> due(std::initializer_list<int> ms_from_now) {
+  std::vector<DeadlineJob> out;
+  for (int ms : ms_from_now) out.push_back({kNow + milliseconds(ms), 0});
   return out;
 }
+
+using Indices = std::vector<std::size_t>;
 
 TEST(BatchPolicy, JobsThatCannotBeOnTimeEvenAloneAreSkipped) {
   // Idle runner: a batch starts running 5 ms from now, one frame ends at 45 ms.
   const auto idle = planning(false, milliseconds(0));
-  EXPECT_EQ(plan_deadline_batch(deadlines({-100, 0, 44, 45, 500}), 8, idle, kNow).skip, 3u);
+  EXPECT_EQ(plan_deadline_batch(due({-100, 0, 44, 45, 500}), 8, idle, kNow).skip,
+            (Indices{0, 1, 2}));
   // Busy until 300 ms: one frame ends at 340 ms at the earliest.
   const auto busy = planning(true, milliseconds(300));
-  EXPECT_EQ(plan_deadline_batch(deadlines({100, 339, 340, 1000}), 8, busy, kNow).skip, 2u);
+  EXPECT_EQ(plan_deadline_batch(due({100, 339, 340, 1000}), 8, busy, kNow).skip, (Indices{0, 1}));
   // A runner that overran its estimate: the batch starts after its preparation.
   const auto overran = planning(true, milliseconds(-50));
-  EXPECT_EQ(plan_deadline_batch(deadlines({44, 45}), 8, overran, kNow).skip, 1u);
-  // Every one hopeless: all skipped (jobs without deadlines may still fill the batch).
-  const DeadlinePlan all = plan_deadline_batch(deadlines({-5, 10, 20}), 8, idle, kNow);
-  EXPECT_EQ(all.skip, 3u);
-  EXPECT_EQ(all.take, 8u);
+  EXPECT_EQ(plan_deadline_batch(due({44, 45}), 8, overran, kNow).skip, (Indices{0}));
+  // Every one hopeless: all skipped, and jobs without deadlines may fill the whole batch.
+  const DeadlinePlan all = plan_deadline_batch(due({-5, 10, 20}), 8, idle, kNow);
+  EXPECT_EQ(all.skip, (Indices{0, 1, 2}));
+  EXPECT_TRUE(all.take.empty());
+  EXPECT_EQ(all.size, 8u);
 }
 
 TEST(BatchPolicy, TheBatchTakesNoMoreThanItsEarliestDeadlineAllows) {
   const auto idle = planning(false, milliseconds(0));
   // 125 ms after the start fits 3 frames of 40 ms: a batch of 8 would make all of them late.
-  EXPECT_EQ(plan_deadline_batch(deadlines({130, 131, 132, 133, 900}), 8, idle, kNow).take, 3u);
-  // Plenty of time: the batch next_batch chose.
-  EXPECT_EQ(plan_deadline_batch(deadlines({2000, 2001}), 2, idle, kNow).take, 2u);
+  const DeadlinePlan three = plan_deadline_batch(due({130, 131, 132, 133, 900}), 8, idle, kNow);
+  EXPECT_EQ(three.take, (Indices{0, 1, 2}));
+  EXPECT_EQ(three.size, 3u);  // nor may jobs without deadlines lengthen it
+  // Plenty of time: the batch next_batch chose, earliest first.
+  const DeadlinePlan two = plan_deadline_batch(due({2000, 2001}), 2, idle, kNow);
+  EXPECT_EQ(two.take, (Indices{0, 1}));
   // Just one frame's time: one.
-  const DeadlinePlan one = plan_deadline_batch(deadlines({45, 46, 47}), 8, idle, kNow);
-  EXPECT_EQ(one.skip, 0u);
-  EXPECT_EQ(one.take, 1u);
+  const DeadlinePlan one = plan_deadline_batch(due({45, 46, 47}), 8, idle, kNow);
+  EXPECT_TRUE(one.skip.empty());
+  EXPECT_EQ(one.take, (Indices{0}));
+}
+
+TEST(BatchPolicy, AClientInDebtGoesBeforeOneThatIsNot) {
+  const auto idle = planning(false, milliseconds(0));
+  // Two sessions' frames of the same tick, 10 ms apart, room for one: the first wins...
+  auto jobs = due({60, 70});
+  EXPECT_EQ(plan_deadline_batch(jobs, 8, idle, kNow).take, (Indices{0}));
+  // ...unless the other lost the last frames: its deadline counts 40 ms earlier per debt.
+  jobs[1].debt = 1;
+  EXPECT_EQ(plan_deadline_batch(jobs, 8, idle, kNow).take, (Indices{1}));
+  // Debt never makes a job that cannot be on time run.
+  jobs = due({30, 900});
+  jobs[0].debt = kMaxDebt;
+  const DeadlinePlan plan = plan_deadline_batch(jobs, 8, idle, kNow);
+  EXPECT_EQ(plan.skip, (Indices{0}));
+  EXPECT_EQ(plan.take, (Indices{1}));
 }
 
 TEST(BatchPolicy, WithoutRunTimeEstimatesNothingIsSkipped) {
   BatchQueueState s;  // nothing measured yet
-  const DeadlinePlan plan = plan_deadline_batch(deadlines({-1000, -10}), 8, s, kNow);
-  EXPECT_EQ(plan.skip, 0u);
-  EXPECT_EQ(plan.take, 8u);
+  const DeadlinePlan plan = plan_deadline_batch(due({-1000, -10}), 8, s, kNow);
+  EXPECT_TRUE(plan.skip.empty());
+  EXPECT_EQ(plan.take, (Indices{0, 1}));
+  EXPECT_EQ(plan.size, 8u);
 }
 
 }  // namespace
