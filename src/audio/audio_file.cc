@@ -337,10 +337,16 @@ std::vector<float> read_all(AudioFileReader& reader, const std::string& name) {
     mono.insert(mono.end(), piece.begin(), piece.end());
   }
   if (reader.sample_rate() != kSampleRateHz) {
+    const std::size_t native = mono.size();
     try {
       mono = resample(mono, reader.sample_rate(), kSampleRateHz);
     } catch (const Error& e) {
       throw e.with_context(name);
+    }
+    if (mono.empty()) {
+      throw Error::invalid_input(name + ": " + std::to_string(native) + " samples at " +
+                                 std::to_string(reader.sample_rate()) +
+                                 " Hz are less than one at 16000 Hz");
     }
   }
   return mono;

@@ -30,6 +30,9 @@ std::vector<float> resample(std::span<const float> samples, int in_rate_hz, int 
   const double ratio = static_cast<double>(out_rate_hz) / in_rate_hz;
   const auto out_len =
       static_cast<std::size_t>(std::llround(static_cast<double>(samples.size()) * ratio));
+  // A few samples at a higher rate make no output sample; soxr would write through the empty
+  // vector's null data (found by fuzzing: 1 sample at 48 kHz crashed the server).
+  if (out_len == 0) return {};
   std::vector<float> out(out_len);
   const soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
   const soxr_quality_spec_t quality = soxr_quality_spec(SOXR_HQ, 0);

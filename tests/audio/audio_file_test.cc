@@ -13,6 +13,7 @@
 #include <span>
 
 #include "audio/mpeg_sniff.h"
+#include "audio/resampler.h"
 #include "core/error.h"
 #include "support/test_data.h"
 
@@ -221,6 +222,27 @@ TEST(AudioFile, Issue24_AnMp3DecodesAndGarbageThatLooksLikeOneIsRefusedQuietly) 
       ADD_FAILURE() << name << " was accepted from memory";
     } catch (const Error& e) {
       EXPECT_EQ(std::string(e.what()).find("possibly a pipe"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// Issue 24 (found by fuzzing): a few samples at a high rate resample to none, and soxr wrote
+// through the empty output's null data (a server crash from a 46-byte WAV upload).
+TEST(Resample, TooFewSamplesForOneOutputSampleGiveNone) {
+  const std::vector<float> one{0.5f};
+  EXPECT_TRUE(resample(one, 48000, 16000).empty());
+  EXPECT_TRUE(resample(std::vector<float>(5, 0.1f), 192000, 16000).empty());
+  EXPECT_EQ(resample(std::vector<float>(6, 0.1f), 48000, 16000).size(), 2u);
+  // The fuzzers' inputs, checked in: refused as input, not a crash.
+  for (const char* name : {"resample_one_sample_48k.wav", "resample_au_8_frames_665984hz.au"}) {
+    const std::string bytes = testing::read_text(std::filesystem::path(LIPSYNC_SOURCE_DIR) /
+                                                 "fuzz/regressions/audio_bytes" / name);
+    ASSERT_FALSE(bytes.empty()) << name;
+    try {
+      load_audio_bytes(std::as_bytes(std::span(bytes.data(), bytes.size())), "the speech body");
+      ADD_FAILURE() << name << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Error::Code::kInvalidInput) << name << ": " << e.what();
     }
   }
 }

@@ -228,6 +228,14 @@ TEST_F(ServerTest, BadRequestsGetTheirCodeAndTheServerStaysHealthy) {
        grpc::StatusCode::INVALID_ARGUMENT, "visual_frames has 1000 bytes"},
       {"sample rate", [](auto& r) { r.set_sample_rate(5); }, grpc::StatusCode::INVALID_ARGUMENT,
        "sample_rate 5"},
+      // Issue 24 (found by fuzzing): one sample at 48 kHz resamples to none, and soxr wrote
+      // through a null pointer: the server died.
+      {"one sample at 48 kHz",
+       [](auto& r) {
+         r.set_raw_audio(std::string(4, '\0'));
+         r.set_sample_rate(48000);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "raw_audio"},
   };
   for (const Case& c : cases) {
     auto r = request(5);
