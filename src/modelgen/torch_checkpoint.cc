@@ -126,9 +126,45 @@ struct PyObj {
   }
 };
 
+// Every value made while a checkpoint is read, so that what a hostile pickle ties into a cycle
+// (a list appended to itself, a dict holding itself: shared_ptr cycles that would never be
+// freed) is unlinked once the reading is done. One per thread, set by a CycleBreaker.
+thread_local std::vector<std::weak_ptr<PyObj>>* t_made = nullptr;
+
+// While alive, values made on this thread are recorded; when it dies, every one still alive
+// (only a cycle keeps one alive by then) loses its children.
+class CycleBreaker {
+ public:
+  CycleBreaker() : previous_(t_made) { t_made = &made_; }
+  ~CycleBreaker() {
+    t_made = previous_;
+    std::vector<Obj> unlinked;  // freed after the loop, children and all
+    for (auto& weak : made_) {
+      if (Obj o = weak.lock()) {
+        for (Obj& c : o->items) unlinked.push_back(std::move(c));
+        for (auto& [k, v] : o->dict) {
+          unlinked.push_back(k);
+          unlinked.push_back(v);
+        }
+        if (o->storage) unlinked.push_back(std::move(o->storage));
+        o->items.clear();
+        o->dict.clear();
+        unlinked.push_back(std::move(o));
+      }
+    }
+  }
+  CycleBreaker(const CycleBreaker&) = delete;
+  CycleBreaker& operator=(const CycleBreaker&) = delete;
+
+ private:
+  std::vector<std::weak_ptr<PyObj>>* previous_;
+  std::vector<std::weak_ptr<PyObj>> made_;
+};
+
 Obj make(PyObj::Kind kind) {
   auto o = std::make_shared<PyObj>();
   o->kind = kind;
+  if (t_made != nullptr) t_made->push_back(o);
   return o;
 }
 
@@ -620,6 +656,14 @@ TorchTensor materialise(const std::string& where, const std::string& key, const 
                                ", which holds " + std::to_string(available) +
                                " (truncated storage?)");
   }
+  // A weight has at most as many elements as its storage holds; more is a broadcast view (a
+  // zero stride), which a state dict never holds, and would cost memory the file never had.
+  if (count > available) {
+    throw Error::invalid_input(where + ": tensor " + key + " " + shape_string(t.shape) + " has " +
+                               std::to_string(count) + " elements but its storage " +
+                               t.storage->key + " holds " + std::to_string(available) +
+                               " (a broadcast view, not a weight)");
+  }
   out.values.resize(static_cast<std::size_t>(count));
   std::vector<std::int64_t> index(t.shape.size(), 0);
   for (std::int64_t n = 0; n < count; ++n) {
@@ -738,6 +782,7 @@ TorchStateDict read_torch_checkpoint(const std::filesystem::path& path) {
     throw Error::invalid_input(where + ": tensors saved big-endian are not supported");
   }
   const std::string pickle = zip.read(top + "data.pkl");
+  const CycleBreaker cycles;  // declared before root: unlinks what is left once root is gone
   const Obj root = Unpickler(pickle, where + ": " + top + "data.pkl").load();
 
   TorchStateDict out;

@@ -255,6 +255,28 @@ TEST(TorchCheckpoint, DeepNestingAndHugeShapesAreRefusedCleanly) {
       << h.message();
 }
 
+// Issue 24 (found by fuzzing): a tensor of 2^31 elements over a 4-element storage through zero
+// strides allocated 8 GB from a file of a few hundred bytes; a list appended to itself (a
+// shared_ptr cycle) was never freed.
+TEST(TorchCheckpoint, Issue24_BroadcastViewsAndSelfReferencesAreRefusedCleanly) {
+  TempDir dir;
+  testing::CheckpointFaults broadcast;
+  broadcast.mutate_pickle = [](std::string& p) {
+    const std::string stride = "(K\x02K\x01t";  // (2, 1) -> (0, 0)
+    p.replace(p.find(stride), stride.size(), "(K\x00K\x00t"s);
+    const std::string size = "(K\x02K\x02t";  // (2, 2) -> (2, 2^30)
+    p.replace(p.find(size), size.size(), "(K\x02J\x00\x00\x00\x40t"s);
+  };
+  testing::write_torch_checkpoint(dir / "broadcast.pth", {{"w", {"float32", {2, 2}, {1, 2, 3, 4}}}},
+                                  broadcast);
+  const Error b = capture_error([&] { read_torch_checkpoint(dir / "broadcast.pth"); });
+  EXPECT_NE(b.message().find("has 2147483648 elements but its storage"), std::string::npos)
+      << b.message();
+  testing::write_torch_checkpoint(dir / "cycle.pth", {}, raw_pickle("\x80\x02]q\x00h\x00a."s));
+  const Error c = capture_error([&] { read_torch_checkpoint(dir / "cycle.pth"); });
+  EXPECT_EQ(c.code(), Error::Code::kInvalidInput) << c.message();
+}
+
 // The golden checkpoints through the importer, then through ONNX Runtime: PyTorch's outputs on
 // the same inputs (README: float32 noise is ~4e-6, the smallest importer mistake moves 2.6e-3).
 TEST(ModelImport, TheGoldenCheckpointsReproducePyTorch) {
