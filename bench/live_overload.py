@@ -45,6 +45,8 @@ def main():
     parser.add_argument("--skip-late", default="true", choices=["true", "false"])
     parser.add_argument("--scenario", default="two", choices=["two", "burst"])
     parser.add_argument("--binary", default=os.path.join(ROOT, "build/release/lipsync"))
+    parser.add_argument("--yaml", default="", help="more config file text, e.g. 'infer:\\n  "
+                        "parallel_runs: 2\\n'")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="lipsync-overload-")
     avatar = args.avatar
@@ -55,7 +57,7 @@ def main():
     config = os.path.join(work, "serve.yaml")
     with open(config, "w") as f:
         f.write(f"avatars:\n  m: {{avatar: {avatar}, models: {args.models}, preload: true}}\n"
-                f"scheduler:\n  skip_late: {args.skip_late}\n")
+                f"scheduler:\n  skip_late: {args.skip_late}\n" + args.yaml.replace("\\n", "\n"))
     log = open(os.path.join(work, "serve.log"), "w")
     server = subprocess.Popen([args.binary, "serve", "--config", config, "--http", "127.0.0.1:0",
                                "--grpc", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=log,
