@@ -21,6 +21,7 @@
 
 #include "core/text.h"
 #include "fuzz_util.h"
+#include "server/growing_string_body.h"
 #include "server/http_api.h"
 #include "server/registry.h"
 #include "server/server_options.h"
@@ -67,38 +68,8 @@ struct Api {
   }();
 };
 
-// A string body that grows as octets arrive, as the server's own (GrowingStringBody in
-// http_server.cc, not reachable from outside): Beast's string_body reserves a declared
-// Content-Length up front, which the server must never do.
-struct GrowingBody {
-  using value_type = std::string;
-  static std::uint64_t size(const value_type& body) { return body.size(); }
-
-  class reader {
-   public:
-    template <bool isRequest, class Fields>
-    reader(http::header<isRequest, Fields>&, value_type& body) : body_(body) {}
-    void init(const boost::optional<std::uint64_t>& length, beast::error_code& ec) {
-      if (length)
-        body_.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(*length, 1 << 20)));
-      ec = {};
-    }
-    template <class ConstBufferSequence>
-    std::size_t put(const ConstBufferSequence& buffers, beast::error_code& ec) {
-      const std::size_t n = boost::asio::buffer_size(buffers);
-      const std::size_t at = body_.size();
-      body_.resize(at + n);
-      ec = {};
-      return boost::asio::buffer_copy(boost::asio::buffer(body_.data() + at, n), buffers);
-    }
-    void finish(beast::error_code& ec) { ec = {}; }
-
-   private:
-    value_type& body_;
-  };
-};
-
-using Parser = http::request_parser<GrowingBody>;
+// The server's own body type: Beast's string_body would reserve a declared Content-Length.
+using Parser = http::request_parser<server::GrowingStringBody>;
 
 // One request's reply, made on any thread.
 struct Outcome {

@@ -18,6 +18,7 @@
 
 #include "core/error.h"
 #include "core/text.h"
+#include "server/growing_string_body.h"
 #include "server/server_options.h"
 
 namespace lipsync::server {
@@ -53,44 +54,6 @@ const char* reason_text(int status) {
       return "error\n";
   }
 }
-
-// A string body whose reader grows with what arrives. Beast's string_body reserves the whole
-// declared Content-Length before the first octet: a header that declares 100 GB is a promise,
-// not memory to set aside (std::bad_alloc on the I/O thread).
-struct GrowingStringBody {
-  using value_type = std::string;
-  static std::uint64_t size(const value_type& body) { return body.size(); }
-
-  class reader {
-   public:
-    template <bool isRequest, class Fields>
-    reader(http::header<isRequest, Fields>&, value_type& body) : body_(body) {}
-
-    void init(const boost::optional<std::uint64_t>& length, beast::error_code& ec) {
-      constexpr std::uint64_t kMostReserved = 1 << 20;
-      if (length) body_.reserve(static_cast<std::size_t>(std::min(*length, kMostReserved)));
-      ec = {};
-    }
-
-    template <class ConstBufferSequence>
-    std::size_t put(const ConstBufferSequence& buffers, beast::error_code& ec) {
-      const std::size_t n = asio::buffer_size(buffers);
-      const std::size_t at = body_.size();
-      if (n > body_.max_size() - at) {
-        ec = http::error::buffer_overflow;
-        return 0;
-      }
-      body_.resize(at + n);
-      ec = {};
-      return asio::buffer_copy(asio::buffer(body_.data() + at, n), buffers);
-    }
-
-    void finish(beast::error_code& ec) { ec = {}; }
-
-   private:
-    value_type& body_;
-  };
-};
 
 }  // namespace
 
