@@ -6,8 +6,9 @@
 
 Starts `lipsync serve` on loopback with the models (model id "m", preloaded) and then:
   two    two gRPC live sessions speaking at once (`lipsync loadtest --live 2`);
-  burst  one live session speaking (`lipsync loadtest --live 1`) beside an HTTP session that
-         gets 3 s of speech uploaded at once every 6 s (a TTS answering in bursts).
+  burst  one live session speaking (`lipsync loadtest --live 1`) beside an HTTP session that,
+         once the first has begun to speak, gets 3 s of speech uploaded at once every 6 s (a TTS
+         answering in bursts).
 It polls GET /v1/sessions every 0.5 s and prints, per session, the speaking frames and how many
 of them were late (their picture was not ready on the tick), and the on-time fraction. With
 `--skip-late false` the scheduler runs every frame however late (the behaviour before
@@ -85,6 +86,11 @@ def main():
             speech = open(burst_wav, "rb").read()
 
             def bursts():
+                # The bursts begin once the lone session has begun to speak.
+                while not stop.is_set() and not any(
+                        s["origin"] == "grpc" and s.get("speech_frames", 0) > 0
+                        for s in list(sessions.values())):
+                    stop.wait(0.1)
                 while not stop.is_set():
                     try:
                         post(http_port, f"/v1/sessions/{bursty}/speech", speech, "audio/wav")
@@ -110,9 +116,15 @@ def main():
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics").read().decode()
         skipped = [line for line in metrics.splitlines()
                    if line.startswith("lipsync_frames_skipped_total{")]
+        # Where the generator's time went: batch sizes and stage times (sums and counts).
+        stages = [line for line in metrics.splitlines()
+                  if line.startswith(("lipsync_batch_size_sum", "lipsync_batch_size_count",
+                                      "lipsync_stage_seconds_sum", "lipsync_stage_seconds_count",
+                                      "lipsync_frames_total"))]
         print(json.dumps({"scenario": args.scenario, "skip_late": args.skip_late == "true",
                           "seconds": args.seconds, "loadtest_exit": run.returncode,
-                          "sessions": report, "skipped": skipped}, indent=1))
+                          "sessions": report, "skipped": skipped,
+                          "stages": stages}, indent=1))
     finally:
         server.terminate()
         server.wait(timeout=30)

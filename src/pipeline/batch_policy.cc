@@ -34,11 +34,15 @@ DeadlinePlan plan_deadline_batch(std::span<const DeadlineJob> jobs, std::size_t 
       order.push_back(i);
     }
   }
-  if (estimated) {
+  if (estimated && !order.empty()) {
+    SteadyTime oldest = SteadyTime::max();  // the oldest speech run that can still be on time
+    for (const std::size_t i : order) oldest = std::min(oldest, jobs[i].since);
+    const auto junior = [&](std::size_t i) { return jobs[i].since - oldest > kTogether; };
     const auto virtual_deadline = [&](std::size_t i) {
       return jobs[i].deadline - kDebtStep * std::clamp(jobs[i].debt, 0, kMaxDebt);
     };
     std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+      if (junior(a) != junior(b)) return junior(b);
       return virtual_deadline(a) < virtual_deadline(b);
     });
   }

@@ -18,11 +18,18 @@
 // be on time even alone: it is skipped, not run (its frame is late either way, and running it
 // would make the jobs behind it late too), so the capacity goes to frames that can still be on
 // time. Of the jobs that can, the batch takes no more than lets its earliest deadline be met.
-// Fairness: two sessions over capacity would otherwise settle into one winning every frame (the
-// one whose ticks come a few milliseconds first) and the other losing almost all. So each
-// client carries a debt (its jobs skipped lately, less those run since), and jobs are taken in
-// the order of their deadline less kDebtStep per unit of debt: a client that lost the last
-// frames wins the next, and over capacity both are served about equally.
+// Seniority: speech that was already playing when the overload began keeps its frames. Each job
+// carries when its speech run began (`since`: the first tick of the utterances its session has
+// been speaking back to back); a job whose run began more than kTogether after the oldest run
+// queued is junior, and junior jobs are taken only after every senior one (the generator's
+// leftover capacity goes to them). So a session speaking on its own is not made late by another
+// that starts speaking beside it; the newcomer takes the lateness.
+// Fairness among runs that began together (within kTogether): two sessions over capacity would
+// otherwise settle into one winning every frame (the one whose ticks come a few milliseconds
+// first) and the other losing almost all. So each client carries a debt (its jobs skipped
+// lately, less those run since), and jobs are taken in the order of their deadline less
+// kDebtStep per unit of debt: a client that lost the last frames wins the next, and over
+// capacity both are served about equally.
 // Thread contract: stateless.
 #pragma once
 
@@ -67,11 +74,14 @@ BatchDecision next_batch(const BatchQueueState& state, SteadyTime now, const Bat
 // the most debt a client carries.
 inline constexpr SteadyDuration kDebtStep = std::chrono::milliseconds(40);
 inline constexpr int kMaxDebt = 4;
+// Speech runs that began within this of each other share the generator; a later one is junior.
+inline constexpr SteadyDuration kTogether = std::chrono::milliseconds(500);
 
 // A queued job with a deadline, as the overload rule sees it.
 struct DeadlineJob {
   SteadyTime deadline{};
-  int debt = 0;  // its client's (0..kMaxDebt)
+  int debt = 0;        // its client's (0..kMaxDebt)
+  SteadyTime since{};  // when its speech run began (the epoch: senior to every run)
 };
 
 // A batch about to be formed from the jobs with deadlines.

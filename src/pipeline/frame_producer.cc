@@ -262,8 +262,8 @@ bool FrameProducer::submit_ready() {
     if (stopped_) return false;
     for (int i = first; i < first + count; ++i) {
       rows_.emplace(i, rows);
-      jobs.push_back(
-          {shared_from_this(), i, settings_.deadline ? settings_.deadline(i) : std::nullopt});
+      jobs.push_back({shared_from_this(), i,
+                      settings_.deadline ? settings_.deadline(i) : std::nullopt, settings_.since});
     }
     submitted_ += count;
   }

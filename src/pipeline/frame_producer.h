@@ -80,6 +80,9 @@ struct ProducerSettings {
   // with a deadline first, earliest first, and skips those it cannot make in time (they are
   // delivered with ProducedFrame::skipped).
   std::function<std::optional<SteadyTime>(int frame)> deadline;
+  // With deadlines: when the speech run these frames belong to began (batch_policy.h,
+  // seniority); the epoch: senior to every run.
+  SteadyTime since{};
   // Deliver each frame's generator output too (ProducedFrame::batch and slot), for a live
   // session's fade after an interrupt. It holds the batch's output buffer while kept.
   bool keep_output = false;

@@ -28,6 +28,9 @@ constexpr int kUnknownBatchMs = 200;
 constexpr auto kStartLead = milliseconds(80);
 // Time to draw a fade picture (composite, blend, encode a 1280 x 720 frame: about 15 ms here).
 constexpr auto kFadeLead = milliseconds(25);
+// An utterance that starts within this many ticks of the last speech shown goes on that speech
+// run (its seniority under overload, batch_policy.h); a longer pause starts a new run.
+constexpr std::int64_t kRunGapTicks = 25;
 // Idle pictures kept per session (one per template frame of the walk).
 // A session's own idle pictures when the server shares none.
 constexpr std::size_t kOwnIdlePicturesBytes = 32u << 20;
@@ -112,6 +115,7 @@ struct LiveSession::Utterance {
   int number = 0;
   SteadyTime first_audio{};
   std::int64_t start_tick = -1;  // the tick of its frame 0, once scheduled
+  SteadyTime run_since{};        // when its speech run began, once scheduled
   int frames = -1;               // ticks it plays for, once ended
   bool ended = false;
   std::int64_t received = 0;   // input samples
@@ -367,12 +371,21 @@ double LiveSession::buffered_seconds_locked() const {
 void LiveSession::schedule_locked(const std::shared_ptr<Utterance>& u, SteadyTime now) {
   std::int64_t earliest = next_index_;
   SteadyTime since = u->first_audio;
+  const Utterance* before = nullptr;
   for (const auto& other : utterances_) {
     if (other == u) break;
     earliest = std::max(earliest, other->start_tick + other->frames);
     since = now;  // it waited for the one before: count from now
+    before = other.get();
   }
   u->start_tick = std::max(earliest, first_tick_at_or_after(since + milliseconds(latency_ms_)));
+  if (before != nullptr) {
+    u->run_since = before->run_since;
+  } else if (last_speech_tick_ >= 0 && u->start_tick - last_speech_tick_ <= kRunGapTicks) {
+    u->run_since = last_run_since_;
+  } else {
+    u->run_since = due(u->start_tick);
+  }
 }
 
 void LiveSession::start_producer(const std::shared_ptr<Utterance>& u) {
@@ -389,6 +402,7 @@ void LiveSession::start_producer(const std::shared_ptr<Utterance>& u) {
   s.deadline = [first_due](int frame) -> std::optional<SteadyTime> {
     return first_due + kTick * frame - kOutputMargin;
   };
+  s.since = u->run_since;
   auto consumer = std::make_shared<UtteranceConsumer>(weak_from_this(), u);
   auto producer = FrameProducer::streaming(target_, s, consumer);
   {
@@ -667,6 +681,8 @@ bool LiveSession::tick() {
       Utterance& u = *s.utterance;
       const std::int64_t pos = audio::samples_for_frames(s.frame);
       f.utterance = u.number;
+      last_speech_tick_ = k;
+      last_run_since_ = u.run_since;
       const auto [input, silence] = u.input_position(pos);
       f.sample = input;
       f.underrun = silence;

@@ -226,9 +226,12 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   std::int64_t fade_start_ = -1;  // first tick of the fade after an interrupt (guarded)
   bool fade_hold_ = false;        // the tick before fade_start_ holds the last picture (guarded)
   bool underrunning_ = false;     // the playing utterance is being padded (guarded)
-  bool speech_full_ = false;      // push_speech said full (guarded)
-  bool closing_ = false;          // guarded
-  bool ended_ = false;            // guarded
+  // The last tick that showed speech, and when that speech run began (batch_policy.h).
+  std::int64_t last_speech_tick_ = -1;  // guarded
+  SteadyTime last_run_since_{};         // guarded
+  bool speech_full_ = false;            // push_speech said full (guarded)
+  bool closing_ = false;                // guarded
+  bool ended_ = false;                  // guarded
   std::shared_ptr<IdlePictureCache> idle_pictures_;
 };
 

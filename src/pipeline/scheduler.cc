@@ -239,7 +239,8 @@ std::vector<FrameJob> Scheduler::take_locked(std::size_t take, const BatchQueueS
     for (auto it = by_deadline_.begin(); it != by_deadline_.end(); ++it) {
       queued.push_back(it);
       const auto debt = debts_.find(it->second.first.client.get());
-      planned.push_back({it->first, debt == debts_.end() ? 0 : debt->second});
+      planned.push_back(
+          {it->first, debt == debts_.end() ? 0 : debt->second, it->second.first.since});
     }
     DeadlinePlan plan;
     if (options_.skip_late) {

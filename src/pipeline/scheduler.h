@@ -81,6 +81,7 @@ struct FrameJob {
   std::shared_ptr<BatchClient> client;  // held until done()/failed() returns (or cancel)
   std::int64_t tag = 0;                 // the client's name for the job (a frame index)
   std::optional<SteadyTime> deadline;   // when the output is needed; none = in arrival order
+  SteadyTime since{};                   // with a deadline: its speech run's start (seniority)
 };
 
 struct SchedulerStats {

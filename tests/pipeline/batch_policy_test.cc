@@ -9,6 +9,7 @@ namespace lipsync::pipeline {
 namespace {
 
 using std::chrono::milliseconds;
+using std::chrono::seconds;
 
 // A fixed "now" for every case; times are offsets from it.
 const SteadyTime kNow = SteadyTime{} + std::chrono::hours(1);
@@ -160,6 +161,38 @@ TEST(BatchPolicy, AClientInDebtGoesBeforeOneThatIsNot) {
   // Debt never makes a job that cannot be on time run.
   jobs = due({30, 900});
   jobs[0].debt = kMaxDebt;
+  const DeadlinePlan plan = plan_deadline_batch(jobs, 8, idle, kNow);
+  EXPECT_EQ(plan.skip, (Indices{0}));
+  EXPECT_EQ(plan.take, (Indices{1}));
+}
+
+TEST(BatchPolicy, SpeechThatWasPlayingFirstKeepsItsFrames) {
+  const auto idle = planning(false, milliseconds(0));
+  // A run that began 5 s ago and one that began 2 s after it, room for one frame: the older
+  // run's frame goes, though its deadline is later and the newcomer is in debt.
+  auto jobs = due({60, 70});
+  jobs[0].since = kNow - seconds(3);
+  jobs[1].since = kNow - seconds(5);
+  jobs[0].debt = kMaxDebt;
+  EXPECT_EQ(plan_deadline_batch(jobs, 8, idle, kNow).take, (Indices{1}));
+  // The newcomer gets what is left: every senior job first, then its own.
+  jobs = due({600, 900, 700});
+  jobs[0].since = kNow - seconds(3);
+  jobs[1].since = kNow - seconds(5);
+  jobs[2].since = kNow - seconds(5);
+  EXPECT_EQ(plan_deadline_batch(jobs, 8, idle, kNow).take, (Indices{2, 1, 0}));
+  // Runs that began within kTogether of each other share: deadline and debt decide.
+  jobs = due({60, 70});
+  jobs[0].since = kNow - seconds(5) + kTogether;
+  jobs[1].since = kNow - seconds(5);
+  EXPECT_EQ(plan_deadline_batch(jobs, 8, idle, kNow).take, (Indices{0}));
+  jobs[1].debt = 1;
+  EXPECT_EQ(plan_deadline_batch(jobs, 8, idle, kNow).take, (Indices{1}));
+  // Seniority never makes a job that cannot be on time run; the oldest run that can still be
+  // on time sets the bar.
+  jobs = due({30, 900});
+  jobs[0].since = kNow - seconds(60);
+  jobs[1].since = kNow - seconds(5);
   const DeadlinePlan plan = plan_deadline_batch(jobs, 8, idle, kNow);
   EXPECT_EQ(plan.skip, (Indices{0}));
   EXPECT_EQ(plan.take, (Indices{1}));

@@ -177,6 +177,27 @@ TEST_F(SchedulerTest, JobsWhoseDeadlineCannotBeMetAreSkippedNotRun) {
   EXPECT_EQ(scheduler.stats().frames, 2u);
 }
 
+// Issue 24: a session speaking alone was made late by another that began to speak beside it
+// (both shared the generator). Speech that was playing first now runs first.
+TEST_F(SchedulerTest, SpeechThatWasPlayingFirstRunsFirst) {
+  pipeline::Scheduler scheduler(demo_->generator(), {1, 0});
+  scheduler.warm_up(1);
+  auto client = std::make_shared<RecordingClient>();
+  client->gate(0);
+  scheduler.submit(jobs(client, {0}));
+  client->wait_in_gate();
+  const auto now = SteadyClock::now();
+  auto newcomer = jobs(client, {20}, now + std::chrono::seconds(10));
+  newcomer[0].since = now;
+  auto senior = jobs(client, {21}, now + std::chrono::seconds(20));
+  senior[0].since = now - std::chrono::seconds(5);
+  scheduler.submit(std::move(newcomer));
+  scheduler.submit(std::move(senior));
+  client->open();
+  client->wait_for(3);
+  EXPECT_EQ(client->done(), (std::vector<std::int64_t>{0, 21, 20}));
+}
+
 TEST_F(SchedulerTest, WithSkipLateOffEveryJobRunsHoweverLate) {
   pipeline::SchedulerOptions options{8, 0};
   EXPECT_TRUE(options.skip_late);  // the default
