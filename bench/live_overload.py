@@ -17,6 +17,7 @@ scheduler.skip_late), so both can be measured in one run on one machine.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -129,6 +130,10 @@ def main():
         server.terminate()
         server.wait(timeout=30)
         log.close()
+        if server.returncode not in (0, -15):  # keep the server's log to read
+            print(f"the server exited with {server.returncode}: see {log.name}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

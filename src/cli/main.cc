@@ -10,10 +10,12 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/memory_trimmer.h"
 #include "infer/execution_providers.h"
 
 int main(int argc, char** argv) {
-  lipsync::infer::disable_ort_telemetry();  // first: it sets an environment variable
+  lipsync::core::tune_heap();               // before any thread or large block
+  lipsync::infer::disable_ort_telemetry();  // before any thread: it sets an environment variable
   CLI::App app{"lipsync: audio-driven lip-sync video (SyncTalk_2D models through ONNX Runtime)"};
   // Logs go to stderr: stdout is the commands' JSON lines.
   spdlog::set_default_logger(std::make_shared<spdlog::logger>(

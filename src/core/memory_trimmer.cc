@@ -12,6 +12,23 @@ void release_free_memory() {
 #endif
 }
 
+void tune_heap() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  mallopt(M_ARENA_MAX, 4);
+#endif
+}
+
+HeapUsage heap_usage() {
+  HeapUsage usage;
+#if defined(__GLIBC__)
+  const struct mallinfo2 info = mallinfo2();
+  usage.in_use = info.uordblks + info.hblkhd;  // small and large (mmapped) blocks
+  usage.free = info.fordblks;
+#endif
+  return usage;
+}
+
 MemoryTrimmer::MemoryTrimmer(std::chrono::milliseconds delay)
     : delay_(delay), thread_([this] { run(); }) {}
 

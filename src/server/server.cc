@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/memory_trimmer.h"
 #include "core/worker_pool.h"
 #include "pipeline/ticker.h"
 #include "server/call_tracker.h"
@@ -125,6 +126,12 @@ struct Server::Impl {
       if (!s.loaded) continue;
       out << "lipsync_frames_skipped_total{model=\"" << s.id << "\"} " << s.skipped_frames << "\n";
     }
+    const core::HeapUsage heap = core::heap_usage();
+    out << "# HELP lipsync_heap_bytes The C library's heap: bytes allocated (in_use) and bytes "
+           "it holds free (free); resident memory that grows while in_use does not is "
+           "fragmentation.\n# TYPE lipsync_heap_bytes gauge\n"
+        << "lipsync_heap_bytes{state=\"in_use\"} " << heap.in_use << "\n"
+        << "lipsync_heap_bytes{state=\"free\"} " << heap.free << "\n";
     out << "# HELP lipsync_frame_cache_bytes Decoded template frames and crops held per model.\n"
            "# TYPE lipsync_frame_cache_bytes gauge\n";
     for (const auto& s : models) {
