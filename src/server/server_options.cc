@@ -1,5 +1,8 @@
 #include "server/server_options.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "core/error.h"
 #include "core/text.h"
 #include "core/thread_budget.h"
@@ -77,6 +80,10 @@ const core::ConfigTable<ServerOptions>& ServerOptions::config() {
                    "it to http_max_connections")
           .text("api_token", &ServerOptions::api_token, "text or empty",
                 "when set, every /v1 HTTP request needs `Authorization: Bearer <token>`")
+          .boolean("allow_anonymous", &ServerOptions::allow_anonymous,
+                   "the HTTP API may listen on a network (not loopback) address without "
+                   "`api_token`, so that anyone who can reach it can use it; without this, "
+                   "that is a start-up error")
           .text("cors_origins", &ServerOptions::cors_origins, "`*`, origins or empty",
                 "origins (comma-separated, or `*`) whose pages may call the HTTP API; empty = "
                 "the server's own page only");
@@ -96,9 +103,27 @@ const core::ConfigTable<ServerOptions>& ServerOptions::top_level_config() {
   return table;
 }
 
+bool is_loopback_host(const std::string& host) {
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  return inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
 void ServerOptions::validate() const {
   config().validate(*this);
   top_level_config().validate(*this);
+  if (http_address.empty() || http_address == "off" || !api_token.empty() || allow_anonymous) {
+    return;
+  }
+  if (!is_loopback_host(parse_listen_address(http_address, "server.http").host)) {
+    throw Error::invalid_input(
+        "server.http: " + core::quote(http_address) +
+        " is reachable from other machines and server.api_token is empty, so anyone who can "
+        "reach it could create sessions and make the avatar speak; set server.api_token, or "
+        "server.allow_anonymous: true if that is what you want");
+  }
 }
 
 int ServerOptions::resolved_workers() const {

@@ -24,10 +24,12 @@ struct ServerOptions {
   int http_max_connections = 1024;  // server.http_max_connections: open HTTP connections
   int http_max_connections_per_client = 128;  // server.http_max_connections_per_client
   std::string api_token;                      // server.api_token: bearer token for /v1 ("" = none)
-  std::string cors_origins;                   // server.cors_origins: "*" or a comma-separated list
-  std::string log_level = "info";             // log_level: trace, debug, info, warn, error, off
+  bool allow_anonymous = false;    // server.allow_anonymous: no token on a network address is meant
+  std::string cors_origins;        // server.cors_origins: "*" or a comma-separated list
+  std::string log_level = "info";  // log_level: trace, debug, info, warn, error, off
 
-  // Throws Error::Code::kInvalidInput naming the key.
+  // Throws Error::Code::kInvalidInput naming the key; also when the HTTP API would listen on a
+  // network (not loopback) address without a token and allow_anonymous does not say so.
   void validate() const;
   int resolved_workers() const;
   // The `server.*` keys, and the top-level `log_level`.
@@ -42,5 +44,7 @@ struct ListenAddress {
 };
 // Throws Error::Code::kInvalidInput naming `key` for anything else.
 ListenAddress parse_listen_address(const std::string& text, const std::string& key);
+// `localhost`, 127.0.0.0/8 or ::1: only this machine can connect.
+bool is_loopback_host(const std::string& host);
 
 }  // namespace lipsync::server

@@ -385,6 +385,8 @@ TEST_F(ServerTest, HttpEndpoints) {
   EXPECT_NE(metrics.find("lipsync_stage_seconds_count{stage=\"mel\"} 1"), std::string::npos);
   EXPECT_NE(metrics.find("lipsync_batch_size_count"), std::string::npos);
   EXPECT_NE(metrics.find("lipsync_frame_cache_bytes{model=\"demo\"}"), std::string::npos);
+  EXPECT_NE(metrics.find("lipsync_heap_bytes{state=\"in_use\"} "), std::string::npos);
+  EXPECT_NE(metrics.find("lipsync_heap_bytes{state=\"free\"} "), std::string::npos);
   EXPECT_NE(metrics.find("lipsync_model_provider{model=\"demo\",provider=\"cpu\"} 8"),
             std::string::npos)
       << metrics;

@@ -1,0 +1,54 @@
+// ServerOptions: listen addresses and the refusal of an open HTTP API on a network address.
+#include "server/server_options.h"
+
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+
+namespace lipsync::server {
+namespace {
+
+TEST(ServerOptions, LoopbackHostsAreOnlyThisMachine) {
+  for (const char* host : {"localhost", "127.0.0.1", "127.1.2.3", "::1", "0:0:0:0:0:0:0:1"}) {
+    EXPECT_TRUE(is_loopback_host(host)) << host;
+  }
+  for (const char* host : {"0.0.0.0", "::", "10.0.0.5", "128.0.0.1", "127.example.com",
+                           "example.com", "::ffff:127.0.0.1", ""}) {
+    EXPECT_FALSE(is_loopback_host(host)) << host;
+  }
+}
+
+// Issue 25: `serve --http 0.0.0.0:8080` without a token put an API that creates sessions and
+// makes the avatar speak on the network, silently.
+TEST(ServerOptions, AnHttpApiOnANetworkAddressNeedsATokenOrAllowAnonymous) {
+  ServerOptions o;
+  EXPECT_NO_THROW(o.validate());  // the default listens on loopback
+  for (const char* address : {"0.0.0.0:8080", "[::]:0", "10.0.0.5:80"}) {
+    o.http_address = address;
+    try {
+      o.validate();
+      ADD_FAILURE() << address << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Error::Code::kInvalidInput);
+      const std::string message = e.what();
+      EXPECT_NE(message.find(std::string("server.http: '") + address), std::string::npos)
+          << message;
+      EXPECT_NE(message.find("server.api_token"), std::string::npos) << message;
+      EXPECT_NE(message.find("server.allow_anonymous: true"), std::string::npos) << message;
+    }
+  }
+  o.http_address = "0.0.0.0:8080";
+  o.api_token = "secret";
+  EXPECT_NO_THROW(o.validate());
+  o.api_token.clear();
+  o.allow_anonymous = true;
+  EXPECT_NO_THROW(o.validate());
+  o.allow_anonymous = false;
+  o.http_address = "off";  // no HTTP at all: nothing to protect
+  EXPECT_NO_THROW(o.validate());
+  o.http_address = "[::1]:8080";
+  EXPECT_NO_THROW(o.validate());
+}
+
+}  // namespace
+}  // namespace lipsync::server
