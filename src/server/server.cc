@@ -163,7 +163,7 @@ struct Server::Impl {
   }
 
   void start_http() {
-    if (config.server.http_address.empty() || config.server.http_address == "off") return;
+    if (config.server.http_off()) return;
     HttpLimits limits;
     limits.timeout_s = config.server.http_timeout_s;
     limits.max_body_bytes = static_cast<std::size_t>(config.server.http_max_body_kb) << 10;

@@ -1,7 +1,6 @@
 #include "server/server_options.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
+#include <boost/asio/ip/address.hpp>
 
 #include "core/error.h"
 #include "core/text.h"
@@ -104,19 +103,20 @@ const core::ConfigTable<ServerOptions>& ServerOptions::top_level_config() {
 }
 
 bool is_loopback_host(const std::string& host) {
-  if (host == "localhost") return true;
-  in_addr v4{};
-  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
-  in6_addr v6{};
-  return inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+  if (host == "localhost") return true;  // the HTTP server listens on 127.0.0.1 for it
+  boost::system::error_code ec;          // read as the listener reads it (http_server.cc)
+  const auto address = boost::asio::ip::make_address(host, ec);
+  return !ec && address.is_loopback();
+}
+
+bool ServerOptions::http_off() const {
+  return http_address.empty() || http_address == "off";
 }
 
 void ServerOptions::validate() const {
   config().validate(*this);
   top_level_config().validate(*this);
-  if (http_address.empty() || http_address == "off" || !api_token.empty() || allow_anonymous) {
-    return;
-  }
+  if (http_off() || !api_token.empty() || allow_anonymous) return;
   if (!is_loopback_host(parse_listen_address(http_address, "server.http").host)) {
     throw Error::invalid_input(
         "server.http: " + core::quote(http_address) +

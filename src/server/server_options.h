@@ -32,6 +32,8 @@ struct ServerOptions {
   // network (not loopback) address without a token and allow_anonymous does not say so.
   void validate() const;
   int resolved_workers() const;
+  // server.http is empty or `off`: no HTTP server.
+  bool http_off() const;
   // The `server.*` keys, and the top-level `log_level`.
   static const core::ConfigTable<ServerOptions>& config();
   static const core::ConfigTable<ServerOptions>& top_level_config();
