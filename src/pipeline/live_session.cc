@@ -394,8 +394,11 @@ void LiveSession::start_producer(const std::shared_ptr<Utterance>& u) {
   s.walk_offset = static_cast<int>(u->start_tick % (1LL << 30));
   s.encoding = settings_.encoding;
   s.jpeg_quality = settings_.jpeg_quality;
-  s.keep_image = true;   // for the cross-fades and RAW pictures
-  s.keep_output = true;  // for the fade after an interrupt
+  // RAW pictures are the image itself. Encoded ones come from the producer's encoding (a JPEG
+  // splice of the face alone); the few cross-fade pictures are composited again from the kept
+  // output, so no frame allocates and faults in a whole picture it does not need.
+  s.keep_image = settings_.encoding == FrameEncoding::kNone;
+  s.keep_output = true;  // for the cross-fades and the fade after an interrupt
   s.window_frames = settings_.pipeline.window_frames;
   s.audio = settings_.audio;
   const SteadyTime first_due = due(u->start_tick);
@@ -640,6 +643,10 @@ void LiveSession::on_speech_frame(const std::shared_ptr<Utterance>& u, ProducedF
   picture->slot = frame.slot;
   picture->producer = producer;
   if (weight < 1.0) {
+    if (frame.image.empty()) {
+      render::composite(*target_.avatar, frame.template_frame,
+                        picture->batch->output(picture->slot), frame.image);
+    }
     picture->bytes = encode(blend(*target_.avatar, frame.template_frame, frame.image, weight),
                             frame.template_frame);
   } else if (settings_.encoding == FrameEncoding::kNone) {

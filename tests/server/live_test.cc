@@ -10,6 +10,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <thread>
 
 #include "audio/audio_file.h"
@@ -231,6 +233,26 @@ TEST_F(LiveTest, ATwoUtteranceSessionWithAPauseAndAnInterrupt) {
     ++equal;
   }
   EXPECT_GE(equal, f0 - 6 - 10) << late << " late";
+  // The cross-faded ones are the template frame with the offline face blended into its crop
+  // rect: weight (j + 1) / 4 for the first three, (frames - j) / 4 for the last three.
+  const auto avatar = avatar::Avatar::open(*dir_ / "avatar", {});
+  int blended = 0;
+  for (const auto& f : frames) {
+    if (f.utterance != 0 || f.late) continue;
+    const auto j = static_cast<int>(f.index - start0);
+    const int n = pipeline::LiveOptions{}.crossfade_frames;
+    if (j >= n && j < f0 - n) continue;
+    const double a = static_cast<double>(std::min(j + 1, f0 - j)) / (n + 1);
+    const int t = avatar::template_frame_for(static_cast<int>(f.index), kTemplates, 0);
+    const cv::Mat face = cv::imdecode(expected0[static_cast<std::size_t>(j)], cv::IMREAD_COLOR);
+    cv::Mat want = avatar->frame(t)->clone();
+    const cv::Rect box = avatar::as_cv_rect(avatar->crop_rect(t));
+    cv::addWeighted(face(box), a, (*avatar->frame(t))(box), 1.0 - a, 0.0, want(box));
+    const auto png = render::encode_png(want);
+    ASSERT_EQ(f.picture, std::string(png.begin(), png.end())) << "cross-faded frame " << j;
+    ++blended;
+  }
+  EXPECT_GE(blended, 3);
   // The interrupt: the frame after it is the start of the fade, with silence: the blended
   // frames (live.interrupt_fade_frames), after a hold of the last speech picture when the
   // interrupt came too close to its tick to draw one.
