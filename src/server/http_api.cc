@@ -9,6 +9,7 @@
 #include "core/json_parse.h"
 #include "core/json_text.h"
 #include "core/text.h"
+#include "server/agent_socket.h"
 #include "server/wire_audio.h"
 #include "tts/text_to_speech.h"
 
@@ -300,6 +301,65 @@ class SpeechUpload final : public HttpBodyStream {
   std::optional<HttpReply> error_;
 };
 
+// `text` with its %XX escapes decoded (a query parameter's value); a bad escape stays as it is.
+std::string percent_decoded(std::string_view text) {
+  const auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 && hex(text[i + 2]) >= 0) {
+      out += static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2]));
+      i += 2;
+    } else {
+      out += text[i] == '+' ? ' ' : text[i];
+    }
+  }
+  return out;
+}
+
+// A session's socket: the agent protocol, and the socket's end when the session ends.
+class SessionSocket final : public WebSocketHandler {
+ public:
+  SessionSocket(std::shared_ptr<HubSession> session, std::shared_ptr<WebSocketPeer> peer,
+                int max_seconds)
+      : session_(std::move(session)),
+        agent_(AgentSocket::Target{[s = session_](std::function<void()> wanted) {
+                                     return s->begin_speech(std::move(wanted));
+                                   },
+                                   [s = session_] { s->interrupt(); }},
+               peer, max_seconds),
+        watcher_(std::make_shared<Watcher>(peer)) {
+    if (!session_->attach(watcher_)) peer->close("the session has ended", 1001);
+  }
+  bool on_message(bool text, std::string data) override {
+    return agent_.on_message(text, std::move(data));
+  }
+  void on_close() override {
+    agent_.on_close();
+    session_->detach(watcher_.get());
+  }
+
+ private:
+  // Closes the socket when the session ends (deleted, shut down, failed).
+  struct Watcher final : pipeline::LiveSink {
+    explicit Watcher(std::shared_ptr<WebSocketPeer> p) : peer(std::move(p)) {}
+    void on_live_frame(pipeline::LiveFrame) override {}
+    void on_live_ended(const std::optional<Error>& error) override {
+      peer->close(error ? error->message() : "the session has ended", 1001);  // going away
+    }
+    const std::shared_ptr<WebSocketPeer> peer;
+  };
+
+  const std::shared_ptr<HubSession> session_;
+  AgentSocket agent_;
+  const std::shared_ptr<Watcher> watcher_;
+};
+
 }  // namespace
 
 struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
@@ -343,7 +403,10 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
         core::to_lower_ascii(header.substr(0, kScheme.size())) != kScheme) {
       return false;
     }
-    const std::string got = core::trim(std::string_view(header).substr(kScheme.size()));
+    return token_matches(core::trim(std::string_view(header).substr(kScheme.size())));
+  }
+
+  bool token_matches(std::string_view got) const {
     const std::string& expected = ctx.server.api_token;
     // Constant time in the token's length.
     if (got.size() != expected.size()) return false;
@@ -352,6 +415,43 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
       diff |= static_cast<unsigned char>(got[i] ^ expected[i]);
     }
     return diff == 0;
+  }
+
+  // A WebSocket from a browser page (it sends an Origin) is let in from the server's own origin
+  // or one of server.cors_origins: another page the operator visits may not drive the avatar.
+  bool origin_allowed(const HttpRequest& r) const {
+    const std::string origin = r.header("origin");
+    if (origin.empty()) return true;  // not a browser
+    const std::string host = r.header("host");
+    if (origin == "http://" + host || origin == "https://" + host) return true;
+    return std::any_of(origins.begin(), origins.end(),
+                       [&](const std::string& o) { return o == "*" || o == origin; });
+  }
+
+  // GET /v1/sessions/ID/ws: a voice agent's socket (AgentSocket). The token may come as the
+  // access_token query parameter: a browser cannot set headers on a WebSocket.
+  WebSocketPlan websocket(const HttpRequest& r, const std::shared_ptr<WebSocketPeer>& peer) {
+    const auto parts = split_path(r.path);
+    if (parts.size() != 4 || parts[0] != "v1" || parts[1] != "sessions" || parts[3] != "ws") {
+      return {};
+    }
+    const auto decorate = decorator(r);
+    if (!authorized(r) && !(r.param("access_token").size() > 0 &&
+                            token_matches(percent_decoded(r.param("access_token"))))) {
+      return {nullptr, decorate(unauthorized())};
+    }
+    if (!origin_allowed(r)) {
+      return {nullptr, error_reply(403, "origin '" + r.header("origin").substr(0, 100) +
+                                            "' may not open a session's socket "
+                                            "(server.cors_origins)")};
+    }
+    try {
+      auto session = session_or_throw(parts[2]);
+      return {std::make_shared<SessionSocket>(std::move(session), peer, ctx.audio.max_seconds),
+              std::nullopt};
+    } catch (const std::exception& e) {
+      return {nullptr, decorate(reply_for(e))};
+    }
   }
 
   static HttpReply unauthorized() {
@@ -670,7 +770,10 @@ HttpApi::HttpApi(SessionHub& hub, const ServiceContext& context,
 HttpRoutes HttpApi::routes() {
   auto impl = impl_;
   return {[impl](HttpRequest r, HttpResponder out) { impl->handle(std::move(r), std::move(out)); },
-          [impl](const HttpRequest& r, HttpResponder out) { return impl->stream(r, out); }};
+          [impl](const HttpRequest& r, HttpResponder out) { return impl->stream(r, out); },
+          [impl](const HttpRequest& r, std::shared_ptr<WebSocketPeer> peer) {
+            return impl->websocket(r, peer);
+          }};
 }
 
 }  // namespace lipsync::server

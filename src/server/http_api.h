@@ -12,6 +12,8 @@
 //                                        utterance open for the next request (a microphone)
 //   POST /v1/sessions/ID/say             {"text", "voice"}: espeak-ng, streamed as synthesised
 //   POST /v1/sessions/ID/interrupt
+//   GET  /v1/sessions/ID/ws              WebSocket: a voice agent's TTS audio in (AgentSocket);
+//                                        the token may be the access_token query parameter
 //
 // Errors are JSON {"error": message}: 400 bad input, 401 no or wrong bearer token
 // (server.api_token), 404 unknown session/viewer/route, 405 wrong method, 409 another utterance

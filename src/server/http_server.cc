@@ -9,7 +9,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 #include <chrono>
+#include <deque>
 #include <limits>
 #include <mutex>
 #include <optional>
@@ -25,6 +27,7 @@ namespace lipsync::server {
 
 namespace beast = boost::beast;
 namespace http = boost::beast::http;
+namespace websocket = boost::beast::websocket;
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
@@ -90,6 +93,7 @@ void HttpResponder::resume() const {
 
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   class Session;
+  class WebSocket;
 
   asio::io_context io;
   tcp::acceptor acceptor{io};
@@ -98,7 +102,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   std::thread thread;
   int port = 0;
   std::atomic<int> connections{0};
-  std::unordered_map<Session*, std::weak_ptr<Session>> sessions;  // I/O thread only
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions;        // I/O thread only
+  std::unordered_map<WebSocket*, std::weak_ptr<WebSocket>> websockets;  // I/O thread only
 
   // Connections per remote address: full ones and probe-only ones. Counted where a session is
   // made and destroyed (the I/O thread, or whichever thread drops its last reference).
@@ -240,6 +245,9 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
                          {{"Retry-After", "1"}}});
       }
     }
+    if (server_->routes.websocket && websocket::is_upgrade(parser_->get())) {
+      if (upgrade()) return;
+    }
     if (server_->routes.stream && !parser_->is_done()) {
       HttpBodyPlan plan;
       try {
@@ -270,6 +278,10 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     }
     read_body();
   }
+
+  // A WebSocket upgrade: handed to its handler (true), refused (true: the reply is on its way),
+  // or not a WebSocket route (false: served as an ordinary request).
+  bool upgrade();
 
   void read_body() {
     if (body_stream_) return read_piece();
@@ -417,6 +429,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
 
   static constexpr std::size_t kMaxDrainBytes = 16 << 20;
 
+  friend class WebSocket;
   std::shared_ptr<Impl> server_;
   const std::string client_;  // the remote address
   const bool probe_only_;
@@ -439,6 +452,201 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   // socket (dropped when it is closed).
   std::shared_ptr<Session> hold_;
 };
+
+// A peer that sends no frame (a ping's answer included) for this long is gone; a ping is sent
+// after half of it.
+constexpr int kWebSocketIdleS = 30;
+
+// One WebSocket connection, after the HTTP session that upgraded it: reads whole messages into
+// the handler (paused while it wants no more), writes queued text messages one at a time.
+// Everything runs on the I/O thread; the peer methods post there.
+class HttpServer::Impl::WebSocket : public WebSocketPeer,
+                                    public std::enable_shared_from_this<WebSocket> {
+ public:
+  explicit WebSocket(std::shared_ptr<Impl> server) : server_(std::move(server)) {}
+
+  // Takes the connection over from `owner` (kept until the end: it holds the connection's count)
+  // and answers the handshake.
+  void start(std::shared_ptr<Session> owner, std::shared_ptr<WebSocketHandler> handler) {
+    owner_ = std::move(owner);
+    handler_ = std::move(handler);
+    ws_.emplace(std::move(owner_->stream_));
+    beast::get_lowest_layer(*ws_).expires_never();  // the stream's own timeouts from here
+    websocket::stream_base::timeout timeouts{};
+    timeouts.handshake_timeout = std::chrono::seconds(server_->limits.timeout_s);
+    timeouts.idle_timeout = std::chrono::seconds(kWebSocketIdleS);
+    timeouts.keep_alive_pings = true;
+    ws_->set_option(timeouts);
+    ws_->set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& r) { r.set(http::field::server, "lipsync"); }));
+    ws_->read_message_max(server_->limits.max_body_bytes);
+    server_->websockets[this] = weak_from_this();
+    const auto& request = owner_->parser_->get();
+    // A client sends no frame before the handshake's answer; anything it sent early is dropped.
+    ws_->async_accept(request, [self = shared_from_this()](beast::error_code ec) {
+      if (ec) return self->end();
+      self->open_ = true;
+      self->read();
+      self->write();
+    });
+  }
+
+  void send_text(std::string message) override {
+    on_io([message = std::move(message)](WebSocket& self) mutable {
+      if (self.ended_ || self.closing_) return;
+      self.queued_bytes_ += message.size();
+      if (self.queued_bytes_ > kMaxWebSocketQueuedBytes) {
+        spdlog::warn("http: a WebSocket client reads too slowly ({} bytes waiting); closed",
+                     self.queued_bytes_);
+        return self.abort();
+      }
+      self.queue_.push_back(std::move(message));
+      self.write();
+    });
+  }
+
+  void resume() override {
+    on_io([](WebSocket& self) {
+      if (!self.paused_ || self.ended_) return;
+      self.paused_ = false;
+      self.read();
+    });
+  }
+
+  void close(std::string reason, int code) override {
+    on_io([reason = std::move(reason), code](WebSocket& self) mutable {
+      if (self.ended_ || self.closing_) return;
+      self.closing_ = true;
+      self.close_reason_ = websocket::close_reason(static_cast<websocket::close_code>(code),
+                                                   reason.substr(0, 120));  // 123 bytes at most
+      self.write();
+    });
+  }
+
+  // The server is stopping (I/O thread).
+  void abort() {
+    beast::error_code ignored;
+    if (ws_) beast::get_lowest_layer(*ws_).socket().close(ignored);
+    end();
+  }
+
+ private:
+  template <class F>
+  void on_io(F f) {
+    auto weak = weak_from_this();
+    asio::post(server_->io, [weak, f = std::move(f)]() mutable {
+      if (auto self = weak.lock()) f(*self);
+    });
+  }
+
+  void read() {
+    if (reading_ || ended_ || paused_) return;
+    reading_ = true;
+    ws_->async_read(buffer_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->reading_ = false;
+      self->on_read(ec);
+    });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec) return end();
+    std::string data = beast::buffers_to_string(buffer_.data());
+    buffer_.consume(buffer_.size());
+    bool more = true;
+    try {
+      more = handler_->on_message(ws_->got_text(), std::move(data));
+    } catch (const std::exception& e) {
+      spdlog::error("http: a WebSocket message failed: {}", e.what());
+      return abort();
+    }
+    if (more) return read();
+    paused_ = true;
+  }
+
+  void write() {
+    if (!open_ || writing_ || ended_) return;
+    if (queue_.empty()) {
+      if (closing_ && !close_sent_) {
+        close_sent_ = true;
+        writing_ = true;
+        ws_->async_close(close_reason_, [self = shared_from_this()](beast::error_code ec) {
+          self->writing_ = false;
+          if (ec) self->end();
+          // The read under way ends once the client answers the close.
+          if (self->paused_) self->end();
+        });
+      }
+      return;
+    }
+    writing_ = true;
+    ws_->text(true);
+    ws_->async_write(asio::buffer(queue_.front()),
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       self->writing_ = false;
+                       if (ec) return self->end();
+                       self->queued_bytes_ -= self->queue_.front().size();
+                       self->queue_.pop_front();
+                       self->write();
+                     });
+  }
+
+  // The connection is over: tell the handler once, forget it.
+  void end() {
+    if (ended_) return;
+    ended_ = true;
+    beast::error_code ignored;
+    if (ws_) beast::get_lowest_layer(*ws_).socket().close(ignored);
+    queue_.clear();
+    server_->websockets.erase(this);
+    auto handler = std::move(handler_);
+    if (!handler) return;
+    try {
+      handler->on_close();
+    } catch (const std::exception& e) {
+      spdlog::error("http: closing a WebSocket failed: {}", e.what());
+    }
+  }
+
+  std::shared_ptr<Impl> server_;
+  std::shared_ptr<Session> owner_;
+  std::shared_ptr<WebSocketHandler> handler_;
+  std::optional<websocket::stream<beast::tcp_stream>> ws_;
+  beast::flat_buffer buffer_;
+  std::deque<std::string> queue_;
+  std::size_t queued_bytes_ = 0;
+  websocket::close_reason close_reason_;
+  bool open_ = false;  // the handshake is done
+  bool reading_ = false;
+  bool writing_ = false;
+  bool paused_ = false;
+  bool closing_ = false;
+  bool close_sent_ = false;
+  bool ended_ = false;
+};
+
+bool HttpServer::Impl::Session::upgrade() {
+  auto ws = std::make_shared<WebSocket>(server_);
+  WebSocketPlan plan;
+  try {
+    plan = server_->routes.websocket(request_, ws);
+  } catch (const std::exception& e) {
+    plan.refusal = {500, "text/plain; charset=utf-8", std::string("error: ") + e.what() + "\n", {}};
+  }
+  if (plan.refusal) {
+    keep_alive_ = false;
+    on_reply(std::move(*plan.refusal));
+    return true;
+  }
+  if (!plan.handler) return false;
+  // The connection is the WebSocket's from here: this session leaves the server's list (the
+  // WebSocket is in its own) and is kept only for its count.
+  body_done_ = true;
+  replied_ = true;
+  ++generation_;
+  server_->sessions.erase(this);
+  ws->start(shared_from_this(), std::move(plan.handler));
+  return true;
+}
 
 void HttpServer::Impl::accept() {
   acceptor.async_accept([self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
@@ -466,6 +674,10 @@ void HttpServer::Impl::close_all() {
     if (auto s = weak.lock()) s->close();
   }
   sessions.clear();
+  auto open_websockets = std::move(websockets);
+  for (auto& [raw, weak] : open_websockets) {
+    if (auto w = weak.lock()) w->abort();
+  }
 }
 
 HttpServer::HttpServer(const std::string& address, HttpLimits limits, Handler handler)
@@ -474,6 +686,7 @@ HttpServer::HttpServer(const std::string& address, HttpLimits limits, Handler ha
           HttpRoutes{[handler = std::move(handler)](HttpRequest request, HttpResponder responder) {
                        responder.reply(handler(request));
                      },
+                     {},
                      {}}) {}
 
 HttpServer::HttpServer(const std::string& address, HttpLimits limits, HttpRoutes routes)

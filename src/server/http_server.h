@@ -9,7 +9,9 @@
 // server), and the rest are closed. Replies may be made later from any thread (a WebRTC answer
 // takes a second); a route may take its body as a stream of pieces (an upload that is still being
 // recorded), with the timeout applying to each pause between pieces instead. `Expect: 100-continue`
-// is answered. stop() closes every connection at once: it never waits for an idle client. Thread
+// is answered. A route may take a WebSocket upgrade (RFC 6455): its messages go to a handler, with
+// flow control, keep-alive pings (a peer that stops answering is closed) and a bounded send
+// queue. stop() closes every connection at once: it never waits for an idle client. Thread
 // contract: construction and stop() from one thread; the routes run on the I/O thread and must be
 // quick.
 #pragma once
@@ -99,6 +101,42 @@ struct HttpBodyPlan {
   // Neither: read the body whole (within max_body_bytes) and call `handle`.
 };
 
+// The server's side of one WebSocket connection (RFC 6455), for its handler. Every method may be
+// called from any thread, also after the connection has ended (it then does nothing).
+class WebSocketPeer {
+ public:
+  virtual ~WebSocketPeer() = default;
+  // Queues a text message. A peer that does not read what it is sent is closed once
+  // kMaxWebSocketQueuedBytes wait: it never holds up the sender.
+  virtual void send_text(std::string message) = 0;
+  // Reads on after the handler's on_message returned false.
+  virtual void resume() = 0;
+  // Closes the connection (1000, or `code`) once what is queued has been sent.
+  virtual void close(std::string reason, int code = 1000) = 0;
+};
+
+inline constexpr std::size_t kMaxWebSocketQueuedBytes = 4 << 20;
+
+// One WebSocket connection's application side.
+class WebSocketHandler {
+ public:
+  virtual ~WebSocketHandler() = default;
+  // A whole message from the client (I/O thread; must be quick). Return false to read nothing
+  // more until the peer's resume(): the client is held back by TCP flow control.
+  virtual bool on_message(bool text, std::string data) = 0;
+  // The connection has ended (either side, or the server stopping); called once, last.
+  virtual void on_close() = 0;
+};
+
+// What to do with a WebSocket upgrade request.
+struct WebSocketPlan {
+  // Accept it: this handler takes the connection's messages.
+  std::shared_ptr<WebSocketHandler> handler;
+  // Or refuse it with this reply (401, 404, ...); the connection then closes.
+  std::optional<HttpReply> refusal;
+  // Neither: the request is served as an ordinary one.
+};
+
 struct HttpRoutes {
   // Every request whose body is read whole; reply through the responder, now or later, from
   // any thread. Runs on the I/O thread: hand slow work to another thread.
@@ -106,6 +144,11 @@ struct HttpRoutes {
   // Asked once a request's header is in (`header.body` empty), before any body octet is read:
   // how to take the body. Optional (absent: every body is read whole).
   std::function<HttpBodyPlan(const HttpRequest& header, HttpResponder)> stream;
+  // Asked for a WebSocket upgrade request (GET, `Upgrade: websocket`) once its header is in.
+  // `peer` is the connection's server side, to give the handler; it works once the handshake is
+  // done (what is sent before waits for it). Optional (absent: upgrades are ordinary requests).
+  std::function<WebSocketPlan(const HttpRequest& header, std::shared_ptr<WebSocketPeer> peer)>
+      websocket;
 };
 
 class HttpServer {
