@@ -3,7 +3,8 @@
 
     make_seeds.py OUT_DIR TESTDATA_DIR
 
-OUT_DIR/<harness>/ gets: wire_audio (framed PCM chunks), grpc_requests (protobuf messages,
+OUT_DIR/<harness>/ gets: wire_audio (framed PCM chunks), agent_socket (WebSocket messages),
+grpc_requests (protobuf messages,
 hand-encoded), torch_checkpoint (small checkpoints as torch.save writes them, bare data.pkl
 pickles, the real checkpoints' data.pkl). TESTDATA_DIR is read in place; a file missing there
 is skipped.
@@ -190,6 +191,28 @@ def torch_seeds(out, testdata):
         write(out, "torch_checkpoint/legacy_head.pth", legacy)
 
 
+# agent_socket: kind byte (0 binary, 1 text, 2 room, 3 no room, 4 end), 2-byte length, bytes --
+def agent_seeds(out, testdata):
+    f32, s16 = clip(testdata, 3200)
+
+    def msg(kind, data):
+        data = data.encode() if isinstance(data, str) else data
+        return bytes([kind]) + struct.pack("<H", len(data)) + data
+
+    text = lambda t: msg(1, t)
+    binary = lambda b: msg(0, b)
+    write(out, "agent_socket/turn_24k", text('{"type":"utterance","sample_rate":24000}') +
+          binary(s16[:999]) + binary(s16[999:]) + text('{"type":"segment_end"}') +
+          text('{"type":"ping"}'))
+    write(out, "agent_socket/f32_flow", text('{"type":"utterance","encoding":"f32le"}') +
+          b"\x03" + binary(f32[:1000]) + b"\x02" + binary(f32[1000:]) +
+          text('{"type":"interrupt"}') + binary(s16[:10]))
+    write(out, "agent_socket/errors", binary(b"\x01\x02") + text('{"type":"dance"}') +
+          text("[1]") + text('{"type":"utterance","sample_rate":7999}') +
+          text('{"type":"segment_end"}') + text('{"type":"utterance"}') +
+          text('{"type":"utterance"}') + binary(s16[:3]) + text('{"type":"segment_end"}'))
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit("usage: make_seeds.py OUT_DIR TESTDATA_DIR")
@@ -197,6 +220,7 @@ def main():
     wire_audio_seeds(out, testdata)
     grpc_seeds(out, testdata)
     torch_seeds(out, testdata)
+    agent_seeds(out, testdata)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ testdata=${2:-${LIPSYNC_TESTDATA_DIR:-$here/../../shared/testdata}}
 [[ -d $testdata ]] || echo "seeds.sh: no test data at $testdata; only the checked-in seeds" >&2
 
 harnesses=(audio_bytes wire_audio http_request sdp_offer torch_checkpoint model_manifest
-  avatar_manifest crop_rects landmarks config_yaml grpc_requests)
+  avatar_manifest crop_rects landmarks config_yaml grpc_requests agent_socket)
 for h in "${harnesses[@]}"; do
   mkdir -p "$out/$h"
   if [[ -d $here/seeds/$h ]]; then

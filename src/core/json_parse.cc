@@ -35,7 +35,11 @@ nlohmann::json parse_json(std::string_view text, std::string_view what) {
   try {
     j = json::parse(text.begin(), text.end(), check);
   } catch (const json::exception& e) {
-    throw Error::invalid_input(std::string(what) + ": not valid JSON: " + e.what());
+    // nlohmann quotes the last token it read, which may be the whole input: its start only.
+    constexpr std::size_t kMostChars = 200;
+    std::string message = e.what();
+    if (message.size() > kMostChars) message = message.substr(0, kMostChars) + "...";
+    throw Error::invalid_input(std::string(what) + ": not valid JSON: " + message);
   }
   if (!duplicate.empty()) {
     throw Error::invalid_input(std::string(what) + ": the key " + quote(duplicate) +

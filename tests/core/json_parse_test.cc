@@ -38,5 +38,16 @@ TEST(ParseJson, NotJsonNamesWhat) {
   EXPECT_EQ(error_of("").rfind("the body: not valid JSON", 0), 0u);
 }
 
+TEST(ParseJson, ABadTokenOfAMegabyteIsNotEchoedWhole) {
+  // nlohmann's message quotes the last token read: here all of the input (found by fuzzing the
+  // agent's WebSocket messages).
+  EXPECT_LT(error_of(std::string(1 << 20, '\t')).size(), 300u);
+  EXPECT_LT(error_of("\"" + std::string(1 << 20, 'x')).size(), 300u);
+  EXPECT_LT(error_of("{\"" + std::string(1 << 20, 'k') + "\":1,\"" + std::string(1 << 20, 'k') +
+                     "\":2}")
+                .size(),
+            300u);
+}
+
 }  // namespace
 }  // namespace lipsync::core
