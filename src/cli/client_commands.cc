@@ -69,11 +69,12 @@ struct StreamOutcome {
 };
 
 // Streams 16 kHz float samples in chunks; hands each frame to on_frame (may be empty).
-StreamOutcome stream_audio(lipsync::v1::LipSync::Stub& stub, const std::string& model,
-                           std::span<const float> samples, int chunk_samples,
-                           StreamConfig::Format format, int start_frame,
+StreamOutcome stream_audio(lipsync::v1::LipSync::Stub& stub, const std::string& token,
+                           const std::string& model, std::span<const float> samples,
+                           int chunk_samples, StreamConfig::Format format, int start_frame,
                            const std::function<void(const StreamResponse&)>& on_frame) {
   grpc::ClientContext context;
+  client::add_token(context, token);
   auto call = stub.Stream(&context);
   StreamOutcome outcome;
   core::Stopwatch clock;
@@ -111,6 +112,7 @@ StreamOutcome stream_audio(lipsync::v1::LipSync::Stub& stub, const std::string& 
 
 struct ClientArgs {
   std::string target = "127.0.0.1:50051";
+  std::string token = client::token_from_environment();
   std::string model = "demo";
   std::string audio;
   std::string output;
@@ -193,7 +195,7 @@ void run_client(const ClientArgs& a) {
     video->write(image);
   };
   const auto outcome =
-      stream_audio(*stub, a.model, samples, std::max(1, a.chunk_ms * 16),
+      stream_audio(*stub, a.token, a.model, samples, std::max(1, a.chunk_ms * 16),
                    a.format == "png" ? StreamConfig::FORMAT_PNG : StreamConfig::FORMAT_JPEG,
                    a.start_frame, [&](const StreamResponse& r) {
                      if (!write_error.empty()) return;
@@ -226,6 +228,7 @@ void run_client(const ClientArgs& a) {
 
 struct LoadArgs {
   std::string target = "127.0.0.1:50051";
+  std::string token = client::token_from_environment();
   std::string model = "demo";
   int requests = 100;
   int concurrency = 4;
@@ -282,6 +285,7 @@ void run_live_loadtest(const LoadArgs& a) {
     sessions.emplace_back([&, i] {
       client::LiveClientOptions o;
       o.target = a.target;
+      o.token = a.token;
       o.model = a.model;
       o.format = "jpeg";
       o.seconds = a.seconds;
@@ -367,8 +371,8 @@ struct LoadRequest {
   // Returns the status and the frames received.
   std::pair<grpc::Status, int> run() const {
     if (args.stream) {
-      const auto outcome = stream_audio(*streaming, args.model, samples, audio::kSamplesPerFrame,
-                                        StreamConfig::FORMAT_JPEG, 0, {});
+      const auto outcome = stream_audio(*streaming, args.token, args.model, samples,
+                                        audio::kSamplesPerFrame, StreamConfig::FORMAT_JPEG, 0, {});
       return {outcome.status, outcome.frames};
     }
     monolithic::CompositeBatchRequest request;
@@ -377,6 +381,7 @@ struct LoadRequest {
     request.set_batch_size(args.batch);
     monolithic::CompositeBatchResponse response;
     grpc::ClientContext context;
+    client::add_token(context, args.token);
     const grpc::Status status = mono->InferBatchComposite(&context, request, &response);
     return {status, response.composited_frames_size()};
   }
@@ -442,6 +447,9 @@ void add_client_commands(CLI::App& app) {
     CLI::App* cmd = app.add_subcommand(
         "client", "Stream an audio file to a server and write the frames it returns");
     cmd->add_option("--target", a->target, "Server host:port")->capture_default_str();
+    cmd->add_option(
+        "--token", a->token,
+        "Bearer token for a server with server.api_token (default: $LIPSYNC_API_TOKEN)");
     cmd->add_option("--model", a->model, "Model id")->capture_default_str();
     cmd->add_option("--audio", a->audio, "Audio file (default: the bundled demo clip)");
     cmd->add_option("-o,--output", a->output,
@@ -461,6 +469,9 @@ void add_client_commands(CLI::App& app) {
     CLI::App* cmd = app.add_subcommand(
         "loadtest", "Concurrent requests against a server; prints throughput and latency");
     cmd->add_option("--target", a->target, "Server host:port")->capture_default_str();
+    cmd->add_option(
+        "--token", a->token,
+        "Bearer token for a server with server.api_token (default: $LIPSYNC_API_TOKEN)");
     cmd->add_option("--model", a->model, "Model id")->capture_default_str();
     cmd->add_option("--requests", a->requests, "Requests in all")->capture_default_str();
     cmd->add_option("--concurrency", a->concurrency, "Requests at once")->capture_default_str();
@@ -477,6 +488,9 @@ void add_client_commands(CLI::App& app) {
     CLI::App* cmd = app.add_subcommand(
         "live-client", "Play a script against a live session and record what a viewer sees");
     cmd->add_option("--target", a->options.target, "Server host:port")->capture_default_str();
+    cmd->add_option(
+        "--token", a->options.token,
+        "Bearer token for a server with server.api_token (default: $LIPSYNC_API_TOKEN)");
     cmd->add_option("--model", a->options.model, "Model id")->capture_default_str();
     cmd->add_option("--script", a->script,
                     "JSON list of {\"at_ms\": N, \"say\": FILE | \"interrupt\": true | "

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <fstream>
 #include <mutex>
@@ -255,6 +256,15 @@ double percentile(std::vector<double> v, double p) {
   return v[std::min(v.size() - 1, static_cast<std::size_t>(p * (v.size() - 1) + 0.5))];
 }
 
+std::string token_from_environment() {
+  const char* token = std::getenv("LIPSYNC_API_TOKEN");
+  return token != nullptr ? token : "";
+}
+
+void add_token(grpc::ClientContext& context, const std::string& token) {
+  if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+}
+
 std::vector<LiveAction> load_live_script(const fs::path& path) {
   const std::string where = "script " + path.string();
   std::ifstream in(path);
@@ -310,6 +320,7 @@ LiveReport run_live_session(const LiveClientOptions& o, const std::vector<LiveAc
   auto stub = lipsync::v1::LipSync::NewStub(
       grpc::CreateCustomChannel(o.target, grpc::InsecureChannelCredentials(), args));
   grpc::ClientContext context;
+  add_token(context, o.token);
   auto call = stub->Live(&context);
   LiveReport report;
   LiveRequest config;

@@ -38,8 +38,14 @@ struct LiveAction {
 // kInvalidInput naming the entry for a bad one, kNotFound for a missing file.
 std::vector<LiveAction> load_live_script(const std::filesystem::path& path);
 
+// $LIPSYNC_API_TOKEN, or "" (the clients' default --token).
+std::string token_from_environment();
+// Sends `token` as `authorization: Bearer TOKEN` metadata (nothing when it is empty).
+void add_token(grpc::ClientContext& context, const std::string& token);
+
 struct LiveClientOptions {
   std::string target = "127.0.0.1:50051";
+  std::string token;  // server.api_token of the server, if it has one
   std::string model = "demo";
   std::string format = "png";  // png, jpeg or raw
   int start_frame = 0;

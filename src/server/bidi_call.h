@@ -222,12 +222,23 @@ class BidiCall : public std::enable_shared_from_this<Call> {
 };
 
 // Starts one call: registers it for shutdown, then admits it (at most `limit` at once, counted
-// in `active`; the call decrements it when it ends) or ends it with UNAVAILABLE (shutting down)
-// or RESOURCE_EXHAUSTED naming `what` and `limit_key`.
+// in `active`; the call decrements it when it ends) or ends it with UNAVAILABLE (shutting down),
+// UNAUTHENTICATED (server.api_token is set and the call's metadata has no `authorization:
+// Bearer <token>`) or RESOURCE_EXHAUSTED naming `what` and `limit_key`.
+// Whether the call may run: no server.api_token, or the call's `authorization` metadata has it.
+inline bool authorized(const ServiceContext& context, const grpc::CallbackServerContext& rpc) {
+  if (context.server.api_token.empty()) return true;
+  const auto& metadata = rpc.client_metadata();
+  const auto it = metadata.find("authorization");
+  return it != metadata.end() &&
+         bearer_token_matches(std::string_view(it->second.data(), it->second.size()),
+                              context.server.api_token);
+}
+
 template <class Call>
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* start_bidi_call(
-    const ServiceContext& context, std::atomic<int>& active, int limit, const std::string& what,
-    const std::string& limit_key) {
+    const ServiceContext& context, const grpc::CallbackServerContext& rpc, std::atomic<int>& active,
+    int limit, const std::string& what, const std::string& limit_key) {
   auto call = std::make_shared<Call>(context, active);
   auto* reactor = new BidiReactor<Call>(call);
   ++active;
@@ -238,6 +249,10 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* start_bidi_call(
   call->attach(reactor, id);
   if (id == 0) {
     call->end(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
+  } else if (!authorized(context, rpc)) {
+    call->end(grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                           "lipsync.v1 calls need `authorization: Bearer <token>` metadata "
+                           "(server.api_token)"));
   } else if (active.load() > limit) {
     call->end(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                            "too many " + what + " at once (" + limit_key + " = " +

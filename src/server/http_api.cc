@@ -394,31 +394,12 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
   }
 
   bool authorized(const HttpRequest& r) const {
-    if (ctx.server.api_token.empty()) return true;
-    // "Bearer" in any case (auth schemes are case-insensitive, RFC 9110 11.1), one or more
-    // spaces, then the token.
-    const std::string header = r.header("authorization");
-    constexpr std::string_view kScheme = "bearer ";
-    if (header.size() < kScheme.size() ||
-        core::to_lower_ascii(header.substr(0, kScheme.size())) != kScheme) {
-      return false;
-    }
-    return token_matches(core::trim(std::string_view(header).substr(kScheme.size())));
+    return ctx.server.api_token.empty() ||
+           bearer_token_matches(r.header("authorization"), ctx.server.api_token);
   }
 
-  bool token_matches(std::string_view got) const {
-    const std::string& expected = ctx.server.api_token;
-    // Constant time in the token's length.
-    if (got.size() != expected.size()) return false;
-    unsigned char diff = 0;
-    for (std::size_t i = 0; i < got.size(); ++i) {
-      diff |= static_cast<unsigned char>(got[i] ^ expected[i]);
-    }
-    return diff == 0;
-  }
-
-  // A WebSocket from a browser page (it sends an Origin) is let in from the server's own origin
-  // or one of server.cors_origins: another page the operator visits may not drive the avatar.
+  // A browser page's request (it sends an Origin) is let in from the server's own origin or one
+  // of server.cors_origins: another page the operator visits may not drive the avatar.
   bool origin_allowed(const HttpRequest& r) const {
     const std::string origin = r.header("origin");
     if (origin.empty()) return true;  // not a browser
@@ -426,6 +407,16 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     if (origin == "http://" + host || origin == "https://" + host) return true;
     return std::any_of(origins.begin(), origins.end(),
                        [&](const std::string& o) { return o == "*" || o == origin; });
+  }
+
+  // A request that changes something, sent by a page of another origin than the server's own
+  // or server.cors_origins: 403. A page can POST text/plain or a form to any address without a
+  // preflight, so without this any page the operator visits could create sessions and speak on
+  // a server without a token (issue 25). Clients that are not browsers send no Origin.
+  std::optional<HttpReply> foreign_page(const HttpRequest& r) const {
+    if (r.method == "GET" || r.method == "HEAD" || origin_allowed(r)) return std::nullopt;
+    return error_reply(403, "origin '" + r.header("origin").substr(0, 100) +
+                                "' may not call this API (server.cors_origins)");
   }
 
   // GET /v1/sessions/ID/ws: a voice agent's socket (AgentSocket). The token may come as the
@@ -436,8 +427,8 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
       return {};
     }
     const auto decorate = decorator(r);
-    if (!authorized(r) && !(r.param("access_token").size() > 0 &&
-                            token_matches(percent_decoded(r.param("access_token"))))) {
+    if (!authorized(r) &&
+        !same_secret(percent_decoded(r.param("access_token")), ctx.server.api_token)) {
       return {nullptr, decorate(unauthorized())};
     }
     if (!origin_allowed(r)) {
@@ -500,6 +491,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     if (r.path.rfind("/v1/", 0) != 0 && r.path != "/v1") return out.reply(fallback(r));
     const auto decorate = decorator(r);
     if (r.method == "OPTIONS") return out.reply(preflight(r, decorate));
+    if (const auto refusal = foreign_page(r)) return out.reply(*refusal);
     if (!authorized(r)) return out.reply(decorate(unauthorized()));
     try {
       route(std::move(r), out, decorate);
@@ -739,6 +731,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
       return {};
     }
     const auto decorate = decorator(r);
+    if (auto refusal = foreign_page(r)) return {nullptr, std::move(refusal)};
     if (!authorized(r)) return {nullptr, decorate(unauthorized())};
     try {
       const auto session = session_or_throw(parts[2]);

@@ -18,7 +18,8 @@
 // Errors are JSON {"error": message}: 400 bad input, 401 no or wrong bearer token
 // (server.api_token), 404 unknown session/viewer/route, 405 wrong method, 409 another utterance
 // is coming in, 413 too large, 429 a limit (live.max_sessions, webrtc.max_viewers), 503 stopping.
-// CORS: server.cors_origins may call it from other pages (preflight answered).
+// CORS: server.cors_origins may call it from other pages (preflight answered); a request from a
+// page of any other origin (its Origin header) that is not a GET is 403, whatever its type.
 // Everything else (/healthz, /readyz, /metrics) goes to `fallback`.
 // Thread contract: routes() runs on the HTTP I/O thread; slow work goes to the request workers.
 #pragma once

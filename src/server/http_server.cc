@@ -549,7 +549,7 @@ class HttpServer::Impl::WebSocket : public WebSocketPeer,
   }
 
   void on_read(beast::error_code ec) {
-    if (ec) return end();
+    if (ec || ended_) return end();  // ended meanwhile: a message read before is dropped
     std::string data = beast::buffers_to_string(buffer_.data());
     buffer_.consume(buffer_.size());
     bool more = true;
@@ -583,7 +583,8 @@ class HttpServer::Impl::WebSocket : public WebSocketPeer,
     ws_->async_write(asio::buffer(queue_.front()),
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
                        self->writing_ = false;
-                       if (ec) return self->end();
+                       // Ended meanwhile (the read failed): the queue is still whole, unsent.
+                       if (ec || self->ended_) return self->end();
                        self->queued_bytes_ -= self->queue_.front().size();
                        self->queue_.pop_front();
                        self->write();
@@ -596,7 +597,7 @@ class HttpServer::Impl::WebSocket : public WebSocketPeer,
     ended_ = true;
     beast::error_code ignored;
     if (ws_) beast::get_lowest_layer(*ws_).socket().close(ignored);
-    queue_.clear();
+    // The queue stays: a write under way still reads its front (it ends with the connection).
     server_->websockets.erase(this);
     auto handler = std::move(handler_);
     if (!handler) return;

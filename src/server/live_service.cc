@@ -244,9 +244,9 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
 LiveService::LiveService(const ServiceContext& context) : context_(context) {}
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* LiveService::start(
-    grpc::CallbackServerContext*) {
-  return start_bidi_call<LiveCall>(context_, calls_, context_.live.max_sessions, "live sessions",
-                                   "live.max_sessions");
+    grpc::CallbackServerContext* rpc) {
+  return start_bidi_call<LiveCall>(context_, *rpc, calls_, context_.live.max_sessions,
+                                   "live sessions", "live.max_sessions");
 }
 
 }  // namespace lipsync::server

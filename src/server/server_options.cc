@@ -130,4 +130,22 @@ int ServerOptions::resolved_workers() const {
   return workers > 0 ? workers : core::thread_budget();
 }
 
+bool same_secret(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  }
+  return diff == 0;
+}
+
+bool bearer_token_matches(std::string_view authorization, std::string_view token) {
+  constexpr std::string_view kScheme = "bearer ";
+  if (authorization.size() < kScheme.size() ||
+      core::to_lower_ascii(std::string(authorization.substr(0, kScheme.size()))) != kScheme) {
+    return false;
+  }
+  return same_secret(core::trim(authorization.substr(kScheme.size())), token);
+}
+
 }  // namespace lipsync::server

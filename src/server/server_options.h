@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "core/config_table.h"
 
@@ -48,5 +49,11 @@ struct ListenAddress {
 ListenAddress parse_listen_address(const std::string& text, const std::string& key);
 // `localhost`, 127.0.0.0/8 or ::1: only this machine can connect.
 bool is_loopback_host(const std::string& host);
+
+// `a` equals `b`, in a time that depends only on their lengths (tokens).
+bool same_secret(std::string_view a, std::string_view b);
+// `authorization` (an HTTP header's or gRPC metadata's value) is "Bearer" in any case (auth
+// schemes are case-insensitive, RFC 9110 11.1), one or more spaces, then `token`.
+bool bearer_token_matches(std::string_view authorization, std::string_view token);
 
 }  // namespace lipsync::server

@@ -169,9 +169,9 @@ class StreamCall final : public BidiCall<StreamCall, StreamRequest>,
 StreamService::StreamService(const ServiceContext& context) : context_(context) {}
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* StreamService::start(
-    grpc::CallbackServerContext*) {
-  return start_bidi_call<StreamCall>(context_, active_, context_.server.max_streams, "streams",
-                                     "server.max_streams");
+    grpc::CallbackServerContext* rpc) {
+  return start_bidi_call<StreamCall>(context_, *rpc, active_, context_.server.max_streams,
+                                     "streams", "server.max_streams");
 }
 
 }  // namespace lipsync::server

@@ -314,6 +314,7 @@ TEST_F(AgentSocketTest, SpeechStreamedFasterThanRealTimeIsSpokenFrameByFrame) {
   auto stub = v1::LipSync::NewStub(grpc::CreateChannel(
       "127.0.0.1:" + std::to_string(server_->grpc_port()), grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", std::string("Bearer ") + kToken);
   auto call = stub->Live(&ctx);
   LiveRequest config;
   config.mutable_config()->set_session_id(id);

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "avatar/avatar_import.h"
+#include "client/live_client.h"
 #include "lipsync/v1/lipsync.grpc.pb.h"
 #include "server/server.h"
 #include "support/http_client.h"
@@ -299,6 +300,7 @@ TEST_F(SessionApiTest, AGrpcLiveCallAttachesToAnHttpSessionAndSeesItsSpeech) {
   const std::string id = create_session();
   auto s = stub();
   grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", std::string("Bearer ") + kToken);
   auto call = s->Live(&ctx);
   LiveRequest config;
   config.mutable_config()->set_session_id(id);
@@ -342,6 +344,7 @@ TEST_F(SessionApiTest, GrpcSessionsAreInTheRegistryAndAttachingIsChecked) {
   // Attaching to nothing, or in another format, is refused.
   {
     grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", std::string("Bearer ") + kToken);
     auto call = s->Live(&ctx);
     LiveRequest config;
     config.mutable_config()->set_session_id("nope");
@@ -353,6 +356,7 @@ TEST_F(SessionApiTest, GrpcSessionsAreInTheRegistryAndAttachingIsChecked) {
   const std::string http_id = create_session();
   {
     grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", std::string("Bearer ") + kToken);
     auto call = s->Live(&ctx);
     LiveRequest config;
     config.mutable_config()->set_session_id(http_id);  // JPEG by default; the session is raw
@@ -365,6 +369,7 @@ TEST_F(SessionApiTest, GrpcSessionsAreInTheRegistryAndAttachingIsChecked) {
   }
   // A session of a gRPC call: listed, driven over HTTP, gone with its call.
   grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", std::string("Bearer ") + kToken);
   auto call = s->Live(&ctx);
   LiveRequest config;
   config.mutable_config()->set_model_id("demo");
@@ -689,6 +694,7 @@ TEST_F(SessionApiTest, Issue24_MalformedChunkedSpeechGetsA400) {
 TEST_F(SessionApiTest, Issue24_DeletingAGrpcSessionEndsItsCallSayingSo) {
   auto s = stub();
   grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", std::string("Bearer ") + kToken);
   auto call = s->Live(&ctx);
   LiveRequest config;
   config.mutable_config()->set_model_id("demo");
@@ -703,6 +709,100 @@ TEST_F(SessionApiTest, Issue24_DeletingAGrpcSessionEndsItsCallSayingSo) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_NE(status.error_message().find("was deleted"), std::string::npos)
       << status.error_message();
+}
+
+TEST_F(SessionApiTest, Issue25_APageOfAnotherOriginCannotPostWithoutAPreflight) {
+  // What a page elsewhere can send without a preflight: text/plain and form bodies, and a
+  // speech upload in a form type. Refused (403) with or without the token; the server's own
+  // page (Origin = its Host) and the configured origin are served.
+  const std::string evil = "Origin: http://evil.example\r\n";
+  for (const char* type :
+       {"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"}) {
+    const auto r = request("POST", "/v1/sessions", "{}", type, kToken, evil);
+    EXPECT_EQ(r.status, 403) << type << ": " << r.body;
+    EXPECT_NE(r.body.find("server.cors_origins"), std::string::npos) << r.body;
+    EXPECT_EQ(request("POST", "/v1/sessions", "{}", type, "", evil).status, 403) << type;
+  }
+  const std::string id = create_session();
+  EXPECT_EQ(
+      request("POST", "/v1/sessions/" + id + "/speech", tone_s16le(0.2), "text/plain", kToken, evil)
+          .status,
+      403);
+  EXPECT_EQ(request("DELETE", "/v1/sessions/" + id, "", "", kToken, evil).status, 403);
+  EXPECT_EQ(request("POST", "/v1/sessions/" + id + "/interrupt", "", "", kToken, evil).status, 403);
+  EXPECT_EQ(
+      request("POST", "/v1/sessions", "{}", "text/plain", kToken, "Origin: http://x\r\n").status,
+      201);  // Host: x
+  EXPECT_EQ(request("POST", "/v1/sessions", "{}", "application/json", kToken,
+                    "Origin: http://app.example\r\n")
+                .status,
+            201);
+  EXPECT_EQ(request("GET", "/v1/sessions", "", "", kToken, evil).status, 200);  // reads nothing
+}
+
+TEST_F(SessionApiTest, Issue25_TheTokenCoversGrpcCallsToo) {
+  const std::string id = create_session();
+  auto s = stub();
+  // Live (attaching to the token-protected session, or a new one) and Stream: without the
+  // token, with a wrong one, with the scheme in another case.
+  const auto live = [&](const std::string& authorization, const std::string& session) {
+    grpc::ClientContext ctx;
+    if (!authorization.empty()) ctx.AddMetadata("authorization", authorization);
+    auto call = s->Live(&ctx);
+    LiveRequest config;
+    if (session.empty()) {
+      config.mutable_config()->set_model_id("demo");
+    } else {
+      config.mutable_config()->set_session_id(session);
+      config.mutable_config()->set_format(StreamConfig::FORMAT_RAW);
+    }
+    call->Write(config);
+    LiveFrame frame;
+    if (call->Read(&frame)) {
+      ctx.TryCancel();  // served: that is all this needs to know
+      while (call->Read(&frame)) {
+      }
+      call->Finish();
+      return grpc::Status::OK;
+    }
+    return call->Finish();
+  };
+  for (const std::string& session : {id, std::string()}) {
+    const grpc::Status none = live("", session);
+    EXPECT_EQ(none.error_code(), grpc::StatusCode::UNAUTHENTICATED) << session;
+    EXPECT_NE(none.error_message().find("server.api_token"), std::string::npos)
+        << none.error_message();
+    EXPECT_EQ(live("Bearer wrong", session).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(live(std::string("Basic ") + kToken, session).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_TRUE(live(std::string("bearer ") + kToken, session).ok()) << session;
+  }
+  {
+    grpc::ClientContext ctx;
+    auto call = s->Stream(&ctx);
+    v1::StreamRequest config;
+    config.mutable_config()->set_model_id("demo");
+    call->Write(config);
+    call->WritesDone();
+    v1::StreamResponse response;
+    while (call->Read(&response)) {
+    }
+    EXPECT_EQ(call->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  // The session was never touched (nor interrupted) by the refused calls.
+  EXPECT_EQ(info(id).at("state"), "idle");
+  // The reference live client (live-client, loadtest --live) sends its --token.
+  client::LiveClientOptions o;
+  o.target = "127.0.0.1:" + std::to_string(server_->grpc_port());
+  client::LiveAction end;
+  end.at_ms = 200;
+  end.kind = client::LiveAction::Kind::kEnd;
+  EXPECT_EQ(client::run_live_session(o, {end}).status.error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  o.token = kToken;
+  const auto served = client::run_live_session(o, {end});
+  EXPECT_TRUE(served.status.ok()) << served.status.error_message();
+  EXPECT_GT(served.frames, 0);
 }
 
 TEST_F(SessionApiTest, AnUploadThatStallsIsDroppedAndFreesTheSession) {
