@@ -89,7 +89,11 @@ const core::ConfigTable<LiveOptions>& LiveOptions::config() {
                    "frames fading the last speech frame back to idle after an interrupt")
           .integer("idle_cache_mb", &LiveOptions::idle_cache_mb, 1, 1048576,
                    "encoded idle (template) frames kept for all sessions of the server; idling "
-                   "then costs no encoding");
+                   "then costs no encoding")
+          .integer("session_idle_timeout_s", &LiveOptions::session_idle_timeout_s, 0, 604800,
+                   "an HTTP session with no viewer, socket, attached call, speech or request for "
+                   "this long ends (expired); POST /v1/sessions/ID/keepalive resets it; 0 = "
+                   "never");
   return table;
 }
 

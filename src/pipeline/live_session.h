@@ -59,6 +59,7 @@ struct LiveOptions {
   int crossfade_frames = 3;       // live.crossfade_frames: frames blended at speech start and end
   int interrupt_fade_frames = 1;  // live.interrupt_fade_frames: frames back to idle after one
   int idle_cache_mb = 64;         // live.idle_cache_mb: encoded template frames, server-wide
+  int session_idle_timeout_s = 300;  // live.session_idle_timeout_s: an unused HTTP session ends
   void validate() const;
   static const core::ConfigTable<LiveOptions>& config();
 };

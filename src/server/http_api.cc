@@ -83,6 +83,7 @@ json info_json(const SessionInfo& i) {
   j["speech_on_time"] = i.speech_frames > 0 ? json(1.0 - static_cast<double>(i.speech_late_frames) /
                                                              static_cast<double>(i.speech_frames))
                                             : json(nullptr);
+  if (i.expires_in_s) j["expires_in_s"] = *i.expires_in_s;
   return j;
 }
 
@@ -398,6 +399,19 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
            bearer_token_matches(r.header("authorization"), ctx.server.api_token);
   }
 
+  // A request only a session's viewer token allows (to watch that session: a WHEP viewer, its
+  // state), carrying that token as its bearer.
+  bool watching(const HttpRequest& r) const {
+    const auto parts = split_path(r.path);  // v1, sessions, ID, ...
+    if (parts.size() < 3 || parts.size() > 5 || parts[1] != "sessions") return false;
+    const bool state = parts.size() == 3 && r.method == "GET";
+    const bool viewer = parts.size() >= 4 && parts[3] == "whep" &&
+                        (parts.size() == 4 ? r.method == "POST" : r.method == "DELETE");
+    if (!state && !viewer) return false;
+    const auto session = hub.find(parts[2]);
+    return session && bearer_token_matches(r.header("authorization"), session->viewer_token());
+  }
+
   // A browser page's request (it sends an Origin) is let in from the server's own origin or one
   // of server.cors_origins: another page the operator visits may not drive the avatar.
   bool origin_allowed(const HttpRequest& r) const {
@@ -470,9 +484,11 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     return slot;
   }
 
+  // The session (a request uses it: its idle clock starts again).
   std::shared_ptr<HubSession> session_or_throw(const std::string& id) const {
     auto s = hub.find(id);
     if (!s) throw Error::not_found("no session '" + id.substr(0, 64) + "'");
+    s->touch();
     return s;
   }
 
@@ -492,7 +508,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     const auto decorate = decorator(r);
     if (r.method == "OPTIONS") return out.reply(preflight(r, decorate));
     if (const auto refusal = foreign_page(r)) return out.reply(*refusal);
-    if (!authorized(r)) return out.reply(decorate(unauthorized()));
+    if (!authorized(r) && !watching(r)) return out.reply(decorate(unauthorized()));
     try {
       route(std::move(r), out, decorate);
     } catch (const std::exception& e) {
@@ -565,6 +581,10 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
       return;
     }
     if (parts.size() != 4) throw Error::not_found("no route " + r.path.substr(0, 100));
+    if (what == "keepalive") {
+      if (r.method != "POST") return out.reply(decorate(method_not_allowed("POST")));
+      return out.reply(decorate(json_reply(200, info_json(session->info()))));
+    }
     if (what == "interrupt") {
       if (r.method != "POST") return out.reply(decorate(method_not_allowed("POST")));
       session->interrupt();
@@ -627,7 +647,9 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
         spec.model = model;
         spec.start_frame = start;
         auto s = this_->hub.create(spec);
-        HttpReply reply = json_reply(201, info_json(s->info()));
+        json created = info_json(s->info());
+        created["viewer_token"] = s->viewer_token();
+        HttpReply reply = json_reply(201, created);
         reply.headers.emplace_back("Location", "/v1/sessions/" + s->id());
         out.reply(decorate(std::move(reply)));
       } catch (const std::exception& e) {

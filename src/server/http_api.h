@@ -1,7 +1,9 @@
 // HttpApi: the live-session HTTP API and the demo page, on the server's HttpServer.
 //
 //   GET  /                               the demo page (compiled in; no CDN)
-//   POST /v1/sessions                    {"model": ID, "start_frame": K} -> 201 {"id", "whep", ...}
+//   POST /v1/sessions                    {"model": ID, "start_frame": K} -> 201 {"id", "whep",
+//                                        "viewer_token", ...}: the token lets a browser watch
+//                                        that session (WHEP, GET) without server.api_token
 //   GET  /v1/sessions, /v1/sessions/ID   the sessions (id, model, state, viewers, frames, ...)
 //   DELETE /v1/sessions/ID               ends it, and its viewers
 //   POST /v1/sessions/ID/whep            SDP offer (application/sdp) -> 201 answer + Location
@@ -12,6 +14,8 @@
 //                                        utterance open for the next request (a microphone)
 //   POST /v1/sessions/ID/say             {"text", "voice"}: espeak-ng, streamed as synthesised
 //   POST /v1/sessions/ID/interrupt
+//   POST /v1/sessions/ID/keepalive       any request on a session resets its idle clock: an
+//                                        unused one ends after live.session_idle_timeout_s
 //   GET  /v1/sessions/ID/ws              WebSocket: a voice agent's TTS audio in (AgentSocket);
 //                                        the token may be the access_token query parameter
 //

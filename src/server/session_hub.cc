@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <deque>
 #include <random>
 
@@ -10,6 +11,18 @@ namespace {
 
 // An input's pending speech beyond which add() asks the uploader to wait.
 constexpr std::size_t kWantBelowSamples = 16000;
+
+// 128 bits from the system's entropy source, as hex: a secret no other output predicts.
+std::string random_secret() {
+  std::random_device entropy;
+  std::string text;
+  for (int i = 0; i < 4; ++i) {
+    char word[9];
+    std::snprintf(word, sizeof word, "%08x", static_cast<unsigned>(entropy()));
+    text += word;
+  }
+  return text;
+}
 
 std::string random_id() {
   static std::mutex mutex;
@@ -39,7 +52,25 @@ void record_live_frame(ServerMetrics& metrics, const std::string& model,
 // SessionHub ----------------------------------------------------------------------------------
 
 SessionHub::SessionHub(const ServiceContext& context, webrtc::WebRtcOptions options)
-    : context_(context), options_(std::move(options)) {}
+    : context_(context), options_(std::move(options)) {
+  if (context_.live.session_idle_timeout_s > 0) {
+    reaper_ = std::thread([this] {
+      std::unique_lock lock(mutex_);
+      while (!stopped_) {
+        if (reaper_wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stopped_; })) {
+          break;
+        }
+        lock.unlock();
+        try {
+          expire_idle();
+        } catch (const std::exception& e) {
+          spdlog::error("live: expiring idle sessions failed: {}", e.what());
+        }
+        lock.lock();
+      }
+    });
+  }
+}
 
 SessionHub::~SessionHub() {
   stop();
@@ -135,7 +166,35 @@ void SessionHub::stop() {
     stopped_ = true;
     all.swap(sessions_);
   }
+  reaper_wake_.notify_all();
+  if (reaper_.joinable()) reaper_.join();
   for (auto& [id, s] : all) s->close();
+}
+
+int SessionHub::expire_idle() {
+  const int timeout = context_.live.session_idle_timeout_s;
+  if (timeout <= 0) return 0;
+  std::vector<std::shared_ptr<HubSession>> all;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, s] : sessions_) {
+      if (s->origin() == "http") all.push_back(s);  // a gRPC session ends with its call
+    }
+  }
+  int expired = 0;
+  for (const auto& s : all) {
+    if (s->in_use()) {
+      s->touch();  // the clock starts when the last use ends
+      continue;
+    }
+    if (s->idle_s() < timeout) continue;
+    spdlog::info("live: session {} expired ({} s unused, live.session_idle_timeout_s)", s->id(),
+                 timeout);
+    expired += remove(
+        s->id(), Error::unavailable("session " + s->id() + " expired: unused for " +
+                                    std::to_string(timeout) + " s (live.session_idle_timeout_s)"));
+  }
+  return expired;
 }
 
 // HubSession::Input ---------------------------------------------------------------------------
@@ -258,8 +317,11 @@ HubSession::HubSession(SessionHub& hub, std::string id, std::string model, std::
       id_(std::move(id)),
       model_(std::move(model)),
       origin_(std::move(origin)),
+      viewer_token_(random_secret()),
       lease_(std::move(lease)),
-      strand_(*hub.context().workers) {}
+      strand_(*hub.context().workers) {
+  touch();
+}
 
 HubSession::~HubSession() {
   if (session_) session_->close(true);
@@ -274,6 +336,24 @@ void HubSession::start(const pipeline::LiveSettings& settings) {
   session_ =
       pipeline::LiveSession::create(hub_.context().target(*lease_.model), s, weak_from_this());
   session_->start(*hub_.context().ticker);
+}
+
+void HubSession::touch() {
+  last_used_ = std::chrono::steady_clock::now().time_since_epoch().count();
+}
+
+bool HubSession::in_use() const {
+  std::lock_guard lock(mutex_);
+  if (!viewers_.empty() || !inputs_.empty()) return true;
+  if (state_.load() != static_cast<int>(pipeline::LiveState::kIdle)) return true;
+  return std::any_of(sinks_.begin(), sinks_.end(),
+                     [](const std::weak_ptr<pipeline::LiveSink>& w) { return !w.expired(); });
+}
+
+double HubSession::idle_s() const {
+  const std::chrono::steady_clock::duration since(last_used_.load());
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch() - since)
+      .count();
 }
 
 SessionInfo HubSession::info() const {
@@ -299,6 +379,10 @@ SessionInfo HubSession::info() const {
   i.width = width_;
   i.height = height_;
   i.age_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - created_).count();
+  const int timeout = hub_.context().live.session_idle_timeout_s;
+  if (origin_ == "http" && timeout > 0) {
+    i.expires_in_s = in_use() ? timeout : std::max(0.0, timeout - idle_s());
+  }
   return i;
 }
 

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
@@ -21,6 +22,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/memory_trimmer.h"
@@ -65,6 +67,9 @@ struct SessionInfo {
   int width = 0;
   int height = 0;
   double age_s = 0;
+  // HTTP sessions under live.session_idle_timeout_s: the seconds before it ends unused (the
+  // whole timeout while something uses it).
+  std::optional<double> expires_in_s;
 };
 
 class SessionHub {
@@ -90,6 +95,9 @@ class SessionHub {
   std::vector<SessionInfo> list() const;
   // Stops every session and viewer and refuses new ones (shutdown).
   void stop();
+  // Ends the HTTP sessions nothing has used for live.session_idle_timeout_s (the reaper thread
+  // calls it every second; tests may too). Returns how many ended.
+  int expire_idle();
 
   int sessions() const;
   int viewers() const { return viewers_.load(); }
@@ -119,6 +127,8 @@ class SessionHub {
   core::WorkerPool control_{2};
   core::WorkerPool media_{4};
   core::MemoryTrimmer trimmer_;  // after speech is dropped (interrupt, end)
+  std::condition_variable reaper_wake_;
+  std::thread reaper_;  // expire_idle() every second, while live.session_idle_timeout_s > 0
 };
 
 // Media work of one session at once (offers being answered, text being spoken, files being
@@ -134,6 +144,10 @@ class HubSession final : public pipeline::LiveSink,
   void start(const pipeline::LiveSettings& settings);
 
   const std::string& id() const { return id_; }
+  const std::string& origin() const { return origin_; }
+  // A secret that lets its holder watch this session only (WHEP, its state), not drive it: what
+  // a browser gets instead of server.api_token. It ends with the session.
+  const std::string& viewer_token() const { return viewer_token_; }
   SessionInfo info() const;
   pipeline::LiveSession& live() { return *session_; }
   pipeline::FrameEncoding encoding() const { return encoding_; }
@@ -162,6 +176,13 @@ class HubSession final : public pipeline::LiveSink,
   // (any thread) when the input may add again after add() said no.
   std::shared_ptr<SpeechInput> begin_speech(std::function<void()> wanted);
   void interrupt();
+  // A request used the session: its idle clock starts again.
+  void touch();
+  // Whether something uses the session now: a viewer, an attached call or socket, speech coming
+  // in or playing.
+  bool in_use() const;
+  // Seconds since it was last used (touched, or in use when the reaper looked).
+  double idle_s() const;
   // Ends the session and its viewers now. `reason`: what the attached calls are told (a DELETE);
   // none: the session ended normally.
   void close(std::optional<Error> reason = std::nullopt);
@@ -183,6 +204,7 @@ class HubSession final : public pipeline::LiveSink,
   const std::string id_;
   const std::string model_;
   const std::string origin_;
+  const std::string viewer_token_;
   pipeline::FrameEncoding encoding_ = pipeline::FrameEncoding::kNone;
   const std::chrono::steady_clock::time_point created_ = std::chrono::steady_clock::now();
   Registry::Lease lease_;
@@ -207,7 +229,8 @@ class HubSession final : public pipeline::LiveSink,
   std::atomic<std::int64_t> speech_late_{0};
   std::atomic<int> state_{0};
   std::atomic<double> speech_latency_ms_{-1};
-  bool last_underrun_ = false;  // the ticker thread's
+  std::atomic<std::chrono::steady_clock::rep> last_used_{0};  // steady_clock ticks
+  bool last_underrun_ = false;                                // the ticker thread's
 };
 
 }  // namespace lipsync::server

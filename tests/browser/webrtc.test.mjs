@@ -499,10 +499,16 @@ test('a viewer that vanishes without DELETE is torn down within the ICE timeout'
                                                    args: CHROMIUM_ARGS });
   const other = await chromium.connect(otherServer.wsEndpoint());
   const p = await other.newPage();
-  await p.goto(`${base}/?token=${TOKEN}&session=${session}`);
+  // It watches with the session's viewer token only (not the API token): it may watch, and
+  // its speech controls stay off.
+  const viewerToken = await page.evaluate(() => window.lipsync.viewerToken);
+  assert.match(viewerToken, /^[0-9a-f]{32}$/);
+  await p.goto(`${base}/?session=${session}&viewer_token=${viewerToken}`);
   assert.ok(await waitFor(() => p.evaluate(() => window.lipsync.pc &&
                                            window.lipsync.pc.connectionState === 'connected'), 15000));
   assert.equal(await viewerGauge(), start + 1);
+  assert.equal(await p.evaluate(() => document.getElementById('say').disabled), true);
+  assert.deepEqual(await p.evaluate(() => window.lipsync.errors), []);
   otherServer.process().kill('SIGKILL');
   const killedAt = Date.now();
   const gone = await waitFor(async () => (await viewerGauge()) === start, ICE_TIMEOUT_MS + 10000);

@@ -21,6 +21,7 @@
 #include "support/http_client.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
+#include "support/ws_client.h"
 #include "webrtc/whep_sender.h"
 
 namespace lipsync {
@@ -738,6 +739,82 @@ TEST_F(SessionApiTest, Issue25_APageOfAnotherOriginCannotPostWithoutAPreflight) 
                 .status,
             201);
   EXPECT_EQ(request("GET", "/v1/sessions", "", "", kToken, evil).status, 200);  // reads nothing
+}
+
+TEST_F(SessionApiTest, Issue25_AnUnusedSessionExpiresAndFreesItsPlace) {
+  // A server of one session place whose unused sessions end after 1 s.
+  server::ServerConfig config;
+  config.server.grpc_address = "127.0.0.1:0";
+  config.server.http_address = "127.0.0.1:0";
+  config.server.shutdown_grace_s = 1;
+  config.live.max_sessions = 1;
+  config.live.session_idle_timeout_s = 1;
+  config.models = {{"demo", *dir_ / "avatar", testing::demo_models(), true}};
+  config.infer = testing::two_threads();
+  server::Server small(config);
+  small.start();
+  const int port = small.http_port();
+  const auto call = [&](const std::string& method, const std::string& target) {
+    return testing::http_exchange(port, method + " " + target +
+                                            " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                            "Content-Length: 0\r\n\r\n");
+  };
+  const auto listed = [&] {
+    return json::parse(call("GET", "/v1/sessions").body).at("sessions").size();
+  };
+  const auto r = call("POST", "/v1/sessions");
+  ASSERT_EQ(r.status, 201) << r.body;
+  const std::string id = json::parse(r.body).at("id");
+  EXPECT_LE(json::parse(r.body).at("expires_in_s").get<double>(), 1.0);
+  EXPECT_EQ(call("POST", "/v1/sessions").status, 429);  // the one place is taken
+  // Kept by keepalive (any request on it would do): 2.5 s of them, 300 ms apart.
+  for (int i = 0; i < 8; ++i) {
+    const auto k = call("POST", "/v1/sessions/" + id + "/keepalive");
+    ASSERT_EQ(k.status, 200) << "keepalive " << i << ": " << k.body;
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  // Kept by an open socket with nothing said on it.
+  {
+    testing::WsClient ws(port, "/v1/sessions/" + id + "/ws");
+    ASSERT_TRUE(ws.ok()) << ws.status();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    EXPECT_EQ(listed(), 1u);
+  }
+  // Then unused (listing does not use it): it ends, and its place is free again.
+  EXPECT_TRUE(eventually([&] { return listed() == 0; }, 4000));
+  EXPECT_EQ(call("GET", "/v1/sessions/" + id).status, 404);
+  EXPECT_EQ(call("POST", "/v1/sessions").status, 201);
+}
+
+TEST_F(SessionApiTest, Issue25_AViewerTokenWatchesItsSessionOnly) {
+  const auto created = request("POST", "/v1/sessions", "{}");
+  ASSERT_EQ(created.status, 201);
+  const std::string id = json::parse(created.body).at("id");
+  const std::string viewer = json::parse(created.body).at("viewer_token");
+  EXPECT_EQ(viewer.size(), 32u);
+  EXPECT_FALSE(info(id).contains("viewer_token"));  // handed out once, by the create
+  const std::string base = "/v1/sessions/" + id;
+  // Watching: the session's state and WHEP (a bad offer is the offer's 400, not a 401).
+  EXPECT_EQ(request("GET", base, "", "", viewer).status, 200);
+  EXPECT_EQ(request("POST", base + "/whep", "v=0", "application/sdp", viewer).status, 400);
+  EXPECT_EQ(request("DELETE", base + "/whep/nope", "", "", viewer).status, 404);
+  // Not driving it, nor anything else.
+  EXPECT_EQ(request("POST", base + "/say", R"({"text":"hi"})", "application/json", viewer).status,
+            401);
+  EXPECT_EQ(
+      request("POST", base + "/speech", tone_s16le(0.2), "audio/s16le;rate=16000", viewer).status,
+      401);
+  EXPECT_EQ(request("POST", base + "/interrupt", "", "", viewer).status, 401);
+  EXPECT_EQ(request("DELETE", base, "", "", viewer).status, 401);
+  EXPECT_EQ(request("GET", "/v1/sessions", "", "", viewer).status, 401);
+  EXPECT_EQ(request("POST", "/v1/sessions", "{}", "application/json", viewer).status, 401);
+  testing::WsClient ws(port_, base + "/ws?access_token=" + viewer);
+  EXPECT_EQ(ws.status(), 401);
+  // Another session's token watches that one only; a token ends with its session.
+  const auto other = json::parse(request("POST", "/v1/sessions", "{}").body);
+  EXPECT_EQ(request("GET", base, "", "", other.at("viewer_token")).status, 401);
+  EXPECT_EQ(request("DELETE", base).status, 204);
+  EXPECT_EQ(request("GET", base, "", "", viewer).status, 401);
 }
 
 TEST_F(SessionApiTest, Issue25_TheTokenCoversGrpcCallsToo) {
