@@ -453,6 +453,34 @@ TEST_F(AgentSocketTest, InterruptStopsTheSpeechAndDeletingTheSessionClosesTheSoc
   EXPECT_EQ(ws->close_code(), 1001);
 }
 
+TEST_F(AgentSocketTest, HostileClientsLoseTheirSocketAndNothingElse) {
+  const std::string id = create_session();
+  // A message over server.http_max_body_kb (1 MB): closed as too big (1009).
+  {
+    auto ws = connect(id);
+    ws->send_text(R"({"type":"utterance"})");
+    ws->send_binary(std::string(2 << 20, '\0'));
+    EXPECT_FALSE(ws->read(std::chrono::seconds(5)).has_value());
+    EXPECT_EQ(ws->close_code(), 1009);
+  }
+  // A client that sends bad messages as fast as it can and never reads the errors: once 4 MB
+  // of answers wait for it, it is closed; the server does not hold them for it.
+  {
+    auto ws = connect(id);
+    int sent = 0;
+    while (sent < 1000000 && ws->send_binary("\x01\x02")) ++sent;
+    EXPECT_LT(sent, 1000000) << "never closed";
+  }
+  // The session and the server go on: a new socket speaks.
+  auto ws = connect(id);
+  ASSERT_TRUE(ws->ok());
+  ws->send_text(R"({"type":"utterance"})");
+  ws->send_binary(tone_s16le(1.0, 16000));
+  ws->send_text(R"({"type":"segment_end"})");
+  EXPECT_TRUE(eventually([&] { return info(id).at("state") == "speaking"; }, 5000));
+  EXPECT_EQ(testing::http_get(port_, "/healthz").status, 200);
+}
+
 TEST_F(AgentSocketTest, ShutdownClosesOpenSockets) {
   const std::string id = create_session();
   auto ws = connect(id);
