@@ -1,5 +1,6 @@
 // SessionHub: the one registry of live sessions, whoever made them. A session created by POST
-// /v1/sessions lives until DELETE (or shutdown) and makes raw BGR frames, which each WebRTC
+// /v1/sessions lives until DELETE, shutdown, or live.session_idle_timeout_s with nothing using
+// it (expire_idle, on the hub's reaper thread), and makes raw BGR frames, which each WebRTC
 // viewer (a webrtc::WhepSender) encodes for its browser; one made by a gRPC Live call makes the
 // frames that call asked for and ends with it. Either kind takes speech, text and interrupts from
 // the HTTP API and from gRPC Live calls attached to it (LiveConfig.session_id), and hands every
