@@ -239,8 +239,10 @@ class SpeechUpload final : public HttpBodyStream {
         }
       } catch (const std::exception& e) {
         self->input_->abandon();
+        self->slot_.reset();  // free before the reply: the client's next request may need it
         return responder.reply(self->decorate_(reply_for(e)));
       }
+      self->slot_.reset();
       self->finish(responder);
     });
   }
@@ -292,7 +294,7 @@ class SpeechUpload final : public HttpBodyStream {
   const std::size_t max_file_bytes_;
   const int max_seconds_;
   core::WorkerPool& media_;
-  const std::shared_ptr<HubSession::MediaSlot> slot_;
+  std::shared_ptr<HubSession::MediaSlot> slot_;  // until the file is decoded
   std::function<HttpReply(HttpReply)> decorate_;
   std::weak_ptr<SpeechUpload> self_;
   WireAudio audio_;
@@ -302,7 +304,8 @@ class SpeechUpload final : public HttpBodyStream {
   std::optional<HttpReply> error_;
 };
 
-// `text` with its %XX escapes decoded (a query parameter's value); a bad escape stays as it is.
+// `text` with its %XX escapes decoded (a query parameter's value); a bad escape stays as it is,
+// and so does '+' (a space only in HTML forms; a token's base64 has it).
 std::string percent_decoded(std::string_view text) {
   const auto hex = [](char c) -> int {
     if (c >= '0' && c <= '9') return c - '0';
@@ -317,7 +320,7 @@ std::string percent_decoded(std::string_view text) {
       out += static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2]));
       i += 2;
     } else {
-      out += text[i] == '+' ? ' ' : text[i];
+      out += text[i];  // '+' stays: a token's base64 is sent as it is
     }
   }
   return out;
@@ -664,13 +667,16 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
       throw Error::invalid_input("a WHEP offer must be sent as Content-Type: application/sdp");
     }
     auto slot = media_slot_or_throw(*session);
-    hub.media().post([session, slot, offer = std::move(r.body), out, decorate] {
+    // Each job frees its place before it replies: the client's next request may need it.
+    hub.media().post([session, slot, offer = std::move(r.body), out, decorate]() mutable {
       try {
         auto [viewer, answer] = session->add_viewer(offer);
         HttpReply reply{201, "application/sdp", answer, {}};
         reply.headers.emplace_back("Location", "/v1/sessions/" + session->id() + "/whep/" + viewer);
+        slot.reset();
         out.reply(decorate(std::move(reply)));
       } catch (const std::exception& e) {
+        slot.reset();
         out.reply(decorate(reply_for(e)));
       }
     });
@@ -696,17 +702,19 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     auto slot = media_slot_or_throw(*session);
     auto input = session->begin_speech({});
     if (!input) throw Conflict();
-    hub.media().post([input, slot, text, voice, out, decorate] {
+    hub.media().post([input, slot, text, voice, out, decorate]() mutable {
       try {
         const std::size_t samples = tts::say(text, voice, [&input](std::vector<float> piece) {
           input->add(std::move(piece));
           return !input->closed();
         });
         input->end(false, {});
+        slot.reset();
         out.reply(
             decorate(json_reply(200, {{"samples", samples}, {"seconds", samples / 16000.0}})));
       } catch (const std::exception& e) {
         input->abandon();
+        slot.reset();
         out.reply(decorate(reply_for(e)));
       }
     });

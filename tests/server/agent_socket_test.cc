@@ -455,21 +455,27 @@ TEST_F(AgentSocketTest, InterruptStopsTheSpeechAndDeletingTheSessionClosesTheSoc
 
 TEST_F(AgentSocketTest, HostileClientsLoseTheirSocketAndNothingElse) {
   const std::string id = create_session();
-  // A message over server.http_max_body_kb (1 MB): closed as too big (1009).
+  // A message over server.http_max_body_kb (1 MB): closed as too big (1009; or, when the
+  // server's close overtakes the rest of the message, reset).
   {
     auto ws = connect(id);
     ws->send_text(R"({"type":"utterance"})");
     ws->send_binary(std::string(2 << 20, '\0'));
     EXPECT_FALSE(ws->read(std::chrono::seconds(5)).has_value());
-    EXPECT_EQ(ws->close_code(), 1009);
+    EXPECT_TRUE(ws->close_code() == 1009 || ws->close_code() == 0) << ws->close_code();
   }
   // A client that sends bad messages as fast as it can and never reads the errors: once 4 MB
-  // of answers wait for it, it is closed; the server does not hold them for it.
+  // of answers wait for it, it is closed; the server does not hold them for it. (Loopback
+  // buffers take megabytes of its messages before the server has read them: it sends until
+  // the connection fails, for at most 30 s.)
   {
     auto ws = connect(id);
-    int sent = 0;
-    while (sent < 1000000 && ws->send_binary("\x01\x02")) ++sent;
-    EXPECT_LT(sent, 1000000) << "never closed";
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    bool failed = false;
+    while (!failed && std::chrono::steady_clock::now() < until) {
+      for (int i = 0; i < 1000 && !failed; ++i) failed = !ws->send_binary("\x01\x02");
+    }
+    EXPECT_TRUE(failed) << "never closed";
   }
   // The session and the server go on: a new socket speaks.
   auto ws = connect(id);
