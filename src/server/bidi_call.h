@@ -221,10 +221,6 @@ class BidiCall : public std::enable_shared_from_this<Call> {
   std::deque<grpc::ByteBuffer> outbox_;   // messages waiting to be written, in order (guarded)
 };
 
-// Starts one call: registers it for shutdown, then admits it (at most `limit` at once, counted
-// in `active`; the call decrements it when it ends) or ends it with UNAVAILABLE (shutting down),
-// UNAUTHENTICATED (server.api_token is set and the call's metadata has no `authorization:
-// Bearer <token>`) or RESOURCE_EXHAUSTED naming `what` and `limit_key`.
 // Whether the call may run: no server.api_token, or the call's `authorization` metadata has it.
 inline bool authorized(const ServiceContext& context, const grpc::CallbackServerContext& rpc) {
   if (context.server.api_token.empty()) return true;
@@ -235,6 +231,10 @@ inline bool authorized(const ServiceContext& context, const grpc::CallbackServer
                               context.server.api_token);
 }
 
+// Starts one call: registers it for shutdown, then admits it (at most `limit` at once, counted
+// in `active`; the call decrements it when it ends) or ends it with UNAVAILABLE (shutting down),
+// UNAUTHENTICATED (server.api_token is set and the call's metadata has no `authorization:
+// Bearer <token>`) or RESOURCE_EXHAUSTED naming `what` and `limit_key`.
 template <class Call>
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* start_bidi_call(
     const ServiceContext& context, const grpc::CallbackServerContext& rpc, std::atomic<int>& active,

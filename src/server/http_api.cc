@@ -432,6 +432,11 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
   // a server without a token (issue 25). Clients that are not browsers send no Origin.
   std::optional<HttpReply> foreign_page(const HttpRequest& r) const {
     if (r.method == "GET" || r.method == "HEAD" || origin_allowed(r)) return std::nullopt;
+    return foreign_origin(r);
+  }
+
+  // The 403 for a page whose origin may not call the API.
+  static HttpReply foreign_origin(const HttpRequest& r) {
     return error_reply(403, "origin '" + r.header("origin").substr(0, 100) +
                                 "' may not call this API (server.cors_origins)");
   }
@@ -448,11 +453,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
         !same_secret(percent_decoded(r.param("access_token")), ctx.server.api_token)) {
       return {nullptr, decorate(unauthorized())};
     }
-    if (!origin_allowed(r)) {
-      return {nullptr, error_reply(403, "origin '" + r.header("origin").substr(0, 100) +
-                                            "' may not open a session's socket "
-                                            "(server.cors_origins)")};
-    }
+    if (!origin_allowed(r)) return {nullptr, foreign_origin(r)};
     try {
       auto session = session_or_throw(parts[2]);
       return {std::make_shared<SessionSocket>(std::move(session), peer, ctx.audio.max_seconds),
@@ -525,9 +526,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     const bool allowed = std::any_of(reply.headers.begin(), reply.headers.end(), [](const auto& h) {
       return h.first == "Access-Control-Allow-Origin";
     });
-    if (!allowed)
-      return error_reply(403, "origin '" + r.header("origin").substr(0, 100) +
-                                  "' may not call this API (server.cors_origins)");
+    if (!allowed) return foreign_origin(r);
     reply.headers.emplace_back("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
     reply.headers.emplace_back("Access-Control-Allow-Headers", "Authorization, Content-Type");
     reply.headers.emplace_back("Access-Control-Max-Age", "600");

@@ -24,10 +24,13 @@
 #include "support/http_client.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
+#include "support/wait.h"
 #include "support/ws_client.h"
 
 namespace lipsync {
 namespace {
+
+using testing::eventually;
 
 using lipsync::v1::LiveFrame;
 using lipsync::v1::LiveRequest;
@@ -290,15 +293,6 @@ class AgentSocketTest : public ::testing::Test {
         port_, "/v1/sessions/" + id + "/ws",
         std::vector<std::pair<std::string, std::string>>{
             {"Authorization", std::string("Bearer ") + kToken}});
-  }
-
-  static bool eventually(const std::function<bool()>& pred, int ms) {
-    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-    while (std::chrono::steady_clock::now() < end) {
-      if (pred()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return pred();
   }
 
   static testing::TempDir* dir_;

@@ -21,11 +21,14 @@
 #include "support/http_client.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
+#include "support/wait.h"
 #include "support/ws_client.h"
 #include "webrtc/whep_sender.h"
 
 namespace lipsync {
 namespace {
+
+using testing::eventually;
 
 using lipsync::v1::LiveFrame;
 using lipsync::v1::LiveRequest;
@@ -94,16 +97,6 @@ class SessionApiTest : public ::testing::Test {
   std::unique_ptr<v1::LipSync::Stub> stub() {
     return v1::LipSync::NewStub(grpc::CreateChannel(
         "127.0.0.1:" + std::to_string(server_->grpc_port()), grpc::InsecureChannelCredentials()));
-  }
-
-  // Waits until `pred` holds (polling every 20 ms) or `ms` pass.
-  static bool eventually(const std::function<bool()>& pred, int ms) {
-    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-    while (std::chrono::steady_clock::now() < end) {
-      if (pred()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return pred();
   }
 
   // `seconds` of a loud 200 Hz tone at 16 kHz, as s16le bytes.

@@ -73,19 +73,18 @@ std::string WsClient::refusal_body() const {
 }
 
 bool WsClient::send_text(const std::string& text) {
-  if (!impl_->ok || impl_->failed) return false;
-  beast::error_code ec;
-  impl_->ws.text(true);
-  impl_->ws.write(asio::buffer(text), ec);
-  impl_->failed = static_cast<bool>(ec);
-  return !ec;
+  return send(true, text);
 }
 
 bool WsClient::send_binary(const std::string& bytes) {
+  return send(false, bytes);
+}
+
+bool WsClient::send(bool text, const std::string& data) {
   if (!impl_->ok || impl_->failed) return false;
   beast::error_code ec;
-  impl_->ws.binary(true);
-  impl_->ws.write(asio::buffer(bytes), ec);
+  impl_->ws.text(text);
+  impl_->ws.write(asio::buffer(data), ec);
   impl_->failed = static_cast<bool>(ec);
   return !ec;
 }

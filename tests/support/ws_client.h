@@ -35,6 +35,7 @@ class WsClient {
   int close_code() const;
 
  private:
+  bool send(bool text, const std::string& data);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
