@@ -6,26 +6,17 @@
 #include "core/error.h"
 #include "core/json_parse.h"
 #include "core/json_text.h"
+#include "core/text.h"
 
 namespace lipsync::server {
 
 using nlohmann::json;
 
-namespace {
-
-// A message's text in an error: its start, for a message that may be megabytes.
-std::string excerpt(std::string_view text) {
-  constexpr std::size_t kMost = 60;
-  return text.size() <= kMost ? std::string(text) : std::string(text.substr(0, kMost)) + "...";
-}
-
-}  // namespace
-
 AgentMessage parse_agent_message(std::string_view text) {
   const json j = core::parse_json(text, "the message");
   if (!j.is_object()) {
     throw Error::invalid_input("a message must be a JSON object with a \"type\"; got " +
-                               excerpt(text));
+                               core::quote(text));
   }
   const auto type = j.find("type");
   if (type == j.end() || !type->is_string()) {
@@ -50,7 +41,7 @@ AgentMessage parse_agent_message(std::string_view text) {
               : rate->is_number_integer() && rate->get<std::int64_t>() >= 8000 &&
                     rate->get<std::int64_t>() <= 192000;
       if (!in_range) {
-        throw Error::invalid_input("sample_rate: " + excerpt(rate->dump()) +
+        throw Error::invalid_input("sample_rate: " + core::quote(rate->dump()) +
                                    " is not a rate; expected an integer from 8000 to 192000 (Hz)");
       }
       m.sample_rate = rate->get<int>();
@@ -58,14 +49,14 @@ AgentMessage parse_agent_message(std::string_view text) {
     if (const auto encoding = j.find("encoding"); encoding != j.end()) {
       const std::string e = encoding->is_string() ? encoding->get<std::string>() : "";
       if (e != "s16le" && e != "f32le") {
-        throw Error::invalid_input("encoding: " + excerpt(encoding->dump()) +
+        throw Error::invalid_input("encoding: " + core::quote(encoding->dump()) +
                                    " is not an encoding; expected \"s16le\" or \"f32le\"");
       }
       m.s16 = e == "s16le";
     }
   } else {
-    throw Error::invalid_input("type: \"" + excerpt(name) +
-                               "\" is not a message; expected utterance, segment_end, interrupt "
+    throw Error::invalid_input("type: " + core::quote(name) +
+                               " is not a message; expected utterance, segment_end, interrupt "
                                "or ping");
   }
   return m;

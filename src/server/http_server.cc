@@ -498,7 +498,7 @@ class HttpServer::Impl::WebSocket : public WebSocketPeer,
       if (self.queued_bytes_ > kMaxWebSocketQueuedBytes) {
         spdlog::warn("http: a WebSocket client reads too slowly ({} bytes waiting); closed",
                      self.queued_bytes_);
-        return self.abort();
+        return self.end();
       }
       self.queue_.push_back(std::move(message));
       self.write();
@@ -523,11 +523,22 @@ class HttpServer::Impl::WebSocket : public WebSocketPeer,
     });
   }
 
-  // The server is stopping (I/O thread).
-  void abort() {
+  // Ends the connection now (it failed, the server stops, the client reads too slowly, the
+  // handler threw): closes the socket, tells the handler once, forgets it. I/O thread.
+  void end() {
+    if (ended_) return;
+    ended_ = true;
     beast::error_code ignored;
     if (ws_) beast::get_lowest_layer(*ws_).socket().close(ignored);
-    end();
+    // The queue stays: a write under way still reads its front (it ends with the connection).
+    server_->websockets.erase(this);
+    auto handler = std::move(handler_);
+    if (!handler) return;
+    try {
+      handler->on_close();
+    } catch (const std::exception& e) {
+      spdlog::error("http: closing a WebSocket failed: {}", e.what());
+    }
   }
 
  private:
@@ -557,7 +568,7 @@ class HttpServer::Impl::WebSocket : public WebSocketPeer,
       more = handler_->on_message(ws_->got_text(), std::move(data));
     } catch (const std::exception& e) {
       spdlog::error("http: a WebSocket message failed: {}", e.what());
-      return abort();
+      return end();
     }
     if (more) return read();
     paused_ = true;
@@ -589,23 +600,6 @@ class HttpServer::Impl::WebSocket : public WebSocketPeer,
                        self->queue_.pop_front();
                        self->write();
                      });
-  }
-
-  // The connection is over: tell the handler once, forget it.
-  void end() {
-    if (ended_) return;
-    ended_ = true;
-    beast::error_code ignored;
-    if (ws_) beast::get_lowest_layer(*ws_).socket().close(ignored);
-    // The queue stays: a write under way still reads its front (it ends with the connection).
-    server_->websockets.erase(this);
-    auto handler = std::move(handler_);
-    if (!handler) return;
-    try {
-      handler->on_close();
-    } catch (const std::exception& e) {
-      spdlog::error("http: closing a WebSocket failed: {}", e.what());
-    }
   }
 
   std::shared_ptr<Impl> server_;
@@ -677,7 +671,7 @@ void HttpServer::Impl::close_all() {
   sessions.clear();
   auto open_websockets = std::move(websockets);
   for (auto& [raw, weak] : open_websockets) {
-    if (auto w = weak.lock()) w->abort();
+    if (auto w = weak.lock()) w->end();
   }
 }
 

@@ -81,7 +81,7 @@ TEST(AgentMessageTest, BadMessagesAreNamed) {
   EXPECT_NE(error_of("hello").find("the message"), std::string::npos);
   EXPECT_NE(error_of("[1]").find("JSON object"), std::string::npos);
   EXPECT_NE(error_of("{}").find("type: required"), std::string::npos);
-  EXPECT_NE(error_of(R"({"type":"dance"})").find("\"dance\" is not a message"), std::string::npos);
+  EXPECT_NE(error_of(R"({"type":"dance"})").find("'dance' is not a message"), std::string::npos);
   EXPECT_NE(error_of(R"({"type":"ping","type":"ping"})").find("type"), std::string::npos);
   for (const char* rate :
        {"7999", "192001", "-1", "16000.5", "\"16000\"", "18446744073709551615"}) {
