@@ -112,7 +112,7 @@ StreamOutcome stream_audio(lipsync::v1::LipSync::Stub& stub, const std::string& 
 
 struct ClientArgs {
   std::string target = "127.0.0.1:50051";
-  std::string token = client::token_from_environment();
+  std::string token;  // --token
   std::string model = "demo";
   std::string audio;
   std::string output;
@@ -228,7 +228,7 @@ void run_client(const ClientArgs& a) {
 
 struct LoadArgs {
   std::string target = "127.0.0.1:50051";
-  std::string token = client::token_from_environment();
+  std::string token;  // --token
   std::string model = "demo";
   int requests = 100;
   int concurrency = 4;
@@ -439,6 +439,13 @@ void run_loadtest(const LoadArgs& a) {
   }
 }
 
+// --token, defaulting to $LIPSYNC_API_TOKEN.
+void add_token_option(CLI::App& cmd, std::string& token) {
+  token = client::token_from_environment();
+  cmd.add_option("--token", token,
+                 "Bearer token for a server with server.api_token (default: $LIPSYNC_API_TOKEN)");
+}
+
 }  // namespace
 
 void add_client_commands(CLI::App& app) {
@@ -447,9 +454,7 @@ void add_client_commands(CLI::App& app) {
     CLI::App* cmd = app.add_subcommand(
         "client", "Stream an audio file to a server and write the frames it returns");
     cmd->add_option("--target", a->target, "Server host:port")->capture_default_str();
-    cmd->add_option(
-        "--token", a->token,
-        "Bearer token for a server with server.api_token (default: $LIPSYNC_API_TOKEN)");
+    add_token_option(*cmd, a->token);
     cmd->add_option("--model", a->model, "Model id")->capture_default_str();
     cmd->add_option("--audio", a->audio, "Audio file (default: the bundled demo clip)");
     cmd->add_option("-o,--output", a->output,
@@ -469,9 +474,7 @@ void add_client_commands(CLI::App& app) {
     CLI::App* cmd = app.add_subcommand(
         "loadtest", "Concurrent requests against a server; prints throughput and latency");
     cmd->add_option("--target", a->target, "Server host:port")->capture_default_str();
-    cmd->add_option(
-        "--token", a->token,
-        "Bearer token for a server with server.api_token (default: $LIPSYNC_API_TOKEN)");
+    add_token_option(*cmd, a->token);
     cmd->add_option("--model", a->model, "Model id")->capture_default_str();
     cmd->add_option("--requests", a->requests, "Requests in all")->capture_default_str();
     cmd->add_option("--concurrency", a->concurrency, "Requests at once")->capture_default_str();
@@ -488,9 +491,7 @@ void add_client_commands(CLI::App& app) {
     CLI::App* cmd = app.add_subcommand(
         "live-client", "Play a script against a live session and record what a viewer sees");
     cmd->add_option("--target", a->options.target, "Server host:port")->capture_default_str();
-    cmd->add_option(
-        "--token", a->options.token,
-        "Bearer token for a server with server.api_token (default: $LIPSYNC_API_TOKEN)");
+    add_token_option(*cmd, a->options.token);
     cmd->add_option("--model", a->options.model, "Model id")->capture_default_str();
     cmd->add_option("--script", a->script,
                     "JSON list of {\"at_ms\": N, \"say\": FILE | \"interrupt\": true | "
