@@ -40,7 +40,8 @@ struct Input final : server::SpeechInput {
     samples += s.size();
     return *room;
   }
-  void end(bool, std::function<void(std::optional<Error>)>) override { over = true; }
+  void end(bool) override { over = true; }
+  int utterance() const override { return 0; }
   void abandon() override { over = true; }
   bool closed() override { return over; }
 };

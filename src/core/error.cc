@@ -19,6 +19,8 @@ std::string_view to_string(Error::Code code) {
       return "resource_exhausted";
     case Error::Code::kUnavailable:
       return "unavailable";
+    case Error::Code::kConflict:
+      return "conflict";
     case Error::Code::kInternal:
       return "internal";
   }
@@ -35,6 +37,8 @@ int exit_code_for(Error::Code code) {
       return 4;
     case Error::Code::kUnavailable:
       return 5;
+    case Error::Code::kConflict:
+      return 6;
     case Error::Code::kInternal:
       return 70;
   }

@@ -18,6 +18,7 @@ class Error : public std::exception {
     kNotFound,           // a named model, avatar or file does not exist
     kResourceExhausted,  // a bounded queue or budget is full; try again later
     kUnavailable,        // the component is stopping or not ready
+    kConflict,           // busy with another request of the same kind (an utterance coming in)
     kInternal,           // a broken invariant inside lipsync (a bug)
   };
 
@@ -31,6 +32,7 @@ class Error : public std::exception {
     return {Code::kResourceExhausted, std::move(message)};
   }
   static Error unavailable(std::string message) { return {Code::kUnavailable, std::move(message)}; }
+  static Error conflict(std::string message) { return {Code::kConflict, std::move(message)}; }
   static Error internal(std::string message) { return {Code::kInternal, std::move(message)}; }
 
   Code code() const { return code_; }
@@ -53,7 +55,7 @@ void require_in_range(std::string_view key, long long value, long long lo, long 
 std::string_view to_string(Error::Code code);
 
 // Process exit status for an error code (the CLI's one table): 2 for bad input, 3 not found,
-// 4 resource exhausted, 5 unavailable, 70 internal.
+// 4 resource exhausted, 5 unavailable, 6 conflict, 70 internal.
 int exit_code_for(Error::Code code);
 
 }  // namespace lipsync

@@ -6,6 +6,7 @@
 
 #include "avatar/template_walk.h"
 #include "core/check.h"
+#include "core/error.h"
 #include "render/compositor.h"
 #include "render/image_encoder.h"
 
@@ -93,7 +94,10 @@ const core::ConfigTable<LiveOptions>& LiveOptions::config() {
           .integer("session_idle_timeout_s", &LiveOptions::session_idle_timeout_s, 0, 604800,
                    "an HTTP session with no viewer, socket, attached call, speech or request for "
                    "this long ends (expired); POST /v1/sessions/ID/keepalive resets it; 0 = "
-                   "never");
+                   "never")
+          .integer("utterance_idle_timeout_s", &LiveOptions::utterance_idle_timeout_s, 0, 3600,
+                   "an utterance left open (?continue=1, a Live call without segment_end, a "
+                   "WebSocket that stops sending) ends after this long without audio; 0 = never");
   return table;
 }
 
@@ -117,7 +121,8 @@ std::string_view to_string(LiveState state) {
 // and its producer. Guarded by the session's mutex.
 struct LiveSession::Utterance {
   int number = 0;
-  SteadyTime first_audio{};
+  SteadyTime first_audio{};      // its first sample's arrival
+  SteadyTime last_audio{};       // its last sample's (or its opening)
   std::int64_t start_tick = -1;  // the tick of its frame 0, once scheduled
   SteadyTime run_since{};        // when its speech run began, once scheduled
   int frames = -1;               // ticks it plays for, once ended
@@ -130,6 +135,25 @@ struct LiveSession::Utterance {
   std::vector<std::pair<std::int64_t, std::int64_t>> gaps;  // inserted silence: (position, length)
   std::shared_ptr<FrameProducer> producer;
   std::shared_ptr<FrameConsumer> consumer;
+  // What its emitted frames carried: whether one was shown, the input samples heard, and the
+  // underrun going on (its first tick and inserted samples so far).
+  bool started = false;
+  std::int64_t heard = 0;
+  std::int64_t underrun_tick = -1;
+  std::int64_t underrun_samples = 0;
+
+  // The input samples among played positions [pos, pos + n): not inserted silence, and not the
+  // padding past what was received.
+  std::int64_t input_samples_in(std::int64_t pos, std::int64_t n) const {
+    std::int64_t before = 0;  // inserted samples before pos
+    std::int64_t inside = 0;  // and inside the range
+    for (const auto& [at, length] : gaps) {
+      before += std::clamp<std::int64_t>(pos - at, 0, length);
+      inside += std::max<std::int64_t>(0, std::min(at + length, pos + n) - std::max(at, pos));
+    }
+    const std::int64_t first = pos - before;
+    return std::max<std::int64_t>(0, std::min(first + n - inside, received) - first);
+  }
 
   // The input sample that played position `pos` holds (or that follows a gap there), and
   // whether `pos` is inserted silence.
@@ -265,19 +289,63 @@ LiveSession::Segment LiveSession::segment_locked(std::int64_t tick) {
   return s;
 }
 
-bool LiveSession::push_speech(std::vector<float> samples) {
+// The handle of the session's current utterance; its calls go to the session under its lock.
+class LiveSession::Writer final : public SpeechInput {
+ public:
+  Writer(std::weak_ptr<LiveSession> session, std::uint64_t id, int utterance)
+      : session_(std::move(session)), id_(id), utterance_(utterance) {}
+  bool add(std::vector<float> samples) override {
+    auto s = session_.lock();
+    return s ? s->write(id_, std::move(samples)) : true;
+  }
+  void end(bool keep_open) override {
+    if (auto s = session_.lock()) s->end_writer(id_, keep_open);
+  }
+  void abandon() override { end(false); }
+  bool closed() override {
+    auto s = session_.lock();
+    return !s || s->writer_closed(id_);
+  }
+  int utterance() const override { return utterance_; }
+
+ private:
+  const std::weak_ptr<LiveSession> session_;
+  const std::uint64_t id_;
+  const int utterance_;
+};
+
+std::shared_ptr<SpeechInput> LiveSession::open_utterance(std::function<void()> wanted) {
+  std::lock_guard lock(mutex_);
+  if (ended_ || closing_) throw Error::unavailable("the session has ended");
+  if (writer_ != 0) return nullptr;  // another input writes the open one
+  if (!open_) {
+    auto u = std::make_shared<Utterance>();
+    u->number = next_utterance_++;
+    u->last_audio = SteadyClock::now();
+    utterances_.push_back(u);
+    open_ = true;
+  }
+  writer_ = ++last_writer_;
+  wanted_ = std::move(wanted);
+  utterances_.back()->last_audio = SteadyClock::now();
+  return std::make_shared<Writer>(weak_from_this(), writer_, utterances_.back()->number);
+}
+
+bool LiveSession::taking_speech() const {
+  std::lock_guard lock(mutex_);
+  return open_;
+}
+
+bool LiveSession::write(std::uint64_t id, std::vector<float> samples) {
+  if (samples.empty()) return true;
   bool full = false;
   {
     std::lock_guard lock(mutex_);
-    if (ended_ || closing_) return true;
-    if (!open_) {
-      auto u = std::make_shared<Utterance>();
-      u->number = next_utterance_++;
-      u->first_audio = SteadyClock::now();
-      utterances_.push_back(u);
-      open_ = true;
-    }
+    if (ended_ || id != writer_) return true;  // closed: dropped
     auto& u = *utterances_.back();
+    const SteadyTime now = SteadyClock::now();
+    if (u.received == 0) u.first_audio = now;
+    u.last_audio = now;
     u.received += static_cast<std::int64_t>(samples.size());
     u.waiting.insert(u.waiting.end(), samples.begin(), samples.end());
     if (u.producer) feed(u);
@@ -288,25 +356,51 @@ bool LiveSession::push_speech(std::vector<float> samples) {
   return !full;
 }
 
-void LiveSession::end_utterance() {
+void LiveSession::end_writer(std::uint64_t id, bool keep_open) {
   {
     std::lock_guard lock(mutex_);
-    if (!open_) return;  // nothing was said since the last end
-    open_ = false;
-    auto& u = *utterances_.back();
-    u.ended = true;
-    // A clip needs at least 3000 samples; a shorter utterance is padded with silence.
-    const std::int64_t total = u.fed + static_cast<std::int64_t>(u.waiting.size());
-    if (total < audio::kMinSamples)
-      u.waiting.resize(u.waiting.size() + (audio::kMinSamples - total));
-    u.frames = audio::clip_frames_for_samples(
-        static_cast<std::size_t>(u.fed + static_cast<std::int64_t>(u.waiting.size())));
-    if (u.producer) {
-      feed(u);
-      u.producer->end_audio();
-    }
+    if (id != writer_) return;
+    writer_ = 0;
+    wanted_ = {};
+    if (keep_open) return;  // the next input opened writes on
+    end_open_locked();
   }
   strand_.post([self = shared_from_this()] { self->maintain(); });
+}
+
+bool LiveSession::writer_closed(std::uint64_t id) const {
+  std::lock_guard lock(mutex_);
+  return ended_ || id != writer_;
+}
+
+void LiveSession::end_open_locked() {
+  writer_ = 0;
+  wanted_ = {};
+  if (!open_) return;
+  open_ = false;
+  auto& u = *utterances_.back();
+  u.ended = true;
+  if (u.received == 0) {
+    // Nothing was said: it is finished (on the next tick), and never plays.
+    finished_locked(u, next_index_, false, pending_events_);
+    utterances_.pop_back();
+    return;
+  }
+  // A clip needs at least 3000 samples; a shorter utterance is padded with silence.
+  const std::int64_t total = u.fed + static_cast<std::int64_t>(u.waiting.size());
+  if (total < audio::kMinSamples) u.waiting.resize(u.waiting.size() + (audio::kMinSamples - total));
+  u.frames = audio::clip_frames_for_samples(
+      static_cast<std::size_t>(u.fed + static_cast<std::int64_t>(u.waiting.size())));
+  LiveEvent queued;
+  queued.type = LiveEvent::Type::kUtteranceQueued;
+  queued.tick = next_index_;
+  queued.utterance = u.number;
+  queued.samples = u.received;
+  pending_events_.push_back(std::move(queued));
+  if (u.producer) {
+    feed(u);
+    u.producer->end_audio();
+  }
 }
 
 void LiveSession::interrupt() {
@@ -319,8 +413,12 @@ void LiveSession::interrupt() {
     }
     const bool speaking = !utterances_.empty() && utterances_.front()->start_tick >= 0 &&
                           utterances_.front()->start_tick < next_index_;
+    // Every utterance it drops is finished, on the next tick (none of it is shown after).
+    for (auto& u : utterances_) finished_locked(*u, next_index_, true, pending_events_);
     utterances_.clear();
     open_ = false;
+    writer_ = 0;  // its input is closed
+    wanted_ = {};
     underrunning_ = false;
     for (auto it = pictures_.begin(); it != pictures_.end();) {
       it = it->second->kind == LiveState::kSpeaking ? pictures_.erase(it) : std::next(it);
@@ -338,9 +436,9 @@ void LiveSession::interrupt() {
 }
 
 void LiveSession::close(bool now) {
-  if (!now) end_utterance();
   {
     std::lock_guard lock(mutex_);
+    if (!now) end_open_locked();
     closing_ = true;
   }
   if (now) {
@@ -433,6 +531,12 @@ void LiveSession::maintain() {
     if (ended_ || !clock_running_) return;  // start() calls again once the clock runs
     const SteadyTime now = SteadyClock::now();
     const std::int64_t k = next_index_;
+    const int idle_s = settings_.live.utterance_idle_timeout_s;
+    // (Not while its writer waits for room: that wait is the session's.)
+    if (open_ && idle_s > 0 && !speech_full_ &&
+        now - utterances_.back()->last_audio > std::chrono::seconds(idle_s)) {
+      end_open_locked();  // its writer stopped sending: what came plays, the rest is not waited for
+    }
     for (std::size_t i = 0; i < utterances_.size(); ++i) {
       auto& u = utterances_[i];
       if (u->start_tick >= 0) continue;
@@ -450,7 +554,11 @@ void LiveSession::maintain() {
       if (needed > have) {
         feed(*u);
         const std::int64_t gap = needed - u->fed;
-        u->gaps.emplace_back(u->fed, gap);
+        if (!u->gaps.empty() && u->gaps.back().first + u->gaps.back().second == u->fed) {
+          u->gaps.back().second += gap;  // the same underrun, longer
+        } else {
+          u->gaps.emplace_back(u->fed, gap);
+        }
         u->waiting.assign(static_cast<std::size_t>(gap), 0.0f);
         feed(*u);
         padding = true;
@@ -681,13 +789,24 @@ bool LiveSession::tick() {
     const std::int64_t k = next_index_;
     f.index = k;
     f.due = due(k);
+    f.events = std::move(pending_events_);
+    pending_events_.clear();
     while (!utterances_.empty()) {  // played out
       const auto& u = utterances_.front();
       if (u->start_tick < 0 || u->frames < 0 || k < u->start_tick + u->frames) break;
+      finished_locked(*u, k, false, f.events);
       utterances_.pop_front();
     }
     const Segment s = segment_locked(k);
     f.state = s.state;
+    if (s.state != last_state_) {
+      LiveEvent changed;
+      changed.type = LiveEvent::Type::kState;
+      changed.tick = k;
+      changed.state = s.state;
+      f.events.push_back(std::move(changed));
+      last_state_ = s.state;
+    }
     if (s.state == LiveState::kSpeaking) {
       Utterance& u = *s.utterance;
       const std::int64_t pos = audio::samples_for_frames(s.frame);
@@ -697,6 +816,28 @@ bool LiveSession::tick() {
       const auto [input, silence] = u.input_position(pos);
       f.sample = input;
       f.underrun = silence;
+      if (!u.started) {
+        u.started = true;
+        LiveEvent started;
+        started.type = LiveEvent::Type::kPlaybackStarted;
+        started.tick = k;
+        started.utterance = u.number;
+        f.events.push_back(std::move(started));
+      }
+      u.heard += u.input_samples_in(pos, audio::kSamplesPerFrame);
+      if (silence) {
+        if (u.underrun_tick < 0) u.underrun_tick = k;
+        u.underrun_samples += audio::kSamplesPerFrame;
+      } else if (u.underrun_tick >= 0) {
+        LiveEvent underrun;
+        underrun.type = LiveEvent::Type::kUnderrun;
+        underrun.tick = u.underrun_tick;
+        underrun.utterance = u.number;
+        underrun.samples = u.underrun_samples;
+        f.events.push_back(std::move(underrun));
+        u.underrun_tick = -1;
+        u.underrun_samples = 0;
+      }
       for (int i = 0; i < audio::kSamplesPerFrame; ++i) {
         const std::int64_t at = pos + i - u.played_base;
         if (at >= 0 && at < static_cast<std::int64_t>(u.played.size())) {
@@ -741,17 +882,44 @@ bool LiveSession::tick() {
     if (speech_full_ && buffered_seconds_locked() <= settings_.live.max_buffered_s) {
       speech_full_ = false;
       wanted = true;
+      if (open_) utterances_.back()->last_audio = SteadyClock::now();  // its idle clock restarts
     }
   }
   for (auto& p : releases) p->release(1);
   f.emitted = SteadyClock::now();
   auto sink = sink_.lock();
-  if (sink) {
-    sink->on_live_frame(std::move(f));
-    if (wanted) sink->on_speech_wanted();
+  if (sink) sink->on_live_frame(std::move(f));
+  if (wanted) {
+    std::function<void()> writer_wanted;
+    {
+      std::lock_guard lock(mutex_);
+      writer_wanted = wanted_;
+    }
+    if (writer_wanted) writer_wanted();
+    if (sink) sink->on_speech_wanted();
   }
   strand_.post([self = shared_from_this()] { self->maintain(); });
   return true;
+}
+
+void LiveSession::finished_locked(Utterance& u, std::int64_t k, bool interrupted,
+                                  std::vector<LiveEvent>& out) const {
+  if (u.underrun_tick >= 0) {
+    LiveEvent underrun;
+    underrun.type = LiveEvent::Type::kUnderrun;
+    underrun.tick = u.underrun_tick;
+    underrun.utterance = u.number;
+    underrun.samples = u.underrun_samples;
+    out.push_back(std::move(underrun));
+    u.underrun_tick = -1;
+  }
+  LiveEvent finished;
+  finished.type = LiveEvent::Type::kPlaybackFinished;
+  finished.tick = k;
+  finished.utterance = u.number;
+  finished.samples = u.heard;
+  finished.interrupted = interrupted;
+  out.push_back(std::move(finished));
 }
 
 void LiveSession::finish(const std::optional<Error>& error) {

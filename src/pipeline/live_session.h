@@ -39,6 +39,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -60,6 +61,7 @@ struct LiveOptions {
   int interrupt_fade_frames = 1;  // live.interrupt_fade_frames: frames back to idle after one
   int idle_cache_mb = 64;         // live.idle_cache_mb: encoded template frames, server-wide
   int session_idle_timeout_s = 300;  // live.session_idle_timeout_s: an unused HTTP session ends
+  int utterance_idle_timeout_s = 5;  // live.utterance_idle_timeout_s: an open utterance ends
   void validate() const;
   static const core::ConfigTable<LiveOptions>& config();
 };
@@ -107,6 +109,35 @@ class IdlePictureCache {
   std::unordered_map<Key, std::shared_future<Bytes>, KeyHash> making_;  // guarded
 };
 
+// What the session tells its clients about its speech, on the tick it describes (issue 25 §2).
+// The session makes the first five; the rest are its owner's (server::HubSession), which also
+// numbers every event (`seq`) and writes it as the JSON its clients get (`json`).
+struct LiveEvent {
+  enum class Type {
+    kUtteranceQueued,   // the utterance has all come in: `samples` received
+    kPlaybackStarted,   // this tick shows its first frame
+    kPlaybackFinished,  // the tick after its last frame (or the first after an interrupt)
+    kUnderrun,          // an underrun of it ended: `samples` of inserted silence from `tick`
+    kState,             // this tick's state differs from the last one's
+    kViewerJoined,
+    kViewerLeft,
+    kSessionEnded,
+  };
+  Type type = Type::kState;
+  std::int64_t tick = 0;  // the tick it describes
+  int utterance = -1;
+  // Queued: samples received; finished: the utterance's input samples its frames carried (what
+  // a viewer heard of it); underrun: samples of inserted silence.
+  std::int64_t samples = 0;
+  bool interrupted = false;  // finished: cut by interrupt()
+  LiveState state = LiveState::kIdle;
+  int count = 0;         // viewers now (viewer_joined, viewer_left)
+  std::string reason;    // session_ended: deleted, expired, shutdown, error, closed
+  std::string message;   // session_ended: the error, if any
+  std::int64_t seq = 0;  // session-wide, from 1
+  std::string json;      // the event as its clients get it
+};
+
 // One tick's frame.
 struct LiveFrame {
   std::int64_t index = 0;
@@ -123,6 +154,28 @@ struct LiveFrame {
   std::int64_t sample = -1;  // input sample of that utterance the frame's samples start at
   // For an utterance's first frame: ms from its first speech sample's arrival to this tick.
   std::optional<double> speech_latency_ms;
+  // The events of this tick (and those that happened since the last one), in order.
+  std::vector<LiveEvent> events;
+};
+
+// One utterance being written into a session (an upload, a text being spoken, an agent's
+// stream): the session's one speech inbox. Samples are the session's own (16 kHz, checked where
+// they came off the wire); they go straight to the utterance, in order.
+// Thread contract: any thread, one writer at a time.
+class SpeechInput {
+ public:
+  virtual ~SpeechInput() = default;
+  // Adds samples. Returns false when the session holds live.max_buffered_s of speech after this:
+  // add no more until `wanted` (given when it was opened) is called. Ignored once closed().
+  virtual bool add(std::vector<float> samples) = 0;
+  // The utterance is complete; `keep_open`: more of it follows from the next input opened.
+  virtual void end(bool keep_open = false) = 0;
+  // The writer goes away: what it added plays, the session takes another utterance.
+  virtual void abandon() = 0;
+  // It takes nothing more: ended, interrupted, timed out, or the session has ended.
+  virtual bool closed() = 0;
+  // The utterance's number on the session's events.
+  virtual int utterance() const = 0;
 };
 
 class LiveSink {
@@ -158,11 +211,14 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   // Starts the clock on the ticker: frame 0 is due as soon as its picture is ready.
   void start(Ticker& ticker);
 
-  // Adds 16 kHz speech to the current utterance (a new one when none is open). Returns false
-  // when the speech buffer is full after this push: stop pushing until on_speech_wanted().
-  bool push_speech(std::vector<float> samples);
-  // The current utterance is complete.
-  void end_utterance();
+  // Opens an utterance to write to (the one left open by end(true) goes on, if any): null while
+  // another input writes one ("one utterance arriving at a time"). `wanted` (any thread, may be
+  // empty) is called when add() said full and there is room again. Throws kUnavailable once the
+  // session is closing or has ended. An open utterance that gets no audio for
+  // live.utterance_idle_timeout_s ends by itself (its input is then closed).
+  std::shared_ptr<SpeechInput> open_utterance(std::function<void()> wanted);
+  // Whether an utterance is open (being written, or left open).
+  bool taking_speech() const;
   // Stops speaking at once (see the header comment).
   void interrupt();
   // Ends the session once the speech queued so far has played (the open utterance is ended);
@@ -185,6 +241,14 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   LiveSession(FrameTarget target, LiveSettings settings, std::weak_ptr<LiveSink> sink);
   struct Picture;
   struct Segment;
+  class Writer;
+
+  // For Writer: the writer `id`'s calls (ignored unless it is the session's current writer).
+  bool write(std::uint64_t id, std::vector<float> samples);
+  void end_writer(std::uint64_t id, bool keep_open);
+  bool writer_closed(std::uint64_t id) const;
+  // Requires mutex_ held: ends the open utterance (its writer, if any, is closed).
+  void end_open_locked();
 
   SteadyTime due(std::int64_t tick) const;
   std::int64_t first_tick_at_or_after(SteadyTime t) const;
@@ -201,6 +265,10 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
                                                           int template_frame = -1) const;
   std::shared_ptr<const std::vector<std::uint8_t>> idle_picture(int template_frame);
   double buffered_seconds_locked() const;
+  // Requires mutex_ held: the events of utterance `u` ending at tick `k` (its underrun, if one is
+  // open, then playback_finished).
+  void finished_locked(Utterance& u, std::int64_t k, bool interrupted,
+                       std::vector<LiveEvent>& out) const;
   void finish(const std::optional<Error>& error);
 
   const FrameTarget target_;
@@ -217,7 +285,10 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   std::int64_t next_index_ = 0;  // the tick to emit next (guarded)
   std::deque<std::shared_ptr<Utterance>> utterances_;  // playing first (guarded)
   int next_utterance_ = 0;                             // guarded
-  bool open_ = false;  // the back utterance still takes speech (guarded)
+  bool open_ = false;              // the back utterance still takes speech (guarded)
+  std::uint64_t writer_ = 0;       // the writer of the open utterance; 0: none (guarded)
+  std::uint64_t last_writer_ = 0;  // guarded
+  std::function<void()> wanted_;   // the writer's (guarded)
   std::map<std::int64_t, std::shared_ptr<const Picture>> pictures_;  // by tick (guarded)
   std::map<std::int64_t, bool> preparing_;                           // ticks in work (guarded)
   std::shared_ptr<const std::vector<std::uint8_t>> last_picture_;    // guarded
@@ -231,8 +302,11 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   std::int64_t last_speech_tick_ = -1;  // guarded
   SteadyTime last_run_since_{};         // guarded
   bool speech_full_ = false;            // push_speech said full (guarded)
-  bool closing_ = false;                // guarded
-  bool ended_ = false;                  // guarded
+  // Events for the next tick (an interrupt's playback_finished, utterance_queued) (guarded).
+  std::vector<LiveEvent> pending_events_;
+  LiveState last_state_ = LiveState::kIdle;  // the last emitted tick's (guarded)
+  bool closing_ = false;                     // guarded
+  bool ended_ = false;                       // guarded
   std::shared_ptr<IdlePictureCache> idle_pictures_;
 };
 

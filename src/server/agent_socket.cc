@@ -146,7 +146,7 @@ bool AgentSocket::on_audio(const std::string& bytes) {
     const std::int64_t over = samples_ - max_samples_;
     samples.resize(samples.size() - static_cast<std::size_t>(over));
     input_->add(std::move(samples));
-    input_->end(false, {});
+    input_->end();
     input_.reset();
     dropping_ = true;
     throw Error::invalid_input("the utterance is longer than " + std::to_string(max_seconds_) +
@@ -168,7 +168,7 @@ void AgentSocket::end_utterance() {
     tail = audio_.finish("utterance");
   }
   input->add(std::move(tail));
-  input->end(false, {});
+  input->end();
   if (error) throw *error;
 }
 

@@ -12,6 +12,8 @@ grpc::Status to_status(const Error& error) {
       return {grpc::StatusCode::RESOURCE_EXHAUSTED, error.message()};
     case Error::Code::kUnavailable:
       return {grpc::StatusCode::UNAVAILABLE, error.message()};
+    case Error::Code::kConflict:
+      return {grpc::StatusCode::ABORTED, error.message()};
     case Error::Code::kInternal:
       break;
   }

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <span>
 
@@ -10,6 +11,7 @@
 #include "core/json_text.h"
 #include "core/text.h"
 #include "server/agent_socket.h"
+#include "server/session_events.h"
 #include "server/wire_audio.h"
 #include "tts/text_to_speech.h"
 
@@ -43,6 +45,8 @@ int status_for(const Error& e) {
       return 429;
     case Error::Code::kUnavailable:
       return 503;
+    case Error::Code::kConflict:
+      return 409;
     case Error::Code::kInternal:
       break;
   }
@@ -50,12 +54,13 @@ int status_for(const Error& e) {
 }
 
 // Another utterance is coming into the session (409).
-struct Conflict : Error {
-  Conflict() : Error(Error::Code::kInvalidInput, "the session is taking another utterance") {}
-};
+Error busy() {
+  return Error::conflict(
+      "the session is taking another utterance (an upload, a text being spoken, a WebSocket or "
+      "gRPC stream); send this one when it has ended");
+}
 
 HttpReply reply_for(const std::exception& e) {
-  if (dynamic_cast<const Conflict*>(&e)) return error_reply(409, e.what());
   if (const auto* error = dynamic_cast<const Error*>(&e)) {
     return error_reply(status_for(*error), error->what());
   }
@@ -254,7 +259,7 @@ class SpeechUpload final : public HttpBodyStream {
 
   void finish(const HttpResponder& responder) {
     const double seconds = static_cast<double>(samples_) / 16000.0;
-    input_->end(keep_open_, {});
+    input_->end(keep_open_);
     responder.reply(decorate_(
         json_reply(200, {{"samples", samples_}, {"seconds", seconds}, {"open", keep_open_}})));
   }
@@ -338,7 +343,14 @@ class SessionSocket final : public WebSocketHandler {
                                    [s = session_] { s->interrupt(); }},
                peer, max_seconds),
         watcher_(std::make_shared<Watcher>(peer)) {
-    if (!session_->attach(watcher_)) peer->close("the session has ended", 1001);
+    if (!session_->attach(watcher_)) {
+      peer->close("the session has ended", 1001);
+      return;
+    }
+    // Its events from now on (SessionEvents), as text messages.
+    subscription_ = session_->events().subscribe(
+        std::numeric_limits<std::int64_t>::max(),
+        [peer](const pipeline::LiveEvent& e) { peer->send_text(e.json); });
   }
   bool on_message(bool text, std::string data) override {
     return agent_.on_message(text, std::move(data));
@@ -346,6 +358,7 @@ class SessionSocket final : public WebSocketHandler {
   void on_close() override {
     agent_.on_close();
     session_->detach(watcher_.get());
+    if (subscription_ >= 0) session_->events().unsubscribe(subscription_);
   }
 
  private:
@@ -362,6 +375,29 @@ class SessionSocket final : public WebSocketHandler {
   const std::shared_ptr<HubSession> session_;
   AgentSocket agent_;
   const std::shared_ptr<Watcher> watcher_;
+  int subscription_ = -1;
+};
+
+// GET /v1/sessions/ID/events: the session's events as Server-Sent Events (id: seq, event: type,
+// data: the JSON), from after Last-Event-ID when the client resumes; the stream ends after
+// session_ended.
+class SessionEventStream final : public EventStreamHandler {
+ public:
+  SessionEventStream(std::shared_ptr<HubSession> session, std::shared_ptr<EventStreamPeer> peer,
+                     std::int64_t after_seq)
+      : session_(std::move(session)) {
+    subscription_ = session_->events().subscribe(after_seq, [peer](const pipeline::LiveEvent& e) {
+      peer->send("id: " + std::to_string(e.seq) +
+                 "\nevent: " + std::string(event_type_name(e.type)) + "\ndata: " + e.json + "\n\n");
+      if (e.type == pipeline::LiveEvent::Type::kSessionEnded) peer->close();
+    });
+    if (session_->events().ended()) peer->close();  // it had ended before: nothing will come
+  }
+  void on_close() override { session_->events().unsubscribe(subscription_); }
+
+ private:
+  const std::shared_ptr<HubSession> session_;
+  int subscription_ = -1;
 };
 
 }  // namespace
@@ -407,7 +443,8 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
   bool watching(const HttpRequest& r) const {
     const auto parts = split_path(r.path);  // v1, sessions, ID, ...
     if (parts.size() < 3 || parts.size() > 5 || parts[1] != "sessions") return false;
-    const bool state = parts.size() == 3 && r.method == "GET";
+    const bool state =
+        (parts.size() == 3 || (parts.size() == 4 && parts[3] == "events")) && r.method == "GET";
     const bool viewer = parts.size() >= 4 && parts[3] == "whep" &&
                         (parts.size() == 4 ? r.method == "POST" : r.method == "DELETE");
     if (!state && !viewer) return false;
@@ -460,6 +497,41 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
               std::nullopt};
     } catch (const std::exception& e) {
       return {nullptr, decorate(reply_for(e))};
+    }
+  }
+
+  // GET /v1/sessions/ID/events (SessionEventStream). EventSource cannot set headers either: the
+  // token (the server's or the session's viewer token) may come as access_token.
+  EventStreamPlan events(const HttpRequest& r, const std::shared_ptr<EventStreamPeer>& peer) {
+    const auto parts = split_path(r.path);
+    if (parts.size() != 4 || parts[0] != "v1" || parts[1] != "sessions" || parts[3] != "events") {
+      return {};
+    }
+    const auto decorate = decorator(r);
+    const std::string token = percent_decoded(r.param("access_token"));
+    HttpRequest with_token = r;
+    if (!token.empty() && r.header("authorization").empty()) {
+      with_token.headers.emplace_back("authorization", "Bearer " + token);
+    }
+    if (!authorized(with_token) && !watching(with_token)) {
+      return {nullptr, {}, decorate(unauthorized())};
+    }
+    try {
+      auto session = session_or_throw(parts[2]);
+      std::int64_t after = 0;
+      const std::string last = core::trim(r.header("last-event-id"));
+      if (!last.empty()) {
+        if (last.size() > 18 || last.find_first_not_of("0123456789") != std::string::npos) {
+          throw Error::invalid_input("Last-Event-ID: " + core::quote(last) +
+                                     " is not an event's id (a seq: 1, 2, ...)");
+        }
+        after = std::stoll(last);
+      }
+      const HttpReply headers = decorate(HttpReply{});
+      return {std::make_shared<SessionEventStream>(std::move(session), peer, after),
+              headers.headers, std::nullopt};
+    } catch (const std::exception& e) {
+      return {nullptr, {}, decorate(reply_for(e))};
     }
   }
 
@@ -555,8 +627,9 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
         session_or_throw(id);
         hub.control().post([this_ = shared_from_this(), id, out, decorate] {
           const bool removed = this_->hub.remove(
-              id, Error::unavailable("session " + id + " was deleted (DELETE /v1/sessions/" + id +
-                                     ")"));
+              id,
+              Error::unavailable("session " + id + " was deleted (DELETE /v1/sessions/" + id + ")"),
+              "deleted");
           out.reply(decorate(removed ? HttpReply{204, "text/plain; charset=utf-8", "", {}}
                                      : error_reply(404, "no session '" + id + "'")));
         });
@@ -700,14 +773,14 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     }
     auto slot = media_slot_or_throw(*session);
     auto input = session->begin_speech({});
-    if (!input) throw Conflict();
+    if (!input) throw busy();
     hub.media().post([input, slot, text, voice, out, decorate]() mutable {
       try {
         const std::size_t samples = tts::say(text, voice, [&input](std::vector<float> piece) {
           input->add(std::move(piece));
           return !input->closed();
         });
-        input->end(false, {});
+        input->end();
         slot.reset();
         out.reply(
             decorate(json_reply(200, {{"samples", samples}, {"seconds", samples / 16000.0}})));
@@ -729,7 +802,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     std::shared_ptr<HubSession::MediaSlot> slot;
     if (format.kind == SpeechFormat::Kind::kFile) slot = media_slot_or_throw(*session);
     auto input = session->begin_speech([out] { out.resume(); });
-    if (!input) throw Conflict();
+    if (!input) throw busy();
     auto upload = std::make_shared<SpeechUpload>(
         format, more == "1" || more == "true", std::move(input),
         static_cast<std::size_t>(ctx.server.max_message_mb) << 20, ctx.audio.max_seconds,
@@ -795,6 +868,9 @@ HttpRoutes HttpApi::routes() {
           [impl](const HttpRequest& r, HttpResponder out) { return impl->stream(r, out); },
           [impl](const HttpRequest& r, std::shared_ptr<WebSocketPeer> peer) {
             return impl->websocket(r, peer);
+          },
+          [impl](const HttpRequest& r, std::shared_ptr<EventStreamPeer> peer) {
+            return impl->events(r, peer);
           }};
 }
 

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
@@ -94,6 +95,7 @@ void HttpResponder::resume() const {
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   class Session;
   class WebSocket;
+  class EventStream;
 
   asio::io_context io;
   tcp::acceptor acceptor{io};
@@ -102,8 +104,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   std::thread thread;
   int port = 0;
   std::atomic<int> connections{0};
-  std::unordered_map<Session*, std::weak_ptr<Session>> sessions;        // I/O thread only
-  std::unordered_map<WebSocket*, std::weak_ptr<WebSocket>> websockets;  // I/O thread only
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions;         // I/O thread only
+  std::unordered_map<WebSocket*, std::weak_ptr<WebSocket>> websockets;   // I/O thread only
+  std::unordered_map<EventStream*, std::weak_ptr<EventStream>> streams;  // I/O thread only
 
   // Connections per remote address: full ones and probe-only ones. Counted where a session is
   // made and destroyed (the I/O thread, or whichever thread drops its last reference).
@@ -248,6 +251,9 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     if (server_->routes.websocket && websocket::is_upgrade(parser_->get())) {
       if (upgrade()) return;
     }
+    if (server_->routes.events && req.method() == http::verb::get && parser_->is_done()) {
+      if (event_stream()) return;
+    }
     if (server_->routes.stream && !parser_->is_done()) {
       HttpBodyPlan plan;
       try {
@@ -282,6 +288,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   // A WebSocket upgrade: handed to its handler (true), refused (true: the reply is on its way),
   // or not a WebSocket route (false: served as an ordinary request).
   bool upgrade();
+  // The same for an event stream.
+  bool event_stream();
 
   void read_body() {
     if (body_stream_) return read_piece();
@@ -430,6 +438,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   static constexpr std::size_t kMaxDrainBytes = 16 << 20;
 
   friend class WebSocket;
+  friend class EventStream;
   std::shared_ptr<Impl> server_;
   const std::string client_;  // the remote address
   const bool probe_only_;
@@ -619,6 +628,159 @@ class HttpServer::Impl::WebSocket : public WebSocketPeer,
   bool ended_ = false;
 };
 
+// One event stream, after the HTTP session whose GET it answers: writes the reply's header, then
+// what is queued, a keep-alive comment now and then, and reads only to see the client go.
+// Everything runs on the I/O thread; the peer methods post there.
+class HttpServer::Impl::EventStream : public EventStreamPeer,
+                                      public std::enable_shared_from_this<EventStream> {
+ public:
+  explicit EventStream(std::shared_ptr<Impl> server)
+      : server_(std::move(server)), timer_(server_->io) {}
+
+  void start(std::shared_ptr<Session> owner, std::shared_ptr<EventStreamHandler> handler,
+             const std::vector<std::pair<std::string, std::string>>& headers) {
+    owner_ = std::move(owner);
+    handler_ = std::move(handler);
+    server_->streams[this] = weak_from_this();
+    std::string head =
+        "HTTP/1.1 200 OK\r\nServer: lipsync\r\nContent-Type: text/event-stream\r\n"
+        "Cache-Control: no-cache\r\nConnection: close\r\nX-Accel-Buffering: no\r\n";
+    for (const auto& [name, value] : headers) head += name + ": " + value + "\r\n";
+    head += "\r\n";
+    queue_.push_front(std::move(head));  // before anything sent meanwhile
+    queued_bytes_ += queue_.front().size();
+    open_ = true;
+    read();
+    write();
+    keep_alive();
+  }
+
+  void send(std::string text) override {
+    on_io([text = std::move(text)](EventStream& self) mutable {
+      if (self.ended_ || self.closing_) return;
+      self.queued_bytes_ += text.size();
+      if (self.queued_bytes_ > kMaxEventStreamQueuedBytes) {
+        spdlog::warn("http: an event stream client reads too slowly ({} bytes waiting); closed",
+                     self.queued_bytes_);
+        return self.end();
+      }
+      self.queue_.push_back(std::move(text));
+      self.write();
+    });
+  }
+
+  void close() override {
+    on_io([](EventStream& self) {
+      if (self.ended_ || self.closing_) return;
+      self.closing_ = true;
+      self.write();
+    });
+  }
+
+  void end() {
+    if (ended_) return;
+    ended_ = true;
+    timer_.cancel();
+    beast::error_code ignored;
+    owner_->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    owner_->stream_.socket().close(ignored);
+    server_->streams.erase(this);
+    auto handler = std::move(handler_);
+    if (!handler) return;
+    try {
+      handler->on_close();
+    } catch (const std::exception& e) {
+      spdlog::error("http: closing an event stream failed: {}", e.what());
+    }
+  }
+
+ private:
+  template <class F>
+  void on_io(F f) {
+    auto weak = weak_from_this();
+    asio::post(server_->io, [weak, f = std::move(f)]() mutable {
+      if (auto self = weak.lock()) f(*self);
+    });
+  }
+
+  // A client sends nothing on an event stream: a read ends when it goes (what it sends anyway
+  // is dropped).
+  void read() {
+    owner_->stream_.socket().async_read_some(
+        asio::buffer(discard_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+          if (ec || self->ended_) return self->end();
+          self->read();
+        });
+  }
+
+  void write() {
+    if (!open_ || writing_ || ended_) return;
+    if (queue_.empty()) {
+      if (closing_) end();
+      return;
+    }
+    writing_ = true;
+    owner_->stream_.expires_after(std::chrono::seconds(kEventStreamStallS));
+    asio::async_write(owner_->stream_, asio::buffer(queue_.front()),
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                        self->writing_ = false;
+                        if (ec || self->ended_) return self->end();
+                        self->owner_->stream_.expires_never();
+                        self->queued_bytes_ -= self->queue_.front().size();
+                        self->queue_.pop_front();
+                        self->write();
+                      });
+  }
+
+  void keep_alive() {
+    timer_.expires_after(std::chrono::seconds(kEventStreamKeepAliveS));
+    timer_.async_wait([weak = weak_from_this()](beast::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self || self->ended_) return;
+      if (!self->closing_) {
+        self->queue_.push_back(": keep-alive\n\n");
+        self->queued_bytes_ += self->queue_.back().size();
+        self->write();
+      }
+      self->keep_alive();
+    });
+  }
+
+  std::shared_ptr<Impl> server_;
+  std::shared_ptr<Session> owner_;  // its socket, and the connection's count
+  std::shared_ptr<EventStreamHandler> handler_;
+  asio::steady_timer timer_;
+  std::deque<std::string> queue_;
+  std::size_t queued_bytes_ = 0;
+  std::array<char, 4096> discard_{};
+  bool open_ = false;
+  bool writing_ = false;
+  bool closing_ = false;
+  bool ended_ = false;
+};
+
+bool HttpServer::Impl::Session::event_stream() {
+  auto stream = std::make_shared<EventStream>(server_);
+  EventStreamPlan plan;
+  try {
+    plan = server_->routes.events(request_, stream);
+  } catch (const std::exception& e) {
+    plan.refusal = {500, "text/plain; charset=utf-8", std::string("error: ") + e.what() + "\n", {}};
+  }
+  if (plan.refusal) {
+    keep_alive_ = false;
+    on_reply(std::move(*plan.refusal));
+    return true;
+  }
+  if (!plan.handler) return false;
+  body_done_ = true;
+  replied_ = true;
+  ++generation_;
+  server_->sessions.erase(this);
+  stream->start(shared_from_this(), std::move(plan.handler), plan.headers);
+  return true;
+}
+
 bool HttpServer::Impl::Session::upgrade() {
   auto ws = std::make_shared<WebSocket>(server_);
   WebSocketPlan plan;
@@ -673,6 +835,10 @@ void HttpServer::Impl::close_all() {
   for (auto& [raw, weak] : open_websockets) {
     if (auto w = weak.lock()) w->end();
   }
+  auto open_streams = std::move(streams);
+  for (auto& [raw, weak] : open_streams) {
+    if (auto e = weak.lock()) e->end();
+  }
 }
 
 HttpServer::HttpServer(const std::string& address, HttpLimits limits, Handler handler)
@@ -681,6 +847,7 @@ HttpServer::HttpServer(const std::string& address, HttpLimits limits, Handler ha
           HttpRoutes{[handler = std::move(handler)](HttpRequest request, HttpResponder responder) {
                        responder.reply(handler(request));
                      },
+                     {},
                      {},
                      {}}) {}
 

@@ -137,6 +137,43 @@ struct WebSocketPlan {
   // Neither: the request is served as an ordinary one.
 };
 
+// The server's side of one event stream (Server-Sent Events): a GET answered with
+// `text/event-stream` and kept open, the body written as it comes. Every method may be called from
+// any thread, also after the stream has ended (it then does nothing).
+class EventStreamPeer {
+ public:
+  virtual ~EventStreamPeer() = default;
+  // Queues bytes of the stream ("id: 1\nevent: x\ndata: {...}\n\n"). A client that does not
+  // read is closed once kMaxEventStreamQueuedBytes wait, or when a write has waited
+  // kEventStreamStallS: it never holds up the sender.
+  virtual void send(std::string text) = 0;
+  // Ends the stream once what is queued has been written.
+  virtual void close() = 0;
+};
+
+inline constexpr std::size_t kMaxEventStreamQueuedBytes = 256 << 10;
+inline constexpr int kEventStreamStallS = 30;
+// A comment line (": keep-alive") is written this often, so that proxies and clients see the
+// stream alive when nothing happens.
+inline constexpr int kEventStreamKeepAliveS = 15;
+
+class EventStreamHandler {
+ public:
+  virtual ~EventStreamHandler() = default;
+  // The stream has ended (the client went away, it was closed, the server stops); once, last.
+  virtual void on_close() = 0;
+};
+
+// What to do with a GET that may be an event stream.
+struct EventStreamPlan {
+  // Answer 200 with text/event-stream and these extra headers (CORS), and keep it open.
+  std::shared_ptr<EventStreamHandler> handler;
+  std::vector<std::pair<std::string, std::string>> headers;
+  // Or refuse it with this reply; the connection then closes.
+  std::optional<HttpReply> refusal;
+  // Neither: the request is served as an ordinary one.
+};
+
 struct HttpRoutes {
   // Every request whose body is read whole; reply through the responder, now or later, from
   // any thread. Runs on the I/O thread: hand slow work to another thread.
@@ -149,6 +186,10 @@ struct HttpRoutes {
   // done (what is sent before waits for it). Optional (absent: upgrades are ordinary requests).
   std::function<WebSocketPlan(const HttpRequest& header, std::shared_ptr<WebSocketPeer> peer)>
       websocket;
+  // Asked for every GET (no body) once its header is in: whether it is an event stream.
+  // Optional. `peer` works once the reply's header is written (what is sent before waits).
+  std::function<EventStreamPlan(const HttpRequest& header, std::shared_ptr<EventStreamPeer> peer)>
+      events;
 };
 
 class HttpServer {

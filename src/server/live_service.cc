@@ -51,6 +51,13 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
     out.set_utterance(f.utterance);
     out.set_sample(f.sample);
     out.set_underrun(f.underrun);
+    for (const auto& e : f.events) {
+      if (e.seq == 0) continue;  // not published (the session has ended)
+      auto* event = out.add_events();
+      event->set_seq(e.seq);
+      event->set_type(std::string(event_type_name(e.type)));
+      event->set_json(e.json);
+    }
     if (first_frame_) {
       first_frame_ = false;
       out.set_latency_ms(latency_ms_);
@@ -70,7 +77,8 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
     send(std::move(bytes));
   }
 
-  void on_speech_wanted() override {
+  // The session has room for the speech this call writes again.
+  void on_room() {
     {
       std::lock_guard lock(mutex_);
       if (!waiting_for_room_) return;
@@ -91,13 +99,17 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
  private:
   friend class BidiCall<LiveCall, LiveRequest>;
 
-  // The call ends: its own session stops at once; an attached one goes on without it.
+  // The call ends: its own session stops at once; an attached one goes on without it (what the
+  // call said of its utterance plays).
   void drop() {
     std::shared_ptr<HubSession> session;
+    std::shared_ptr<pipeline::SpeechInput> input;
     {
       std::lock_guard lock(mutex_);
       session = std::move(session_);
+      input = std::move(input_);
     }
+    if (input) input->abandon();
     if (!session) return;
     session->detach(this);
     if (!attached_) ctx_.hub->remove(session->id());
@@ -121,10 +133,9 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
     if (!configured_) throw Error::invalid_input("a message before the config message");
     auto hub_session = session();
     if (!hub_session) return;  // the call is ending
-    pipeline::LiveSession* s = &hub_session->live();
     switch (message.message_case()) {
       case LiveRequest::kSpeech:
-        if (add_speech(*s, message.speech())) {
+        if (add_speech(*hub_session, message.speech())) {
           request_read();
         } else {
           std::lock_guard lock(mutex_);
@@ -132,11 +143,11 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
         }
         return;
       case LiveRequest::kSegmentEnd:
-        flush_speech(*s);
-        s->end_utterance();
+        end_speech();
         break;
       case LiveRequest::kInterrupt:
         audio_.drop_partial();
+        take_input();  // closed by the interrupt
         hub_session->interrupt();
         break;
       default:
@@ -192,20 +203,47 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
     }
   }
 
-  // Decodes a speech chunk (samples may be split across chunks) into the session; returns
-  // whether the session wants more now.
-  bool add_speech(pipeline::LiveSession& s, const std::string& bytes) {
+  // Decodes a speech chunk (samples may be split across chunks) into the call's utterance on the
+  // session's inbox (opened by its first chunk); returns whether the session wants more now.
+  // Another utterance coming into the session (an HTTP upload) ends the call: ABORTED.
+  bool add_speech(HubSession& session, const std::string& bytes) {
     core::Stopwatch sw;
     std::vector<float> samples = audio_.decode(bytes, "speech chunk");
     ctx_.metrics->observe_ms("decode", sw.elapsed_ms());
     if (samples.empty()) return true;
-    return s.push_speech(std::move(samples));
+    std::shared_ptr<pipeline::SpeechInput> input;
+    {
+      std::lock_guard lock(mutex_);
+      input = input_;
+    }
+    if (!input) {
+      const std::weak_ptr<LiveCall> weak = shared_from_this();
+      input = session.begin_speech([weak] {
+        if (auto self = weak.lock()) self->on_room();
+      });
+      if (!input) {
+        throw Error::conflict("session " + session_id_ +
+                              " is taking another utterance (an HTTP upload, a text, a WebSocket "
+                              "stream); send speech when it has ended");
+      }
+      std::lock_guard lock(mutex_);
+      input_ = input;
+    }
+    return input->add(std::move(samples));  // dropped when an interrupt closed it
+  }
+
+  std::shared_ptr<pipeline::SpeechInput> take_input() {
+    std::lock_guard lock(mutex_);
+    return std::move(input_);
   }
 
   // The end of an utterance: what the resampler still holds belongs to it.
-  void flush_speech(pipeline::LiveSession& s) {
+  void end_speech() {
     std::vector<float> tail = audio_.finish("utterance");
-    if (!tail.empty()) s.push_speech(std::move(tail));
+    auto input = take_input();
+    if (!input) return;
+    if (!tail.empty()) input->add(std::move(tail));
+    input->end();
   }
 
   void client_done() {
@@ -214,9 +252,8 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
     client_closed_ = true;
     auto s = session();
     if (!s) return;
-    flush_speech(s->live());
+    end_speech();
     if (attached_) {
-      s->live().end_utterance();
       s->detach(this);
       finish_when_written(grpc::Status::OK);
     } else {
@@ -235,8 +272,9 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
   bool client_closed_ = false;  // the client half-closed
   bool first_frame_ = true;     // the ticker thread's
 
-  bool waiting_for_room_ = false;        // guarded
-  std::shared_ptr<HubSession> session_;  // guarded
+  bool waiting_for_room_ = false;                 // guarded
+  std::shared_ptr<HubSession> session_;           // guarded
+  std::shared_ptr<pipeline::SpeechInput> input_;  // the call's utterance (guarded)
 };
 
 }  // namespace

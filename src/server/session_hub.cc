@@ -9,9 +9,6 @@
 namespace lipsync::server {
 namespace {
 
-// An input's pending speech beyond which add() asks the uploader to wait.
-constexpr std::size_t kWantBelowSamples = 16000;
-
 // 128 bits from the system's entropy source, as hex: a secret no other output predicts.
 std::string random_secret() {
   std::random_device entropy;
@@ -125,7 +122,8 @@ std::shared_ptr<HubSession> SessionHub::find(const std::string& id) const {
   return it == sessions_.end() ? nullptr : it->second;
 }
 
-bool SessionHub::remove(const std::string& id, std::optional<Error> reason) {
+bool SessionHub::remove(const std::string& id, std::optional<Error> reason,
+                        const std::string& why) {
   std::shared_ptr<HubSession> session;
   {
     std::lock_guard lock(mutex_);
@@ -133,7 +131,7 @@ bool SessionHub::remove(const std::string& id, std::optional<Error> reason) {
     if (it == sessions_.end()) return false;
     session = it->second;
   }
-  session->close(std::move(reason));
+  session->close(std::move(reason), why);
   forget(id);
   return true;
 }
@@ -168,7 +166,7 @@ void SessionHub::stop() {
   }
   reaper_wake_.notify_all();
   if (reaper_.joinable()) reaper_.join();
-  for (auto& [id, s] : all) s->close();
+  for (auto& [id, s] : all) s->close(std::nullopt, "shutdown");
 }
 
 int SessionHub::expire_idle() {
@@ -190,124 +188,14 @@ int SessionHub::expire_idle() {
     if (s->idle_s() < timeout) continue;
     spdlog::info("live: session {} expired ({} s unused, live.session_idle_timeout_s)", s->id(),
                  timeout);
-    expired += remove(
-        s->id(), Error::unavailable("session " + s->id() + " expired: unused for " +
-                                    std::to_string(timeout) + " s (live.session_idle_timeout_s)"));
+    expired +=
+        remove(s->id(),
+               Error::unavailable("session " + s->id() + " expired: unused for " +
+                                  std::to_string(timeout) + " s (live.session_idle_timeout_s)"),
+               "expired");
   }
   return expired;
 }
-
-// HubSession::Input ---------------------------------------------------------------------------
-
-struct HubSession::Input final : SpeechInput {
-  std::weak_ptr<HubSession> owner;
-  std::function<void()> wanted;
-
-  std::mutex mutex;
-  std::deque<std::vector<float>> pending;          // guarded
-  std::size_t pending_samples = 0;                 // guarded
-  bool waiting = false;                            // add() said no; call wanted (guarded)
-  bool ending = false;                             // guarded
-  bool keep_open = false;                          // guarded
-  bool finished = false;                           // guarded
-  std::function<void(std::optional<Error>)> done;  // guarded
-
-  bool add(std::vector<float> samples) override {
-    if (samples.empty()) return true;
-    {
-      std::lock_guard lock(mutex);
-      if (finished || ending) return true;
-      pending_samples += samples.size();
-      pending.push_back(std::move(samples));
-      if (pending_samples >= kWantBelowSamples) waiting = true;
-    }
-    if (auto o = owner.lock()) o->feed();
-    std::lock_guard lock(mutex);
-    return !waiting;
-  }
-
-  void end(bool open, std::function<void(std::optional<Error>)> on_done) override {
-    {
-      std::lock_guard lock(mutex);
-      if (finished) {
-        if (on_done) on_done(Error::unavailable("the session has ended"));
-        return;
-      }
-      ending = true;
-      keep_open = open;
-      done = std::move(on_done);
-    }
-    if (auto o = owner.lock()) {
-      o->feed();
-    } else {
-      finish(Error::unavailable("the session has ended"));
-    }
-  }
-
-  bool closed() override {
-    std::lock_guard lock(mutex);
-    return finished;
-  }
-
-  // Still taking pieces (neither ended nor abandoned nor finished).
-  bool receiving() {
-    std::lock_guard lock(mutex);
-    return !ending && !finished;
-  }
-
-  void abandon() override {
-    {
-      std::lock_guard lock(mutex);
-      pending.clear();
-      pending_samples = 0;
-      ending = true;
-    }
-    if (auto o = owner.lock()) o->feed();
-  }
-
-  // Takes the next piece to feed, or nothing.
-  std::optional<std::vector<float>> take() {
-    std::lock_guard lock(mutex);
-    if (pending.empty()) return std::nullopt;
-    std::vector<float> piece = std::move(pending.front());
-    pending.pop_front();
-    pending_samples -= piece.size();
-    return piece;
-  }
-
-  // Everything is fed and the input is ending: returns whether to end the utterance.
-  std::optional<bool> complete() {
-    std::lock_guard lock(mutex);
-    if (!ending || !pending.empty() || finished) return std::nullopt;
-    return !keep_open;
-  }
-
-  void finish(std::optional<Error> error) {
-    std::function<void(std::optional<Error>)> callback;
-    {
-      std::lock_guard lock(mutex);
-      if (finished) return;
-      finished = true;
-      pending.clear();
-      pending_samples = 0;
-      callback = std::move(done);
-    }
-    if (callback) callback(std::move(error));
-    if (wanted) wanted();  // an uploader waiting for room reads on (and finds it finished)
-  }
-
-  void maybe_wanted() {
-    bool call = false;
-    {
-      std::lock_guard lock(mutex);
-      if (waiting && pending_samples < kWantBelowSamples) {
-        waiting = false;
-        call = true;
-      }
-    }
-    if (call && wanted) wanted();
-  }
-};
 
 // HubSession ----------------------------------------------------------------------------------
 
@@ -318,8 +206,7 @@ HubSession::HubSession(SessionHub& hub, std::string id, std::string model, std::
       model_(std::move(model)),
       origin_(std::move(origin)),
       viewer_token_(random_secret()),
-      lease_(std::move(lease)),
-      strand_(*hub.context().workers) {
+      lease_(std::move(lease)) {
   touch();
 }
 
@@ -344,7 +231,8 @@ void HubSession::touch() {
 
 bool HubSession::in_use() const {
   std::lock_guard lock(mutex_);
-  if (!viewers_.empty() || !inputs_.empty()) return true;
+  if (!viewers_.empty() || events_.subscribers() > 0) return true;
+  if (session_ && session_->taking_speech()) return true;
   if (state_.load() != static_cast<int>(pipeline::LiveState::kIdle)) return true;
   return std::any_of(sinks_.begin(), sinks_.end(),
                      [](const std::weak_ptr<pipeline::LiveSink>& w) { return !w.expired(); });
@@ -454,6 +342,7 @@ std::pair<std::string, std::string> HubSession::add_viewer(const std::string& of
     std::lock_guard lock(mutex_);
     if (!ended_) {
       viewers_[viewer] = sender;
+      viewers_changed(true, static_cast<int>(viewers_.size()));
       return {viewer, sender->answer()};
     }
   }
@@ -479,81 +368,51 @@ void HubSession::drop_viewer(const std::string& viewer) {
     if (it == viewers_.end()) return;
     sender = std::move(it->second);
     viewers_.erase(it);
+    viewers_changed(false, static_cast<int>(viewers_.size()));
   }
   sender->close();
   --hub_.viewer_count();
 }
 
-std::shared_ptr<SpeechInput> HubSession::begin_speech(std::function<void()> wanted) {
-  std::lock_guard lock(mutex_);
-  if (ended_) throw Error::unavailable("the session has ended");
-  if (!inputs_.empty() && inputs_.back()->receiving()) return nullptr;
-  auto input = std::make_shared<Input>();
-  input->owner = weak_from_this();
-  input->wanted = std::move(wanted);
-  inputs_.push_back(input);
-  return input;
+void HubSession::viewers_changed(bool joined, int count) {
+  pipeline::LiveEvent e;
+  e.type =
+      joined ? pipeline::LiveEvent::Type::kViewerJoined : pipeline::LiveEvent::Type::kViewerLeft;
+  e.count = count;
+  events_.publish(e);
 }
 
-void HubSession::feed() {
-  strand_.post([weak = weak_from_this()] {
-    auto self = weak.lock();
-    if (!self) return;
-    for (;;) {
-      std::shared_ptr<Input> input;
-      {
-        std::lock_guard lock(self->mutex_);
-        if (self->inputs_.empty()) return;
-        input = self->inputs_.front();
-      }
-      bool room = true;
-      while (room) {
-        auto piece = input->take();
-        if (!piece) break;
-        room = self->session_->push_speech(std::move(*piece));  // on_speech_wanted feeds on
-      }
-      const auto end = input->complete();
-      if (!end) {
-        input->maybe_wanted();
-        return;
-      }
-      if (*end) self->session_->end_utterance();
-      {
-        std::lock_guard lock(self->mutex_);
-        if (!self->inputs_.empty() && self->inputs_.front() == input) self->inputs_.pop_front();
-      }
-      input->finish(std::nullopt);
-      if (!room) return;
-    }
-  });
+void HubSession::ended_event(const std::string& why, const std::optional<Error>& error) {
+  pipeline::LiveEvent e;
+  e.type = pipeline::LiveEvent::Type::kSessionEnded;
+  e.reason = why;
+  if (error) e.message = error->message();
+  events_.publish(e);
+}
+
+std::shared_ptr<SpeechInput> HubSession::begin_speech(std::function<void()> wanted) {
+  if (ended()) throw Error::unavailable("the session has ended");
+  return session_->open_utterance(std::move(wanted));
 }
 
 void HubSession::interrupt() {
-  std::deque<std::shared_ptr<Input>> inputs;
-  {
-    std::lock_guard lock(mutex_);
-    inputs.swap(inputs_);
-  }
-  for (auto& input : inputs) input->finish(Error::unavailable("interrupted"));
   session_->interrupt();
   hub_.context().metrics->count_interrupt();
   hub_.trim_memory_soon();
 }
 
-void HubSession::close(std::optional<Error> reason) {
+void HubSession::close(std::optional<Error> reason, const std::string& why) {
   std::map<std::string, std::shared_ptr<webrtc::WhepSender>> viewers;
-  std::deque<std::shared_ptr<Input>> inputs;
   {
     std::lock_guard lock(mutex_);
     if (ended_) return;
     ended_ = true;
+    // Told first: a socket or an event stream closes once it has sent it.
+    ended_event(why, reason);
     close_reason_ = std::move(reason);
     viewers.swap(viewers_);
-    inputs.swap(inputs_);
   }
-  for (auto& input : inputs) input->finish(Error::unavailable("the session has ended"));
   session_->close(true);  // the session's on_live_ended tells the attached calls
-  strand_.close();
   for (auto& [id, v] : viewers) {
     v->close();
     --hub_.viewer_count();
@@ -575,6 +434,7 @@ void HubSession::on_live_frame(pipeline::LiveFrame frame) {
   }
   state_ = static_cast<int>(frame.state);
   if (frame.speech_latency_ms) speech_latency_ms_ = *frame.speech_latency_ms;
+  for (auto& e : frame.events) events_.publish(e);  // numbered before any client sees them
   record_live_frame(*hub_.context().metrics, model_, frame, last_underrun_);
   std::vector<std::shared_ptr<pipeline::LiveSink>> sinks;
   {
@@ -590,7 +450,6 @@ void HubSession::on_live_frame(pipeline::LiveFrame frame) {
 }
 
 void HubSession::on_speech_wanted() {
-  feed();
   std::vector<std::shared_ptr<pipeline::LiveSink>> sinks;
   {
     std::lock_guard lock(mutex_);
@@ -603,6 +462,7 @@ void HubSession::on_speech_wanted() {
 
 void HubSession::on_live_ended(const std::optional<Error>& error) {
   if (error) spdlog::warn("live session {} failed: {}", id_, error->what());
+  ended_event(error ? "error" : "closed", error);
   std::vector<std::shared_ptr<pipeline::LiveSink>> sinks;
   std::optional<Error> told = error;
   {

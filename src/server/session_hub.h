@@ -29,6 +29,7 @@
 #include "core/memory_trimmer.h"
 #include "pipeline/live_session.h"
 #include "server/service_context.h"
+#include "server/session_events.h"
 #include "webrtc/webrtc_options.h"
 #include "webrtc/whep_sender.h"
 
@@ -36,21 +37,8 @@ namespace lipsync::server {
 
 class HubSession;
 
-// One utterance coming into a session (an upload, a text being spoken). Pieces are fed in order;
-// end() completes the utterance once everything is in; `done` is told when it has all been
-// handed to the session (or the session ended).
-class SpeechInput {
- public:
-  virtual ~SpeechInput() = default;
-  // Returns whether more is wanted now; when not, `wanted` (set at begin) is called later.
-  virtual bool add(std::vector<float> samples) = 0;
-  // The utterance is complete (`keep_open`: more pieces follow in a later request).
-  virtual void end(bool keep_open, std::function<void(std::optional<Error>)> done) = 0;
-  // Drops what was not yet fed and frees the session for another utterance.
-  virtual void abandon() = 0;
-  // The input is over (interrupted, the session ended): stop producing.
-  virtual bool closed() = 0;
-};
+// One utterance coming into a session: the session's inbox (pipeline/live_session.h).
+using SpeechInput = pipeline::SpeechInput;
 
 struct SessionInfo {
   std::string id;
@@ -91,8 +79,10 @@ class SessionHub {
   std::shared_ptr<HubSession> create(const NewSession& spec);
   std::shared_ptr<HubSession> find(const std::string& id) const;
   // Ends the session at once (its viewers too); false when there is none. `reason`: what its
-  // calls are told (HTTP DELETE: that it was deleted); none: it ended.
-  bool remove(const std::string& id, std::optional<Error> reason = std::nullopt);
+  // calls are told (HTTP DELETE: that it was deleted); none: it ended. `why`: session_ended's
+  // reason (deleted, expired, shutdown, error, closed).
+  bool remove(const std::string& id, std::optional<Error> reason = std::nullopt,
+              const std::string& why = "closed");
   std::vector<SessionInfo> list() const;
   // Stops every session and viewer and refuses new ones (shutdown).
   void stop();
@@ -172,9 +162,9 @@ class HubSession final : public pipeline::LiveSink,
   struct MediaSlot;
   std::shared_ptr<MediaSlot> media_slot();
 
-  // Starts an utterance; null while another is still coming in (409). One that has all come in
-  // (end() or abandon() called) may still be feeding: the new one follows it. `wanted` is called
-  // (any thread) when the input may add again after add() said no.
+  // Starts an utterance (LiveSession::open_utterance); null while another is still coming in
+  // (409). `wanted` is called (any thread) when the input may add again after add() said no.
+  // Throws kUnavailable once the session has ended.
   std::shared_ptr<SpeechInput> begin_speech(std::function<void()> wanted);
   void interrupt();
   // A request used the session: its idle clock starts again.
@@ -185,8 +175,10 @@ class HubSession final : public pipeline::LiveSink,
   // Seconds since it was last used (touched, or in use when the reaper looked).
   double idle_s() const;
   // Ends the session and its viewers now. `reason`: what the attached calls are told (a DELETE);
-  // none: the session ended normally.
-  void close(std::optional<Error> reason = std::nullopt);
+  // none: the session ended normally. `why`: session_ended's reason.
+  void close(std::optional<Error> reason = std::nullopt, const std::string& why = "closed");
+  // Its events (playback, state, viewers, its end), numbered, for every transport.
+  SessionEvents& events() { return events_; }
   bool ended() const;
 
   // LiveSink.
@@ -194,12 +186,12 @@ class HubSession final : public pipeline::LiveSink,
   void on_speech_wanted() override;
   void on_live_ended(const std::optional<Error>& error) override;
 
-  // For the speech inputs (see session_hub.cc).
-  struct Input;
-  void feed();
-
  private:
   void drop_viewer(const std::string& viewer);
+  // Publishes viewer_joined or viewer_left with the count now.
+  void viewers_changed(bool joined, int count);
+  // Publishes session_ended (once: the first reason stands).
+  void ended_event(const std::string& why, const std::optional<Error>& error);
 
   SessionHub& hub_;
   const std::string id_;
@@ -210,7 +202,6 @@ class HubSession final : public pipeline::LiveSink,
   const std::chrono::steady_clock::time_point created_ = std::chrono::steady_clock::now();
   Registry::Lease lease_;
   std::shared_ptr<pipeline::LiveSession> session_;
-  core::Strand strand_;  // speech feeding, in order
   int width_ = 0;
   int height_ = 0;
 
@@ -218,11 +209,8 @@ class HubSession final : public pipeline::LiveSink,
   std::map<std::string, std::shared_ptr<webrtc::WhepSender>> viewers_;  // guarded
   std::vector<std::weak_ptr<pipeline::LiveSink>> sinks_;                // attached (guarded)
   int next_viewer_ = 0;                                                 // guarded
-  // Utterances coming in, in order: the front is being fed; only the back may still be
-  // receiving (guarded).
-  std::deque<std::shared_ptr<Input>> inputs_;
-  bool ended_ = false;                 // guarded
-  std::optional<Error> close_reason_;  // guarded
+  bool ended_ = false;                                                  // guarded
+  std::optional<Error> close_reason_;                                   // guarded
   std::atomic<int> media_jobs_{0};
   std::atomic<std::int64_t> frames_{0};
   std::atomic<std::int64_t> late_{0};
@@ -232,6 +220,7 @@ class HubSession final : public pipeline::LiveSink,
   std::atomic<double> speech_latency_ms_{-1};
   std::atomic<std::chrono::steady_clock::rep> last_used_{0};  // steady_clock ticks
   bool last_underrun_ = false;                                // the ticker thread's
+  SessionEvents events_;
 };
 
 }  // namespace lipsync::server

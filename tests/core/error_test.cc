@@ -29,6 +29,7 @@ TEST(Error, ExitCodesAreDistinctAndNonZero) {
   EXPECT_EQ(exit_code_for(Error::Code::kNotFound), 3);
   EXPECT_EQ(exit_code_for(Error::Code::kResourceExhausted), 4);
   EXPECT_EQ(exit_code_for(Error::Code::kUnavailable), 5);
+  EXPECT_EQ(exit_code_for(Error::Code::kConflict), 6);
   EXPECT_EQ(exit_code_for(Error::Code::kInternal), 70);
   EXPECT_EQ(to_string(Error::Code::kResourceExhausted), "resource_exhausted");
 }

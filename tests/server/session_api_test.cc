@@ -779,6 +779,127 @@ TEST_F(SessionApiTest, Issue25_AnUnusedSessionExpiresAndFreesItsPlace) {
   EXPECT_EQ(call("POST", "/v1/sessions").status, 201);
 }
 
+TEST_F(SessionApiTest, Issue25_AnUtteranceLeftOpenEndsAfterItsTimeout) {
+  // A server whose open utterances end after 1 s without audio.
+  server::ServerConfig config;
+  config.server.grpc_address = "127.0.0.1:0";
+  config.server.http_address = "127.0.0.1:0";
+  config.server.shutdown_grace_s = 1;
+  config.live.utterance_idle_timeout_s = 1;
+  config.live.latency_ms = 200;
+  config.models = {{"demo", *dir_ / "avatar", testing::demo_models(), true}};
+  config.infer = testing::two_threads();
+  server::Server small(config);
+  small.start();
+  const int port = small.http_port();
+  const auto call = [&](const std::string& method, const std::string& target,
+                        const std::string& body = "", const std::string& type = "text/plain") {
+    return testing::http_exchange(
+        port, method + " " + target +
+                  " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                  "Content-Type: " +
+                  type + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  };
+  const std::string id = json::parse(call("POST", "/v1/sessions", "{}").body).at("id");
+  const auto state = [&] {
+    return json::parse(call("GET", "/v1/sessions/" + id).body).at("state").get<std::string>();
+  };
+  // 0.3 s, and more promised (?continue=1) that never comes: the session speaks it, pads the
+  // silence while it waits, and gives up after 1 s.
+  const auto r = call("POST", "/v1/sessions/" + id + "/speech?continue=1", tone_s16le(0.3),
+                      "audio/s16le;rate=16000");
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_TRUE(eventually([&] { return state() == "speaking"; }, 3000));
+  EXPECT_TRUE(eventually([&] { return state() == "idle"; }, 5000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(state(), "idle");  // for good
+  // A socket that opens an utterance and goes quiet holds the session for 1 s only: then an
+  // upload is taken (not 409).
+  testing::WsClient ws(port, "/v1/sessions/" + id + "/ws");
+  ASSERT_TRUE(ws.ok());
+  ws.send_text(R"({"type":"utterance"})");
+  ws.send_binary(tone_s16le(0.2));
+  ASSERT_TRUE(eventually(
+      [&] {
+        return call("POST", "/v1/sessions/" + id + "/speech", tone_s16le(0.2),
+                    "audio/s16le;rate=16000")
+                   .status == 409;
+      },
+      1000));
+  EXPECT_TRUE(eventually(
+      [&] {
+        return call("POST", "/v1/sessions/" + id + "/speech", tone_s16le(0.2),
+                    "audio/s16le;rate=16000")
+                   .status == 200;
+      },
+      4000));
+}
+
+TEST_F(SessionApiTest, Issue25_GrpcAndHttpSpeechIntoOneSessionNeverInterleave) {
+  const std::string id = create_session();
+  // A socket's utterance is coming in: a gRPC call attached to the session that speaks ends
+  // ABORTED, naming why; the socket's utterance is untouched.
+  testing::WsClient ws(port_, "/v1/sessions/" + id + "/ws",
+                       {{"Authorization", std::string("Bearer ") + kToken}});
+  ASSERT_TRUE(ws.ok());
+  ws.send_text(R"({"type":"utterance"})");
+  ws.send_binary(tone_s16le(0.5));
+  ws.send_text(R"({"type":"ping"})");
+  while (auto m = ws.read()) {
+    if (json::parse(*m).at("type") == "pong") break;
+  }
+  {
+    auto s = stub();
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", std::string("Bearer ") + kToken);
+    auto call = s->Live(&ctx);
+    LiveRequest config;
+    config.mutable_config()->set_session_id(id);
+    config.mutable_config()->set_format(StreamConfig::FORMAT_RAW);
+    ASSERT_TRUE(call->Write(config));
+    LiveRequest speech;
+    speech.set_speech(tone_s16le(0.2));
+    call->Write(speech);
+    LiveFrame frame;
+    while (call->Read(&frame)) {
+    }
+    const grpc::Status status = call->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::ABORTED) << status.error_message();
+    EXPECT_NE(status.error_message().find("another utterance"), std::string::npos);
+  }
+  // The other way: while a gRPC call's utterance is open, an upload gets 409.
+  ws.send_text(R"({"type":"segment_end"})");
+  auto s = stub();
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", std::string("Bearer ") + kToken);
+  auto call = s->Live(&ctx);
+  LiveRequest config;
+  config.mutable_config()->set_session_id(id);
+  config.mutable_config()->set_format(StreamConfig::FORMAT_RAW);
+  ASSERT_TRUE(call->Write(config));
+  LiveRequest speech;
+  speech.set_speech(tone_s16le(0.2));
+  ASSERT_TRUE(eventually(
+      [&] {
+        call->Write(speech);
+        return request("POST", "/v1/sessions/" + id + "/speech", tone_s16le(0.2),
+                       "audio/s16le;rate=16000")
+                   .status == 409;
+      },
+      3000));
+  LiveRequest end;
+  end.set_segment_end(true);
+  ASSERT_TRUE(call->Write(end));
+  EXPECT_TRUE(eventually(
+      [&] {
+        return request("POST", "/v1/sessions/" + id + "/speech", tone_s16le(0.2),
+                       "audio/s16le;rate=16000")
+                   .status == 200;
+      },
+      3000));
+  ctx.TryCancel();
+}
+
 TEST_F(SessionApiTest, Issue25_AViewerTokenWatchesItsSessionOnly) {
   const auto created = request("POST", "/v1/sessions", "{}");
   ASSERT_EQ(created.status, 201);
