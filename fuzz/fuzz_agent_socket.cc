@@ -43,7 +43,8 @@ struct Input final : server::SpeechInput {
   void end(bool) override { over = true; }
   int utterance() const override { return 0; }
   void abandon() override { over = true; }
-  bool closed() override { return over; }
+  State state() override { return over ? State::kEnded : State::kOpen; }
+  std::int64_t taken() const override { return static_cast<std::int64_t>(samples); }
 };
 
 struct Peer final : server::WebSocketPeer {

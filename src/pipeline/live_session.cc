@@ -1,6 +1,7 @@
 #include "pipeline/live_session.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <opencv2/core.hpp>
 
@@ -15,7 +16,7 @@ namespace {
 
 using std::chrono::milliseconds;
 
-constexpr auto kTick = milliseconds(audio::kMsPerFrame);
+using timeline::kTick;
 // Frame 0 is due this long after start(), so that its picture can be prepared.
 // Idle and fade pictures are prepared this many ticks ahead.
 constexpr std::int64_t kPrefetchTicks = 8;
@@ -27,11 +28,13 @@ constexpr int kLookaheadMs = 460;
 constexpr int kUnknownBatchMs = 200;
 // From frame 0's picture being ready to its tick: time for the next ones to be drawn.
 constexpr auto kStartLead = milliseconds(80);
-// Time to draw a fade picture (composite, blend, encode a 1280 x 720 frame: about 15 ms here).
-constexpr auto kFadeLead = milliseconds(25);
 // An utterance that starts within this many ticks of the last speech shown goes on that speech
 // run (its seniority under overload, batch_policy.h); a longer pause starts a new run.
 constexpr std::int64_t kRunGapTicks = 25;
+// A queued utterance is scheduled (its producer started) only once the one before it ends within
+// this many ticks: the producers that run at once, and the generator output they keep, are
+// bounded by time, not by how many utterances are queued.
+constexpr std::int64_t kScheduleAheadTicks = 75;
 // Idle pictures kept per session (one per template frame of the walk).
 // A session's own idle pictures when the server shares none.
 constexpr std::size_t kOwnIdlePicturesBytes = 32u << 20;
@@ -212,7 +215,7 @@ LiveSession::LiveSession(FrameTarget target, LiveSettings settings, std::weak_pt
   idle_pictures_ = settings_.idle_pictures
                        ? settings_.idle_pictures
                        : std::make_shared<IdlePictureCache>(kOwnIdlePicturesBytes);
-  latency_ticks_ = (latency_ms_ + audio::kMsPerFrame - 1) / audio::kMsPerFrame;
+  latency_ticks_ = timeline::latency_ticks(latency_ms_);
   latency_ms_ = latency_ticks_ * audio::kMsPerFrame;
 }
 
@@ -254,13 +257,7 @@ void LiveSession::start(Ticker& ticker) {
 }
 
 SteadyTime LiveSession::due(std::int64_t tick) const {
-  return t0_ + kTick * tick;
-}
-
-std::int64_t LiveSession::first_tick_at_or_after(SteadyTime t) const {
-  if (t <= t0_) return 0;
-  const auto since = t - t0_;
-  return (since + kTick - SteadyDuration(1)) / kTick;
+  return timeline::due(t0_, tick);
 }
 
 SteadyTime LiveSession::next_tick() const {
@@ -272,20 +269,14 @@ LiveSession::Segment LiveSession::segment_locked(std::int64_t tick) {
   Segment s;
   s.template_frame = avatar::template_frame_for(
       static_cast<int>(tick % (1LL << 30)), target_.avatar->frame_count(), settings_.start_frame);
-  for (const auto& u : utterances_) {
-    if (u->start_tick < 0 || tick < u->start_tick) break;
-    if (u->frames >= 0 && tick >= u->start_tick + u->frames) continue;  // played out
-    s.state = LiveState::kSpeaking;
-    s.utterance = u;
-    s.frame = static_cast<int>(tick - u->start_tick);
-    return s;
-  }
-  const int n = settings_.live.interrupt_fade_frames;
-  if (fade_start_ >= 0 && tick >= fade_start_ - (fade_hold_ ? 1 : 0) && tick < fade_start_ + n &&
-      last_output_) {
-    s.state = LiveState::kFading;
-    s.frame = static_cast<int>(tick - fade_start_);  // -1: the hold
-  }
+  std::vector<timeline::Placement> queue;
+  queue.reserve(utterances_.size());
+  for (const auto& u : utterances_) queue.push_back({u->start_tick, u->frames});
+  const timeline::Shows shows =
+      timeline::what_tick_shows(tick, queue, fade_, last_output_ != nullptr);
+  s.state = shows.state;
+  s.frame = shows.frame;  // kFading: -1 is the hold
+  if (shows.utterance >= 0) s.utterance = utterances_[static_cast<std::size_t>(shows.utterance)];
   return s;
 }
 
@@ -296,22 +287,35 @@ class LiveSession::Writer final : public SpeechInput {
       : session_(std::move(session)), id_(id), utterance_(utterance) {}
   bool add(std::vector<float> samples) override {
     auto s = session_.lock();
-    return s ? s->write(id_, std::move(samples)) : true;
+    if (!s) return true;
+    const auto n = static_cast<std::int64_t>(samples.size());
+    bool room = true;
+    if (s->write(id_, std::move(samples), room)) taken_ += n;
+    return room;
   }
   void end(bool keep_open) override {
     if (auto s = session_.lock()) s->end_writer(id_, keep_open);
   }
   void abandon() override { end(false); }
-  bool closed() override {
-    auto s = session_.lock();
-    return !s || s->writer_closed(id_);
+  State state() override {
+    const auto why = static_cast<State>(state_.load());
+    if (why != State::kOpen) return why;
+    return session_.expired() ? State::kSessionEnded : State::kOpen;
   }
+  std::int64_t taken() const override { return taken_.load(); }
   int utterance() const override { return utterance_; }
+  // The session's: it takes nothing more, for this reason.
+  void close(State why) {
+    int open = static_cast<int>(State::kOpen);
+    state_.compare_exchange_strong(open, static_cast<int>(why));
+  }
 
  private:
   const std::weak_ptr<LiveSession> session_;
   const std::uint64_t id_;
   const int utterance_;
+  std::atomic<int> state_{static_cast<int>(State::kOpen)};
+  std::atomic<std::int64_t> taken_{0};
 };
 
 std::shared_ptr<SpeechInput> LiveSession::open_utterance(std::function<void()> wanted) {
@@ -321,14 +325,33 @@ std::shared_ptr<SpeechInput> LiveSession::open_utterance(std::function<void()> w
   if (!open_) {
     auto u = std::make_shared<Utterance>();
     u->number = next_utterance_++;
-    u->last_audio = SteadyClock::now();
     utterances_.push_back(u);
     open_ = true;
   }
   writer_ = ++last_writer_;
   wanted_ = std::move(wanted);
   utterances_.back()->last_audio = SteadyClock::now();
-  return std::make_shared<Writer>(weak_from_this(), writer_, utterances_.back()->number);
+  auto writer = std::make_shared<Writer>(weak_from_this(), writer_, utterances_.back()->number);
+  writer_handle_ = writer;
+  return writer;
+}
+
+void LiveSession::close_writer_locked(SpeechInput::State why) {
+  if (writer_ == 0) return;
+  if (auto w = writer_handle_.lock()) w->close(why);
+  writer_ = 0;
+  writer_handle_.reset();
+  if (why != SpeechInput::State::kEnded && wanted_) closed_wanted_.push_back(std::move(wanted_));
+  wanted_ = {};
+}
+
+void LiveSession::tell_closed() {
+  std::vector<std::function<void()>> told;
+  {
+    std::lock_guard lock(mutex_);
+    told.swap(closed_wanted_);
+  }
+  for (auto& f : told) f();
 }
 
 bool LiveSession::taking_speech() const {
@@ -336,12 +359,13 @@ bool LiveSession::taking_speech() const {
   return open_;
 }
 
-bool LiveSession::write(std::uint64_t id, std::vector<float> samples) {
-  if (samples.empty()) return true;
+bool LiveSession::write(std::uint64_t id, std::vector<float> samples, bool& room) {
+  room = true;
   bool full = false;
   {
     std::lock_guard lock(mutex_);
-    if (ended_ || id != writer_) return true;  // closed: dropped
+    if (ended_ || id != writer_) return false;  // closed: dropped
+    if (samples.empty()) return true;
     auto& u = *utterances_.back();
     const SteadyTime now = SteadyClock::now();
     if (u.received == 0) u.first_audio = now;
@@ -353,29 +377,23 @@ bool LiveSession::write(std::uint64_t id, std::vector<float> samples) {
     speech_full_ = full;
   }
   strand_.post([self = shared_from_this()] { self->maintain(); });
-  return !full;
+  room = !full;
+  return true;
 }
 
 void LiveSession::end_writer(std::uint64_t id, bool keep_open) {
   {
     std::lock_guard lock(mutex_);
     if (id != writer_) return;
-    writer_ = 0;
-    wanted_ = {};
+    close_writer_locked(SpeechInput::State::kEnded);
     if (keep_open) return;  // the next input opened writes on
     end_open_locked();
   }
   strand_.post([self = shared_from_this()] { self->maintain(); });
 }
 
-bool LiveSession::writer_closed(std::uint64_t id) const {
-  std::lock_guard lock(mutex_);
-  return ended_ || id != writer_;
-}
-
-void LiveSession::end_open_locked() {
-  writer_ = 0;
-  wanted_ = {};
+void LiveSession::end_open_locked(SpeechInput::State why) {
+  close_writer_locked(why);
   if (!open_) return;
   open_ = false;
   auto& u = *utterances_.back();
@@ -417,8 +435,7 @@ void LiveSession::interrupt() {
     for (auto& u : utterances_) finished_locked(*u, next_index_, true, pending_events_);
     utterances_.clear();
     open_ = false;
-    writer_ = 0;  // its input is closed
-    wanted_ = {};
+    close_writer_locked(SpeechInput::State::kInterrupted);
     underrunning_ = false;
     for (auto it = pictures_.begin(); it != pictures_.end();) {
       it = it->second->kind == LiveState::kSpeaking ? pictures_.erase(it) : std::next(it);
@@ -426,21 +443,23 @@ void LiveSession::interrupt() {
     if (speaking && last_output_) {
       // Too close to the next tick to draw the fade's first picture: that tick holds the last
       // speech picture (silent) and the fade starts on the one after.
-      fade_hold_ = due(next_index_) - SteadyClock::now() < kFadeLead;
-      fade_start_ = next_index_ + (fade_hold_ ? 1 : 0);
+      fade_ = timeline::fade_after_interrupt(t0_, next_index_, SteadyClock::now(),
+                                             settings_.live.interrupt_fade_frames);
     }
     prefetch_locked(next_index_);
   }
   for (auto& p : cancelled) p->cancel();
+  tell_closed();
   strand_.post([self = shared_from_this()] { self->maintain(); });
 }
 
 void LiveSession::close(bool now) {
   {
     std::lock_guard lock(mutex_);
-    if (!now) end_open_locked();
+    if (!now) end_open_locked(SpeechInput::State::kSessionEnded);
     closing_ = true;
   }
+  tell_closed();
   if (now) {
     finish(std::nullopt);
     return;
@@ -471,16 +490,16 @@ double LiveSession::buffered_seconds_locked() const {
 
 // Requires mutex_ held: places the utterance on the timeline.
 void LiveSession::schedule_locked(const std::shared_ptr<Utterance>& u, SteadyTime now) {
-  std::int64_t earliest = next_index_;
+  std::int64_t after = -1;  // the end of the one before it
   SteadyTime since = u->first_audio;
   const Utterance* before = nullptr;
   for (const auto& other : utterances_) {
     if (other == u) break;
-    earliest = std::max(earliest, other->start_tick + other->frames);
+    after = std::max(after, other->start_tick + other->frames);
     since = now;  // it waited for the one before: count from now
     before = other.get();
   }
-  u->start_tick = std::max(earliest, first_tick_at_or_after(since + milliseconds(latency_ms_)));
+  u->start_tick = timeline::start_tick(t0_, next_index_, after, since, latency_ms_);
   if (before != nullptr) {
     u->run_since = before->run_since;
   } else if (last_speech_tick_ >= 0 && u->start_tick - last_speech_tick_ <= kRunGapTicks) {
@@ -535,13 +554,18 @@ void LiveSession::maintain() {
     // (Not while its writer waits for room: that wait is the session's.)
     if (open_ && idle_s > 0 && !speech_full_ &&
         now - utterances_.back()->last_audio > std::chrono::seconds(idle_s)) {
-      end_open_locked();  // its writer stopped sending: what came plays, the rest is not waited for
+      // Its writer stopped sending: what came plays, the rest is not waited for.
+      end_open_locked(SpeechInput::State::kTimedOut);
     }
     for (std::size_t i = 0; i < utterances_.size(); ++i) {
       auto& u = utterances_[i];
       if (u->start_tick >= 0) continue;
       if (u->received == 0 && !u->ended) break;
       if (i > 0 && utterances_[i - 1]->frames < 0) break;  // its start depends on that one's end
+      if (i > 0 && utterances_[i - 1]->start_tick + utterances_[i - 1]->frames >
+                       k + latency_ticks_ + kScheduleAheadTicks) {
+        break;  // not yet: see kScheduleAheadTicks
+      }
       schedule_locked(u, now);
       to_start.push_back(u);
     }
@@ -549,11 +573,10 @@ void LiveSession::maintain() {
     bool padding = false;
     for (auto& u : utterances_) {
       if (u->start_tick < 0 || u->ended || !u->producer) continue;
-      const std::int64_t needed = audio::samples_for_frames(k + latency_ticks_ + 1 - u->start_tick);
       const std::int64_t have = u->fed + static_cast<std::int64_t>(u->waiting.size());
-      if (needed > have) {
+      if (timeline::underrun_gap(k, latency_ticks_, u->start_tick, have) > 0) {
         feed(*u);
-        const std::int64_t gap = needed - u->fed;
+        const std::int64_t gap = timeline::underrun_gap(k, latency_ticks_, u->start_tick, u->fed);
         if (!u->gaps.empty() && u->gaps.back().first + u->gaps.back().second == u->fed) {
           u->gaps.back().second += gap;  // the same underrun, longer
         } else {
@@ -568,9 +591,10 @@ void LiveSession::maintain() {
     underrunning_ = padding;
     prefetch_locked(k);
     const int n = settings_.live.interrupt_fade_frames;
-    const bool fading = fade_start_ >= 0 && k < fade_start_ + n;
+    const bool fading = fade_.start >= 0 && k < fade_.start + n;
     done = closing_ && utterances_.empty() && !fading;
   }
+  tell_closed();
   for (auto& u : to_start) start_producer(u);
   if (done) finish(std::nullopt);
 }
@@ -617,8 +641,7 @@ void LiveSession::prepare_picture(std::int64_t tick, Segment segment) {
       }
       cv::Mat generated;
       render::composite(*target_.avatar, segment.template_frame, batch->output(slot), generated);
-      const int n = settings_.live.interrupt_fade_frames;
-      const double a = static_cast<double>(n - segment.frame) / (n + 1);
+      const double a = timeline::fade_weight(segment.frame, settings_.live.interrupt_fade_frames);
       picture->bytes = encode(blend(*target_.avatar, segment.template_frame, generated, a),
                               segment.template_frame);
     } else {
@@ -742,11 +765,7 @@ void LiveSession::on_speech_frame(const std::shared_ptr<Utterance>& u, ProducedF
       if (producer) producer->release(1);
       return;
     }
-    const int n = settings_.live.crossfade_frames;
-    if (frame.index < n) weight = std::min(weight, static_cast<double>(frame.index + 1) / (n + 1));
-    if (u->frames >= 0 && frame.index >= u->frames - n) {
-      weight = std::min(weight, static_cast<double>(u->frames - frame.index) / (n + 1));
-    }
+    weight = timeline::speech_weight(frame.index, u->frames, settings_.live.crossfade_frames);
   }
   auto picture = std::make_shared<Picture>();
   picture->kind = LiveState::kSpeaking;
@@ -928,6 +947,7 @@ void LiveSession::finish(const std::optional<Error>& error) {
     std::lock_guard lock(mutex_);
     if (ended_) return;
     ended_ = true;
+    close_writer_locked(SpeechInput::State::kSessionEnded);
     for (auto& u : utterances_) {
       if (u->producer) cancelled.push_back(u->producer);
     }
@@ -935,6 +955,7 @@ void LiveSession::finish(const std::optional<Error>& error) {
     pictures_.clear();
   }
   for (auto& p : cancelled) p->cancel();
+  tell_closed();
   strand_.close();
   if (auto sink = sink_.lock()) sink->on_live_ended(error);
 }

@@ -48,6 +48,7 @@
 #include "core/lru_cache.h"
 #include "core/strand.h"
 #include "pipeline/frame_producer.h"
+#include "pipeline/live_timeline.h"
 #include "pipeline/ticker.h"
 
 namespace lipsync::pipeline {
@@ -65,8 +66,6 @@ struct LiveOptions {
   void validate() const;
   static const core::ConfigTable<LiveOptions>& config();
 };
-
-enum class LiveState { kIdle, kSpeaking, kFading };
 
 // Encoded template frames, shared by every session of a server: idling costs one encode per
 // template frame and format, not one per session. Entries are byte-budgeted (least recently used
@@ -172,8 +171,18 @@ class SpeechInput {
   virtual void end(bool keep_open = false) = 0;
   // The writer goes away: what it added plays, the session takes another utterance.
   virtual void abandon() = 0;
+  enum class State {
+    kOpen,
+    kEnded,         // by end() or abandon()
+    kInterrupted,   // the session was interrupted while it was open
+    kTimedOut,      // no audio for live.utterance_idle_timeout_s
+    kSessionEnded,  // closed, deleted, failed
+  };
+  virtual State state() = 0;
   // It takes nothing more: ended, interrupted, timed out, or the session has ended.
-  virtual bool closed() = 0;
+  bool closed() { return state() != State::kOpen; }
+  // The samples the session took from it (what add() brought before it closed).
+  virtual std::int64_t taken() const = 0;
   // The utterance's number on the session's events.
   virtual int utterance() const = 0;
 };
@@ -213,7 +222,8 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
 
   // Opens an utterance to write to (the one left open by end(true) goes on, if any): null while
   // another input writes one ("one utterance arriving at a time"). `wanted` (any thread, may be
-  // empty) is called when add() said full and there is room again. Throws kUnavailable once the
+  // empty) is called when add() said full and there is room again, and once when the input is
+  // closed by the session (interrupt, timeout, its end). Throws kUnavailable once the
   // session is closing or has ended. An open utterance that gets no audio for
   // live.utterance_idle_timeout_s ends by itself (its input is then closed).
   std::shared_ptr<SpeechInput> open_utterance(std::function<void()> wanted);
@@ -244,14 +254,18 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   class Writer;
 
   // For Writer: the writer `id`'s calls (ignored unless it is the session's current writer).
-  bool write(std::uint64_t id, std::vector<float> samples);
+  // write() returns whether the session took the samples, and in `room` whether it has room.
+  bool write(std::uint64_t id, std::vector<float> samples, bool& room);
   void end_writer(std::uint64_t id, bool keep_open);
-  bool writer_closed(std::uint64_t id) const;
-  // Requires mutex_ held: ends the open utterance (its writer, if any, is closed).
-  void end_open_locked();
+  // Requires mutex_ held: closes the current writer, if any, saying why. Unless it closed itself
+  // (kEnded), its `wanted` is kept for tell_closed(): a writer waiting for room finds out.
+  void close_writer_locked(SpeechInput::State why);
+  // Calls the `wanted` of the writers closed meanwhile (not under mutex_).
+  void tell_closed();
+  // Requires mutex_ held: ends the open utterance (its writer, if any, is closed as `why`).
+  void end_open_locked(SpeechInput::State why = SpeechInput::State::kEnded);
 
   SteadyTime due(std::int64_t tick) const;
-  std::int64_t first_tick_at_or_after(SteadyTime t) const;
   Segment segment_locked(std::int64_t tick);
   void maintain();  // on the strand: scheduling, feeding, underruns, prefetch, the end
   void schedule_locked(const std::shared_ptr<Utterance>& u, SteadyTime now);
@@ -285,19 +299,20 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   std::int64_t next_index_ = 0;  // the tick to emit next (guarded)
   std::deque<std::shared_ptr<Utterance>> utterances_;  // playing first (guarded)
   int next_utterance_ = 0;                             // guarded
-  bool open_ = false;              // the back utterance still takes speech (guarded)
-  std::uint64_t writer_ = 0;       // the writer of the open utterance; 0: none (guarded)
-  std::uint64_t last_writer_ = 0;  // guarded
-  std::function<void()> wanted_;   // the writer's (guarded)
+  bool open_ = false;                    // the back utterance still takes speech (guarded)
+  std::uint64_t writer_ = 0;             // the writer of the open utterance; 0: none (guarded)
+  std::uint64_t last_writer_ = 0;        // guarded
+  std::weak_ptr<Writer> writer_handle_;  // guarded
+  std::function<void()> wanted_;         // the writer's (guarded)
+  std::vector<std::function<void()>> closed_wanted_;                 // for tell_closed() (guarded)
   std::map<std::int64_t, std::shared_ptr<const Picture>> pictures_;  // by tick (guarded)
   std::map<std::int64_t, bool> preparing_;                           // ticks in work (guarded)
   std::shared_ptr<const std::vector<std::uint8_t>> last_picture_;    // guarded
   // The last emitted speech frame's generator output and tick, for the fade after an interrupt.
   std::shared_ptr<const infer::GeneratorBatch> last_output_;  // guarded
   int last_output_slot_ = 0;                                  // guarded
-  std::int64_t fade_start_ = -1;  // first tick of the fade after an interrupt (guarded)
-  bool fade_hold_ = false;        // the tick before fade_start_ holds the last picture (guarded)
-  bool underrunning_ = false;     // the playing utterance is being padded (guarded)
+  timeline::Fade fade_;                                       // after an interrupt (guarded)
+  bool underrunning_ = false;  // the playing utterance is being padded (guarded)
   // The last tick that showed speech, and when that speech run began (batch_policy.h).
   std::int64_t last_speech_tick_ = -1;  // guarded
   SteadyTime last_run_since_{};         // guarded

@@ -67,6 +67,29 @@ HttpReply reply_for(const std::exception& e) {
   return error_reply(500, e.what());
 }
 
+// The answer to an upload or a say once its speech is all in (`samples` of it, at 16 kHz): 200
+// with what it brought, or, when it was cut, with what the session took of it and why; 410 when
+// the session ended meanwhile (deleted, shut down).
+HttpReply speech_reply(SpeechInput& input, std::int64_t samples, std::optional<bool> open) {
+  const auto state = input.state();
+  if (state == SpeechInput::State::kSessionEnded) {
+    return error_reply(410, "the session ended while the speech was coming in; " +
+                                std::to_string(input.taken()) + " of its " +
+                                std::to_string(samples) + " samples were taken");
+  }
+  const bool cut =
+      state == SpeechInput::State::kInterrupted || state == SpeechInput::State::kTimedOut;
+  const std::int64_t used = cut ? input.taken() : samples;
+  json j = {{"samples", used},
+            {"seconds", static_cast<double>(used) / 16000.0},
+            {"interrupted", state == SpeechInput::State::kInterrupted},
+            {"utterance", input.utterance()}};
+  if (state == SpeechInput::State::kTimedOut) j["timed_out"] = true;
+  if (cut) j["samples_sent"] = samples;
+  if (open) j["open"] = *open && !cut;
+  return json_reply(200, j);
+}
+
 json info_json(const SessionInfo& i) {
   json j = {{"id", i.id},
             {"model", i.model},
@@ -163,17 +186,93 @@ SpeechFormat speech_format(const std::string& content_type) {
       "PCM (audio/L16;rate=N big-endian, audio/s16le;rate=N, audio/f32le;rate=N)");
 }
 
+// What an input's `wanted` does, set later than the input is opened (the input comes first, then
+// what feeds it). Any thread.
+class WantedHook {
+ public:
+  void set(std::function<void()> f) {
+    std::lock_guard lock(mutex_);
+    f_ = std::move(f);
+  }
+  void fire() {
+    std::function<void()> f;
+    {
+      std::lock_guard lock(mutex_);
+      f = f_;
+    }
+    if (f) f();
+  }
+  // The callback to open the input with: the session holds it (and so the hook, and what the
+  // hook calls) while the input is open.
+  static std::function<void()> of(std::shared_ptr<WantedHook> hook) {
+    return [hook = std::move(hook)] { hook->fire(); };
+  }
+
+ private:
+  std::mutex mutex_;
+  std::function<void()> f_;  // guarded
+};
+
+// Speech that is here whole but must not be queued whole (a decoded file, a synthesised text):
+// its pieces (`next`, empty at the end) go into the input as fast as the session takes them
+// (live.max_buffered_s), one step on the media threads each time it has room again. So what a
+// session holds is bounded whatever the file or text: a file is decoded as it plays. `done`
+// comes once: at the end, when the input was cut, or with what `next` threw.
+class PacedFeed final : public std::enable_shared_from_this<PacedFeed> {
+ public:
+  PacedFeed(std::shared_ptr<SpeechInput> input, core::WorkerPool& pool,
+            std::function<std::vector<float>()> next, std::function<void(std::exception_ptr)> done)
+      : input_(std::move(input)), pool_(pool), next_(std::move(next)), done_(std::move(done)) {}
+
+  // The callback for the input's wanted (WantedHook::set): it keeps the feed while the session
+  // keeps the input's callback (until the input is closed and told).
+  std::function<void()> wanted() {
+    return [self = shared_from_this()] { self->pool_.post([self] { self->step(); }); };
+  }
+
+  void step() {
+    std::lock_guard lock(mutex_);  // one step at a time (a wanted may come while one returns)
+    if (!done_) return;
+    try {
+      for (;;) {
+        if (input_->closed()) return finish(nullptr);  // cut: the answer says so
+        std::vector<float> piece = next_();
+        if (piece.empty()) return finish(nullptr);
+        if (!input_->add(std::move(piece))) return;  // wanted() steps on
+      }
+    } catch (...) {
+      finish(std::current_exception());
+    }
+  }
+
+ private:
+  void finish(std::exception_ptr error) {
+    auto done = std::move(done_);
+    auto next = std::move(next_);  // what it holds (the file, the samples) goes after `done`
+    done_ = nullptr;
+    next_ = nullptr;
+    done(error);
+  }
+
+  const std::shared_ptr<SpeechInput> input_;
+  core::WorkerPool& pool_;
+  std::mutex mutex_;
+  std::function<std::vector<float>()> next_;      // guarded
+  std::function<void(std::exception_ptr)> done_;  // guarded; null once done
+};
+
 // One speech upload: decodes pieces as they arrive into the session's speech input.
 class SpeechUpload final : public HttpBodyStream {
  public:
   // `media`: where a file is decoded, holding `slot` (the session's place for it) until then.
   SpeechUpload(SpeechFormat format, bool keep_open, std::shared_ptr<SpeechInput> input,
-               std::size_t max_file_bytes, int max_seconds, core::WorkerPool& media,
-               std::shared_ptr<HubSession::MediaSlot> slot,
+               std::shared_ptr<WantedHook> wanted, std::size_t max_file_bytes, int max_seconds,
+               core::WorkerPool& media, std::shared_ptr<HubSession::MediaSlot> slot,
                std::function<HttpReply(HttpReply)> decorate)
       : format_(format),
         keep_open_(keep_open),
         input_(std::move(input)),
+        wanted_(std::move(wanted)),
         max_file_bytes_(max_file_bytes),
         max_seconds_(max_seconds),
         media_(media),
@@ -231,24 +330,42 @@ class SpeechUpload final : public HttpBodyStream {
       }
       return finish(responder);
     }
-    // A file: decode it off the I/O thread.
+    // A file: decoded off the I/O thread, as it plays (PacedFeed); its header's length is
+    // checked against audio.max_seconds before a sample is decoded.
     media_.post([self = shared_self(), responder] {
       try {
-        std::vector<float> samples = self->decode_file();
-        self->count(samples.size());
-        constexpr std::size_t kPiece = 16000;
-        for (std::size_t at = 0; at < samples.size(); at += kPiece) {
-          const auto end = std::min(samples.size(), at + kPiece);
-          self->input_->add(std::vector<float>(samples.begin() + static_cast<std::ptrdiff_t>(at),
-                                               samples.begin() + static_cast<std::ptrdiff_t>(end)));
-        }
+        self->reader_ = std::make_unique<audio::AudioFileReader>(
+            std::as_bytes(std::span(self->file_.data(), self->file_.size())), "the speech body",
+            self->max_seconds_);
       } catch (const std::exception& e) {
         self->input_->abandon();
         self->slot_.reset();  // free before the reply: the client's next request may need it
         return responder.reply(self->decorate_(reply_for(e)));
       }
       self->slot_.reset();
-      self->finish(responder);
+      const std::weak_ptr<SpeechUpload> weak = self;
+      auto feed = std::make_shared<PacedFeed>(
+          self->input_, self->media_,
+          [self] {
+            std::vector<float> piece = self->reader_->read(audio::kSampleRateHz);
+            self->samples_ += static_cast<std::int64_t>(piece.size());
+            return piece;
+          },
+          [weak, responder](std::exception_ptr error) {
+            auto upload = weak.lock();
+            if (!upload) return;
+            upload->reader_.reset();
+            upload->file_ = std::string();
+            if (!error) return upload->finish(responder);
+            upload->input_->abandon();
+            try {
+              std::rethrow_exception(error);
+            } catch (const std::exception& e) {
+              responder.reply(upload->decorate_(reply_for(e)));
+            }
+          });
+      self->wanted_->set(feed->wanted());
+      feed->step();
     });
   }
 
@@ -258,15 +375,8 @@ class SpeechUpload final : public HttpBodyStream {
   std::shared_ptr<SpeechUpload> shared_self() { return self_.lock(); }
 
   void finish(const HttpResponder& responder) {
-    const double seconds = static_cast<double>(samples_) / 16000.0;
-    input_->end(keep_open_);
-    responder.reply(decorate_(
-        json_reply(200, {{"samples", samples_}, {"seconds", seconds}, {"open", keep_open_}})));
-  }
-
-  std::vector<float> decode_file() {
-    return audio::load_audio_bytes(std::as_bytes(std::span(file_.data(), file_.size())),
-                                   "the speech body", max_seconds_);
+    input_->end(keep_open_);  // one cut meanwhile stays as it was cut
+    responder.reply(decorate_(speech_reply(*input_, samples_, keep_open_)));
   }
 
   std::string swap_bytes(std::string piece) {
@@ -296,6 +406,8 @@ class SpeechUpload final : public HttpBodyStream {
   const SpeechFormat format_;
   const bool keep_open_;
   std::shared_ptr<SpeechInput> input_;
+  std::shared_ptr<WantedHook> wanted_;              // resumes the body, or the file's feed
+  std::unique_ptr<audio::AudioFileReader> reader_;  // the file being decoded (media threads)
   const std::size_t max_file_bytes_;
   const int max_seconds_;
   core::WorkerPool& media_;
@@ -772,23 +884,41 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
                                  std::to_string(tts::kMaxTextBytes));
     }
     auto slot = media_slot_or_throw(*session);
-    auto input = session->begin_speech({});
+    auto hook = std::make_shared<WantedHook>();
+    auto input = session->begin_speech(WantedHook::of(hook));
     if (!input) throw busy();
-    hub.media().post([input, slot, text, voice, out, decorate]() mutable {
+    core::WorkerPool* media = &hub.media();
+    media->post([input, hook, media, slot, text, voice, out, decorate]() mutable {
+      // Synthesised whole (tts::kMaxTextBytes of text: minutes of speech at most), then queued
+      // as the session plays it (PacedFeed): the answer comes when it is all queued.
+      auto samples = std::make_shared<std::vector<float>>();
       try {
-        const std::size_t samples = tts::say(text, voice, [&input](std::vector<float> piece) {
-          input->add(std::move(piece));
+        tts::say(text, voice, [&](std::vector<float> piece) {
+          samples->insert(samples->end(), piece.begin(), piece.end());
           return !input->closed();
         });
-        input->end();
-        slot.reset();
-        out.reply(
-            decorate(json_reply(200, {{"samples", samples}, {"seconds", samples / 16000.0}})));
       } catch (const std::exception& e) {
         input->abandon();
         slot.reset();
-        out.reply(decorate(reply_for(e)));
+        return out.reply(decorate(reply_for(e)));
       }
+      slot.reset();
+      const auto total = static_cast<std::int64_t>(samples->size());
+      auto feed = std::make_shared<PacedFeed>(
+          input, *media,
+          [samples, at = std::size_t{0}]() mutable {
+            const std::size_t n = std::min<std::size_t>(audio::kSampleRateHz, samples->size() - at);
+            std::vector<float> piece(samples->begin() + static_cast<std::ptrdiff_t>(at),
+                                     samples->begin() + static_cast<std::ptrdiff_t>(at + n));
+            at += n;
+            return piece;
+          },
+          [input, total, out, decorate](std::exception_ptr) {
+            input->end();  // one cut meanwhile stays as it was cut
+            out.reply(decorate(speech_reply(*input, total, {})));
+          });
+      hook->set(feed->wanted());
+      feed->step();
     });
   }
 
@@ -801,10 +931,12 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     // A file is decoded on the media threads once it is in: it holds a place from the start.
     std::shared_ptr<HubSession::MediaSlot> slot;
     if (format.kind == SpeechFormat::Kind::kFile) slot = media_slot_or_throw(*session);
-    auto input = session->begin_speech([out] { out.resume(); });
+    auto hook = std::make_shared<WantedHook>();
+    hook->set([out] { out.resume(); });  // a file's decoding sets its own
+    auto input = session->begin_speech(WantedHook::of(hook));
     if (!input) throw busy();
     auto upload = std::make_shared<SpeechUpload>(
-        format, more == "1" || more == "true", std::move(input),
+        format, more == "1" || more == "true", std::move(input), hook,
         static_cast<std::size_t>(ctx.server.max_message_mb) << 20, ctx.audio.max_seconds,
         hub.media(), std::move(slot), decorate);
     upload->set_self(upload);

@@ -56,6 +56,10 @@ class ServerMetrics {
     std::lock_guard lock(mutex_);
     live_jitter_.add(ms / 1000.0);
   }
+  void observe_interrupt_ack_ms(double ms) {
+    std::lock_guard lock(mutex_);
+    interrupt_ack_.add(ms / 1000.0);
+  }
   void observe_speech_latency_ms(double ms) {
     std::lock_guard lock(mutex_);
     speech_latency_.add(ms / 1000.0);
@@ -113,6 +117,10 @@ class ServerMetrics {
     out << "# HELP lipsync_live_speech_latency_seconds From an utterance's first speech sample "
            "to its first frame's tick.\n# TYPE lipsync_live_speech_latency_seconds histogram\n";
     speech_latency_.render(out, "lipsync_live_speech_latency_seconds", "", "");
+    out << "# HELP lipsync_live_interrupt_ack_seconds From an interrupt reaching a session to "
+           "the emit of its playback_finished.\n"
+           "# TYPE lipsync_live_interrupt_ack_seconds histogram\n";
+    interrupt_ack_.render(out, "lipsync_live_interrupt_ack_seconds", "", "");
     out << "# HELP lipsync_live_emit_jitter_seconds Live frames' emit time minus their tick.\n"
            "# TYPE lipsync_live_emit_jitter_seconds histogram\n";
     live_jitter_.render(out, "lipsync_live_emit_jitter_seconds", "", "");
@@ -162,6 +170,7 @@ class ServerMetrics {
   std::int64_t live_underruns_ = 0;
   std::int64_t live_interrupts_ = 0;
   Histogram speech_latency_{{0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10}};
+  Histogram interrupt_ack_{{0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.2, 0.5}};
   Histogram live_jitter_{{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08}};
 };
 

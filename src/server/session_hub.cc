@@ -396,6 +396,7 @@ std::shared_ptr<SpeechInput> HubSession::begin_speech(std::function<void()> want
 }
 
 void HubSession::interrupt() {
+  interrupted_at_ = std::chrono::steady_clock::now().time_since_epoch().count();
   session_->interrupt();
   hub_.context().metrics->count_interrupt();
   hub_.trim_memory_soon();
@@ -434,7 +435,18 @@ void HubSession::on_live_frame(pipeline::LiveFrame frame) {
   }
   state_ = static_cast<int>(frame.state);
   if (frame.speech_latency_ms) speech_latency_ms_ = *frame.speech_latency_ms;
-  for (auto& e : frame.events) events_.publish(e);  // numbered before any client sees them
+  for (auto& e : frame.events) {
+    events_.publish(e);  // numbered before any client sees them
+    if (e.type == pipeline::LiveEvent::Type::kPlaybackFinished && e.interrupted) {
+      const auto at = interrupted_at_.exchange(0);
+      if (at != 0) {
+        const std::chrono::steady_clock::duration since(at);
+        hub_.context().metrics->observe_interrupt_ack_ms(
+            std::chrono::duration<double, std::milli>(frame.emitted.time_since_epoch() - since)
+                .count());
+      }
+    }
+  }
   record_live_frame(*hub_.context().metrics, model_, frame, last_underrun_);
   std::vector<std::shared_ptr<pipeline::LiveSink>> sinks;
   {

@@ -4,10 +4,10 @@
 // viewer (a webrtc::WhepSender) encodes for its browser; one made by a gRPC Live call makes the
 // frames that call asked for and ends with it. Either kind takes speech, text and interrupts from
 // the HTTP API and from gRPC Live calls attached to it (LiveConfig.session_id), and hands every
-// frame to its viewers and attached calls (fan-out). Speech comes in
-// as utterances from uploads and text to speech, one at a time per session; it is fed to the
-// session as fast as the session takes it (live.max_buffered_s), so an upload is read only as
-// fast as it is played once the buffer is full.
+// frame to its viewers and attached calls (fan-out). Speech comes in as utterances through the
+// session's one inbox (LiveSession::open_utterance), one at a time whoever sends it, as fast as
+// the session takes it (live.max_buffered_s): an upload is read only as fast as it is played once
+// the buffer is full. Its events (SessionEvents) are numbered here, before any client sees them.
 // Admission: live.max_sessions (shared with gRPC Live calls), webrtc.max_viewers.
 // Thread contract: every method from any thread. Viewer negotiation and teardown block, so they
 // run on the request workers; frames reach viewers on the ticker thread.
@@ -219,7 +219,10 @@ class HubSession final : public pipeline::LiveSink,
   std::atomic<int> state_{0};
   std::atomic<double> speech_latency_ms_{-1};
   std::atomic<std::chrono::steady_clock::rep> last_used_{0};  // steady_clock ticks
-  bool last_underrun_ = false;                                // the ticker thread's
+  // When the last interrupt reached the session (steady_clock ticks; 0: none waiting for its
+  // playback_finished), for lipsync_live_interrupt_ack_seconds.
+  std::atomic<std::chrono::steady_clock::rep> interrupted_at_{0};
+  bool last_underrun_ = false;  // the ticker thread's
   SessionEvents events_;
 };
 

@@ -269,6 +269,18 @@ test('idle, speech from say and from a file, interrupt: fps, audio, mouth, A/V s
     return at;
   });
   await page.waitForTimeout(2000);
+  // The page's event log: the reply said, then the file cut by the interrupt, each started and
+  // finished, the file's position short of its length.
+  const events = await page.evaluate(() => window.lipsync.events);
+  const finished = events.filter((e) => e.type === 'playback_finished');
+  assert.ok(events.some((e) => e.type === 'playback_started' && e.utterance === said.utterance),
+            JSON.stringify(events));
+  const saidEnd = finished.find((e) => e.utterance === said.utterance);
+  assert.ok(saidEnd && !saidEnd.interrupted, JSON.stringify(finished));
+  const cut = finished.find((e) => e.utterance === uploaded.utterance);
+  assert.ok(cut && cut.interrupted && cut.playback_position_s < uploaded.seconds,
+            JSON.stringify(finished));
+  figure('file_heard_before_interrupt_s', cut.playback_position_s.toFixed(2));
   const { frames, audio, played, now } = await recorded();
   const stats1 = await videoStats();
   const info1 = (await api('GET', `/v1/sessions/${info0.id}`)).json();

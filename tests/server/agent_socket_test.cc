@@ -127,7 +127,8 @@ struct RecordingInput final : server::SpeechInput {
   void end(bool) override { ended = true; }
   int utterance() const override { return 0; }
   void abandon() override { abandoned = true; }
-  bool closed() override { return ended || abandoned; }
+  State state() override { return ended || abandoned ? State::kEnded : State::kOpen; }
+  std::int64_t taken() const override { return static_cast<std::int64_t>(samples.size()); }
 };
 
 struct RecordingPeer final : server::WebSocketPeer {
