@@ -3,7 +3,9 @@
 // strings are fine, and stopping never waits for an idle keep-alive connection.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -189,6 +191,82 @@ TEST(HttpServer, AnAddressInUseOrOutOfRangeFailsNamingIt) {
   EXPECT_THROW(server::HttpServer("127.0.0.1:70000", {},
                                   [](const server::HttpRequest&) { return server::HttpReply{}; }),
                Error);
+}
+
+// An event stream whose source writes as fast as it can: a client that reads gets every event
+// in order; one that never reads is closed (its handler told) once the queue cap is reached,
+// without slowing the source or the other client.
+TEST(HttpServer, AnEventStreamClosesAClientThatDoesNotRead) {
+  struct Stream final : server::EventStreamHandler {
+    std::atomic<bool> closed{false};
+    void on_close() override { closed = true; }
+  };
+  std::mutex mutex;
+  std::vector<std::pair<std::shared_ptr<server::EventStreamPeer>, std::shared_ptr<Stream>>> peers;
+  server::HttpRoutes routes;
+  routes.handle = [](server::HttpRequest, server::HttpResponder out) {
+    out.reply({404, "text/plain", "no\n", {}});
+  };
+  routes.events = [&](const server::HttpRequest& r, std::shared_ptr<server::EventStreamPeer> peer) {
+    server::EventStreamPlan plan;
+    if (r.path != "/events") return plan;
+    auto stream = std::make_shared<Stream>();
+    plan.handler = stream;
+    plan.headers = {{"X-Test", "1"}};
+    std::lock_guard lock(mutex);
+    peers.emplace_back(std::move(peer), stream);
+    return plan;
+  };
+  server::HttpServer server("127.0.0.1:0", {}, routes);
+  RawConnection reader(server.port());
+  RawConnection stalled(server.port());
+  reader.send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+  stalled.send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+  for (int i = 0; i < 200; ++i) {
+    {
+      std::lock_guard lock(mutex);
+      if (peers.size() == 2) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(peers.size(), 2u);
+  const std::string head = reader.receive(std::chrono::milliseconds(200));
+  EXPECT_EQ(head.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << head;
+  EXPECT_NE(head.find("Content-Type: text/event-stream"), std::string::npos);
+  EXPECT_NE(head.find("X-Test: 1"), std::string::npos);
+  // 4000 events of 4 KB (16 MB: more than loopback buffers hold) at about 16 MB/s; the reader
+  // reads them as they come.
+  constexpr std::size_t kEvents = 4000;
+  const std::string event = "data: " + std::string(4090, 'x') + "\n\n";
+  std::size_t got = 0;
+  std::thread read([&] {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (got < kEvents * event.size() && std::chrono::steady_clock::now() < until) {
+      got += reader.receive(std::chrono::milliseconds(50)).size();
+    }
+  });
+  core::Stopwatch sw;
+  for (std::size_t i = 0; i < kEvents; ++i) {
+    for (auto& [peer, stream] : peers) peer->send(event);
+    if (i % 4 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  read.join();
+  EXPECT_LT(sw.elapsed_ms(), 20000.0);     // sending never waited for a client
+  EXPECT_EQ(got, kEvents * event.size());  // every byte, to the reader
+  for (int i = 0; i < 500 && !peers[1].second->closed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(peers[1].second->closed.load()) << "the client that never reads is still served";
+  EXPECT_FALSE(peers[0].second->closed.load());
+  // close() ends a stream once its queue is written.
+  peers[0].first->send("data: last\n\n");
+  peers[0].first->close();
+  const std::string tail = reader.receive(std::chrono::seconds(2));
+  EXPECT_NE(tail.find("data: last"), std::string::npos);
+  for (int i = 0; i < 200 && !peers[0].second->closed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(peers[0].second->closed.load());
 }
 
 }  // namespace
