@@ -175,7 +175,7 @@ struct LiveSession::Utterance {
 struct LiveSession::Picture {
   LiveState kind = LiveState::kIdle;
   int utterance = -1;
-  std::shared_ptr<const std::vector<std::uint8_t>> bytes;
+  std::shared_ptr<const core::SharedBytes> bytes;
   // Speech pictures: the generator output (for a later fade) and the window slot to release.
   std::shared_ptr<const infer::GeneratorBatch> batch;
   int slot = 0;
@@ -655,27 +655,28 @@ void LiveSession::prepare_picture(std::int64_t tick, Segment segment) {
   if (picture && tick >= next_index_ && !ended_) pictures_[tick] = std::move(picture);
 }
 
-std::shared_ptr<const std::vector<std::uint8_t>> LiveSession::encode(const cv::Mat& image,
+std::shared_ptr<const core::SharedBytes> LiveSession::encode(const cv::Mat& image,
                                                                      int template_frame) const {
   switch (settings_.encoding) {
     case FrameEncoding::kJpeg:
       if (template_frame >= 0 && target_.splices() != nullptr) {
-        return std::make_shared<const std::vector<std::uint8_t>>(
+        return std::make_shared<const core::SharedBytes>(
             target_.splices()->encode(template_frame, image, settings_.jpeg_quality));
       }
-      return std::make_shared<const std::vector<std::uint8_t>>(
+      return std::make_shared<const core::SharedBytes>(
           render::encode_jpeg(image, settings_.jpeg_quality));
     case FrameEncoding::kPng:
-      return std::make_shared<const std::vector<std::uint8_t>>(render::encode_png(image));
+      return std::make_shared<const core::SharedBytes>(render::encode_png(image));
     case FrameEncoding::kNone:
       break;
   }
-  const cv::Mat c = image.isContinuous() ? image : image.clone();
-  return std::make_shared<const std::vector<std::uint8_t>>(c.data,
-                                                           c.data + c.total() * c.elemSize());
+  // The pixels themselves, shared (every caller hands over a picture nothing writes again).
+  auto pixels = std::make_shared<const cv::Mat>(image.isContinuous() ? image : image.clone());
+  return std::make_shared<const core::SharedBytes>(pixels->data,
+                                                   pixels->total() * pixels->elemSize(), pixels);
 }
 
-std::shared_ptr<const std::vector<std::uint8_t>> LiveSession::idle_picture(int template_frame) {
+std::shared_ptr<const core::SharedBytes> LiveSession::idle_picture(int template_frame) {
   return idle_pictures_->get(target_.avatar, template_frame, settings_.encoding,
                              settings_.jpeg_quality,
                              [&] { return encode(*target_.avatar->frame(template_frame)); });
@@ -783,7 +784,7 @@ void LiveSession::on_speech_frame(const std::shared_ptr<Utterance>& u, ProducedF
   } else if (settings_.encoding == FrameEncoding::kNone) {
     picture->bytes = encode(frame.image);
   } else {
-    picture->bytes = std::make_shared<const std::vector<std::uint8_t>>(std::move(frame.encoded));
+    picture->bytes = std::make_shared<const core::SharedBytes>(std::move(frame.encoded));
   }
   bool late = false;
   {

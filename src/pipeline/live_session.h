@@ -45,6 +45,7 @@
 
 #include "audio/video_frames.h"
 #include "core/config_table.h"
+#include "core/shared_bytes.h"
 #include "core/lru_cache.h"
 #include "core/strand.h"
 #include "pipeline/frame_producer.h"
@@ -73,7 +74,7 @@ struct LiveOptions {
 // Thread contract: any thread.
 class IdlePictureCache {
  public:
-  using Bytes = std::shared_ptr<const std::vector<std::uint8_t>>;
+  using Bytes = std::shared_ptr<const core::SharedBytes>;
   explicit IdlePictureCache(std::size_t budget_bytes) : cache_(budget_bytes) {}
   // The picture of `frame` of `avatar` in that encoding, or make()'s, cached.
   Bytes get(const std::shared_ptr<const avatar::Avatar>& avatar, int frame, FrameEncoding encoding,
@@ -147,7 +148,7 @@ struct LiveFrame {
   bool underrun = false;  // the samples are inserted silence
   // The picture: JPEG/PNG bytes, or BGR bytes for FrameEncoding::kNone. Shared: a late frame
   // carries the previous frame's picture.
-  std::shared_ptr<const std::vector<std::uint8_t>> picture;
+  std::shared_ptr<const core::SharedBytes> picture;
   std::array<std::int16_t, audio::kSamplesPerFrame> samples{};
   int utterance = -1;        // 0, 1, ... for speech frames
   std::int64_t sample = -1;  // input sample of that utterance the frame's samples start at
@@ -275,9 +276,9 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   void prepare_picture(std::int64_t tick, Segment segment);
   // `image` in the session's encoding. A JPEG of a picture of template frame `template_frame`
   // that differs from it only in its crop rect (a blend) is spliced (render/jpeg_splice.h).
-  std::shared_ptr<const std::vector<std::uint8_t>> encode(const cv::Mat& image,
+  std::shared_ptr<const core::SharedBytes> encode(const cv::Mat& image,
                                                           int template_frame = -1) const;
-  std::shared_ptr<const std::vector<std::uint8_t>> idle_picture(int template_frame);
+  std::shared_ptr<const core::SharedBytes> idle_picture(int template_frame);
   double buffered_seconds_locked() const;
   // Requires mutex_ held: the events of utterance `u` ending at tick `k` (its underrun, if one is
   // open, then playback_finished).
@@ -307,7 +308,7 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   std::vector<std::function<void()>> closed_wanted_;                 // for tell_closed() (guarded)
   std::map<std::int64_t, std::shared_ptr<const Picture>> pictures_;  // by tick (guarded)
   std::map<std::int64_t, bool> preparing_;                           // ticks in work (guarded)
-  std::shared_ptr<const std::vector<std::uint8_t>> last_picture_;    // guarded
+  std::shared_ptr<const core::SharedBytes> last_picture_;    // guarded
   // The last emitted speech frame's generator output and tick, for the fade after an interrupt.
   std::shared_ptr<const infer::GeneratorBatch> last_output_;  // guarded
   int last_output_slot_ = 0;                                  // guarded

@@ -536,7 +536,7 @@ struct WhepSender::Impl {
     gst_webrtc_session_description_free(done);
   }
 
-  void push(std::int64_t index, std::shared_ptr<const std::vector<std::uint8_t>> bgr,
+  void push(std::int64_t index, std::shared_ptr<const core::SharedBytes> bgr,
             std::span<const std::int16_t> samples) {
     if (!connected.load() || gone.load()) return;
     if (first_index < 0) {
@@ -548,15 +548,15 @@ struct WhepSender::Impl {
     const std::size_t bytes = static_cast<std::size_t>(width) * height * 3;
     if (vsrc && bgr && bgr->size() == bytes) {
       if (options.frame_marker) {
-        auto marked = std::make_shared<std::vector<std::uint8_t>>(*bgr);
-        draw_marker(*marked, width, height);
-        bgr = std::move(marked);
+        std::vector<std::uint8_t> marked = bgr->to_vector();
+        draw_marker(marked, width, height);
+        bgr = std::make_shared<const core::SharedBytes>(std::move(marked));
       }
-      auto* holder = new std::shared_ptr<const std::vector<std::uint8_t>>(std::move(bgr));
+      auto* holder = new std::shared_ptr<const core::SharedBytes>(std::move(bgr));
       GstBuffer* buffer = gst_buffer_new_wrapped_full(
           GST_MEMORY_FLAG_READONLY, const_cast<std::uint8_t*>((*holder)->data()), bytes, 0, bytes,
           holder, [](gpointer h) {
-            delete static_cast<std::shared_ptr<const std::vector<std::uint8_t>>*>(h);
+            delete static_cast<std::shared_ptr<const core::SharedBytes>*>(h);
           });
       GST_BUFFER_PTS(buffer) = pts;
       GST_BUFFER_DURATION(buffer) = kFrameNs;
@@ -665,7 +665,7 @@ const std::string& WhepSender::answer() const {
   return impl_->answer;
 }
 
-void WhepSender::push(std::int64_t index, std::shared_ptr<const std::vector<std::uint8_t>> bgr,
+void WhepSender::push(std::int64_t index, std::shared_ptr<const core::SharedBytes> bgr,
                       std::span<const std::int16_t> samples) {
   impl_->push(index, std::move(bgr), samples);
 }

@@ -22,6 +22,8 @@
 // ticker); it never blocks.
 #pragma once
 
+#include "core/shared_bytes.h"
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -55,7 +57,7 @@ class WhepSender {
   // The frame with session index `index`: `bgr` holds width x height x 3 bytes (kept, not
   // copied, until the encoder is done with it), `samples` its 640 samples at 16 kHz. Dropped
   // until the connection is up, and after the viewer is gone.
-  void push(std::int64_t index, std::shared_ptr<const std::vector<std::uint8_t>> bgr,
+  void push(std::int64_t index, std::shared_ptr<const core::SharedBytes> bgr,
             std::span<const std::int16_t> samples);
 
   bool connected() const;

@@ -260,14 +260,14 @@ TEST_F(LiveSessionTest, SessionsShareIdlePicturesAndTheFirstFrameIsNeverLate) {
   const auto fb = sink_b->frames();
   EXPECT_FALSE(fa[0].late);
   EXPECT_FALSE(fb[0].late);
-  std::map<int, const std::vector<std::uint8_t>*> by_template;
+  std::map<int, const core::SharedBytes*> by_template;
   int shared = 0;
   for (std::size_t i = 0; i < 20; ++i) {
     for (const auto& [f, start] : {std::pair{&fa[i], 0}, std::pair{&fb[i], 6}}) {
       ASSERT_EQ(f->state, LiveState::kIdle);
       if (f->late) continue;
       const int k = avatar::template_frame_for(static_cast<int>(i), 7, start);
-      EXPECT_EQ(*f->picture, render::encode_jpeg(*avatar_->frame(k), 75)) << i;
+      EXPECT_EQ(f->picture->to_vector(), render::encode_jpeg(*avatar_->frame(k), 75)) << i;
       const auto [it, inserted] = by_template.emplace(k, f->picture.get());
       if (!inserted) {
         EXPECT_EQ(it->second, f->picture.get()) << "template frame " << k << " encoded twice";
