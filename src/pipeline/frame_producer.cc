@@ -21,6 +21,15 @@ constexpr std::size_t kTrackChunkSamples = audio::kSampleRateHz;
 
 }  // namespace
 
+std::vector<std::uint8_t> encode_frame(const cv::Mat& image, FrameEncoding encoding,
+                                       int jpeg_quality, render::JpegSpliceCache* splices,
+                                       int template_frame) {
+  LIPSYNC_CHECK(encoding != FrameEncoding::kNone);
+  if (encoding == FrameEncoding::kPng) return render::encode_png(image);
+  if (splices != nullptr) return splices->encode(template_frame, image, jpeg_quality);
+  return render::encode_jpeg(image, jpeg_quality);
+}
+
 const core::ConfigTable<PipelineOptions>& PipelineOptions::config() {
   static const auto table =
       core::ConfigTable<PipelineOptions>("pipeline")
@@ -357,13 +366,8 @@ void FrameProducer::composite_and_deliver(int index,
       composite_ms = sw.elapsed_ms();
       if (settings_.encoding != FrameEncoding::kNone) {
         sw.reset();
-        if (settings_.encoding == FrameEncoding::kPng) {
-          frame.encoded = render::encode_png(image);
-        } else if (splices != nullptr) {
-          frame.encoded = splices->encode(frame.template_frame, image, settings_.jpeg_quality);
-        } else {
-          frame.encoded = render::encode_jpeg(image, settings_.jpeg_quality);
-        }
+        frame.encoded = encode_frame(image, settings_.encoding, settings_.jpeg_quality, splices,
+                                     frame.template_frame);
         encode_ms = sw.elapsed_ms();
       }
     }

@@ -56,6 +56,13 @@ struct PipelineOptions {
 
 enum class FrameEncoding { kNone, kJpeg, kPng };
 
+// A composited frame of template frame `template_frame` in `encoding` (kJpeg or kPng): PNG, or a
+// JPEG spliced into that template frame's when `splices` is given (render/jpeg_splice.h), else
+// a whole one. The one encoder of produced frames and of a live session's own pictures.
+std::vector<std::uint8_t> encode_frame(const cv::Mat& image, FrameEncoding encoding,
+                                       int jpeg_quality, render::JpegSpliceCache* splices,
+                                       int template_frame);
+
 // What one producer makes.
 struct ProducerSettings {
   // Template frame of output frame i: avatar::template_frame_for(walk_offset + i, n, walk_start).

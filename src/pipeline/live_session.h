@@ -46,9 +46,9 @@
 #include "audio/video_frames.h"
 #include "core/config_table.h"
 #include "core/shared_bytes.h"
-#include "core/lru_cache.h"
 #include "core/strand.h"
 #include "pipeline/frame_producer.h"
+#include "pipeline/idle_pictures.h"
 #include "pipeline/live_timeline.h"
 #include "pipeline/ticker.h"
 
@@ -66,47 +66,6 @@ struct LiveOptions {
   int utterance_idle_timeout_s = 5;  // live.utterance_idle_timeout_s: an open utterance ends
   void validate() const;
   static const core::ConfigTable<LiveOptions>& config();
-};
-
-// Encoded template frames, shared by every session of a server: idling costs one encode per
-// template frame and format, not one per session. Entries are byte-budgeted (least recently used
-// go first) and belong to one avatar object: a reloaded avatar never sees another's pictures.
-// Thread contract: any thread.
-class IdlePictureCache {
- public:
-  using Bytes = std::shared_ptr<const core::SharedBytes>;
-  explicit IdlePictureCache(std::size_t budget_bytes) : cache_(budget_bytes) {}
-  // The picture of `frame` of `avatar` in that encoding, or make()'s, cached.
-  Bytes get(const std::shared_ptr<const avatar::Avatar>& avatar, int frame, FrameEncoding encoding,
-            int jpeg_quality, const std::function<Bytes()>& make);
-  // The cached picture, or null; never makes one (cheap enough for the session's lock).
-  Bytes find(const std::shared_ptr<const avatar::Avatar>& avatar, int frame, FrameEncoding encoding,
-             int jpeg_quality);
-  std::size_t used_bytes() const { return cache_.used_bytes(); }
-
- private:
-  struct Key;
-  static Key key_of(const avatar::Avatar* avatar, int frame, FrameEncoding encoding,
-                    int jpeg_quality);
-  struct Key {
-    const void* avatar;
-    int frame;
-    int encoding;
-    int quality;
-    bool operator==(const Key&) const = default;
-  };
-  struct KeyHash {
-    std::size_t operator()(const Key& k) const;
-  };
-  struct Entry {
-    std::weak_ptr<const avatar::Avatar> avatar;  // the owner, to tell a reused address apart
-    Bytes bytes;
-  };
-  Bytes make_once(const Key& key, const std::function<Bytes()>& make);
-
-  core::LruCache<Key, Entry, KeyHash> cache_;
-  std::mutex mutex_;
-  std::unordered_map<Key, std::shared_future<Bytes>, KeyHash> making_;  // guarded
 };
 
 // What the session tells its clients about its speech, on the tick it describes (issue 25 §2).
@@ -277,7 +236,7 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   // `image` in the session's encoding. A JPEG of a picture of template frame `template_frame`
   // that differs from it only in its crop rect (a blend) is spliced (render/jpeg_splice.h).
   std::shared_ptr<const core::SharedBytes> encode(const cv::Mat& image,
-                                                          int template_frame = -1) const;
+                                                  int template_frame = -1) const;
   std::shared_ptr<const core::SharedBytes> idle_picture(int template_frame);
   double buffered_seconds_locked() const;
   // Requires mutex_ held: the events of utterance `u` ending at tick `k` (its underrun, if one is
@@ -308,7 +267,7 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   std::vector<std::function<void()>> closed_wanted_;                 // for tell_closed() (guarded)
   std::map<std::int64_t, std::shared_ptr<const Picture>> pictures_;  // by tick (guarded)
   std::map<std::int64_t, bool> preparing_;                           // ticks in work (guarded)
-  std::shared_ptr<const core::SharedBytes> last_picture_;    // guarded
+  std::shared_ptr<const core::SharedBytes> last_picture_;            // guarded
   // The last emitted speech frame's generator output and tick, for the fade after an interrupt.
   std::shared_ptr<const infer::GeneratorBatch> last_output_;  // guarded
   int last_output_slot_ = 0;                                  // guarded

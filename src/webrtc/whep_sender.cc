@@ -555,9 +555,8 @@ struct WhepSender::Impl {
       auto* holder = new std::shared_ptr<const core::SharedBytes>(std::move(bgr));
       GstBuffer* buffer = gst_buffer_new_wrapped_full(
           GST_MEMORY_FLAG_READONLY, const_cast<std::uint8_t*>((*holder)->data()), bytes, 0, bytes,
-          holder, [](gpointer h) {
-            delete static_cast<std::shared_ptr<const core::SharedBytes>*>(h);
-          });
+          holder,
+          [](gpointer h) { delete static_cast<std::shared_ptr<const core::SharedBytes>*>(h); });
       GST_BUFFER_PTS(buffer) = pts;
       GST_BUFFER_DURATION(buffer) = kFrameNs;
       gst_app_src_push_buffer(vsrc, buffer);  // takes the buffer

@@ -22,8 +22,6 @@
 // ticker); it never blocks.
 #pragma once
 
-#include "core/shared_bytes.h"
-
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -32,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "core/shared_bytes.h"
 #include "webrtc/webrtc_options.h"
 
 namespace lipsync::webrtc {
