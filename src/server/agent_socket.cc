@@ -7,6 +7,7 @@
 #include "core/json_parse.h"
 #include "core/json_text.h"
 #include "core/text.h"
+#include "server/input_limits.h"
 
 namespace lipsync::server {
 
@@ -34,17 +35,8 @@ AgentMessage parse_agent_message(std::string_view text) {
   } else if (name == "utterance") {
     m.type = AgentMessage::Type::kUtterance;
     if (const auto rate = j.find("sample_rate"); rate != j.end()) {
-      // As written: 2^64-1 is not -1, and 16000.5 is not 16000.
-      const bool in_range =
-          rate->is_number_unsigned()
-              ? rate->get<std::uint64_t>() >= 8000 && rate->get<std::uint64_t>() <= 192000
-              : rate->is_number_integer() && rate->get<std::int64_t>() >= 8000 &&
-                    rate->get<std::int64_t>() <= 192000;
-      if (!in_range) {
-        throw Error::invalid_input("sample_rate: " + core::quote(rate->dump()) +
-                                   " is not a rate; expected an integer from 8000 to 192000 (Hz)");
-      }
-      m.sample_rate = rate->get<int>();
+      m.sample_rate =
+          static_cast<int>(limits::checked_json(limits::kSpeechRate, "sample_rate", *rate));
     }
     if (const auto encoding = j.find("encoding"); encoding != j.end()) {
       const std::string e = encoding->is_string() ? encoding->get<std::string>() : "";

@@ -11,6 +11,7 @@
 #include "core/json_text.h"
 #include "core/text.h"
 #include "server/agent_socket.h"
+#include "server/input_limits.h"
 #include "server/session_events.h"
 #include "server/wire_audio.h"
 #include "tts/text_to_speech.h"
@@ -23,9 +24,6 @@ extern const std::size_t kDemoPageHtmlSize;
 namespace {
 
 using nlohmann::json;
-
-// The largest start_frame a session takes (the walk wraps it onto the avatar's frames).
-constexpr int kMaxStartFrame = 1000000;
 
 HttpReply json_reply(int status, const json& body) {
   return {status, "application/json", core::json_text(body) + "\n", {}};
@@ -164,10 +162,7 @@ SpeechFormat speech_format(const std::string& content_type) {
                                  ";rate=16000");
     }
     if (channels != 1) throw Error::invalid_input("raw speech must be mono (channels=1)");
-    if (rate < 8000 || rate > 192000) {
-      throw Error::invalid_input("rate=" + std::to_string(rate) +
-                                 " is out of range; expected 8000 to 192000");
-    }
+    limits::checked(limits::kSpeechRate, "Content-Type rate", rate);
     f.kind = type == "audio/l16"     ? SpeechFormat::Kind::kS16be
              : type == "audio/s16le" ? SpeechFormat::Kind::kS16le
                                      : SpeechFormat::Kind::kF32le;
@@ -817,15 +812,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     if (body.contains("start_frame")) {
       const json& v = body["start_frame"];
       if (!v.is_number_integer()) throw Error::invalid_input("start_frame: expected an integer");
-      // As written (an unsigned 2^64-1 read as signed would be -1).
-      const bool in_range = v.is_number_unsigned() ? v.get<std::uint64_t>() <= kMaxStartFrame
-                                                   : v.get<std::int64_t>() >= 0 &&
-                                                         v.get<std::int64_t>() <= kMaxStartFrame;
-      if (!in_range) {
-        throw Error::invalid_input("start_frame: " + v.dump() + " is out of range; expected 0 to " +
-                                   std::to_string(kMaxStartFrame));
-      }
-      start = v.get<int>();
+      start = static_cast<int>(limits::checked_json(limits::kStartFrame, "start_frame", v));
     }
     // Loading a model can take a while: off the I/O thread.
     hub.control().post([this_ = shared_from_this(), model, start, out, decorate] {

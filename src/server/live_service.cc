@@ -6,6 +6,7 @@
 #include "core/stopwatch.h"
 #include "server/bidi_call.h"
 #include "server/grpc_status.h"
+#include "server/input_limits.h"
 #include "server/session_hub.h"
 #include "server/wire_audio.h"
 
@@ -161,10 +162,8 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
     if (configured_) throw Error::invalid_input("a second config message");
     configured_ = true;
     const int rate = check_wire_config(c.format(), c.encoding(), c.sample_rate());
-    if (c.latency_ms() < 0 || c.latency_ms() > 10000) {
-      throw Error::invalid_input("latency_ms " + std::to_string(c.latency_ms()) +
-                                 " is out of range; expected 0 (the server's default) to 10000");
-    }
+    limits::checked(limits::kLatencyMs, "latency_ms (0: the server's)", c.latency_ms());
+    limits::checked(limits::kStartFrame, "start_frame", c.start_frame());
     audio_.configure(c.encoding() == StreamConfig::ENCODING_S16LE, rate);
     const pipeline::FrameEncoding encoding = frame_encoding_for(c.format());
     std::shared_ptr<HubSession> session;

@@ -14,6 +14,7 @@
 #include "infer/model_family.h"
 #include "pipeline/feature_track.h"
 #include "server/grpc_status.h"
+#include "server/input_limits.h"
 
 namespace lipsync::server {
 namespace {
@@ -21,8 +22,6 @@ namespace {
 using monolithic::CompositeBatchRequest;
 using monolithic::CompositeBatchResponse;
 
-constexpr int kMinSampleRate = 8000;
-constexpr int kMaxSampleRate = 192000;
 constexpr const char* kMethod = "InferBatchComposite";
 constexpr auto kDeadlineTolerance = std::chrono::milliseconds(250);
 
@@ -49,10 +48,8 @@ void check_request(const CompositeBatchRequest& r, const ServerOptions& options,
                                " bytes; expected float32 little-endian samples (a non-zero "
                                "multiple of 4 bytes)");
   }
-  if (r.sample_rate() != 0 &&
-      (r.sample_rate() < kMinSampleRate || r.sample_rate() > kMaxSampleRate)) {
-    throw Error::invalid_input("sample_rate " + std::to_string(r.sample_rate()) +
-                               " is out of range; expected 0 (16000) or 8000 to 192000");
+  if (r.sample_rate() != 0) {
+    limits::checked(limits::kSpeechRate, "sample_rate (0: 16000)", r.sample_rate());
   }
   const std::size_t expected_visual =
       static_cast<std::size_t>(r.batch_size()) * infer::kImageInputSize * sizeof(float);

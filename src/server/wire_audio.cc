@@ -5,6 +5,7 @@
 #include "audio/audio_file.h"
 #include "audio/mel_spectrogram.h"
 #include "core/error.h"
+#include "server/input_limits.h"
 
 namespace lipsync::server {
 
@@ -21,12 +22,9 @@ int check_wire_config(int format, int encoding, int sample_rate) {
                                " is not defined; expected ENCODING_S16LE (0) or "
                                "ENCODING_F32LE (1)");
   }
-  const int rate = sample_rate == 0 ? audio::kSampleRateHz : sample_rate;
-  if (rate < 8000 || rate > 192000) {
-    throw Error::invalid_input("sample_rate " + std::to_string(sample_rate) +
-                               " is out of range; expected 0 (16000) or 8000 to 192000");
-  }
-  return rate;
+  if (sample_rate == 0) return audio::kSampleRateHz;
+  return static_cast<int>(
+      limits::checked(limits::kSpeechRate, "sample_rate (0: 16000)", sample_rate));
 }
 
 pipeline::FrameEncoding frame_encoding_for(StreamConfig::Format format) {

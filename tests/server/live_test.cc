@@ -418,7 +418,7 @@ TEST_F(LiveTest, MalformedSessionsAreInvalidArgumentNamingTheProblem) {
       {{config_request(), config_request()}, "a second config message"},
       {{bad_format}, "format 77 is not defined"},
       {{bad_encoding}, "encoding 9 is not defined"},
-      {{bad_rate}, "sample_rate 100 is out of range"},
+      {{bad_rate}, "sample_rate (0: 16000): 100 is out of range"},
       {{config_request(), v1::LiveRequest{}}, "an empty LiveRequest"},
       {{config_request(), odd, end}, "the utterance ends with"},
   };
@@ -517,7 +517,8 @@ TEST_F(LiveTest, BadSessionsGetTheirCode) {
   o.latency_ms = -5;
   const auto bad_latency = client::run_live_session(o, {at(100, LiveAction::Kind::kEnd)});
   EXPECT_EQ(bad_latency.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(bad_latency.status.error_message().find("latency_ms -5"), std::string::npos);
+  EXPECT_NE(bad_latency.status.error_message().find("latency_ms (0: the server's): -5"),
+            std::string::npos);
   o = options();
   o.start_frame = kTemplates;
   EXPECT_EQ(client::run_live_session(o, {at(100, LiveAction::Kind::kEnd)}).status.error_code(),

@@ -227,7 +227,7 @@ TEST_F(ServerTest, BadRequestsGetTheirCodeAndTheServerStaysHealthy) {
       {"wrong visual_frames size", [](auto& r) { r.set_visual_frames(std::string(1000, '\0')); },
        grpc::StatusCode::INVALID_ARGUMENT, "visual_frames has 1000 bytes"},
       {"sample rate", [](auto& r) { r.set_sample_rate(5); }, grpc::StatusCode::INVALID_ARGUMENT,
-       "sample_rate 5"},
+       "sample_rate (0: 16000): 5 is out of range"},
       // Issue 24 (found by fuzzing): one sample at 48 kHz resamples to none, and soxr wrote
       // through a null pointer: the server died.
       {"one sample at 48 kHz",
