@@ -145,6 +145,15 @@ struct LiveSession::Utterance {
   std::int64_t underrun_tick = -1;
   std::int64_t underrun_samples = 0;
 
+  // The inserted samples (an underrun's silence) among played positions [pos, pos + n).
+  std::int64_t inserted_in(std::int64_t pos, std::int64_t n) const {
+    std::int64_t inside = 0;
+    for (const auto& [at, length] : gaps) {
+      inside += std::max<std::int64_t>(0, std::min(at + length, pos + n) - std::max(at, pos));
+    }
+    return inside;
+  }
+
   // The input samples among played positions [pos, pos + n): not inserted silence, and not the
   // padding past what was received.
   std::int64_t input_samples_in(std::int64_t pos, std::int64_t n) const {
@@ -768,9 +777,11 @@ bool LiveSession::tick() {
         f.events.push_back(std::move(started));
       }
       u.heard += u.input_samples_in(pos, audio::kSamplesPerFrame);
-      if (silence) {
+      // The underrun event counts the silence inserted to the sample, also one that begins
+      // inside a frame (the frame's `underrun` flag says whether its first sample is silence).
+      if (const std::int64_t inserted = u.inserted_in(pos, audio::kSamplesPerFrame); inserted > 0) {
         if (u.underrun_tick < 0) u.underrun_tick = k;
-        u.underrun_samples += audio::kSamplesPerFrame;
+        u.underrun_samples += inserted;
       } else if (u.underrun_tick >= 0) {
         LiveEvent underrun;
         underrun.type = LiveEvent::Type::kUnderrun;

@@ -126,6 +126,84 @@ std::vector<std::string> split_path(const std::string& path) {
   return out;
 }
 
+// The /v1 routes, one table: a path's shape, the methods it takes, and those of them a
+// session's viewer token may use (it watches: the session's state, its events, WHEP).
+enum class Route {
+  kNone,
+  kSessions,
+  kSession,
+  kWhep,
+  kWhepViewer,
+  kKeepalive,
+  kInterrupt,
+  kSay,
+  kSpeech,
+  kEvents,
+  kSocket,
+};
+
+struct RouteSpec {
+  Route route;
+  std::string_view tail;     // after /v1/sessions/ID: "" (the session), "say", "whep/*", ...
+  std::string_view methods;  // as Allow lists them
+  std::string_view watch;    // the viewer token's methods
+};
+
+constexpr RouteSpec kSessionsRoute{Route::kSessions, "", "GET, POST", ""};
+constexpr RouteSpec kSessionRoutes[] = {
+    {Route::kSession, "", "GET, DELETE", "GET"},
+    {Route::kWhep, "whep", "POST", "POST"},
+    {Route::kWhepViewer, "whep/*", "DELETE", "DELETE"},
+    {Route::kKeepalive, "keepalive", "POST", ""},
+    {Route::kInterrupt, "interrupt", "POST", ""},
+    {Route::kSay, "say", "POST", ""},
+    {Route::kSpeech, "speech", "POST", ""},
+    {Route::kEvents, "events", "GET", "GET"},
+    {Route::kSocket, "ws", "GET", ""},
+};
+
+struct RouteMatch {
+  const RouteSpec* spec = nullptr;  // null: no route
+  std::string session;
+  std::string viewer;  // kWhepViewer's
+  Route route() const { return spec != nullptr ? spec->route : Route::kNone; }
+};
+
+RouteMatch match_route(const std::string& path) {
+  const auto parts = split_path(path);  // v1, sessions, ID, ...
+  RouteMatch m;
+  if (parts.size() < 2 || parts[0] != "v1" || parts[1] != "sessions") return m;
+  if (parts.size() == 2) {
+    m.spec = &kSessionsRoute;
+    return m;
+  }
+  m.session = parts[2];
+  std::string tail;
+  if (parts.size() == 4) {
+    tail = parts[3];
+  } else if (parts.size() == 5 && parts[3] == "whep") {
+    tail = "whep/*";
+    m.viewer = parts[4];
+  } else if (parts.size() != 3) {
+    return m;
+  }
+  for (const RouteSpec& spec : kSessionRoutes) {
+    if (spec.tail == tail) m.spec = &spec;
+  }
+  return m;
+}
+
+// Whether `methods` ("GET, POST") has `method`.
+bool takes(std::string_view methods, std::string_view method) {
+  while (!methods.empty()) {
+    const auto comma = methods.find(", ");
+    if (methods.substr(0, comma) == method) return true;
+    if (comma == std::string_view::npos) break;
+    methods.remove_prefix(comma + 2);
+  }
+  return false;
+}
+
 // The body of a speech upload: raw samples (which kind, at what rate) or a file.
 struct SpeechFormat {
   enum class Kind { kS16le, kS16be, kF32le, kFile } kind = Kind::kFile;
@@ -260,19 +338,21 @@ class PacedFeed final : public std::enable_shared_from_this<PacedFeed> {
 class SpeechUpload final : public HttpBodyStream {
  public:
   // `media`: where a file is decoded, holding `slot` (the session's place for it) until then.
+  // `out`: where the answer goes (with its CORS headers; the server's responder of on_end is the
+  // same request's without them).
   SpeechUpload(SpeechFormat format, bool keep_open, std::shared_ptr<SpeechInput> input,
                std::shared_ptr<WantedHook> wanted, std::size_t max_file_bytes, int max_seconds,
                core::WorkerPool& media, std::shared_ptr<HubSession::MediaSlot> slot,
-               std::function<HttpReply(HttpReply)> decorate)
-      : format_(format),
+               HttpResponder out)
+      : out_(std::move(out)),
+        format_(format),
         keep_open_(keep_open),
         input_(std::move(input)),
         wanted_(std::move(wanted)),
         max_file_bytes_(max_file_bytes),
         max_seconds_(max_seconds),
         media_(media),
-        slot_(std::move(slot)),
-        decorate_(std::move(decorate)) {
+        slot_(std::move(slot)) {
     if (format_.kind != SpeechFormat::Kind::kFile) {
       audio_.configure(format_.kind != SpeechFormat::Kind::kF32le, format_.rate);
     }
@@ -302,14 +382,15 @@ class SpeechUpload final : public HttpBodyStream {
     }
   }
 
-  void on_end(bool complete, HttpResponder responder) override {
+  void on_end(bool complete, HttpResponder) override {
+    const HttpResponder& responder = out_;
     if (!complete) {
       input_->abandon();
       return;
     }
     if (error_) {
       input_->abandon();
-      return responder.reply(decorate_(*error_));
+      return responder.reply(*error_);
     }
     if (format_.kind != SpeechFormat::Kind::kFile) {
       try {
@@ -321,7 +402,7 @@ class SpeechUpload final : public HttpBodyStream {
         input_->add(std::move(tail));
       } catch (const std::exception& e) {
         input_->abandon();
-        return responder.reply(decorate_(reply_for(e)));
+        return responder.reply(reply_for(e));
       }
       return finish(responder);
     }
@@ -335,7 +416,7 @@ class SpeechUpload final : public HttpBodyStream {
       } catch (const std::exception& e) {
         self->input_->abandon();
         self->slot_.reset();  // free before the reply: the client's next request may need it
-        return responder.reply(self->decorate_(reply_for(e)));
+        return responder.reply(reply_for(e));
       }
       self->slot_.reset();
       const std::weak_ptr<SpeechUpload> weak = self;
@@ -356,7 +437,7 @@ class SpeechUpload final : public HttpBodyStream {
             try {
               std::rethrow_exception(error);
             } catch (const std::exception& e) {
-              responder.reply(upload->decorate_(reply_for(e)));
+              responder.reply(reply_for(e));
             }
           });
       self->wanted_->set(feed->wanted());
@@ -371,7 +452,7 @@ class SpeechUpload final : public HttpBodyStream {
 
   void finish(const HttpResponder& responder) {
     input_->end(keep_open_);  // one cut meanwhile stays as it was cut
-    responder.reply(decorate_(speech_reply(*input_, samples_, keep_open_)));
+    responder.reply(speech_reply(*input_, samples_, keep_open_));
   }
 
   std::string swap_bytes(std::string piece) {
@@ -398,6 +479,7 @@ class SpeechUpload final : public HttpBodyStream {
     input_->abandon();
   }
 
+  const HttpResponder out_;
   const SpeechFormat format_;
   const bool keep_open_;
   std::shared_ptr<SpeechInput> input_;
@@ -407,7 +489,6 @@ class SpeechUpload final : public HttpBodyStream {
   const int max_seconds_;
   core::WorkerPool& media_;
   std::shared_ptr<HubSession::MediaSlot> slot_;  // until the file is decoded
-  std::function<HttpReply(HttpReply)> decorate_;
   std::weak_ptr<SpeechUpload> self_;
   WireAudio audio_;
   std::string carry_;  // an odd byte of big-endian samples
@@ -521,6 +602,13 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
         fallback(std::move(f)),
         origins(core::split_trimmed(c.server.cors_origins, ',')) {}
 
+  // `out` with the CORS headers of `decorate` added to its reply (resume() as it is).
+  static HttpResponder with_cors(const HttpResponder& out,
+                                 std::function<HttpReply(HttpReply)> decorate) {
+    return HttpResponder([out, decorate](HttpReply r) { out.reply(decorate(std::move(r))); },
+                         [out] { out.resume(); });
+  }
+
   // Adds the CORS headers a reply to `origin` gets.
   std::function<HttpReply(HttpReply)> decorator(const HttpRequest& r) const {
     std::string allow;
@@ -548,14 +636,11 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
   // A request only a session's viewer token allows (to watch that session: a WHEP viewer, its
   // state), carrying that token as its bearer.
   bool watching(const HttpRequest& r) const {
-    const auto parts = split_path(r.path);  // v1, sessions, ID, ...
-    if (parts.size() < 3 || parts.size() > 5 || parts[1] != "sessions") return false;
-    const bool state =
-        (parts.size() == 3 || (parts.size() == 4 && parts[3] == "events")) && r.method == "GET";
-    const bool viewer = parts.size() >= 4 && parts[3] == "whep" &&
-                        (parts.size() == 4 ? r.method == "POST" : r.method == "DELETE");
-    if (!state && !viewer) return false;
-    const auto session = hub.find(parts[2]);
+    const RouteMatch m = match_route(r.path);
+    if (m.spec == nullptr || m.spec->route == Route::kSessions || !takes(m.spec->watch, r.method)) {
+      return false;
+    }
+    const auto session = hub.find(m.session);
     return session && bearer_token_matches(r.header("authorization"), session->viewer_token());
   }
 
@@ -588,10 +673,8 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
   // GET /v1/sessions/ID/ws: a voice agent's socket (AgentSocket). The token may come as the
   // access_token query parameter: a browser cannot set headers on a WebSocket.
   WebSocketPlan websocket(const HttpRequest& r, const std::shared_ptr<WebSocketPeer>& peer) {
-    const auto parts = split_path(r.path);
-    if (parts.size() != 4 || parts[0] != "v1" || parts[1] != "sessions" || parts[3] != "ws") {
-      return {};
-    }
+    const RouteMatch m = match_route(r.path);
+    if (m.route() != Route::kSocket) return {};
     const auto decorate = decorator(r);
     if (!authorized(r) &&
         !same_secret(percent_decoded(r.param("access_token")), ctx.server.api_token)) {
@@ -599,7 +682,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     }
     if (!origin_allowed(r)) return {nullptr, foreign_origin(r)};
     try {
-      auto session = session_or_throw(parts[2]);
+      auto session = session_or_throw(m.session);
       return {std::make_shared<SessionSocket>(std::move(session), peer, ctx.audio.max_seconds),
               std::nullopt};
     } catch (const std::exception& e) {
@@ -610,10 +693,8 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
   // GET /v1/sessions/ID/events (SessionEventStream). EventSource cannot set headers either: the
   // token (the server's or the session's viewer token) may come as access_token.
   EventStreamPlan events(const HttpRequest& r, const std::shared_ptr<EventStreamPeer>& peer) {
-    const auto parts = split_path(r.path);
-    if (parts.size() != 4 || parts[0] != "v1" || parts[1] != "sessions" || parts[3] != "events") {
-      return {};
-    }
+    const RouteMatch m = match_route(r.path);
+    if (m.route() != Route::kEvents) return {};
     const auto decorate = decorator(r);
     const std::string token = percent_decoded(r.param("access_token"));
     HttpRequest with_token = r;
@@ -624,7 +705,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
       return {nullptr, {}, decorate(unauthorized())};
     }
     try {
-      auto session = session_or_throw(parts[2]);
+      auto session = session_or_throw(m.session);
       std::int64_t after = 0;
       const std::string last = core::trim(r.header("last-event-id"));
       if (!last.empty()) {
@@ -692,10 +773,11 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     if (r.method == "OPTIONS") return out.reply(preflight(r, decorate));
     if (const auto refusal = foreign_page(r)) return out.reply(*refusal);
     if (!authorized(r) && !watching(r)) return out.reply(decorate(unauthorized()));
+    const HttpResponder reply = with_cors(out, decorate);  // every reply below gets its headers
     try {
-      route(std::move(r), out, decorate);
+      route(std::move(r), reply);
     } catch (const std::exception& e) {
-      out.reply(decorate(reply_for(e)));
+      reply.reply(reply_for(e));
     }
   }
 
@@ -712,78 +794,71 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     return reply;
   }
 
-  void route(HttpRequest r, const HttpResponder& out,
-             const std::function<HttpReply(HttpReply)>& decorate) {
-    const auto parts = split_path(r.path);  // v1, sessions, ID, ...
-    if (parts.size() < 2 || parts[1] != "sessions")
-      throw Error::not_found("no route " + r.path.substr(0, 100));
-    if (parts.size() == 2) {
-      if (r.method == "GET") {
+  void route(HttpRequest r, const HttpResponder& out) {
+    const RouteMatch m = match_route(r.path);
+    if (m.spec == nullptr) throw Error::not_found("no route " + r.path.substr(0, 100));
+    if (!takes(m.spec->methods, r.method)) {
+      return out.reply(method_not_allowed(std::string(m.spec->methods)));
+    }
+    const std::string& id = m.session;
+    switch (m.route()) {
+      case Route::kSessions: {
+        if (r.method == "POST") return create(r, out);
         json list = json::array();
         for (const auto& i : hub.list()) list.push_back(info_json(i));
-        return out.reply(decorate(json_reply(200, {{"sessions", list}})));
+        return out.reply(json_reply(200, {{"sessions", list}}));
       }
-      if (r.method == "POST") return create(r, out, decorate);
-      return out.reply(decorate(method_not_allowed("GET, POST")));
-    }
-    const std::string& id = parts[2];
-    if (parts.size() == 3) {
-      if (r.method == "GET")
-        return out.reply(decorate(json_reply(200, info_json(session_or_throw(id)->info()))));
-      if (r.method == "DELETE") {
+      case Route::kSession:
+        if (r.method == "GET")
+          return out.reply(json_reply(200, info_json(session_or_throw(id)->info())));
         session_or_throw(id);
-        hub.control().post([this_ = shared_from_this(), id, out, decorate] {
+        hub.control().post([this_ = shared_from_this(), id, out] {
           const bool removed = this_->hub.remove(
               id,
               Error::unavailable("session " + id + " was deleted (DELETE /v1/sessions/" + id + ")"),
               "deleted");
-          out.reply(decorate(removed ? HttpReply{204, "text/plain; charset=utf-8", "", {}}
-                                     : error_reply(404, "no session '" + id + "'")));
+          out.reply(removed ? HttpReply{204, "text/plain; charset=utf-8", "", {}}
+                            : error_reply(404, "no session '" + id + "'"));
         });
         return;
-      }
-      return out.reply(decorate(method_not_allowed("GET, DELETE")));
+      default:
+        break;
     }
-    const std::string& what = parts[3];
     auto session = session_or_throw(id);
-    if (what == "whep" && parts.size() == 4) {
-      if (r.method != "POST") return out.reply(decorate(method_not_allowed("POST")));
-      return add_viewer(std::move(session), std::move(r), out, decorate);
-    }
-    if (what == "whep" && parts.size() == 5) {
-      const std::string viewer = parts[4];
-      if (r.method == "PATCH")
-        return out.reply(decorate(method_not_allowed("DELETE")));  // no trickle
-      if (r.method != "DELETE") return out.reply(decorate(method_not_allowed("DELETE")));
-      hub.control().post([session, viewer, out, decorate] {
-        const bool removed = session->remove_viewer(viewer);
-        out.reply(decorate(removed ? HttpReply{204, "text/plain; charset=utf-8", "", {}}
-                                   : error_reply(404, "no viewer '" + viewer.substr(0, 64) + "'")));
-      });
-      return;
-    }
-    if (parts.size() != 4) throw Error::not_found("no route " + r.path.substr(0, 100));
-    if (what == "keepalive") {
-      if (r.method != "POST") return out.reply(decorate(method_not_allowed("POST")));
-      return out.reply(decorate(json_reply(200, info_json(session->info()))));
-    }
-    if (what == "interrupt") {
-      if (r.method != "POST") return out.reply(decorate(method_not_allowed("POST")));
-      session->interrupt();
-      return out.reply(decorate(json_reply(200, {{"interrupted", true}})));
-    }
-    if (what == "say") {
-      if (r.method != "POST") return out.reply(decorate(method_not_allowed("POST")));
-      return say(std::move(session), r, out, decorate);
-    }
-    if (what == "speech") {
-      if (r.method != "POST") return out.reply(decorate(method_not_allowed("POST")));
-      // Reached only with a body that was complete with its header (an empty one): take it as
-      // a stream of one piece.
-      auto upload = open_speech(session, r, out, decorate);
-      upload->on_piece(std::move(r.body));
-      upload->on_end(true, out);
-      return;
+    switch (m.route()) {
+      case Route::kWhep:
+        return add_viewer(std::move(session), std::move(r), out);
+      case Route::kWhepViewer:
+        hub.control().post([session, viewer = m.viewer, out] {
+          const bool removed = session->remove_viewer(viewer);
+          out.reply(removed ? HttpReply{204, "text/plain; charset=utf-8", "", {}}
+                            : error_reply(404, "no viewer '" + viewer.substr(0, 64) + "'"));
+        });
+        return;
+      case Route::kKeepalive:
+        return out.reply(json_reply(200, info_json(session->info())));
+      case Route::kInterrupt:
+        session->interrupt();
+        return out.reply(json_reply(200, {{"interrupted", true}}));
+      case Route::kSay:
+        return say(std::move(session), r, out);
+      case Route::kSpeech: {
+        // Reached only with a body that was complete with its header (an empty one): take it
+        // as a stream of one piece.
+        auto upload = open_speech(session, r, out);
+        upload->on_piece(std::move(r.body));
+        upload->on_end(true, out);
+        return;
+      }
+      case Route::kEvents:
+        throw Error::invalid_input("GET /v1/sessions/ID/events is an event stream: send no body");
+      case Route::kSocket:
+        return out.reply(error_reply(
+            426,
+            "GET /v1/sessions/ID/ws is a WebSocket: send Connection: Upgrade and Upgrade: "
+            "websocket"));
+      default:
+        break;
     }
     throw Error::not_found("no route " + r.path.substr(0, 100));
   }
@@ -795,8 +870,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     return j;
   }
 
-  void create(const HttpRequest& r, const HttpResponder& out,
-              const std::function<HttpReply(HttpReply)>& decorate) {
+  void create(const HttpRequest& r, const HttpResponder& out) {
     const json body = parse_json(r.body);
     std::string model;
     if (body.contains("model")) {
@@ -815,7 +889,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
       start = static_cast<int>(limits::checked_json(limits::kStartFrame, "start_frame", v));
     }
     // Loading a model can take a while: off the I/O thread.
-    hub.control().post([this_ = shared_from_this(), model, start, out, decorate] {
+    hub.control().post([this_ = shared_from_this(), model, start, out] {
       try {
         SessionHub::NewSession spec;
         spec.model = model;
@@ -825,36 +899,34 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
         created["viewer_token"] = s->viewer_token();
         HttpReply reply = json_reply(201, created);
         reply.headers.emplace_back("Location", "/v1/sessions/" + s->id());
-        out.reply(decorate(std::move(reply)));
+        out.reply(std::move(reply));
       } catch (const std::exception& e) {
-        out.reply(decorate(reply_for(e)));
+        out.reply(reply_for(e));
       }
     });
   }
 
-  void add_viewer(std::shared_ptr<HubSession> session, HttpRequest r, const HttpResponder& out,
-                  const std::function<HttpReply(HttpReply)>& decorate) {
+  void add_viewer(std::shared_ptr<HubSession> session, HttpRequest r, const HttpResponder& out) {
     if (core::to_lower_ascii(r.header("content-type")).rfind("application/sdp", 0) != 0) {
       throw Error::invalid_input("a WHEP offer must be sent as Content-Type: application/sdp");
     }
     auto slot = media_slot_or_throw(*session);
     // Each job frees its place before it replies: the client's next request may need it.
-    hub.media().post([session, slot, offer = std::move(r.body), out, decorate]() mutable {
+    hub.media().post([session, slot, offer = std::move(r.body), out]() mutable {
       try {
         auto [viewer, answer] = session->add_viewer(offer);
         HttpReply reply{201, "application/sdp", answer, {}};
         reply.headers.emplace_back("Location", "/v1/sessions/" + session->id() + "/whep/" + viewer);
         slot.reset();
-        out.reply(decorate(std::move(reply)));
+        out.reply(std::move(reply));
       } catch (const std::exception& e) {
         slot.reset();
-        out.reply(decorate(reply_for(e)));
+        out.reply(reply_for(e));
       }
     });
   }
 
-  void say(std::shared_ptr<HubSession> session, const HttpRequest& r, const HttpResponder& out,
-           const std::function<HttpReply(HttpReply)>& decorate) {
+  void say(std::shared_ptr<HubSession> session, const HttpRequest& r, const HttpResponder& out) {
     const json body = parse_json(r.body);
     if (!body.contains("text") || !body["text"].is_string()) {
       throw Error::invalid_input("text: required, a string");
@@ -875,7 +947,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     auto input = session->begin_speech(WantedHook::of(hook));
     if (!input) throw busy();
     core::WorkerPool* media = &hub.media();
-    media->post([input, hook, media, slot, text, voice, out, decorate]() mutable {
+    media->post([input, hook, media, slot, text, voice, out]() mutable {
       // Synthesised whole (tts::kMaxTextBytes of text: minutes of speech at most), then queued
       // as the session plays it (PacedFeed): the answer comes when it is all queued.
       auto samples = std::make_shared<std::vector<float>>();
@@ -887,7 +959,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
       } catch (const std::exception& e) {
         input->abandon();
         slot.reset();
-        return out.reply(decorate(reply_for(e)));
+        return out.reply(reply_for(e));
       }
       slot.reset();
       const auto total = static_cast<std::int64_t>(samples->size());
@@ -900,9 +972,9 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
             at += n;
             return piece;
           },
-          [input, total, out, decorate](std::exception_ptr) {
+          [input, total, out](std::exception_ptr) {
             input->end();  // one cut meanwhile stays as it was cut
-            out.reply(decorate(speech_reply(*input, total, {})));
+            out.reply(speech_reply(*input, total, {}));
           });
       hook->set(feed->wanted());
       feed->step();
@@ -911,8 +983,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
 
   // A speech upload for `session`, or an Error (thrown) saying why not.
   std::shared_ptr<SpeechUpload> open_speech(const std::shared_ptr<HubSession>& session,
-                                            const HttpRequest& r, const HttpResponder& out,
-                                            const std::function<HttpReply(HttpReply)>& decorate) {
+                                            const HttpRequest& r, const HttpResponder& out) {
     const SpeechFormat format = speech_format(r.header("content-type"));
     const std::string more = r.param("continue");
     // A file is decoded on the media threads once it is in: it holds a place from the start.
@@ -925,7 +996,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     auto upload = std::make_shared<SpeechUpload>(
         format, more == "1" || more == "true", std::move(input), hook,
         static_cast<std::size_t>(ctx.server.max_message_mb) << 20, ctx.audio.max_seconds,
-        hub.media(), std::move(slot), decorate);
+        hub.media(), std::move(slot), out);
     upload->set_self(upload);
     return upload;
   }
@@ -946,16 +1017,13 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
   // JSON error: 401, 404, 409, 413, ...) before a byte of its body is read; other requests are
   // read whole.
   HttpBodyPlan stream(const HttpRequest& r, const HttpResponder& out) {
-    const auto parts = split_path(r.path);
-    if (r.method != "POST" || parts.size() != 4 || parts[0] != "v1" || parts[1] != "sessions" ||
-        parts[3] != "speech") {
-      return {};
-    }
+    const RouteMatch m = match_route(r.path);
+    if (r.method != "POST" || m.route() != Route::kSpeech) return {};
     const auto decorate = decorator(r);
     if (auto refusal = foreign_page(r)) return {nullptr, std::move(refusal)};
     if (!authorized(r)) return {nullptr, decorate(unauthorized())};
     try {
-      const auto session = session_or_throw(parts[2]);
+      const auto session = session_or_throw(m.session);
       const SpeechFormat format = speech_format(r.header("content-type"));
       const std::string length = r.header("content-length");
       const std::uint64_t most = max_speech_bytes(format);
@@ -970,7 +1038,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
                                   : " for raw speech (audio.max_seconds = " +
                                         std::to_string(ctx.audio.max_seconds) + " s)")))};
       }
-      return {open_speech(session, r, out, decorate), std::nullopt};
+      return {open_speech(session, r, with_cors(out, decorate)), std::nullopt};
     } catch (const std::exception& e) {
       return {nullptr, decorate(reply_for(e))};
     }

@@ -994,6 +994,32 @@ TEST_F(SessionApiTest, Issue25_GrpcAndHttpSpeechIntoOneSessionNeverInterleave) {
   ctx.TryCancel();
 }
 
+// One route table: a wrong method is 405 naming the methods, a socket's path without the upgrade
+// 426; every answer to an allowed page, a streamed upload's too, carries its CORS headers.
+TEST_F(SessionApiTest, Issue25_TheRouteTableAndCorsOnEveryAnswer) {
+  const std::string id = create_session();
+  const auto events = request("POST", "/v1/sessions/" + id + "/events", "{}");
+  EXPECT_EQ(events.status, 405);
+  EXPECT_NE(events.headers.find("Allow: GET"), std::string::npos) << events.headers;
+  const auto keepalive = request("GET", "/v1/sessions/" + id + "/keepalive");
+  EXPECT_EQ(keepalive.status, 405);
+  EXPECT_NE(keepalive.headers.find("Allow: POST"), std::string::npos);
+  EXPECT_EQ(request("GET", "/v1/sessions/" + id + "/ws").status, 426);
+  EXPECT_EQ(request("GET", "/v1/sessions/" + id + "/dance").status, 404);
+  EXPECT_EQ(request("GET", "/v1/sessions/" + id + "/whep/v0/more").status, 404);
+  const std::string origin = "Origin: http://app.example\r\n";
+  const auto upload = request("POST", "/v1/sessions/" + id + "/speech", tone_s16le(0.2),
+                              "audio/s16le;rate=16000", kToken, origin);
+  EXPECT_EQ(upload.status, 200) << upload.body;
+  EXPECT_NE(upload.headers.find("Access-Control-Allow-Origin: http://app.example"),
+            std::string::npos)
+      << upload.headers;
+  const auto missing =
+      request("POST", "/v1/sessions/nope/interrupt", "", "application/json", kToken, origin);
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_NE(missing.headers.find("Access-Control-Allow-Origin"), std::string::npos);
+}
+
 TEST_F(SessionApiTest, Issue25_AViewerTokenWatchesItsSessionOnly) {
   const auto created = request("POST", "/v1/sessions", "{}");
   ASSERT_EQ(created.status, 201);
