@@ -290,6 +290,10 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   bool upgrade();
   // The same for an event stream.
   bool event_stream();
+  // What both do: ask the route for its plan, send its refusal, or hand the connection to
+  // `start`.
+  template <class Plan, class Ask, class Start>
+  bool take_over(Ask ask, Start start);
 
   void read_body() {
     if (body_stream_) return read_piece();
@@ -466,6 +470,18 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
 // after half of it.
 constexpr int kWebSocketIdleS = 30;
 
+// Tells a connection's handler (a WebSocket's, an event stream's) that it ended, once; what it
+// throws is logged, never let out of the I/O thread.
+template <class Handler>
+void tell_closed(std::shared_ptr<Handler> handler, const char* what) {
+  if (!handler) return;
+  try {
+    handler->on_close();
+  } catch (const std::exception& e) {
+    spdlog::error("http: closing {} failed: {}", what, e.what());
+  }
+}
+
 // One WebSocket connection, after the HTTP session that upgraded it: reads whole messages into
 // the handler (paused while it wants no more), writes queued text messages one at a time.
 // Everything runs on the I/O thread; the peer methods post there.
@@ -541,13 +557,7 @@ class HttpServer::Impl::WebSocket : public WebSocketPeer,
     if (ws_) beast::get_lowest_layer(*ws_).socket().close(ignored);
     // The queue stays: a write under way still reads its front (it ends with the connection).
     server_->websockets.erase(this);
-    auto handler = std::move(handler_);
-    if (!handler) return;
-    try {
-      handler->on_close();
-    } catch (const std::exception& e) {
-      spdlog::error("http: closing a WebSocket failed: {}", e.what());
-    }
+    tell_closed(std::move(handler_), "a WebSocket");
   }
 
  private:
@@ -685,13 +695,7 @@ class HttpServer::Impl::EventStream : public EventStreamPeer,
     owner_->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     owner_->stream_.socket().close(ignored);
     server_->streams.erase(this);
-    auto handler = std::move(handler_);
-    if (!handler) return;
-    try {
-      handler->on_close();
-    } catch (const std::exception& e) {
-      spdlog::error("http: closing an event stream failed: {}", e.what());
-    }
+    tell_closed(std::move(handler_), "an event stream");
   }
 
  private:
@@ -759,11 +763,11 @@ class HttpServer::Impl::EventStream : public EventStreamPeer,
   bool ended_ = false;
 };
 
-bool HttpServer::Impl::Session::event_stream() {
-  auto stream = std::make_shared<EventStream>(server_);
-  EventStreamPlan plan;
+template <class Plan, class Ask, class Start>
+bool HttpServer::Impl::Session::take_over(Ask ask, Start start) {
+  Plan plan;
   try {
-    plan = server_->routes.events(request_, stream);
+    plan = ask();
   } catch (const std::exception& e) {
     plan.refusal = {500, "text/plain; charset=utf-8", std::string("error: ") + e.what() + "\n", {}};
   }
@@ -773,36 +777,30 @@ bool HttpServer::Impl::Session::event_stream() {
     return true;
   }
   if (!plan.handler) return false;
+  // The connection is the new owner's from here: this session leaves the server's list (the
+  // owner is in its own) and is kept only for its count.
   body_done_ = true;
   replied_ = true;
   ++generation_;
   server_->sessions.erase(this);
-  stream->start(shared_from_this(), std::move(plan.handler), plan.headers);
+  start(plan);
   return true;
+}
+
+bool HttpServer::Impl::Session::event_stream() {
+  auto stream = std::make_shared<EventStream>(server_);
+  return take_over<EventStreamPlan>([&] { return server_->routes.events(request_, stream); },
+                                    [&](EventStreamPlan& plan) {
+                                      stream->start(shared_from_this(), std::move(plan.handler),
+                                                    plan.headers);
+                                    });
 }
 
 bool HttpServer::Impl::Session::upgrade() {
   auto ws = std::make_shared<WebSocket>(server_);
-  WebSocketPlan plan;
-  try {
-    plan = server_->routes.websocket(request_, ws);
-  } catch (const std::exception& e) {
-    plan.refusal = {500, "text/plain; charset=utf-8", std::string("error: ") + e.what() + "\n", {}};
-  }
-  if (plan.refusal) {
-    keep_alive_ = false;
-    on_reply(std::move(*plan.refusal));
-    return true;
-  }
-  if (!plan.handler) return false;
-  // The connection is the WebSocket's from here: this session leaves the server's list (the
-  // WebSocket is in its own) and is kept only for its count.
-  body_done_ = true;
-  replied_ = true;
-  ++generation_;
-  server_->sessions.erase(this);
-  ws->start(shared_from_this(), std::move(plan.handler));
-  return true;
+  return take_over<WebSocketPlan>(
+      [&] { return server_->routes.websocket(request_, ws); },
+      [&](WebSocketPlan& plan) { ws->start(shared_from_this(), std::move(plan.handler)); });
 }
 
 void HttpServer::Impl::accept() {
