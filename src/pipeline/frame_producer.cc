@@ -48,7 +48,9 @@ FrameProducer::FrameProducer(FrameTarget target, ProducerSettings settings,
     : target_(std::move(target)),
       settings_(std::move(settings)),
       consumer_(std::move(consumer)),
-      strand_(*target_.workers) {
+      strand_(settings_.strand ? settings_.strand
+                               : std::make_shared<core::Strand>(*target_.workers)),
+      own_strand_(!settings_.strand) {
   LIPSYNC_CHECK(target_.avatar && target_.scheduler && target_.workers && target_.encoder);
   require_in_range("pipeline.window_frames", settings_.window_frames, 1, 1024);
   settings_.audio.validate();
@@ -92,11 +94,11 @@ std::shared_ptr<FrameProducer> FrameProducer::from_clip(FrameTarget target,
 }
 
 void FrameProducer::start() {
-  strand_.post([self = shared_from_this()] { self->pump(); });
+  strand_->post([self = shared_from_this()] { self->pump(); });
 }
 
 void FrameProducer::append_audio(std::vector<float> samples) {
-  strand_.post([self = shared_from_this(), samples = std::move(samples)]() mutable {
+  strand_->post([self = shared_from_this(), samples = std::move(samples)]() mutable {
     if (self->audio_ended_) return;
     try {
       // Empty pieces are fine (a chunk split inside a sample, a resampler still filling).
@@ -126,8 +128,12 @@ void FrameProducer::append_audio(std::vector<float> samples) {
   });
 }
 
+void FrameProducer::audio_available() {
+  strand_->post([self = shared_from_this()] { self->pump(); });
+}
+
 void FrameProducer::end_audio() {
-  strand_.post([self = shared_from_this()] {
+  strand_->post([self = shared_from_this()] {
     self->audio_ended_ = true;
     self->pump();
   });
@@ -142,7 +148,7 @@ void FrameProducer::release(int frames) {
     wake = waiting_for_room_ && !stopped_;
     waiting_for_room_ = false;
   }
-  if (wake) strand_.post([self = shared_from_this()] { self->pump(); });
+  if (wake) strand_->post([self = shared_from_this()] { self->pump(); });
 }
 
 void FrameProducer::cancel() {
@@ -157,7 +163,7 @@ bool FrameProducer::halt() {
     ready_.clear();
     rows_.clear();
   }
-  strand_.close();
+  if (own_strand_) strand_->close();  // a shared strand's later tasks find it stopped
   target_.scheduler->cancel(this);
   return true;
 }
@@ -205,6 +211,7 @@ void FrameProducer::pump() {
         feed_track();
         continue;
       }
+      if (settings_.source && !audio_ended_ && pull_track()) continue;
       if (audio_ended_) {
         if (!track_->finished()) track_->finish();
         report_track_timings();
@@ -242,6 +249,29 @@ void FrameProducer::feed_track() {
     pending_used_ = 0;
   }
   report_track_timings();
+}
+
+bool FrameProducer::pull_track() {
+  chunk_.resize(kTrackChunkSamples);
+  bool ended = false;
+  const std::size_t n = settings_.source(audio_samples_, chunk_, ended);
+  LIPSYNC_CHECK_LE(n, chunk_.size());
+  if (n > 0) {
+    audio_samples_ += static_cast<std::int64_t>(n);
+    const int max_seconds = settings_.audio.max_seconds;
+    if (audio_samples_ > audio::samples_for_seconds(max_seconds)) {
+      throw Error::invalid_input("audio: longer than audio.max_seconds (" +
+                                 std::to_string(max_seconds) + " s)");
+    }
+    track_->append(std::span<const float>(chunk_).first(n));
+    audio_wanted_ = false;
+    report_track_timings();
+  }
+  if (ended) {
+    audio_ended_ = true;
+    chunk_ = std::vector<float>();
+  }
+  return n > 0 || ended;
 }
 
 void FrameProducer::report_track_timings() {
@@ -428,7 +458,7 @@ void FrameProducer::deliver_ready() {
   if (total_ < 0 || next_deliver_ < total_) return;
   stopped_ = true;  // finished
   lock.unlock();
-  strand_.close();
+  if (own_strand_) strand_->close();
   if (consumer) consumer->on_finished();
 }
 

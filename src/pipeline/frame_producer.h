@@ -93,6 +93,15 @@ struct ProducerSettings {
   // Deliver each frame's generator output too (ProducedFrame::batch and slot), for a live
   // session's fade after an interrupt. It holds the batch's output buffer while kept.
   bool keep_output = false;
+  // Optional, for a streaming producer: where its audio is, instead of append_audio (a live
+  // session's utterance, so that its samples are kept in one place). The producer reads its next
+  // samples, from input sample `from` on, into `out` as its window has room (on its strand),
+  // and reads again after audio_available(). Returns how many it wrote (validated samples) and
+  // sets `ended` once none will follow them.
+  std::function<std::size_t(std::int64_t from, std::span<float> out, bool& ended)> source;
+  // Optional: the strand to run on (a live session's own, so that the session's work and its
+  // producers' are one sequence); by default the producer has its own.
+  std::shared_ptr<core::Strand> strand;
 };
 
 // Where a producer's frames come from. All borrowed but `avatar`: the front end keeps the
@@ -159,6 +168,8 @@ class FrameProducer final : public BatchClient, public std::enable_shared_from_t
   void append_audio(std::vector<float> samples);
   // No more audio: the track is finished with the end-of-clip rules (too short: on_failed).
   void end_audio();
+  // With a source: it has more samples (or has ended); the producer reads them when it has room.
+  void audio_available();
   // The consumer is done with `frames` delivered frames: their window slots are free.
   void release(int frames = 1);
   // Drops every queued job at once and stops all work; no callback follows (an on_frame running
@@ -185,6 +196,8 @@ class FrameProducer final : public BatchClient, public std::enable_shared_from_t
   void pump();  // on the strand
   bool submit_ready();
   void feed_track();
+  // With a source: reads its next samples into the track; false when it has none yet.
+  bool pull_track();
   void report_track_timings();
   void composite_and_deliver(int index, std::shared_ptr<const infer::GeneratorBatch> batch,
                              int slot);
@@ -199,11 +212,13 @@ class FrameProducer final : public BatchClient, public std::enable_shared_from_t
   const FrameTarget target_;
   const ProducerSettings settings_;
   const std::weak_ptr<FrameConsumer> consumer_;
-  core::Strand strand_;
+  const std::shared_ptr<core::Strand> strand_;
+  const bool own_strand_;  // closed when the producer stops (a shared one is not)
 
   // Touched only on the strand.
   std::optional<FeatureTrack> track_;
-  std::vector<float> pending_audio_;  // handed in, not yet in the track
+  std::vector<float> pending_audio_;  // handed in, not yet in the track (append_audio)
+  std::vector<float> chunk_;          // the source's next samples (source)
   std::size_t pending_used_ = 0;
   bool audio_ended_ = false;
   bool audio_wanted_ = false;  // on_audio_wanted was called and no audio came since

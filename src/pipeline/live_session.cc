@@ -121,7 +121,9 @@ std::string_view to_string(LiveState state) {
 }
 
 // One utterance: its audio as played (input plus inserted silence), its place on the timeline
-// and its producer. Guarded by the session's mutex.
+// and its producer. Its samples are kept once, here: the producer reads them as it needs them
+// (its source) and each tick copies its own; what both are past is dropped. Guarded by the
+// session's mutex.
 struct LiveSession::Utterance {
   int number = 0;
   SteadyTime first_audio{};      // its first sample's arrival
@@ -130,11 +132,11 @@ struct LiveSession::Utterance {
   SteadyTime run_since{};        // when its speech run began, once scheduled
   int frames = -1;               // ticks it plays for, once ended
   bool ended = false;
-  std::int64_t received = 0;   // input samples
-  std::vector<float> waiting;  // received, not yet given to the producer
-  std::int64_t fed = 0;        // samples given to the producer (input + inserted silence)
-  std::vector<float> played;   // those samples from played_base on
-  std::int64_t played_base = 0;
+  std::int64_t received = 0;  // input samples
+  // Played positions [base, base + audio.size()): input samples and inserted silence.
+  std::vector<float> audio;
+  std::int64_t base = 0;
+  std::int64_t read = 0;  // the producer has read the positions before this
   std::vector<std::pair<std::int64_t, std::int64_t>> gaps;  // inserted silence: (position, length)
   std::shared_ptr<FrameProducer> producer;
   std::shared_ptr<FrameConsumer> consumer;
@@ -144,6 +146,18 @@ struct LiveSession::Utterance {
   std::int64_t heard = 0;
   std::int64_t underrun_tick = -1;
   std::int64_t underrun_samples = 0;
+
+  // The played positions it has: input and inserted silence.
+  std::int64_t end() const { return base + static_cast<std::int64_t>(audio.size()); }
+
+  // Drops the positions before `pos` once they are half of what it keeps.
+  void forget_before(std::int64_t pos) {
+    const std::int64_t n = std::min(pos, end()) - base;
+    if (n > 0 && static_cast<std::size_t>(n) >= audio.size() / 2) {
+      audio.erase(audio.begin(), audio.begin() + n);
+      base += n;
+    }
+  }
 
   // The inserted samples (an underrun's silence) among played positions [pos, pos + n).
   std::int64_t inserted_in(std::int64_t pos, std::int64_t n) const {
@@ -203,7 +217,7 @@ LiveSession::LiveSession(FrameTarget target, LiveSettings settings, std::weak_pt
     : target_(std::move(target)),
       settings_(std::move(settings)),
       sink_(std::move(sink)),
-      strand_(*target_.workers) {
+      strand_(std::make_shared<core::Strand>(*target_.workers)) {
   LIPSYNC_CHECK(target_.avatar && target_.scheduler && target_.workers && target_.encoder);
   settings_.live.validate();
   settings_.pipeline.validate();
@@ -261,7 +275,7 @@ void LiveSession::start(Ticker& ticker) {
       self->prefetch_locked(0);
     }
     ticker->add(self);
-    self->strand_.post([self] { self->maintain(); });
+    self->strand_->post([self] { self->maintain(); });
   });
 }
 
@@ -380,12 +394,12 @@ bool LiveSession::write(std::uint64_t id, std::vector<float> samples, bool& room
     if (u.received == 0) u.first_audio = now;
     u.last_audio = now;
     u.received += static_cast<std::int64_t>(samples.size());
-    u.waiting.insert(u.waiting.end(), samples.begin(), samples.end());
-    if (u.producer) feed(u);
+    u.audio.insert(u.audio.end(), samples.begin(), samples.end());
+    if (u.producer) u.producer->audio_available();
     full = buffered_seconds_locked() > settings_.live.max_buffered_s;
     speech_full_ = full;
   }
-  strand_.post([self = shared_from_this()] { self->maintain(); });
+  strand_->post([self = shared_from_this()] { self->maintain(); });
   room = !full;
   return true;
 }
@@ -398,7 +412,7 @@ void LiveSession::end_writer(std::uint64_t id, bool keep_open) {
     if (keep_open) return;  // the next input opened writes on
     end_open_locked();
   }
-  strand_.post([self = shared_from_this()] { self->maintain(); });
+  strand_->post([self = shared_from_this()] { self->maintain(); });
 }
 
 void LiveSession::end_open_locked(SpeechInput::State why) {
@@ -414,20 +428,15 @@ void LiveSession::end_open_locked(SpeechInput::State why) {
     return;
   }
   // A clip needs at least 3000 samples; a shorter utterance is padded with silence.
-  const std::int64_t total = u.fed + static_cast<std::int64_t>(u.waiting.size());
-  if (total < audio::kMinSamples) u.waiting.resize(u.waiting.size() + (audio::kMinSamples - total));
-  u.frames = audio::clip_frames_for_samples(
-      static_cast<std::size_t>(u.fed + static_cast<std::int64_t>(u.waiting.size())));
+  if (u.end() < audio::kMinSamples) u.audio.resize(u.audio.size() + (audio::kMinSamples - u.end()));
+  u.frames = audio::clip_frames_for_samples(static_cast<std::size_t>(u.end()));
   LiveEvent queued;
   queued.type = LiveEvent::Type::kUtteranceQueued;
   queued.tick = next_index_;
   queued.utterance = u.number;
   queued.samples = u.received;
   pending_events_.push_back(std::move(queued));
-  if (u.producer) {
-    feed(u);
-    u.producer->end_audio();
-  }
+  if (u.producer) u.producer->audio_available();
 }
 
 void LiveSession::interrupt() {
@@ -459,7 +468,7 @@ void LiveSession::interrupt() {
   }
   for (auto& p : cancelled) p->cancel();
   tell_closed();
-  strand_.post([self = shared_from_this()] { self->maintain(); });
+  strand_->post([self = shared_from_this()] { self->maintain(); });
 }
 
 void LiveSession::close(bool now) {
@@ -473,22 +482,26 @@ void LiveSession::close(bool now) {
     finish(std::nullopt);
     return;
   }
-  strand_.post([self = shared_from_this()] { self->maintain(); });
+  strand_->post([self = shared_from_this()] { self->maintain(); });
 }
 
-// Requires mutex_ held: gives the utterance's waiting audio to its producer.
-void LiveSession::feed(Utterance& u) {
-  if (u.waiting.empty()) return;
-  u.fed += static_cast<std::int64_t>(u.waiting.size());
-  u.played.insert(u.played.end(), u.waiting.begin(), u.waiting.end());
-  u.producer->append_audio(std::move(u.waiting));
-  u.waiting.clear();
+// The producer's source (its strand): copies the utterance's next samples from `from` on.
+std::size_t LiveSession::read_speech(Utterance& u, std::int64_t from, std::span<float> out,
+                                     bool& ended) {
+  std::lock_guard lock(mutex_);
+  LIPSYNC_CHECK_LE(u.base, from);
+  const auto n = static_cast<std::size_t>(
+      std::clamp<std::int64_t>(u.end() - from, 0, static_cast<std::int64_t>(out.size())));
+  std::copy_n(u.audio.begin() + (from - u.base), n, out.begin());
+  u.read = from + static_cast<std::int64_t>(n);
+  ended = u.ended && u.read == u.end();
+  return n;
 }
 
 double LiveSession::buffered_seconds_locked() const {
   std::int64_t samples = 0;
   for (const auto& u : utterances_) {
-    std::int64_t left = u->fed + static_cast<std::int64_t>(u->waiting.size());
+    std::int64_t left = u->end();
     if (u->start_tick >= 0 && next_index_ > u->start_tick) {
       left -= audio::samples_for_frames(next_index_ - u->start_tick);
     }
@@ -536,6 +549,14 @@ void LiveSession::start_producer(const std::shared_ptr<Utterance>& u) {
     return first_due + kTick * frame - kOutputMargin;
   };
   s.since = u->run_since;
+  s.source = [session = weak_from_this(), weak = std::weak_ptr<Utterance>(u)](
+                 std::int64_t from, std::span<float> out, bool& ended) -> std::size_t {
+    auto self = session.lock();
+    auto utterance = weak.lock();
+    ended = true;  // the session or the utterance is gone (the producer is cancelled)
+    return self && utterance ? self->read_speech(*utterance, from, out, ended) : 0;
+  };
+  s.strand = strand_;
   auto consumer = std::make_shared<UtteranceConsumer>(weak_from_this(), u);
   auto producer = FrameProducer::streaming(target_, s, consumer);
   {
@@ -543,8 +564,6 @@ void LiveSession::start_producer(const std::shared_ptr<Utterance>& u) {
     if (std::find(utterances_.begin(), utterances_.end(), u) == utterances_.end()) return;
     u->producer = producer;
     u->consumer = consumer;
-    feed(*u);
-    if (u->ended) producer->end_audio();
   }
   producer->start();
 }
@@ -582,17 +601,16 @@ void LiveSession::maintain() {
     bool padding = false;
     for (auto& u : utterances_) {
       if (u->start_tick < 0 || u->ended || !u->producer) continue;
-      const std::int64_t have = u->fed + static_cast<std::int64_t>(u->waiting.size());
-      if (timeline::underrun_gap(k, latency_ticks_, u->start_tick, have) > 0) {
-        feed(*u);
-        const std::int64_t gap = timeline::underrun_gap(k, latency_ticks_, u->start_tick, u->fed);
-        if (!u->gaps.empty() && u->gaps.back().first + u->gaps.back().second == u->fed) {
+      const std::int64_t have = u->end();
+      if (const std::int64_t gap = timeline::underrun_gap(k, latency_ticks_, u->start_tick, have);
+          gap > 0) {
+        if (!u->gaps.empty() && u->gaps.back().first + u->gaps.back().second == have) {
           u->gaps.back().second += gap;  // the same underrun, longer
         } else {
-          u->gaps.emplace_back(u->fed, gap);
+          u->gaps.emplace_back(have, gap);
         }
-        u->waiting.assign(static_cast<std::size_t>(gap), 0.0f);
-        feed(*u);
+        u->audio.resize(u->audio.size() + static_cast<std::size_t>(gap), 0.0f);
+        u->producer->audio_available();
         padding = true;
       }
       break;  // only the first unended one can run dry
@@ -793,18 +811,13 @@ bool LiveSession::tick() {
         u.underrun_samples = 0;
       }
       for (int i = 0; i < audio::kSamplesPerFrame; ++i) {
-        const std::int64_t at = pos + i - u.played_base;
-        if (at >= 0 && at < static_cast<std::int64_t>(u.played.size())) {
-          f.samples[i] = to_s16(u.played[at]);
+        const std::int64_t at = pos + i - u.base;
+        if (at >= 0 && at < static_cast<std::int64_t>(u.audio.size())) {
+          f.samples[i] = to_s16(u.audio[static_cast<std::size_t>(at)]);
         }
       }
-      // What is heard is gone: keep only what later ticks play.
-      const std::int64_t keep_from = pos + audio::kSamplesPerFrame - u.played_base;
-      if (keep_from > 0 && static_cast<std::size_t>(keep_from) >= u.played.size() / 2 &&
-          static_cast<std::size_t>(keep_from) <= u.played.size()) {
-        u.played.erase(u.played.begin(), u.played.begin() + keep_from);
-        u.played_base += keep_from;
-      }
+      // What is heard (and read by the producer) is gone: keep only what is still needed.
+      u.forget_before(std::min(pos + audio::kSamplesPerFrame, u.read));
       if (s.frame == 0) {
         f.speech_latency_ms =
             std::chrono::duration<double, std::milli>(f.due - u.first_audio).count();
@@ -852,7 +865,7 @@ bool LiveSession::tick() {
     if (writer_wanted) writer_wanted();
     if (sink) sink->on_speech_wanted();
   }
-  strand_.post([self = shared_from_this()] { self->maintain(); });
+  strand_->post([self = shared_from_this()] { self->maintain(); });
   return true;
 }
 
@@ -891,7 +904,7 @@ void LiveSession::finish(const std::optional<Error>& error) {
   }
   for (auto& p : cancelled) p->cancel();
   tell_closed();
-  strand_.close();
+  strand_->close();
   if (auto sink = sink_.lock()) sink->on_live_ended(error);
 }
 

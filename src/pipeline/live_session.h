@@ -23,8 +23,11 @@
 //   samples past the last frame (at most about 30 ms, usually the utterance's trailing silence)
 //   are not heard.
 //
-// Knows nothing of gRPC or WebRTC: speech comes in through push_speech()/end_utterance() from any
-// source; frames go out to a LiveSink.
+// Knows nothing of gRPC or WebRTC: speech comes in through open_utterance() (its one inbox) from
+// any source; frames go out to a LiveSink. An utterance's samples are kept once, in the session:
+// its producer reads them from there as its window has room, each tick copies its own. The
+// session's upkeep and its producers' audio work run on one strand; flow control is the
+// session's buffered seconds (live.max_buffered_s) and the producer's window, nothing else.
 // Thread contract: every public method may be called from any thread; tick() is for the Ticker.
 // Sink callbacks: on_live_frame on the ticker thread (must be quick), the others from the
 // session's strand or the workers.
@@ -39,6 +42,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -152,7 +156,7 @@ class LiveSink {
   virtual ~LiveSink() = default;
   // One per tick, in order, on the ticker thread; must not block.
   virtual void on_live_frame(LiveFrame frame) = 0;
-  // The speech buffer has room again after push_speech() said it was full.
+  // The speech buffer has room again after an input's add() said it was full.
   virtual void on_speech_wanted() {}
   // The session is over: closed and played out (error empty), or failed.
   virtual void on_live_ended(const std::optional<Error>& error) = 0;
@@ -230,7 +234,8 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   void maintain();  // on the strand: scheduling, feeding, underruns, prefetch, the end
   void schedule_locked(const std::shared_ptr<Utterance>& u, SteadyTime now);
   void start_producer(const std::shared_ptr<Utterance>& u);
-  void feed(Utterance& u);
+  // The source of `u`'s producer (ProducerSettings::source).
+  std::size_t read_speech(Utterance& u, std::int64_t from, std::span<float> out, bool& ended);
   void prefetch_locked(std::int64_t from);
   void prepare_picture(std::int64_t tick, Segment segment);
   // `image` in the session's encoding. A JPEG of a picture of template frame `template_frame`
@@ -250,7 +255,8 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   const std::weak_ptr<LiveSink> sink_;
   int latency_ms_ = 0;
   int latency_ticks_ = 0;
-  core::Strand strand_;
+  // The session's one sequence of work: its upkeep (maintain) and its producers' audio.
+  const std::shared_ptr<core::Strand> strand_;
 
   mutable std::mutex mutex_;
   SteadyTime t0_{};              // guarded
@@ -276,7 +282,7 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   // The last tick that showed speech, and when that speech run began (batch_policy.h).
   std::int64_t last_speech_tick_ = -1;  // guarded
   SteadyTime last_run_since_{};         // guarded
-  bool speech_full_ = false;            // push_speech said full (guarded)
+  bool speech_full_ = false;            // an add() said full (guarded)
   // Events for the next tick (an interrupt's playback_finished, utterance_queued) (guarded).
   std::vector<LiveEvent> pending_events_;
   LiveState last_state_ = LiveState::kIdle;  // the last emitted tick's (guarded)

@@ -54,11 +54,28 @@ AgentMessage parse_agent_message(std::string_view text) {
   return m;
 }
 
-AgentSocket::AgentSocket(Target target, std::shared_ptr<WebSocketPeer> peer, int max_seconds)
+AgentSocket::AgentSocket(Target target, std::shared_ptr<WebSocketPeer> peer, int max_seconds,
+                         std::function<void()> wanted)
     : target_(std::move(target)),
       peer_(std::move(peer)),
       max_samples_(static_cast<std::int64_t>(max_seconds) * audio::kSampleRateHz),
-      max_seconds_(max_seconds) {}
+      max_seconds_(max_seconds),
+      wanted_(wanted ? std::move(wanted) : [peer = std::weak_ptr<WebSocketPeer>(peer_)] {
+        if (auto p = peer.lock()) p->resume();
+      }) {}
+
+void AgentSocket::early(bool text, std::string_view data) {
+  // An interrupt is a few bytes; anything long is not one, and is not parsed twice.
+  constexpr std::size_t kMaxInterruptBytes = 256;
+  if (!text || data.size() > kMaxInterruptBytes) return;
+  try {
+    if (parse_agent_message(data).type != AgentMessage::Type::kInterrupt) return;
+  } catch (const Error&) {
+    return;  // on_message answers it
+  }
+  ++early_interrupts_;
+  target_.interrupt(false);
+}
 
 bool AgentSocket::on_message(bool text, std::string data) {
   try {
@@ -85,7 +102,12 @@ bool AgentSocket::on_text(std::string_view text) {
       if (input_) input_->abandon();
       input_.reset();
       dropping_ = false;
-      target_.interrupt();
+      if (early_interrupts_ > 0) {
+        --early_interrupts_;
+        target_.interrupt(true);
+      } else {
+        target_.interrupt(false);
+      }
       return true;
     case AgentMessage::Type::kSegmentEnd:
       if (!input_ && !dropping_) {
@@ -103,10 +125,7 @@ bool AgentSocket::on_text(std::string_view text) {
     throw Error::invalid_input(
         "utterance: one is already open on this socket; end it with segment_end first");
   }
-  const std::weak_ptr<WebSocketPeer> peer = peer_;
-  auto input = target_.begin_speech([peer] {
-    if (auto p = peer.lock()) p->resume();
-  });
+  auto input = target_.begin_speech(wanted_);
   if (!input) {
     throw Error::invalid_input(
         "utterance: another utterance is coming into the session (an upload or a text being "

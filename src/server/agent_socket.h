@@ -12,11 +12,14 @@
 // keeps the socket open: an unknown type, binary before an utterance, a bad rate or encoding, a
 // second utterance while one is open, or one while another comes into the session (an upload).
 // Flow control: once the session holds live.max_buffered_s of speech, on_message says to read no
-// more until it has room (TCP holds the agent back); audio is never dropped for speed.
-// Thread contract: on_message and on_close on the HTTP I/O thread, one at a time; the peer and
-// the target may call back from any thread.
+// more until it has room (`wanted` is then called; TCP holds the agent back); audio is never
+// dropped for speed.
+// Thread contract: on_message and on_close one at a time, in order (a DecodeLane's strand);
+// early() on the receiving thread, before that message's on_message is queued. The peer and the
+// target may call back from any thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -44,11 +47,18 @@ class AgentSocket final : public WebSocketHandler {
   struct Target {
     // Opens an utterance (HubSession::begin_speech): null while another is coming in.
     std::function<std::shared_ptr<SpeechInput>(std::function<void()> wanted)> begin_speech;
-    std::function<void()> interrupt;
+    // Stops the session's speech. `again`: early() did for this message; this cuts only what
+    // the messages before it queued since (it counts as no new interrupt).
+    std::function<void(bool again)> interrupt;
   };
-  // `max_seconds`: the longest utterance (audio.max_seconds).
-  AgentSocket(Target target, std::shared_ptr<WebSocketPeer> peer, int max_seconds);
+  // `max_seconds`: the longest utterance (audio.max_seconds). `wanted`: the session has room
+  // again after on_message said it had none (default: the peer reads on).
+  AgentSocket(Target target, std::shared_ptr<WebSocketPeer> peer, int max_seconds,
+              std::function<void()> wanted = {});
 
+  // What a message does at once, not behind the audio queued before it: an interrupt stops the
+  // session's speech as it arrives (the ack the agent waits for is measured from here).
+  void early(bool text, std::string_view data);
   bool on_message(bool text, std::string data) override;
   void on_close() override;
 
@@ -62,7 +72,9 @@ class AgentSocket final : public WebSocketHandler {
   const std::shared_ptr<WebSocketPeer> peer_;
   const std::int64_t max_samples_;
   const int max_seconds_;
-  std::shared_ptr<SpeechInput> input_;  // the open utterance
+  const std::function<void()> wanted_;
+  std::atomic<int> early_interrupts_{0};  // done by early(), not yet by on_message
+  std::shared_ptr<SpeechInput> input_;    // the open utterance
   WireAudio audio_;
   std::int64_t samples_ = 0;  // of the open utterance, at 16 kHz
   bool dropping_ = false;     // the utterance went over max_seconds: its audio is dropped

@@ -11,6 +11,7 @@
 #include "core/json_text.h"
 #include "core/text.h"
 #include "server/agent_socket.h"
+#include "server/decode_lane.h"
 #include "server/input_limits.h"
 #include "server/session_events.h"
 #include "server/wire_audio.h"
@@ -334,16 +335,17 @@ class PacedFeed final : public std::enable_shared_from_this<PacedFeed> {
   std::function<void(std::exception_ptr)> done_;  // guarded; null once done
 };
 
-// One speech upload: decodes pieces as they arrive into the session's speech input.
+// One speech upload: decodes pieces as they arrive into the session's speech input, on its
+// DecodeLane (the I/O thread only queues them).
 class SpeechUpload final : public HttpBodyStream {
  public:
-  // `media`: where a file is decoded, holding `slot` (the session's place for it) until then.
-  // `out`: where the answer goes (with its CORS headers; the server's responder of on_end is the
-  // same request's without them).
+  // `lane`: where its pieces are handled, in order. `media`: where a file is decoded, holding
+  // `slot` (the session's place for it) until then. `out`: where the answer goes (with its CORS
+  // headers; the server's responder of on_end is the same request's without them).
   SpeechUpload(SpeechFormat format, bool keep_open, std::shared_ptr<SpeechInput> input,
                std::shared_ptr<WantedHook> wanted, std::size_t max_file_bytes, int max_seconds,
-               core::WorkerPool& media, std::shared_ptr<HubSession::MediaSlot> slot,
-               HttpResponder out)
+               std::shared_ptr<DecodeLane> lane, core::WorkerPool& media,
+               std::shared_ptr<HubSession::MediaSlot> slot, HttpResponder out)
       : out_(std::move(out)),
         format_(format),
         keep_open_(keep_open),
@@ -351,6 +353,7 @@ class SpeechUpload final : public HttpBodyStream {
         wanted_(std::move(wanted)),
         max_file_bytes_(max_file_bytes),
         max_seconds_(max_seconds),
+        lane_(std::move(lane)),
         media_(media),
         slot_(std::move(slot)) {
     if (format_.kind != SpeechFormat::Kind::kFile) {
@@ -359,6 +362,26 @@ class SpeechUpload final : public HttpBodyStream {
   }
 
   bool on_piece(std::string piece) override {
+    const std::size_t bytes = piece.size();
+    return lane_->queue(bytes, [self = shared_self(), piece = std::move(piece)]() mutable {
+      return self->take(std::move(piece));
+    });
+  }
+
+  void on_end(bool complete, HttpResponder) override {
+    // A body cut short frees the session at once: the client may send its next upload as soon
+    // as it has the server's answer.
+    if (!complete) input_->abandon();
+    lane_->then([self = shared_self(), complete] { self->end_body(complete); });
+  }
+
+  void set_self(const std::shared_ptr<SpeechUpload>& self) { self_ = self; }
+
+ private:
+  std::shared_ptr<SpeechUpload> shared_self() { return self_.lock(); }
+
+  // On the lane: one piece of the body; returns whether the session has room for more.
+  bool take(std::string piece) {
     if (error_) return true;  // read on and drop: the reply says what was wrong
     try {
       if (format_.kind == SpeechFormat::Kind::kFile) {
@@ -382,7 +405,8 @@ class SpeechUpload final : public HttpBodyStream {
     }
   }
 
-  void on_end(bool complete, HttpResponder) override {
+  // On the lane: the body is complete (or `complete` false: the client went away).
+  void end_body(bool complete) {
     const HttpResponder& responder = out_;
     if (!complete) {
       input_->abandon();
@@ -445,11 +469,6 @@ class SpeechUpload final : public HttpBodyStream {
     });
   }
 
-  void set_self(const std::shared_ptr<SpeechUpload>& self) { self_ = self; }
-
- private:
-  std::shared_ptr<SpeechUpload> shared_self() { return self_.lock(); }
-
   void finish(const HttpResponder& responder) {
     input_->end(keep_open_);  // one cut meanwhile stays as it was cut
     responder.reply(speech_reply(*input_, samples_, keep_open_));
@@ -483,10 +502,11 @@ class SpeechUpload final : public HttpBodyStream {
   const SpeechFormat format_;
   const bool keep_open_;
   std::shared_ptr<SpeechInput> input_;
-  std::shared_ptr<WantedHook> wanted_;              // resumes the body, or the file's feed
+  std::shared_ptr<WantedHook> wanted_;              // the lane's wanted, or the file's feed
   std::unique_ptr<audio::AudioFileReader> reader_;  // the file being decoded (media threads)
   const std::size_t max_file_bytes_;
   const int max_seconds_;
+  const std::shared_ptr<DecodeLane> lane_;
   core::WorkerPool& media_;
   std::shared_ptr<HubSession::MediaSlot> slot_;  // until the file is decoded
   std::weak_ptr<SpeechUpload> self_;
@@ -519,17 +539,25 @@ std::string percent_decoded(std::string_view text) {
   return out;
 }
 
-// A session's socket: the agent protocol, and the socket's end when the session ends.
-class SessionSocket final : public WebSocketHandler {
+// A session's socket: the agent protocol, and the socket's end when the session ends. Its
+// messages are handled on a DecodeLane, in order, off the I/O thread; an interrupt acts as it
+// arrives too (AgentSocket::early).
+class SessionSocket final : public WebSocketHandler,
+                            public std::enable_shared_from_this<SessionSocket> {
  public:
   SessionSocket(std::shared_ptr<HubSession> session, std::shared_ptr<WebSocketPeer> peer,
-                int max_seconds)
+                int max_seconds, core::WorkerPool& wire)
       : session_(std::move(session)),
+        peer_(peer),
+        lane_(std::make_shared<DecodeLane>(wire, [peer] { peer->resume(); })),
         agent_(AgentSocket::Target{[s = session_](std::function<void()> wanted) {
                                      return s->begin_speech(std::move(wanted));
                                    },
-                                   [s = session_] { s->interrupt(); }},
-               peer, max_seconds),
+                                   [s = session_](bool again) { s->interrupt(again); }},
+               peer, max_seconds,
+               [lane = std::weak_ptr<DecodeLane>(lane_)] {
+                 if (auto l = lane.lock()) l->wanted();
+               }),
         watcher_(std::make_shared<Watcher>(peer)) {
     if (!session_->attach(watcher_)) {
       peer->close("the session has ended", 1001);
@@ -541,12 +569,22 @@ class SessionSocket final : public WebSocketHandler {
         [peer](const pipeline::LiveEvent& e) { peer->send_text(e.json); });
   }
   bool on_message(bool text, std::string data) override {
-    return agent_.on_message(text, std::move(data));
+    agent_.early(text, data);
+    const std::size_t bytes = data.size();
+    return lane_->queue(bytes, [self = shared_from_this(), text, data = std::move(data)]() mutable {
+      try {
+        return self->agent_.on_message(text, std::move(data));
+      } catch (const std::exception& e) {  // its own errors are answered; anything else ends it
+        spdlog::error("http: a WebSocket message failed: {}", e.what());
+        self->peer_->close("internal error", 1011);
+        return true;
+      }
+    });
   }
   void on_close() override {
-    agent_.on_close();
-    session_->detach(watcher_.get());
     if (subscription_ >= 0) session_->events().unsubscribe(subscription_);
+    session_->detach(watcher_.get());
+    lane_->then([self = shared_from_this()] { self->agent_.on_close(); });
   }
 
  private:
@@ -561,7 +599,9 @@ class SessionSocket final : public WebSocketHandler {
   };
 
   const std::shared_ptr<HubSession> session_;
-  AgentSocket agent_;
+  const std::shared_ptr<WebSocketPeer> peer_;
+  const std::shared_ptr<DecodeLane> lane_;
+  AgentSocket agent_;  // on the lane
   const std::shared_ptr<Watcher> watcher_;
   int subscription_ = -1;
 };
@@ -683,7 +723,8 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     if (!origin_allowed(r)) return {nullptr, foreign_origin(r)};
     try {
       auto session = session_or_throw(m.session);
-      return {std::make_shared<SessionSocket>(std::move(session), peer, ctx.audio.max_seconds),
+      return {std::make_shared<SessionSocket>(std::move(session), peer, ctx.audio.max_seconds,
+                                              hub.wire()),
               std::nullopt};
     } catch (const std::exception& e) {
       return {nullptr, decorate(reply_for(e))};
@@ -989,14 +1030,17 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     // A file is decoded on the media threads once it is in: it holds a place from the start.
     std::shared_ptr<HubSession::MediaSlot> slot;
     if (format.kind == SpeechFormat::Kind::kFile) slot = media_slot_or_throw(*session);
+    auto lane = std::make_shared<DecodeLane>(hub.wire(), [out] { out.resume(); });
     auto hook = std::make_shared<WantedHook>();
-    hook->set([out] { out.resume(); });  // a file's decoding sets its own
+    hook->set([weak = std::weak_ptr<DecodeLane>(lane)] {  // a file's decoding sets its own
+      if (auto l = weak.lock()) l->wanted();
+    });
     auto input = session->begin_speech(WantedHook::of(hook));
     if (!input) throw busy();
     auto upload = std::make_shared<SpeechUpload>(
         format, more == "1" || more == "true", std::move(input), hook,
         static_cast<std::size_t>(ctx.server.max_message_mb) << 20, ctx.audio.max_seconds,
-        hub.media(), std::move(slot), out);
+        std::move(lane), hub.media(), std::move(slot), out);
     upload->set_self(upload);
     return upload;
   }

@@ -504,7 +504,9 @@ class HttpServer::Impl::WebSocket : public WebSocketPeer,
     ws_->set_option(timeouts);
     ws_->set_option(websocket::stream_base::decorator(
         [](websocket::response_type& r) { r.set(http::field::server, "lipsync"); }));
-    ws_->read_message_max(server_->limits.max_body_bytes);
+    // The size is checked here, a piece at a time (read()): Beast's own check fails the
+    // connection with a teardown that can reset it before the client has read the 1009.
+    ws_->read_message_max(0);
     server_->websockets[this] = weak_from_this();
     const auto& request = owner_->parser_->get();
     // A client sends no frame before the handshake's answer; anything it sent early is dropped.
@@ -569,17 +571,31 @@ class HttpServer::Impl::WebSocket : public WebSocketPeer,
     });
   }
 
+  // Reads the next message a piece at a time: one over the body limit is answered with a close
+  // (1009, too big) that drains the rest of it, so the client reads why.
   void read() {
-    if (reading_ || ended_ || paused_) return;
+    if (reading_ || ended_ || paused_ || too_big_) return;
     reading_ = true;
-    ws_->async_read(buffer_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      self->reading_ = false;
-      self->on_read(ec);
-    });
+    constexpr std::size_t kPiece = 64u << 10;
+    ws_->async_read_some(buffer_, kPiece,
+                         [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                           self->reading_ = false;
+                           self->on_read(ec);
+                         });
   }
 
   void on_read(beast::error_code ec) {
     if (ec || ended_) return end();  // ended meanwhile: a message read before is dropped
+    if (buffer_.size() > server_->limits.max_body_bytes) {
+      buffer_.consume(buffer_.size());
+      too_big_ = true;  // no more reads: the close drains the message and ends the connection
+      closing_ = true;
+      close_reason_ = websocket::close_reason(
+          websocket::close_code::too_big,
+          "a message is larger than " + std::to_string(server_->limits.max_body_bytes) + " bytes");
+      return write();
+    }
+    if (!ws_->is_message_done()) return read();
     std::string data = beast::buffers_to_string(buffer_.data());
     buffer_.consume(buffer_.size());
     bool more = true;
@@ -603,7 +619,7 @@ class HttpServer::Impl::WebSocket : public WebSocketPeer,
           self->writing_ = false;
           if (ec) self->end();
           // The read under way ends once the client answers the close.
-          if (self->paused_) self->end();
+          if (self->paused_ || self->too_big_) self->end();
         });
       }
       return;
@@ -635,6 +651,7 @@ class HttpServer::Impl::WebSocket : public WebSocketPeer,
   bool paused_ = false;
   bool closing_ = false;
   bool close_sent_ = false;
+  bool too_big_ = false;  // a message was over the limit: closed with 1009
   bool ended_ = false;
 };
 

@@ -395,10 +395,10 @@ std::shared_ptr<SpeechInput> HubSession::begin_speech(std::function<void()> want
   return session_->open_utterance(std::move(wanted));
 }
 
-void HubSession::interrupt() {
-  interrupted_at_ = std::chrono::steady_clock::now().time_since_epoch().count();
+void HubSession::interrupt(bool again) {
+  if (!again) interrupted_at_ = std::chrono::steady_clock::now().time_since_epoch().count();
   session_->interrupt();
-  hub_.context().metrics->count_interrupt();
+  if (!again) hub_.context().metrics->count_interrupt();
   hub_.trim_memory_soon();
 }
 

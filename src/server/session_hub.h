@@ -101,6 +101,9 @@ class SessionHub {
   // file: up to seconds each), of which each session has at most kMaxMediaJobsPerSession.
   core::WorkerPool& control() { return control_; }
   core::WorkerPool& media() { return media_; }
+  // Speech coming off the wire (an upload's raw PCM, a WebSocket's audio) is decoded here, a
+  // piece at a time (DecodeLane): off the HTTP I/O thread, and never behind media work.
+  core::WorkerPool& wire() { return wire_; }
   // Speech was dropped: free memory goes back to the system soon (core::MemoryTrimmer).
   void trim_memory_soon() { trimmer_.request(); }
 
@@ -117,6 +120,7 @@ class SessionHub {
   std::atomic<int> viewers_{0};
   core::WorkerPool control_{2};
   core::WorkerPool media_{4};
+  core::WorkerPool wire_{2};
   core::MemoryTrimmer trimmer_;  // after speech is dropped (interrupt, end)
   std::condition_variable reaper_wake_;
   std::thread reaper_;  // expire_idle() every second, while live.session_idle_timeout_s > 0
@@ -166,7 +170,9 @@ class HubSession final : public pipeline::LiveSink,
   // (409). `wanted` is called (any thread) when the input may add again after add() said no.
   // Throws kUnavailable once the session has ended.
   std::shared_ptr<SpeechInput> begin_speech(std::function<void()> wanted);
-  void interrupt();
+  // `again`: the same interrupt as the last one, cutting what came since (a WebSocket's message
+  // is acted on as it arrives and again in its turn); it is not counted again.
+  void interrupt(bool again = false);
   // A request used the session: its idle clock starts again.
   void touch();
   // Whether something uses the session now: a viewer, an attached call or socket, speech coming

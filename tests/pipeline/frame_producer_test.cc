@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <opencv2/core.hpp>
 #include <random>
@@ -186,6 +187,74 @@ TEST_F(FrameProducerTest, StreamingInRandomChunksEqualsTheWholeClip) {
     ASSERT_EQ(cv::norm(got[i].image, expected[i].image, cv::NORM_INF), 0.0) << "frame " << i;
   }
   EXPECT_EQ(p->total_frames(), 118);
+}
+
+// A live session's way: the producer reads its audio from a buffer that grows in random pieces
+// (its source, told with audio_available), on a strand it shares with other work; the frames are
+// the whole clip's, and a stopped producer leaves the shared strand open.
+TEST_F(FrameProducerTest, AProducerReadingItsSourceOnASharedStrandEqualsTheWholeClip) {
+  pipeline::ProducerSettings settings;
+  settings.window_frames = 7;
+  auto clip_consumer = std::make_shared<Collector>();
+  auto clip = FrameProducer::from_clip(
+      target(), settings,
+      pipeline::encode_clip_features(*speech_, models_->encoder(), audio::AudioOptions{}),
+      clip_consumer);
+  clip_consumer->attach(clip);
+  clip->start();
+  ASSERT_TRUE(clip_consumer->wait([](const Collector& c) { return c.is_done(); }));
+  const auto expected = clip_consumer->take();
+  ASSERT_EQ(expected.size(), 118u);
+
+  std::mutex mutex;
+  std::vector<float> buffer;  // what has come in (guarded)
+  bool ended = false;         // guarded
+  std::int64_t reads = 0;     // guarded
+  auto strand = std::make_shared<core::Strand>(*workers_);
+  settings.strand = strand;
+  settings.source = [&](std::int64_t from, std::span<float> out, bool& done) {
+    std::lock_guard lock(mutex);
+    ++reads;
+    const auto n = std::min<std::size_t>(out.size(), buffer.size() - static_cast<std::size_t>(from));
+    std::copy_n(buffer.begin() + from, n, out.begin());
+    done = ended && static_cast<std::size_t>(from) + n == buffer.size();
+    return n;
+  };
+  auto c = std::make_shared<Collector>();
+  auto p = streaming(c, settings);
+  p->start();
+  std::mt19937 rng(12);
+  std::size_t pos = 0;
+  while (pos < speech_->size()) {
+    const std::size_t n = std::min<std::size_t>(1 + rng() % 7000, speech_->size() - pos);
+    {
+      std::lock_guard lock(mutex);
+      buffer.insert(buffer.end(), speech_->begin() + pos, speech_->begin() + pos + n);
+    }
+    pos += n;
+    p->audio_available();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  {
+    std::lock_guard lock(mutex);
+    ended = true;
+  }
+  p->audio_available();
+  ASSERT_TRUE(c->wait([](const Collector& x) { return x.is_done(); }));
+  ASSERT_FALSE(c->error()) << c->error()->message();
+  const auto got = c->take();
+  ASSERT_EQ(got.size(), expected.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(cv::norm(got[i].image, expected[i].image, cv::NORM_INF), 0.0) << "frame " << i;
+  }
+  {
+    std::lock_guard lock(mutex);
+    EXPECT_GT(reads, 1);
+  }
+  // The strand is the caller's: still open after the producer finished.
+  std::promise<void> ran;
+  strand->post([&] { ran.set_value(); });
+  EXPECT_EQ(ran.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
 }
 
 TEST_F(FrameProducerTest, TheWindowBoundsFramesInFlightAndAsksForNothingWhileFull) {

@@ -913,6 +913,10 @@ TEST_F(SessionApiTest, Issue25_AnUtteranceLeftOpenEndsAfterItsTimeout) {
   ASSERT_TRUE(ws.ok());
   ws.send_text(R"({"type":"utterance"})");
   ws.send_binary(tone_s16le(0.2));
+  // Its messages are handled in order: once the ping's answer is back, the utterance is open.
+  ws.send_text(R"({"type":"ping"})");
+  for (auto m = ws.read(); m && json::parse(*m).at("type") != "pong"; m = ws.read()) {
+  }
   ASSERT_TRUE(eventually(
       [&] {
         return call("POST", "/v1/sessions/" + id + "/speech", tone_s16le(0.2),

@@ -1,0 +1,68 @@
+#include "server/decode_lane.h"
+
+#include <spdlog/spdlog.h>
+
+#include <exception>
+
+namespace lipsync::server {
+
+DecodeLane::DecodeLane(core::WorkerPool& pool, std::function<void()> resume)
+    : strand_(pool), resume_(std::move(resume)) {}
+
+bool DecodeLane::queue(std::size_t bytes, std::function<bool()> work) {
+  {
+    std::lock_guard lock(mutex_);
+    waiting_ += bytes;
+  }
+  strand_.post([self = shared_from_this(), bytes, work = std::move(work)] {
+    std::uint64_t seen = 0;
+    {
+      std::lock_guard lock(self->mutex_);
+      seen = self->wanted_seen_;
+    }
+    bool room = true;
+    try {
+      room = work();
+    } catch (const std::exception& e) {  // the work answers its own errors; never let one out
+      spdlog::error("http: decoding speech failed: {}", e.what());
+    }
+    bool resume = false;
+    {
+      std::lock_guard lock(self->mutex_);
+      self->waiting_ -= bytes;
+      // A wanted() that came while the work ran is for this "full": the session has room.
+      if (!room && self->wanted_seen_ == seen) self->full_ = true;
+      resume = self->resume_locked();
+    }
+    if (resume) self->resume_();
+  });
+  std::lock_guard lock(mutex_);
+  if (full_ || waiting_ > kMaxWaitingBytes) {
+    paused_ = true;
+    return false;
+  }
+  return true;
+}
+
+void DecodeLane::then(std::function<void()> work) {
+  strand_.post(std::move(work));
+}
+
+void DecodeLane::wanted() {
+  bool resume = false;
+  {
+    std::lock_guard lock(mutex_);
+    ++wanted_seen_;
+    full_ = false;
+    resume = resume_locked();
+  }
+  if (resume) resume_();
+}
+
+bool DecodeLane::resume_locked() {
+  if (!paused_ || full_ || waiting_ > kMaxWaitingBytes / 2) return false;
+  paused_ = false;
+  return true;
+}
+
+}  // namespace lipsync::server
