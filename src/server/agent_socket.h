@@ -14,7 +14,7 @@
 // Flow control: once the session holds live.max_buffered_s of speech, on_message says to read no
 // more until it has room (`wanted` is then called; TCP holds the agent back); audio is never
 // dropped for speed.
-// Thread contract: on_message and on_close one at a time, in order (a DecodeLane's strand);
+// Thread contract: on_message and on_close one at a time, in order (a core::ReadLane's strand);
 // early() on the receiving thread, before that message's on_message is queued. The peer and the
 // target may call back from any thread.
 #pragma once

@@ -19,6 +19,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "core/strand.h"
@@ -30,7 +32,8 @@ namespace lipsync::server {
 template <class Call>
 class BidiReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
-  explicit BidiReactor(std::shared_ptr<Call> call) : call_(std::move(call)) {}
+  BidiReactor(std::shared_ptr<Call> call, grpc::CallbackServerContext* rpc)
+      : call_(std::move(call)), rpc_(rpc) {}
   void OnReadDone(bool ok) override { call_->read_done(ok, std::move(read_)); }
   void OnWriteDone(bool ok) override { call_->write_done(ok); }
   void OnCancel() override { call_->cancelled(); }
@@ -41,10 +44,15 @@ class BidiReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
 
   void read() { StartRead(&read_); }
   void write(const grpc::ByteBuffer* message) { StartWrite(message); }
-  void finish(const grpc::Status& status) { Finish(status); }
+  void finish(const grpc::Status& status,
+              const std::vector<std::pair<std::string, std::string>>& trailers) {
+    for (const auto& [key, value] : trailers) rpc_->AddTrailingMetadata(key, value);
+    Finish(status);
+  }
 
  private:
   std::shared_ptr<Call> call_;
+  grpc::CallbackServerContext* const rpc_;  // valid until OnDone
   grpc::ByteBuffer read_;
 };
 
@@ -123,6 +131,7 @@ class BidiCall : public std::enable_shared_from_this<Call> {
     Registry::Lease lease;
     BidiReactor<Call>* reactor = nullptr;
     std::uint64_t call_id = 0;
+    std::vector<std::pair<std::string, std::string>> trailers;
     {
       std::lock_guard lock(mutex_);
       if (ended_ || reactor_ == nullptr) return;
@@ -130,13 +139,14 @@ class BidiCall : public std::enable_shared_from_this<Call> {
       reactor = reactor_;
       call_id = call_id_;
       lease = std::move(lease_);
+      trailers.swap(trailers_);
     }
     strand_.close();
     call().drop();
     lease.model.reset();
     ctx_.metrics->count_request(Call::kMethod, status_code_name(status.error_code()));
     ctx_.calls->remove(call_id);
-    reactor->finish(status);
+    reactor->finish(status, trailers);
   }
 
  protected:
@@ -181,6 +191,11 @@ class BidiCall : public std::enable_shared_from_this<Call> {
     std::lock_guard lock(mutex_);
     return outbox_.size();
   }
+  // Sends `key: value` in the call's trailing metadata when it ends.
+  void add_trailer(std::string key, std::string value) {
+    std::lock_guard lock(mutex_);
+    trailers_.emplace_back(std::move(key), std::move(value));
+  }
   // Ends the call with `status` once everything queued is written.
   void finish_when_written(const grpc::Status& status) {
     bool finish = false;
@@ -219,6 +234,7 @@ class BidiCall : public std::enable_shared_from_this<Call> {
   grpc::Status final_status_;             // guarded
   int messages_read_ = 0;                 // guarded
   std::deque<grpc::ByteBuffer> outbox_;   // messages waiting to be written, in order (guarded)
+  std::vector<std::pair<std::string, std::string>> trailers_;  // guarded
 };
 
 // Whether the call may run: no server.api_token, or the call's `authorization` metadata has it.
@@ -237,10 +253,10 @@ inline bool authorized(const ServiceContext& context, const grpc::CallbackServer
 // Bearer <token>`) or RESOURCE_EXHAUSTED naming `what` and `limit_key`.
 template <class Call>
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* start_bidi_call(
-    const ServiceContext& context, const grpc::CallbackServerContext& rpc, std::atomic<int>& active,
+    const ServiceContext& context, grpc::CallbackServerContext& rpc, std::atomic<int>& active,
     int limit, const std::string& what, const std::string& limit_key) {
   auto call = std::make_shared<Call>(context, active);
-  auto* reactor = new BidiReactor<Call>(call);
+  auto* reactor = new BidiReactor<Call>(call, &rpc);
   ++active;
   const std::weak_ptr<Call> weak = call;
   const std::uint64_t id = context.calls->add([weak](const grpc::Status& status) {

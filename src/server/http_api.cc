@@ -8,10 +8,10 @@
 
 #include "audio/audio_file.h"
 #include "core/json_parse.h"
+#include "core/read_lane.h"
 #include "core/json_text.h"
 #include "core/text.h"
 #include "server/agent_socket.h"
-#include "server/decode_lane.h"
 #include "server/input_limits.h"
 #include "server/session_events.h"
 #include "server/wire_audio.h"
@@ -336,7 +336,7 @@ class PacedFeed final : public std::enable_shared_from_this<PacedFeed> {
 };
 
 // One speech upload: decodes pieces as they arrive into the session's speech input, on its
-// DecodeLane (the I/O thread only queues them).
+// core::ReadLane (the I/O thread only queues them).
 class SpeechUpload final : public HttpBodyStream {
  public:
   // `lane`: where its pieces are handled, in order. `media`: where a file is decoded, holding
@@ -344,7 +344,7 @@ class SpeechUpload final : public HttpBodyStream {
   // headers; the server's responder of on_end is the same request's without them).
   SpeechUpload(SpeechFormat format, bool keep_open, std::shared_ptr<SpeechInput> input,
                std::shared_ptr<WantedHook> wanted, std::size_t max_file_bytes, int max_seconds,
-               std::shared_ptr<DecodeLane> lane, core::WorkerPool& media,
+               std::shared_ptr<core::ReadLane> lane, core::WorkerPool& media,
                std::shared_ptr<HubSession::MediaSlot> slot, HttpResponder out)
       : out_(std::move(out)),
         format_(format),
@@ -372,7 +372,14 @@ class SpeechUpload final : public HttpBodyStream {
     // A body cut short frees the session at once: the client may send its next upload as soon
     // as it has the server's answer.
     if (!complete) input_->abandon();
-    lane_->then([self = shared_self(), complete] { self->end_body(complete); });
+    lane_->then([self = shared_self(), complete] {
+      try {
+        self->end_body(complete);
+      } catch (const std::exception& e) {  // nothing leaves the lane: the client is told
+        self->input_->abandon();
+        self->out_.reply(reply_for(e));
+      }
+    });
   }
 
   void set_self(const std::shared_ptr<SpeechUpload>& self) { self_ = self; }
@@ -506,7 +513,7 @@ class SpeechUpload final : public HttpBodyStream {
   std::unique_ptr<audio::AudioFileReader> reader_;  // the file being decoded (media threads)
   const std::size_t max_file_bytes_;
   const int max_seconds_;
-  const std::shared_ptr<DecodeLane> lane_;
+  const std::shared_ptr<core::ReadLane> lane_;
   core::WorkerPool& media_;
   std::shared_ptr<HubSession::MediaSlot> slot_;  // until the file is decoded
   std::weak_ptr<SpeechUpload> self_;
@@ -540,7 +547,7 @@ std::string percent_decoded(std::string_view text) {
 }
 
 // A session's socket: the agent protocol, and the socket's end when the session ends. Its
-// messages are handled on a DecodeLane, in order, off the I/O thread; an interrupt acts as it
+// messages are handled on a core::ReadLane, in order, off the I/O thread; an interrupt acts as it
 // arrives too (AgentSocket::early).
 class SessionSocket final : public WebSocketHandler,
                             public std::enable_shared_from_this<SessionSocket> {
@@ -549,13 +556,13 @@ class SessionSocket final : public WebSocketHandler,
                 int max_seconds, core::WorkerPool& wire)
       : session_(std::move(session)),
         peer_(peer),
-        lane_(std::make_shared<DecodeLane>(wire, [peer] { peer->resume(); })),
+        lane_(std::make_shared<core::ReadLane>(wire, [peer] { peer->resume(); })),
         agent_(AgentSocket::Target{[s = session_](std::function<void()> wanted) {
                                      return s->begin_speech(std::move(wanted));
                                    },
                                    [s = session_](bool again) { s->interrupt(again); }},
                peer, max_seconds,
-               [lane = std::weak_ptr<DecodeLane>(lane_)] {
+               [lane = std::weak_ptr<core::ReadLane>(lane_)] {
                  if (auto l = lane.lock()) l->wanted();
                }),
         watcher_(std::make_shared<Watcher>(peer)) {
@@ -600,7 +607,7 @@ class SessionSocket final : public WebSocketHandler,
 
   const std::shared_ptr<HubSession> session_;
   const std::shared_ptr<WebSocketPeer> peer_;
-  const std::shared_ptr<DecodeLane> lane_;
+  const std::shared_ptr<core::ReadLane> lane_;
   AgentSocket agent_;  // on the lane
   const std::shared_ptr<Watcher> watcher_;
   int subscription_ = -1;
@@ -1030,9 +1037,9 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     // A file is decoded on the media threads once it is in: it holds a place from the start.
     std::shared_ptr<HubSession::MediaSlot> slot;
     if (format.kind == SpeechFormat::Kind::kFile) slot = media_slot_or_throw(*session);
-    auto lane = std::make_shared<DecodeLane>(hub.wire(), [out] { out.resume(); });
+    auto lane = std::make_shared<core::ReadLane>(hub.wire(), [out] { out.resume(); });
     auto hook = std::make_shared<WantedHook>();
-    hook->set([weak = std::weak_ptr<DecodeLane>(lane)] {  // a file's decoding sets its own
+    hook->set([weak = std::weak_ptr<core::ReadLane>(lane)] {  // a file's decoding sets its own
       if (auto l = weak.lock()) l->wanted();
     });
     auto input = session->begin_speech(WantedHook::of(hook));

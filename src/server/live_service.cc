@@ -89,6 +89,12 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
   }
 
   void on_live_ended(const std::optional<Error>& error) override {
+    // The session's last event, session_ended, has no tick to ride on: it is the trailer.
+    if (auto s = session()) {
+      if (std::string ended = s->ended_json(); !ended.empty()) {
+        add_trailer(std::string(kSessionEndedTrailer), std::move(ended));
+      }
+    }
     if (!error && attached_ && !client_closed_) {
       finish_when_written(
           grpc::Status(grpc::StatusCode::CANCELLED, "session " + session_id_ + " has ended"));

@@ -10,17 +10,25 @@
 // but with their samples, so the timeline never shifts and the audio never stops.
 // Every session is in the server's SessionHub (the HTTP API sees it by the id in the call's first
 // frame); LiveConfig.session_id attaches the call to a session that exists instead.
+// Events (issue 25 §2): each frame carries the events of its tick (and the viewer_joined and
+// viewer_left published since the last one) in LiveFrame.events, numbered like every other
+// transport's; the last one, session_ended, has no tick: it is the call's trailing metadata
+// `lipsync-session-ended` (its JSON).
 // Admission: live.max_sessions (calls, and sessions of all kinds), then RESOURCE_EXHAUSTED.
 // Thread contract: gRPC calls the reactors from its threads; each session's speech decoding runs
 // in order on the request workers; frames come from the ticker thread.
 #pragma once
 
 #include <atomic>
+#include <string_view>
 
 #include "lipsync/v1/lipsync.grpc.pb.h"
 #include "server/service_context.h"
 
 namespace lipsync::server {
+
+// The trailing metadata key of a Live call whose session ended: the session_ended event's JSON.
+inline constexpr std::string_view kSessionEndedTrailer = "lipsync-session-ended";
 
 class LiveService {
  public:

@@ -374,20 +374,29 @@ void HubSession::drop_viewer(const std::string& viewer) {
   --hub_.viewer_count();
 }
 
+// Requires mutex_ held.
 void HubSession::viewers_changed(bool joined, int count) {
   pipeline::LiveEvent e;
   e.type =
       joined ? pipeline::LiveEvent::Type::kViewerJoined : pipeline::LiveEvent::Type::kViewerLeft;
   e.count = count;
   events_.publish(e);
+  if (e.seq != 0) between_ticks_.push_back(std::move(e));
 }
 
+// Requires mutex_ held.
 void HubSession::ended_event(const std::string& why, const std::optional<Error>& error) {
   pipeline::LiveEvent e;
   e.type = pipeline::LiveEvent::Type::kSessionEnded;
   e.reason = why;
   if (error) e.message = error->message();
   events_.publish(e);
+  if (e.seq != 0) ended_json_ = e.json;
+}
+
+std::string HubSession::ended_json() const {
+  std::lock_guard lock(mutex_);
+  return ended_json_;
 }
 
 std::shared_ptr<SpeechInput> HubSession::begin_speech(std::function<void()> wanted) {
@@ -435,8 +444,16 @@ void HubSession::on_live_frame(pipeline::LiveFrame frame) {
   }
   state_ = static_cast<int>(frame.state);
   if (frame.speech_latency_ms) speech_latency_ms_ = *frame.speech_latency_ms;
+  {
+    std::lock_guard lock(mutex_);  // the events of no tick are numbered before, or after, all
+    for (auto& e : frame.events) events_.publish(e);  // numbered before any client sees them
+    if (!between_ticks_.empty()) {
+      frame.events.insert(frame.events.begin(), std::make_move_iterator(between_ticks_.begin()),
+                          std::make_move_iterator(between_ticks_.end()));
+      between_ticks_.clear();
+    }
+  }
   for (auto& e : frame.events) {
-    events_.publish(e);  // numbered before any client sees them
     if (e.type == pipeline::LiveEvent::Type::kPlaybackFinished && e.interrupted) {
       const auto at = interrupted_at_.exchange(0);
       if (at != 0) {
@@ -474,11 +491,11 @@ void HubSession::on_speech_wanted() {
 
 void HubSession::on_live_ended(const std::optional<Error>& error) {
   if (error) spdlog::warn("live session {} failed: {}", id_, error->what());
-  ended_event(error ? "error" : "closed", error);
   std::vector<std::shared_ptr<pipeline::LiveSink>> sinks;
   std::optional<Error> told = error;
   {
     std::lock_guard lock(mutex_);
+    ended_event(error ? "error" : "closed", error);
     for (const auto& w : sinks_) {
       if (auto s = w.lock()) sinks.push_back(std::move(s));
     }

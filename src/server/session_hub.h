@@ -102,7 +102,7 @@ class SessionHub {
   core::WorkerPool& control() { return control_; }
   core::WorkerPool& media() { return media_; }
   // Speech coming off the wire (an upload's raw PCM, a WebSocket's audio) is decoded here, a
-  // piece at a time (DecodeLane): off the HTTP I/O thread, and never behind media work.
+  // piece at a time (core::ReadLane): off the HTTP I/O thread, and never behind media work.
   core::WorkerPool& wire() { return wire_; }
   // Speech was dropped: free memory goes back to the system soon (core::MemoryTrimmer).
   void trim_memory_soon() { trimmer_.request(); }
@@ -173,6 +173,8 @@ class HubSession final : public pipeline::LiveSink,
   // `again`: the same interrupt as the last one, cutting what came since (a WebSocket's message
   // is acted on as it arrives and again in its turn); it is not counted again.
   void interrupt(bool again = false);
+  // The session_ended event's JSON once the session has ended (for a gRPC call's trailer).
+  std::string ended_json() const;
   // A request used the session: its idle clock starts again.
   void touch();
   // Whether something uses the session now: a viewer, an attached call or socket, speech coming
@@ -194,9 +196,9 @@ class HubSession final : public pipeline::LiveSink,
 
  private:
   void drop_viewer(const std::string& viewer);
-  // Publishes viewer_joined or viewer_left with the count now.
+  // Requires mutex_ held: publishes viewer_joined or viewer_left with the count now.
   void viewers_changed(bool joined, int count);
-  // Publishes session_ended (once: the first reason stands).
+  // Requires mutex_ held: publishes session_ended (once: the first reason stands).
   void ended_event(const std::string& why, const std::optional<Error>& error);
 
   SessionHub& hub_;
@@ -214,6 +216,10 @@ class HubSession final : public pipeline::LiveSink,
   mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<webrtc::WhepSender>> viewers_;  // guarded
   std::vector<std::weak_ptr<pipeline::LiveSink>> sinks_;                // attached (guarded)
+  // Events of no tick (viewer_joined, viewer_left) published since the last frame: they go out
+  // on the next one, before its own, for the attached calls (guarded).
+  std::vector<pipeline::LiveEvent> between_ticks_;
+  std::string ended_json_;  // the session_ended event, once published (guarded)
   int next_viewer_ = 0;                                                 // guarded
   bool ended_ = false;                                                  // guarded
   std::optional<Error> close_reason_;                                   // guarded

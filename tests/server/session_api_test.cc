@@ -10,6 +10,8 @@
 #include <cmath>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <numbers>
 #include <thread>
@@ -19,6 +21,7 @@
 #include "lipsync/v1/lipsync.grpc.pb.h"
 #include "server/server.h"
 #include "support/http_client.h"
+#include "support/sse_client.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
 #include "support/wait.h"
@@ -536,6 +539,81 @@ std::string viewer_offer() {
          "a=fmtp:96 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n"
          "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n" +
          ice + "a=mid:1\r\na=rtpmap:111 opus/48000/2\r\n";
+}
+
+// Issue 25 §2: the events of no tick (a viewer joining and leaving) reach an attached gRPC call on
+// the next frame, with the seq and JSON every transport has; the last one, session_ended, is the
+// call's trailing metadata.
+TEST_F(SessionApiTest, Issue25_GrpcGetsViewerEventsOnTheNextFrameAndTheEndAsItsTrailer) {
+  const std::string id = create_session();
+  testing::SseClient sse(port_, "/v1/sessions/" + id + "/events",
+                         std::string("Authorization: Bearer ") + kToken + "\r\n");
+  auto s = stub();
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", std::string("Bearer ") + kToken);
+  auto call = s->Live(&ctx);
+  LiveRequest config;
+  config.mutable_config()->set_session_id(id);
+  config.mutable_config()->set_format(StreamConfig::FORMAT_RAW);
+  ASSERT_TRUE(call->Write(config));
+  std::mutex mutex;
+  std::vector<v1::LiveEvent> events;  // guarded
+  std::thread reader([&] {
+    LiveFrame f;
+    while (call->Read(&f)) {
+      std::lock_guard lock(mutex);
+      for (const auto& e : f.events()) events.push_back(e);
+    }
+  });
+  const auto grpc_events = [&] {
+    std::lock_guard lock(mutex);
+    return events;
+  };
+  const auto r = request("POST", "/v1/sessions/" + id + "/whep", viewer_offer(), "application/sdp");
+  ASSERT_EQ(r.status, 201) << r.body;
+  const auto at = r.headers.find("/whep/");
+  const std::string viewer = r.headers.substr(at + 6, r.headers.find('\r', at) - at - 6);
+  EXPECT_EQ(request("DELETE", "/v1/sessions/" + id + "/whep/" + viewer).status, 204);
+  const auto has = [](const std::vector<v1::LiveEvent>& all, const std::string& type) {
+    return std::any_of(all.begin(), all.end(), [&](const auto& e) { return e.type() == type; });
+  };
+  ASSERT_TRUE(eventually([&] { return has(grpc_events(), "viewer_left"); }, 5000));
+  EXPECT_EQ(request("DELETE", "/v1/sessions/" + id).status, 204);
+  reader.join();
+  const grpc::Status status = call->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  // The trailer: session_ended, deleted.
+  const auto& trailers = ctx.GetServerTrailingMetadata();
+  const auto ended = trailers.find("lipsync-session-ended");
+  ASSERT_NE(ended, trailers.end());
+  const json end = json::parse(std::string(ended->second.data(), ended->second.size()));
+  EXPECT_EQ(end.at("type"), "session_ended");
+  EXPECT_EQ(end.at("reason"), "deleted");
+  // The same events, numbers and JSON as the SSE subscriber's, in order.
+  ASSERT_TRUE(sse.wait([](const auto&, bool closed) { return closed; }));
+  const auto sent = sse.events();
+  ASSERT_FALSE(sent.empty());
+  EXPECT_EQ(sent.back().data, end.dump()) << "the trailer is the stream's last event";
+  std::map<std::int64_t, std::string> by_seq;
+  for (const auto& e : sent) by_seq[std::stoll(e.id)] = e.data;
+  const auto got = grpc_events();
+  std::int64_t last = 0;
+  int viewer_events = 0;
+  for (const auto& e : got) {
+    EXPECT_GT(e.seq(), last) << "in order";
+    last = e.seq();
+    ASSERT_TRUE(by_seq.count(e.seq())) << e.seq();
+    EXPECT_EQ(e.json(), by_seq[e.seq()]);
+    const json j = json::parse(e.json());
+    if (e.type() == "viewer_joined") {
+      EXPECT_EQ(j.at("viewers"), 1);
+      ++viewer_events;
+    } else if (e.type() == "viewer_left") {
+      EXPECT_EQ(j.at("viewers"), 0);
+      ++viewer_events;
+    }
+  }
+  EXPECT_EQ(viewer_events, 2);
 }
 
 // Entries of a /proc/self folder (fd, task).

@@ -1,15 +1,11 @@
-#include "server/decode_lane.h"
+#include "core/read_lane.h"
 
-#include <spdlog/spdlog.h>
+namespace lipsync::core {
 
-#include <exception>
-
-namespace lipsync::server {
-
-DecodeLane::DecodeLane(core::WorkerPool& pool, std::function<void()> resume)
+ReadLane::ReadLane(WorkerPool& pool, std::function<void()> resume)
     : strand_(pool), resume_(std::move(resume)) {}
 
-bool DecodeLane::queue(std::size_t bytes, std::function<bool()> work) {
+bool ReadLane::queue(std::size_t bytes, std::function<bool()> work) {
   {
     std::lock_guard lock(mutex_);
     waiting_ += bytes;
@@ -20,12 +16,7 @@ bool DecodeLane::queue(std::size_t bytes, std::function<bool()> work) {
       std::lock_guard lock(self->mutex_);
       seen = self->wanted_seen_;
     }
-    bool room = true;
-    try {
-      room = work();
-    } catch (const std::exception& e) {  // the work answers its own errors; never let one out
-      spdlog::error("http: decoding speech failed: {}", e.what());
-    }
+    const bool room = work();
     bool resume = false;
     {
       std::lock_guard lock(self->mutex_);
@@ -44,11 +35,11 @@ bool DecodeLane::queue(std::size_t bytes, std::function<bool()> work) {
   return true;
 }
 
-void DecodeLane::then(std::function<void()> work) {
+void ReadLane::then(std::function<void()> work) {
   strand_.post(std::move(work));
 }
 
-void DecodeLane::wanted() {
+void ReadLane::wanted() {
   bool resume = false;
   {
     std::lock_guard lock(mutex_);
@@ -59,10 +50,10 @@ void DecodeLane::wanted() {
   if (resume) resume_();
 }
 
-bool DecodeLane::resume_locked() {
+bool ReadLane::resume_locked() {
   if (!paused_ || full_ || waiting_ > kMaxWaitingBytes / 2) return false;
   paused_ = false;
   return true;
 }
 
-}  // namespace lipsync::server
+}  // namespace lipsync::core

@@ -1,10 +1,11 @@
-// DecodeLane: one connection's speech work (decoding, resampling, handing samples to the
-// session) off the HTTP I/O thread, in order, on a strand. The I/O thread only moves bytes: it
-// queues each piece and reads on while few bytes wait and the session has room; otherwise it
-// pauses, and the lane resumes it once the work has caught up and the session wants more. So
-// one connection's decoding never holds up another's I/O, and what waits is bounded
-// (kMaxWaitingBytes) whatever the client sends.
-// Thread contract: queue() and then() from one thread at a time (the I/O thread); wanted() from
+// ReadLane: what a reader does with the bytes it reads, done off its thread, in order, on a
+// strand: the HTTP server's I/O thread only moves a connection's bytes, and decoding its speech,
+// resampling it and handing it to a session happen here. The reader queues each piece and reads
+// on while few bytes wait and the consumer (a session) has room; otherwise it pauses, and the
+// lane resumes it once the work has caught up and the consumer wants more. So one connection's
+// work never holds up another's I/O, and what waits is bounded (kMaxWaitingBytes) whatever the
+// client sends.
+// Thread contract: queue() and then() from one thread at a time (the reader's); wanted() from
 // any thread. Work runs on the pool, one task at a time, in order; it must not throw.
 #pragma once
 
@@ -17,15 +18,15 @@
 #include "core/strand.h"
 #include "core/worker_pool.h"
 
-namespace lipsync::server {
+namespace lipsync::core {
 
-class DecodeLane final : public std::enable_shared_from_this<DecodeLane> {
+class ReadLane final : public std::enable_shared_from_this<ReadLane> {
  public:
   // Bytes queued and not yet handled past which the reader pauses.
   static constexpr std::size_t kMaxWaitingBytes = 256u << 10;
 
   // `resume` (any thread) reads on after queue() said to pause.
-  DecodeLane(core::WorkerPool& pool, std::function<void()> resume);
+  ReadLane(WorkerPool& pool, std::function<void()> resume);
 
   // Queues `work` for a piece of `bytes` bytes; it returns whether the session has room for more
   // (a speech input's add()). Returns whether the reader may read on now.
@@ -39,7 +40,7 @@ class DecodeLane final : public std::enable_shared_from_this<DecodeLane> {
   // Requires mutex_ held: whether a paused reader may read on now (then it is no longer paused).
   bool resume_locked();
 
-  core::Strand strand_;
+  Strand strand_;
   const std::function<void()> resume_;
   std::mutex mutex_;
   std::size_t waiting_ = 0;       // bytes queued and not yet handled (guarded)
@@ -48,4 +49,4 @@ class DecodeLane final : public std::enable_shared_from_this<DecodeLane> {
   std::uint64_t wanted_seen_ = 0;  // wanted() calls so far (guarded)
 };
 
-}  // namespace lipsync::server
+}  // namespace lipsync::core
