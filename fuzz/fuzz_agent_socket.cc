@@ -74,7 +74,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         inputs.back()->room = &room;
         return inputs.back();
       },
-      [] {}};
+      [](bool) {}};
   server::AgentSocket socket(target, std::make_shared<Peer>(), 2);
   std::size_t binary_bytes = 0;
   std::size_t at = 0;
@@ -96,6 +96,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::string message(reinterpret_cast<const char*>(data + at), n);
     at += n;
     if (kind != 1) binary_bytes += n;
+    socket.early(kind == 1, message);  // as the server does: early() first, then on_message
     socket.on_message(kind == 1, std::move(message));
   }
   socket.on_close();

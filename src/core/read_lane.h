@@ -43,9 +43,9 @@ class ReadLane final : public std::enable_shared_from_this<ReadLane> {
   Strand strand_;
   const std::function<void()> resume_;
   std::mutex mutex_;
-  std::size_t waiting_ = 0;       // bytes queued and not yet handled (guarded)
-  bool full_ = false;             // the session said it has no room (guarded)
-  bool paused_ = false;           // the reader was told to pause (guarded)
+  std::size_t waiting_ = 0;        // bytes queued and not yet handled (guarded)
+  bool full_ = false;              // the session said it has no room (guarded)
+  bool paused_ = false;            // the reader was told to pause (guarded)
   std::uint64_t wanted_seen_ = 0;  // wanted() calls so far (guarded)
 };
 

@@ -8,8 +8,8 @@
 
 #include "audio/audio_file.h"
 #include "core/json_parse.h"
-#include "core/read_lane.h"
 #include "core/json_text.h"
+#include "core/read_lane.h"
 #include "core/text.h"
 #include "server/agent_socket.h"
 #include "server/input_limits.h"

@@ -219,10 +219,10 @@ class HubSession final : public pipeline::LiveSink,
   // Events of no tick (viewer_joined, viewer_left) published since the last frame: they go out
   // on the next one, before its own, for the attached calls (guarded).
   std::vector<pipeline::LiveEvent> between_ticks_;
-  std::string ended_json_;  // the session_ended event, once published (guarded)
-  int next_viewer_ = 0;                                                 // guarded
-  bool ended_ = false;                                                  // guarded
-  std::optional<Error> close_reason_;                                   // guarded
+  std::string ended_json_;             // the session_ended event, once published (guarded)
+  int next_viewer_ = 0;                // guarded
+  bool ended_ = false;                 // guarded
+  std::optional<Error> close_reason_;  // guarded
   std::atomic<int> media_jobs_{0};
   std::atomic<std::int64_t> frames_{0};
   std::atomic<std::int64_t> late_{0};

@@ -215,7 +215,8 @@ TEST_F(FrameProducerTest, AProducerReadingItsSourceOnASharedStrandEqualsTheWhole
   settings.source = [&](std::int64_t from, std::span<float> out, bool& done) {
     std::lock_guard lock(mutex);
     ++reads;
-    const auto n = std::min<std::size_t>(out.size(), buffer.size() - static_cast<std::size_t>(from));
+    const auto n =
+        std::min<std::size_t>(out.size(), buffer.size() - static_cast<std::size_t>(from));
     std::copy_n(buffer.begin() + from, n, out.begin());
     done = ended && static_cast<std::size_t>(from) + n == buffer.size();
     return n;
