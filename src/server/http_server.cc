@@ -593,6 +593,9 @@ class HttpServer::Impl::WebSocket : public WebSocketPeer,
       close_reason_ = websocket::close_reason(
           websocket::close_code::too_big,
           "a message is larger than " + std::to_string(server_->limits.max_body_bytes) + " bytes");
+      // No message comes after this one: the handler lets go now (an agent's open utterance is
+      // abandoned), not when a client that never answers the close times out.
+      tell_closed(std::move(handler_), "a WebSocket");
       return write();
     }
     if (!ws_->is_message_done()) return read();

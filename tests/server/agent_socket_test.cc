@@ -503,6 +503,53 @@ TEST_F(AgentSocketTest, HostileClientsLoseTheirSocketAndNothingElse) {
   EXPECT_EQ(testing::http_get(port_, "/healthz").status, 200);
 }
 
+// A client frame (masked with a zero key, as RFC 6455 allows): FIN, `opcode`, the payload's
+// `length` (what is sent may be less: the rest is "still coming").
+std::string client_frame(int opcode, std::uint64_t length, const std::string& payload) {
+  std::string f(1, static_cast<char>(0x80 | opcode));
+  if (length < 126) {
+    f += static_cast<char>(0x80 | length);
+  } else {
+    f += static_cast<char>(0x80 | 127);
+    for (int i = 7; i >= 0; --i) f += static_cast<char>((length >> (8 * i)) & 0xff);
+  }
+  return f + std::string(4, '\0') + payload;
+}
+
+// A client that sends a message over the limit and then never answers the server's close (nor
+// closes): its open utterance is let go at once, not when the close times out, so the session
+// takes the next speech.
+TEST_F(AgentSocketTest, AnOverlongMessageFreesTheUtteranceEvenIfTheClientNeverAnswersTheClose) {
+  const std::string id = create_session();
+  testing::RawConnection c(port_);
+  ASSERT_TRUE(c.send("GET /v1/sessions/" + id +
+                     "/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                     "Authorization: Bearer " +
+                     std::string(kToken) + "\r\n\r\n"));
+  ASSERT_NE(c.receive(std::chrono::milliseconds(500)).find(" 101 "), std::string::npos);
+  ASSERT_TRUE(c.send(client_frame(1, 20, R"({"type":"utterance"})")));
+  // 2 MB declared; sent 200 KB at a time until the server has read more than its 1 MB limit.
+  std::string got;
+  ASSERT_TRUE(c.send(client_frame(2, 2u << 20, std::string(200000, '\1'))));
+  // The server's close: 0x88, the payload's length, then the code 1009 (0x03f1) and the reason.
+  const auto closed_1009 = [&] {
+    const auto at = got.find('\x88');
+    return at != std::string::npos && got.size() >= at + 4 &&
+           got.compare(at + 2, 2, "\x03\xf1") == 0;
+  };
+  for (int i = 0; i < 5 && !closed_1009(); ++i) {
+    c.send(std::string(200000, '\1'));
+    got += c.receive(std::chrono::milliseconds(200));
+  }
+  EXPECT_TRUE(closed_1009()) << got.size();
+  // The connection stays half-open (no close answered); the session takes an upload at once.
+  EXPECT_EQ(request("POST", "/v1/sessions/" + id + "/speech", tone_s16le(0.2, 16000),
+                    "audio/s16le;rate=16000")
+                .status,
+            200);
+}
+
 TEST_F(AgentSocketTest, ShutdownClosesOpenSockets) {
   const std::string id = create_session();
   auto ws = connect(id);
