@@ -127,6 +127,20 @@ class FrameProducerTest : public ::testing::Test {
   pipeline::FrameTarget target() {
     return {avatar_, &models_->encoder(), scheduler_.get(), workers_.get()};
   }
+  // The speech's frames made from the whole clip, its features known up front (the
+  // InferBatchComposite path): what every way of streaming it must equal.
+  std::vector<ProducedFrame> whole_clip(const pipeline::ProducerSettings& settings) {
+    auto c = std::make_shared<Collector>();
+    auto clip = FrameProducer::from_clip(
+        target(), settings,
+        pipeline::encode_clip_features(*speech_, models_->encoder(), audio::AudioOptions{}), c);
+    c->attach(clip);
+    clip->start();
+    EXPECT_TRUE(c->wait([](const Collector& x) { return x.is_done(); }));
+    EXPECT_FALSE(c->error()) << c->error()->message();
+    return c->take();
+  }
+
   std::shared_ptr<FrameProducer> streaming(const std::shared_ptr<Collector>& c,
                                            pipeline::ProducerSettings s = {}) {
     auto p = FrameProducer::streaming(target(), s, c);
@@ -148,17 +162,7 @@ std::vector<float>* FrameProducerTest::speech_ = nullptr;
 TEST_F(FrameProducerTest, StreamingInRandomChunksEqualsTheWholeClip) {
   pipeline::ProducerSettings settings;
   settings.window_frames = 7;
-  // The whole clip, its features known up front (the InferBatchComposite path).
-  auto clip_consumer = std::make_shared<Collector>();
-  auto clip = FrameProducer::from_clip(
-      target(), settings,
-      pipeline::encode_clip_features(*speech_, models_->encoder(), audio::AudioOptions{}),
-      clip_consumer);
-  clip_consumer->attach(clip);
-  clip->start();
-  ASSERT_TRUE(clip_consumer->wait([](const Collector& c) { return c.is_done(); }));
-  ASSERT_FALSE(clip_consumer->error()) << clip_consumer->error()->message();
-  const auto expected = clip_consumer->take();
+  const auto expected = whole_clip(settings);
   ASSERT_EQ(expected.size(), 118u);
 
   // The same audio streamed in random pieces, handed in whenever the producer asks.
@@ -195,15 +199,7 @@ TEST_F(FrameProducerTest, StreamingInRandomChunksEqualsTheWholeClip) {
 TEST_F(FrameProducerTest, AProducerReadingItsSourceOnASharedStrandEqualsTheWholeClip) {
   pipeline::ProducerSettings settings;
   settings.window_frames = 7;
-  auto clip_consumer = std::make_shared<Collector>();
-  auto clip = FrameProducer::from_clip(
-      target(), settings,
-      pipeline::encode_clip_features(*speech_, models_->encoder(), audio::AudioOptions{}),
-      clip_consumer);
-  clip_consumer->attach(clip);
-  clip->start();
-  ASSERT_TRUE(clip_consumer->wait([](const Collector& c) { return c.is_done(); }));
-  const auto expected = clip_consumer->take();
+  const auto expected = whole_clip(settings);
   ASSERT_EQ(expected.size(), 118u);
 
   std::mutex mutex;

@@ -102,6 +102,18 @@ class SessionApiTest : public ::testing::Test {
         "127.0.0.1:" + std::to_string(server_->grpc_port()), grpc::InsecureChannelCredentials()));
   }
 
+  // A gRPC Live call attached to session `id` (RAW frames), with the token; its config is sent.
+  static std::unique_ptr<grpc::ClientReaderWriter<LiveRequest, LiveFrame>> attach(
+      v1::LipSync::Stub& stub, grpc::ClientContext& ctx, const std::string& id) {
+    ctx.AddMetadata("authorization", std::string("Bearer ") + kToken);
+    auto call = stub.Live(&ctx);
+    LiveRequest config;
+    config.mutable_config()->set_session_id(id);
+    config.mutable_config()->set_format(StreamConfig::FORMAT_RAW);
+    EXPECT_TRUE(call->Write(config));
+    return call;
+  }
+
   // `seconds` of a loud 200 Hz tone at 16 kHz, as s16le bytes.
   static std::string tone_s16le(double seconds) {
     std::string bytes;
@@ -347,12 +359,7 @@ TEST_F(SessionApiTest, AGrpcLiveCallAttachesToAnHttpSessionAndSeesItsSpeech) {
   const std::string id = create_session();
   auto s = stub();
   grpc::ClientContext ctx;
-  ctx.AddMetadata("authorization", std::string("Bearer ") + kToken);
-  auto call = s->Live(&ctx);
-  LiveRequest config;
-  config.mutable_config()->set_session_id(id);
-  config.mutable_config()->set_format(StreamConfig::FORMAT_RAW);
-  ASSERT_TRUE(call->Write(config));
+  auto call = attach(*s, ctx, id);
   LiveFrame frame;
   ASSERT_TRUE(call->Read(&frame));
   EXPECT_EQ(frame.session_id(), id);
@@ -550,12 +557,7 @@ TEST_F(SessionApiTest, Issue25_GrpcGetsViewerEventsOnTheNextFrameAndTheEndAsItsT
                          std::string("Authorization: Bearer ") + kToken + "\r\n");
   auto s = stub();
   grpc::ClientContext ctx;
-  ctx.AddMetadata("authorization", std::string("Bearer ") + kToken);
-  auto call = s->Live(&ctx);
-  LiveRequest config;
-  config.mutable_config()->set_session_id(id);
-  config.mutable_config()->set_format(StreamConfig::FORMAT_RAW);
-  ASSERT_TRUE(call->Write(config));
+  auto call = attach(*s, ctx, id);
   std::mutex mutex;
   std::vector<v1::LiveEvent> events;  // guarded
   std::thread reader([&] {
@@ -1048,12 +1050,7 @@ TEST_F(SessionApiTest, Issue25_GrpcAndHttpSpeechIntoOneSessionNeverInterleave) {
   ASSERT_TRUE(eventually([&] { return info(id).at("state") == "idle"; }, 5000));
   auto s = stub();
   grpc::ClientContext ctx;
-  ctx.AddMetadata("authorization", std::string("Bearer ") + kToken);
-  auto call = s->Live(&ctx);
-  LiveRequest config;
-  config.mutable_config()->set_session_id(id);
-  config.mutable_config()->set_format(StreamConfig::FORMAT_RAW);
-  ASSERT_TRUE(call->Write(config));
+  auto call = attach(*s, ctx, id);
   LiveRequest speech;
   speech.set_speech(tone_s16le(0.2));
   ASSERT_TRUE(call->Write(speech));
