@@ -1,7 +1,10 @@
 // `lipsync serve`: runs the server until SIGINT or SIGTERM, then stops it gracefully (exit 0).
+// SIGTERM (or POST /v1/admin/drain) drains first: new sessions go elsewhere, the live ones go on
+// until they end or server.drain_timeout_s passes; SIGINT, or a second SIGTERM, stops at once.
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -24,6 +27,33 @@ struct ServeArgs {
   std::string http;
   std::optional<int> threads;
 };
+
+// Returns when the server should stop: SIGINT; SIGTERM during a drain; or a drain (begun by
+// SIGTERM or POST /v1/admin/drain) that is done or has run for `drain_timeout_s`.
+void wait_for_the_end(server::Server& server, const sigset_t& signals, int drain_timeout_s) {
+  using Clock = std::chrono::steady_clock;
+  std::optional<Clock::time_point> drain_deadline;
+  for (;;) {
+    const timespec poll{0, 100'000'000};  // the drain is watched ten times a second
+    const int received = sigtimedwait(&signals, nullptr, &poll);
+    if (received == SIGINT || (received == SIGTERM && drain_deadline)) {
+      spdlog::info("lipsync serve: signal {}, stopping", received);
+      return;
+    }
+    if (received == SIGTERM) server.drain();
+    if (!server.draining()) continue;
+    if (!drain_deadline) drain_deadline = Clock::now() + std::chrono::seconds(drain_timeout_s);
+    if (server.drained()) {
+      spdlog::info("lipsync serve: drained: no live session is left, stopping");
+      return;
+    }
+    if (Clock::now() >= *drain_deadline) {
+      spdlog::info("lipsync serve: drain_timeout_s ({} s) passed, ending the sessions left",
+                   drain_timeout_s);
+      return;
+    }
+  }
+}
 
 void run_serve(const ServeArgs& args) {
   // Signals go to sigwait below, not to whichever thread the kernel picks: block them before
@@ -51,9 +81,7 @@ void run_serve(const ServeArgs& args) {
   std::cout << core::json_text(
                    {{"grpc_port", server.grpc_port()}, {"http_port", server.http_port()}})
             << std::endl;
-  int received = 0;
-  sigwait(&signals, &received);
-  spdlog::info("lipsync serve: signal {}, stopping", received);
+  wait_for_the_end(server, signals, config.server.drain_timeout_s);
   server.stop();
 }
 

@@ -1,6 +1,8 @@
 #include "core/config_table.h"
 
 #include <charconv>
+#include <cmath>
+#include <cstdio>
 
 #include "core/error.h"
 #include "core/text.h"
@@ -27,6 +29,22 @@ std::int64_t parse_config_int(const std::string& text, const std::string& key) {
     config_error(key, "'" + text + "' is not an integer");
   }
   return value;
+}
+
+double parse_config_number(const std::string& text, const std::string& key) {
+  double value = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (ec != std::errc() || ptr != end || text.empty() || !std::isfinite(value)) {
+    config_error(key, "'" + text + "' is not a number");
+  }
+  return value;
+}
+
+std::string config_number_text(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", value);
+  return text;
 }
 
 }  // namespace lipsync::core

@@ -36,6 +36,9 @@ struct ConfigKeyInfo {
 [[noreturn]] void config_error(const std::string& key, const std::string& what);
 bool parse_config_bool(const std::string& text, const std::string& key);
 std::int64_t parse_config_int(const std::string& text, const std::string& key);
+double parse_config_number(const std::string& text, const std::string& key);
+// A number as `lipsync config` and the README show it: "0.9", "1", "0.25".
+std::string config_number_text(double value);
 
 template <class Options>
 class ConfigTable {
@@ -59,6 +62,29 @@ class ConfigTable {
     e.get = [field](const Options& o) { return std::to_string(o.*field); };
     e.check = [field, lo, hi](const Options& o, const std::string& key) {
       require_range(key, static_cast<std::int64_t>(o.*field), lo, hi);
+    };
+    entries_.push_back(std::move(e));
+    return *this;
+  }
+
+  // A number key (double field) in [lo, hi].
+  ConfigTable& number(std::string name, double Options::*field, double lo, double hi,
+                      std::string doc) {
+    Entry e{std::move(name),
+            std::move(doc),
+            config_number_text(lo) + ".." + config_number_text(hi),
+            {},
+            {},
+            {}};
+    e.set = [field](Options& o, const ConfigValue& v, const std::string& key) {
+      o.*field = parse_config_number(scalar_of(v, key, "a number"), key);
+    };
+    e.get = [field](const Options& o) { return config_number_text(o.*field); };
+    e.check = [field, lo, hi](const Options& o, const std::string& key) {
+      if (!(o.*field >= lo && o.*field <= hi)) {
+        fail(key, config_number_text(o.*field) + " is out of range; expected " +
+                      config_number_text(lo) + " to " + config_number_text(hi));
+      }
     };
     entries_.push_back(std::move(e));
     return *this;

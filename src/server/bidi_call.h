@@ -4,6 +4,7 @@
 //
 // A call derives from BidiCall<Call, Request> and provides (befriending the base):
 //   static constexpr const char* kMethod;      // for the metrics
+//   static constexpr CallTracker::Kind kKind;  // a request's call, or a session's (a drain)
 //   void handle(const Request&);               // on the strand; throw Error to end the call
 //   void half_closed();                        // on the strand: the client closed its side
 //   void drop();                               // the call ends: cancel its work (any thread)
@@ -259,9 +260,11 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* start_bidi_call(
   auto* reactor = new BidiReactor<Call>(call, &rpc);
   ++active;
   const std::weak_ptr<Call> weak = call;
-  const std::uint64_t id = context.calls->add([weak](const grpc::Status& status) {
-    if (auto c = weak.lock()) c->end(status);
-  });
+  const std::uint64_t id = context.calls->add(
+      [weak](const grpc::Status& status) {
+        if (auto c = weak.lock()) c->end(status);
+      },
+      Call::kKind);
   call->attach(reactor, id);
   if (id == 0) {
     call->end(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));

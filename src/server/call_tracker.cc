@@ -4,17 +4,17 @@
 
 namespace lipsync::server {
 
-std::uint64_t CallTracker::add(EndFunction end) {
+std::uint64_t CallTracker::add(EndFunction end, Kind kind) {
   std::lock_guard lock(mutex_);
-  if (closed_) return 0;
+  if (closed_ || (requests_closed_ && kind == Kind::kRequest)) return 0;
   const std::uint64_t id = next_id_++;
-  calls_.emplace(id, std::move(end));
+  calls_.emplace(id, Call{kind, std::move(end)});
   return id;
 }
 
 void CallTracker::remove(std::uint64_t id) {
   std::lock_guard lock(mutex_);
-  if (calls_.erase(id) > 0 && calls_.empty()) idle_.notify_all();
+  if (calls_.erase(id) > 0) idle_.notify_all();
 }
 
 void CallTracker::close() {
@@ -22,16 +22,32 @@ void CallTracker::close() {
   closed_ = true;
 }
 
-bool CallTracker::wait_idle(std::chrono::steady_clock::time_point deadline) {
-  std::unique_lock lock(mutex_);
-  return idle_.wait_until(lock, deadline, [&] { return calls_.empty(); });
+void CallTracker::close_requests() {
+  std::lock_guard lock(mutex_);
+  requests_closed_ = true;
 }
 
-void CallTracker::end_all(const grpc::Status& status) {
+bool CallTracker::none_locked(std::optional<Kind> kind) const {
+  if (!kind) return calls_.empty();
+  for (const auto& [id, call] : calls_) {
+    if (call.kind == *kind) return false;
+  }
+  return true;
+}
+
+bool CallTracker::wait_idle(std::chrono::steady_clock::time_point deadline,
+                            std::optional<Kind> kind) {
+  std::unique_lock lock(mutex_);
+  return idle_.wait_until(lock, deadline, [&] { return none_locked(kind); });
+}
+
+void CallTracker::end_all(const grpc::Status& status, std::optional<Kind> kind) {
   std::vector<EndFunction> ends;
   {
     std::lock_guard lock(mutex_);
-    for (auto& [id, end] : calls_) ends.push_back(end);
+    for (auto& [id, call] : calls_) {
+      if (!kind || call.kind == *kind) ends.push_back(call.end);
+    }
   }
   for (auto& end : ends) end(status);
 }

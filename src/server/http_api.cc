@@ -641,12 +641,16 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
   SessionHub& hub;
   ServiceContext ctx;
   std::function<HttpReply(const HttpRequest&)> fallback;
+  std::function<void()> drain;
+  std::function<std::string()> load;
   std::vector<std::string> origins;
 
-  Impl(SessionHub& h, const ServiceContext& c, std::function<HttpReply(const HttpRequest&)> f)
+  Impl(SessionHub& h, const ServiceContext& c, HttpApi::Hooks k)
       : hub(h),
         ctx(c),
-        fallback(std::move(f)),
+        fallback(std::move(k.fallback)),
+        drain(std::move(k.drain)),
+        load(std::move(k.load)),
         origins(core::split_trimmed(c.server.cors_origins, ',')) {}
 
   // `out` with the CORS headers of `decorate` added to its reply (resume() as it is).
@@ -843,6 +847,20 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
   }
 
   void route(HttpRequest r, const HttpResponder& out) {
+    if (r.path == "/v1/admin/drain") {
+      if (!authorized(r)) return out.reply(unauthorized());  // a viewer token is not enough
+      if (r.method != "POST") return out.reply(method_not_allowed("POST"));
+      drain();
+      return out.reply(json_reply(202, {{"draining", true},
+                                        {"instance", hub.instance()},
+                                        {"sessions", hub.sessions()},
+                                        {"drain_timeout_s", ctx.server.drain_timeout_s}}));
+    }
+    if (r.path == "/v1/load") {
+      if (!authorized(r)) return out.reply(unauthorized());
+      if (r.method != "GET" && r.method != "HEAD") return out.reply(method_not_allowed("GET"));
+      return out.reply({200, "application/json", load() + "\n", {}});
+    }
     const RouteMatch m = match_route(r.path);
     if (m.spec == nullptr) throw Error::not_found("no route " + r.path.substr(0, 100));
     if (!takes(m.spec->methods, r.method)) {
@@ -949,7 +967,11 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
         reply.headers.emplace_back("Location", "/v1/sessions/" + s->id());
         out.reply(std::move(reply));
       } catch (const std::exception& e) {
-        out.reply(reply_for(e));
+        HttpReply reply = reply_for(e);
+        // Leaving: a client (or a gateway) creates it on another instance; this one says when
+        // to come back to it at the soonest.
+        if (this_->hub.draining()) reply.headers.emplace_back("Retry-After", "1");
+        out.reply(std::move(reply));
       }
     });
   }
@@ -1096,9 +1118,8 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
   }
 };
 
-HttpApi::HttpApi(SessionHub& hub, const ServiceContext& context,
-                 std::function<HttpReply(const HttpRequest&)> fallback)
-    : impl_(std::make_shared<Impl>(hub, context, std::move(fallback))) {}
+HttpApi::HttpApi(SessionHub& hub, const ServiceContext& context, Hooks hooks)
+    : impl_(std::make_shared<Impl>(hub, context, std::move(hooks))) {}
 
 HttpRoutes HttpApi::routes() {
   auto impl = impl_;

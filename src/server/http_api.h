@@ -18,7 +18,11 @@
 //                                        unused one ends after live.session_idle_timeout_s
 //   GET  /v1/sessions/ID/ws              WebSocket: a voice agent's TTS audio in (AgentSocket);
 //                                        the token may be the access_token query parameter
+//   POST /v1/admin/drain                 starts a drain (the token, not a viewer's): 202
+//   GET  /v1/load                        this instance's load (Server::load)
 //
+// Session ids are `<server.instance_id>.<random>`. While the server drains, POST /v1/sessions
+// is 503 with Retry-After; the sessions there are go on.
 // Errors are JSON {"error": message}: 400 bad input, 401 no or wrong bearer token
 // (server.api_token), 404 unknown session/viewer/route, 405 wrong method, 409 another utterance
 // is coming in, 413 too large, 429 a limit (live.max_sessions, webrtc.max_viewers), 503 stopping.
@@ -37,8 +41,13 @@ namespace lipsync::server {
 
 class HttpApi {
  public:
-  HttpApi(SessionHub& hub, const ServiceContext& context,
-          std::function<HttpReply(const HttpRequest&)> fallback);
+  // What the API asks of the server around it.
+  struct Hooks {
+    std::function<HttpReply(const HttpRequest&)> fallback;  // every path outside / and /v1
+    std::function<void()> drain;                            // POST /v1/admin/drain
+    std::function<std::string()> load;                      // GET /v1/load: its JSON
+  };
+  HttpApi(SessionHub& hub, const ServiceContext& context, Hooks hooks);
   HttpRoutes routes();
 
  private:

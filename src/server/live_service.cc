@@ -38,6 +38,7 @@ LiveFrame::State wire_state(pipeline::LiveState s) {
 class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::LiveSink {
  public:
   static constexpr const char* kMethod = "Live";
+  static constexpr CallTracker::Kind kKind = CallTracker::Kind::kSession;
   using BidiCall::BidiCall;
 
   // LiveSink ----------------------------------------------------------------------------------

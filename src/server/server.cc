@@ -6,13 +6,17 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/memory_trimmer.h"
 #include "core/worker_pool.h"
 #include "pipeline/ticker.h"
@@ -32,6 +36,9 @@ namespace {
 
 // How long gRPC's own shutdown may take after we ended every call ourselves.
 constexpr auto kGrpcShutdownSlack = std::chrono::seconds(1);
+// After a drain, how long the sessions' event streams and sockets may take to send their
+// session_ended before the HTTP connections are closed.
+constexpr auto kFlushAfterDrain = std::chrono::seconds(1);
 
 HttpReply text_reply(int status, std::string body) {
   return {status, "text/plain; charset=utf-8", std::move(body), {}};
@@ -58,6 +65,11 @@ struct Server::Impl {
   std::unique_ptr<grpc::Server> grpc;
   std::unique_ptr<HttpServer> http;
   int grpc_port = 0;
+  // A drain: started once (SIGTERM, POST /v1/admin/drain); the thread ends the request calls
+  // left after the grace.
+  std::mutex drain_mutex;
+  std::atomic<bool> draining{false};
+  std::thread request_drain;  // guarded by drain_mutex
   bool started = false;
   bool stopped = false;
   // Unloads idle models every second when registry.idle_unload_s is set.
@@ -77,15 +89,82 @@ struct Server::Impl {
     }
     if (request.path == "/healthz") return text_reply(200, "ok\n");
     if (request.path == "/readyz") {
-      const bool ready = registry->loaded_count() > 0;
-      return text_reply(ready ? 200 : 503, ready ? "ready\n" : "no model loaded\n");
+      const LoadReport l = load();
+      return text_reply(l.accepting ? 200 : 503, l.accepting ? "ready\n" : l.why + "\n");
     }
     return {200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(), {}};
+  }
+
+  LoadReport load() const {
+    LoadReport l;
+    l.instance = hub->instance();
+    l.sessions = live_sessions.load();
+    l.viewers = webrtc::WhepSender::live_pipelines();
+    l.max_sessions = config.live.max_sessions;
+    const ServerMetrics::Recent recent = metrics.recent();
+    const int models = registry->loaded_count();
+    l.generator_busy =
+        std::min(1.0, recent.generator_ms / (RecentSum::kSeconds * 1000.0 * std::max(1, models)));
+    l.late_frames = static_cast<int>(recent.live_late);
+    l.late_fraction = recent.live_frames > 0 ? recent.live_late / recent.live_frames : 0.0;
+    l.load = std::max({static_cast<double>(l.sessions) / std::max(1, l.max_sessions),
+                       l.generator_busy, l.late_fraction});
+    l.draining = draining;
+    const double threshold = config.server.load_threshold;
+    if (l.draining) {
+      l.why = "draining";
+    } else if (models == 0) {
+      l.why = "no model loaded";
+    } else if (l.load >= threshold) {
+      char text[160];
+      std::snprintf(text, sizeof text,
+                    "overloaded: load %.2f is at or above server.load_threshold %.2f", l.load,
+                    threshold);
+      l.why = text;
+    }
+    l.accepting = l.why.empty();
+    return l;
+  }
+
+  std::string load_json() const {
+    const LoadReport l = load();
+    nlohmann::json j = {{"instance", l.instance},
+                        {"sessions", l.sessions},
+                        {"viewers", l.viewers},
+                        {"max_sessions", l.max_sessions},
+                        {"generator_busy", l.generator_busy},
+                        {"late_frames", l.late_frames},
+                        {"late_fraction", l.late_fraction},
+                        {"load", l.load},
+                        {"load_threshold", config.server.load_threshold},
+                        {"draining", l.draining},
+                        {"accepting", l.accepting}};
+    if (!l.accepting) j["why"] = l.why;
+    return core::json_text(j);
   }
 
   std::string metrics_text() const {
     std::ostringstream out;
     out << metrics.render();
+    const LoadReport l = load();
+    out << "# HELP lipsync_load This instance's load, 0..1 (GET /v1/load).\n"
+           "# TYPE lipsync_load gauge\nlipsync_load "
+        << l.load << "\n";
+    out << "# HELP lipsync_accepting 1 while the instance takes new sessions (its /readyz).\n"
+           "# TYPE lipsync_accepting gauge\nlipsync_accepting "
+        << (l.accepting ? 1 : 0) << "\n";
+    out << "# HELP lipsync_draining 1 while the instance drains.\n"
+           "# TYPE lipsync_draining gauge\nlipsync_draining "
+        << (l.draining ? 1 : 0) << "\n";
+    out << "# HELP lipsync_generator_busy_ratio Generator time over the last 10 s per loaded "
+           "model, 0..1.\n# TYPE lipsync_generator_busy_ratio gauge\nlipsync_generator_busy_ratio "
+        << l.generator_busy << "\n";
+    out << "# HELP lipsync_live_late_frames_recent Live frames emitted late over the last 10 s.\n"
+           "# TYPE lipsync_live_late_frames_recent gauge\nlipsync_live_late_frames_recent "
+        << l.late_frames << "\n";
+    out << "# HELP lipsync_live_max_sessions live.max_sessions.\n"
+           "# TYPE lipsync_live_max_sessions gauge\nlipsync_live_max_sessions "
+        << l.max_sessions << "\n";
     out << "# HELP lipsync_loaded_models Models loaded now.\n# TYPE lipsync_loaded_models gauge\n"
         << "lipsync_loaded_models " << registry->loaded_count() << "\n";
     out << "# HELP lipsync_queue_depth Frames waiting for a generator.\n"
@@ -253,8 +332,11 @@ Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) {
   m.stream = std::make_unique<StreamService>(context);
   m.live = std::make_unique<LiveService>(context);
   m.lipsync = std::make_unique<LipSyncService>(*m.stream, *m.live);
-  m.api = std::make_unique<HttpApi>(*m.hub, context,
-                                    [impl = &m](const HttpRequest& r) { return impl->route(r); });
+  HttpApi::Hooks hooks;
+  hooks.fallback = [impl = &m](const HttpRequest& r) { return impl->route(r); };
+  hooks.drain = [this] { drain(); };
+  hooks.load = [impl = &m] { return impl->load_json(); };
+  m.api = std::make_unique<HttpApi>(*m.hub, context, std::move(hooks));
 }
 
 Server::~Server() {
@@ -278,12 +360,57 @@ void Server::start() {
   }
 }
 
+void Server::drain() {
+  Impl& m = *impl_;
+  std::lock_guard lock(m.drain_mutex);
+  if (!m.started || m.stopped || m.draining.exchange(true)) return;
+  spdlog::info(
+      "lipsync serve: draining: new sessions are refused; {} live sessions go on for at most {} "
+      "s; requests and streams have {} s",
+      m.live_sessions.load(), m.config.server.drain_timeout_s, m.config.server.shutdown_grace_s);
+  m.hub->drain();
+  m.calls.close_requests();
+  if (auto* health = m.grpc->GetHealthCheckService()) health->SetServingStatus(false);
+  m.request_drain = std::thread([&m] {
+    const auto grace = std::chrono::seconds(m.config.server.shutdown_grace_s);
+    if (!m.calls.wait_idle(std::chrono::steady_clock::now() + grace, CallTracker::Kind::kRequest)) {
+      m.calls.end_all(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"),
+                      CallTracker::Kind::kRequest);
+    }
+  });
+}
+
+bool Server::draining() const {
+  return impl_->draining;
+}
+
+bool Server::drained() const {
+  return impl_->live_sessions.load() == 0;
+}
+
+LoadReport Server::load() const {
+  return impl_->load();
+}
+
 void Server::stop() {
   Impl& m = *impl_;
-  if (!m.started || m.stopped) return;
-  m.stopped = true;
+  {
+    std::lock_guard lock(m.drain_mutex);
+    if (!m.started || m.stopped) return;
+    m.stopped = true;
+  }
   m.stop_janitor();
+  if (m.draining) {
+    // The drain is over: the sessions left end now (session_ended, shutdown), and their event
+    // streams and sockets get a moment to send it before the connections close.
+    m.hub->stop();
+    const auto until = std::chrono::steady_clock::now() + kFlushAfterDrain;
+    while (m.http && m.http->open_connections() > 0 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
   if (m.http) m.http->stop();
+  if (m.request_drain.joinable()) m.request_drain.join();
   m.end_calls();
   m.hub->stop();  // the HTTP sessions (the gRPC ones ended with their calls)
   // No call is left: stop the live clock (its sessions post to the workers), stop the generators

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -15,6 +16,39 @@
 #include <vector>
 
 namespace lipsync::server {
+
+// Sums of what happened in the last kSeconds seconds, in one-second buckets (the load report's
+// figures). Not thread-safe: its owner locks.
+class RecentSum {
+ public:
+  static constexpr int kSeconds = 10;
+  using Clock = std::chrono::steady_clock;
+  void add(double value, Clock::time_point now = Clock::now()) {
+    const std::int64_t second = second_of(now);
+    const auto i = static_cast<std::size_t>(second % kSeconds);
+    if (stamp_[i] != second) {
+      stamp_[i] = second;
+      sum_[i] = 0;
+    }
+    sum_[i] += value;
+  }
+  // The sum over the seconds [now - kSeconds, now].
+  double sum(Clock::time_point now = Clock::now()) const {
+    const std::int64_t second = second_of(now);
+    double total = 0;
+    for (std::size_t i = 0; i < sum_.size(); ++i) {
+      if (stamp_[i] > second - kSeconds && stamp_[i] <= second) total += sum_[i];
+    }
+    return total;
+  }
+
+ private:
+  static std::int64_t second_of(Clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+  }
+  std::array<double, kSeconds> sum_{};
+  std::array<std::int64_t, kSeconds> stamp_{};  // the second each bucket holds
+};
 
 class ServerMetrics {
  public:
@@ -27,6 +61,18 @@ class ServerMetrics {
   void observe_ms(const std::string& stage, double ms) {
     std::lock_guard lock(mutex_);
     stages_[stage].add(ms / 1000.0);
+    if (stage == "generator") recent_generator_ms_.add(ms);
+  }
+  // The last RecentSum::kSeconds: generator time (ms, summed over every model), live frames
+  // emitted and those of them late.
+  struct Recent {
+    double generator_ms = 0;
+    double live_frames = 0;
+    double live_late = 0;
+  };
+  Recent recent() const {
+    std::lock_guard lock(mutex_);
+    return {recent_generator_ms_.sum(), recent_live_frames_.sum(), recent_live_late_.sum()};
   }
   void observe_batch(int size) {
     std::lock_guard lock(mutex_);
@@ -45,6 +91,8 @@ class ServerMetrics {
     std::lock_guard lock(mutex_);
     ++live_frames_[state];
     live_late_ += late;
+    recent_live_frames_.add(1);
+    if (late) recent_live_late_.add(1);
     live_underruns_ += underrun_starts;
     if (state == "speaking") {
       auto& [frames, late_frames] = speech_frames_[model];
@@ -159,6 +207,9 @@ class ServerMetrics {
   };
 
   mutable std::mutex mutex_;
+  RecentSum recent_generator_ms_;  // guarded
+  RecentSum recent_live_frames_;   // guarded
+  RecentSum recent_live_late_;     // guarded
   std::map<std::pair<std::string, std::string>, std::int64_t> requests_;
   std::map<std::string, Histogram> stages_;
   Histogram batches_{{1, 2, 4, 8, 16, 32, 64, 128, 256}};

@@ -1,6 +1,9 @@
 #include "server/server_options.h"
 
+#include <unistd.h>
+
 #include <boost/asio/ip/address.hpp>
+#include <cctype>
 
 #include "core/error.h"
 #include "core/text.h"
@@ -15,6 +18,23 @@ void check_address(const std::string& value, const std::string& key, bool may_be
 }
 
 }  // namespace
+
+bool is_instance_id(std::string_view text) {
+  return !text.empty() && text.size() <= 63 &&
+         text.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") == std::string::npos;
+}
+
+std::string ServerOptions::resolved_instance_id() const {
+  if (!instance_id.empty()) return instance_id;
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) return "lipsync";
+  std::string id;
+  for (const char* c = host; *c != '\0' && id.size() < 63; ++c) {
+    const char l = static_cast<char>(std::tolower(static_cast<unsigned char>(*c)));
+    id += is_instance_id(std::string_view(&l, 1)) ? l : '-';
+  }
+  return id.empty() ? "lipsync" : id;
+}
 
 ListenAddress parse_listen_address(const std::string& text, const std::string& key) {
   const auto bad = [&](const std::string& why) {
@@ -85,7 +105,25 @@ const core::ConfigTable<ServerOptions>& ServerOptions::config() {
                    "that is a start-up error")
           .text("cors_origins", &ServerOptions::cors_origins, "`*`, origins or empty",
                 "origins (comma-separated, or `*`) whose pages may call the HTTP API; empty = "
-                "the server's own page only");
+                "the server's own page only")
+          .text("instance_id", &ServerOptions::instance_id, "[a-z0-9-]{1,63} or empty",
+                "this instance's name: every live session's id is `<instance_id>.<random>`, so "
+                "that a gateway sends a session's requests to the instance that holds it; empty "
+                "= the host name (lowercased, other characters as `-`)",
+                [](const std::string& v, const std::string& k) {
+                  if (v.empty() || is_instance_id(v)) return;
+                  throw Error::invalid_input(k + ": " + core::quote(v) +
+                                             " is not an instance id; expected 1 to 63 of "
+                                             "a-z, 0-9 and -");
+                })
+          .integer("drain_timeout_s", &ServerOptions::drain_timeout_s, 0, 86400,
+                   "a drain (SIGTERM, POST /v1/admin/drain) refuses new sessions and lets the "
+                   "live ones go on for at most this long; then they end (session_ended, "
+                   "shutdown) and the server stops")
+          .number("load_threshold", &ServerOptions::load_threshold, 0.01, 1,
+                  "from this load (GET /v1/load: sessions, generator busy time and late live "
+                  "frames of the last 10 s, each as a fraction) the instance is not ready for "
+                  "new sessions (/readyz 503 says why); it serves the ones it has");
   return table;
 }
 

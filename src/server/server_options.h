@@ -27,12 +27,18 @@ struct ServerOptions {
   std::string api_token;                      // server.api_token: bearer token for /v1 ("" = none)
   bool allow_anonymous = false;    // server.allow_anonymous: no token on a network address is meant
   std::string cors_origins;        // server.cors_origins: "*" or a comma-separated list
+  std::string instance_id;         // server.instance_id: [a-z0-9-]{1,63}; "" = the host name
+  int drain_timeout_s = 600;       // server.drain_timeout_s: a drain lets sessions go on this long
+  double load_threshold = 0.9;     // server.load_threshold: from this load, no new sessions
   std::string log_level = "info";  // log_level: trace, debug, info, warn, error, off
 
   // Throws Error::Code::kInvalidInput naming the key; also when the HTTP API would listen on a
   // network (not loopback) address without a token and allow_anonymous does not say so.
   void validate() const;
   int resolved_workers() const;
+  // server.instance_id, or (empty) the host name made into one: lowercase, any other character
+  // `-`, at most 63; "lipsync" when nothing is left.
+  std::string resolved_instance_id() const;
   // server.http is empty or `off`: no HTTP server.
   bool http_off() const;
   // The `server.*` keys, and the top-level `log_level`.
@@ -47,6 +53,8 @@ struct ListenAddress {
 };
 // Throws Error::Code::kInvalidInput naming `key` for anything else.
 ListenAddress parse_listen_address(const std::string& text, const std::string& key);
+// 1 to 63 of a-z, 0-9 and `-` (server.instance_id).
+bool is_instance_id(std::string_view text);
 // `localhost`, 127.0.0.0/8 or ::1: only this machine can connect.
 bool is_loopback_host(const std::string& host);
 

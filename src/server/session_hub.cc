@@ -49,7 +49,9 @@ void record_live_frame(ServerMetrics& metrics, const std::string& model,
 // SessionHub ----------------------------------------------------------------------------------
 
 SessionHub::SessionHub(const ServiceContext& context, webrtc::WebRtcOptions options)
-    : context_(context), options_(std::move(options)) {
+    : context_(context),
+      options_(std::move(options)),
+      instance_(context.server.resolved_instance_id()) {
   if (context_.live.session_idle_timeout_s > 0) {
     reaper_ = std::thread([this] {
       std::unique_lock lock(mutex_);
@@ -78,6 +80,10 @@ std::shared_ptr<HubSession> SessionHub::create(const NewSession& spec) {
   {
     std::lock_guard lock(mutex_);
     if (stopped_) throw Error::unavailable("the server is shutting down");
+    if (draining_) {
+      throw Error::unavailable("instance " + instance_ +
+                               " is draining (leaving): create the session on another instance");
+    }
   }
   context_.registry->check_configured(model);
   std::atomic<int>& count = *context_.live_sessions;
@@ -89,8 +95,8 @@ std::shared_ptr<HubSession> SessionHub::create(const NewSession& spec) {
   std::shared_ptr<HubSession> session;
   try {
     Registry::Lease lease = context_.registry->acquire(model);
-    session =
-        std::make_shared<HubSession>(*this, random_id(), model, spec.origin, std::move(lease));
+    session = std::make_shared<HubSession>(*this, instance_ + "." + random_id(), model, spec.origin,
+                                           std::move(lease));
   } catch (...) {
     --count;  // from here on the session gives its place back when it is destroyed
     throw;
@@ -166,7 +172,18 @@ void SessionHub::stop() {
   }
   reaper_wake_.notify_all();
   if (reaper_.joinable()) reaper_.join();
-  for (auto& [id, s] : all) s->close(std::nullopt, "shutdown");
+  // Their calls are told why (UNAVAILABLE): a client starts again on another instance.
+  for (auto& [id, s] : all) s->close(Error::unavailable("the server is shutting down"), "shutdown");
+}
+
+void SessionHub::drain() {
+  std::lock_guard lock(mutex_);
+  draining_ = true;
+}
+
+bool SessionHub::draining() const {
+  std::lock_guard lock(mutex_);
+  return draining_;
 }
 
 int SessionHub::expire_idle() {

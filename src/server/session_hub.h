@@ -86,6 +86,11 @@ class SessionHub {
   std::vector<SessionInfo> list() const;
   // Stops every session and viewer and refuses new ones (shutdown).
   void stop();
+  // Refuses new sessions (kUnavailable: the instance is leaving); those there are go on.
+  void drain();
+  bool draining() const;
+  // This instance's id: every session's id is `<instance>.<random>` (server.instance_id).
+  const std::string& instance() const { return instance_; }
   // Ends the HTTP sessions nothing has used for live.session_idle_timeout_s (the reaper thread
   // calls it every second; tests may too). Returns how many ended.
   int expire_idle();
@@ -117,6 +122,8 @@ class SessionHub {
   mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<HubSession>> sessions_;  // guarded
   bool stopped_ = false;                                         // guarded
+  bool draining_ = false;                                        // guarded
+  const std::string instance_;
   std::atomic<int> viewers_{0};
   core::WorkerPool control_{2};
   core::WorkerPool media_{4};

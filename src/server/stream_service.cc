@@ -21,6 +21,7 @@ class StreamCall final : public BidiCall<StreamCall, StreamRequest>,
                          public pipeline::FrameConsumer {
  public:
   static constexpr const char* kMethod = "Stream";
+  static constexpr CallTracker::Kind kKind = CallTracker::Kind::kRequest;
   using BidiCall::BidiCall;
 
   // FrameConsumer ----------------------------------------------------------------------------

@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -16,7 +18,9 @@
 #include "audio/audio_file.h"
 #include "core/stopwatch.h"
 #include "lipsync/v1/lipsync.grpc.pb.h"
+#include "support/http_client.h"
 #include "support/media_probe.h"
+#include "support/sse_client.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
 
@@ -82,7 +86,17 @@ class ServeProcess {
     if (WIFSIGNALED(status)) return -WTERMSIG(status);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
+  // Sends SIGTERM and returns at once; wait() gives the exit status.
+  void signal_term() const { kill(pid_, SIGTERM); }
+  int wait() {
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    stopped_ = true;
+    if (WIFSIGNALED(status)) return -WTERMSIG(status);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
   std::string target() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
+  int http_port() const { return http_port_; }
   int grpc_port() const { return grpc_port_; }
   // Resident memory of the server now, in MB (from /proc).
   double rss_mb() const {
@@ -213,6 +227,74 @@ TEST_F(CliServe, SigtermWithRealSizeStreamsExitsZeroWithinTheGrace) {
     EXPECT_EQ(r.exit_code, 5) << r.err;  // UNAVAILABLE
     EXPECT_NE(r.err.find("shutting down"), std::string::npos) << r.err;
   }
+}
+
+// Issue 26: SIGTERM drains. /readyz is 503 at once and new sessions are refused; the speaking
+// session's utterance plays to its end; when server.drain_timeout_s has passed the session ends
+// (session_ended, shutdown: its subscriber reads it) and the process exits 0.
+TEST_F(CliServe, SigtermDrainsALiveSessionThenExitsZero) {
+  const fs::path config = dir_ / "drain.yaml";
+  std::ofstream(config) << "server:\n  drain_timeout_s: 4\n  shutdown_grace_s: 1\n";
+  ServeProcess server(dir_.path(), "--config " + q(config));
+  const int port = server.http_port();
+  ASSERT_GT(port, 0) << server.output();
+  const auto post = [&](const std::string& target, const std::string& type,
+                        const std::string& body) {
+    return testing::http_exchange(
+        port, "POST " + target +
+                  " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                  "Content-Type: " +
+                  type + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  };
+  for (int i = 0; i < 300 && testing::http_get(port, "/readyz").status != 200; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const auto created = post("/v1/sessions", "application/json", "{}");
+  ASSERT_EQ(created.status, 201) << created.body;
+  const std::string id = nlohmann::json::parse(created.body).at("id");
+  testing::SseClient events(port, "/v1/sessions/" + id + "/events");
+  std::string pcm;  // 2 s of a 200 Hz tone, s16le
+  for (int i = 0; i < 32000; ++i) {
+    const auto v = static_cast<std::int16_t>(12000 * std::sin(2 * 3.14159265 * 200 * i / 16000));
+    pcm.push_back(static_cast<char>(v & 0xff));
+    pcm.push_back(static_cast<char>((v >> 8) & 0xff));
+  }
+  ASSERT_EQ(post("/v1/sessions/" + id + "/speech", "audio/s16le;rate=16000", pcm).status, 200);
+  ASSERT_TRUE(events.wait([](const auto& e, bool) {
+    return std::any_of(e.begin(), e.end(),
+                       [](const auto& x) { return x.event == "playback_started"; });
+  }));
+  core::Stopwatch clock;
+  server.signal_term();
+  double not_ready_ms = -1;
+  for (int i = 0; i < 200; ++i) {
+    if (testing::http_get(port, "/readyz").status == 503) {
+      not_ready_ms = clock.elapsed_ms();
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_GE(not_ready_ms, 0) << "/readyz never said 503";
+  const auto refused = post("/v1/sessions", "application/json", "{}");
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  // The utterance plays to its end, then the drain's time runs out: the session ends.
+  ASSERT_TRUE(
+      events.wait([](const auto&, bool closed) { return closed; }, std::chrono::seconds(20)));
+  const auto all = events.events();
+  const auto finished = std::find_if(all.begin(), all.end(),
+                                     [](const auto& x) { return x.event == "playback_finished"; });
+  ASSERT_NE(finished, all.end());
+  EXPECT_FALSE(nlohmann::json::parse(finished->data).at("interrupted").get<bool>());
+  ASSERT_FALSE(all.empty());
+  EXPECT_EQ(all.back().event, "session_ended");
+  EXPECT_EQ(nlohmann::json::parse(all.back().data).at("reason"), "shutdown");
+  const int code = server.wait();
+  const double seconds = clock.elapsed_ms() / 1000.0;
+  std::cout << "[ drain ] /readyz 503 after " << not_ready_ms << " ms; exit " << code << " after "
+            << seconds << " s (drain_timeout_s 4)\n";
+  EXPECT_EQ(code, 0) << server.output();
+  EXPECT_GE(seconds, 3.5);  // the session was let go on
+  EXPECT_LE(seconds, 4.0 + (kSanitized ? 30.0 : 4.0));
 }
 
 TEST_F(CliServe, AGrpcPortInUseFailsStartUpNamingTheAddress) {

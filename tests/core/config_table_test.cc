@@ -101,5 +101,41 @@ TEST(ConfigTable, ValidateChecksEveryFieldAndKeysShowTheDefaults) {
   EXPECT_EQ(keys[5].doc, "some letters");
 }
 
+// A number key (server.load_threshold): parsed whole, finite, in its range, shown as written.
+TEST(ConfigTable, ANumberKeyIsFiniteAndInRange) {
+  struct Limits {
+    double ratio = 0.9;
+  };
+  static const auto t =
+      ConfigTable<Limits>("sec").number("ratio", &Limits::ratio, 0.01, 1, "a fraction");
+  Limits o;
+  t.set(o, "ratio", ConfigValue::scalar("0.25"));
+  EXPECT_DOUBLE_EQ(o.ratio, 0.25);
+  for (const char* bad : {"", "x", "0.5x", "nan", "inf", "1e999"}) {
+    Limits b;
+    try {
+      t.set(b, "ratio", ConfigValue::scalar(bad));
+      ADD_FAILURE() << bad << " was taken";
+    } catch (const Error& e) {
+      EXPECT_NE(e.message().find("sec.ratio: '" + std::string(bad) + "' is not a number"),
+                std::string::npos)
+          << e.message();
+    }
+  }
+  o.ratio = 1.5;
+  try {
+    t.validate(o);
+    ADD_FAILURE() << "1.5 passed";
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("sec.ratio: 1.5 is out of range; expected 0.01 to 1"),
+              std::string::npos)
+        << e.message();
+  }
+  const auto keys = t.keys();
+  ASSERT_EQ(keys.size(), 1u);
+  EXPECT_EQ(keys[0].default_text, "0.9");
+  EXPECT_EQ(keys[0].values, "0.01..1");
+}
+
 }  // namespace
 }  // namespace lipsync::core

@@ -50,5 +50,34 @@ TEST(ServerOptions, AnHttpApiOnANetworkAddressNeedsATokenOrAllowAnonymous) {
   EXPECT_NO_THROW(o.validate());
 }
 
+// Issue 26: the instance id every session id starts with: checked when given, made from the
+// host name when not.
+TEST(ServerOptions, AnInstanceIdIsLowercaseLettersDigitsAndDashesAndDefaultsToTheHostName) {
+  for (const char* good : {"a", "lipsync-0", "pod-12", "x0123456789"}) {
+    EXPECT_TRUE(is_instance_id(good)) << good;
+  }
+  for (const char* bad : {"", "Pod", "a.b", "a_b", "a b", "é"}) {
+    EXPECT_FALSE(is_instance_id(bad)) << bad;
+  }
+  EXPECT_TRUE(is_instance_id(std::string(63, 'a')));
+  EXPECT_FALSE(is_instance_id(std::string(64, 'a')));
+  ServerOptions o;
+  o.instance_id = "Pod.1";
+  try {
+    o.validate();
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("server.instance_id: 'Pod.1' is not an instance id"),
+              std::string::npos)
+        << e.what();
+  }
+  o.instance_id = "pod-1";
+  EXPECT_NO_THROW(o.validate());
+  EXPECT_EQ(o.resolved_instance_id(), "pod-1");
+  o.instance_id.clear();  // the host name, made into an id
+  const std::string from_host = o.resolved_instance_id();
+  EXPECT_TRUE(is_instance_id(from_host)) << from_host;
+}
+
 }  // namespace
 }  // namespace lipsync::server

@@ -1229,5 +1229,141 @@ TEST_F(SessionApiTest, ShutdownEndsHttpSessionsAndOpenUploads) {
   EXPECT_TRUE(c.closed_by_peer(std::chrono::seconds(1)));
 }
 
+// Issue 26: session ids name their instance; a drain refuses new work at once and lets the live
+// sessions go on; POST /v1/admin/drain needs the token itself.
+TEST_F(SessionApiTest, Issue26_ADrainRefusesNewSessionsAndLetsTheLiveOnesGoOn) {
+  const std::string id = create_session();
+  const std::string instance = server::ServerOptions{}.resolved_instance_id();
+  EXPECT_EQ(id.rfind(instance + ".", 0), 0u) << id;
+  EXPECT_EQ(testing::http_get(port_, "/readyz").status, 200);
+  const json created = json::parse(request("POST", "/v1/sessions", "{}").body);
+  // A viewer token cannot drain; GET is not a drain.
+  EXPECT_EQ(request("POST", "/v1/admin/drain", "", "application/json",
+                    created.at("viewer_token").get<std::string>())
+                .status,
+            401);
+  EXPECT_EQ(request("GET", "/v1/admin/drain").status, 405);
+  EXPECT_FALSE(server_->draining());
+  // The drain.
+  testing::SseClient events(port_, "/v1/sessions/" + id + "/events",
+                            std::string("Authorization: Bearer ") + kToken + "\r\n");
+  const auto drain = request("POST", "/v1/admin/drain");
+  ASSERT_EQ(drain.status, 202) << drain.body;
+  EXPECT_EQ(json::parse(drain.body).at("sessions"), 2);
+  EXPECT_TRUE(server_->draining());
+  const auto ready = testing::http_get(port_, "/readyz");
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_EQ(ready.body, "draining\n");
+  const auto refused = request("POST", "/v1/sessions", "{}");
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_NE(refused.body.find("is draining"), std::string::npos) << refused.body;
+  EXPECT_NE(refused.headers.find("Retry-After: 1"), std::string::npos) << refused.headers;
+  // New gRPC work is refused: a Stream call, a Live call that would make a session.
+  auto s = stub();
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", std::string("Bearer ") + kToken);
+    auto call = s->Stream(&ctx);
+    v1::StreamRequest config;
+    config.mutable_config()->set_model_id("demo");
+    call->Write(config);
+    call->WritesDone();
+    v1::StreamResponse response;
+    while (call->Read(&response)) {
+    }
+    EXPECT_EQ(call->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", std::string("Bearer ") + kToken);
+    auto call = s->Live(&ctx);
+    LiveRequest config;
+    config.mutable_config()->set_model_id("demo");
+    call->Write(config);
+    LiveFrame frame;
+    while (call->Read(&frame)) {
+    }
+    const grpc::Status status = call->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_NE(status.error_message().find("draining"), std::string::npos) << status.error_message();
+  }
+  // The live sessions go on: speech is taken and played; a call attaches to one.
+  const auto spoken =
+      request("POST", "/v1/sessions/" + id + "/speech", tone_s16le(0.5), "audio/s16le;rate=16000");
+  EXPECT_EQ(spoken.status, 200) << spoken.body;
+  ASSERT_TRUE(events.wait([](const auto& e, bool) {
+    return std::any_of(e.begin(), e.end(),
+                       [](const auto& x) { return x.event == "playback_finished"; });
+  }));
+  {
+    grpc::ClientContext ctx;
+    auto call = attach(*s, ctx, id);
+    LiveFrame frame;
+    EXPECT_TRUE(call->Read(&frame));
+    EXPECT_EQ(frame.session_id(), id);
+    ctx.TryCancel();
+  }
+  EXPECT_FALSE(server_->drained());
+  // Once they have ended, the drain is done.
+  EXPECT_EQ(request("DELETE", "/v1/sessions/" + id).status, 204);
+  EXPECT_EQ(request("DELETE", "/v1/sessions/" + created.at("id").get<std::string>()).status, 204);
+  EXPECT_TRUE(eventually([&] { return server_->drained(); }, 5000));
+}
+
+// Issue 26: the load report. An instance at or above server.load_threshold is not ready for new
+// sessions (/readyz says why) and says so on GET /v1/load and /metrics; it serves the ones it has.
+TEST_F(SessionApiTest, Issue26_AnInstanceAtItsLoadThresholdIsNotReadyAndSaysWhy) {
+  server_->stop();
+  server::ServerConfig config;
+  config.server.grpc_address = "127.0.0.1:0";
+  config.server.http_address = "127.0.0.1:0";
+  config.server.api_token = kToken;
+  config.server.instance_id = "pod-7";
+  config.server.load_threshold = 0.5;
+  config.live.max_sessions = 2;
+  config.models = {{"demo", *dir_ / "avatar", testing::demo_models(), true}};
+  config.infer = testing::two_threads();
+  server_ = std::make_unique<server::Server>(config);
+  server_->start();
+  port_ = server_->http_port();
+  const auto load = [&] {
+    const auto r = request("GET", "/v1/load");
+    EXPECT_EQ(r.status, 200) << r.body;
+    return json::parse(r.body);
+  };
+  EXPECT_EQ(request("GET", "/v1/load", "", "application/json", "").status, 401);
+  json l = load();
+  EXPECT_EQ(l.at("instance"), "pod-7");
+  EXPECT_EQ(l.at("sessions"), 0);
+  EXPECT_EQ(l.at("max_sessions"), 2);
+  EXPECT_EQ(l.at("load"), 0.0);
+  EXPECT_TRUE(l.at("accepting").get<bool>());
+  EXPECT_EQ(testing::http_get(port_, "/readyz").status, 200);
+  // One session of two: load 0.5, the threshold.
+  const std::string id = create_session();
+  EXPECT_EQ(id.rfind("pod-7.", 0), 0u) << id;
+  l = load();
+  EXPECT_EQ(l.at("sessions"), 1);
+  EXPECT_DOUBLE_EQ(l.at("load").get<double>(), 0.5);
+  EXPECT_FALSE(l.at("accepting").get<bool>());
+  const auto ready = testing::http_get(port_, "/readyz");
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_EQ(ready.body, "overloaded: load 0.50 is at or above server.load_threshold 0.50\n");
+  const std::string metrics = testing::http_get(port_, "/metrics").body;
+  for (const char* line : {"lipsync_load 0.5\n", "lipsync_accepting 0\n", "lipsync_draining 0\n",
+                           "lipsync_live_max_sessions 2\n", "lipsync_generator_busy_ratio ",
+                           "lipsync_live_late_frames_recent "}) {
+    EXPECT_NE(metrics.find(line), std::string::npos) << line;
+  }
+  // It serves the session it has.
+  EXPECT_EQ(
+      request("POST", "/v1/sessions/" + id + "/speech", tone_s16le(0.3), "audio/s16le;rate=16000")
+          .status,
+      200);
+  EXPECT_EQ(request("DELETE", "/v1/sessions/" + id).status, 204);
+  EXPECT_TRUE(eventually([&] { return testing::http_get(port_, "/readyz").status == 200; }, 5000));
+  EXPECT_TRUE(load().at("accepting").get<bool>());
+}
+
 }  // namespace
 }  // namespace lipsync
