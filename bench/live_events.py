@@ -19,6 +19,7 @@ import math
 import os
 import random
 import re
+import signal
 import subprocess
 import time
 import urllib.error
@@ -105,7 +106,7 @@ def main():
             "emit_jitter_p99": percentile(jitter, 0.99),
         }, indent=1))
     finally:
-        server.terminate()
+        server.send_signal(signal.SIGINT)  # at once (SIGTERM would drain)
         server.wait()
 
 

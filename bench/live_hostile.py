@@ -25,6 +25,7 @@ import base64
 import json
 import math
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -74,7 +75,7 @@ class Server:
             return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
     def stop(self):
-        self.process.terminate()
+        self.process.send_signal(signal.SIGINT)  # at once (SIGTERM would drain)
         self.process.wait()
 
 

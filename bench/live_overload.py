@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -127,7 +128,7 @@ def main():
                           "sessions": report, "skipped": skipped,
                           "stages": stages}, indent=1))
     finally:
-        server.terminate()
+        server.send_signal(signal.SIGINT)  # at once (SIGTERM would drain)
         server.wait(timeout=30)
         log.close()
         if server.returncode not in (0, -15):  # keep the server's log to read

@@ -82,8 +82,8 @@ const core::ConfigTable<ServerOptions>& ServerOptions::config() {
                    "threads of the CPU task arena (ROI packing, mel); 0 = the thread budget "
                    "(`cpu.threads`). ONNX Runtime's own threads are `infer.intra_op_threads`")
           .integer("shutdown_grace_s", &ServerOptions::shutdown_grace_s, 0, 3600,
-                   "how long calls may go on after SIGINT/SIGTERM before they are ended "
-                   "(UNAVAILABLE)")
+                   "how long calls may go on after SIGINT, or unary and Stream calls after "
+                   "SIGTERM (a drain), before they are ended (UNAVAILABLE)")
           .integer("http_timeout_s", &ServerOptions::http_timeout_s, 1, 3600,
                    "time an HTTP client has to send a request (header and body), and to idle "
                    "between keep-alive requests")

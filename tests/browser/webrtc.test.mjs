@@ -39,7 +39,8 @@ async function startServer() {
   dir = mkdtempSync(join(tmpdir(), 'lipsync-browser-'));
   const config = join(dir, 'config.yaml');
   writeFileSync(config, [
-    'server:', `  api_token: ${TOKEN}`,
+    // SIGTERM at the end drains: the sessions left end after 2 s, then the server exits 0.
+    'server:', `  api_token: ${TOKEN}`, '  drain_timeout_s: 2',
     'webrtc:', '  frame_marker: true', `  ice_timeout_ms: ${ICE_TIMEOUT_MS}`, '  max_viewers: 8',
     '',
   ].join('\n'));
