@@ -508,6 +508,9 @@ void add_client_commands(CLI::App& app) {
     cmd->add_option("--seconds", a->options.seconds,
                     "End the session at this time if the script has not (0: at the script's end)")
         ->capture_default_str();
+    cmd->add_option("--session", a->options.session,
+                    "Attach to this existing session (say, one made over HTTP) instead of making "
+                    "one; through a gateway the call names its instance (lipsync-instance)");
     cmd->callback([a] { run_live_client(*a); });
   }
 }

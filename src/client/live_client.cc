@@ -321,9 +321,13 @@ LiveReport run_live_session(const LiveClientOptions& o, const std::vector<LiveAc
       grpc::CreateCustomChannel(o.target, grpc::InsecureChannelCredentials(), args));
   grpc::ClientContext context;
   add_token(context, o.token);
+  if (const auto dot = o.session.find('.'); dot != std::string::npos) {
+    context.AddMetadata(std::string(kInstanceMetadata), o.session.substr(0, dot));
+  }
   auto call = stub->Live(&context);
   LiveReport report;
   LiveRequest config;
+  config.mutable_config()->set_session_id(o.session);
   config.mutable_config()->set_model_id(o.model);
   config.mutable_config()->set_start_frame(o.start_frame);
   config.mutable_config()->set_format(format);

@@ -18,6 +18,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace lipsync::client {
@@ -43,12 +44,19 @@ std::string token_from_environment();
 // Sends `token` as `authorization: Bearer TOKEN` metadata (nothing when it is empty).
 void add_token(grpc::ClientContext& context, const std::string& token);
 
+// The gRPC metadata key that names the instance a call's session is on (a gateway routes by it).
+inline constexpr std::string_view kInstanceMetadata = "lipsync-instance";
+
 struct LiveClientOptions {
   std::string target = "127.0.0.1:50051";
   std::string token;  // server.api_token of the server, if it has one
   std::string model = "demo";
   std::string format = "png";  // png, jpeg or raw
   int start_frame = 0;
+  // Attach to this session instead of making one. The call's metadata then names its instance
+  // (`lipsync-instance`: the id up to its first dot), which a gateway routes by
+  // (deploy/nginx/gateway.sh).
+  std::string session;
   int latency_ms = 0;            // 0: the server's default
   int chunk_ms = 100;            // speech per message
   double seconds = 0;            // > 0: half-close at this time if the script has not ended

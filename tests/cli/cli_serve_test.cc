@@ -3,15 +3,19 @@
 // real-size models and streams running), a port in use, a client that never reads (the server's
 // memory), the load test's failure report, and a fast minute of audio through real-size models
 // that equals `lipsync render`.
+#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -23,6 +27,7 @@
 #include "support/sse_client.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
+#include "support/ws_client.h"
 
 namespace lipsync {
 namespace {
@@ -295,6 +300,167 @@ TEST_F(CliServe, SigtermDrainsALiveSessionThenExitsZero) {
   EXPECT_EQ(code, 0) << server.output();
   EXPECT_GE(seconds, 3.5);  // the session was let go on
   EXPECT_LE(seconds, 4.0 + (kSanitized ? 30.0 : 4.0));
+}
+
+// A free loopback port (bound and let go: the gateway binds it a moment later).
+int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t n = sizeof a;
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Debian's nginx with the config deploy/nginx/gateway.sh writes, run as this user.
+class Gateway {
+ public:
+  Gateway(const fs::path& dir, const std::string& instances)
+      : http_port_(free_port()), grpc_port_(free_port()) {
+    fs::create_directories(dir / "prefix");
+    const fs::path conf = dir / "gateway.conf";
+    const auto made = testing::run_command(
+        std::string("'") + LIPSYNC_SOURCE_DIR +
+        "/deploy/nginx/gateway.sh' --listen-http 127.0.0.1:" + std::to_string(http_port_) +
+        " --listen-grpc 127.0.0.1:" + std::to_string(grpc_port_) + instances + " > '" +
+        conf.string() + "'");
+    EXPECT_EQ(made.exit_code, 0) << made.err;
+    pid_ = fork();
+    if (pid_ == 0) {
+      const std::string cmd = "exec nginx -p '" + (dir / "prefix").string() + "' -c '" +
+                              conf.string() + "' -g 'daemon off;' 2>'" +
+                              (dir / "nginx.log").string() + "'";
+      execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    for (int i = 0; i < 200 && testing::http_get(http_port_, "/healthz").status != 200; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+  }
+  ~Gateway() {
+    kill(pid_, SIGQUIT);
+    waitpid(pid_, nullptr, 0);
+  }
+  int http_port() const { return http_port_; }
+  int grpc_port() const { return grpc_port_; }
+
+ private:
+  int http_port_;
+  int grpc_port_;
+  pid_t pid_ = -1;
+};
+
+// Issue 26: two instances behind Debian's nginx with the shipped gateway config. New sessions
+// land on both; every request of a session reaches the instance that holds it (over HTTP, an
+// event stream, a WebSocket and a gRPC Live call that attaches); a drained instance gets no new
+// sessions; a session of a stopped instance is a JSON 404 naming it.
+TEST_F(CliServe, TheGatewaySendsEverySessionsRequestsToItsInstance) {
+  ASSERT_EQ(testing::run_command("command -v nginx").exit_code, 0)
+      << "nginx is not installed (scripts/bootstrap installs it)";
+  std::vector<std::unique_ptr<ServeProcess>> servers;
+  std::string instances;
+  for (const char* id : {"alpha", "beta"}) {
+    const fs::path dir = dir_ / id;
+    fs::create_directories(dir);
+    std::ofstream(dir / "serve.yaml")
+        << "server:\n  instance_id: " << id << "\n  drain_timeout_s: 5\n";
+    servers.push_back(std::make_unique<ServeProcess>(dir, "--config " + q(dir / "serve.yaml")));
+    ASSERT_GT(servers.back()->http_port(), 0) << servers.back()->output();
+    instances += std::string(" --instance ") + id +
+                 "=127.0.0.1:" + std::to_string(servers.back()->http_port()) +
+                 ",127.0.0.1:" + std::to_string(servers.back()->grpc_port());
+  }
+  for (auto& s : servers) {
+    for (int i = 0; i < 300 && testing::http_get(s->http_port(), "/readyz").status != 200; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  Gateway gateway(dir_ / "gateway", instances);
+  const int port = gateway.http_port();
+  const auto call = [&](const std::string& method, const std::string& target,
+                        const std::string& type = "", const std::string& body = "") {
+    return testing::http_exchange(
+        port, method + " " + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" +
+                  (type.empty() ? "" : "Content-Type: " + type + "\r\n") +
+                  "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  };
+  std::map<std::string, std::vector<std::string>> by_instance;
+  for (int i = 0; i < 10; ++i) {
+    const auto r = call("POST", "/v1/sessions", "application/json", "{}");
+    ASSERT_EQ(r.status, 201) << r.body;
+    const std::string id = nlohmann::json::parse(r.body).at("id");
+    by_instance[id.substr(0, id.find('.'))].push_back(id);
+  }
+  ASSERT_EQ(by_instance.size(), 2u) << "new sessions land on both instances";
+  std::string pcm(2 * 3200, '\0');  // 0.2 s of silence, s16le
+  for (const auto& [instance, ids] : by_instance) {
+    for (const std::string& id : ids) {
+      const std::string base = "/v1/sessions/" + id;
+      const auto got = call("GET", base);
+      ASSERT_EQ(got.status, 200) << id << ": " << got.body;
+      EXPECT_EQ(nlohmann::json::parse(got.body).at("id"), id);
+      EXPECT_EQ(call("POST", base + "/keepalive").status, 200) << id;
+      EXPECT_EQ(call("POST", base + "/speech", "audio/s16le;rate=16000", pcm).status, 200) << id;
+      EXPECT_EQ(call("POST", base + "/interrupt").status, 200) << id;
+    }
+    // The session's event stream and its socket pass through.
+    const std::string id = ids.front();
+    testing::SseClient events(port, "/v1/sessions/" + id + "/events");
+    ASSERT_TRUE(events.wait([](const auto& e, bool) { return !e.empty(); })) << id;
+    EXPECT_EQ(events.events().front().event, "utterance_queued");
+    testing::WsClient ws(port, "/v1/sessions/" + id + "/ws");
+    ASSERT_TRUE(ws.ok()) << id;
+    ws.send_text(R"({"type":"ping"})");
+    bool pong = false;
+    for (auto m = ws.read(); m && !pong; m = ws.read()) {
+      pong = nlohmann::json::parse(*m).at("type") == "pong";
+    }
+    EXPECT_TRUE(pong) << id;
+  }
+  // A gRPC Live call attaches to a session of each instance through the gateway (the reference
+  // client names the instance in its metadata).
+  const fs::path end_script = dir_ / "end.json";
+  std::ofstream(end_script) << R"([{"at_ms": 500, "end": true}])";
+  for (const auto& [instance, ids] : by_instance) {
+    const auto live =
+        run_lipsync("live-client --target 127.0.0.1:" + std::to_string(gateway.grpc_port()) +
+                    " --session " + ids.front() + " --format raw --script " + q(end_script) +
+                    " -o " + q(dir_ / ("live-" + instance)));
+    EXPECT_EQ(live.exit_code, 0) << live.out << live.err;
+    EXPECT_NE(live.out.find("\"status\":\"OK\""), std::string::npos) << live.out;
+  }
+  for (const auto& [instance, ids] : by_instance) {
+    for (const std::string& id : ids) EXPECT_EQ(call("DELETE", "/v1/sessions/" + id).status, 204);
+  }
+  // A drained instance gets no new session; the other takes them all.
+  const int alpha = servers[0]->http_port();
+  ASSERT_EQ(testing::http_exchange(alpha,
+                                   "POST /v1/admin/drain HTTP/1.1\r\nHost: x\r\n"
+                                   "Connection: close\r\nContent-Length: 0\r\n\r\n")
+                .status,
+            202);
+  std::string on_beta;
+  for (int i = 0; i < 4; ++i) {
+    const auto r = call("POST", "/v1/sessions", "application/json", "{}");
+    ASSERT_EQ(r.status, 201) << r.body;
+    on_beta = nlohmann::json::parse(r.body).at("id");
+    EXPECT_EQ(on_beta.rfind("beta.", 0), 0u) << on_beta;
+  }
+  // The drained instance had no session left: it has stopped. A stopped instance's session,
+  // and an id of no instance, are JSON 404s naming the session.
+  EXPECT_EQ(servers[0]->wait(), 0);
+  const std::string gone = by_instance["alpha"].front();
+  const auto r = call("GET", "/v1/sessions/" + gone);
+  EXPECT_EQ(r.status, 404);
+  EXPECT_NE(r.body.find("no session '" + gone + "'"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("instance alpha cannot be reached"), std::string::npos) << r.body;
+  const auto unknown = call("GET", "/v1/sessions/gamma.123/events");
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_NE(unknown.body.find("no session 'gamma.123'"), std::string::npos) << unknown.body;
+  EXPECT_EQ(call("GET", "/v1/sessions/" + on_beta).status, 200);
 }
 
 TEST_F(CliServe, AGrpcPortInUseFailsStartUpNamingTheAddress) {

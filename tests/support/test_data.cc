@@ -71,17 +71,20 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-CommandResult run_lipsync(const std::string& args, const std::string& launcher) {
+CommandResult run_command(const std::string& command) {
   TempDir dir;
-  const std::string cmd = launcher + (launcher.empty() ? "" : " ") + "'" + LIPSYNC_BINARY + "' " +
-                          args + " >'" + (dir / "out").string() + "' 2>'" + (dir / "err").string() +
-                          "'";
+  const std::string cmd =
+      "{ " + command + " ; } >'" + (dir / "out").string() + "' 2>'" + (dir / "err").string() + "'";
   const int status = std::system(cmd.c_str());
   CommandResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   r.out = read_text(dir / "out");
   r.err = read_text(dir / "err");
   return r;
+}
+
+CommandResult run_lipsync(const std::string& args, const std::string& launcher) {
+  return run_command(launcher + (launcher.empty() ? "" : " ") + "'" + LIPSYNC_BINARY + "' " + args);
 }
 
 }  // namespace lipsync::testing

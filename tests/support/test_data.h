@@ -61,6 +61,8 @@ struct CommandResult {
   std::string out;
   std::string err;
 };
+// Runs a shell command line; its output and errors are kept.
+CommandResult run_command(const std::string& command);
 // Runs the built lipsync binary with the given arguments (a shell-quoted string), through
 // `launcher` when given (a command line such as "taskset -c 0").
 CommandResult run_lipsync(const std::string& args, const std::string& launcher = "");

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Prints a complete nginx.conf for a gateway in front of `lipsync serve` instances (Debian's
+# nginx). Self-contained: its pid file and temporary folders live under nginx's prefix and it logs
+# to stderr, so any user runs it with
+#
+#   deploy/nginx/gateway.sh --listen-http 0.0.0.0:8080 --listen-grpc 0.0.0.0:50051 \
+#       --instance a=10.0.0.1:8080,10.0.0.1:50051 --instance b=10.0.0.2:8080,10.0.0.2:50051 \
+#       > gateway.conf
+#   nginx -p "$PWD/gateway" -c "$PWD/gateway.conf" -g 'daemon off;'
+#
+# What it routes (HTTP):
+#   POST /v1/sessions            to any instance, in turn; one that answers 503 (draining, or
+#                                not ready) or cannot be reached is skipped for the next
+#   /v1/sessions/<ID>/...        to the instance ID names (a session id is
+#                                `<server.instance_id>.<random>`): speech, say, interrupt,
+#                                keepalive, events (SSE, unbuffered), ws (WebSocket upgrade), whep,
+#                                DELETE. An id of no instance, or of one that cannot be reached,
+#                                is a JSON 404 naming the session.
+#   everything else              to any instance (the demo page, /healthz, /readyz, /metrics)
+# gRPC (HTTP/2, grpc_pass): a call with the metadata `lipsync-instance: <id>` (a Live call
+# attaching to a session: the reference client sets it from the session id) goes to that
+# instance; any other call to any instance.
+set -euo pipefail
+
+usage() {
+  sed -n '2,25p' "$0" >&2
+  echo "usage: $0 --listen-http ADDR --listen-grpc ADDR --instance ID=HTTP_ADDR,GRPC_ADDR ..." >&2
+  exit 2
+}
+
+listen_http=""
+listen_grpc=""
+ids=()
+https=()
+grpcs=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --listen-http) listen_http="${2:?}"; shift 2 ;;
+    --listen-grpc) listen_grpc="${2:?}"; shift 2 ;;
+    --instance)
+      spec="${2:?}"; shift 2
+      if [[ ! "$spec" =~ ^([a-z0-9-]{1,63})=([^,]+),([^,]+)$ ]]; then
+        echo "gateway.sh: --instance '$spec': expected ID=HTTP_ADDR,GRPC_ADDR with ID of a-z, 0-9, -" >&2
+        exit 2
+      fi
+      ids+=("${BASH_REMATCH[1]}"); https+=("${BASH_REMATCH[2]}"); grpcs+=("${BASH_REMATCH[3]}") ;;
+    -h|--help) usage ;;
+    *) echo "gateway.sh: unknown argument '$1'" >&2; usage ;;
+  esac
+done
+[[ -n "$listen_http" && -n "$listen_grpc" && ${#ids[@]} -gt 0 ]] || usage
+
+cat <<EOF
+# The lipsync gateway, written by deploy/nginx/gateway.sh for ${#ids[@]} instance(s): ${ids[*]}.
+pid nginx.pid;
+error_log stderr notice;
+worker_processes 1;
+events { worker_connections 4096; }
+
+http {
+  access_log off;
+  client_body_temp_path client_body_temp;
+  proxy_temp_path proxy_temp;
+  fastcgi_temp_path fastcgi_temp;
+  uwsgi_temp_path uwsgi_temp;
+  scgi_temp_path scgi_temp;
+  default_type application/json;
+
+  # The session and the instance a path names: /v1/sessions/<instance>.<random>/...
+  map \$uri \$lipsync_session {
+    "~^/v1/sessions/(?<s>[^/]+)" \$s;
+    default "";
+  }
+  map \$uri \$lipsync_instance {
+    "~^/v1/sessions/(?<i>[a-z0-9-]{1,63})\\.[^/]+" \$i;
+    default "";
+  }
+  # WebSocket upgrades pass through; other requests keep the upstream connection alive.
+  map \$http_upgrade \$lipsync_connection {
+    default upgrade;
+    "" "";
+  }
+EOF
+echo "  map \$lipsync_instance \$lipsync_http_upstream {"
+for i in "${!ids[@]}"; do echo "    ${ids[$i]} lipsync_http_${ids[$i]};"; done
+echo "    default \"\";"
+echo "  }"
+echo "  map \$http_lipsync_instance \$lipsync_grpc_upstream {"
+for i in "${!ids[@]}"; do echo "    ${ids[$i]} lipsync_grpc_${ids[$i]};"; done
+echo "    default lipsync_grpc_any;"
+echo "  }"
+for i in "${!ids[@]}"; do
+  echo "  upstream lipsync_http_${ids[$i]} { server ${https[$i]} max_fails=0; keepalive 8; }"
+  echo "  upstream lipsync_grpc_${ids[$i]} { server ${grpcs[$i]} max_fails=0; }"
+done
+echo "  upstream lipsync_http_any {"
+for i in "${!ids[@]}"; do echo "    server ${https[$i]} max_fails=1 fail_timeout=2s;"; done
+echo "    keepalive 16;"
+echo "  }"
+echo "  upstream lipsync_grpc_any {"
+for i in "${!ids[@]}"; do echo "    server ${grpcs[$i]} max_fails=1 fail_timeout=2s;"; done
+echo "  }"
+cat <<EOF
+
+  server {
+    listen ${listen_http};
+    client_max_body_size 0;           # speech is streamed; the instances bound it
+    proxy_http_version 1.1;
+    proxy_request_buffering off;      # uploads pass as they come (the session paces them)
+    proxy_buffering off;              # event streams and answers pass as they come
+    proxy_read_timeout 1h;
+    proxy_send_timeout 1h;
+    proxy_set_header Host \$host;
+    proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    proxy_set_header Upgrade \$http_upgrade;
+    proxy_set_header Connection \$lipsync_connection;
+
+    # A new session: any instance that takes it.
+    location = /v1/sessions {
+      proxy_next_upstream error timeout http_502 http_503 non_idempotent;
+      proxy_pass http://lipsync_http_any;
+    }
+    # A session's requests: the instance that holds it.
+    location /v1/sessions/ {
+      if (\$lipsync_http_upstream = "") {
+        return 404 '{"error":"no session \\'\$lipsync_session\\': no instance of this gateway holds it"}\n';
+      }
+      error_page 502 504 = @lipsync_gone;
+      proxy_pass http://\$lipsync_http_upstream;
+    }
+    location @lipsync_gone {
+      return 404 '{"error":"no session \\'\$lipsync_session\\': its instance \$lipsync_instance cannot be reached"}\n';
+    }
+    location / {
+      proxy_pass http://lipsync_http_any;
+    }
+  }
+
+  server {
+    listen ${listen_grpc} http2;
+    client_max_body_size 0;
+    grpc_read_timeout 1h;
+    grpc_send_timeout 1h;
+    location / {
+      grpc_pass grpc://\$lipsync_grpc_upstream;
+    }
+  }
+}
+EOF
