@@ -61,9 +61,13 @@ struct Api {
   }();
   server::SessionHub hub{context, webrtc::WebRtcOptions{}};
   server::HttpRoutes routes = [this] {
-    server::HttpApi api(hub, context, [](const server::HttpRequest&) {
+    server::HttpApi::Hooks hooks;
+    hooks.fallback = [](const server::HttpRequest&) {
       return server::HttpReply{404, "text/plain; charset=utf-8", "not found\n", {}};
-    });
+    };
+    hooks.drain = [] {};  // a drain only refuses later sessions: nothing to find here
+    hooks.load = [] { return std::string("{}"); };
+    server::HttpApi api(hub, context, std::move(hooks));
     return api.routes();
   }();
 };
