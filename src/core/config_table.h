@@ -181,6 +181,34 @@ class ConfigTable {
     return *this;
   }
 
+  // A list of free texts (URLs, ...), possibly empty; `what` names one item for `lipsync
+  // config` ("TURN URL"). Items are non-empty and not repeated; the struct's validate() checks
+  // their form.
+  ConfigTable& texts(std::string name, std::vector<std::string> Options::*field, std::string what,
+                     std::string doc) {
+    Entry e{std::move(name), std::move(doc), "list of " + what, {}, {}, {}};
+    e.set = [field](Options& o, const ConfigValue& v, const std::string& key) {
+      if (!v.is_list) fail(key, "expected a list such as [\"" + v.items[0] + "\"]");
+      o.*field = v.items;
+    };
+    e.get = [field](const Options& o) {
+      std::string out;
+      for (const auto& item : o.*field) out += (out.empty() ? "" : ", ") + item;
+      return "[" + out + "]";
+    };
+    e.check = [field](const Options& o, const std::string& key) {
+      const auto& items = o.*field;
+      for (std::size_t i = 0; i < items.size(); ++i) {
+        if (items[i].empty()) fail(key, "item " + std::to_string(i + 1) + " is empty");
+        for (std::size_t j = 0; j < i; ++j) {
+          if (items[j] == items[i]) fail(key, "'" + items[i] + "' is listed twice");
+        }
+      }
+    };
+    entries_.push_back(std::move(e));
+    return *this;
+  }
+
   const std::string& section() const { return section_; }
   bool has(std::string_view name) const { return find(name) != nullptr; }
 

@@ -114,6 +114,21 @@ json info_json(const SessionInfo& i) {
   return j;
 }
 
+// RTCConfiguration.iceServers for a client of session `id` (empty without webrtc.stun_server
+// and webrtc.turn_servers): what the page passes to its RTCPeerConnection.
+json ice_servers_json(const SessionHub& hub, const std::string& id) {
+  json out = json::array();
+  for (const webrtc::IceServer& s : hub.ice_servers().for_client(id)) {
+    json entry = {{"urls", s.urls}};
+    if (!s.username.empty()) {
+      entry["username"] = s.username;
+      entry["credential"] = s.credential;
+    }
+    out.push_back(std::move(entry));
+  }
+  return out;
+}
+
 std::vector<std::string> split_path(const std::string& path) {
   std::vector<std::string> out;
   std::size_t at = 1;
@@ -875,8 +890,11 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
         return out.reply(json_reply(200, {{"sessions", list}}));
       }
       case Route::kSession:
-        if (r.method == "GET")
-          return out.reply(json_reply(200, info_json(session_or_throw(id)->info())));
+        if (r.method == "GET") {
+          json info = info_json(session_or_throw(id)->info());
+          info["ice_servers"] = ice_servers_json(hub, id);
+          return out.reply(json_reply(200, info));
+        }
         session_or_throw(id);
         hub.control().post([this_ = shared_from_this(), id, out] {
           const bool removed = this_->hub.remove(
@@ -963,6 +981,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
         auto s = this_->hub.create(spec);
         json created = info_json(s->info());
         created["viewer_token"] = s->viewer_token();
+        created["ice_servers"] = ice_servers_json(this_->hub, s->id());
         HttpReply reply = json_reply(201, created);
         reply.headers.emplace_back("Location", "/v1/sessions/" + s->id());
         out.reply(std::move(reply));

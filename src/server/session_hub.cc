@@ -51,6 +51,7 @@ void record_live_frame(ServerMetrics& metrics, const std::string& model,
 SessionHub::SessionHub(const ServiceContext& context, webrtc::WebRtcOptions options)
     : context_(context),
       options_(std::move(options)),
+      ice_servers_(options_),
       instance_(context.server.resolved_instance_id()) {
   if (context_.live.session_idle_timeout_s > 0) {
     reaper_ = std::thread([this] {
@@ -345,12 +346,14 @@ std::pair<std::string, std::string> HubSession::add_viewer(const std::string& of
   try {
     const std::weak_ptr<HubSession> weak = weak_from_this();
     core::WorkerPool* workers = &hub_.control();  // a viewer gone: its teardown
-    sender = webrtc::WhepSender::create(offer, hub_.webrtc_options(), width_, height_,
-                                        [weak, viewer, workers] {
-                                          workers->post([weak, viewer] {
-                                            if (auto self = weak.lock()) self->drop_viewer(viewer);
-                                          });
-                                        });
+    sender = webrtc::WhepSender::create(
+        offer, hub_.webrtc_options(), width_, height_,
+        [weak, viewer, workers] {
+          workers->post([weak, viewer] {
+            if (auto self = weak.lock()) self->drop_viewer(viewer);
+          });
+        },
+        hub_.ice_servers().for_agent(id_));
   } catch (...) {
     --count;
     throw;

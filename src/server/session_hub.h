@@ -30,6 +30,7 @@
 #include "pipeline/live_session.h"
 #include "server/service_context.h"
 #include "server/session_events.h"
+#include "webrtc/ice_servers.h"
 #include "webrtc/webrtc_options.h"
 #include "webrtc/whep_sender.h"
 
@@ -98,6 +99,9 @@ class SessionHub {
   int sessions() const;
   int viewers() const { return viewers_.load(); }
   const webrtc::WebRtcOptions& webrtc_options() const { return options_; }
+  // The STUN and TURN servers of this server's viewers (webrtc.*): what clients get as
+  // ice_servers, and what each viewer's ICE agent relays through.
+  const webrtc::IceServers& ice_servers() const { return ice_servers_; }
   const ServiceContext& context() const { return context_; }
 
   // Work that blocks runs on these threads, never on the request workers that make the frames.
@@ -119,6 +123,7 @@ class SessionHub {
  private:
   const ServiceContext context_;
   const webrtc::WebRtcOptions options_;
+  const webrtc::IceServers ice_servers_;
   mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<HubSession>> sessions_;  // guarded
   bool stopped_ = false;                                         // guarded

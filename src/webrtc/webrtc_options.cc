@@ -1,6 +1,7 @@
 #include "webrtc/webrtc_options.h"
 
 #include "core/error.h"
+#include "webrtc/ice_servers.h"
 
 namespace lipsync::webrtc {
 
@@ -11,6 +12,15 @@ const core::ConfigTable<WebRtcOptions>& WebRtcOptions::config() {
                    "H.264 target bitrate of each viewer's video")
           .text("stun_server", &WebRtcOptions::stun_server, "host:port or empty",
                 "STUN server for server-reflexive candidates; empty = host candidates only")
+          .texts("turn_servers", &WebRtcOptions::turn_servers, "TURN URLs",
+                 "TURN servers that relay media for viewers no direct path reaches, as "
+                 "turn:[USER:PASSWORD@]HOST[:PORT] or turns:..., with ?transport=udp or tcp "
+                 "if wanted; the server's ICE agent uses them, clients get them as ice_servers")
+          .text("turn_secret_file", &WebRtcOptions::turn_secret_file, "path or empty",
+                "file holding the TURN servers' shared secret (coturn's static-auth-secret): "
+                "URLs without USER:PASSWORD get time-limited credentials made with it")
+          .integer("turn_credential_ttl_s", &WebRtcOptions::turn_credential_ttl_s, 60, 604800,
+                   "lifetime of time-limited TURN credentials, from the request that gets them")
           .integer("udp_port_min", &WebRtcOptions::udp_port_min, 0, 65535,
                    "lowest local UDP port for ICE (0 = any)")
           .integer("udp_port_max", &WebRtcOptions::udp_port_max, 0, 65535,
@@ -38,6 +48,13 @@ void WebRtcOptions::validate() const {
   }
   if (!stun_server.empty() && stun_server.find(':') == std::string::npos) {
     throw Error::invalid_input("webrtc.stun_server: '" + stun_server + "' is not host:port");
+  }
+  for (const std::string& url : turn_servers) {
+    if (parse_turn_url(url).username.empty() && turn_secret_file.empty()) {
+      throw Error::invalid_input("webrtc.turn_servers: '" + url.substr(0, 200) +
+                                 "' has no USER:PASSWORD, and no webrtc.turn_secret_file is set "
+                                 "to make time-limited credentials");
+    }
   }
 }
 

@@ -601,7 +601,8 @@ struct WhepSender::Impl {
 
 std::shared_ptr<WhepSender> WhepSender::create(const std::string& offer,
                                                const WebRtcOptions& options, int width, int height,
-                                               std::function<void()> on_gone) {
+                                               std::function<void()> on_gone,
+                                               const std::vector<std::string>& turn_servers) {
   ensure_gstreamer();
   if (offer.find("v=0") == std::string::npos || offer.find("m=") == std::string::npos) {
     throw Error::invalid_input("the body is not an SDP offer (expected v=0 and m= lines)");
@@ -648,6 +649,15 @@ std::shared_ptr<WhepSender> WhepSender::create(const std::string& offer,
                    impl.get());
   g_signal_connect(impl->webrtc, "notify::ice-connection-state",
                    G_CALLBACK(&Impl::on_ice_connection), impl.get());
+  for (const std::string& uri : turn_servers) {
+    gboolean added = FALSE;
+    g_signal_emit_by_name(impl->webrtc, "add-turn-server", uri.c_str(), &added);
+    if (!added) {
+      gst_sdp_message_free(sdp);
+      throw Error::unavailable("webrtc: the TURN server " + uri.substr(uri.rfind('@') + 1) +
+                               " cannot be used (its host does not resolve?)");
+    }
+  }
   impl->add_local_addresses();
   impl->watchdog = std::thread([raw = impl.get()] { raw->watch(); });
   impl->negotiate(sdp);  // takes sdp; on error impl's destructor tears the pipeline down

@@ -43,9 +43,11 @@ class WhepSender {
  public:
   // Answers `offer` for a session of `width` x `height` frames. Throws Error::Code::kInvalidInput
   // for an offer that is not SDP, or has no H.264 (packetization-mode 1) video, and kUnavailable
-  // when ICE gathering does not complete within ice_timeout_ms.
+  // when ICE gathering does not complete within ice_timeout_ms. `turn_servers`: the URIs the ICE
+  // agent relays through (IceServers::for_agent); gathering then waits for their allocations.
   static std::shared_ptr<WhepSender> create(const std::string& offer, const WebRtcOptions& options,
-                                            int width, int height, std::function<void()> on_gone);
+                                            int width, int height, std::function<void()> on_gone,
+                                            const std::vector<std::string>& turn_servers = {});
   ~WhepSender();
   WhepSender(const WhepSender&) = delete;
   WhepSender& operator=(const WhepSender&) = delete;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the browser tests: run.sh LIPSYNC_BINARY SPEECH_WAV. Server and browser share a private
-# network namespace with only loopback (unshare -n) when the system allows it, so no packet leaves
-# the machine; otherwise they run as they are (everything still binds to 127.0.0.1).
+# Runs browser tests: run.sh LIPSYNC_BINARY SPEECH_WAV [TEST_FILE] (default: webrtc.test.mjs).
+# Server and browser share a private network namespace with only loopback (unshare -n) when the
+# system allows it, so no packet leaves the machine; otherwise they run as they are (everything
+# still binds to 127.0.0.1).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 export LIPSYNC_BINARY="$1" LIPSYNC_SPEECH="$2"
@@ -9,7 +10,7 @@ if [[ ! -d "$here/node_modules/playwright-core" ]]; then
   echo "run.sh: playwright-core is missing; run scripts/bootstrap" >&2
   exit 1
 fi
-cmd=(node --test --test-reporter=spec "$here/webrtc.test.mjs")
+cmd=(node --test --test-reporter=spec "$here/${3:-webrtc.test.mjs}")
 if unshare -n true 2>/dev/null; then
   exec unshare -n bash -c 'ip link set lo up && exec "$@"' _ "${cmd[@]}"
 fi
