@@ -129,6 +129,10 @@ std::string pipeline_description(const std::vector<OfferMedia>& media, const Web
   // media time of what the browser plays from the RTP timestamps it reports.
   const std::string offset = o.frame_marker ? " timestamp-offset=0" : "";
   if (!o.stun_server.empty()) d += " stun-server=stun://" + o.stun_server;
+  // x264's VBV buffer of 120 ms caps a frame at 120 ms of bitrate (37 KB at 2500 kb/s): a key
+  // frame is sent at once (nothing paces RTP here), and a TURN relay drops what does not fit in
+  // its socket (coturn's hold 64 KB): with the default 600 ms, one key frame in two lost packets
+  // through coturn and the viewer fell to 12-17 fps (tests/browser/turn.test.mjs).
   for (const OfferMedia& m : media) {
     const std::string pt = std::to_string(m.payload);
     if (m.video) {
@@ -137,7 +141,7 @@ std::string pipeline_description(const std::vector<OfferMedia>& media, const Web
            std::to_string(width) + ",height=" + std::to_string(height) +
            ",framerate=25/1\" ! videoconvert ! video/x-raw,format=I420"
            " ! x264enc tune=zerolatency speed-preset=ultrafast bframes=0 key-int-max=50"
-           " bitrate=" +
+           " vbv-buf-capacity=120 bitrate=" +
            std::to_string(o.video_bitrate_kbps) +
            " ! video/x-h264,profile=constrained-baseline"
            " ! rtph264pay config-interval=-1 aggregate-mode=zero-latency" +
