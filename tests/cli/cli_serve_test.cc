@@ -24,6 +24,7 @@
 #include "lipsync/v1/lipsync.grpc.pb.h"
 #include "support/http_client.h"
 #include "support/media_probe.h"
+#include "support/sdp_offer.h"
 #include "support/sse_client.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
@@ -406,8 +407,21 @@ TEST_F(CliServe, TheGatewaySendsEverySessionsRequestsToItsInstance) {
       EXPECT_EQ(call("POST", base + "/speech", "audio/s16le;rate=16000", pcm).status, 200) << id;
       EXPECT_EQ(call("POST", base + "/interrupt").status, 200) << id;
     }
-    // The session's event stream and its socket pass through.
+    // Text to speak, and a WebRTC viewer: its offer is answered by the session's instance, and
+    // the viewer's own URL (Location) reaches it too.
     const std::string id = ids.front();
+    const auto said =
+        call("POST", "/v1/sessions/" + id + "/say", "application/json", R"({"text": "hello"})");
+    EXPECT_EQ(said.status, 200) << id << ": " << said.body;
+    const auto whep =
+        call("POST", "/v1/sessions/" + id + "/whep", "application/sdp", testing::whep_offer());
+    ASSERT_EQ(whep.status, 201) << id << ": " << whep.body;
+    EXPECT_NE(whep.body.find("a=fingerprint"), std::string::npos) << whep.body;
+    const auto at = whep.headers.find("/v1/sessions/" + id + "/whep/");
+    ASSERT_NE(at, std::string::npos) << whep.headers;
+    const std::string viewer = whep.headers.substr(at, whep.headers.find('\r', at) - at);
+    EXPECT_EQ(call("DELETE", viewer).status, 204) << viewer;
+    // The session's event stream and its socket pass through.
     testing::SseClient events(port, "/v1/sessions/" + id + "/events");
     ASSERT_TRUE(events.wait([](const auto& e, bool) { return !e.empty(); })) << id;
     EXPECT_EQ(events.events().front().event, "utterance_queued");

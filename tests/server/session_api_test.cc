@@ -21,6 +21,7 @@
 #include "lipsync/v1/lipsync.grpc.pb.h"
 #include "server/server.h"
 #include "support/http_client.h"
+#include "support/sdp_offer.h"
 #include "support/sse_client.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
@@ -530,24 +531,6 @@ TEST_F(SessionApiTest, Issue24_AStreamedUploadThatCannotStartGetsItsOwnJsonError
   EXPECT_EQ(first_line(speech_head(id, "audio/s16le;rate=16000", length)), "HTTP/1.1 409 Conflict");
 }
 
-// A browser's WHEP offer (H.264 and Opus, receive only) without candidates: the server answers
-// it and starts the viewer's pipeline, and no packet is sent anywhere.
-std::string viewer_offer() {
-  const std::string ice =
-      "c=IN IP4 0.0.0.0\r\na=ice-ufrag:lsTe\r\na=ice-pwd:Xb4rhSGtEIK1sBwQ9L3cYdJ2\r\n"
-      "a=fingerprint:sha-256 "
-      "4A:AD:B9:B1:3F:82:18:3B:54:02:12:DF:3E:5D:49:6B:19:E5:7C:AB:4A:AD:B9:B1:3F:82:18:3B:54:02:"
-      "12:DF\r\na=setup:actpass\r\na=recvonly\r\na=rtcp-mux\r\n";
-  return "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
-         "a=group:BUNDLE 0 1\r\n"
-         "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n" +
-         ice +
-         "a=mid:0\r\na=rtpmap:96 H264/90000\r\n"
-         "a=fmtp:96 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n"
-         "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n" +
-         ice + "a=mid:1\r\na=rtpmap:111 opus/48000/2\r\n";
-}
-
 // Issue 25 §2: the events of no tick (a viewer joining and leaving) reach an attached gRPC call on
 // the next frame, with the seq and JSON every transport has; the last one, session_ended, is the
 // call's trailing metadata.
@@ -571,7 +554,8 @@ TEST_F(SessionApiTest, Issue25_GrpcGetsViewerEventsOnTheNextFrameAndTheEndAsItsT
     std::lock_guard lock(mutex);
     return events;
   };
-  const auto r = request("POST", "/v1/sessions/" + id + "/whep", viewer_offer(), "application/sdp");
+  const auto r =
+      request("POST", "/v1/sessions/" + id + "/whep", testing::whep_offer(), "application/sdp");
   ASSERT_EQ(r.status, 201) << r.body;
   const auto at = r.headers.find("/whep/");
   const std::string viewer = r.headers.substr(at + 6, r.headers.find('\r', at) - at - 6);
@@ -631,7 +615,7 @@ int count_entries(const char* folder) {
 TEST_F(SessionApiTest, Issue24_ViewersThatEndLeaveNoThreadOrDescriptorBehind) {
   const auto visit = [&](const std::string& id) {
     const auto r =
-        request("POST", "/v1/sessions/" + id + "/whep", viewer_offer(), "application/sdp");
+        request("POST", "/v1/sessions/" + id + "/whep", testing::whep_offer(), "application/sdp");
     EXPECT_EQ(r.status, 201) << r.body;
     const auto at = r.headers.find("/whep/");
     return at == std::string::npos ? std::string()
@@ -708,7 +692,7 @@ TEST_F(SessionApiTest, Issue24_ASessionHasAtMostTwoMediaJobsAtOnce) {
   for (int i = 0; i < 6; ++i) {
     offers.emplace_back([&] {
       const auto r =
-          request("POST", "/v1/sessions/" + id + "/whep", viewer_offer(), "application/sdp");
+          request("POST", "/v1/sessions/" + id + "/whep", testing::whep_offer(), "application/sdp");
       if (r.status == 201) ++created;
       if (r.status == 429) {
         ++refused;
