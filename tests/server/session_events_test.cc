@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -121,6 +122,9 @@ class FrameWatcher {
         std::lock_guard lock(mutex_);
         frames_.push_back(f);
       }
+      std::lock_guard lock(mutex_);
+      ended_ = true;
+      ended_changed_.notify_all();
     });
   }
   ~FrameWatcher() {
@@ -131,13 +135,21 @@ class FrameWatcher {
     std::lock_guard lock(mutex_);
     return frames_;
   }
+  // Whether the call has ended (the server closed it: every frame it sent has been read) within
+  // `timeout`.
+  bool wait_ended(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return ended_changed_.wait_for(lock, timeout, [this] { return ended_; });
+  }
 
  private:
   std::unique_ptr<v1::LipSync::Stub> stub_;
   grpc::ClientContext ctx_;
   std::unique_ptr<grpc::ClientReaderWriter<LiveRequest, LiveFrame>> call_;
   std::mutex mutex_;
-  std::vector<LiveFrame> frames_;
+  std::condition_variable ended_changed_;
+  std::vector<LiveFrame> frames_;  // guarded by mutex_
+  bool ended_ = false;             // guarded by mutex_
   std::thread thread_;
 };
 
@@ -370,8 +382,8 @@ TEST_F(SessionEventsServerTest, AnAgentSimulationOfTwentyTurnsWithEightBargeIns)
   ASSERT_FALSE(events.empty());
   EXPECT_EQ(events.back().event, "session_ended");
   EXPECT_EQ(json::parse(events.back().data).at("reason"), "deleted");
-  // Frames of a tick come with its events: give the gRPC reader a moment for the last ones.
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // The session's end ends the attached call too, after its last frame: read them all.
+  ASSERT_TRUE(watcher.wait_ended(std::chrono::seconds(10)));
   check(events, watcher.frames(), turns);
   // Turns in order: utterance k's finished before k+1's started.
   std::int64_t finished_seq = 0;
@@ -420,7 +432,10 @@ TEST_F(SessionEventsServerTest, InterruptsAtThirtyRandomPointsReportWhatWasHeard
       "interrupt -> playback_finished at the client over %zu interrupts: p50 %.0f ms, "
       "p99 %.0f ms\n",
       acks.size(), percentile(acks, 0.5), percentile(acks, 0.99));
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // The end of the session ends the event stream and the attached call after their last.
+  EXPECT_EQ(request("DELETE", "/v1/sessions/" + id).status, 204);
+  ASSERT_TRUE(sse.wait([](const auto&, bool closed) { return closed; }));
+  ASSERT_TRUE(watcher.wait_ended(std::chrono::seconds(10)));
   check(sse.events(), watcher.frames(), turns);
 }
 
