@@ -146,6 +146,8 @@ std::vector<std::string> split_path(const std::string& path) {
 // session's viewer token may use (it watches: the session's state, its events, WHEP).
 enum class Route {
   kNone,
+  kDrain,
+  kLoad,
   kSessions,
   kSession,
   kWhep,
@@ -166,6 +168,11 @@ struct RouteSpec {
 };
 
 constexpr RouteSpec kSessionsRoute{Route::kSessions, "", "GET, POST", ""};
+// The instance's own routes (the path after /v1/): the API token only, never a viewer's.
+constexpr RouteSpec kInstanceRoutes[] = {
+    {Route::kDrain, "admin/drain", "POST", ""},
+    {Route::kLoad, "load", "GET, HEAD", ""},
+};
 constexpr RouteSpec kSessionRoutes[] = {
     {Route::kSession, "", "GET, DELETE", "GET"},
     {Route::kWhep, "whep", "POST", "POST"},
@@ -188,6 +195,12 @@ struct RouteMatch {
 RouteMatch match_route(const std::string& path) {
   const auto parts = split_path(path);  // v1, sessions, ID, ...
   RouteMatch m;
+  if (path.starts_with("/v1/")) {
+    for (const RouteSpec& spec : kInstanceRoutes) {
+      if (path.substr(4) == spec.tail) m.spec = &spec;
+    }
+    if (m.spec != nullptr) return m;
+  }
   if (parts.size() < 2 || parts[0] != "v1" || parts[1] != "sessions") return m;
   if (parts.size() == 2) {
     m.spec = &kSessionsRoute;
@@ -862,20 +875,6 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
   }
 
   void route(HttpRequest r, const HttpResponder& out) {
-    if (r.path == "/v1/admin/drain") {
-      if (!authorized(r)) return out.reply(unauthorized());  // a viewer token is not enough
-      if (r.method != "POST") return out.reply(method_not_allowed("POST"));
-      drain();
-      return out.reply(json_reply(202, {{"draining", true},
-                                        {"instance", hub.instance()},
-                                        {"sessions", hub.sessions()},
-                                        {"drain_timeout_s", ctx.server.drain_timeout_s}}));
-    }
-    if (r.path == "/v1/load") {
-      if (!authorized(r)) return out.reply(unauthorized());
-      if (r.method != "GET" && r.method != "HEAD") return out.reply(method_not_allowed("GET"));
-      return out.reply({200, "application/json", load() + "\n", {}});
-    }
     const RouteMatch m = match_route(r.path);
     if (m.spec == nullptr) throw Error::not_found("no route " + r.path.substr(0, 100));
     if (!takes(m.spec->methods, r.method)) {
@@ -883,6 +882,14 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     }
     const std::string& id = m.session;
     switch (m.route()) {
+      case Route::kDrain:
+        drain();
+        return out.reply(json_reply(202, {{"draining", true},
+                                          {"instance", hub.instance()},
+                                          {"sessions", hub.sessions()},
+                                          {"drain_timeout_s", ctx.server.drain_timeout_s}}));
+      case Route::kLoad:
+        return out.reply({200, "application/json", load() + "\n", {}});
       case Route::kSessions: {
         if (r.method == "POST") return create(r, out);
         json list = json::array();

@@ -104,6 +104,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   std::thread thread;
   int port = 0;
   std::atomic<int> connections{0};
+  std::atomic<int> open_streams{0};  // WebSockets and event streams alive (any thread drops one)
   std::unordered_map<Session*, std::weak_ptr<Session>> sessions;         // I/O thread only
   std::unordered_map<WebSocket*, std::weak_ptr<WebSocket>> websockets;   // I/O thread only
   std::unordered_map<EventStream*, std::weak_ptr<EventStream>> streams;  // I/O thread only
@@ -488,7 +489,12 @@ void tell_closed(std::shared_ptr<Handler> handler, const char* what) {
 class HttpServer::Impl::WebSocket : public WebSocketPeer,
                                     public std::enable_shared_from_this<WebSocket> {
  public:
-  explicit WebSocket(std::shared_ptr<Impl> server) : server_(std::move(server)) {}
+  explicit WebSocket(std::shared_ptr<Impl> server) : server_(std::move(server)) {
+    ++server_->open_streams;
+  }
+  ~WebSocket() override { --server_->open_streams; }
+  WebSocket(const WebSocket&) = delete;
+  WebSocket& operator=(const WebSocket&) = delete;
 
   // Takes the connection over from `owner` (kept until the end: it holds the connection's count)
   // and answers the handshake.
@@ -665,7 +671,12 @@ class HttpServer::Impl::EventStream : public EventStreamPeer,
                                       public std::enable_shared_from_this<EventStream> {
  public:
   explicit EventStream(std::shared_ptr<Impl> server)
-      : server_(std::move(server)), timer_(server_->io) {}
+      : server_(std::move(server)), timer_(server_->io) {
+    ++server_->open_streams;
+  }
+  ~EventStream() override { --server_->open_streams; }
+  EventStream(const EventStream&) = delete;
+  EventStream& operator=(const EventStream&) = delete;
 
   void start(std::shared_ptr<Session> owner, std::shared_ptr<EventStreamHandler> handler,
              const std::vector<std::pair<std::string, std::string>>& headers) {
@@ -853,8 +864,8 @@ void HttpServer::Impl::close_all() {
   for (auto& [raw, weak] : open_websockets) {
     if (auto w = weak.lock()) w->end();
   }
-  auto open_streams = std::move(streams);
-  for (auto& [raw, weak] : open_streams) {
+  auto open_event_streams = std::move(streams);
+  for (auto& [raw, weak] : open_event_streams) {
     if (auto e = weak.lock()) e->end();
   }
 }
@@ -912,6 +923,10 @@ int HttpServer::port() const {
 
 int HttpServer::open_connections() const {
   return impl_->connections.load();
+}
+
+int HttpServer::open_streams() const {
+  return impl_->open_streams.load();
 }
 
 void HttpServer::stop() {

@@ -207,6 +207,9 @@ class HttpServer {
   int port() const;
   // Connections open now (for tests and metrics).
   int open_connections() const;
+  // WebSocket and event stream connections open now: what a server that ends its sessions waits
+  // for, so that each gets its last message (an idle keep-alive connection costs nothing).
+  int open_streams() const;
   void stop();
 
  private:

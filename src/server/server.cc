@@ -65,10 +65,10 @@ struct Server::Impl {
   std::unique_ptr<grpc::Server> grpc;
   std::unique_ptr<HttpServer> http;
   int grpc_port = 0;
-  // A drain: started once (SIGTERM, POST /v1/admin/drain); the thread ends the request calls
-  // left after the grace.
+  // A drain: started once (SIGTERM, POST /v1/admin/drain); whether one is on is the hub's (it
+  // refuses new sessions under its own lock). The thread ends the request calls left after the
+  // grace.
   std::mutex drain_mutex;
-  std::atomic<bool> draining{false};
   std::thread request_drain;  // guarded by drain_mutex
   bool started = false;
   bool stopped = false;
@@ -109,7 +109,7 @@ struct Server::Impl {
     l.late_fraction = recent.live_frames > 0 ? recent.live_late / recent.live_frames : 0.0;
     l.load = std::max({static_cast<double>(l.sessions) / std::max(1, l.max_sessions),
                        l.generator_busy, l.late_fraction});
-    l.draining = draining;
+    l.draining = hub->draining();
     const double threshold = config.server.load_threshold;
     if (l.draining) {
       l.why = "draining";
@@ -363,7 +363,7 @@ void Server::start() {
 void Server::drain() {
   Impl& m = *impl_;
   std::lock_guard lock(m.drain_mutex);
-  if (!m.started || m.stopped || m.draining.exchange(true)) return;
+  if (!m.started || m.stopped || m.hub->draining()) return;
   spdlog::info(
       "lipsync serve: draining: new sessions are refused; {} live sessions go on for at most {} "
       "s; requests and streams have {} s",
@@ -381,7 +381,7 @@ void Server::drain() {
 }
 
 bool Server::draining() const {
-  return impl_->draining;
+  return impl_->hub && impl_->hub->draining();
 }
 
 bool Server::drained() const {
@@ -400,12 +400,12 @@ void Server::stop() {
     m.stopped = true;
   }
   m.stop_janitor();
-  if (m.draining) {
+  if (m.hub->draining()) {
     // The drain is over: the sessions left end now (session_ended, shutdown), and their event
     // streams and sockets get a moment to send it before the connections close.
     m.hub->stop();
     const auto until = std::chrono::steady_clock::now() + kFlushAfterDrain;
-    while (m.http && m.http->open_connections() > 0 && std::chrono::steady_clock::now() < until) {
+    while (m.http && m.http->open_streams() > 0 && std::chrono::steady_clock::now() < until) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   }

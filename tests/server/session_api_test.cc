@@ -1316,6 +1316,13 @@ TEST_F(SessionApiTest, Issue26_AnInstanceAtItsLoadThresholdIsNotReadyAndSaysWhy)
     return json::parse(r.body);
   };
   EXPECT_EQ(request("GET", "/v1/load", "", "application/json", "").status, 401);
+  // A route like the others: HEAD is taken, and a 405 lists both.
+  const auto head = request("HEAD", "/v1/load");
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(head.body, "");
+  const auto post = request("POST", "/v1/load");
+  EXPECT_EQ(post.status, 405);
+  EXPECT_NE(post.headers.find("Allow: GET, HEAD\r\n"), std::string::npos) << post.headers;
   json l = load();
   EXPECT_EQ(l.at("instance"), "pod-7");
   EXPECT_EQ(l.at("sessions"), 0);
