@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
+import { CHROMIUM_ARGS, figure, startLipsync, waitFor } from './common.mjs';
 
 const BINARY = process.env.LIPSYNC_BINARY;
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -20,12 +21,6 @@ const SECRET = 'turn-test-secret';
 // run.sh gives the test a network namespace of its own when it can: these ports are then free.
 const TURN_PORT = 34780 + Math.floor(Math.random() * 1000);
 const RELAY_MIN = 45000 + Math.floor(Math.random() * 100) * 100;
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--autoplay-policy=no-user-gesture-required',
-  '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns',
-  '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--mute-audio',
-];
 
 let dir;
 let turn;
@@ -33,19 +28,6 @@ let turnLog = '';
 let server;
 let base;
 let browser;
-
-function figure(name, value) {
-  console.log(`figure: ${name} ${value}`);
-}
-
-async function waitFor(predicate, timeoutMs, stepMs = 100) {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await predicate()) return true;
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-  return false;
-}
 
 // What a watch() measured, without its frames (for a failure's message).
 function brief({ frames, ...rest }) {
@@ -78,25 +60,12 @@ before(async () => {
             `coturn did not start:\n${turnLog}`);
 
   writeFileSync(join(dir, 'turn_secret'), `${SECRET}\n`);
-  const config = join(dir, 'config.yaml');
-  writeFileSync(config, [
+  const { child, ports } = await startLipsync(BINARY, dir, [
     'server:', `  api_token: ${TOKEN}`, '  drain_timeout_s: 1',
     'webrtc:', '  frame_marker: true', '  ice_timeout_ms: 3000',
     `  turn_servers: ["turn:127.0.0.1:${TURN_PORT}?transport=udp"]`,
-    `  turn_secret_file: ${join(dir, 'turn_secret')}`, '',
-  ].join('\n'));
-  const child = spawn(BINARY, ['serve', '--config', config, '--http', '127.0.0.1:0',
-                               '--grpc', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stderr.on('data', (d) => process.stderr.write(d));
-  const ports = await new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-      const line = out.split('\n').find((l) => l.startsWith('{'));
-      if (line) resolve(JSON.parse(line));
-    });
-    child.on('exit', (code) => reject(new Error(`lipsync serve exited with ${code}`)));
-  });
+    `  turn_secret_file: ${join(dir, 'turn_secret')}`,
+  ]);
   server = child;
   base = `http://127.0.0.1:${ports.http_port}`;
   browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });

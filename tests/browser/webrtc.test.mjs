@@ -6,24 +6,17 @@
 // Prints the figures it measures (glass-to-glass latency, first-speech and interrupt latency,
 // A/V offset) as lines starting with "figure:".
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
+import { CHROMIUM_ARGS, figure, startLipsync, waitFor } from './common.mjs';
 
 const BINARY = process.env.LIPSYNC_BINARY;
 const SPEECH = process.env.LIPSYNC_SPEECH;
 const TOKEN = 'browser-test-token';
 const ICE_TIMEOUT_MS = 3000;
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--autoplay-policy=no-user-gesture-required',
-  '--allow-loopback-in-peer-connection', '--use-fake-ui-for-media-stream',
-  '--use-fake-device-for-media-stream', '--disable-features=WebRtcHideLocalIpsWithMdns',
-  '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--mute-audio',
-];
 
 let server;
 let base;
@@ -31,32 +24,13 @@ let browser;
 let page;
 let dir;
 
-function figure(name, value) {
-  console.log(`figure: ${name} ${value}`);
-}
-
 async function startServer() {
   dir = mkdtempSync(join(tmpdir(), 'lipsync-browser-'));
-  const config = join(dir, 'config.yaml');
-  writeFileSync(config, [
+  return startLipsync(BINARY, dir, [
     // SIGTERM at the end drains: the sessions left end after 2 s, then the server exits 0.
     'server:', `  api_token: ${TOKEN}`, '  drain_timeout_s: 2',
     'webrtc:', '  frame_marker: true', `  ice_timeout_ms: ${ICE_TIMEOUT_MS}`, '  max_viewers: 8',
-    '',
-  ].join('\n'));
-  const child = spawn(BINARY, ['serve', '--config', config, '--http', '127.0.0.1:0',
-                               '--grpc', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stderr.on('data', (d) => process.stderr.write(d));
-  const ports = await new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-      const line = out.split('\n').find((l) => l.startsWith('{'));
-      if (line) resolve(JSON.parse(line));
-    });
-    child.on('exit', (code) => reject(new Error(`lipsync serve exited with ${code}`)));
-  });
-  return { child, ports };
+  ]);
 }
 
 async function api(method, path, { body, type, token = TOKEN } = {}) {
@@ -72,15 +46,6 @@ async function viewerGauge() {
   const m = await api('GET', '/metrics', { token: null });
   const line = m.text.split('\n').find((l) => l.startsWith('lipsync_webrtc_viewers '));
   return Number(line.split(' ')[1]);
-}
-
-async function waitFor(predicate, timeoutMs, stepMs = 100) {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await predicate()) return true;
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-  return false;
 }
 
 // Installs the recorder in the page: per presented frame its presentation time, the send time
