@@ -544,6 +544,7 @@ void LiveSession::start_producer(const std::shared_ptr<Utterance>& u) {
   s.keep_output = true;  // for the cross-fades and the fade after an interrupt
   s.window_frames = settings_.pipeline.window_frames;
   s.audio = settings_.audio;
+  s.observe = settings_.observe;
   const SteadyTime first_due = due(u->start_tick);
   s.deadline = [first_due](int frame) -> std::optional<SteadyTime> {
     return first_due + kTick * frame - kOutputMargin;

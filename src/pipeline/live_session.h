@@ -44,6 +44,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -172,6 +173,9 @@ struct LiveSettings {
   LiveOptions live;
   PipelineOptions pipeline;
   audio::AudioOptions audio;
+  // Each utterance's stage timings (mel, windows, encoder, generator's neighbours: what
+  // ProducerSettings::observe gets), for the server's metrics; may be empty.
+  std::function<void(std::string_view stage, double ms)> observe;
 };
 
 class LiveSession final : public TickClient, public std::enable_shared_from_this<LiveSession> {

@@ -112,6 +112,9 @@ std::shared_ptr<HubSession> SessionHub::create(const NewSession& spec) {
     settings.idle_pictures = context_.idle_pictures;
     settings.pipeline = context_.pipeline;
     settings.audio = context_.audio;
+    settings.observe = [metrics = context_.metrics](std::string_view stage, double ms) {
+      metrics->observe_ms(std::string(stage), ms);
+    };
     session->start(settings);
   }
   std::lock_guard lock(mutex_);

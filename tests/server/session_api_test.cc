@@ -333,6 +333,12 @@ TEST_F(SessionApiTest, Issue24_TheOnTimeFractionOfSpeechIsReportedPerSessionAndM
   EXPECT_NE(metrics.find("lipsync_live_speech_late_frames_total{model=\"demo\"} "),
             std::string::npos);
   EXPECT_NE(metrics.find("lipsync_frames_skipped_total{model=\"demo\"} "), std::string::npos);
+  // The live path's stages are timed like a request's (the alert rules read them).
+  for (const char* stage : {"mel", "windows", "encoder", "composite"}) {
+    EXPECT_NE(metrics.find("lipsync_stage_seconds_count{stage=\"" + std::string(stage) + "\"} "),
+              std::string::npos)
+        << stage;
+  }
 }
 
 TEST_F(SessionApiTest, AWholeWavUploadAndAnUploadThatStaysOpenForTheNext) {
