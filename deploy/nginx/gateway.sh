@@ -19,7 +19,8 @@
 #   everything else              to any instance (the demo page, /healthz, /readyz, /metrics)
 # gRPC (HTTP/2, grpc_pass): a call with the metadata `lipsync-instance: <id>` (a Live call
 # attaching to a session: the reference client sets it from the session id) goes to that
-# instance; any other call to any instance.
+# instance; any other call to any instance. A call whose instance cannot be reached ends with
+# NOT_FOUND "instance '<id>' cannot be reached" (UNAVAILABLE when it named none).
 #
 # Kubernetes: --dns SERVICE instead of --instance. The instances are the pods of a StatefulSet
 # whose headless service is SERVICE (publishNotReadyAddresses: true); a pod's name is its
@@ -152,6 +153,11 @@ http {
     "~^(?<g>[a-z0-9-]{1,63})\$" "\${g}.${service}:${grpc_port}";
     default "${service}:${grpc_port}";
   }
+  # A call whose instance cannot be reached: NOT_FOUND (5) when it named one, else UNAVAILABLE.
+  map \$http_lipsync_instance \$lipsync_grpc_gone_status {
+    "" 14;
+    default 5;
+  }
   # WebSocket upgrades pass through.
   map \$http_upgrade \$lipsync_connection {
     default upgrade;
@@ -205,7 +211,16 @@ http {
     grpc_read_timeout 1h;
     grpc_send_timeout 1h;
     location / {
+      error_page 502 504 = @lipsync_grpc_gone;
       grpc_pass grpc://\$lipsync_grpc_upstream;
+    }
+    location @lipsync_grpc_gone {
+      # The instance a call names cannot be reached: a gRPC status the client can read (NOT_FOUND
+      # naming it; UNAVAILABLE when the call named none), not an HTTP 502.
+      default_type application/grpc;
+      add_header grpc-status \$lipsync_grpc_gone_status always;
+      add_header grpc-message "instance '\$http_lipsync_instance' cannot be reached" always;
+      return 204;
     }
   }
 }
@@ -256,6 +271,11 @@ echo "  }"
 echo "  map \$http_lipsync_instance \$lipsync_grpc_upstream {"
 for i in "${!ids[@]}"; do echo "    ${ids[$i]} lipsync_grpc_${ids[$i]};"; done
 echo "    default lipsync_grpc_any;"
+echo "  }"
+echo "  # A call whose instance cannot be reached: NOT_FOUND (5) when it named one, else UNAVAILABLE."
+echo "  map \$http_lipsync_instance \$lipsync_grpc_gone_status {"
+echo "    \"\" 14;"
+echo "    default 5;"
 echo "  }"
 for i in "${!ids[@]}"; do
   echo "  upstream lipsync_http_${ids[$i]} { server ${https[$i]} max_fails=0; keepalive 8; }"
@@ -310,7 +330,16 @@ cat <<EOF
     grpc_read_timeout 1h;
     grpc_send_timeout 1h;
     location / {
+      error_page 502 504 = @lipsync_grpc_gone;
       grpc_pass grpc://\$lipsync_grpc_upstream;
+    }
+    location @lipsync_grpc_gone {
+      # The instance a call names cannot be reached: a gRPC status the client can read (NOT_FOUND
+      # naming it; UNAVAILABLE when the call named none), not an HTTP 502.
+      default_type application/grpc;
+      add_header grpc-status \$lipsync_grpc_gone_status always;
+      add_header grpc-message "instance '\$http_lipsync_instance' cannot be reached" always;
+      return 204;
     }
   }
 }

@@ -471,6 +471,13 @@ TEST_F(CliServe, TheGatewaySendsEverySessionsRequestsToItsInstance) {
   EXPECT_EQ(r.status, 404);
   EXPECT_NE(r.body.find("no session '" + gone + "'"), std::string::npos) << r.body;
   EXPECT_NE(r.body.find("instance alpha cannot be reached"), std::string::npos) << r.body;
+  // Over gRPC: NOT_FOUND naming the instance, not the gateway's HTTP 502.
+  const auto attach_gone = run_lipsync(
+      "live-client --target 127.0.0.1:" + std::to_string(gateway.grpc_port()) + " --session " +
+      gone + " --format raw --script " + q(end_script) + " -o " + q(dir_ / "live-gone"));
+  EXPECT_EQ(attach_gone.exit_code, 3) << "NOT_FOUND is exit code 3";
+  EXPECT_NE(attach_gone.err.find("instance 'alpha' cannot be reached"), std::string::npos)
+      << attach_gone.out << attach_gone.err;
   const auto unknown = call("GET", "/v1/sessions/gamma.123/events");
   EXPECT_EQ(unknown.status, 404);
   EXPECT_NE(unknown.body.find("no session 'gamma.123'"), std::string::npos) << unknown.body;
