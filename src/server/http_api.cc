@@ -276,16 +276,27 @@ SpeechFormat speech_format(const std::string& content_type) {
     f.rate = rate;
     return f;
   }
+  // What libsndfile reads (MP3 through libmpg123), under the names browsers and tools give
+  // them; octet-stream is told apart by its bytes.
   static const char* files[] = {"audio/wav",      "audio/x-wav",     "audio/wave",
                                 "audio/vnd.wave", "audio/flac",      "audio/x-flac",
-                                "audio/ogg",      "application/ogg", "application/octet-stream"};
+                                "audio/ogg",      "application/ogg", "audio/opus",
+                                "audio/mpeg",     "audio/mp3",       "audio/x-mpeg",
+                                "audio/mpeg3",    "audio/x-mp3",     "application/octet-stream"};
   for (const char* t : files) {
     if (type == t) return f;
   }
+  const std::string what = core::trim(content_type).substr(0, 80);
+  if (type == "audio/mp4" || type == "audio/x-m4a" || type == "audio/aac" || type == "audio/webm") {
+    throw Error::invalid_input("Content-Type '" + what +
+                               "': AAC, M4A and WebM audio cannot be decoded here; send WAV, "
+                               "FLAC, OGG or MP3, or raw PCM");
+  }
   throw Error::invalid_input(
-      "Content-Type '" + core::trim(content_type).substr(0, 80) +
-      "' is not speech; send a WAV/FLAC/OGG file (audio/wav, audio/flac, audio/ogg) or raw mono "
-      "PCM (audio/L16;rate=N big-endian, audio/s16le;rate=N, audio/f32le;rate=N)");
+      "Content-Type '" + what +
+      "' is not speech; send a WAV/FLAC/OGG/MP3 file (audio/wav, audio/flac, audio/ogg, "
+      "audio/mpeg) or raw mono PCM (audio/L16;rate=N big-endian, audio/s16le;rate=N, "
+      "audio/f32le;rate=N)");
 }
 
 // What an input's `wanted` does, set later than the input is opened (the input comes first, then

@@ -2,6 +2,7 @@
 
 #include <espeak-ng/speak_lib.h>
 
+#include <algorithm>
 #include <mutex>
 
 #include "audio/streaming_resampler.h"
@@ -37,7 +38,42 @@ int on_samples(short* wav, int count, espeak_EVENT*) {
   return job->stopped ? 1 : 0;
 }
 
+// Starts espeak-ng once (g_mutex held). Throws kUnavailable when it cannot start.
+void ensure_started() {
+  if (g_rate != 0) return;
+  const int rate =
+      espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 100, nullptr, espeakINITIALIZE_DONT_EXIT);
+  if (rate <= 0) {
+    throw Error::unavailable(
+        "text to speech: espeak-ng did not start (is espeak-ng-data installed?)");
+  }
+  espeak_SetSynthCallback(&on_samples);
+  g_rate = rate;
+}
+
+// The voice names espeak-ng takes (g_mutex held, started): its voices' file names ("en",
+// "en-US", "de", "gmw/en" -> "en"), sorted. The MBROLA ones are left out (see say()).
+std::vector<std::string> voice_names_locked() {
+  std::vector<std::string> names;
+  for (const espeak_VOICE* const* v = espeak_ListVoices(nullptr); v != nullptr && *v != nullptr;
+       ++v) {
+    if ((*v)->identifier == nullptr) continue;
+    std::string id = (*v)->identifier;
+    if (id.rfind("mb/", 0) == 0) continue;
+    names.push_back(id.substr(id.rfind('/') + 1));
+  }
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  return names;
+}
+
 }  // namespace
+
+std::vector<std::string> voices() {
+  std::lock_guard lock(g_mutex);
+  ensure_started();
+  return voice_names_locked();
+}
 
 std::size_t say(std::string_view text, std::string_view voice,
                 const std::function<bool(std::vector<float>)>& piece) {
@@ -63,18 +99,13 @@ std::size_t say(std::string_view text, std::string_view voice,
                                "espeak-ng voice such as en, en-us, de or fr");
   }
   std::lock_guard lock(g_mutex);
-  if (g_rate == 0) {
-    const int rate =
-        espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 100, nullptr, espeakINITIALIZE_DONT_EXIT);
-    if (rate <= 0) {
-      throw Error::unavailable(
-          "text to speech: espeak-ng did not start (is espeak-ng-data installed?)");
-    }
-    espeak_SetSynthCallback(&on_samples);
-    g_rate = rate;
-  }
+  ensure_started();
   if (espeak_SetVoiceByName(voice_name.c_str()) != EE_OK) {
-    throw Error::invalid_input("voice: espeak-ng has no voice '" + voice_name + "'");
+    const std::vector<std::string> names = voice_names_locked();
+    std::string list;
+    for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
+    throw Error::invalid_input("voice: espeak-ng has no voice '" + voice_name + "'; its " +
+                               std::to_string(names.size()) + " voices are " + list);
   }
   audio::StreamingResampler resampler(g_rate, 16000);
   Job job{&resampler, &piece, 0, false};

@@ -21,4 +21,8 @@ inline constexpr std::size_t kMaxTextBytes = 4000;
 std::size_t say(std::string_view text, std::string_view voice,
                 const std::function<bool(std::vector<float>)>& piece);
 
+// The voice names say() takes ("en", "en-US", "de", ...), sorted. Throws kUnavailable when
+// espeak-ng cannot start.
+std::vector<std::string> voices();
+
 }  // namespace lipsync::tts

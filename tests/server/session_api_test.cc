@@ -4,6 +4,7 @@
 // tests/browser/.)
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <sndfile.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -200,9 +201,13 @@ TEST_F(SessionApiTest, BadRequestsGetJsonErrorsWithTheirStatus) {
   EXPECT_NE(speech_error("audio/s16le;rate=0").find("out of range"), std::string::npos);
   EXPECT_NE(speech_error("audio/s16le;rate=1e4").find("not a number"), std::string::npos);
   EXPECT_EQ(request("POST", "/v1/sessions/" + id + "/say", R"({"text": ""})").status, 400);
-  EXPECT_EQ(
-      request("POST", "/v1/sessions/" + id + "/say", R"({"text": "hi", "voice": "zz-zz"})").status,
-      400);
+  // An unknown voice is refused naming the voices there are.
+  const auto voice =
+      request("POST", "/v1/sessions/" + id + "/say", R"({"text": "hi", "voice": "zz-zz"})");
+  EXPECT_EQ(voice.status, 400);
+  EXPECT_NE(voice.body.find("no voice 'zz-zz'; its "), std::string::npos) << voice.body;
+  EXPECT_NE(voice.body.find(", en, "), std::string::npos) << voice.body;
+  EXPECT_NE(voice.body.find(", de, "), std::string::npos) << voice.body;
   EXPECT_EQ(request("POST", "/v1/sessions/" + id + "/say", std::string(5000, 'a')).status, 400);
   // The session is unharmed.
   EXPECT_EQ(info(id).at("state"), "idle");
@@ -360,6 +365,40 @@ TEST_F(SessionApiTest, AWholeWavUploadAndAnUploadThatStaysOpenForTheNext) {
       request("POST", "/v1/sessions/" + id + "/speech", tone_s16le(0.3), "audio/s16le;rate=16000");
   ASSERT_EQ(last.status, 200) << last.body;
   EXPECT_FALSE(json::parse(last.body).at("open").get<bool>());
+}
+
+// Issue 28: an MP3 (what a browser's file picker calls audio/mpeg) is speech like a WAV; AAC/M4A,
+// which nothing here decodes, is refused saying what to send.
+TEST_F(SessionApiTest, Issue28_AnMp3IsSpeechAndAnM4aIsRefusedSayingWhatToSend) {
+  const std::string id = create_session();
+  const std::string mp3 = [] {
+    testing::TempDir dir;
+    const std::string path = (dir / "speech.mp3").string();
+    SF_INFO info{};
+    info.samplerate = 16000;
+    info.channels = 1;
+    info.format = SF_FORMAT_MPEG | SF_FORMAT_MPEG_LAYER_III;
+    SNDFILE* f = sf_open(path.c_str(), SFM_WRITE, &info);
+    EXPECT_NE(f, nullptr) << sf_strerror(nullptr);
+    std::vector<float> tone(16000);
+    for (std::size_t i = 0; i < tone.size(); ++i) {
+      tone[i] = 0.4f * static_cast<float>(std::sin(2 * std::numbers::pi * 200 * i / 16000.0));
+    }
+    sf_write_float(f, tone.data(), static_cast<sf_count_t>(tone.size()));
+    sf_close(f);
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }();
+  ASSERT_GT(mp3.size(), 1000u);
+  for (const char* type : {"audio/mpeg", "application/octet-stream"}) {
+    const auto r = request("POST", "/v1/sessions/" + id + "/speech", mp3, type);
+    ASSERT_EQ(r.status, 200) << type << ": " << r.body;
+    // One second, give or take the encoder's padding.
+    EXPECT_NEAR(json::parse(r.body).at("seconds").get<double>(), 1.0, 0.1) << type;
+  }
+  const auto m4a = request("POST", "/v1/sessions/" + id + "/speech", mp3, "audio/x-m4a");
+  EXPECT_EQ(m4a.status, 400);
+  EXPECT_NE(m4a.body.find("send WAV, FLAC, OGG or MP3"), std::string::npos) << m4a.body;
 }
 
 TEST_F(SessionApiTest, AGrpcLiveCallAttachesToAnHttpSessionAndSeesItsSpeech) {
