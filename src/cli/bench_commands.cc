@@ -446,6 +446,7 @@ void add_bench_commands(CLI::App& app) {
                   "Time generator batches, against a bare ONNX Runtime loop with the same settings",
                   false);
   add_model_bench(*bench, "encoder", "Time the audio encoder on a batch of mel windows", true);
+  add_bench_render_command(*bench);
 }
 
 }  // namespace lipsync::cli

@@ -482,7 +482,8 @@ void add_client_commands(CLI::App& app) {
     cmd->add_flag("--stream", a->stream, "Use the Stream API instead of InferBatchComposite");
     cmd->add_option("--live", a->live,
                     "Run this many live sessions at once instead (each speaks the bundled clip "
-                    "with pauses and one interrupt)");
+                    "with pauses and one interrupt)")
+        ->check(CLI::Range(1, 1000));
     cmd->add_option("--seconds", a->seconds, "Length of each live session")->capture_default_str();
     cmd->callback([a] { run_loadtest(*a); });
   }

@@ -182,18 +182,6 @@ void run_providers(const ProvidersArgs& args) {
 
 void add_model_commands(CLI::App& app) {
   {
-    auto args = std::make_shared<FeaturesArgs>();
-    CLI::App* cmd = app.add_subcommand(
-        "features", "Audio-encoder features [L][512] float32 of an audio file; prints the counts");
-    cmd->add_option("input", args->input, "Audio file: WAV/FLAC/OGG, or raw .f32/.s16")->required();
-    cmd->add_option("--models", args->models, "Model folder (audio_encoder.onnx, generator.onnx)")
-        ->required();
-    cmd->add_option("-o,--output", args->output, "Output file (raw little-endian float32)")
-        ->required();
-    args->flags.add_to(*cmd);
-    cmd->callback([args] { run_features(*args); });
-  }
-  {
     auto args = std::make_shared<ProvidersArgs>();
     CLI::App* cmd = app.add_subcommand(
         "providers",
@@ -201,7 +189,7 @@ void add_model_commands(CLI::App& app) {
     cmd->add_option("--provider-dir", args->library_dir,
                     "Folder with libonnxruntime_providers_cuda.so (infer.provider_library_dir)");
     cmd->add_option("--require", args->require,
-                    "Fail (exit 1, with the reason) unless this provider is usable");
+                    "Fail (exit 2, with the reason) unless this provider is usable");
     args->flags.add_to(*cmd);
     cmd->callback([args] { run_providers(*args); });
   }
@@ -275,6 +263,19 @@ void add_model_commands(CLI::App& app) {
       std::cout << core::json_text({{"name", "demo"}, {"kind", "demo"}, {"output", *output}})
                 << "\n";
     });
+  }
+  // Last: it is a pipeline stage's tool, listed with those in the help.
+  {
+    auto args = std::make_shared<FeaturesArgs>();
+    CLI::App* cmd = app.add_subcommand(
+        "features", "Audio-encoder features [L][512] float32 of an audio file; prints the counts");
+    cmd->add_option("input", args->input, "Audio file: WAV/FLAC/OGG, or raw .f32/.s16")->required();
+    cmd->add_option("--models", args->models, "Model folder (audio_encoder.onnx, generator.onnx)")
+        ->required();
+    cmd->add_option("-o,--output", args->output, "Output file (raw little-endian float32)")
+        ->required();
+    args->flags.add_to(*cmd);
+    cmd->callback([args] { run_features(*args); });
   }
 }
 

@@ -348,10 +348,11 @@ void add_render_commands(CLI::App& app) {
   cmd->add_flag("--quiet", args->quiet, "No progress bar");
   args->flags.add_to(*cmd);
   cmd->callback([args] { run_render(*args); });
+}
 
-  CLI::App* bench = app.get_subcommand("bench");
+void add_bench_render_command(CLI::App& bench) {
   auto bargs = std::make_shared<BenchRenderArgs>();
-  CLI::App* bcmd = bench->add_subcommand(
+  CLI::App* bcmd = bench.add_subcommand(
       "render", "Generator-only vs whole-renderer frames per second, and per-stage costs");
   bcmd->add_option("--models", bargs->models, "Model folder")->required();
   bcmd->add_option("--avatar", bargs->avatar, "Avatar folder (default: the 1280x720 demo avatar)");

@@ -69,6 +69,42 @@ TEST(CliErrors, UnknownFlagAndMissingArgumentsExitTwo) {
   EXPECT_EQ(run_lipsync("bench mel x.wav --threads 0").exit_code, 2);
 }
 
+// Issue 28: a misspelt command or option is named, with what it probably meant, under the same
+// "lipsync: error:" as every other error; exit 2.
+TEST(CliErrors, AMisspeltCommandOrOptionIsNamedWithTheNearestOne) {
+  const auto expect_error = [](const std::string& args, const std::string& message) {
+    const auto r = run_lipsync(args);
+    EXPECT_EQ(r.exit_code, 2) << args;
+    EXPECT_EQ(r.err.rfind("lipsync: error: ", 0), 0u) << args << ": " << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << args << ": " << r.err;
+  };
+  expect_error("rendr", "unknown command 'rendr'; did you mean 'render'?");
+  expect_error("sreve", "unknown command 'sreve'; did you mean 'serve'?");
+  expect_error("quantum", "unknown command 'quantum' (lipsync --help lists them)");
+  expect_error("models improt", "lipsync models: unknown command 'improt'; did you mean 'import'?");
+  expect_error("render --audo x.wav -o y.mp4",
+               "lipsync render: unknown option '--audo'; did you mean '--audio'?");
+  expect_error("config --formt=json", "unknown option '--formt'; did you mean '--format'?");
+  expect_error("render -o y.mp4 extra", "lipsync render: unexpected argument 'extra'");
+  expect_error("mel", "lipsync mel: input is required");
+  // A live load test of no session is a mistake, not the unary load test.
+  expect_error("loadtest --live 0", "--live: Value 0 not in range 1 to 1000");
+}
+
+// The top-level help lists the main jobs first, the pipeline's tools last.
+TEST(CliHelp, ListsTheMainCommandsFirst) {
+  const auto r = run_lipsync("--help");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto main_at = r.out.find("Main commands:");
+  const auto render_at = r.out.find("  render ");
+  const auto mel_at = r.out.find("  mel ");
+  ASSERT_NE(main_at, std::string::npos) << r.out;
+  ASSERT_NE(mel_at, std::string::npos) << r.out;
+  EXPECT_LT(main_at, render_at);
+  EXPECT_LT(render_at, mel_at);
+  EXPECT_LT(r.out.find("Models, avatars and settings:"), r.out.find("Pipeline stages and timing:"));
+}
+
 TEST(CliBench, MelAndWindowsPrintTimingJson) {
   const auto mel = run_lipsync("bench mel '" + testdata("audio/short_0p3s.wav").string() +
                                "' --repeat 3 --threads 2");
