@@ -5,17 +5,22 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "avatar/avatar.h"
 #include "cli/commands.h"
 #include "cli/config_file.h"
 #include "cli/demo_assets.h"
+#include "core/error.h"
 #include "core/json_text.h"
 #include "core/task_arena.h"
+#include "core/text.h"
 #include "core/thread_budget.h"
+#include "infer/models.h"
 #include "server/server.h"
 
 namespace lipsync::cli {
@@ -26,7 +31,37 @@ struct ServeArgs {
   std::string grpc;
   std::string http;
   std::optional<int> threads;
+  std::string models;  // --models, --avatar: one model without a config file
+  std::string avatar;
+  std::string model_id = "default";
 };
+
+// Whether `path` is a folder holding `file`; throws Error::Code::kNotFound naming `key`, the path
+// and what is missing.
+void require_file(const std::string& key, const std::filesystem::path& folder, const char* file,
+                  const char* what) {
+  if (!std::filesystem::is_directory(folder)) {
+    throw Error::not_found(key + ": " + core::quote(folder.string(), 200) + " is not a folder");
+  }
+  if (!std::filesystem::exists(folder / file)) {
+    throw Error::not_found(key + ": " + core::quote(folder.string(), 200) + " has no " + file +
+                           " (" + what + ")");
+  }
+}
+
+// Every model's folders hold what loading it needs, checked before the server listens: a typo in
+// a config or a flag is an error naming it now, not a failure at a model's first request (a
+// model loaded on first use included).
+void check_model_folders(const std::vector<server::ModelSpec>& models, bool from_flags) {
+  for (const server::ModelSpec& m : models) {
+    const std::string prefix = from_flags ? "--" : "avatars." + m.id + ".";
+    const char* avatar_hint = "an avatar folder: lipsync avatar import";
+    const char* models_hint = "a model folder: lipsync models import";
+    require_file(prefix + "avatar", m.avatar, avatar::kAvatarFileName, avatar_hint);
+    require_file(prefix + "models", m.models, infer::kEncoderFileName, models_hint);
+    require_file(prefix + "models", m.models, infer::kGeneratorFileName, models_hint);
+  }
+}
 
 // Returns when the server should stop: SIGINT; SIGTERM during a drain; or a drain (begun by
 // SIGTERM or POST /v1/admin/drain) that is done or has run for `drain_timeout_s`.
@@ -73,6 +108,23 @@ void run_serve(const ServeArgs& args) {
   spdlog::set_level(spdlog::level::from_str(config.server.log_level));
   if (config.server.arena_threads > 0)
     core::TaskArena::configure_global(config.server.arena_threads);
+  if (args.models.empty() != args.avatar.empty()) {
+    throw Error::invalid_input(std::string(args.models.empty() ? "--avatar" : "--models") +
+                               " needs " + (args.models.empty() ? "--models" : "--avatar") +
+                               " too: a model is its model folder and its avatar");
+  }
+  check_model_folders(config.models, false);
+  if (!args.models.empty()) {
+    for (const server::ModelSpec& m : config.models) {
+      if (m.id == args.model_id) {
+        throw Error::invalid_input("--model-id " + core::quote(args.model_id) +
+                                   ": the config has a model of that id already");
+      }
+    }
+    const server::ModelSpec flagged{args.model_id, args.avatar, args.models, true};
+    check_model_folders({flagged}, true);
+    config.models.push_back(flagged);
+  }
   if (config.models.empty()) {
     config.models.push_back({"demo", demo_avatar_dir(), demo_models_dir(), true});
   }
@@ -92,6 +144,19 @@ void add_serve_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "serve", "Run the gRPC server (old monolithic API, health, reflection) and HTTP endpoints");
   cmd->add_option("--config", args->config, "YAML config file (keys: see README)");
+  cmd->add_option("--models", args->models,
+                  "Serve this model folder (with --avatar), without a config file");
+  cmd->add_option("--avatar", args->avatar, "The avatar folder of --models");
+  cmd->add_option("--model-id", args->model_id, "The id clients name --models by")
+      ->capture_default_str()
+      ->check([](const std::string& id) {
+        return id.empty() || id.size() > 64 ||
+                       id.find_first_not_of(
+                           "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                           "0123456789._-") != std::string::npos
+                   ? std::string("expected 1 to 64 of letters, digits, '.', '_' and '-'")
+                   : std::string();
+      });
   cmd->add_option("--grpc", args->grpc, "gRPC address host:port (default 127.0.0.1:50051)");
   cmd->add_option("--http", args->http, "HTTP address host:port, or off (default 127.0.0.1:8080)");
   cmd->add_option("--threads", args->threads,

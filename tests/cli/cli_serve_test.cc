@@ -658,6 +658,42 @@ TEST_F(CliServe, TheLogSaysHttpOffWhenItIs) {
   EXPECT_EQ(server.output().find("HTTP on port 0"), std::string::npos);
 }
 
+// Issue 28: one model is served from its two folders without a config file; a folder that is
+// not one (in the flags or in a config, a model loaded on first use too) stops the start naming
+// the key and the path, before anything listens (exit 3).
+TEST_F(CliServe, ServesAModelFromFlagsAndRefusesMissingFoldersBeforeListening) {
+  const auto made =
+      run_lipsync("avatar demo -o " + q(dir_ / "avatar") + " --frames 5 --width 320 --height 240");
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  {
+    ServeProcess server(dir_.path(), "--models " + q(testing::demo_models()) + " --avatar " +
+                                         q(dir_ / "avatar") + " --model-id may");
+    ASSERT_GT(server.http_port(), 0) << server.output();
+    const auto created = testing::http_exchange(
+        server.http_port(),
+        "POST /v1/sessions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        "Content-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"model\":\"may\"}");
+    EXPECT_EQ(created.status, 201) << created.body;
+  }
+  const auto missing = run_lipsync("serve --http 127.0.0.1:0 --grpc 127.0.0.1:0 --models " +
+                                   q(dir_ / "nope") + " --avatar " + q(dir_ / "avatar"));
+  EXPECT_EQ(missing.exit_code, 3);
+  EXPECT_NE(missing.err.find("--models: '" + (dir_ / "nope").string() + "' is not a folder"),
+            std::string::npos)
+      << missing.err;
+  EXPECT_EQ(missing.out.find("grpc_port"), std::string::npos) << "it listened: " << missing.out;
+  std::ofstream(dir_ / "lazy.yaml") << "avatars:\n  may: {avatar: " << q(dir_ / "avatar")
+                                    << ", models: " << q(dir_ / "avatar") << "}\n";
+  const auto lazy =
+      run_lipsync("serve --http 127.0.0.1:0 --grpc 127.0.0.1:0 --config " + q(dir_ / "lazy.yaml"));
+  EXPECT_EQ(lazy.exit_code, 3);
+  EXPECT_NE(lazy.err.find("avatars.may.models: '" + (dir_ / "avatar").string() +
+                          "' has no audio_encoder.onnx"),
+            std::string::npos)
+      << lazy.err;
+  EXPECT_EQ(run_lipsync("serve --models " + q(dir_ / "avatar")).exit_code, 2);  // no --avatar
+}
+
 TEST_F(CliServe, UnknownConfigKeyFailsStartUpNamingIt) {
   std::ofstream(dir_ / "bad.yaml") << "server:\n  grpc: 127.0.0.1:0\nscheduler:\n  max_batchh: 4\n";
   const auto r = run_lipsync("serve --config " + q(dir_ / "bad.yaml"));
