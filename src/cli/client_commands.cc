@@ -18,6 +18,7 @@
 #include "audio/video_frames.h"
 #include "cli/commands.h"
 #include "cli/demo_assets.h"
+#include "client/channel.h"
 #include "client/live_client.h"
 #include "core/error.h"
 #include "core/json_text.h"
@@ -52,13 +53,6 @@ Error from_status(const grpc::Status& status, const std::string& target) {
     default:
       return Error::internal(message);
   }
-}
-
-std::shared_ptr<grpc::Channel> channel_to(const std::string& target) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(256 << 20);
-  args.SetMaxSendMessageSize(256 << 20);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
 }
 
 struct StreamOutcome {
@@ -112,6 +106,7 @@ StreamOutcome stream_audio(lipsync::v1::LipSync::Stub& stub, const std::string& 
 
 struct ClientArgs {
   std::string target = "127.0.0.1:50051";
+  int wait_s = 30;
   std::string token;  // --token
   std::string model = "demo";
   std::string audio;
@@ -172,7 +167,7 @@ void run_client(const ClientArgs& a) {
   std::optional<FrameFolder> folder;
   std::unique_ptr<render::Mp4Writer> video;
   if (!mp4) folder.emplace(a.output, a.format == "png" ? ".png" : ".jpg");
-  auto stub = lipsync::v1::LipSync::NewStub(channel_to(a.target));
+  auto stub = lipsync::v1::LipSync::NewStub(client::open_channel(a.target, a.wait_s));
   std::string write_error;
   int next_index = 0;
   auto add_to_video = [&](const StreamResponse& r) {
@@ -228,6 +223,7 @@ void run_client(const ClientArgs& a) {
 
 struct LoadArgs {
   std::string target = "127.0.0.1:50051";
+  int wait_s = 30;
   std::string token;  // --token
   std::string model = "demo";
   int requests = 100;
@@ -285,6 +281,7 @@ void run_live_loadtest(const LoadArgs& a) {
     sessions.emplace_back([&, i] {
       client::LiveClientOptions o;
       o.target = a.target;
+      o.wait_s = a.wait_s;
       o.token = a.token;
       o.model = a.model;
       o.format = "jpeg";
@@ -395,7 +392,7 @@ void run_loadtest(const LoadArgs& a) {
   if (a.requests < 1 || a.concurrency < 1 || a.batch < 1) {
     throw Error::invalid_input("--requests, --concurrency and --batch must be at least 1");
   }
-  const LoadRequest request(a, channel_to(a.target));
+  const LoadRequest request(a, client::open_channel(a.target, a.wait_s));
   LoadResults results;
   std::atomic<int> next{0};
   core::Stopwatch clock;
@@ -454,6 +451,11 @@ void add_client_commands(CLI::App& app) {
     CLI::App* cmd = app.add_subcommand(
         "client", "Stream an audio file to a server and write the frames it returns");
     cmd->add_option("--target", a->target, "Server host:port")->capture_default_str();
+    cmd->add_option(
+           "--wait-s", a->wait_s,
+           "Seconds to wait for the server to answer (it may still be starting); 0: fail at once")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 3600));
     add_token_option(*cmd, a->token);
     cmd->add_option("--model", a->model, "Model id")->capture_default_str();
     cmd->add_option("--audio", a->audio, "Audio file (default: the bundled demo clip)");
@@ -474,6 +476,11 @@ void add_client_commands(CLI::App& app) {
     CLI::App* cmd = app.add_subcommand(
         "loadtest", "Concurrent requests against a server; prints throughput and latency");
     cmd->add_option("--target", a->target, "Server host:port")->capture_default_str();
+    cmd->add_option(
+           "--wait-s", a->wait_s,
+           "Seconds to wait for the server to answer (it may still be starting); 0: fail at once")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 3600));
     add_token_option(*cmd, a->token);
     cmd->add_option("--model", a->model, "Model id")->capture_default_str();
     cmd->add_option("--requests", a->requests, "Requests in all")->capture_default_str();
@@ -492,6 +499,11 @@ void add_client_commands(CLI::App& app) {
     CLI::App* cmd = app.add_subcommand(
         "live-client", "Play a script against a live session and record what a viewer sees");
     cmd->add_option("--target", a->options.target, "Server host:port")->capture_default_str();
+    cmd->add_option(
+           "--wait-s", a->options.wait_s,
+           "Seconds to wait for the server to answer (it may still be starting); 0: fail at once")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 3600));
     add_token_option(*cmd, a->options.token);
     cmd->add_option("--model", a->options.model, "Model id")->capture_default_str();
     cmd->add_option("--script", a->script,

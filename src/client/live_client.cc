@@ -12,6 +12,7 @@
 
 #include "audio/audio_file.h"
 #include "audio/video_frames.h"
+#include "client/channel.h"
 #include "core/error.h"
 #include "core/json_text.h"
 #include "core/stopwatch.h"
@@ -311,14 +312,11 @@ LiveReport run_live_session(const LiveClientOptions& o, const std::vector<LiveAc
   std::unique_ptr<SessionFiles> files;
   if (!o.output.empty()) files = std::make_unique<SessionFiles>(o.output, o.format);
   grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(256 << 20);
-  args.SetMaxSendMessageSize(256 << 20);
   if (o.receive_window_kb > 0) {
     args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
     args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, o.receive_window_kb << 10);
   }
-  auto stub = lipsync::v1::LipSync::NewStub(
-      grpc::CreateCustomChannel(o.target, grpc::InsecureChannelCredentials(), args));
+  auto stub = lipsync::v1::LipSync::NewStub(open_channel(o.target, o.wait_s, args));
   grpc::ClientContext context;
   add_token(context, o.token);
   if (const auto dot = o.session.find('.'); dot != std::string::npos) {

@@ -49,6 +49,7 @@ inline constexpr std::string_view kInstanceMetadata = "lipsync-instance";
 
 struct LiveClientOptions {
   std::string target = "127.0.0.1:50051";
+  int wait_s = 30;    // wait this long for the server to answer (client::open_channel); 0: don't
   std::string token;  // server.api_token of the server, if it has one
   std::string model = "demo";
   std::string format = "png";  // png, jpeg or raw

@@ -57,9 +57,10 @@ class ServeProcess {
     if (pid_ == 0) {
       const std::string http =
           extra.find("--http") == std::string::npos ? "--http 127.0.0.1:0 " : "";
-      const std::string cmd = std::string("exec '") + LIPSYNC_BINARY +
-                              "' serve --grpc 127.0.0.1:0 " + http + extra + " >'" + out_.string() +
-                              "' 2>&1";
+      const std::string grpc =
+          extra.find("--grpc") == std::string::npos ? "--grpc 127.0.0.1:0 " : "";
+      const std::string cmd = std::string("exec '") + LIPSYNC_BINARY + "' serve " + grpc + http +
+                              extra + " >'" + out_.string() + "' 2>&1";
       execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
@@ -656,6 +657,27 @@ TEST_F(CliServe, TheLogSaysHttpOffWhenItIs) {
   EXPECT_EQ(server.stop(), 0);
   EXPECT_NE(server.output().find("HTTP off"), std::string::npos) << server.output();
   EXPECT_EQ(server.output().find("HTTP on port 0"), std::string::npos);
+}
+
+// Issue 28: a client started before its server waits for it (--wait-s, default 30 s), as the
+// README's walkthrough pasted in one block does; with --wait-s 0 it fails at once (exit 5).
+TEST_F(CliServe, AClientStartedBeforeItsServerWaitsForIt) {
+  const std::string target = "127.0.0.1:" + std::to_string(free_port());
+  const auto at_once = run_lipsync("client --target " + target + " --wait-s 0 -o " +
+                                   q(dir_ / "none") + " --format jpeg");
+  EXPECT_EQ(at_once.exit_code, 5);
+  EXPECT_NE(at_once.err.find("server " + target), std::string::npos) << at_once.err;
+  testing::CommandResult waited;
+  std::thread client([&] {
+    waited = run_lipsync("client --target " + target + " -o " + q(dir_ / "frames") +
+                         " --format jpeg --chunk-ms 200");
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ServeProcess server(dir_.path(), "--grpc " + target);
+  client.join();
+  EXPECT_GT(server.grpc_port(), 0) << server.output();
+  EXPECT_EQ(waited.exit_code, 0) << waited.err;
+  EXPECT_EQ(nlohmann::json::parse(waited.out).at("frames"), 188) << waited.out;
 }
 
 // Issue 28: one model is served from its two folders without a config file; a folder that is
