@@ -75,6 +75,7 @@ void check_unique(std::set<std::string>& seen, const std::string& name, const st
 }
 
 void read_section(const std::string& section, const YAML::Node& node, ConfigFile& out) {
+  if (node.IsNull()) return;  // `server:` with every key under it commented out
   if (!node.IsMap()) throw Error::invalid_input(section + ": expected a mapping of keys");
   std::set<std::string> seen;
   for (const auto& entry : node) {

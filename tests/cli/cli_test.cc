@@ -3,6 +3,9 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <sstream>
 
 #include "support/test_data.h"
 
@@ -163,6 +166,41 @@ TEST(CliConfig, UnknownKeyAndBadValueNameTheKey) {
     EXPECT_EQ(r.exit_code, 2) << file;
     EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
     EXPECT_NE(r.err.find(file), std::string::npos) << r.err;
+  }
+}
+
+// Issue 28: `config --format yaml` is a starter config: valid as printed (every key commented
+// out), and valid with every key uncommented (each at its default).
+TEST(CliConfig, TheStarterConfigIsValidWithAnyKeyUncommented) {
+  testing::TempDir dir;
+  const auto r = run_lipsync("config --format yaml");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::set<std::string> names;
+  for (const auto& key : nlohmann::json::parse(run_lipsync("config --format json").out)) {
+    const std::string k = key["key"];
+    names.insert(k.substr(k.find('.') + 1));
+  }
+  std::ofstream(dir / "commented.yaml") << r.out;
+  std::istringstream lines(r.out);
+  std::string uncommented;
+  int keys = 0;
+  const std::regex key_line(R"(^(\s*)# ([a-z_0-9]+): (.*)$)");
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch m;
+    if (std::regex_match(line, m, key_line) && names.count(m[2].str()) > 0) {
+      line = m[1].str() + m[2].str() + ": " + m[3].str();
+      ++keys;
+    }
+    uncommented += line + "\n";
+  }
+  const auto total = nlohmann::json::parse(run_lipsync("config --format json").out).size();
+  EXPECT_EQ(static_cast<std::size_t>(keys), total) << "every key is in the starter config";
+  std::ofstream(dir / "uncommented.yaml") << uncommented;
+  const std::string in = (std::filesystem::path(LIPSYNC_SOURCE_DIR) / "assets/demo_speech.wav");
+  for (const char* file : {"commented.yaml", "uncommented.yaml"}) {
+    const auto loaded = run_lipsync("mel '" + in + "' -o '" + (dir / "m.f32").string() +
+                                    "' --config '" + (dir / file).string() + "'");
+    EXPECT_EQ(loaded.exit_code, 0) << file << ": " << loaded.err;
   }
 }
 
