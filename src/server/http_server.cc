@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 
 #include "core/error.h"
@@ -231,6 +232,9 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     const std::string target(req.target());
     const auto q = target.find('?');
     request_.path = target.substr(0, q);
+    log_method_ = request_.method;
+    log_path_ = request_.path;
+    log_start_ = std::chrono::steady_clock::now();
     if (q != std::string::npos) request_.query = target.substr(q + 1);
     for (const auto& field : req) {
       request_.headers.emplace_back(core::to_lower_ascii(std::string(field.name_string())),
@@ -399,7 +403,22 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     write(reply);
   }
 
+  // One access-log line per request (info; the probes and /metrics at debug): method, path
+  // (never the query, where an event stream's token may be), status, time to the reply, the
+  // reply's bytes and the client's address.
+  void log_access(int status, std::size_t bytes, const char* note = "") const {
+    if (log_method_.empty()) return;  // no request came (a refused or idle connection)
+    const bool quiet = log_path_ == "/healthz" || log_path_ == "/readyz" || log_path_ == "/metrics";
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - log_start_)
+            .count();
+    spdlog::log(quiet ? spdlog::level::debug : spdlog::level::info,
+                "http {} {} {} {:.1f} ms {} B{} {}", log_method_, core::quote(log_path_, 200),
+                status, ms, bytes, note, client_);
+  }
+
   void write(const HttpReply& reply) {
+    log_access(reply.status, reply.body.size());
     auto response = std::make_shared<http::response<http::string_body>>(
         static_cast<http::status>(reply.status), version_);
     response->set(http::field::server, "lipsync");
@@ -446,6 +465,10 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   friend class EventStream;
   std::shared_ptr<Impl> server_;
   const std::string client_;  // the remote address
+  // The request being answered, for its access-log line.
+  std::string log_method_;
+  std::string log_path_;
+  std::chrono::steady_clock::time_point log_start_;
   const bool probe_only_;
   bool lingering_ = false;
   std::size_t drained_ = 0;
@@ -814,6 +837,8 @@ bool HttpServer::Impl::Session::take_over(Ask ask, Start start) {
   replied_ = true;
   ++generation_;
   server_->sessions.erase(this);
+  log_access(std::is_same_v<Plan, WebSocketPlan> ? 101 : 200, 0,
+             std::is_same_v<Plan, WebSocketPlan> ? " (websocket)" : " (event stream)");
   start(plan);
   return true;
 }

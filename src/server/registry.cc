@@ -115,10 +115,15 @@ std::shared_ptr<LoadedModel> Registry::load(Entry& entry) {
     // live session's deadlines are then planned with this batch time instead of a guess.
     model->scheduler->warm_up();
   } catch (const Error& e) {
-    throw e.with_context("model '" + entry.spec.id + "'");
+    Error failed = e.with_context("model '" + entry.spec.id + "'");
+    spdlog::error("{}: loading failed", failed.what());
+    throw failed;
   }
   model->weight_bytes = file_bytes(entry.spec.models / infer::kEncoderFileName) +
                         file_bytes(entry.spec.models / infer::kGeneratorFileName);
+  spdlog::info("model '{}': loaded from {} and {} ({} MB)", entry.spec.id,
+               core::quote(entry.spec.models.string(), 200),
+               core::quote(entry.spec.avatar.string(), 200), model->memory_bytes() >> 20);
   return model;
 }
 
@@ -203,7 +208,13 @@ Registry::Lease Registry::acquire(const std::string& id) {
       lease.model = model;
       lease.load_ms = sw.elapsed_ms();
       lock.unlock();
-      for (auto& old : evicted) old->scheduler->stop();
+      for (auto& old : evicted) {
+        spdlog::info(
+            "model '{}': unloaded to make room for '{}' (registry.max_loaded, "
+            "registry.memory_budget_mb)",
+            old->id, id);
+        old->scheduler->stop();
+      }
     }
   }
   std::lock_guard lock(mutex_);
@@ -240,6 +251,7 @@ void Registry::unload(const std::string& id) {
     }
     model = std::move(entry.loaded);
   }
+  spdlog::info("model '{}': unloaded", id);
   model->scheduler->stop();
 }
 
@@ -256,7 +268,11 @@ void Registry::unload_idle() {
       }
     }
   }
-  for (auto& model : idle) model->scheduler->stop();
+  for (auto& model : idle) {
+    spdlog::info("model '{}': unloaded after {} s idle (registry.idle_unload_s)", model->id,
+                 options_.idle_unload_s);
+    model->scheduler->stop();
+  }
 }
 
 std::vector<ModelStatus> Registry::status() const {

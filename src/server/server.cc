@@ -21,6 +21,7 @@
 #include "core/worker_pool.h"
 #include "pipeline/ticker.h"
 #include "server/call_tracker.h"
+#include "server/grpc_access_log.h"
 #include "server/http_api.h"
 #include "server/http_server.h"
 #include "server/lipsync_service.h"
@@ -230,6 +231,9 @@ struct Server::Impl {
     const int max_bytes = config.server.max_message_mb << 20;
     builder.SetMaxReceiveMessageSize(max_bytes);
     builder.SetMaxSendMessageSize(max_bytes);
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> logs;
+    logs.push_back(grpc_access_log());
+    builder.experimental().SetInterceptorCreators(std::move(logs));
     builder.RegisterService(monolithic.get());
     builder.RegisterService(lipsync.get());
     grpc = builder.BuildAndStart();
