@@ -144,6 +144,12 @@ async function watch(query, seconds) {
              iceServers: window.lipsync.iceServers };
   }, seconds * 1000);
   const delays = out.frames.map((x) => x.delay).sort((a, b) => a - b);
+  // Its session (and so its viewer) ends now, not when ICE notices the page is gone: the next
+  // watch() has the machine to itself.
+  await page.evaluate(async (token) => {
+    await fetch(`/v1/sessions/${window.lipsync.session}`,
+                { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } });
+  }, TOKEN);
   await page.close();
   return { ...out, delay: delays[Math.floor(delays.length / 2)] };
 }
