@@ -84,6 +84,95 @@ if [[ -n "$dns_service" && ${#ids[@]} -gt 0 ]]; then
 fi
 [[ -n "$dns_service" || ${#ids[@]} -gt 0 ]] || usage
 
+# The pieces both variants print alike.
+# nginx's own files under its prefix (-p), its log on stderr, JSON replies.
+print_prologue() {
+  cat <<EOF
+pid nginx.pid;
+error_log stderr notice;
+worker_processes 1;
+events { worker_connections 4096; }
+
+http {
+  access_log off;
+  client_body_temp_path client_body_temp;
+  proxy_temp_path proxy_temp;
+  fastcgi_temp_path fastcgi_temp;
+  uwsgi_temp_path uwsgi_temp;
+  scgi_temp_path scgi_temp;
+  default_type application/json;
+EOF
+}
+
+print_session_maps() {
+  cat <<EOF
+  # The session and the instance a path names: /v1/sessions/<instance>.<random>/...
+  map \$uri \$lipsync_session {
+    "~^/v1/sessions/(?<s>[^/]+)" \$s;
+    default "";
+  }
+  map \$uri \$lipsync_instance {
+    "~^/v1/sessions/(?<i>[a-z0-9-]{1,63})\\.[^/]+" \$i;
+    default "";
+  }
+EOF
+}
+
+print_grpc_gone_status_map() {
+  cat <<EOF
+  # A call whose instance cannot be reached: NOT_FOUND (5) when it named one, else UNAVAILABLE.
+  map \$http_lipsync_instance \$lipsync_grpc_gone_status {
+    "" 14;
+    default 5;
+  }
+EOF
+}
+
+# A session's requests go to $lipsync_http_upstream; none, or one that cannot be reached, is a
+# JSON 404 naming the session.
+print_session_locations() {
+  cat <<EOF
+    location /v1/sessions/ {
+      if (\$lipsync_http_upstream = "") {
+        return 404 '{"error":"no session \\'\$lipsync_session\\': no instance of this gateway holds it"}\n';
+      }
+      error_page 502 504 = @lipsync_gone;
+      proxy_pass http://\$lipsync_http_upstream;
+    }
+    location @lipsync_gone {
+      return 404 '{"error":"no session \\'\$lipsync_session\\': its instance \$lipsync_instance cannot be reached"}\n';
+    }
+EOF
+}
+
+# The gRPC server, and the end of the config. $1: directive lines before its timeouts, or "".
+print_grpc_server() {
+  cat <<EOF
+  server {
+    listen ${listen_grpc} http2;
+    client_max_body_size 0;
+EOF
+  printf '%s' "$1"
+  cat <<EOF
+    grpc_read_timeout 1h;
+    grpc_send_timeout 1h;
+    location / {
+      error_page 502 504 = @lipsync_grpc_gone;
+      grpc_pass grpc://\$lipsync_grpc_upstream;
+    }
+    location @lipsync_grpc_gone {
+      # The instance a call names cannot be reached: a gRPC status the client can read (NOT_FOUND
+      # naming it; UNAVAILABLE when the call named none), not an HTTP 502.
+      default_type application/grpc;
+      add_header grpc-status \$lipsync_grpc_gone_status always;
+      add_header grpc-message "instance '\$http_lipsync_instance' cannot be reached" always;
+      return 204;
+    }
+  }
+}
+EOF
+}
+
 # --dns: the Kubernetes variant. Upstream blocks are no use here: Debian's nginx resolves their
 # names once, at start, and a pod that restarts comes back at another address. So every
 # proxy_pass names its host through a variable, which nginx resolves per request (answers kept
@@ -116,33 +205,17 @@ write_dns_config() {
   cat <<EOF
 # The lipsync gateway, written by deploy/nginx/gateway.sh --listen-http ${listen_http} --listen-grpc ${listen_grpc} --dns ${dns_service} --namespace ${namespace} --cluster-domain ${cluster_domain} --http-port ${http_port} --grpc-port ${grpc_port} --resolver ${resolver}
 # Instances: the pods behind the headless service ${service}; a pod's name is its instance id.
-pid nginx.pid;
-error_log stderr notice;
-worker_processes 1;
-events { worker_connections 4096; }
-
-http {
-  access_log off;
-  client_body_temp_path client_body_temp;
-  proxy_temp_path proxy_temp;
-  fastcgi_temp_path fastcgi_temp;
-  uwsgi_temp_path uwsgi_temp;
-  scgi_temp_path scgi_temp;
-  default_type application/json;
+EOF
+  print_prologue
+  cat <<EOF
 
   # Pods are looked up per request: a pod that starts, moves or goes is seen within seconds.
   resolver ${resolver} valid=5s;
   resolver_timeout 3s;
 
-  # The session and the instance a path names: /v1/sessions/<instance>.<random>/...
-  map \$uri \$lipsync_session {
-    "~^/v1/sessions/(?<s>[^/]+)" \$s;
-    default "";
-  }
-  map \$uri \$lipsync_instance {
-    "~^/v1/sessions/(?<i>[a-z0-9-]{1,63})\\.[^/]+" \$i;
-    default "";
-  }
+EOF
+  print_session_maps
+  cat <<EOF
   # An instance is the pod of that name. Only names the pattern above accepts are looked up,
   # and only under the service's domain: a client cannot make the gateway resolve other names.
   map \$lipsync_instance \$lipsync_http_upstream {
@@ -153,11 +226,9 @@ http {
     "~^(?<g>[a-z0-9-]{1,63})\$" "\${g}.${service}:${grpc_port}";
     default "${service}:${grpc_port}";
   }
-  # A call whose instance cannot be reached: NOT_FOUND (5) when it named one, else UNAVAILABLE.
-  map \$http_lipsync_instance \$lipsync_grpc_gone_status {
-    "" 14;
-    default 5;
-  }
+EOF
+  print_grpc_gone_status_map
+  cat <<EOF
   # WebSocket upgrades pass through.
   map \$http_upgrade \$lipsync_connection {
     default upgrade;
@@ -189,42 +260,17 @@ http {
       proxy_pass http://\$lipsync_any;
     }
     # A session's requests: the pod that holds it.
-    location /v1/sessions/ {
-      if (\$lipsync_http_upstream = "") {
-        return 404 '{"error":"no session \\'\$lipsync_session\\': no instance of this gateway holds it"}\n';
-      }
-      error_page 502 504 = @lipsync_gone;
-      proxy_pass http://\$lipsync_http_upstream;
-    }
-    location @lipsync_gone {
-      return 404 '{"error":"no session \\'\$lipsync_session\\': its instance \$lipsync_instance cannot be reached"}\n';
-    }
+EOF
+  print_session_locations
+  cat <<EOF
     location / {
       proxy_pass http://\$lipsync_any;
     }
   }
 
-  server {
-    listen ${listen_grpc} http2;
-    client_max_body_size 0;
-    grpc_connect_timeout 3s;
-    grpc_read_timeout 1h;
-    grpc_send_timeout 1h;
-    location / {
-      error_page 502 504 = @lipsync_grpc_gone;
-      grpc_pass grpc://\$lipsync_grpc_upstream;
-    }
-    location @lipsync_grpc_gone {
-      # The instance a call names cannot be reached: a gRPC status the client can read (NOT_FOUND
-      # naming it; UNAVAILABLE when the call named none), not an HTTP 502.
-      default_type application/grpc;
-      add_header grpc-status \$lipsync_grpc_gone_status always;
-      add_header grpc-message "instance '\$http_lipsync_instance' cannot be reached" always;
-      return 204;
-    }
-  }
-}
 EOF
+  print_grpc_server '    grpc_connect_timeout 3s;
+'
 }
 
 if [[ -n "$dns_service" ]]; then
@@ -235,29 +281,13 @@ fi
 
 cat <<EOF
 # The lipsync gateway, written by deploy/nginx/gateway.sh for ${#ids[@]} instance(s): ${ids[*]}.
-pid nginx.pid;
-error_log stderr notice;
-worker_processes 1;
-events { worker_connections 4096; }
+EOF
+print_prologue
+cat <<EOF
 
-http {
-  access_log off;
-  client_body_temp_path client_body_temp;
-  proxy_temp_path proxy_temp;
-  fastcgi_temp_path fastcgi_temp;
-  uwsgi_temp_path uwsgi_temp;
-  scgi_temp_path scgi_temp;
-  default_type application/json;
-
-  # The session and the instance a path names: /v1/sessions/<instance>.<random>/...
-  map \$uri \$lipsync_session {
-    "~^/v1/sessions/(?<s>[^/]+)" \$s;
-    default "";
-  }
-  map \$uri \$lipsync_instance {
-    "~^/v1/sessions/(?<i>[a-z0-9-]{1,63})\\.[^/]+" \$i;
-    default "";
-  }
+EOF
+print_session_maps
+cat <<EOF
   # WebSocket upgrades pass through; other requests keep the upstream connection alive.
   map \$http_upgrade \$lipsync_connection {
     default upgrade;
@@ -272,11 +302,7 @@ echo "  map \$http_lipsync_instance \$lipsync_grpc_upstream {"
 for i in "${!ids[@]}"; do echo "    ${ids[$i]} lipsync_grpc_${ids[$i]};"; done
 echo "    default lipsync_grpc_any;"
 echo "  }"
-echo "  # A call whose instance cannot be reached: NOT_FOUND (5) when it named one, else UNAVAILABLE."
-echo "  map \$http_lipsync_instance \$lipsync_grpc_gone_status {"
-echo "    \"\" 14;"
-echo "    default 5;"
-echo "  }"
+print_grpc_gone_status_map
 for i in "${!ids[@]}"; do
   echo "  upstream lipsync_http_${ids[$i]} { server ${https[$i]} max_fails=0; keepalive 8; }"
   echo "  upstream lipsync_grpc_${ids[$i]} { server ${grpcs[$i]} max_fails=0; }"
@@ -309,38 +335,13 @@ cat <<EOF
       proxy_pass http://lipsync_http_any;
     }
     # A session's requests: the instance that holds it.
-    location /v1/sessions/ {
-      if (\$lipsync_http_upstream = "") {
-        return 404 '{"error":"no session \\'\$lipsync_session\\': no instance of this gateway holds it"}\n';
-      }
-      error_page 502 504 = @lipsync_gone;
-      proxy_pass http://\$lipsync_http_upstream;
-    }
-    location @lipsync_gone {
-      return 404 '{"error":"no session \\'\$lipsync_session\\': its instance \$lipsync_instance cannot be reached"}\n';
-    }
+EOF
+print_session_locations
+cat <<EOF
     location / {
       proxy_pass http://lipsync_http_any;
     }
   }
 
-  server {
-    listen ${listen_grpc} http2;
-    client_max_body_size 0;
-    grpc_read_timeout 1h;
-    grpc_send_timeout 1h;
-    location / {
-      error_page 502 504 = @lipsync_grpc_gone;
-      grpc_pass grpc://\$lipsync_grpc_upstream;
-    }
-    location @lipsync_grpc_gone {
-      # The instance a call names cannot be reached: a gRPC status the client can read (NOT_FOUND
-      # naming it; UNAVAILABLE when the call named none), not an HTTP 502.
-      default_type application/grpc;
-      add_header grpc-status \$lipsync_grpc_gone_status always;
-      add_header grpc-message "instance '\$http_lipsync_instance' cannot be reached" always;
-      return 204;
-    }
-  }
-}
 EOF
+print_grpc_server ""
