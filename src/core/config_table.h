@@ -160,11 +160,7 @@ class ConfigTable {
         fail(key, "expected a list such as [" + (v.items.empty() ? "" : v.items[0]) + "]");
       o.*field = v.items;
     };
-    e.get = [field](const Options& o) {
-      std::string out;
-      for (const auto& item : o.*field) out += (out.empty() ? "" : ", ") + item;
-      return "[" + out + "]";
-    };
+    e.get = [field](const Options& o) { return list_text(o.*field); };
     e.check = [field, allowed, values](const Options& o, const std::string& key) {
       const auto& items = o.*field;
       if (items.empty()) fail(key, "the list is empty; expected one or more of " + values);
@@ -172,9 +168,7 @@ class ConfigTable {
         bool known = false;
         for (const auto& a : allowed) known |= a == items[i];
         if (!known) fail(key, "'" + items[i] + "' is unknown; expected " + values);
-        for (std::size_t j = 0; j < i; ++j) {
-          if (items[j] == items[i]) fail(key, "'" + items[i] + "' is listed twice");
-        }
+        check_not_repeated(key, items, i);
       }
     };
     entries_.push_back(std::move(e));
@@ -191,18 +185,12 @@ class ConfigTable {
       if (!v.is_list) fail(key, "expected a list such as [\"" + v.items[0] + "\"]");
       o.*field = v.items;
     };
-    e.get = [field](const Options& o) {
-      std::string out;
-      for (const auto& item : o.*field) out += (out.empty() ? "" : ", ") + item;
-      return "[" + out + "]";
-    };
+    e.get = [field](const Options& o) { return list_text(o.*field); };
     e.check = [field](const Options& o, const std::string& key) {
       const auto& items = o.*field;
       for (std::size_t i = 0; i < items.size(); ++i) {
         if (items[i].empty()) fail(key, "item " + std::to_string(i + 1) + " is empty");
-        for (std::size_t j = 0; j < i; ++j) {
-          if (items[j] == items[i]) fail(key, "'" + items[i] + "' is listed twice");
-        }
+        check_not_repeated(key, items, i);
       }
     };
     entries_.push_back(std::move(e));
@@ -265,6 +253,19 @@ class ConfigTable {
   }
   [[noreturn]] static void fail(const std::string& key, const std::string& what) {
     config_error(key, what);
+  }
+  // A list as `lipsync config` shows it: "[a, b]".
+  static std::string list_text(const std::vector<std::string>& items) {
+    std::string out;
+    for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+    return "[" + out + "]";
+  }
+  // Fails when items[i] is one of the items before it.
+  static void check_not_repeated(const std::string& key, const std::vector<std::string>& items,
+                                 std::size_t i) {
+    for (std::size_t j = 0; j < i; ++j) {
+      if (items[j] == items[i]) fail(key, "'" + items[i] + "' is listed twice");
+    }
   }
   static void require_range(const std::string& key, std::int64_t v, std::int64_t lo,
                             std::int64_t hi) {
