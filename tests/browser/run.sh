@@ -7,7 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 export LIPSYNC_BINARY="$1" LIPSYNC_SPEECH="$2"
 if [[ ! -d "$here/node_modules/playwright-core" ]]; then
-  echo "run.sh: playwright-core is missing; run scripts/bootstrap" >&2
+  echo "run.sh: playwright-core is missing; run scripts/bootstrap --tests" >&2
   exit 1
 fi
 cmd=(node --test --test-reporter=spec "$here/${3:-webrtc.test.mjs}")

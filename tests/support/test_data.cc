@@ -11,11 +11,34 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <string_view>
 
 namespace lipsync::testing {
 
+std::filesystem::path golden_root() {
+  const char* env = std::getenv("LIPSYNC_TESTDATA_DIR");
+  return env != nullptr && *env != 0 ? env : LIPSYNC_TESTDATA_DIR;
+}
+
+bool golden_skipped() {
+  const char* golden = std::getenv("LIPSYNC_GOLDEN");
+  const char* required = std::getenv("LIPSYNC_REQUIRE_TESTDATA");
+  return golden != nullptr && std::string_view(golden) == "1" &&
+         !(required != nullptr && std::string_view(required) == "1") &&
+         !std::filesystem::is_directory(golden_root());
+}
+
 std::filesystem::path testdata(const std::string& relative) {
-  const std::filesystem::path path = std::filesystem::path(LIPSYNC_TESTDATA_DIR) / relative;
+  // CTest runs every test with LIPSYNC_GOLDEN set: 1 for those in their program's GOLDEN list
+  // (tests/CMakeLists.txt), which skip when the data is absent, 0 for the rest, which must not
+  // need it.
+  const char* golden = std::getenv("LIPSYNC_GOLDEN");
+  if (golden != nullptr && std::string_view(golden) == "0") {
+    ADD_FAILURE() << "this test reads the golden data (" << relative
+                  << ") but is not in its program's GOLDEN list in tests/CMakeLists.txt, so a "
+                     "clone without ../shared/testdata would fail it instead of skipping it";
+  }
+  const std::filesystem::path path = golden_root() / relative;
   if (!std::filesystem::exists(path)) {
     ADD_FAILURE() << "golden data missing: " << path
                   << " (expected ../shared/testdata beside the project root)";

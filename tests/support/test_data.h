@@ -26,7 +26,13 @@ Error capture_error(F&& f) {
   return Error::internal("none");
 }
 
-// ../shared/testdata/<relative>; fails the test (fatal) when the file is missing.
+// The golden data's folder: $LIPSYNC_TESTDATA_DIR, else ../shared/testdata beside the project.
+std::filesystem::path golden_root();
+// True when this test is one of the golden ones (CTest sets LIPSYNC_GOLDEN=1) and golden_root()
+// is absent, unless LIPSYNC_REQUIRE_TESTDATA=1 (CI) makes absence a failure; then the test is
+// skipped (tests/support/test_main.cc).
+bool golden_skipped();
+// golden_root()/<relative>; fails the test (fatal) when the file is missing.
 std::filesystem::path testdata(const std::string& relative);
 
 // Reads a raw little-endian float32 file.
