@@ -21,6 +21,7 @@
 #include "core/text.h"
 #include "core/thread_budget.h"
 #include "infer/models.h"
+#include "server/log_format.h"
 #include "server/server.h"
 
 namespace lipsync::cli {
@@ -106,6 +107,7 @@ void run_serve(const ServeArgs& args) {
   config.server.validate();                     // the flags too
   core::set_thread_budget(config.cpu.threads);  // before any pool is made
   spdlog::set_level(spdlog::level::from_str(config.server.log_level));
+  spdlog::set_formatter(server::make_log_formatter(config.server.log_format));
   if (config.server.arena_threads > 0)
     core::TaskArena::configure_global(config.server.arena_threads);
   if (args.models.empty() != args.avatar.empty()) {

@@ -128,15 +128,22 @@ const core::ConfigTable<ServerOptions>& ServerOptions::config() {
 }
 
 const core::ConfigTable<ServerOptions>& ServerOptions::top_level_config() {
-  static const auto table = core::ConfigTable<ServerOptions>("").choice(
-      "log_level", &ServerOptions::log_level,
-      std::vector<std::pair<std::string, std::string>>{{"trace", "trace"},
-                                                       {"debug", "debug"},
-                                                       {"info", "info"},
-                                                       {"warn", "warn"},
-                                                       {"error", "error"},
-                                                       {"off", "off"}},
-      "server log level");
+  static const auto table =
+      core::ConfigTable<ServerOptions>("")
+          .choice("log_level", &ServerOptions::log_level,
+                  std::vector<std::pair<std::string, std::string>>{{"trace", "trace"},
+                                                                   {"debug", "debug"},
+                                                                   {"info", "info"},
+                                                                   {"warn", "warn"},
+                                                                   {"error", "error"},
+                                                                   {"off", "off"}},
+                  "server log level")
+          .choice(
+              "log_format", &ServerOptions::log_format,
+              std::vector<std::pair<std::string, std::string>>{{"text", "text"}, {"json", "json"}},
+              "server log lines: text for people, or json: one object "
+              "per line with time (UTC), level and msg, for a log "
+              "collector");
   return table;
 }
 

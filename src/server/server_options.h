@@ -1,5 +1,5 @@
 // ServerOptions: how `lipsync serve` listens and admits work (the `server:` config section and
-// the top-level log_level key).
+// the top-level log_level and log_format keys).
 // Thread contract: plain value; validate() before use.
 #pragma once
 
@@ -31,6 +31,7 @@ struct ServerOptions {
   int drain_timeout_s = 600;       // server.drain_timeout_s: a drain lets sessions go on this long
   double load_threshold = 0.9;     // server.load_threshold: from this load, no new sessions
   std::string log_level = "info";  // log_level: trace, debug, info, warn, error, off
+  std::string log_format = "text";  // log_format: text, or json (one object per line)
 
   // Throws Error::Code::kInvalidInput naming the key; also when the HTTP API would listen on a
   // network (not loopback) address without a token and allow_anonymous does not say so.
@@ -41,7 +42,7 @@ struct ServerOptions {
   std::string resolved_instance_id() const;
   // server.http is empty or `off`: no HTTP server.
   bool http_off() const;
-  // The `server.*` keys, and the top-level `log_level`.
+  // The `server.*` keys, and the top-level `log_level` and `log_format`.
   static const core::ConfigTable<ServerOptions>& config();
   static const core::ConfigTable<ServerOptions>& top_level_config();
 };

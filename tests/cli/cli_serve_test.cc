@@ -727,5 +727,32 @@ TEST_F(CliServe, UnknownConfigKeyFailsStartUpNamingIt) {
   EXPECT_NE(r2.err.find("registry.policy"), std::string::npos) << r2.err;
 }
 
+// log_format: json makes every line the server writes to stderr one JSON object (time, level,
+// msg), the access log's included; the ports line stays on stdout as before.
+TEST_F(CliServe, LogFormatJsonWritesOneObjectPerLine) {
+  const fs::path config = dir_ / "json.yaml";
+  std::ofstream(config) << "log_format: json\n";
+  ServeProcess server(dir_.path(), "--config " + config.string());
+  ASSERT_GT(server.http_port(), 0) << server.output();
+  EXPECT_EQ(testing::http_get(server.http_port(), "/v1/load").status, 200);
+  EXPECT_EQ(server.stop(), 0);
+  int lines = 0;
+  bool access = false;
+  std::istringstream in(server.output());
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line);  // throws on a line that is not JSON
+    if (j.contains("grpc_port")) continue;                 // the ports line (stdout)
+    ++lines;
+    EXPECT_TRUE(j.at("time").is_string() && j.at("level").is_string() && j.at("msg").is_string())
+        << line;
+    const std::string msg = j.at("msg");
+    if (msg.find("http GET") != std::string::npos && msg.find("/v1/load") != std::string::npos) {
+      access = true;
+    }
+  }
+  EXPECT_GT(lines, 2) << server.output();
+  EXPECT_TRUE(access) << server.output();
+}
+
 }  // namespace
 }  // namespace lipsync

@@ -1,9 +1,15 @@
-// ServerOptions: listen addresses and the refusal of an open HTTP API on a network address.
+// ServerOptions: listen addresses and the refusal of an open HTTP API on a network address; the
+// log line formats.
 #include "server/server_options.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/details/log_msg.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "server/log_format.h"
 
 namespace lipsync::server {
 namespace {
@@ -77,6 +83,38 @@ TEST(ServerOptions, AnInstanceIdIsLowercaseLettersDigitsAndDashesAndDefaultsToTh
   o.instance_id.clear();  // the host name, made into an id
   const std::string from_host = o.resolved_instance_id();
   EXPECT_TRUE(is_instance_id(from_host)) << from_host;
+}
+
+}  // namespace
+}  // namespace lipsync::server
+
+namespace lipsync::server {
+namespace {
+
+// log_format: json writes one object per line (time, level, msg, in that order), the message
+// escaped so a quote, a newline or a byte that is not UTF-8 cannot break the line.
+TEST(LogFormat, JsonIsOneEscapedObjectPerLine) {
+  const auto formatter = make_log_formatter("json");
+  const std::string payload = "GET /v1/sessions \"x\"\nnext \xff";
+  spdlog::details::log_msg msg(spdlog::source_loc{}, "", spdlog::level::warn, payload);
+  msg.time = spdlog::log_clock::time_point(std::chrono::milliseconds(1796606625678));
+  spdlog::memory_buf_t out;
+  formatter->clone()->format(msg, out);
+  const std::string line(out.data(), out.size());
+  ASSERT_FALSE(line.empty());
+  EXPECT_EQ(line.back(), '\n');
+  EXPECT_EQ(line.find('\n'), line.size() - 1) << line;
+  const nlohmann::json j = nlohmann::json::parse(line);
+  EXPECT_EQ(j.at("time"), "2026-12-07T01:23:45.678Z");
+  EXPECT_EQ(j.at("level"), "warning");
+  EXPECT_EQ(j.at("msg"), "GET /v1/sessions \"x\"\nnext \xef\xbf\xbd");
+  EXPECT_EQ(line.substr(0, 9), "{\"time\":\"");
+
+  spdlog::memory_buf_t text;
+  make_log_formatter("text")->format(msg, text);
+  EXPECT_NE(std::string(text.data(), text.size()).find("[warning] GET /v1/sessions"),
+            std::string::npos);
+  EXPECT_THROW(make_log_formatter("xml"), Error);
 }
 
 }  // namespace
