@@ -2,7 +2,9 @@
 """A Python client of a lipsync.cpp server: the old API (monolithic.MonolithicService) and the
 streaming API (lipsync.v1.LipSync/Stream).
 
-Make the stubs once (into gen/ beside this file):
+Make the stubs once, into gen/ beside this file (from examples/python; grpc_tools needs the
+folder to exist):
+    mkdir -p gen
     python3 -m grpc_tools.protoc -I ../../proto --python_out=gen --grpc_python_out=gen \
         lipsync/v1/lipsync.proto monolithic.proto
 Then:
