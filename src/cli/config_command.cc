@@ -1,6 +1,6 @@
 // `lipsync config`: every configuration key with its default, values and meaning, as the
-// README's table (markdown), JSON, or a commented starter config (YAML). All come from the
-// layers' config tables.
+// table of docs/config-keys.md (markdown), JSON, or a commented starter config (YAML). All
+// come from the layers' config tables.
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -78,8 +78,9 @@ void add_config_command(CLI::App& app) {
   auto format = std::make_shared<std::string>("markdown");
   CLI::App* cmd = app.add_subcommand(
       "config", "Print every configuration key with its default, values and meaning");
-  cmd->add_option("--format", *format,
-                  "markdown (the README's table), json, or yaml (a commented starter config)")
+  cmd->add_option(
+         "--format", *format,
+         "markdown (the table in docs/config-keys.md), json, or yaml (a commented starter config)")
       ->capture_default_str();
   cmd->callback([format] { run_config(*format); });
 }

@@ -5,7 +5,8 @@
 namespace lipsync::cli {
 
 void AudioFlags::add_to(CLI::App& cmd) {
-  cmd.add_option("--config", config_path, "YAML config file (keys: see README)");
+  cmd.add_option("--config", config_path,
+                 "YAML config file (its keys: lipsync config, docs/config-keys.md)");
   cmd.add_option(
       "--parallel-mel-extraction", parallel_mel_extraction,
       "Split mel frames and window packing over the CPU threads; same results (default: " +

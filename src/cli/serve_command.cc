@@ -145,7 +145,8 @@ void add_serve_command(CLI::App& app) {
   auto args = std::make_shared<ServeArgs>();
   CLI::App* cmd = app.add_subcommand(
       "serve", "Run the gRPC server (old monolithic API, health, reflection) and HTTP endpoints");
-  cmd->add_option("--config", args->config, "YAML config file (keys: see README)");
+  cmd->add_option("--config", args->config,
+                  "YAML config file (its keys: lipsync config, docs/config-keys.md)");
   cmd->add_option("--models", args->models,
                   "Serve this model folder (with --avatar), without a config file");
   cmd->add_option("--avatar", args->avatar, "The avatar folder of --models");

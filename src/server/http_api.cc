@@ -222,16 +222,42 @@ RouteMatch match_route(const std::string& path) {
   return m;
 }
 
-// Whether `methods` ("GET, POST") has `method`.
-bool takes(std::string_view methods, std::string_view method) {
+// Calls f(method) for each of `methods` ("GET, POST").
+template <class F>
+void for_each_method(std::string_view methods, F f) {
   while (!methods.empty()) {
     const auto comma = methods.find(", ");
-    if (methods.substr(0, comma) == method) return true;
+    f(methods.substr(0, comma));
     if (comma == std::string_view::npos) break;
     methods.remove_prefix(comma + 2);
   }
-  return false;
 }
+
+// Whether `methods` ("GET, POST") has `method`.
+bool takes(std::string_view methods, std::string_view method) {
+  bool found = false;
+  for_each_method(methods, [&](std::string_view m) { found = found || m == method; });
+  return found;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> v1_routes() {
+  std::vector<std::pair<std::string, std::string>> out;
+  const auto add = [&](const RouteSpec& spec, const std::string& path) {
+    for_each_method(spec.methods, [&](std::string_view m) { out.emplace_back(m, path); });
+  };
+  add(kSessionsRoute, "/v1/sessions");
+  for (const RouteSpec& spec : kInstanceRoutes) add(spec, "/v1/" + std::string(spec.tail));
+  for (const RouteSpec& spec : kSessionRoutes) {
+    std::string tail(spec.tail);
+    if (tail.ends_with("/*")) tail.replace(tail.size() - 1, 1, "{viewer}");
+    add(spec, "/v1/sessions/{id}" + (tail.empty() ? "" : "/" + tail));
+  }
+  return out;
+}
+
+namespace {
 
 // The body of a speech upload: raw samples (which kind, at what rate) or a file.
 struct SpeechFormat {

@@ -33,11 +33,19 @@
 #pragma once
 
 #include <functional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "server/http_server.h"
 #include "server/session_hub.h"
 
 namespace lipsync::server {
+
+// Every /v1 route as (method, path template): ("GET", "/v1/sessions/{id}"),
+// ("DELETE", "/v1/sessions/{id}/whep/{viewer}"), ...; from the route table, for the API document
+// (docs/openapi.yaml) and its test.
+std::vector<std::pair<std::string, std::string>> v1_routes();
 
 class HttpApi {
  public:

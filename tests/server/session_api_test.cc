@@ -8,6 +8,7 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
 #include <chrono>
 #include <cmath>
@@ -17,12 +18,14 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <numbers>
+#include <set>
 #include <sstream>
 #include <thread>
 
 #include "avatar/avatar_import.h"
 #include "client/live_client.h"
 #include "lipsync/v1/lipsync.grpc.pb.h"
+#include "server/http_api.h"
 #include "server/server.h"
 #include "support/http_client.h"
 #include "support/sdp_offer.h"
@@ -1442,6 +1445,64 @@ TEST_F(SessionApiTest, Issue26_AnInstanceAtItsLoadThresholdIsNotReadyAndSaysWhy)
   EXPECT_EQ(request("DELETE", "/v1/sessions/" + id).status, 204);
   EXPECT_TRUE(eventually([&] { return testing::http_get(port_, "/readyz").status == 200; }, 5000));
   EXPECT_TRUE(load().at("accepting").get<bool>());
+}
+
+// docs/openapi.yaml documents the /v1 API: every route the server has is there with its
+// methods and nothing else is, and every documented path and method answers on a running server
+// (not 404 or 405: the route is there; what a bare request sends may still be refused).
+TEST_F(SessionApiTest, TheOpenApiDocumentIsTheRouteTable) {
+  const YAML::Node doc = YAML::LoadFile(std::string(LIPSYNC_SOURCE_DIR) + "/docs/openapi.yaml");
+  ASSERT_EQ(doc["openapi"].as<std::string>().substr(0, 2), "3.");
+  std::set<std::pair<std::string, std::string>> documented;
+  for (const auto& path : doc["paths"]) {
+    for (const auto& field : path.second) {
+      std::string method = field.first.as<std::string>();
+      if (method == "parameters" || method == "summary" || method == "description") continue;
+      for (char& c : method) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      documented.emplace(method, path.first.as<std::string>());
+    }
+  }
+  const auto routes = server::v1_routes();
+  const std::set<std::pair<std::string, std::string>> served(routes.begin(), routes.end());
+  for (const auto& [method, path] : served) {
+    EXPECT_TRUE(documented.contains({method, path}))
+        << "not in the document: " << method << " " << path;
+  }
+  for (const auto& [method, path] : documented) {
+    EXPECT_TRUE(served.contains({method, path})) << "not a route: " << method << " " << path;
+  }
+
+  const auto replace = [](std::string text, const std::string& from, const std::string& to) {
+    const auto at = text.find(from);
+    if (at != std::string::npos) text.replace(at, from.size(), to);
+    return text;
+  };
+  for (const auto& [method, path] : documented) {
+    if (path == "/v1/admin/drain") continue;  // last: it stops the sessions API
+    const std::string id = create_session();
+    std::string target = replace(path, "{id}", id);
+    if (target.find("{viewer}") != std::string::npos) {
+      const auto r =
+          request("POST", "/v1/sessions/" + id + "/whep", testing::whep_offer(), "application/sdp");
+      ASSERT_EQ(r.status, 201) << r.body;
+      const auto at = r.headers.find("/whep/");
+      target =
+          replace(target, "{viewer}", r.headers.substr(at + 6, r.headers.find('\r', at) - at - 6));
+    }
+    testing::HttpResult r;
+    if (path.ends_with("/events")) {  // a stream: its head is the answer
+      r = testing::http_exchange(
+          port_,
+          "GET " + target + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + kToken + "\r\n\r\n",
+          std::chrono::milliseconds(1000));
+    } else {
+      r = request(method, target);
+    }
+    EXPECT_TRUE(r.status != 0 && r.status != 404 && r.status != 405)
+        << method << " " << path << ": " << r.status << " " << r.body;
+    request("DELETE", "/v1/sessions/" + id);
+  }
+  EXPECT_EQ(request("POST", "/v1/admin/drain").status, 202);
 }
 
 }  // namespace
