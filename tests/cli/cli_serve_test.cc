@@ -124,6 +124,15 @@ class ServeProcess {
   bool stopped_ = false;
 };
 
+// The fenced block under `<!-- test: NAME -->` in README.md, as a user would paste it.
+std::string readme_block(const std::string& name) {
+  const std::string readme = testing::read_text(fs::path(LIPSYNC_SOURCE_DIR) / "README.md");
+  const auto marker = readme.find("<!-- test: " + name + " -->\n```sh\n");
+  if (marker == std::string::npos) return "";
+  const auto begin = readme.find('\n', readme.find("```sh", marker)) + 1;
+  return readme.substr(begin, readme.find("```\n", begin) - begin);
+}
+
 class CliServe : public ::testing::Test {
  protected:
   void SetUp() override { setenv("LIPSYNC_CACHE_DIR", (dir_ / "cache").c_str(), 1); }
@@ -581,9 +590,10 @@ TEST_F(CliServe, AFastMinuteThroughRealSizeModelsEqualsTheRender) {
   EXPECT_EQ(compared, 1499);
 }
 
-// The README's walkthrough "From a SyncTalk_2D training folder to a running server", command for
-// command, on the golden checkpoints (written by real PyTorch) and the reference avatar's frames
-// and landmarks laid out as SyncTalk_2D's dataset/<name>/ folder.
+// The README's walkthrough "From a SyncTalk_2D training run to a running server", its block
+// taken from README.md and run as written (so the text cannot drift from what is tested), on the
+// golden checkpoints (written by real PyTorch) and the reference avatar's frames and landmarks
+// laid out as SyncTalk_2D's folders.
 TEST_F(CliServe, TheSyncTalkWalkthroughFromCheckpointsToAServedMp4) {
   const fs::path st = dir_ / "SyncTalk_2D";
   fs::create_directories(st / "checkpoint" / "May");
@@ -605,30 +615,27 @@ TEST_F(CliServe, TheSyncTalkWalkthroughFromCheckpointsToAServedMp4) {
                          q(speech) + " trim 0 1.2")
                             .c_str()),
             0);
-  // The README's commands use relative paths: run them from the folder (and go back after).
-  struct Cwd {
-    fs::path before = fs::current_path();
-    ~Cwd() { fs::current_path(before); }
-  } cwd;
-  fs::current_path(dir_.path());
+  // `lipsync` on the PATH, as after scripts/install.
+  fs::create_directories(dir_ / "bin");
+  fs::create_symlink(LIPSYNC_BINARY, dir_ / "bin" / "lipsync");
 
-  auto r = run_lipsync(
-      "models import --unet SyncTalk_2D/checkpoint/May/99.pth "
-      "--audio-encoder SyncTalk_2D/model/checkpoints/audio_visual_encoder.pth -o models/may");
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto j = nlohmann::json::parse(r.out);
-  EXPECT_EQ(j["kind"], "trained");
-  EXPECT_EQ(j["name"], "may");
-  EXPECT_EQ(j["sources"][0]["file"], "99.pth");
+  // The README's block, as written (it uses the default ports: this test runs alone), then a
+  // wait for the server it stopped, in the folder the paths are relative to.
+  const std::string block = readme_block("walkthrough");
+  ASSERT_NE(block.find("lipsync models import"), std::string::npos) << block;
+  // A step that fails leaves no server behind.
+  std::ofstream(dir_ / "walkthrough.sh")
+      << "set -e\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"
+      << block << "wait\n";
+  const auto r = testing::run_command("cd " + q(dir_.path()) + " && PATH=" + q(dir_ / "bin") +
+                                      ":\"$PATH\" bash walkthrough.sh");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
 
-  r = run_lipsync("avatar import --synctalk SyncTalk_2D/dataset/May -o avatars/may");
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(nlohmann::json::parse(r.out)["frames"], 60) << r.out;
-
-  r = run_lipsync(
-      "render --models models/may --avatar avatars/may --audio speech.wav -o may.mp4 "
-      "--quiet");
-  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto model = nlohmann::json::parse(testing::read_text(dir_ / "models/may/model.json"));
+  EXPECT_EQ(model["kind"], "trained");
+  EXPECT_EQ(model["name"], "may");
+  EXPECT_EQ(model["sources"][0]["file"], "99.pth");
+  EXPECT_TRUE(fs::exists(dir_ / "avatars/may/avatar.json"));
   const auto rendered = testing::probe_media(dir_ / "may.mp4");
   EXPECT_EQ(rendered.video_codec, "h264");
   EXPECT_EQ(rendered.audio_codec, "aac");
@@ -636,19 +643,10 @@ TEST_F(CliServe, TheSyncTalkWalkthroughFromCheckpointsToAServedMp4) {
   EXPECT_EQ(rendered.height, 360);
   EXPECT_EQ(rendered.video_frames, 29);  // the frames of 1.2 s of audio (REFERENCE.md §3)
   EXPECT_NEAR(rendered.audio_seconds, rendered.video_seconds, 0.05);
-
-  std::ofstream("may.yaml") << "avatars:\n  may: {avatar: avatars/may, models: models/may, "
-                               "preload: true}\n";
-  ServeProcess server(dir_.path(), "--config may.yaml");
-  ASSERT_GT(server.grpc_port(), 0) << server.output();
-  r = run_lipsync("client --target " + server.target() +
-                  " --model may --audio speech.wav --format jpeg -o from_server.mp4");
-  ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto served = testing::probe_media(dir_ / "from_server.mp4");
   EXPECT_EQ(served.video_frames, rendered.video_frames);
   EXPECT_EQ(served.audio_codec, "aac");
   EXPECT_NEAR(served.audio_seconds, served.video_seconds, 0.05);
-  EXPECT_EQ(server.stop(), 0) << server.output();
 }
 
 TEST_F(CliServe, TheLogSaysHttpOffWhenItIs) {
