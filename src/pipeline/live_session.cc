@@ -143,6 +143,7 @@ struct LiveSession::Utterance {
   // What its emitted frames carried: whether one was shown, the input samples heard, and the
   // underrun going on (its first tick and inserted samples so far).
   bool started = false;
+  bool reported = false;  // its playback_finished is out
   std::int64_t heard = 0;
   std::int64_t underrun_tick = -1;
   std::int64_t underrun_samples = 0;
@@ -872,6 +873,8 @@ bool LiveSession::tick() {
 
 void LiveSession::finished_locked(Utterance& u, std::int64_t k, bool interrupted,
                                   std::vector<LiveEvent>& out) const {
+  if (u.reported) return;  // once (cut_playback() may come before the tick that would)
+  u.reported = true;
   if (u.underrun_tick >= 0) {
     LiveEvent underrun;
     underrun.type = LiveEvent::Type::kUnderrun;
@@ -888,6 +891,18 @@ void LiveSession::finished_locked(Utterance& u, std::int64_t k, bool interrupted
   finished.samples = u.heard;
   finished.interrupted = interrupted;
   out.push_back(std::move(finished));
+}
+
+std::vector<LiveEvent> LiveSession::cut_playback() {
+  std::lock_guard lock(mutex_);
+  if (ended_) return {};
+  // What no tick has carried yet (an interrupt's playback_finished, a queued utterance), then
+  // every utterance still held, finished now: the one playing with what was heard of it, the
+  // ones waiting with nothing.
+  std::vector<LiveEvent> out = std::move(pending_events_);
+  pending_events_.clear();
+  for (auto& u : utterances_) finished_locked(*u, next_index_, true, out);
+  return out;
 }
 
 void LiveSession::finish(const std::optional<Error>& error) {

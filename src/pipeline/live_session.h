@@ -202,6 +202,12 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   // Ends the session once the speech queued so far has played (the open utterance is ended);
   // with `now`, at once.
   void close(bool now = false);
+  // For an owner about to close the session at once: the events no tick has carried yet, then a
+  // playback_finished (interrupted) for every utterance still held: the one playing with what
+  // was heard of it, the ones waiting with nothing. The session reports none of them again.
+  // Every utterance then has its playback_finished before session_ended, as a voice agent
+  // waiting for each segment's end needs.
+  std::vector<LiveEvent> cut_playback();
 
   // The speech latency in use.
   int latency_ms() const { return latency_ms_; }

@@ -11,6 +11,8 @@
 //   state              {state: idle|speaking|fading, pts_ms}
 //   viewer_joined, viewer_left  {viewers}
 //   session_ended      {reason: deleted|expired|shutdown|error|closed, message}
+// Every playback_started has its playback_finished, also when the session ends while that
+// utterance plays (then interrupted, before session_ended).
 // Thread contract: any thread. Subscribers are called under the log's lock, in seq order: they
 // must be quick (queue the text and return) and must not call back into the log.
 #pragma once

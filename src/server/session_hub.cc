@@ -436,10 +436,14 @@ void HubSession::interrupt(bool again) {
 
 void HubSession::close(std::optional<Error> reason, const std::string& why) {
   std::map<std::string, std::shared_ptr<webrtc::WhepSender>> viewers;
+  // The speech held ends here: its playback_finished events come before session_ended. Taken
+  // outside mutex_ (the session's own lock); a second close finds nothing left to cut.
+  std::vector<pipeline::LiveEvent> cut = session_->cut_playback();
   {
     std::lock_guard lock(mutex_);
     if (ended_) return;
     ended_ = true;
+    for (auto& e : cut) events_.publish(e);
     // Told first: a socket or an event stream closes once it has sent it.
     ended_event(why, reason);
     close_reason_ = std::move(reason);

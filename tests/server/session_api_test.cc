@@ -1505,5 +1505,40 @@ TEST_F(SessionApiTest, TheOpenApiDocumentIsTheRouteTable) {
   EXPECT_EQ(request("POST", "/v1/admin/drain").status, 202);
 }
 
+// A session deleted while it speaks: the utterance being played gets its playback_finished
+// (interrupted, with what was heard of it) before session_ended, so every playback_started has
+// its end (a voice agent waits for each segment's).
+TEST_F(SessionApiTest, ASessionDeletedMidSpeechFinishesItsPlaybackFirst) {
+  const std::string id = create_session();
+  testing::SseClient sse(port_, "/v1/sessions/" + id + "/events",
+                         "Authorization: Bearer " + std::string(kToken) + "\r\n");
+  ASSERT_EQ(request("POST", "/v1/sessions/" + id + "/say",
+                    R"({"text": "This sentence is long enough to be cut short when the session )"
+                    R"(is deleted in the middle of it, well before its end."})")
+                .status,
+            200);
+  const auto has = [](const std::vector<testing::SseEvent>& all, const std::string& type) {
+    return std::any_of(all.begin(), all.end(), [&](const auto& e) { return e.event == type; });
+  };
+  ASSERT_TRUE(sse.wait([&](const auto& all, bool) { return has(all, "playback_started"); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // some of it heard
+  EXPECT_EQ(request("DELETE", "/v1/sessions/" + id).status, 204);
+  ASSERT_TRUE(sse.wait([](const auto&, bool closed) { return closed; }));
+  const auto all = sse.events();
+  ASSERT_GE(all.size(), 2u);
+  EXPECT_EQ(all.back().event, "session_ended");
+  const auto finished = std::find_if(all.begin(), all.end(),
+                                     [](const auto& e) { return e.event == "playback_finished"; });
+  ASSERT_NE(finished, all.end()) << "no playback_finished before session_ended";
+  const json j = json::parse(finished->data);
+  EXPECT_EQ(j.at("utterance"), 0);
+  EXPECT_TRUE(j.at("interrupted").get<bool>());
+  EXPECT_GT(j.at("playback_position_s").get<double>(), 0.2);
+  EXPECT_LT(j.at("playback_position_s").get<double>(), 3.0);
+  EXPECT_EQ(std::count_if(all.begin(), all.end(),
+                          [](const auto& e) { return e.event == "playback_finished"; }),
+            1);
+}
+
 }  // namespace
 }  // namespace lipsync
