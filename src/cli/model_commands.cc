@@ -258,10 +258,18 @@ void add_model_commands(CLI::App& app) {
     CLI::App* cmd = models->add_subcommand(
         "demo", "Analytic demo models: a mouth that opens with the loudness of the audio");
     cmd->add_option("-o,--output", *output, "Output folder")->required();
-    cmd->callback([output] {
-      modelgen::write_demo_models(*output);
-      std::cout << core::json_text({{"name", "demo"}, {"kind", "demo"}, {"output", *output}})
-                << "\n";
+    auto drift = std::make_shared<bool>(false);
+    cmd->add_flag("--drift", *drift,
+                  "A generator with a trained model's colour faults (a colour and brightness "
+                  "drift and a slight blur), for measuring seams around the face");
+    cmd->callback([output, drift] {
+      if (*drift) {
+        modelgen::write_drifting_models(*output);
+      } else {
+        modelgen::write_demo_models(*output);
+      }
+      const std::string name = *drift ? "drifting" : "demo";
+      std::cout << core::json_text({{"name", name}, {"kind", "demo"}, {"output", *output}}) << "\n";
     });
   }
   // Last: it is a pipeline stage's tool, listed with those in the help.

@@ -52,9 +52,12 @@ GeneratedModel demo_audio_encoder() {
   return {b.serialize(), 0, b.initializer_values()};
 }
 
-GeneratedModel demo_generator() {
+namespace {
+
+// The demo generator's picture: the ROI with the mouth ellipse; returns its tensor's name, or
+// writes it as `output` when given.
+std::string add_demo_picture(OnnxBuilder& b, const std::string& output = "") {
   using namespace infer;
-  OnnxBuilder b("lipsync_demo_generator", kOpset);
   const std::string image(kGeneratorImageName);
   const std::string audio_in(kGeneratorAudioName);
   b.add_input(image, {-1, kImageChannels, kRoiSize, kRoiSize});
@@ -98,9 +101,54 @@ GeneratedModel demo_generator() {
       "Sub", {scalar(b, 1.0f), b.add_node("Mul", {mask, scalar(b, kDemoMouthDarkness)})});
   const std::string roi = b.add_node("Slice", {image, b.add_int64("starts", {0}),
                                                b.add_int64("ends", {3}), b.add_int64("axes", {1})});
-  b.add_node("Mul", {roi, shade}, {}, std::string(kGeneratorOutputName));
+  return b.add_node("Mul", {roi, shade}, {}, output);
+}
+
+}  // namespace
+
+GeneratedModel demo_generator() {
+  using namespace infer;
+  OnnxBuilder b("lipsync_demo_generator", kOpset);
+  add_demo_picture(b, std::string(kGeneratorOutputName));
   b.add_output(std::string(kGeneratorOutputName), {-1, kOutputChannels, kRoiSize, kRoiSize});
   return {b.serialize(), 0, b.initializer_values()};
+}
+
+GeneratedModel drifting_generator(const Drift& drift) {
+  using namespace infer;
+  OnnxBuilder b("lipsync_drifting_generator", kOpset);
+  const std::string picture = add_demo_picture(b);
+  // Per channel: v * gain + offset.
+  const std::vector<float> gain(drift.gain.begin(), drift.gain.end());
+  const std::vector<float> offset(drift.offset.begin(), drift.offset.end());
+  std::string v = b.add_node(
+      "Add", {b.add_node("Mul", {picture, b.add_float("gain", {1, kOutputChannels, 1, 1}, gain)}),
+              b.add_float("offset", {1, kOutputChannels, 1, 1}, offset)});
+  if (drift.blur) {
+    // A 3 x 3 binomial blur of each channel on its own: the edges padded by repeating them,
+    // then a convolution without padding.
+    const std::vector<float> k{1, 2, 1, 2, 4, 2, 1, 2, 1};
+    std::vector<float> w;
+    for (int c = 0; c < kOutputChannels; ++c) {
+      for (float x : k) w.push_back(x / 16.0f);
+    }
+    const std::string padded =
+        b.add_node("Pad", {v, b.add_int64("pads", {0, 0, 1, 1, 0, 0, 1, 1})}, {{"mode", "edge"}});
+    v = b.add_node("Conv", {padded, b.add_float("blur", {kOutputChannels, 1, 3, 3}, w)},
+                   {{"group", static_cast<std::int64_t>(kOutputChannels)}});
+  }
+  b.add_node("Clip", {v, scalar(b, 0.0f), scalar(b, 1.0f)}, {}, std::string(kGeneratorOutputName));
+  b.add_output(std::string(kGeneratorOutputName), {-1, kOutputChannels, kRoiSize, kRoiSize});
+  return {b.serialize(), 0, b.initializer_values()};
+}
+
+void write_drifting_models(const std::filesystem::path& dir, const Drift& drift) {
+  write_demo_models(dir);
+  core::write_file_atomically(dir / infer::kGeneratorFileName, drifting_generator(drift).onnx);
+  infer::ModelManifest manifest;
+  manifest.name = "drifting";
+  manifest.kind = "demo";
+  manifest.save(dir / infer::kManifestFileName);
 }
 
 void write_demo_models(const std::filesystem::path& dir) {

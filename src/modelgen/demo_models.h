@@ -10,6 +10,7 @@
 // Thread contract: stateless functions.
 #pragma once
 
+#include <array>
 #include <filesystem>
 
 #include "infer/demo_mouth.h"
@@ -27,5 +28,17 @@ GeneratedModel demo_generator();
 
 // Writes dir/audio_encoder.onnx, dir/generator.onnx and dir/model.json (kind "demo").
 void write_demo_models(const std::filesystem::path& dir);
+
+// A generator with a trained model's typical colour faults, for measuring seams (the border
+// step, render/seams.h): the demo generator's picture times `gain` plus `offset` per channel
+// (BGR), then, with `blur`, a 3 x 3 binomial blur; clipped to [0, 1].
+struct Drift {
+  std::array<float, 3> gain{1.06f, 1.0f, 0.94f};
+  std::array<float, 3> offset{0.03f, 0.01f, -0.03f};
+  bool blur = true;
+};
+GeneratedModel drifting_generator(const Drift& drift = {});
+// The demo models with the drifting generator (model.json name "drifting").
+void write_drifting_models(const std::filesystem::path& dir, const Drift& drift = {});
 
 }  // namespace lipsync::modelgen

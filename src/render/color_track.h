@@ -1,0 +1,58 @@
+// ColorTrack: the ring colour correction of one stream of frames (render.color_match: ring),
+// smoothed over time whatever order its frames are composited in, so that a render, a stream and
+// a live session make the same pictures however their frames were batched and scheduled.
+//
+// Frame i's correction matches the mean, over frames max(0, i - frames + 1) .. i, of the band
+// statistics of their generated crops to the mean of their templates' (seams.h match_colors):
+// a moving average over `frames` frames (render.color_match_frames), so one frame's estimate
+// cannot make the picture flicker. It is known once each of those frames has been added (or
+// skipped: a frame without a picture is left out of the average).
+// Thread contract: any thread; one stream's frames each added or skipped once.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "render/seams.h"
+
+namespace lipsync::render {
+
+class ColorTrack {
+ public:
+  // Requires: frames >= 1.
+  explicit ColorTrack(int frames);
+
+  struct Ready {
+    int frame = 0;
+    ColorCorrection correction;
+  };
+  // Frame `frame`'s band statistics: its generated crop's and its template's. Returns the frames
+  // whose correction this made known (this one, and later ones that were waiting for it), in
+  // frame order.
+  std::vector<Ready> add(int frame, const BandStats& generated, const BandStats& tmpl);
+  // Frame `frame` has no picture (skipped): it is known, with nothing to average.
+  std::vector<Ready> skip(int frame);
+
+  // Frames added and still waiting for an earlier one (for tests and the producer's checks).
+  int waiting() const;
+
+ private:
+  struct Entry {
+    std::optional<std::pair<BandStats, BandStats>> stats;  // none: skipped
+  };
+  std::vector<Ready> settle_locked();
+  std::optional<ColorCorrection> correction_locked(int frame) const;
+
+  const int frames_;
+  mutable std::mutex mutex_;
+  std::map<int, Entry> known_;  // guarded by mutex_
+  std::set<int> waiting_;       // guarded by mutex_: added, correction not yet made
+  int next_unknown_ = 0;        // guarded by mutex_: every frame before it is known
+};
+
+}  // namespace lipsync::render
