@@ -12,6 +12,7 @@ cleanup() { [[ -n $pid ]] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
 printf 'server:\n  api_token: agent-test-token\n' >"$work/config.yaml"
+: >"$work/serve.out"  # there before the loop below reads it
 LIPSYNC_CACHE_DIR="$work/cache" "$lipsync" serve --config "$work/config.yaml" \
   --grpc 127.0.0.1:0 --http 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err" &
 pid=$!

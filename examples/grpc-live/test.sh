@@ -16,6 +16,7 @@ mkdir "$work/gen"
 (cd "$here/../../proto" && "$py" -m grpc_tools.protoc -I . --python_out="$work/gen" \
    --grpc_python_out="$work/gen" lipsync/v1/lipsync.proto)
 
+: >"$work/serve.out"  # there before the loop below reads it
 LIPSYNC_CACHE_DIR="$work/cache" "$lipsync" serve --grpc 127.0.0.1:0 --http off \
   >"$work/serve.out" 2>"$work/serve.err" &
 pid=$!

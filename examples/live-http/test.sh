@@ -10,6 +10,7 @@ pid=
 cleanup() { [[ -n $pid ]] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
+: >"$work/serve.out"  # there before the loop below reads it
 LIPSYNC_CACHE_DIR="$work/cache" "$lipsync" serve --grpc 127.0.0.1:0 --http 127.0.0.1:0 \
   >"$work/serve.out" 2>"$work/serve.err" &
 pid=$!

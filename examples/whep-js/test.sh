@@ -39,6 +39,7 @@ page=$!
 page_port=$(wait_port "$work/page.out" 's/^Serving HTTP on .* port \([0-9]*\) .*/\1/p')
 
 printf 'server:\n  cors_origins: http://127.0.0.1:%s\n' "$page_port" >"$work/config.yaml"
+: >"$work/serve.out"  # there before the loop below reads it
 LIPSYNC_CACHE_DIR="$work/cache" "$lipsync" serve --config "$work/config.yaml" \
   --grpc 127.0.0.1:0 --http 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err" &
 pid=$!

@@ -36,6 +36,7 @@ fail() { echo "monitoring_test: $*" >&2; exit 1; }
 "$promtool" check rules "$alerts"
 "$promtool" test rules "$root/deploy/prometheus/alerts_test.yaml"
 
+: >"$work/serve.out"  # there before the loop below reads it
 LIPSYNC_CACHE_DIR="$work/cache" "$lipsync" serve --http 127.0.0.1:0 --grpc 127.0.0.1:0 \
   >"$work/serve.out" 2>"$work/serve.err" &
 pid=$!
