@@ -108,6 +108,7 @@ std::shared_ptr<HubSession> SessionHub::create(const NewSession& spec) {
     settings.start_frame = spec.start_frame;
     settings.latency_ms = spec.latency_ms;
     settings.jpeg_quality = context_.output.jpeg_quality;
+    settings.blend = context_.output.blend_options();
     settings.live = context_.live;
     settings.idle_pictures = context_.idle_pictures;
     settings.pipeline = context_.pipeline;
@@ -440,6 +441,7 @@ void HubSession::close(std::optional<Error> reason, const std::string& why) {
   // outside mutex_ (the session's own lock); a second close finds nothing left to cut.
   std::vector<pipeline::LiveEvent> cut = session_->cut_playback();
   {
+    std::lock_guard delivery(delivery_mutex_);
     std::lock_guard lock(mutex_);
     if (ended_) return;
     ended_ = true;
@@ -463,6 +465,7 @@ bool HubSession::ended() const {
 }
 
 void HubSession::on_live_frame(pipeline::LiveFrame frame) {
+  std::lock_guard delivery(delivery_mutex_);
   ++frames_;
   if (frame.late) ++late_;
   if (frame.state == pipeline::LiveState::kSpeaking) {

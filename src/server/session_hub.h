@@ -225,6 +225,11 @@ class HubSession final : public pipeline::LiveSink,
   int width_ = 0;
   int height_ = 0;
 
+  // Held by on_live_frame from publishing a tick's events to handing its frame to the attached
+  // calls, and by close() around publishing session_ended: a client that saw an event on the
+  // event stream and then ended the session finds that event's frame on its gRPC call too.
+  // Taken before mutex_.
+  std::mutex delivery_mutex_;
   mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<webrtc::WhepSender>> viewers_;  // guarded
   std::vector<std::weak_ptr<pipeline::LiveSink>> sinks_;                // attached (guarded)
