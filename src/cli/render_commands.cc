@@ -143,6 +143,7 @@ void run_render(const RenderArgs& args) {
   Loaded in = load_inputs(args.avatar, args.models, args.audio, args.flags);
   pipeline::RenderOptions options = in.config.render;
   options.audio = in.config.audio;
+  options.blend = in.config.output.blend_options();
   if (args.batch) options.batch = *args.batch;
   if (args.start_frame) options.start_frame = *args.start_frame;
   const pipeline::OfflineRenderer renderer(in.avatar, *in.models, options);

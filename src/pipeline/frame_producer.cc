@@ -50,7 +50,10 @@ FrameProducer::FrameProducer(FrameTarget target, ProducerSettings settings,
       consumer_(std::move(consumer)),
       strand_(settings_.strand ? settings_.strand
                                : std::make_shared<core::Strand>(*target_.workers)),
-      own_strand_(!settings_.strand) {
+      own_strand_(!settings_.strand),
+      colors_(settings_.blend.color_match
+                  ? std::make_unique<render::ColorTrack>(settings_.blend.color_match_frames)
+                  : nullptr) {
   LIPSYNC_CHECK(target_.avatar && target_.scheduler && target_.workers && target_.encoder);
   require_in_range("pipeline.window_frames", settings_.window_frames, 1, 1024);
   settings_.audio.validate();
@@ -161,6 +164,7 @@ bool FrameProducer::halt() {
     if (stopped_) return false;
     stopped_ = true;
     ready_.clear();
+    parked_.clear();
     rows_.clear();
   }
   if (own_strand_) strand_->close();  // a shared strand's later tasks find it stopped
@@ -365,7 +369,68 @@ void FrameProducer::skipped(std::int64_t tag) {
     frame.template_frame = self->template_for(frame.index);
     frame.skipped = true;
     self->deliver(std::move(frame));
+    if (self->colors_) self->finish_parked(self->colors_->skip(static_cast<int>(tag)));
   });
+}
+
+void FrameProducer::park(int index, std::shared_ptr<const infer::GeneratorBatch> batch, int slot) {
+  const int t = template_for(index);
+  Parked p;
+  core::Stopwatch sw;
+  render::make_face(*target_.avatar, t, batch->output(slot), p.face);
+  const auto [generated, tmpl] = render::face_band_stats(*target_.avatar, t, p.face);
+  p.composite_ms = sw.elapsed_ms();
+  if (settings_.keep_output) {
+    p.batch = std::move(batch);
+    p.slot = slot;
+  }
+  batch.reset();
+  {
+    std::lock_guard lock(mutex_);
+    if (stopped_) return;
+    parked_.emplace(index, std::move(p));
+  }
+  finish_parked(colors_->add(index, generated, tmpl));
+}
+
+void FrameProducer::finish_parked(const std::vector<render::ColorTrack::Ready>& ready) {
+  for (const render::ColorTrack::Ready& r : ready) {
+    Parked p;
+    {
+      std::lock_guard lock(mutex_);
+      const auto it = parked_.find(r.frame);
+      if (stopped_ || it == parked_.end()) return;
+      p = std::move(it->second);
+      parked_.erase(it);
+    }
+    try {
+      ProducedFrame frame;
+      frame.index = r.frame;
+      frame.template_frame = template_for(r.frame);
+      thread_local cv::Mat scratch;
+      cv::Mat& image = settings_.keep_image ? frame.image : scratch;
+      core::Stopwatch sw;
+      render::composite_face(*target_.avatar, frame.template_frame, p.face, settings_.blend,
+                             &r.correction, image);
+      observe("composite", p.composite_ms + sw.elapsed_ms());
+      if (settings_.encoding != FrameEncoding::kNone) {
+        sw.reset();
+        frame.encoded = encode_frame(image, settings_.encoding, settings_.jpeg_quality,
+                                     target_.splices(), frame.template_frame);
+        observe("encode", sw.elapsed_ms());
+      }
+      frame.batch = std::move(p.batch);
+      frame.slot = p.slot;
+      deliver(std::move(frame));
+    } catch (const Error& e) {
+      fail(e);
+      return;
+    } catch (const std::exception& e) {
+      fail(Error::internal(std::string("compositing frame ") + std::to_string(r.frame) + ": " +
+                           e.what()));
+      return;
+    }
+  }
 }
 
 void FrameProducer::composite_and_deliver(int index,
@@ -374,6 +439,17 @@ void FrameProducer::composite_and_deliver(int index,
   {
     std::lock_guard lock(mutex_);
     if (stopped_) return;
+  }
+  if (colors_) {
+    try {
+      park(index, std::move(batch), slot);
+    } catch (const Error& e) {
+      fail(e);
+    } catch (const std::exception& e) {
+      fail(Error::internal(std::string("compositing frame ") + std::to_string(index) + ": " +
+                           e.what()));
+    }
+    return;
   }
   try {
     ProducedFrame frame;
@@ -384,7 +460,7 @@ void FrameProducer::composite_and_deliver(int index,
     double encode_ms = 0;
     render::JpegSpliceCache* const splices =
         settings_.encoding == FrameEncoding::kJpeg ? target_.splices() : nullptr;
-    if (splices != nullptr && !settings_.keep_image) {
+    if (splices != nullptr && !settings_.keep_image && !settings_.blend.feather) {
       // Only the encoding is kept: spliced into this template frame's last whole one.
       frame.encoded = splices->composite_and_encode(
           frame.template_frame, output, settings_.jpeg_quality, &composite_ms, &encode_ms);
@@ -392,7 +468,7 @@ void FrameProducer::composite_and_deliver(int index,
       thread_local cv::Mat scratch;  // the composited frame when only its encoding is kept
       cv::Mat& image = settings_.keep_image ? frame.image : scratch;
       core::Stopwatch sw;
-      render::composite(*target_.avatar, frame.template_frame, output, image);
+      render::composite(*target_.avatar, frame.template_frame, output, settings_.blend, image);
       composite_ms = sw.elapsed_ms();
       if (settings_.encoding != FrameEncoding::kNone) {
         sw.reset();

@@ -40,7 +40,9 @@
 #include "infer/audio_encoder.h"
 #include "pipeline/feature_track.h"
 #include "pipeline/scheduler.h"
+#include "render/color_track.h"
 #include "render/jpeg_splice.h"
+#include "render/output_options.h"
 
 namespace lipsync::pipeline {
 
@@ -74,6 +76,10 @@ struct ProducerSettings {
   int frame_limit = -1;
   FrameEncoding encoding = FrameEncoding::kNone;
   int jpeg_quality = 75;
+  // How each face goes back into its frame (render.blend, render.color_match). With ring, frame
+  // i waits to be composited until the colour statistics of the frames before it in its
+  // window are known (render::ColorTrack), so the pictures do not depend on batching.
+  render::BlendOptions blend;
   // Deliver the composited image (BGR); when false only the encoded bytes are kept.
   bool keep_image = true;
   int window_frames = PipelineOptions{}.window_frames;
@@ -201,6 +207,10 @@ class FrameProducer final : public BatchClient, public std::enable_shared_from_t
   void report_track_timings();
   void composite_and_deliver(int index, std::shared_ptr<const infer::GeneratorBatch> batch,
                              int slot);
+  // With ring: the face made and measured, parked until its correction is known.
+  void park(int index, std::shared_ptr<const infer::GeneratorBatch> batch, int slot);
+  // Composites, encodes and delivers the parked frames whose corrections are known.
+  void finish_parked(const std::vector<render::ColorTrack::Ready>& ready);
   void deliver(ProducedFrame frame);
   void deliver_ready();
   void fail(const Error& error);
@@ -225,7 +235,17 @@ class FrameProducer final : public BatchClient, public std::enable_shared_from_t
   std::int64_t audio_samples_ = 0;
   int next_submit_ = 0;
 
+  // With ring (render.color_match): the stream's colour corrections.
+  const std::unique_ptr<render::ColorTrack> colors_;
+  struct Parked {
+    cv::Mat face;
+    std::shared_ptr<const infer::GeneratorBatch> batch;  // with keep_output
+    int slot = 0;
+    double composite_ms = 0;
+  };
+
   mutable std::mutex mutex_;
+  std::map<int, Parked> parked_;  // made and measured, waiting for their correction (guarded)
   std::map<int, std::shared_ptr<const FrameAudioRows>> rows_;  // by frame (guarded)
   std::map<int, ProducedFrame> ready_;  // composited, waiting for their turn (guarded)
   int submitted_ = 0;                   // guarded

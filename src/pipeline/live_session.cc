@@ -538,6 +538,7 @@ void LiveSession::start_producer(const std::shared_ptr<Utterance>& u) {
   s.walk_offset = static_cast<int>(u->start_tick % (1LL << 30));
   s.encoding = settings_.encoding;
   s.jpeg_quality = settings_.jpeg_quality;
+  s.blend = settings_.blend;
   // RAW pictures are the image itself. Encoded ones come from the producer's encoding (a JPEG
   // splice of the face alone); the few cross-fade pictures are composited again from the kept
   // output, so no frame allocates and faults in a whole picture it does not need.
@@ -669,7 +670,8 @@ void LiveSession::prepare_picture(std::int64_t tick, Segment segment) {
         slot = last_output_slot_;
       }
       cv::Mat generated;
-      render::composite(*target_.avatar, segment.template_frame, batch->output(slot), generated);
+      render::composite(*target_.avatar, segment.template_frame, batch->output(slot),
+                        settings_.blend, generated);
       const double a = timeline::fade_weight(segment.frame, settings_.live.interrupt_fade_frames);
       picture->bytes = encode(blend(*target_.avatar, segment.template_frame, generated, a),
                               segment.template_frame);
@@ -729,7 +731,7 @@ void LiveSession::on_speech_frame(const std::shared_ptr<Utterance>& u, ProducedF
   if (weight < 1.0) {
     if (frame.image.empty()) {
       render::composite(*target_.avatar, frame.template_frame,
-                        picture->batch->output(picture->slot), frame.image);
+                        picture->batch->output(picture->slot), settings_.blend, frame.image);
     }
     picture->bytes = encode(blend(*target_.avatar, frame.template_frame, frame.image, weight),
                             frame.template_frame);

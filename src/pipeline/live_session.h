@@ -167,7 +167,8 @@ struct LiveSettings {
   int start_frame = 0;                            // the template walk's start
   FrameEncoding encoding = FrameEncoding::kJpeg;  // kNone: BGR bytes
   int jpeg_quality = 75;
-  int latency_ms = 0;  // 0: live.latency_ms, else the computed default
+  render::BlendOptions blend;  // render.blend, render.color_match (ProducerSettings::blend)
+  int latency_ms = 0;          // 0: live.latency_ms, else the computed default
   // Shared idle pictures (the server's); null: the session keeps its own.
   std::shared_ptr<IdlePictureCache> idle_pictures;
   LiveOptions live;

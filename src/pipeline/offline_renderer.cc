@@ -184,6 +184,7 @@ RenderStats OfflineRenderer::render_from(const Reader& read,
   settings.walk_start = options_.start_frame;
   settings.encoding = format.encoding;
   settings.jpeg_quality = format.jpeg_quality;
+  settings.blend = options_.blend;
   settings.keep_image = format.needs_image;
   settings.window_frames = options_.window_frames;
   settings.audio = options_.audio;

@@ -53,6 +53,7 @@ struct RenderOptions {
   int start_frame = 0;  // template frame the walk starts from (0..n-1; not a config key)
   int window_frames = PipelineOptions{}.window_frames;  // pipeline.window_frames
   audio::AudioOptions audio;
+  render::BlendOptions blend;  // render.blend, render.color_match, ... (render::OutputOptions)
   // Throws Error::Code::kInvalidInput naming the key.
   void validate() const;
   // The render.batch key (its section is shared with render::OutputOptions).

@@ -1,7 +1,10 @@
 #include "render/compositor.h"
 
 #include <algorithm>
+#include <map>
 #include <opencv2/imgproc.hpp>
+#include <optional>
+#include <tuple>
 
 #include "avatar/avatar.h"
 #include "core/check.h"
@@ -45,6 +48,55 @@ void composite(const cv::Mat& frame, const avatar::CropRect& rect, const cv::Mat
   // 4: hard paste into a copy of the template frame.
   frame.copyTo(dst);
   face.copyTo(dst(avatar::as_cv_rect(rect)));
+}
+
+void make_face(const avatar::Avatar& avatar, int template_frame, std::span<const float> output,
+               cv::Mat& face) {
+  make_face(avatar.crop_rect(template_frame), *avatar.canvas(template_frame), output, face);
+}
+
+std::pair<BandStats, BandStats> face_band_stats(const avatar::Avatar& avatar, int template_frame,
+                                                const cv::Mat& face) {
+  const cv::Rect rect = avatar::as_cv_rect(avatar.crop_rect(template_frame));
+  const Band band = ring_band(rect.width);
+  return {band_stats(face, band.inset, band.width),
+          band_stats((*avatar.frame(template_frame))(rect), band.inset, band.width)};
+}
+
+void composite_face(const avatar::Avatar& avatar, int template_frame, const cv::Mat& face,
+                    const BlendOptions& blend, const ColorCorrection* correction, cv::Mat& dst) {
+  const cv::Mat& frame = *avatar.frame(template_frame);
+  const cv::Rect rect = avatar::as_cv_rect(avatar.crop_rect(template_frame));
+  frame.copyTo(dst);
+  if (!blend.feather && correction == nullptr) {
+    face.copyTo(dst(rect));
+    return;
+  }
+  // The masks of the crop sizes this thread has seen (an avatar has a few).
+  thread_local std::map<std::tuple<int, int, int>, cv::Mat> masks;
+  const int px = blend.feather ? blend.feather_for(rect.width) : 0;
+  auto it = masks.find({rect.width, rect.height, px});
+  if (it == masks.end()) {
+    if (masks.size() >= 64) masks.clear();
+    it = masks
+             .emplace(std::make_tuple(rect.width, rect.height, px),
+                      px > 0 ? feather_mask(rect.size(), px)
+                             : cv::Mat(rect.size(), CV_32FC1, cv::Scalar(1.0f)))
+             .first;
+  }
+  blend_face(face, it->second, correction, dst(rect));
+}
+
+void composite(const avatar::Avatar& avatar, int template_frame, std::span<const float> output,
+               const BlendOptions& blend, cv::Mat& dst) {
+  thread_local cv::Mat face;
+  make_face(avatar, template_frame, output, face);
+  std::optional<ColorCorrection> k;
+  if (blend.color_match) {
+    const auto [generated, tmpl] = face_band_stats(avatar, template_frame, face);
+    k = match_colors(generated, tmpl);
+  }
+  composite_face(avatar, template_frame, face, blend, k ? &*k : nullptr, dst);
 }
 
 void composite(const avatar::Avatar& avatar, int template_frame, std::span<const float> output,

@@ -6,9 +6,12 @@
 
 #include <opencv2/core/mat.hpp>
 #include <span>
+#include <utility>
 
 #include "avatar/avatar.h"
 #include "avatar/crop_rect.h"
+#include "render/output_options.h"
+#include "render/seams.h"
 
 namespace lipsync::render {
 
@@ -24,6 +27,25 @@ void composite(const cv::Mat& frame, const avatar::CropRect& rect, const cv::Mat
 // canvas): what every renderer and server path calls.
 void composite(const avatar::Avatar& avatar, int template_frame, std::span<const float> output,
                cv::Mat& dst);
+
+// Steps 1-3 alone: the generated face, the output through the canvas at the crop's size.
+void make_face(const avatar::Avatar& avatar, int template_frame, std::span<const float> output,
+               cv::Mat& face);
+
+// The band statistics ring matching compares (seams.h ring_band): the face's, its template
+// crop's.
+std::pair<BandStats, BandStats> face_band_stats(const avatar::Avatar& avatar, int template_frame,
+                                                const cv::Mat& face);
+
+// Template frame `template_frame` with `face` put back into its crop rect as `blend` says:
+// pasted (step 4), or blended through the feather mask after `correction` when given.
+void composite_face(const avatar::Avatar& avatar, int template_frame, const cv::Mat& face,
+                    const BlendOptions& blend, const ColorCorrection* correction, cv::Mat& dst);
+
+// composite() as `blend` says, ring's correction made from this frame alone (a picture outside
+// a stream of frames: a live session's fade).
+void composite(const avatar::Avatar& avatar, int template_frame, std::span<const float> output,
+               const BlendOptions& blend, cv::Mat& dst);
 
 // Only `region` of that composite (a rectangle of the frame holding its crop rect): `dst`
 // becomes region.size(), equal to the full composite's pixels there.

@@ -229,6 +229,7 @@ class CompositeCall final : public pipeline::FrameConsumer,
     settings.frame_limit = batch_;
     settings.encoding = pipeline::FrameEncoding::kJpeg;
     settings.jpeg_quality = ctx_.output.jpeg_quality;
+    settings.blend = ctx_.output.blend_options();
     settings.keep_image = false;
     settings.window_frames = ctx_.pipeline.window_frames;
     settings.audio = ctx_.audio;

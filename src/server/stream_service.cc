@@ -119,6 +119,7 @@ class StreamCall final : public BidiCall<StreamCall, StreamRequest>,
     settings.walk_start = c.start_frame();
     settings.encoding = frame_encoding_for(format_);
     settings.jpeg_quality = ctx_.output.jpeg_quality;
+    settings.blend = ctx_.output.blend_options();
     settings.keep_image = format_ == StreamConfig::FORMAT_RAW;
     settings.window_frames = ctx_.pipeline.window_frames;
     settings.audio = ctx_.audio;

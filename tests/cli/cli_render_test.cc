@@ -10,6 +10,7 @@
 
 #include "avatar/avatar.h"
 #include "avatar/template_walk.h"
+#include "render/color_track.h"
 #include "render/seams.h"
 #include "support/media_probe.h"
 #include "support/test_data.h"
@@ -288,6 +289,20 @@ TEST_F(CliRender, TheDriftingGeneratorShowsTheBoxThatMatchingAndFeatheringHide) 
   const auto avatar = avatar::Avatar::open(dir_ / "av", avatar::AvatarOptions{});
   double paste = 0;
   double hidden = 0;
+  // Flicker: the mean change, frame to frame, of the correction at mid-grey (levels), of each
+  // frame's own correction and of the one averaged over 5 frames (render::ColorTrack).
+  render::ColorTrack track(5);
+  std::vector<render::ColorCorrection> own, smoothed;
+  const auto flicker = [](const std::vector<render::ColorCorrection>& ks) {
+    double sum = 0;
+    for (std::size_t i = 1; i < ks.size(); ++i) {
+      for (int c = 0; c < 3; ++c) {
+        sum +=
+            std::abs((ks[i].gain[c] - ks[i - 1].gain[c]) * 128 + ks[i].bias[c] - ks[i - 1].bias[c]);
+      }
+    }
+    return ks.size() > 1 ? sum / (3.0 * double(ks.size() - 1)) : 0.0;
+  };
   for (int i = 0; i < frames; ++i) {
     const int t = avatar::template_frame_for(i, avatar->frame_count(), 0);
     const cv::Mat& tmpl = *avatar->frame(t);
@@ -302,9 +317,13 @@ TEST_F(CliRender, TheDriftingGeneratorShowsTheBoxThatMatchingAndFeatheringHide) 
     // The same generated crop, matched and feathered.
     const cv::Mat face = pasted(rect).clone();
     const render::Band band = render::ring_band(rect.width);
-    const render::ColorCorrection k =
-        render::match_colors(render::band_stats(face, band.inset, band.width),
-                             render::band_stats(tmpl(rect).clone(), band.inset, band.width));
+    const render::BandStats face_band = render::band_stats(face, band.inset, band.width);
+    const render::BandStats tmpl_band =
+        render::band_stats(tmpl(rect).clone(), band.inset, band.width);
+    const render::ColorCorrection k = render::match_colors(face_band, tmpl_band);
+    own.push_back(k);
+    for (const auto& ready : track.add(i, face_band, tmpl_band))
+      smoothed.push_back(ready.correction);
     cv::Mat blended = tmpl.clone();
     render::blend_face(face,
                        render::feather_mask(rect.size(), render::default_feather_px(rect.width)),
@@ -315,9 +334,70 @@ TEST_F(CliRender, TheDriftingGeneratorShowsTheBoxThatMatchingAndFeatheringHide) 
   paste /= frames;
   hidden /= frames;
   std::cout << "border step over " << frames << " frames: paste " << paste
-            << " levels, matched and feathered " << hidden << "\n";
+            << " levels, matched and feathered " << hidden
+            << "; flicker of the correction: " << flicker(own) << " levels a frame alone, "
+            << flicker(smoothed) << " averaged over 5 frames\n";
+  ASSERT_EQ(smoothed.size(), own.size());
+  EXPECT_LE(flicker(smoothed), flicker(own));
   EXPECT_GT(paste, 3.0);
   EXPECT_LT(hidden * 4, paste);
+}
+
+// render.blend: feather and render.color_match: ring on the drifting generator: the box is gone
+// (the border step, at the seam a paste leaves and at the crop border, a quarter of paste's at
+// most), and the pictures do not depend on how the frames were batched (frame i's correction is
+// the mean of its window's statistics, whatever order the frames were composited in).
+TEST_F(CliRender, FeatherAndRingHideTheDriftingGeneratorsBoxWhateverTheBatching) {
+  ASSERT_EQ(run_lipsync("avatar demo -o " + q(dir_ / "av") + " --frames 6 --width 640 --height 360")
+                .exit_code,
+            0);
+  ASSERT_EQ(run_lipsync("models demo --drift -o " + q(dir_ / "drift")).exit_code, 0);
+  const fs::path speech = dir_ / "speech.wav";
+  ASSERT_EQ(std::system(("sox " + q(fs::path(LIPSYNC_SOURCE_DIR) / "assets/demo_speech.wav") + " " +
+                         q(speech) + " trim 0.5 1.0")
+                            .c_str()),
+            0);
+  std::ofstream(dir_ / "blend.yaml") << "render:\n  blend: feather\n  color_match: ring\n";
+  const auto render = [&](const std::string& out, const std::string& extra) {
+    const auto r =
+        run_lipsync("render --avatar " + q(dir_ / "av") + " --models " + q(dir_ / "drift") +
+                    " --audio " + q(speech) + " -o " + q(dir_ / out) + " --quiet " + extra);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0 ? nlohmann::json::parse(r.out)["frames"].get<int>() : 0;
+  };
+  const int frames = render("paste", "");
+  ASSERT_GT(frames, 20);
+  ASSERT_EQ(render("ring1", "--batch 1 --config " + q(dir_ / "blend.yaml")), frames);
+  ASSERT_EQ(render("ring8", "--batch 8 --config " + q(dir_ / "blend.yaml")), frames);
+
+  const auto avatar = avatar::Avatar::open(dir_ / "av", avatar::AvatarOptions{});
+  double paste = 0;
+  double ring = 0;
+  for (int i = 0; i < frames; ++i) {
+    const int t = avatar::template_frame_for(i, avatar->frame_count(), 0);
+    const cv::Mat& tmpl = *avatar->frame(t);
+    char name[32];
+    std::snprintf(name, sizeof name, "%05d.png", i);
+    const cv::Mat pasted = cv::imread((dir_ / "paste" / name).string(), cv::IMREAD_COLOR);
+    const cv::Mat one = cv::imread((dir_ / "ring1" / name).string(), cv::IMREAD_COLOR);
+    const cv::Mat eight = cv::imread((dir_ / "ring8" / name).string(), cv::IMREAD_COLOR);
+    ASSERT_EQ(cv::norm(one, eight, cv::NORM_INF), 0.0) << "frame " << i << " differs by batch";
+    const cv::Rect rect = avatar::as_cv_rect(avatar->crop_rect(t));
+    const cv::Rect seam = render::generated_region(rect);
+    paste += render::border_step(pasted, tmpl, seam, 1).mean();
+    ring += std::max(render::border_step(one, tmpl, seam, 1).mean(),
+                     render::border_step(one, tmpl, rect).mean());
+    // Outside the crop rect, the template untouched.
+    cv::Mat outside = one.clone();
+    tmpl(rect).copyTo(outside(rect));
+    EXPECT_EQ(cv::norm(outside, tmpl, cv::NORM_INF), 0.0) << i;
+  }
+  paste /= frames;
+  ring /= frames;
+  std::cout << "border step over " << frames << " frames: paste " << paste
+            << " levels, feather + ring " << ring << "\n";
+  EXPECT_GT(paste, 3.0);
+  EXPECT_LT(ring * 4, paste);
 }
 
 }  // namespace
