@@ -404,32 +404,66 @@ void FrameProducer::finish_parked(const std::vector<render::ColorTrack::Ready>& 
       parked_.erase(it);
     }
     try {
-      ProducedFrame frame;
-      frame.index = r.frame;
-      frame.template_frame = template_for(r.frame);
-      thread_local cv::Mat scratch;
-      cv::Mat& image = settings_.keep_image ? frame.image : scratch;
-      core::Stopwatch sw;
-      render::composite_face(*target_.avatar, frame.template_frame, p.face, settings_.blend,
-                             &r.correction, image);
-      observe("composite", p.composite_ms + sw.elapsed_ms());
-      if (settings_.encoding != FrameEncoding::kNone) {
-        sw.reset();
-        frame.encoded = encode_frame(image, settings_.encoding, settings_.jpeg_quality,
-                                     target_.splices(), frame.template_frame);
-        observe("encode", sw.elapsed_ms());
-      }
-      frame.batch = std::move(p.batch);
-      frame.slot = p.slot;
-      deliver(std::move(frame));
-    } catch (const Error& e) {
-      fail(e);
-      return;
-    } catch (const std::exception& e) {
-      fail(Error::internal(std::string("compositing frame ") + std::to_string(r.frame) + ": " +
-                           e.what()));
+      finish_frame(
+          r.frame,
+          [&](int template_frame, cv::Mat& image) {
+            render::composite_face(*target_.avatar, template_frame, p.face, settings_.blend,
+                                   &r.correction, image);
+          },
+          std::move(p.batch), p.slot, p.composite_ms);
+    } catch (...) {
+      fail_compositing(r.frame);
       return;
     }
+  }
+}
+
+void FrameProducer::finish_frame(int index, const std::function<void(int, cv::Mat&)>& compose,
+                                 std::shared_ptr<const infer::GeneratorBatch> batch, int slot,
+                                 double measured_ms) {
+  ProducedFrame frame;
+  frame.index = index;
+  frame.template_frame = template_for(index);
+  thread_local cv::Mat scratch;  // the composited frame when only its encoding is kept
+  cv::Mat& image = settings_.keep_image ? frame.image : scratch;
+  core::Stopwatch sw;
+  compose(frame.template_frame, image);
+  const double composite_ms = measured_ms + sw.elapsed_ms();
+  double encode_ms = 0;
+  if (settings_.encoding != FrameEncoding::kNone) {
+    sw.reset();
+    frame.encoded = encode_frame(image, settings_.encoding, settings_.jpeg_quality, splices(),
+                                 frame.template_frame);
+    encode_ms = sw.elapsed_ms();
+  }
+  keep_or_release(frame, std::move(batch), slot);
+  observe("composite", composite_ms);
+  if (settings_.encoding != FrameEncoding::kNone) observe("encode", encode_ms);
+  deliver(std::move(frame));
+}
+
+void FrameProducer::keep_or_release(ProducedFrame& frame,
+                                    std::shared_ptr<const infer::GeneratorBatch> batch,
+                                    int slot) const {
+  if (settings_.keep_output) {
+    frame.batch = std::move(batch);
+    frame.slot = slot;
+  }
+  // Otherwise the batch's buffers go back to the pool once its last frame is done.
+}
+
+render::JpegSpliceCache* FrameProducer::splices() const {
+  return settings_.encoding == FrameEncoding::kJpeg ? target_.splices() : nullptr;
+}
+
+void FrameProducer::fail_compositing(int index) {
+  try {
+    throw;
+  } catch (const Error& e) {
+    fail(e);
+  } catch (const std::exception& e) {
+    fail(Error::internal(std::string("compositing frame ") + std::to_string(index) + ": " +
+                         e.what()));
   }
 }
 
@@ -440,56 +474,36 @@ void FrameProducer::composite_and_deliver(int index,
     std::lock_guard lock(mutex_);
     if (stopped_) return;
   }
-  if (colors_) {
-    try {
-      park(index, std::move(batch), slot);
-    } catch (const Error& e) {
-      fail(e);
-    } catch (const std::exception& e) {
-      fail(Error::internal(std::string("compositing frame ") + std::to_string(index) + ": " +
-                           e.what()));
-    }
-    return;
-  }
   try {
+    if (colors_) {
+      park(index, std::move(batch), slot);
+      return;
+    }
+    const std::span<const float> output = batch->output(slot);
+    render::JpegSpliceCache* const cache = splices();
+    if (cache == nullptr || settings_.keep_image || settings_.blend.feather) {
+      finish_frame(
+          index,
+          [&](int template_frame, cv::Mat& image) {
+            render::composite(*target_.avatar, template_frame, output, settings_.blend, image);
+          },
+          std::move(batch), slot, 0);
+      return;
+    }
+    // Only the encoding is kept: spliced into this template frame's last whole one.
     ProducedFrame frame;
     frame.index = index;
     frame.template_frame = template_for(index);
-    const std::span<const float> output = batch->output(slot);
     double composite_ms = 0;
     double encode_ms = 0;
-    render::JpegSpliceCache* const splices =
-        settings_.encoding == FrameEncoding::kJpeg ? target_.splices() : nullptr;
-    if (splices != nullptr && !settings_.keep_image && !settings_.blend.feather) {
-      // Only the encoding is kept: spliced into this template frame's last whole one.
-      frame.encoded = splices->composite_and_encode(
-          frame.template_frame, output, settings_.jpeg_quality, &composite_ms, &encode_ms);
-    } else {
-      thread_local cv::Mat scratch;  // the composited frame when only its encoding is kept
-      cv::Mat& image = settings_.keep_image ? frame.image : scratch;
-      core::Stopwatch sw;
-      render::composite(*target_.avatar, frame.template_frame, output, settings_.blend, image);
-      composite_ms = sw.elapsed_ms();
-      if (settings_.encoding != FrameEncoding::kNone) {
-        sw.reset();
-        frame.encoded = encode_frame(image, settings_.encoding, settings_.jpeg_quality, splices,
-                                     frame.template_frame);
-        encode_ms = sw.elapsed_ms();
-      }
-    }
-    if (settings_.keep_output) {
-      frame.batch = batch;
-      frame.slot = slot;
-    }
-    batch.reset();  // the batch's buffers go back to the pool once its last frame is done
+    frame.encoded = cache->composite_and_encode(frame.template_frame, output,
+                                                settings_.jpeg_quality, &composite_ms, &encode_ms);
+    keep_or_release(frame, std::move(batch), slot);
     observe("composite", composite_ms);
-    if (settings_.encoding != FrameEncoding::kNone) observe("encode", encode_ms);
+    observe("encode", encode_ms);
     deliver(std::move(frame));
-  } catch (const Error& e) {
-    fail(e);
-  } catch (const std::exception& e) {
-    fail(Error::internal(std::string("compositing frame ") + std::to_string(index) + ": " +
-                         e.what()));
+  } catch (...) {
+    fail_compositing(index);
   }
 }
 

@@ -211,6 +211,19 @@ class FrameProducer final : public BatchClient, public std::enable_shared_from_t
   void park(int index, std::shared_ptr<const infer::GeneratorBatch> batch, int slot);
   // Composites, encodes and delivers the parked frames whose corrections are known.
   void finish_parked(const std::vector<render::ColorTrack::Ready>& ready);
+  // Frame `index` composited by `compose` (template frame, the image to write), encoded and
+  // delivered; `batch` (its generator output) kept in it with keep_output, else let go before
+  // delivery. `measured_ms`: compositing time already spent on it.
+  void finish_frame(int index, const std::function<void(int, cv::Mat&)>& compose,
+                    std::shared_ptr<const infer::GeneratorBatch> batch, int slot,
+                    double measured_ms);
+  void keep_or_release(ProducedFrame& frame, std::shared_ptr<const infer::GeneratorBatch> batch,
+                       int slot) const;
+  // The JPEG splices frames are encoded with: the target's, for JPEG frames.
+  render::JpegSpliceCache* splices() const;
+  // In a catch block: fails the producer with the error compositing frame `index` threw
+  // (anything but an Error is internal).
+  void fail_compositing(int index);
   void deliver(ProducedFrame frame);
   void deliver_ready();
   void fail(const Error& error);
