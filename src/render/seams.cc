@@ -77,9 +77,8 @@ BandStats band_stats(const cv::Mat& image, int inset, int width) {
   LIPSYNC_CHECK(image.type() == CV_8UC3 && inset >= 0 && width >= 1);
   std::array<double, 3> sum{}, sum2{};
   std::int64_t n = 0;
-  for (int y = 0; y < image.rows; ++y) {
-    const auto* row = image.ptr<cv::Vec3b>(y);
-    for (int x = 0; x < image.cols; ++x) {
+  const auto add_span = [&](const cv::Vec3b* row, int y, int from, int to) {
+    for (int x = from; x < to; ++x) {
       const int d = edge_distance(x, y, image.cols, image.rows);
       if (d < inset || d >= inset + width) continue;
       for (int c = 0; c < 3; ++c) {
@@ -88,6 +87,19 @@ BandStats band_stats(const cv::Mat& image, int inset, int width) {
       }
       ++n;
     }
+  };
+  for (int y = 0; y < image.rows; ++y) {
+    const int row_distance = std::min(y, image.rows - 1 - y);
+    if (row_distance < inset) continue;  // every pixel of the row is nearer the edge
+    const auto* row = image.ptr<cv::Vec3b>(y);
+    if (row_distance < inset + width) {
+      add_span(row, y, 0, image.cols);
+      continue;
+    }
+    // Between the band's rows only its two column strips can be in it.
+    const int left_end = std::min(inset + width, image.cols);
+    add_span(row, y, 0, left_end);
+    add_span(row, y, std::max(left_end, image.cols - inset - width), image.cols);
   }
   BandStats s;
   for (int c = 0; c < 3; ++c) {

@@ -192,6 +192,37 @@ TEST(Seams, TheFeatherMaskIsOneInsideAndFallsSmoothlyToTheBorder) {
   EXPECT_EQ(default_feather_px(5), 1);
 }
 
+// band_stats visits only the rows and column strips the band can be in: the same statistics as
+// every pixel at its distance from the nearest edge, on odd and tiny sizes too.
+TEST(Seams, BandStatsAreThoseOfEveryPixelInTheBand) {
+  for (const cv::Size& size : {cv::Size(3, 3), cv::Size(7, 5), cv::Size(40, 30), cv::Size(9, 31)}) {
+    const cv::Mat image = gradient_picture(size.width, size.height);
+    for (const auto& [inset, width] :
+         {std::pair{0, 1}, std::pair{1, 2}, std::pair{2, 3}, std::pair{4, 8}}) {
+      std::array<double, 3> sum{}, sum2{};
+      int n = 0;
+      for (int y = 0; y < size.height; ++y) {
+        for (int x = 0; x < size.width; ++x) {
+          const int d = std::min(std::min(x, size.width - 1 - x), std::min(y, size.height - 1 - y));
+          if (d < inset || d >= inset + width) continue;
+          for (int c = 0; c < 3; ++c) {
+            sum[c] += image.at<cv::Vec3b>(y, x)[c];
+            sum2[c] += std::pow(image.at<cv::Vec3b>(y, x)[c], 2);
+          }
+          ++n;
+        }
+      }
+      const BandStats s = band_stats(image, inset, width);
+      for (int c = 0; c < 3; ++c) {
+        const double mean = n > 0 ? sum[c] / n : 0.0;
+        EXPECT_DOUBLE_EQ(s.mean[c], mean) << size << " " << inset << "," << width;
+        EXPECT_NEAR(s.stddev[c], n > 0 ? std::sqrt(std::max(0.0, sum2[c] / n - mean * mean)) : 0,
+                    1e-9);
+      }
+    }
+  }
+}
+
 // A generated crop whose colours drift (gain and offset per channel) is matched back to the
 // template's colours by the band's statistics; blended through the feather mask its border step
 // falls from the drift to nearly nothing, and where the mask is 1 the pixels are the corrected
