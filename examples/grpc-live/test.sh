@@ -44,16 +44,21 @@ idle, speaking, fading, late = (int(m[i]) for i in range(4, 8))
 assert abs(rate - 25) < 2.5, rate
 # The events: the utterance started, was cut after 3 s of speaking frames, the avatar faded back
 # to idle, and the session ended when the call half-closed.
-types = [e["type"] for e in events]
+# An underrun (a busy machine: the speech came in later than its frames were due) may come
+# between them; its silence is not counted in the position heard.
+types = [e["type"] for e in events if e["type"] != "underrun"]
 assert types == ["utterance_queued", "state", "playback_started", "playback_finished", "state",
                  "state", "session_ended"], types
-assert [e["seq"] for e in events] == list(range(1, 8)), events
-started, finished = events[2], events[3]
+assert [e["seq"] for e in events] == list(range(1, len(events) + 1)), events
+started = next(e for e in events if e["type"] == "playback_started")
+finished = next(e for e in events if e["type"] == "playback_finished")
+inserted_s = sum(e["ms"] for e in events if e["type"] == "underrun") / 1000
 assert finished["interrupted"] and events[-1]["reason"] == "closed", events
-# Every speaking frame was heard: the position the interrupt reports is the frames the client saw
-# speaking (75 when the interrupt got there on the next tick; a busy machine may take one more).
-assert 75 <= speaking <= 78 and round(finished["playback_position_s"] * 25) == speaking, \
-    (speaking, finished)
+# Every speaking frame was heard: the position the interrupt reports, with the silence inserted,
+# is the frames the client saw speaking (75 when the interrupt got there on the next tick; a
+# busy machine may take one more).
+assert 75 <= speaking <= 78 and \
+    round((finished["playback_position_s"] + inserted_s) * 25) == speaking, (speaking, finished)
 assert fading >= 1 and idle >= 2 and late <= frames // 10, m[0]
 # Pictures: one a second, JPEGs. Sound: every frame's 640 samples, silent before the speech
 # and loud while it plays.
