@@ -443,6 +443,15 @@ void add_token_option(CLI::App& cmd, std::string& token) {
                  "Bearer token for a server with server.api_token (default: $LIPSYNC_API_TOKEN)");
 }
 
+// --wait-s, which every client command takes.
+void add_wait_option(CLI::App& cmd, int& wait_s) {
+  cmd.add_option("--wait-s", wait_s,
+                 "Seconds to wait for the server to answer (it may still be starting); 0: fail at "
+                 "once")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3600));
+}
+
 }  // namespace
 
 void add_client_commands(CLI::App& app) {
@@ -451,11 +460,7 @@ void add_client_commands(CLI::App& app) {
     CLI::App* cmd = app.add_subcommand(
         "client", "Stream an audio file to a server and write the frames it returns");
     cmd->add_option("--target", a->target, "Server host:port")->capture_default_str();
-    cmd->add_option(
-           "--wait-s", a->wait_s,
-           "Seconds to wait for the server to answer (it may still be starting); 0: fail at once")
-        ->capture_default_str()
-        ->check(CLI::Range(0, 3600));
+    add_wait_option(*cmd, a->wait_s);
     add_token_option(*cmd, a->token);
     cmd->add_option("--model", a->model, "Model id")->capture_default_str();
     cmd->add_option("--audio", a->audio, "Audio file (default: the bundled demo clip)");
@@ -476,11 +481,7 @@ void add_client_commands(CLI::App& app) {
     CLI::App* cmd = app.add_subcommand(
         "loadtest", "Concurrent requests against a server; prints throughput and latency");
     cmd->add_option("--target", a->target, "Server host:port")->capture_default_str();
-    cmd->add_option(
-           "--wait-s", a->wait_s,
-           "Seconds to wait for the server to answer (it may still be starting); 0: fail at once")
-        ->capture_default_str()
-        ->check(CLI::Range(0, 3600));
+    add_wait_option(*cmd, a->wait_s);
     add_token_option(*cmd, a->token);
     cmd->add_option("--model", a->model, "Model id")->capture_default_str();
     cmd->add_option("--requests", a->requests, "Requests in all")->capture_default_str();
@@ -499,11 +500,7 @@ void add_client_commands(CLI::App& app) {
     CLI::App* cmd = app.add_subcommand(
         "live-client", "Play a script against a live session and record what a viewer sees");
     cmd->add_option("--target", a->options.target, "Server host:port")->capture_default_str();
-    cmd->add_option(
-           "--wait-s", a->options.wait_s,
-           "Seconds to wait for the server to answer (it may still be starting); 0: fail at once")
-        ->capture_default_str()
-        ->check(CLI::Range(0, 3600));
+    add_wait_option(*cmd, a->options.wait_s);
     add_token_option(*cmd, a->options.token);
     cmd->add_option("--model", a->options.model, "Model id")->capture_default_str();
     cmd->add_option("--script", a->script,
