@@ -199,11 +199,13 @@ async function syncGap() {
 
 test('idle, speech from say and from a file, interrupt: fps, audio, mouth, A/V sync', async () => {
   // The browser lines the tracks up from RTCP sender reports over its first seconds (silent
-  // idle frames); measure once it says it has.
+  // idle frames); measure once it says it has: its estimate within one frame (40 ms), the bound
+  // the RTP offset is held to below. (On a loaded machine the estimate can rest at 26 ms for
+  // good, which an earlier 25 ms bound took for a browser that never synced.)
   const t0 = Date.now();
   const synced = await waitFor(async () => {
     const gap = await syncGap();
-    return gap !== null && Math.abs(gap) < 25;
+    return gap !== null && Math.abs(gap) <= 40;
   }, 30000, 250);
   figure('sync_settled_after_ms', Date.now() - t0);
   assert.ok(synced, `the browser did not sync the tracks (gap ${await syncGap()} ms)`);
