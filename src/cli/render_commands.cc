@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "audio/audio_file.h"
 #include "audio/video_frames.h"
@@ -30,6 +31,7 @@
 #include "render/compositor.h"
 #include "render/image_encoder.h"
 #include "render/jpeg_splice.h"
+#include "render/seams.h"
 
 namespace lipsync::cli {
 namespace {
@@ -43,6 +45,8 @@ struct RenderArgs {
   std::string output;
   std::optional<int> start_frame;
   std::optional<int> batch;
+  std::optional<std::string> blend;
+  std::optional<std::string> color_match;
   std::string format = "png";
   bool quiet = false;
   InferFlags flags;
@@ -143,7 +147,10 @@ void run_render(const RenderArgs& args) {
   Loaded in = load_inputs(args.avatar, args.models, args.audio, args.flags);
   pipeline::RenderOptions options = in.config.render;
   options.audio = in.config.audio;
-  options.blend = in.config.output.blend_options();
+  render::OutputOptions output = in.config.output;
+  if (args.blend) output.blend = *args.blend;
+  if (args.color_match) output.color_match = *args.color_match;
+  options.blend = output.blend_options();
   if (args.batch) options.batch = *args.batch;
   if (args.start_frame) options.start_frame = *args.start_frame;
   const pipeline::OfflineRenderer renderer(in.avatar, *in.models, options);
@@ -190,6 +197,24 @@ std::vector<float> speech_for_frames(int frames) {
   return out;
 }
 
+// The mean seam_step (render/seams.h) of the frames written, each against its template frame.
+class SeamSink : public pipeline::FrameSink {
+ public:
+  explicit SeamSink(const avatar::Avatar& avatar) : avatar_(avatar) {}
+  void write(int index, const cv::Mat& frame, std::vector<std::uint8_t> /*encoded*/) override {
+    const int t = avatar::template_frame_for(index, avatar_.frame_count(), 0);
+    sum_ += render::seam_step(frame, *avatar_.frame(t), avatar::as_cv_rect(avatar_.crop_rect(t)));
+    ++frames_;
+  }
+  void finish() override {}
+  double mean() const { return frames_ > 0 ? sum_ / frames_ : 0.0; }
+
+ private:
+  const avatar::Avatar& avatar_;
+  double sum_ = 0;
+  int frames_ = 0;
+};
+
 void run_bench_render(const BenchRenderArgs& args) {
   infer::InferOptions infer_options;
   infer_options.intra_op_threads = args.intra_op_threads;
@@ -214,15 +239,24 @@ void run_bench_render(const BenchRenderArgs& args) {
   cv::Mat frame;
   const int n_templates = avatar->frame_count();
   for (int t = 0; t < std::min(n_templates, 25); ++t) avatar->pack_generator_input(t, image);
-  std::vector<double> pack_ms, composite_ms, encode_ms;
+  std::vector<double> pack_ms, composite_ms, paste_ms, feather_ms, encode_ms;
+  const render::BlendOptions feather_only{true, false, 0, 5};
   for (int i = 0; i < 50; ++i) {
     const int t = i % std::min(n_templates, 25);
     core::Stopwatch a;
     avatar->pack_generator_input(t, image);
     pack_ms.push_back(a.elapsed_ms());
+    // The compositing the renderer does (the defaults, feather + ring: here each frame's own
+    // correction, which costs what the averaged one does), then paste and feather alone.
     core::Stopwatch b;
-    render::composite(*avatar, t, fake_output, frame);
+    render::composite(*avatar, t, fake_output, render::BlendOptions{}, frame);
     composite_ms.push_back(b.elapsed_ms());
+    b.reset();
+    render::composite(*avatar, t, fake_output, render::BlendOptions::reference(), frame);
+    paste_ms.push_back(b.elapsed_ms());
+    b.reset();
+    render::composite(*avatar, t, fake_output, feather_only, frame);
+    feather_ms.push_back(b.elapsed_ms());
     core::Stopwatch c;
     (void)render::encode_jpeg(frame, render::OutputOptions{}.jpeg_quality);
     encode_ms.push_back(c.elapsed_ms());
@@ -302,6 +336,19 @@ void run_bench_render(const BenchRenderArgs& args) {
   }
   const double generator_fps = median(generator_runs);
   const double renderer_fps = median(renderer_runs);
+  // 4. Seams: the border step (render/seams.h seam_step) of each compositing on the clip's
+  // first frames (at most 50), rendered by the whole renderer.
+  const std::vector<float> seam_samples = speech_for_frames(std::min(frames, 50));
+  nlohmann::json seams;
+  for (const auto& [name, blend] :
+       {std::pair{"paste", render::BlendOptions::reference()}, std::pair{"feather", feather_only},
+        std::pair{"feather_ring", render::BlendOptions{}}}) {
+    pipeline::RenderOptions seam_options = options;
+    seam_options.blend = blend;
+    SeamSink sink(*avatar);
+    pipeline::OfflineRenderer(avatar, models, seam_options).render(seam_samples, sink);
+    seams[name] = sink.mean();
+  }
   nlohmann::json j{
       {"bench", "render"},
       {"models", args.models},
@@ -318,10 +365,13 @@ void run_bench_render(const BenchRenderArgs& args) {
       {"one_core_ms_per_frame",
        {{"roi_pack", median(pack_ms)},
         {"composite", median(composite_ms)},
+        {"composite_paste", median(paste_ms)},
+        {"composite_feather", median(feather_ms)},
         {"jpeg_q75", median(encode_ms)},
         {"total", median(pack_ms) + median(composite_ms) + median(encode_ms)},
         {"composite_and_jpeg_q75_spliced", spliced_ms.empty() ? 0.0 : median(spliced_ms)}}},
       {"renderer_ms_per_frame", stage_ms_per_frame(s)},
+      {"border_step_levels", seams},
       {"intra_op_threads", infer_options.resolved_intra_op_threads()},
       {"parallel_runs", infer_options.parallel_runs}};
   j.update(machine_json(infer_options.resolved_intra_op_threads()));
@@ -344,6 +394,13 @@ void add_render_commands(CLI::App& app) {
   cmd->add_option("--batch", args->batch,
                   "Generator frames per run (render.batch; default 0: 1 with parallel runs, "
                   "else 4)");
+  cmd->add_option("--blend", args->blend,
+                  "render.blend: feather (default) or paste, the reference's hard paste")
+      ->check(CLI::IsMember({"paste", "feather"}));
+  cmd->add_option("--color-match", args->color_match,
+                  "render.color_match: ring (default) or off; paste with off is the reference "
+                  "pipeline byte for byte")
+      ->check(CLI::IsMember({"off", "ring"}));
   cmd->add_option("--format", args->format, "Frames in a folder: png (lossless) or jpeg")
       ->capture_default_str();
   cmd->add_flag("--quiet", args->quiet, "No progress bar");

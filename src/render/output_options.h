@@ -14,11 +14,14 @@ namespace lipsync::render {
 // paste (REFERENCE.md §6); feather blends the crop in through a mask that falls to 0 at the crop
 // border; ring first matches the generated crop's colours to the template's in a band inside the
 // border (render/seams.h), smoothed over a stream's last color_match_frames frames.
+// The defaults are feather + ring; reference() is the reference pipeline, byte for byte (what
+// every parity test against the Python frames pins).
 struct BlendOptions {
-  bool feather = false;        // render.blend: paste | feather
-  bool color_match = false;    // render.color_match: off | ring
+  bool feather = true;         // render.blend: paste | feather
+  bool color_match = true;     // render.color_match: off | ring
   int feather_px = 0;          // render.feather_px: 0 = 6 % of the crop width
   int color_match_frames = 5;  // render.color_match_frames
+  static BlendOptions reference() { return {false, false, 0, 5}; }
   // The feather width for a crop `crop_width` wide.
   int feather_for(int crop_width) const;
 };
@@ -28,8 +31,8 @@ struct OutputOptions {
   int mp4_crf = 20;                     // render.mp4_crf: H.264 constant rate factor (0..51)
   std::string mp4_preset = "veryfast";  // render.mp4_preset: an x264 preset
   int mp4_audio_bitrate = 64000;        // AAC bits per second (not a config key)
-  std::string blend = "paste";          // render.blend: paste | feather
-  std::string color_match = "off";      // render.color_match: off | ring
+  std::string blend = "feather";        // render.blend: paste | feather
+  std::string color_match = "ring";     // render.color_match: off | ring
   int feather_px = 0;                   // render.feather_px (0..200; 0: 6 % of the crop width)
   int color_match_frames = 5;           // render.color_match_frames (1..100)
 

@@ -53,6 +53,11 @@ cv::Rect generated_region(const cv::Rect& crop) {
   return {crop.x + inset, crop.y + inset, crop.width - 2 * inset, crop.height - 2 * inset};
 }
 
+double seam_step(const cv::Mat& composited, const cv::Mat& tmpl, const cv::Rect& crop) {
+  return std::max(border_step(composited, tmpl, generated_region(crop), 1).mean(),
+                  border_step(composited, tmpl, crop).mean());
+}
+
 int default_feather_px(int crop_width) {
   return std::max(1, static_cast<int>(std::lround(0.06 * crop_width)));
 }

@@ -33,6 +33,11 @@ ChannelValues border_step(const cv::Mat& composited, const cv::Mat& tmpl, const 
 // of a plain paste lies there, not on the crop's own border.
 cv::Rect generated_region(const cv::Rect& crop);
 
+// The seam compositing left around crop rect `crop` (levels, the mean over channels): the larger
+// of the border step where a paste's generated pixels begin (generated_region, one pixel away)
+// and the step at the crop border itself (where a feather ends). One measure for every blend.
+double seam_step(const cv::Mat& composited, const cv::Mat& tmpl, const cv::Rect& crop);
+
 // The feather mask of a crop of `size`: CV_32FC1, 1 from `feather_px` inside the border on, and
 // falling smoothly (a smoothstep of the distance to the nearest edge) to 0 at the border. Values
 // are symmetric: the mask of a crop is its mirror image's mirror. Requires: feather_px >= 1.

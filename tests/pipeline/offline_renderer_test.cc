@@ -44,7 +44,8 @@ TEST(OfflineRenderer, MatchesThePythonPipelineFrameForFrame) {
   const infer::Models models(testing::reference_models(), two_threads());
   const auto samples = audio::load_audio_file(testdata("reference/speech_a_en.wav"));
   pipeline::RenderOptions options;
-  options.batch = 3;  // batches that do not divide 118
+  options.batch = 3;                                  // batches that do not divide 118
+  options.blend = render::BlendOptions::reference();  // paste + off: the reference's pictures
   const pipeline::OfflineRenderer renderer(avatar, models, options);
   pipeline::ImageFolderSink sink(dir / "out", render::ImageFormat::kPng, 75);
   int last_progress = 0;
