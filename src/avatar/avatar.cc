@@ -81,7 +81,13 @@ const core::ConfigTable<AvatarOptions>& AvatarOptions::config() {
                    "budget for the per-frame 328 x 328 crops the ROIs come from")
           .integer("jpeg_cache_mb", &AvatarOptions::jpeg_cache_mb, 0, 1048576,
                    "budget for JPEG frames kept per template frame: later JPEG frames on it "
-                   "re-encode only the face's region (the same bytes); 0 = every frame whole");
+                   "re-encode only the face's region (the same bytes); 0 = every frame whole")
+          .choice("idle", &AvatarOptions::idle,
+                  {{"silence", IdleMode::kSilence}, {"template", IdleMode::kTemplate}},
+                  "what a live session shows while nobody speaks: silence, the frames the model "
+                  "makes for silent audio (the avatar listens with its mouth closed; computed "
+                  "once per model and avatar at load, kept in the cache folder), or template, "
+                  "the template frames themselves (the mouth moves as in the recording)");
   return table;
 }
 

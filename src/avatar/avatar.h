@@ -29,6 +29,12 @@ inline constexpr int kRoiOffset = 4;     // ROI = canvas rows/cols 4..323
 inline constexpr const char* kAvatarFileName = "avatar.json";
 inline constexpr const char* kCropRectsFileName = "crop_rects.json";
 
+// What a live session shows while nobody speaks (avatar.idle).
+enum class IdleMode {
+  kSilence,   // the frames the model makes for silent audio: the avatar listens, mouth closed
+  kTemplate,  // the template frames themselves (the mouth moves as in the recording)
+};
+
 struct AvatarOptions {
   // Config key avatar.frame_cache_mb: budget for decoded template frames (1..1048576).
   int frame_cache_mb = 512;
@@ -38,6 +44,8 @@ struct AvatarOptions {
   // next frames on it re-encode only the face's region (render/jpeg_splice.h); 0 = none kept,
   // every frame is encoded whole (0..1048576).
   int jpeg_cache_mb = 64;
+  // Config key avatar.idle: silence | template (pipeline/silence_idle.h).
+  IdleMode idle = IdleMode::kSilence;
   // Throws Error::Code::kInvalidInput naming the key.
   void validate() const;
   // The `avatar.*` config keys.

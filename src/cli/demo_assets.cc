@@ -27,27 +27,10 @@ constexpr int kDemoFrames = 50;
 constexpr int kDemoWidth = 1280;
 constexpr int kDemoHeight = 720;
 
-fs::path ensure_dir(const fs::path& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (!fs::is_directory(dir, ec)) {
-    throw Error::unavailable("cache folder " + dir.string() +
-                             " cannot be created; set LIPSYNC_CACHE_DIR to a writable folder");
-  }
-  return dir;
-}
-
 }  // namespace
 
 fs::path cache_dir() {
-  if (const char* v = std::getenv("LIPSYNC_CACHE_DIR"); v != nullptr && *v) return ensure_dir(v);
-  if (const char* v = std::getenv("XDG_CACHE_HOME"); v != nullptr && *v) {
-    return ensure_dir(fs::path(v) / "lipsync");
-  }
-  if (const char* v = std::getenv("HOME"); v != nullptr && *v) {
-    return ensure_dir(fs::path(v) / ".cache" / "lipsync");
-  }
-  return ensure_dir(fs::temp_directory_path() / "lipsync-cache");
+  return core::cache_dir();
 }
 
 fs::path demo_avatar_dir() {

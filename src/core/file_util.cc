@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <system_error>
@@ -12,8 +14,10 @@ namespace lipsync::core {
 
 void write_file_atomically(const std::filesystem::path& path, std::span<const std::byte> bytes) {
   const std::string where = "'" + path.string() + "'";
+  // A name of this write's own: two processes may write one cache entry at once.
+  static std::atomic<unsigned> writes{0};
   std::filesystem::path tmp = path;
-  tmp += ".partial";
+  tmp += ".partial." + std::to_string(::getpid()) + "." + std::to_string(writes++);
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw Error::invalid_input(where + ": cannot open for writing");
@@ -41,6 +45,31 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view t
 }
 
 namespace fs = std::filesystem;
+
+namespace {
+
+fs::path ensure_dir(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (!fs::is_directory(dir, ec)) {
+    throw Error::unavailable("cache folder " + dir.string() +
+                             " cannot be created; set LIPSYNC_CACHE_DIR to a writable folder");
+  }
+  return dir;
+}
+
+}  // namespace
+
+fs::path cache_dir() {
+  if (const char* v = std::getenv("LIPSYNC_CACHE_DIR"); v != nullptr && *v) return ensure_dir(v);
+  if (const char* v = std::getenv("XDG_CACHE_HOME"); v != nullptr && *v) {
+    return ensure_dir(fs::path(v) / "lipsync");
+  }
+  if (const char* v = std::getenv("HOME"); v != nullptr && *v) {
+    return ensure_dir(fs::path(v) / ".cache" / "lipsync");
+  }
+  return ensure_dir(fs::temp_directory_path() / "lipsync-cache");
+}
 
 StagingFolder::StagingFolder(const fs::path& out, std::string what)
     : out_(out), what_(std::move(what)) {

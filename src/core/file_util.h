@@ -10,6 +10,11 @@
 
 namespace lipsync::core {
 
+// The user's cache folder, created when missing: $LIPSYNC_CACHE_DIR, else $XDG_CACHE_HOME/lipsync,
+// else ~/.cache/lipsync, else a folder in the system's temporary folder. Throws
+// Error::Code::kUnavailable when it cannot be made.
+std::filesystem::path cache_dir();
+
 // Writes bytes to path through a temporary file in the same folder and a rename, so a failure
 // never leaves a partial file at path. Throws Error::Code::kInvalidInput naming the path.
 void write_file_atomically(const std::filesystem::path& path, std::span<const std::byte> bytes);

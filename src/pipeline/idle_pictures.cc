@@ -3,7 +3,7 @@
 namespace lipsync::pipeline {
 
 std::size_t IdlePictureCache::KeyHash::operator()(const Key& k) const {
-  std::size_t h = std::hash<const void*>()(k.avatar);
+  std::size_t h = std::hash<const void*>()(k.avatar) ^ (std::hash<const void*>()(k.source) << 1);
   for (int v : {k.frame, k.encoding, k.quality}) {
     h = h * 1000003u ^ std::hash<int>()(v);
   }
@@ -11,15 +11,16 @@ std::size_t IdlePictureCache::KeyHash::operator()(const Key& k) const {
 }
 
 IdlePictureCache::Key IdlePictureCache::key_of(const avatar::Avatar* avatar, int frame,
-                                               FrameEncoding encoding, int jpeg_quality) {
-  return {avatar, frame, static_cast<int>(encoding),
+                                               FrameEncoding encoding, int jpeg_quality,
+                                               const void* source) {
+  return {avatar, source, frame, static_cast<int>(encoding),
           encoding == FrameEncoding::kJpeg ? jpeg_quality : 0};
 }
 
 IdlePictureCache::Bytes IdlePictureCache::find(const std::shared_ptr<const avatar::Avatar>& avatar,
-                                               int frame, FrameEncoding encoding,
-                                               int jpeg_quality) {
-  const auto entry = cache_.find(key_of(avatar.get(), frame, encoding, jpeg_quality));
+                                               int frame, FrameEncoding encoding, int jpeg_quality,
+                                               const void* source) {
+  const auto entry = cache_.find(key_of(avatar.get(), frame, encoding, jpeg_quality, source));
   if (!entry || entry->avatar.lock() != avatar) return nullptr;
   return entry->bytes;
 }
@@ -56,8 +57,9 @@ IdlePictureCache::Bytes IdlePictureCache::make_once(const Key& key,
 
 IdlePictureCache::Bytes IdlePictureCache::get(const std::shared_ptr<const avatar::Avatar>& avatar,
                                               int frame, FrameEncoding encoding, int jpeg_quality,
-                                              const std::function<Bytes()>& make) {
-  const Key key = key_of(avatar.get(), frame, encoding, jpeg_quality);
+                                              const std::function<Bytes()>& make,
+                                              const void* source) {
+  const Key key = key_of(avatar.get(), frame, encoding, jpeg_quality, source);
   const auto make_entry = [&] {
     auto e = std::make_shared<Entry>(Entry{avatar, make_once(key, make)});
     const std::size_t bytes = e->bytes->size();

@@ -23,20 +23,23 @@ class IdlePictureCache {
  public:
   using Bytes = std::shared_ptr<const core::SharedBytes>;
   explicit IdlePictureCache(std::size_t budget_bytes) : cache_(budget_bytes) {}
-  // The picture of `frame` of `avatar` in that encoding, or make()'s, cached.
+  // The picture of `frame` of `avatar` in that encoding, or make()'s, cached. `source` tells
+  // pictures of one frame apart that are made differently: null for the template frame itself,
+  // the SilenceIdle for its idle frames (owned with the avatar).
   Bytes get(const std::shared_ptr<const avatar::Avatar>& avatar, int frame, FrameEncoding encoding,
-            int jpeg_quality, const std::function<Bytes()>& make);
+            int jpeg_quality, const std::function<Bytes()>& make, const void* source = nullptr);
   // The cached picture, or null; never makes one (cheap enough for the session's lock).
   Bytes find(const std::shared_ptr<const avatar::Avatar>& avatar, int frame, FrameEncoding encoding,
-             int jpeg_quality);
+             int jpeg_quality, const void* source = nullptr);
   std::size_t used_bytes() const { return cache_.used_bytes(); }
 
  private:
   struct Key;
   static Key key_of(const avatar::Avatar* avatar, int frame, FrameEncoding encoding,
-                    int jpeg_quality);
+                    int jpeg_quality, const void* source);
   struct Key {
     const void* avatar;
+    const void* source;
     int frame;
     int encoding;
     int quality;

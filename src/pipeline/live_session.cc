@@ -45,14 +45,6 @@ std::int16_t to_s16(float v) {
 }
 
 // The template frame with the generated one blended into its crop: weight `a` for the generated.
-cv::Mat blend(const avatar::Avatar& avatar, int template_frame, const cv::Mat& generated,
-              double a) {
-  cv::Mat out = avatar.frame(template_frame)->clone();
-  const cv::Rect box = avatar::as_cv_rect(avatar.crop_rect(template_frame));
-  cv::addWeighted(generated(box), a, (*avatar.frame(template_frame))(box), 1.0 - a, 0.0, out(box));
-  return out;
-}
-
 // Hands a producer's frames of one utterance to the session.
 class UtteranceConsumer final : public FrameConsumer {
  public:
@@ -643,7 +635,7 @@ void LiveSession::prefetch_locked(std::int64_t from) {
       // Once every template frame has been drawn, idling needs no worker (so it never waits
       // behind speech work there).
       auto bytes = idle_pictures_->find(target_.avatar, s.template_frame, settings_.encoding,
-                                        settings_.jpeg_quality);
+                                        settings_.jpeg_quality, silence());
       if (bytes) {
         auto picture = std::make_shared<Picture>();
         picture->kind = LiveState::kIdle;
@@ -673,8 +665,7 @@ void LiveSession::prepare_picture(std::int64_t tick, Segment segment) {
       render::composite(*target_.avatar, segment.template_frame, batch->output(slot),
                         settings_.blend, generated);
       const double a = timeline::fade_weight(segment.frame, settings_.live.interrupt_fade_frames);
-      picture->bytes = encode(blend(*target_.avatar, segment.template_frame, generated, a),
-                              segment.template_frame);
+      picture->bytes = encode(blend(segment.template_frame, generated, a), segment.template_frame);
     } else {
       picture->bytes = idle_picture(segment.template_frame);
     }
@@ -699,10 +690,33 @@ std::shared_ptr<const core::SharedBytes> LiveSession::encode(const cv::Mat& imag
                                                    pixels->total() * pixels->elemSize(), pixels);
 }
 
+const SilenceIdle* LiveSession::silence() const {
+  const SilenceIdle* idle = settings_.silence_idle.get();
+  return idle != nullptr && idle->avatar() == target_.avatar ? idle : nullptr;
+}
+
+cv::Mat LiveSession::idle_image(int template_frame) const {
+  if (const SilenceIdle* idle = silence()) {
+    cv::Mat image;
+    idle->idle_frame(template_frame, settings_.blend, image);
+    return image;
+  }
+  return *target_.avatar->frame(template_frame);  // shared, never written
+}
+
+cv::Mat LiveSession::blend(int template_frame, const cv::Mat& generated, double a) const {
+  const cv::Mat base = idle_image(template_frame);
+  cv::Mat out = base.clone();
+  const cv::Rect box = avatar::as_cv_rect(target_.avatar->crop_rect(template_frame));
+  cv::addWeighted(generated(box), a, base(box), 1.0 - a, 0.0, out(box));
+  return out;
+}
+
 std::shared_ptr<const core::SharedBytes> LiveSession::idle_picture(int template_frame) {
-  return idle_pictures_->get(target_.avatar, template_frame, settings_.encoding,
-                             settings_.jpeg_quality,
-                             [&] { return encode(*target_.avatar->frame(template_frame)); });
+  return idle_pictures_->get(
+      target_.avatar, template_frame, settings_.encoding, settings_.jpeg_quality,
+      [&] { return encode(idle_image(template_frame), silence() ? template_frame : -1); },
+      silence());
 }
 
 void LiveSession::on_speech_frame(const std::shared_ptr<Utterance>& u, ProducedFrame frame) {
@@ -733,8 +747,7 @@ void LiveSession::on_speech_frame(const std::shared_ptr<Utterance>& u, ProducedF
       render::composite(*target_.avatar, frame.template_frame,
                         picture->batch->output(picture->slot), settings_.blend, frame.image);
     }
-    picture->bytes = encode(blend(*target_.avatar, frame.template_frame, frame.image, weight),
-                            frame.template_frame);
+    picture->bytes = encode(blend(frame.template_frame, frame.image, weight), frame.template_frame);
   } else if (settings_.encoding == FrameEncoding::kNone) {
     picture->bytes = encode(frame.image);
   } else {

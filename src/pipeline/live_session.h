@@ -1,16 +1,17 @@
 // LiveSession: a continuous 25 fps avatar on one media clock. Frame k is due at t0 + 40 ms x k and
 // is emitted on its tick, exactly once, never early, never skipped, for as long as the session
 // lives; a picture not ready on its tick is replaced by the last one, flagged late, and the
-// timeline does not move. With nothing to say the frame is the avatar's template frame (the walk
-// goes on); speech is queued as utterances and played back to back at real time, each shown
-// `latency_ms` after it could first be (the model's lookahead plus a batch of generator time),
-// audio and video delayed together. Every frame carries its own 640 samples (the speech heard
-// during it, silence otherwise), so a client that plays each frame with its samples stays in
-// sync for as long as it runs.
+// timeline does not move. With nothing to say the frame is the avatar's idle frame on its
+// template frame (the walk goes on): the frame made for silence (pipeline/silence_idle.h), or the
+// template frame itself with avatar.idle: template; speech is queued as utterances and played back
+// to back at real time, each shown `latency_ms` after it could first be (the model's lookahead plus
+// a batch of generator time), audio and video delayed together. Every frame carries its own 640
+// samples (the speech heard during it, silence otherwise), so a client that plays each frame with
+// its samples stays in sync for as long as it runs.
 //
 // - Speech frames are those of the reference pipeline for the utterance's audio on the template
 //   frames the walk gives their ticks (a FrameProducer per utterance, each job with its tick as
-//   deadline). The first and last `crossfade_frames` blend the template and the generated frame,
+//   deadline). The first and last `crossfade_frames` blend the idle and the generated frame,
 //   so the mouth does not pop.
 // - Underrun: when an utterance runs dry before its end, silence is inserted where its audio is
 //   needed (the mouth closes, the audio has a gap), flagged and counted; the playhead never waits.
@@ -55,6 +56,7 @@
 #include "pipeline/frame_producer.h"
 #include "pipeline/idle_pictures.h"
 #include "pipeline/live_timeline.h"
+#include "pipeline/silence_idle.h"
 #include "pipeline/ticker.h"
 
 namespace lipsync::pipeline {
@@ -171,6 +173,9 @@ struct LiveSettings {
   int latency_ms = 0;          // 0: live.latency_ms, else the computed default
   // Shared idle pictures (the server's); null: the session keeps its own.
   std::shared_ptr<IdlePictureCache> idle_pictures;
+  // avatar.idle: silence: the frames idle shows and cross-fades blend with (the avatar listening,
+  // its mouth closed); null, or another avatar's: the template frames (avatar.idle: template).
+  std::shared_ptr<const SilenceIdle> silence_idle;
   LiveOptions live;
   PipelineOptions pipeline;
   audio::AudioOptions audio;
@@ -254,6 +259,13 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   std::shared_ptr<const core::SharedBytes> encode(const cv::Mat& image,
                                                   int template_frame = -1) const;
   std::shared_ptr<const core::SharedBytes> idle_picture(int template_frame);
+  // What idle shows on template frame t (the template frame, or its silent frame): fades and
+  // cross-fades blend toward it.
+  cv::Mat idle_image(int template_frame) const;
+  // `generated` (a composite on template frame t) weighted by `a` against idle_image(t), in
+  // its crop rect (the rest of the two frames is the template's).
+  cv::Mat blend(int template_frame, const cv::Mat& generated, double a) const;
+  const SilenceIdle* silence() const;  // settings_.silence_idle when it is this avatar's
   double buffered_seconds_locked() const;
   // Requires mutex_ held: the events of utterance `u` ending at tick `k` (its underrun, if one is
   // open, then playback_finished).

@@ -91,6 +91,11 @@ void composite(const avatar::Avatar& avatar, int template_frame, std::span<const
                const BlendOptions& blend, cv::Mat& dst) {
   thread_local cv::Mat face;
   make_face(avatar, template_frame, output, face);
+  composite_face(avatar, template_frame, face, blend, dst);
+}
+
+void composite_face(const avatar::Avatar& avatar, int template_frame, const cv::Mat& face,
+                    const BlendOptions& blend, cv::Mat& dst) {
   std::optional<ColorCorrection> k;
   if (blend.color_match) {
     const auto [generated, tmpl] = face_band_stats(avatar, template_frame, face);

@@ -42,6 +42,10 @@ std::pair<BandStats, BandStats> face_band_stats(const avatar::Avatar& avatar, in
 void composite_face(const avatar::Avatar& avatar, int template_frame, const cv::Mat& face,
                     const BlendOptions& blend, const ColorCorrection* correction, cv::Mat& dst);
 
+// composite_face() with ring's correction (when `blend` asks for it) made from this face alone.
+void composite_face(const avatar::Avatar& avatar, int template_frame, const cv::Mat& face,
+                    const BlendOptions& blend, cv::Mat& dst);
+
 // composite() as `blend` says, ring's correction made from this frame alone (a picture outside
 // a stream of frames: a live session's fade).
 void composite(const avatar::Avatar& avatar, int template_frame, std::span<const float> output,

@@ -3,8 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.h"
+#include "core/file_util.h"
 #include "core/stopwatch.h"
 #include "core/text.h"
 
@@ -49,7 +51,8 @@ std::string_view to_string(EvictionPolicy policy) {
 
 std::int64_t LoadedModel::memory_bytes() const {
   return weight_bytes + static_cast<std::int64_t>(avatar->cached_bytes()) +
-         static_cast<std::int64_t>(jpeg_splices ? jpeg_splices->used_bytes() : 0);
+         static_cast<std::int64_t>(jpeg_splices ? jpeg_splices->used_bytes() : 0) +
+         static_cast<std::int64_t>(silence_idle ? silence_idle->bytes() : 0);
 }
 
 Registry::Registry(std::vector<ModelSpec> specs, RegistryOptions options, infer::InferOptions infer,
@@ -97,6 +100,38 @@ void Registry::record_batch(Entry& entry, int size, double ms) {
   if (on_batch_) on_batch_(size, ms);
 }
 
+// The model's idle frames for silence (avatar.idle: silence), from the cache folder or computed
+// on its scheduler, with progress in the log.
+std::shared_ptr<const pipeline::SilenceIdle> Registry::build_idle(const LoadedModel& model) {
+  std::filesystem::path cache;
+  try {
+    cache = core::cache_dir();
+  } catch (const Error& e) {
+    spdlog::warn("model '{}': idle frames are not kept: {}", model.id, e.what());
+  }
+  core::Stopwatch clock;
+  double last_log_ms = 0;
+  const auto progress = [&](int done, int total) {
+    // At most one line every 2 s, and the last one.
+    if (done == total || clock.elapsed_ms() - last_log_ms >= 2000) {
+      last_log_ms = clock.elapsed_ms();
+      spdlog::info("model '{}': idle frames for silence: {} of {}", model.id, done, total);
+    }
+  };
+  auto idle = pipeline::SilenceIdle::load_or_build(model.avatar, *model.models, *model.scheduler,
+                                                   cache, progress);
+  if (!idle->cache_note().empty()) spdlog::warn("model '{}': {}", model.id, idle->cache_note());
+  if (idle->from_cache()) {
+    spdlog::info("model '{}': idle frames for silence read from the cache ({} ms)", model.id,
+                 std::lround(clock.elapsed_ms()));
+  } else {
+    spdlog::info("model '{}': idle frames for silence computed in {} ms ({:.1f} ms a frame)",
+                 model.id, std::lround(idle->build_ms()),
+                 idle->build_ms() / std::max(1, model.avatar->frame_count()));
+  }
+  return idle;
+}
+
 std::shared_ptr<LoadedModel> Registry::load(Entry& entry) {
   auto model = std::make_shared<LoadedModel>();
   model->id = entry.spec.id;
@@ -114,6 +149,7 @@ std::shared_ptr<LoadedModel> Registry::load(Entry& entry) {
     // At the largest batch the scheduler makes (smaller ones reuse what it set up); the first
     // live session's deadlines are then planned with this batch time instead of a guess.
     model->scheduler->warm_up();
+    if (avatar_.idle == avatar::IdleMode::kSilence) model->silence_idle = build_idle(*model);
   } catch (const Error& e) {
     Error failed = e.with_context("model '" + entry.spec.id + "'");
     spdlog::error("{}: loading failed", failed.what());

@@ -21,6 +21,7 @@
 #include "infer/infer_options.h"
 #include "infer/models.h"
 #include "pipeline/scheduler.h"
+#include "pipeline/silence_idle.h"
 #include "render/jpeg_splice.h"
 
 namespace lipsync::server {
@@ -51,8 +52,11 @@ struct LoadedModel {
   std::unique_ptr<pipeline::Scheduler> scheduler;
   // The avatar's JPEG frames that later ones splice into (null when avatar.jpeg_cache_mb is 0).
   std::unique_ptr<render::JpegSpliceCache> jpeg_splices;
+  // What live sessions idle on (avatar.idle: silence); null with avatar.idle: template.
+  std::shared_ptr<const pipeline::SilenceIdle> silence_idle;
   std::int64_t weight_bytes = 0;  // the ONNX files' sizes
-  // Bytes this model holds now: weights plus the avatar's cached frames, crops and JPEGs.
+  // Bytes this model holds now: weights plus the avatar's cached frames, crops and JPEGs, and
+  // its idle faces.
   std::int64_t memory_bytes() const;
 };
 
@@ -123,6 +127,7 @@ class Registry {
     std::mutex load_mutex;  // serialises loading one model
   };
   std::shared_ptr<LoadedModel> load(Entry& entry);
+  static std::shared_ptr<const pipeline::SilenceIdle> build_idle(const LoadedModel& model);
   void record_batch(Entry& entry, int size, double ms);
   int loaded_count_locked() const;  // requires mutex_ held
   // Makes room for one more model of `bytes`; requires mutex_ held. Returns the evicted models,

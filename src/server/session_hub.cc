@@ -94,8 +94,10 @@ std::shared_ptr<HubSession> SessionHub::create(const NewSession& spec) {
                                     std::to_string(context_.live.max_sessions) + ")");
   }
   std::shared_ptr<HubSession> session;
+  std::shared_ptr<const pipeline::SilenceIdle> silence_idle;
   try {
     Registry::Lease lease = context_.registry->acquire(model);
+    silence_idle = lease.model->silence_idle;
     session = std::make_shared<HubSession>(*this, instance_ + "." + random_id(), model, spec.origin,
                                            std::move(lease));
   } catch (...) {
@@ -111,6 +113,7 @@ std::shared_ptr<HubSession> SessionHub::create(const NewSession& spec) {
     settings.blend = context_.output.blend_options();
     settings.live = context_.live;
     settings.idle_pictures = context_.idle_pictures;
+    settings.silence_idle = std::move(silence_idle);
     settings.pipeline = context_.pipeline;
     settings.audio = context_.audio;
     settings.observe = [metrics = context_.metrics](std::string_view stage, double ms) {

@@ -19,9 +19,11 @@
 #include "avatar/avatar_import.h"
 #include "avatar/template_walk.h"
 #include "client/live_client.h"
+#include "core/file_util.h"
 #include "infer/models.h"
 #include "lipsync/v1/lipsync.grpc.pb.h"
 #include "pipeline/frame_producer.h"
+#include "pipeline/silence_idle.h"
 #include "render/image_encoder.h"
 #include "server/server.h"
 #include "support/http_client.h"
@@ -63,6 +65,22 @@ class LiveTest : public ::testing::Test {
     server_->start();
   }
   void SetUp() override { start(); }
+
+  // The idle frame the server shows on template frame t (avatar.idle: silence): the SilenceIdle
+  // of the demo models and this avatar, read from the cache folder the server wrote.
+  cv::Mat idle_frame(int t) {
+    if (!idle_) {
+      const infer::Models models(testing::demo_models(), testing::two_threads());
+      pipeline::Scheduler scheduler(models.generator(), {4, 1});
+      idle_ = pipeline::SilenceIdle::load_or_build(avatar::Avatar::open(*dir_ / "avatar", {}),
+                                                   models, scheduler, core::cache_dir());
+      EXPECT_TRUE(idle_->from_cache()) << "the server did not keep its idle frames";
+    }
+    cv::Mat frame;
+    idle_->idle_frame(t, render::BlendOptions{}, frame);
+    return frame;
+  }
+  std::shared_ptr<const pipeline::SilenceIdle> idle_;
 
   client::LiveClientOptions options() const {
     client::LiveClientOptions o;
@@ -142,25 +160,32 @@ class LiveTest : public ::testing::Test {
 testing::TempDir* LiveTest::dir_ = nullptr;
 std::vector<float>* LiveTest::speech_ = nullptr;
 
-TEST_F(LiveTest, IdleFramesAreTheTemplateFramesOnePerTick) {
-  const auto r = client::run_live_session(options(), {at(1200, LiveAction::Kind::kEnd)});
-  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
-  EXPECT_TRUE(r.contiguous);
-  EXPECT_GT(r.latency_ms, 0);
-  ASSERT_GE(r.records.size(), 20u);
+// avatar.idle: silence (the default): the frames made for silence, the avatar listening;
+// avatar.idle: template: the template frames themselves.
+TEST_F(LiveTest, IdleFramesAreTheSilentFramesOrTheTemplateFramesOnePerTick) {
   const auto avatar = avatar::Avatar::open(*dir_ / "avatar", {});
-  int compared = 0;
-  for (const LiveFrameRecord& f : r.records) {
-    EXPECT_EQ(f.state, LiveFrame::IDLE) << f.index;
-    EXPECT_EQ(f.utterance, -1);
-    for (std::int16_t v : f.samples) ASSERT_EQ(v, 0) << "frame " << f.index;
-    if (f.late) continue;
-    const int t = avatar::template_frame_for(static_cast<int>(f.index), kTemplates, 0);
-    const auto png = render::encode_png(*avatar->frame(t));
-    ASSERT_EQ(f.picture, std::string(png.begin(), png.end())) << "frame " << f.index;
-    ++compared;
+  for (const bool silence : {true, false}) {
+    if (!silence)
+      start([](server::ServerConfig& c) { c.avatar.idle = avatar::IdleMode::kTemplate; });
+    const auto r = client::run_live_session(options(), {at(1200, LiveAction::Kind::kEnd)});
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_TRUE(r.contiguous);
+    EXPECT_GT(r.latency_ms, 0);
+    ASSERT_GE(r.records.size(), 20u);
+    int compared = 0;
+    for (const LiveFrameRecord& f : r.records) {
+      EXPECT_EQ(f.state, LiveFrame::IDLE) << f.index;
+      EXPECT_EQ(f.utterance, -1);
+      for (std::int16_t v : f.samples) ASSERT_EQ(v, 0) << "frame " << f.index;
+      if (f.late) continue;
+      const int t = avatar::template_frame_for(static_cast<int>(f.index), kTemplates, 0);
+      const auto png = render::encode_png(silence ? idle_frame(t) : *avatar->frame(t));
+      ASSERT_EQ(f.picture, std::string(png.begin(), png.end()))
+          << (silence ? "silence" : "template") << ": frame " << f.index;
+      ++compared;
+    }
+    EXPECT_GE(compared, 15);
   }
-  EXPECT_GE(compared, 15);
 }
 
 TEST_F(LiveTest, ATwoUtteranceSessionWithAPauseAndAnInterrupt) {
@@ -233,8 +258,9 @@ TEST_F(LiveTest, ATwoUtteranceSessionWithAPauseAndAnInterrupt) {
     ++equal;
   }
   EXPECT_GE(equal, f0 - 6 - 10) << late << " late";
-  // The cross-faded ones are the template frame with the offline face blended into its crop
-  // rect: weight (j + 1) / 4 for the first three, (frames - j) / 4 for the last three.
+  // The cross-faded ones are the idle frame (the face made for silence) with the offline face
+  // blended into its crop rect: weight (j + 1) / 4 for the first three, (frames - j) / 4 for
+  // the last three. No template mouth shows.
   const auto avatar = avatar::Avatar::open(*dir_ / "avatar", {});
   int blended = 0;
   for (const auto& f : frames) {
@@ -245,9 +271,10 @@ TEST_F(LiveTest, ATwoUtteranceSessionWithAPauseAndAnInterrupt) {
     const double a = static_cast<double>(std::min(j + 1, f0 - j)) / (n + 1);
     const int t = avatar::template_frame_for(static_cast<int>(f.index), kTemplates, 0);
     const cv::Mat face = cv::imdecode(expected0[static_cast<std::size_t>(j)], cv::IMREAD_COLOR);
-    cv::Mat want = avatar->frame(t)->clone();
+    const cv::Mat idle = idle_frame(t);
+    cv::Mat want = idle.clone();
     const cv::Rect box = avatar::as_cv_rect(avatar->crop_rect(t));
-    cv::addWeighted(face(box), a, (*avatar->frame(t))(box), 1.0 - a, 0.0, want(box));
+    cv::addWeighted(face(box), a, idle(box), 1.0 - a, 0.0, want(box));
     const auto png = render::encode_png(want);
     ASSERT_EQ(f.picture, std::string(png.begin(), png.end())) << "cross-faded frame " << j;
     ++blended;
