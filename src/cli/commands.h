@@ -8,15 +8,16 @@
 
 namespace lipsync::cli {
 
-void add_audio_commands(CLI::App& app);          // mel, windows
-void add_bench_commands(CLI::App& app);          // bench mel, windows, encoder, generator, render
-void add_model_commands(CLI::App& app);          // features, models synth, models demo
-void add_avatar_commands(CLI::App& app);         // avatar import, avatar demo
-void add_render_commands(CLI::App& app);         // render
-void add_bench_render_command(CLI::App& bench);  // bench render (add_bench_commands calls it)
-void add_serve_command(CLI::App& app);           // serve
-void add_client_commands(CLI::App& app);         // client, loadtest, live-client
-void add_config_command(CLI::App& app);          // config
+void add_audio_commands(CLI::App& app);  // mel, windows
+void add_bench_commands(CLI::App& app);  // bench mel, windows, encoder, generator, render
+void add_model_commands(CLI::App& app);  // features, models synth, models demo
+void add_models_compare_command(CLI::App& models);  // models compare (add_model_commands calls it)
+void add_avatar_commands(CLI::App& app);            // avatar import, avatar demo
+void add_render_commands(CLI::App& app);            // render
+void add_bench_render_command(CLI::App& bench);     // bench render (add_bench_commands calls it)
+void add_serve_command(CLI::App& app);              // serve
+void add_client_commands(CLI::App& app);            // client, loadtest, live-client
+void add_config_command(CLI::App& app);             // config
 
 // What every benchmark prints about the machine and the build: `threads` (ONNX Runtime's),
 // the CPU, hardware threads, available CPUs, the thread budget, the build type (and a warning,

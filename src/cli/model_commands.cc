@@ -272,6 +272,7 @@ void add_model_commands(CLI::App& app) {
       std::cout << core::json_text({{"name", name}, {"kind", "demo"}, {"output", *output}}) << "\n";
     });
   }
+  add_models_compare_command(*models);
   // Last: it is a pipeline stage's tool, listed with those in the help.
   {
     auto args = std::make_shared<FeaturesArgs>();

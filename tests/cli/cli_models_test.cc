@@ -193,6 +193,49 @@ TEST(CliModels, Int8RenderOfTheReferenceStaysAboveThePsnrFloor) {
   EXPECT_GE(worst, 38.0);
 }
 
+// models compare: a folder against itself is identical (no PSNR: null) at about the same speed;
+// the drifting generator against the demo one it drifts from is a finite PSNR inside the crop,
+// its worst frame no better than its mean; bad arguments are errors.
+TEST(CliModels, CompareReportsThePsnrInsideTheCropAndTheSpeedup) {
+  TempDir dir;
+  ASSERT_EQ(run_lipsync("models demo -o " + q(dir / "demo")).exit_code, 0);
+  ASSERT_EQ(run_lipsync("models demo --drift -o " + q(dir / "drift")).exit_code, 0);
+  ASSERT_EQ(run_lipsync("avatar demo -o " + q(dir / "av") + " --frames 6 --width 640 --height 360")
+                .exit_code,
+            0);
+  const std::string common = " --avatar " + q(dir / "av") + " --frames 12 --threads 1";
+  auto r = run_lipsync("models compare --models " + q(dir / "demo") + " --baseline " +
+                       q(dir / "demo") + common);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["frames"], 12);
+  EXPECT_TRUE(j["crop_psnr_db"]["worst"].is_null()) << r.out;
+  EXPECT_TRUE(j["crop_psnr_db"]["mean"].is_null()) << r.out;
+  EXPECT_GT(j["speedup"].get<double>(), 0.0);
+
+  r = run_lipsync("models compare --models " + q(dir / "drift") + " --baseline " + q(dir / "demo") +
+                  common);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  const double worst = j["crop_psnr_db"]["worst"];
+  const double mean = j["crop_psnr_db"]["mean"];
+  std::printf("drifting vs demo inside the crop: worst %.2f dB, mean %.2f dB\n", worst, mean);
+  EXPECT_GT(worst, 10.0);
+  EXPECT_LT(worst, 40.0);  // a drift of 3 % and a blur are visible
+  EXPECT_LE(worst, mean);
+  EXPECT_GE(j["crop_psnr_db"]["worst_frame"].get<int>(), 0);
+
+  r = run_lipsync("models compare --models " + q(dir / "drift") + common);
+  EXPECT_EQ(r.exit_code, 2) << r.err;  // --baseline is required
+  r = run_lipsync("models compare --models " + q(dir / "none") + " --baseline " + q(dir / "demo") +
+                  common);
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("none"), std::string::npos) << r.err;
+  r = run_lipsync("models compare --models " + q(dir / "demo") + " --baseline " + q(dir / "demo") +
+                  common + " --start-frame 6");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+}
+
 TEST(CliModels, BadWidthIsAnErrorAndWritesNothing) {
   TempDir dir;
   const auto r = run_lipsync("models synth -o " + q(dir / "m") + " --width 0");
