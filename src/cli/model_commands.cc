@@ -76,6 +76,8 @@ struct QuantizeArgs {
   std::string concat_scales = "shared";
   std::string weights = "reduced";
   int frames = 32;
+  int float_convs = 0;
+  bool float_audio = false;
   std::string output;
   InferFlags flags;
 };
@@ -123,6 +125,8 @@ void run_quantize(const QuantizeArgs& a) {
   options.calibration = modelgen::parse_calibration(a.calibration);
   options.concat_scales = modelgen::parse_concat_scales(a.concat_scales);
   options.weight_range = modelgen::parse_weight_range(a.weights);
+  options.float_convs = a.float_convs;
+  options.float_audio = a.float_audio;
   const infer::InferOptions infer_options = a.flags.to_infer_options();
   std::error_code ec;
   if (!std::filesystem::is_directory(a.models, ec)) {
@@ -249,6 +253,14 @@ void add_model_commands(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("--frames", args->frames, "Calibration frames, spread over the speech")
         ->capture_default_str();
+    cmd->add_option("--float-convs", args->float_convs,
+                    "Convs kept in float at each end of the generator (where it sees the image "
+                    "and makes the output: the most sensitive layers); 0: all int8")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 50));
+    cmd->add_flag("--float-audio", args->float_audio,
+                  "Keep the audio branch in float: it sees the voice, which shifts from speaker "
+                  "to speaker more than calibration covers, and costs little");
     cmd->add_option("-o,--output", args->output, "New models folder")->required();
     args->flags.add_to(*cmd);
     cmd->callback([args] { run_quantize(*args); });

@@ -35,6 +35,7 @@ nlohmann::json ModelManifest::to_json() const {
     j["calibration_audio"] = calibration_audio;
     if (!concat_scales.empty()) j["concat_scales"] = concat_scales;
     if (weight_bits != 0) j["weight_bits"] = weight_bits;
+    if (float_convs != 0) j["float_convs"] = float_convs;
   }
   return j;
 }
@@ -84,6 +85,12 @@ ModelManifest ModelManifest::load(const std::filesystem::path& path) {
         throw bad("7 or 8");
       }
       m.weight_bits = value.get<int>();
+    } else if (key == "float_convs") {
+      if (!value.is_number_integer() || value.get<std::int64_t>() < 0 ||
+          value.get<std::int64_t>() > 1000) {
+        throw bad("an integer from 0 to 1000");
+      }
+      m.float_convs = value.get<int>();
     } else if (key == "calibration_audio") {
       if (!value.is_array()) throw bad("a list of file names");
       for (const auto& item : value) {
@@ -111,7 +118,8 @@ ModelManifest ModelManifest::load(const std::filesystem::path& path) {
           where + ": unknown key '" + key +
           "' (known: name, family, kind, width, seed, "
           "generator_parameters, encoder_parameters, sources, importer, precision, "
-          "calibration, calibration_frames, calibration_audio, concat_scales, weight_bits)");
+          "calibration, calibration_frames, calibration_audio, concat_scales, weight_bits, "
+          "float_convs)");
     }
   }
   if (m.family != "synctalk_2d") {

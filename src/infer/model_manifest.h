@@ -46,6 +46,9 @@ struct ModelManifest {
   // The int8 weights' bits: 7 (-63..63, correct on every CPU) or 8 (-127..127, CPUs with VNNI
   // only); 0 in folders written before the choice existed, which are 8.
   int weight_bits = 0;
+  // Convs left in float at each end of the generator (models quantize --float-convs; 0, and not
+  // written, when every one is int8).
+  int float_convs = 0;
 
   // Reads and checks model.json. Throws Error::Code::kInvalidInput naming the file and the key
   // for malformed JSON, unknown keys, wrong types and a family other than synctalk_2d.

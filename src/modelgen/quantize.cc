@@ -376,7 +376,42 @@ QuantizeReport quantize_generator(const std::string& fp32_onnx,
 
   onnx::GraphProto& graph = *m.mutable_graph();
   GraphIndex g(graph);
-  const std::vector<std::string> tensors = activation_tensors(graph, g);
+  std::vector<std::string> tensors = activation_tensors(graph, g);
+  if (options.float_convs > 0) {
+    // Left out of the quantised activations, these Convs' inputs stay float, and so do their
+    // weights (a Conv gets int8 weights only when its input is quantised).
+    std::vector<const onnx::NodeProto*> convs;
+    for (const auto& n : graph.node()) {
+      if (n.op_type() == "Conv") convs.push_back(&n);
+    }
+    const auto k = static_cast<std::size_t>(options.float_convs);
+    std::set<std::string> keep;
+    for (std::size_t i = 0; i < convs.size(); ++i) {
+      if (i < k || i + k >= convs.size()) {
+        keep.insert(convs[i]->input(0));
+        ++report.float_convs;
+      }
+    }
+    std::erase_if(tensors, [&](const std::string& t) { return keep.contains(t); });
+  }
+  if (options.float_audio) {
+    std::set<std::string> audio{std::string(infer::kGeneratorAudioName)};
+    for (const auto& n : graph.node()) {
+      bool from_audio = false, only_audio = true;
+      for (const auto& in : n.input()) {
+        if (in.empty() || g.init.contains(in)) continue;
+        if (audio.contains(in)) {
+          from_audio = true;
+        } else {
+          only_audio = false;
+        }
+      }
+      if (from_audio && only_audio) {
+        for (const auto& out : n.output()) audio.insert(out);
+      }
+    }
+    std::erase_if(tensors, [&](const std::string& t) { return audio.contains(t); });
+  }
   std::map<std::string, Range> ranges;
   calibrate(m, tensors, frames, options, infer_options, ranges);
 
@@ -565,6 +600,7 @@ infer::ModelManifest write_quantized_models(const std::filesystem::path& models,
   m.calibration_audio = audio_names;
   m.concat_scales = std::string(to_string(options.concat_scales));
   m.weight_bits = weight_bits(options.weight_range);
+  m.float_convs = options.float_convs;
   std::vector<infer::ModelSource> sources = {model_source("fp32_generator", generator),
                                              model_source("audio_encoder", encoder)};
   for (const auto& s : m.sources) sources.push_back(s);  // what the fp32 model came from

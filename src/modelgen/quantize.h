@@ -54,6 +54,13 @@ struct QuantizeOptions {
   // kPercentile: each activation's range keeps this share of its calibration values per tail
   // (the rest clip).
   double percentile = 99.999;
+  // The first and the last `float_convs` Convs of the graph keep float weights and a float
+  // input (the layers that see the image and make the output are the most sensitive).
+  int float_convs = 0;
+  // The audio branch (every node computed from the audio input alone) stays float: it sees the
+  // voice, whose features shift from speaker to speaker more than calibration covers, and it is
+  // a small share of the work (16 x 16 grids).
+  bool float_audio = false;
 };
 
 // One calibration input of the generator: image [6][320][320], audio [32][16][16].
@@ -68,6 +75,7 @@ struct QuantizeReport {
   int activations = 0;     // tensors given a QuantizeLinear/DequantizeLinear pair
   int padded_blocks = 0;   // depthwise blocks widened to a multiple of 16
   int shared_concats = 0;  // Concats whose inputs were given the output's scale (kShared)
+  int float_convs = 0;     // Convs left in float (QuantizeOptions::float_convs at each end)
 };
 
 // True when the model already holds QuantizeLinear or DequantizeLinear nodes.

@@ -203,6 +203,58 @@ TEST(Quantize, TheQdqGraphHasTheIntendedStructureAndIsDeterministic) {
   expect_intended_structure(wide, /*shared=*/true, /*weight_max=*/127);
 }
 
+// models quantize --float-convs K keeps the first and last K Convs float (weights straight from
+// an initializer, no DequantizeLinear), --float-audio the audio branch (nothing quantises the
+// audio input or what is computed from it alone); the rest stays int8.
+TEST(Quantize, FloatConvsAndTheFloatAudioBranchStayFloat) {
+  const std::string fp32 = read_bytes(testing::synth_models() / "generator.onnx");
+  const auto frames = random_frames(2, 5);
+  const auto weight_is_float = [](const onnx::ModelProto& m, const onnx::NodeProto& conv) {
+    for (const auto& i : m.graph().initializer()) {
+      if (i.name() == conv.input(1)) return true;
+    }
+    return false;
+  };
+  modelgen::QuantizeOptions ends;
+  ends.float_convs = 1;
+  const auto r1 = modelgen::quantize_generator(fp32, frames, ends, testing::two_threads());
+  EXPECT_EQ(r1.float_convs, 2);
+  EXPECT_EQ(r1.convs, 91);
+  const onnx::ModelProto m1 = load(r1.onnx);
+  std::vector<const onnx::NodeProto*> convs;
+  for (const auto& n : m1.graph().node()) {
+    if (n.op_type() == "Conv") convs.push_back(&n);
+  }
+  ASSERT_EQ(convs.size(), 93u);
+  EXPECT_TRUE(weight_is_float(m1, *convs.front()));
+  EXPECT_TRUE(weight_is_float(m1, *convs.back()));
+  EXPECT_FALSE(weight_is_float(m1, *convs[1]));
+  EXPECT_FALSE(weight_is_float(m1, *convs[convs.size() - 2]));
+
+  modelgen::QuantizeOptions audio;
+  audio.float_audio = true;
+  const auto ra = modelgen::quantize_generator(fp32, frames, audio, testing::two_threads());
+  const onnx::ModelProto ma = load(ra.onnx);
+  for (const auto& n : ma.graph().node()) {
+    if (n.op_type() == "QuantizeLinear") {
+      EXPECT_NE(n.input(0), "audio");
+    }
+  }
+  EXPECT_LT(ra.convs, 93);
+  EXPECT_GT(ra.convs, 60);  // the image branch and the decoder stay int8
+  // Both still run and give the float model's output shape.
+  for (const auto* r : {&r1, &ra}) {
+    const fs::path dir = fs::temp_directory_path() / ("lipsync-floatq-" + std::to_string(r->convs));
+    fs::create_directories(dir);
+    std::ofstream(dir / "generator.onnx", std::ios::binary) << r->onnx;
+    const infer::Generator g(dir / "generator.onnx", testing::two_threads());
+    std::vector<float> out(infer::kOutputSize);
+    g.run(1, frames[0].image, frames[0].audio, out);
+    for (float v : out) ASSERT_TRUE(v >= 0.0f && v <= 1.0f);
+    fs::remove_all(dir);
+  }
+}
+
 // The reference generator, calibrated on the reference avatar's ROIs and speech features (its
 // stored inputs of frames 0-3), against PyTorch's float32 outputs for those frames.
 TEST(Quantize, TheReferenceGeneratorStaysAboveThePsnrFloor) {
