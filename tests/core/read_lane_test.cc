@@ -86,7 +86,9 @@ TEST(ReadLane, AFullConsumerPausesTheReaderUntilItWantsMore) {
     return false;  // the session is full
   }));
   ASSERT_EQ(ran.get_future().wait_for(5s), std::future_status::ready);
-  std::this_thread::sleep_for(20ms);
+  // Time for the work to return its "full" (20 ms was too little under TSan on a loaded
+  // machine: the work had not returned yet and the next piece found the lane open).
+  std::this_thread::sleep_for(200ms);
   EXPECT_FALSE(lane->queue(4, [] { return true; }));  // the reader learns it on its next piece
   std::this_thread::sleep_for(50ms);
   EXPECT_EQ(resumes, 0);  // nothing resumes it but the consumer
