@@ -45,13 +45,11 @@ double median(std::vector<double> v) {
   return v.empty() ? 0.0 : v[v.size() / 2];
 }
 
-// PSNR of two 8-bit images; identical images give +inf (reported as null).
+// PSNR of two 8-bit images; identical images give +inf (reported as null; cv::PSNR would say
+// 361).
 double psnr(const cv::Mat& a, const cv::Mat& b) {
-  cv::Mat diff;
-  cv::absdiff(a, b, diff);
-  diff.convertTo(diff, CV_64F);
-  const cv::Scalar s = cv::sum(diff.mul(diff));
-  const double mse = (s[0] + s[1] + s[2]) / (static_cast<double>(a.total()) * a.channels());
+  const double mse =
+      cv::norm(a, b, cv::NORM_L2SQR) / (static_cast<double>(a.total()) * a.channels());
   return mse == 0 ? std::numeric_limits<double>::infinity()
                   : 10.0 * std::log10(255.0 * 255.0 / mse);
 }
@@ -82,11 +80,12 @@ void run_compare(const CompareArgs& args) {
   std::vector<float> out_a(infer::kOutputSize), out_b(infer::kOutputSize);
   models.generator().warm_up(1);
   baseline.generator().warm_up(1);
-  std::vector<double> ms_models, ms_baseline, psnrs;
+  std::vector<double> ms_models, ms_baseline;
   cv::Mat frame_a, frame_b;
+  const render::BlendOptions paste = render::BlendOptions::reference();
   double worst = std::numeric_limits<double>::infinity();
   int worst_frame = -1;
-  double sum_mse_db = 0;
+  double sum_db = 0;
   int finite = 0;
   for (int i = 0; i < frames; ++i) {
     const int t = avatar::template_frame_for(i, avatar->frame_count(), args.start_frame);
@@ -99,22 +98,20 @@ void run_compare(const CompareArgs& args) {
     sw.reset();
     models.generator().run(1, image, audio_in, out_a);
     ms_models.push_back(sw.elapsed_ms());
-    const render::BlendOptions paste = render::BlendOptions::reference();
     render::composite(*avatar, t, out_a, paste, frame_a);
     render::composite(*avatar, t, out_b, paste, frame_b);
     const cv::Rect rect = avatar::as_cv_rect(avatar->crop_rect(t));
     const double p = psnr(frame_a(rect), frame_b(rect));
-    psnrs.push_back(p);
     if (p < worst) {
       worst = p;
       worst_frame = i;
     }
     if (std::isfinite(p)) {
-      sum_mse_db += p;
+      sum_db += p;
       ++finite;
     }
   }
-  const double mean = finite > 0 ? sum_mse_db / finite : std::numeric_limits<double>::infinity();
+  const double mean = finite > 0 ? sum_db / finite : std::numeric_limits<double>::infinity();
   nlohmann::json j{
       {"models", args.models},
       {"baseline", args.baseline},

@@ -44,7 +44,6 @@ std::int16_t to_s16(float v) {
   return static_cast<std::int16_t>(std::clamp(scaled, -32768.0f, 32767.0f));
 }
 
-// The template frame with the generated one blended into its crop: weight `a` for the generated.
 // Hands a producer's frames of one utterance to the session.
 class UtteranceConsumer final : public FrameConsumer {
  public:

@@ -33,6 +33,23 @@ class CliRender : public ::testing::Test {
  protected:
   void SetUp() override { setenv("LIPSYNC_CACHE_DIR", (dir_ / "cache").c_str(), 1); }
   void TearDown() override { unsetenv("LIPSYNC_CACHE_DIR"); }
+  // The seam tests' inputs: the demo avatar at 640 x 360 (dir_/av), the drifting generator
+  // (dir_/drift) and a second of the bundled speech; returns the speech file.
+  fs::path make_drifting_inputs() {
+    EXPECT_EQ(
+        run_lipsync("avatar demo -o " + q(dir_ / "av") + " --frames 6 --width 640 --height 360")
+            .exit_code,
+        0);
+    const auto m = run_lipsync("models demo --drift -o " + q(dir_ / "drift"));
+    EXPECT_EQ(m.exit_code, 0) << m.err;
+    EXPECT_EQ(nlohmann::json::parse(m.out)["name"], "drifting");
+    const fs::path speech = dir_ / "speech.wav";
+    EXPECT_EQ(std::system(("sox " + q(fs::path(LIPSYNC_SOURCE_DIR) / "assets/demo_speech.wav") +
+                           " " + q(speech) + " trim 0.5 1.0")
+                              .c_str()),
+              0);
+    return speech;
+  }
   TempDir dir_;
 };
 
@@ -268,17 +285,8 @@ TEST_F(CliRender, TheThreadBudgetFollowsTheAffinityMaskAndTheFlags) {
 // feathering the crop (render/seams.h), applied to the same generated crops, cut that step by far
 // more than 4 times (issue 27's bar for the defaults).
 TEST_F(CliRender, TheDriftingGeneratorShowsTheBoxThatMatchingAndFeatheringHide) {
-  ASSERT_EQ(run_lipsync("avatar demo -o " + q(dir_ / "av") + " --frames 6 --width 640 --height 360")
-                .exit_code,
-            0);
-  const auto m = run_lipsync("models demo --drift -o " + q(dir_ / "drift"));
-  ASSERT_EQ(m.exit_code, 0) << m.err;
-  EXPECT_EQ(nlohmann::json::parse(m.out)["name"], "drifting");
-  const fs::path speech = dir_ / "speech.wav";
-  ASSERT_EQ(std::system(("sox " + q(fs::path(LIPSYNC_SOURCE_DIR) / "assets/demo_speech.wav") + " " +
-                         q(speech) + " trim 0.5 1.0")
-                            .c_str()),
-            0);
+  const fs::path speech = make_drifting_inputs();
+  ASSERT_FALSE(HasFailure());
   const auto r = run_lipsync("render --avatar " + q(dir_ / "av") + " --models " +
                              q(dir_ / "drift") + " --audio " + q(speech) + " -o " +
                              q(dir_ / "frames") + " --quiet --blend paste --color-match off");
@@ -347,15 +355,8 @@ TEST_F(CliRender, TheDriftingGeneratorShowsTheBoxThatMatchingAndFeatheringHide) 
 // correction is the mean of its window's statistics, whatever order the frames were composited
 // in) nor on whether the settings came from the defaults or a config file.
 TEST_F(CliRender, FeatherAndRingHideTheDriftingGeneratorsBoxWhateverTheBatching) {
-  ASSERT_EQ(run_lipsync("avatar demo -o " + q(dir_ / "av") + " --frames 6 --width 640 --height 360")
-                .exit_code,
-            0);
-  ASSERT_EQ(run_lipsync("models demo --drift -o " + q(dir_ / "drift")).exit_code, 0);
-  const fs::path speech = dir_ / "speech.wav";
-  ASSERT_EQ(std::system(("sox " + q(fs::path(LIPSYNC_SOURCE_DIR) / "assets/demo_speech.wav") + " " +
-                         q(speech) + " trim 0.5 1.0")
-                            .c_str()),
-            0);
+  const fs::path speech = make_drifting_inputs();
+  ASSERT_FALSE(HasFailure());
   std::ofstream(dir_ / "blend.yaml") << "render:\n  blend: feather\n  color_match: ring\n";
   const auto render = [&](const std::string& out, const std::string& extra) {
     const auto r =
