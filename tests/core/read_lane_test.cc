@@ -86,9 +86,11 @@ TEST(ReadLane, AFullConsumerPausesTheReaderUntilItWantsMore) {
     return false;  // the session is full
   }));
   ASSERT_EQ(ran.get_future().wait_for(5s), std::future_status::ready);
-  // Time for the work to return its "full" (20 ms was too little under TSan on a loaded
-  // machine: the work had not returned yet and the next piece found the lane open).
-  std::this_thread::sleep_for(200ms);
+  // The lane's tasks run one at a time in order, so a task queued after the work runs once the
+  // work has returned its "full" (a sleep here, even 200 ms, flaked on a loaded machine).
+  std::promise<void> settled;
+  lane->then([&] { settled.set_value(); });
+  ASSERT_EQ(settled.get_future().wait_for(5s), std::future_status::ready);
   EXPECT_FALSE(lane->queue(4, [] { return true; }));  // the reader learns it on its next piece
   std::this_thread::sleep_for(50ms);
   EXPECT_EQ(resumes, 0);  // nothing resumes it but the consumer
