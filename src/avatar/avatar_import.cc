@@ -213,8 +213,9 @@ ImportSummary import_frames(const fs::path& frames, const fs::path& rects_file, 
 namespace {
 
 struct DemoPose {
-  double cx, cy;    // head centre
-  double eye_open;  // 0 closed .. 1 open
+  double cx, cy;      // head centre
+  double eye_open;    // 0 closed .. 1 open
+  double mouth_open;  // 0 closed (the smile) .. 1 as open as the demo generator's widest
 };
 
 DemoPose demo_pose(int i, int frames, int width, int height) {
@@ -227,6 +228,11 @@ DemoPose demo_pose(int i, int frames, int width, int height) {
   static const double kBlink[] = {0.6, 0.15, 0.0, 0.5};
   const int phase = i % 50;
   p.eye_open = (phase >= 22 && phase < 26) ? kBlink[phase - 22] : 1.0;
+  // The template talks, as the video of a trained avatar does: in each second three syllables,
+  // then a pause, so idling on the template itself shows a moving mouth (avatar.idle: template).
+  static const double kTalk[] = {0.0, 0.35, 0.8, 0.5, 0.0, 0.3, 0.9, 1.0, 0.4, 0.0, 0.5, 0.7, 0.2,
+                                 0.0, 0.0,  0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  p.mouth_open = kTalk[i % 25];
   return p;
 }
 
@@ -291,8 +297,22 @@ void draw_demo_frame(cv::Mat& img, const DemoPose& p, double s) {
     cv::circle(img, pt(p.cx + side * 85 * s, p.cy + 50 * s), int(20 * s), cv::Scalar(140, 160, 240),
                -1, aa);
   }
-  cv::ellipse(img, pt(p.cx, p.cy + 95 * s), cv::Size(int(34 * s), int(6 * s)), 0, 0, 180,
-              cv::Scalar(60, 50, 150), std::max(1, int(4 * s)), aa);
+  const auto& lips = infer::kDemoLips;
+  if (p.mouth_open > 0) {
+    // The open mouth the demo generator paints for loud audio, as dark as its: the skin times
+    // 1 - kDemoMouthDarkness, in an ellipse of the generator's size (ROI pixels to frame pixels).
+    const double unit = s / infer::kDemoRoiPerUnit;
+    const auto& m = infer::kDemoMouth;
+    const double k = 1.0 - infer::kDemoMouthDarkness;
+    cv::ellipse(img, pt(p.cx, p.cy + 95 * s),
+                cv::Size(int(m.half_width * unit),
+                         std::max(1, int(m.half_height_open * unit * p.mouth_open))),
+                0, 0, 360, cv::Scalar(skin[0] * k, skin[1] * k, skin[2] * k), -1, aa);
+  } else {
+    cv::ellipse(img, pt(p.cx, p.cy + 95 * s),
+                cv::Size(int(lips.half_width * s), int(lips.half_height * s)), 0, 0, 180,
+                cv::Scalar(lips.blue, lips.green, lips.red), std::max(1, int(lips.stroke * s)), aa);
+  }
 }
 
 }  // namespace

@@ -34,7 +34,7 @@ fs::path cache_dir() {
 }
 
 fs::path demo_avatar_dir() {
-  const fs::path dir = cache_dir() / "demo-avatar-v1";
+  const fs::path dir = cache_dir() / "demo-avatar-v2";
   std::error_code ec;
   if (fs::exists(dir / avatar::kAvatarFileName, ec)) {
     try {
@@ -50,10 +50,10 @@ fs::path demo_avatar_dir() {
 }
 
 fs::path demo_models_dir() {
-  const fs::path dir = cache_dir() / "demo-models-v2";
+  const fs::path dir = cache_dir() / "demo-models-v3";
   std::error_code ec;
   if (fs::exists(dir / infer::kManifestFileName, ec)) return dir;
-  const fs::path partial = cache_dir() / ("demo-models-v2.partial-" + std::to_string(::getpid()));
+  const fs::path partial = cache_dir() / ("demo-models-v3.partial-" + std::to_string(::getpid()));
   fs::remove_all(partial, ec);
   modelgen::write_demo_models(partial);
   fs::remove_all(dir, ec);

@@ -1,5 +1,8 @@
 #include "modelgen/demo_models.h"
 
+#include <algorithm>
+#include <cmath>
+#include <utility>
 #include <vector>
 
 #include "audio/mel_constants.h"
@@ -54,8 +57,92 @@ GeneratedModel demo_audio_encoder() {
 
 namespace {
 
-// The demo generator's picture: the ROI with the mouth ellipse; returns its tensor's name, or
-// writes it as `output` when given.
+// The constant planes of the demo generator's closed mouth, [1, 1, 320, 320] each (see
+// add_closed_mouth).
+struct ClosedMouthPlanes {
+  std::vector<float> region;  // 1 where the mouth is repainted, a soft edge, then 0
+  std::vector<float> ring;    // 1 on the band just outside the region whose mean is the skin
+  std::vector<float> lips;    // the smile's coverage, 0..1
+  double ring_area = 0;
+};
+
+ClosedMouthPlanes closed_mouth_planes() {
+  using namespace infer;
+  ClosedMouthPlanes p;
+  const std::size_t n = std::size_t(kRoiSize) * kRoiSize;
+  p.region.assign(n, 0.0f);
+  p.ring.assign(n, 0.0f);
+  p.lips.assign(n, 0.0f);
+  const double cx = kDemoMouth.centre_x, cy = kDemoMouth.centre_y;
+  const double rx = kDemoMouth.half_width + kDemoMouthRegionMargin;
+  const double ry = kDemoMouth.half_height_open + kDemoMouthRegionMargin;
+  // The region's edge falls to 0 over about 4 px; the ring lies 12 % to 24 % beyond it.
+  constexpr double kEdge = 12.0, kRingIn = 1.12, kRingOut = 1.24;
+  for (int y = 0; y < kRoiSize; ++y) {
+    for (int x = 0; x < kRoiSize; ++x) {
+      const double r = std::hypot((x - cx) / rx, (y - cy) / ry);
+      p.region[y * kRoiSize + x] = static_cast<float>(std::clamp((1.0 - r) * kEdge, 0.0, 1.0));
+      if (r >= kRingIn && r < kRingOut) {
+        p.ring[y * kRoiSize + x] = 1.0f;
+        p.ring_area += 1.0;
+      }
+    }
+  }
+  // The smile: the lower half of an ellipse, stroked; a pixel's coverage falls off with its
+  // distance to the nearest of many points along the curve (round ends, a 1 px soft edge).
+  const double a = kDemoLips.half_width * kDemoRoiPerUnit;
+  const double b = kDemoLips.half_height * kDemoRoiPerUnit;
+  const double half_stroke = kDemoLips.stroke * kDemoRoiPerUnit / 2;
+  constexpr int kSteps = 2000;
+  std::vector<std::pair<double, double>> curve(kSteps + 1);
+  for (int i = 0; i <= kSteps; ++i) {
+    const double t = M_PI * i / kSteps;
+    curve[i] = {cx + a * std::cos(t), cy + b * std::sin(t)};
+  }
+  const double reach = half_stroke + 1.0;
+  for (int y = int(cy - reach); y <= int(cy + b + reach) + 1; ++y) {
+    for (int x = int(cx - a - reach); x <= int(cx + a + reach) + 1; ++x) {
+      double d2 = 1e9;
+      for (const auto& [px, py] : curve)
+        d2 = std::min(d2, (x - px) * (x - px) + (y - py) * (y - py));
+      const double cover = std::clamp(half_stroke + 0.5 - std::sqrt(d2), 0.0, 1.0);
+      p.lips[y * kRoiSize + x] = static_cast<float>(cover);
+    }
+  }
+  return p;
+}
+
+// The ROI with its mouth region repainted as a closed mouth: the region filled with the mean
+// colour of the ring around it (the skin), the smile drawn on it. A talking template's open mouth
+// is gone; a closed one is drawn anew in the same place.
+std::string add_closed_mouth(OnnxBuilder& b, const std::string& roi) {
+  using namespace infer;
+  const ClosedMouthPlanes p = closed_mouth_planes();
+  const std::vector<std::int64_t> plane{1, 1, kRoiSize, kRoiSize};
+  // ReduceMean over the whole plane, rescaled to the ring's area: the ring's mean, [B, 3, 1, 1].
+  const std::string ring_mean =
+      b.add_node("ReduceMean", {b.add_node("Mul", {roi, b.add_float("ring", plane, p.ring)})},
+                 {{"axes", std::vector<std::int64_t>{2, 3}}, {"keepdims", 1}});
+  const std::string skin = b.add_node(
+      "Mul", {ring_mean, scalar(b, static_cast<float>(double(kRoiSize) * kRoiSize / p.ring_area))});
+  std::vector<float> keep(p.region.size());
+  for (std::size_t i = 0; i < keep.size(); ++i) keep[i] = 1.0f - p.region[i];
+  const std::string filled =
+      b.add_node("Add", {b.add_node("Mul", {roi, b.add_float("keep", plane, keep)}),
+                         b.add_node("Mul", {skin, b.add_float("region", plane, p.region)})});
+  // The smile: filled * (1 - lips) + lips * colour.
+  std::vector<float> bare(p.lips.size());
+  std::vector<float> colour;
+  for (std::size_t i = 0; i < bare.size(); ++i) bare[i] = 1.0f - p.lips[i];
+  for (double c : {kDemoLips.blue, kDemoLips.green, kDemoLips.red}) {
+    for (float cover : p.lips) colour.push_back(static_cast<float>(cover * c / 255.0));
+  }
+  return b.add_node("Add", {b.add_node("Mul", {filled, b.add_float("bare", plane, bare)}),
+                            b.add_float("lips", {1, kOutputChannels, kRoiSize, kRoiSize}, colour)});
+}
+
+// The demo generator's picture: the ROI with its mouth closed, then the open-mouth ellipse
+// painted by the audio; returns its tensor's name, or writes it as `output` when given.
 std::string add_demo_picture(OnnxBuilder& b, const std::string& output = "") {
   using namespace infer;
   const std::string image(kGeneratorImageName);
@@ -101,7 +188,7 @@ std::string add_demo_picture(OnnxBuilder& b, const std::string& output = "") {
       "Sub", {scalar(b, 1.0f), b.add_node("Mul", {mask, scalar(b, kDemoMouthDarkness)})});
   const std::string roi = b.add_node("Slice", {image, b.add_int64("starts", {0}),
                                                b.add_int64("ends", {3}), b.add_int64("axes", {1})});
-  return b.add_node("Mul", {roi, shade}, {}, output);
+  return b.add_node("Mul", {add_closed_mouth(b, roi), shade}, {}, output);
 }
 
 }  // namespace

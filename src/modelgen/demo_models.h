@@ -4,9 +4,12 @@
 //   (mean mel + 4) / 8 in [0, 1]. Those rows are the 50 ms around the time of the video frame
 //   that uses this window as its own row (frame i's own row is window i - 1, which starts
 //   3.2 frames of mel, i.e. 40 ms, before frame i's time).
-// - Generator: returns the ROI (input channels 0-2) with a dark, soft-edged ellipse painted at
-//   kDemoMouth; its height follows the loudness of the frame's own audio row (channel 16 of the
-//   audio tensor). Silence (loudness <= kDemoClosedLoudness) leaves the ROI unchanged.
+// - Generator: returns the ROI (input channels 0-2) with its mouth closed, then a dark,
+//   soft-edged ellipse painted at kDemoMouth whose height follows the loudness of the frame's own
+//   audio row (channel 16 of the audio tensor). Closing the mouth repaints the region around
+//   kDemoMouth in the colour of the skin around it (the mean of a ring just outside) and draws the
+//   demo avatar's smile (kDemoLips) there, so a talking template's open mouth is shut. Silence
+//   (loudness <= kDemoClosedLoudness) gives the closed mouth alone.
 // Thread contract: stateless functions.
 #pragma once
 

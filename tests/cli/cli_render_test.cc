@@ -66,7 +66,7 @@ TEST_F(CliRender, NoArgumentsRendersTheDemoToMp4) {
   EXPECT_EQ(p.audio_codec, "aac");
   EXPECT_EQ(p.width, 1280);
   // The demo assets were made once, in the cache.
-  EXPECT_TRUE(fs::exists(dir_ / "cache" / "demo-avatar-v1" / "avatar.json"));
+  EXPECT_TRUE(fs::exists(dir_ / "cache" / "demo-avatar-v2" / "avatar.json"));
 }
 
 // Issue 24: ONNX Runtime's telemetry was on: each process left a device id and an event

@@ -71,9 +71,11 @@ TEST(SynthModels, NarrowModelsRunAndListenToTheAudio) {
 
 // Demo models: the mouth opens with loudness and stays shut in silence.
 
-// Dark pixels of the demo generator's output for a uniform grey ROI and constant mel windows.
+// Dark pixels of the demo generator's output for a uniform grey ROI (or `roi_in`, one 320 x 320
+// BGR ROI) and constant mel windows: red below 0.3, which the smile (red 150 / 255) is not.
 int dark_pixels_for_mel_level(const infer::Models& models, float mel_level,
-                              std::vector<float>* roi_out = nullptr) {
+                              std::vector<float>* roi_out = nullptr,
+                              const std::vector<float>* roi_in = nullptr) {
   const int L = 30;
   std::vector<float> packed(L * audio::MelWindows::kPackedWindowSize, mel_level);
   pipeline::ClipFeatures f{L, std::vector<float>(L * infer::kFeatureSize)};
@@ -81,14 +83,16 @@ int dark_pixels_for_mel_level(const infer::Models& models, float mel_level,
   const auto track = pipeline::FeatureTrack::from_features(std::move(f));
   auto batch = models.generator().make_batch(1);
   std::fill(batch.images().begin(), batch.images().end(), 0.6f);
+  if (roi_in) std::copy(roi_in->begin(), roi_in->end(), batch.images().begin());
   track.frame_audio(15, batch.audio(0));
   models.generator().run(batch);
   const auto out = batch.output(0);
   if (roi_out) roi_out->assign(out.begin(), out.end());
+  constexpr int kRed = 2 * infer::kRoiSize * infer::kRoiSize;
   int dark = 0;
   for (int y = 0; y < infer::kRoiSize; ++y) {
     for (int x = 0; x < infer::kRoiSize; ++x) {
-      if (out[y * infer::kRoiSize + x] < 0.6f * 0.5f) ++dark;
+      if (out[kRed + y * infer::kRoiSize + x] < 0.6f * 0.5f) ++dark;
     }
   }
   return dark;
@@ -98,8 +102,24 @@ TEST(DemoModels, MouthOpeningRisesWithLoudnessAndSilenceIsClosed) {
   const infer::Models models(testing::demo_models(), two_threads());
   std::vector<float> silent_out;
   EXPECT_EQ(dark_pixels_for_mel_level(models, -4.0f, &silent_out), 0);
-  // Silence returns the ROI unchanged.
-  EXPECT_TRUE(std::all_of(silent_out.begin(), silent_out.end(), [](float v) { return v == 0.6f; }));
+  // Silence gives the closed mouth: the grey ROI with the demo avatar's smile drawn on it, whose
+  // lowest point is its colour; every pixel the smile does not cover stays grey.
+  const auto& m = modelgen::kDemoMouth;
+  const int plane = infer::kRoiSize * infer::kRoiSize;
+  const int lowest = int(m.centre_y + infer::kDemoLips.half_height * infer::kDemoRoiPerUnit + 0.5) *
+                         infer::kRoiSize +
+                     int(m.centre_x);
+  EXPECT_NEAR(silent_out[lowest], infer::kDemoLips.blue / 255, 0.01);
+  EXPECT_NEAR(silent_out[plane + lowest], infer::kDemoLips.green / 255, 0.01);
+  EXPECT_NEAR(silent_out[2 * plane + lowest], infer::kDemoLips.red / 255, 0.01);
+  int lips = 0;
+  for (int i = 0; i < plane; ++i) {
+    if (std::abs(silent_out[i] - 0.6f) > 1e-5f) ++lips;
+  }
+  // About the smile's area: half an ellipse of half-axes 56 x 10 (its length about 126 px) times
+  // a 6.6 px stroke.
+  EXPECT_GT(lips, 600);
+  EXPECT_LT(lips, 1100);
   int previous = 0;
   for (float level : {-2.0f, -1.5f, -1.0f, -0.5f}) {
     const int dark = dark_pixels_for_mel_level(models, level);
@@ -118,9 +138,37 @@ TEST(DemoModels, TheMouthIsWhereTheHeaderSays) {
   dark_pixels_for_mel_level(models, 1.0f, &out);
   const auto& m = modelgen::kDemoMouth;
   const int cx = int(m.centre_x), cy = int(m.centre_y);
-  EXPECT_LT(out[cy * 320 + cx], 0.6f * 0.2f);                           // centre: dark
-  EXPECT_EQ(out[(cy - int(m.half_height_open) - 3) * 320 + cx], 0.6f);  // above: untouched
-  EXPECT_EQ(out[cy * 320 + cx + int(m.half_width) + 3], 0.6f);          // right: untouched
+  EXPECT_LT(out[cy * 320 + cx], 0.6f * 0.2f);                                   // centre: dark
+  EXPECT_NEAR(out[(cy - int(m.half_height_open) - 3) * 320 + cx], 0.6f, 1e-5);  // above: skin
+  EXPECT_NEAR(out[cy * 320 + cx + int(m.half_width) + 3], 0.6f, 1e-5);          // right: skin
+}
+
+// A talking template's open mouth: the ROI grey but for the dark ellipse the demo avatar draws
+// where the generator paints its own. Silence shuts it: the output is the grey ROI's, the same
+// closed mouth, and loud audio opens the generator's mouth over it as over the grey one.
+TEST(DemoModels, SilenceShutsATalkingTemplatesMouth) {
+  const infer::Models models(testing::demo_models(), two_threads());
+  const auto& m = modelgen::kDemoMouth;
+  std::vector<float> open(infer::kImageInputSize, 0.6f);
+  const int plane = infer::kRoiSize * infer::kRoiSize;
+  for (int y = 0; y < infer::kRoiSize; ++y) {
+    for (int x = 0; x < infer::kRoiSize; ++x) {
+      const double u = (x - m.centre_x) / m.half_width, w = (y - m.centre_y) / m.half_height_open;
+      if (u * u + w * w > 1) continue;
+      for (int c = 0; c < 3; ++c) open[c * plane + y * infer::kRoiSize + x] = 0.09f;
+    }
+  }
+  std::vector<float> from_open, from_grey;
+  EXPECT_EQ(dark_pixels_for_mel_level(models, -4.0f, &from_open, &open), 0);
+  dark_pixels_for_mel_level(models, -4.0f, &from_grey);
+  ASSERT_EQ(from_open.size(), from_grey.size());
+  float worst = 0;
+  for (std::size_t i = 0; i < from_open.size(); ++i) {
+    worst = std::max(worst, std::abs(from_open[i] - from_grey[i]));
+  }
+  EXPECT_LT(worst, 1e-5f);
+  EXPECT_EQ(dark_pixels_for_mel_level(models, 1.0f, nullptr, &open),
+            dark_pixels_for_mel_level(models, 1.0f));
 }
 
 }  // namespace

@@ -6,8 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <fstream>
+#include <iostream>
 #include <mutex>
 #include <opencv2/core.hpp>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "avatar/avatar_import.h"
 #include "avatar/template_walk.h"
 #include "core/worker_pool.h"
+#include "infer/demo_mouth.h"
 #include "infer/models.h"
 #include "pipeline/live_session.h"
 #include "pipeline/offline_renderer.h"
@@ -132,6 +135,41 @@ TEST_F(SilenceIdleTest, IdleFramesAreTheRenderersFramesForSilence) {
   (*avatar_->frame(3))(rect).copyTo(outside(rect));
   EXPECT_TRUE(same_pixels(outside, *avatar_->frame(3)));
   EXPECT_FALSE(same_pixels(frame(rect), (*avatar_->frame(3))(rect)));
+}
+
+// Mean grey level of the demo mouth's region in a frame of the avatar (template frame t).
+double mouth_level(const avatar::Avatar& a, int t, const cv::Mat& frame) {
+  const auto& r = a.crop_rect(t);
+  const auto& m = infer::kDemoMouth;
+  const double scale = double(r.width()) / avatar::kCanvasSize;
+  const int cx = r.x1 + int((m.centre_x + 4.5) * scale);
+  const int cy = r.y1 + int((m.centre_y + 4.5) * scale);
+  const int hw = int(m.half_width * scale * 0.8), hh = int(m.half_height_open * scale * 0.8);
+  return cv::mean(frame(cv::Rect(cx - hw, cy - hh, 2 * hw, 2 * hh)))[0];
+}
+
+// The demo avatar's template talks (its mouth opens in some frames), as a trained avatar's
+// video does; its silent frames do not: every one has the same closed mouth, so the difference
+// between avatar.idle: silence and template is there to see with the demo models.
+TEST_F(SilenceIdleTest, TheDemoTemplateTalksAndItsSilentFramesDoNot) {
+  const auto idle = load();
+  std::vector<double> in_template, in_silence;
+  for (int t = 0; t < avatar_->frame_count(); ++t) {
+    in_template.push_back(mouth_level(*avatar_, t, *avatar_->frame(t)));
+    cv::Mat silent;
+    idle->idle_frame(t, render::BlendOptions::reference(), silent);
+    in_silence.push_back(mouth_level(*avatar_, t, silent));
+  }
+  const auto [t_lo, t_hi] = std::minmax_element(in_template.begin(), in_template.end());
+  const auto [s_lo, s_hi] = std::minmax_element(in_silence.begin(), in_silence.end());
+  std::cout << "[ mouth ] template " << *t_lo << ".." << *t_hi << ", silence " << *s_lo << ".."
+            << *s_hi << "\n";
+  // An open mouth darkens the region by tens of levels; closed ones differ by rounding and the
+  // head's sub-pixel motion.
+  EXPECT_GT(*t_hi - *t_lo, 20.0);
+  EXPECT_LT(*s_hi - *s_lo, 3.0);
+  // Each silent frame's mouth is as light as the template's closed ones.
+  EXPECT_LT(std::abs(*s_lo - *t_hi), 3.0);
 }
 
 TEST_F(SilenceIdleTest, TheCacheIsReadBackAndADamagedEntryIsComputedAgain) {
