@@ -6,20 +6,20 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "contract/model_family.h"
 #include "core/check.h"
 #include "core/error.h"
 #include "core/file_util.h"
 #include "core/json_parse.h"
 #include "core/json_text.h"
 #include "core/task_arena.h"
-#include "infer/model_family.h"
 
 namespace lipsync::avatar {
 namespace {
 
 // The masked half: cv2.rectangle(roi, (5, 5, 310, 305), 0, -1) fills x 5..314, y 5..309.
 constexpr int kMaskX0 = 5, kMaskX1 = 314, kMaskY0 = 5, kMaskY1 = 309;
-constexpr int kRoi = infer::kRoiSize;
+constexpr int kRoi = contract::kRoiSize;
 
 struct PatternParts {
   std::string prefix;
@@ -274,7 +274,7 @@ std::size_t Avatar::cached_bytes() const {
 void pack_canvas(const cv::Mat& canvas, std::span<float> out) {
   LIPSYNC_CHECK(canvas.rows == kCanvasSize && canvas.cols == kCanvasSize &&
                 canvas.type() == CV_8UC3);
-  LIPSYNC_CHECK_EQ(out.size(), infer::kImageInputSize);
+  LIPSYNC_CHECK_EQ(out.size(), contract::kImageInputSize);
   constexpr std::size_t kPlane = static_cast<std::size_t>(kRoi) * kRoi;
   float* roi = out.data();
   float* masked = out.data() + 3 * kPlane;

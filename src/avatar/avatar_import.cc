@@ -12,11 +12,11 @@
 #include "avatar/avatar.h"
 #include "avatar/crop_rect.h"
 #include "avatar/video_reader.h"
+#include "contract/demo_mouth.h"
 #include "core/error.h"
 #include "core/file_util.h"
 #include "core/task_arena.h"
 #include "core/text.h"
-#include "infer/demo_mouth.h"
 
 namespace lipsync::avatar {
 namespace {
@@ -297,13 +297,13 @@ void draw_demo_frame(cv::Mat& img, const DemoPose& p, double s) {
     cv::circle(img, pt(p.cx + side * 85 * s, p.cy + 50 * s), int(20 * s), cv::Scalar(140, 160, 240),
                -1, aa);
   }
-  const auto& lips = infer::kDemoLips;
+  const auto& lips = contract::kDemoLips;
   if (p.mouth_open > 0) {
     // The open mouth the demo generator paints for loud audio, as dark as its: the skin times
     // 1 - kDemoMouthDarkness, in an ellipse of the generator's size (ROI pixels to frame pixels).
-    const double unit = s / infer::kDemoRoiPerUnit;
-    const auto& m = infer::kDemoMouth;
-    const double k = 1.0 - infer::kDemoMouthDarkness;
+    const double unit = s / contract::kDemoRoiPerUnit;
+    const auto& m = contract::kDemoMouth;
+    const double k = 1.0 - contract::kDemoMouthDarkness;
     cv::ellipse(img, pt(p.cx, p.cy + 95 * s),
                 cv::Size(int(m.half_width * unit),
                          std::max(1, int(m.half_height_open * unit * p.mouth_open))),
@@ -334,7 +334,7 @@ ImportSummary write_demo_avatar(const fs::path& out, int frames, int width, int 
   // mouth centre. ROI (u, v) is canvas (u + 4, v + 4), which samples crop ((u + 4.5) S / 328 -
   // 0.5).
   const int side = std::max(40, int(std::lround(200 * s)));
-  const auto& mouth = infer::kDemoMouth;
+  const auto& mouth = contract::kDemoMouth;
   const double mx = (mouth.centre_x + kRoiOffset + 0.5) * side / kCanvasSize - 0.5;
   const double my = (mouth.centre_y + kRoiOffset + 0.5) * side / kCanvasSize - 0.5;
   std::vector<CropRect> rects(frames);

@@ -30,7 +30,7 @@ ImportSummary import_frames(const std::filesystem::path& frames, const std::file
 
 // The demo avatar: a procedurally drawn cartoon face (our own drawing: head, hair, blinking eyes,
 // small head motion, a closed mouth) whose crop rects put the mouth where the demo generator
-// paints it (infer::kDemoMouth). Requires frames >= 1 and a size of at least 320 x 240.
+// paints it (contract::kDemoMouth). Requires frames >= 1 and a size of at least 320 x 240.
 ImportSummary write_demo_avatar(const std::filesystem::path& out, int frames, int width,
                                 int height);
 

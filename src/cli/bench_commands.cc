@@ -19,6 +19,7 @@
 #include "audio/mel_windows.h"
 #include "cli/commands.h"
 #include "cli/options_flags.h"
+#include "contract/model_family.h"
 #include "core/error.h"
 #include "core/json_text.h"
 #include "core/stopwatch.h"
@@ -27,7 +28,6 @@
 #include "core/thread_budget.h"
 #include "infer/audio_encoder.h"
 #include "infer/generator.h"
-#include "infer/model_family.h"
 #include "infer/models.h"
 #include "infer/session.h"
 
@@ -227,9 +227,9 @@ void run_bench_generator(const ModelBenchArgs& args) {
   const std::filesystem::path path = std::filesystem::path(args.models) / infer::kGeneratorFileName;
   const infer::Generator generator(path, options);
   const auto b = static_cast<std::size_t>(args.batch);
-  const std::vector<float> image = filler(b * infer::kImageInputSize, 0.0f, 1.0f, 1);
-  const std::vector<float> audio_in = filler(b * infer::kAudioInputSize, 0.0f, 4.0f, 2);
-  std::vector<float> output(b * infer::kOutputSize);
+  const std::vector<float> image = filler(b * contract::kImageInputSize, 0.0f, 1.0f, 1);
+  const std::vector<float> audio_in = filler(b * contract::kAudioInputSize, 0.0f, 4.0f, 2);
+  std::vector<float> output(b * contract::kOutputSize);
   std::vector<float> bare_output(output.size());
 
   auto specs = [&](std::vector<infer::TensorSpec> v) {
@@ -342,7 +342,7 @@ void run_bench_encoder(const ModelBenchArgs& args) {
     throw Error::invalid_input("--windows=" + std::to_string(args.windows) + ": expected 1.." +
                                std::to_string(windows.count()));
   }
-  std::vector<float> features(static_cast<std::size_t>(args.windows) * infer::kFeatureSize);
+  std::vector<float> features(static_cast<std::size_t>(args.windows) * contract::kFeatureSize);
   for (int i = 0; i < 2; ++i) encoder.encode(windows, 0, args.windows, features);
   std::vector<double> ms;
   const int positions = windows.count() - args.windows + 1;

@@ -19,10 +19,10 @@
 #include "cli/commands.h"
 #include "cli/demo_assets.h"
 #include "cli/options_flags.h"
+#include "contract/model_family.h"
 #include "core/error.h"
 #include "core/json_text.h"
 #include "core/stopwatch.h"
-#include "infer/model_family.h"
 #include "infer/models.h"
 #include "pipeline/feature_track.h"
 #include "render/compositor.h"
@@ -76,8 +76,8 @@ void run_compare(const CompareArgs& args) {
   const int total = track.total_frames();
   const int frames = args.frames > 0 ? std::min(args.frames, total) : total;
 
-  std::vector<float> image(infer::kImageInputSize), audio_in(infer::kAudioInputSize);
-  std::vector<float> out_a(infer::kOutputSize), out_b(infer::kOutputSize);
+  std::vector<float> image(contract::kImageInputSize), audio_in(contract::kAudioInputSize);
+  std::vector<float> out_a(contract::kOutputSize), out_b(contract::kOutputSize);
   models.generator().warm_up(1);
   baseline.generator().warm_up(1);
   std::vector<double> ms_models, ms_baseline;

@@ -108,8 +108,8 @@ std::vector<modelgen::CalibrationFrame> calibration_frames(const QuantizeArgs& a
   for (int k = 0; k < n; ++k) {
     const auto [track, frame] = all[static_cast<std::size_t>(k) * all.size() / n];
     auto& f = out[static_cast<std::size_t>(k)];
-    f.image.resize(infer::kImageInputSize);
-    f.audio.resize(infer::kAudioInputSize);
+    f.image.resize(contract::kImageInputSize);
+    f.audio.resize(contract::kAudioInputSize);
     avatar->pack_generator_input(avatar::template_frame_for(frame, avatar->frame_count(), 0),
                                  f.image);
     tracks[static_cast<std::size_t>(track)].frame_audio(frame, f.audio);

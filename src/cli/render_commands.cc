@@ -234,8 +234,8 @@ void run_bench_render(const BenchRenderArgs& args) {
   const int batch = renderer.batch();
 
   // 1. Work other than the networks, one core, warm ROI cache: pack + composite + JPEG q75.
-  std::vector<float> image(infer::kImageInputSize);
-  std::vector<float> fake_output(infer::kOutputSize, 0.5f);
+  std::vector<float> image(contract::kImageInputSize);
+  std::vector<float> fake_output(contract::kOutputSize, 0.5f);
   cv::Mat frame;
   const int n_templates = avatar->frame_count();
   for (int t = 0; t < std::min(n_templates, 25); ++t) avatar->pack_generator_input(t, image);
@@ -296,21 +296,21 @@ void run_bench_render(const BenchRenderArgs& args) {
   const auto n = static_cast<std::size_t>(batch);
   for (int first = 0; first + batch <= frames; first += batch) {
     PackedBatch& b =
-        batches.emplace_back(PackedBatch{std::vector<float>(n * infer::kImageInputSize),
-                                         std::vector<float>(n * infer::kAudioInputSize)});
+        batches.emplace_back(PackedBatch{std::vector<float>(n * contract::kImageInputSize),
+                                         std::vector<float>(n * contract::kAudioInputSize)});
     for (std::size_t i = 0; i < n; ++i) {
       const int index = first + static_cast<int>(i);
-      avatar->pack_generator_input(
-          avatar::template_frame_for(index, n_templates, 0),
-          std::span<float>(b.images).subspan(i * infer::kImageInputSize, infer::kImageInputSize));
-      track.frame_audio(index, std::span<float>(b.audios).subspan(i * infer::kAudioInputSize,
-                                                                  infer::kAudioInputSize));
+      avatar->pack_generator_input(avatar::template_frame_for(index, n_templates, 0),
+                                   std::span<float>(b.images).subspan(i * contract::kImageInputSize,
+                                                                      contract::kImageInputSize));
+      track.frame_audio(index, std::span<float>(b.audios).subspan(i * contract::kAudioInputSize,
+                                                                  contract::kAudioInputSize));
     }
   }
   auto generator_pass = [&] {
     std::atomic<std::size_t> next{0};
     auto run_batches = [&] {
-      std::vector<float> output(n * infer::kOutputSize);
+      std::vector<float> output(n * contract::kOutputSize);
       for (std::size_t b = next++; b < batches.size(); b = next++) {
         models.generator().run(batch, batches[b].images, batches[b].audios, output);
       }

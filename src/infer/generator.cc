@@ -10,11 +10,14 @@ namespace lipsync::infer {
 namespace {
 
 std::vector<TensorSpec> generator_inputs() {
-  return {{std::string(kGeneratorImageName), {-1, kImageChannels, kRoiSize, kRoiSize}},
-          {std::string(kGeneratorAudioName), {-1, kAudioChannels, kAudioGrid, kAudioGrid}}};
+  return {{std::string(contract::kGeneratorImageName),
+           {-1, contract::kImageChannels, contract::kRoiSize, contract::kRoiSize}},
+          {std::string(contract::kGeneratorAudioName),
+           {-1, contract::kAudioChannels, contract::kAudioGrid, contract::kAudioGrid}}};
 }
 std::vector<TensorSpec> generator_outputs() {
-  return {{std::string(kGeneratorOutputName), {-1, kOutputChannels, kRoiSize, kRoiSize}}};
+  return {{std::string(contract::kGeneratorOutputName),
+           {-1, contract::kOutputChannels, contract::kRoiSize, contract::kRoiSize}}};
 }
 
 }  // namespace
@@ -29,9 +32,9 @@ GeneratorBatch Generator::make_batch(int size) const {
   GeneratorBatch batch;
   const auto n = static_cast<std::size_t>(size);
   batch.size_ = size;
-  batch.image_ = pool_.acquire(n * kImageInputSize);
-  batch.audio_ = pool_.acquire(n * kAudioInputSize);
-  batch.output_ = pool_.acquire(n * kOutputSize);
+  batch.image_ = pool_.acquire(n * contract::kImageInputSize);
+  batch.audio_ = pool_.acquire(n * contract::kAudioInputSize);
+  batch.output_ = pool_.acquire(n * contract::kOutputSize);
   return batch;
 }
 

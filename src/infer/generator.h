@@ -8,9 +8,9 @@
 #include <filesystem>
 #include <span>
 
+#include "contract/model_family.h"
 #include "core/buffer_pool.h"
 #include "infer/infer_options.h"
-#include "infer/model_family.h"
 #include "infer/session.h"
 
 namespace lipsync::infer {
@@ -20,10 +20,11 @@ class GeneratorBatch {
  public:
   int size() const { return size_; }
   // Item i's slices. Requires: 0 <= i < size().
-  std::span<float> image(int i) { return slice(image_, i, kImageInputSize); }
-  std::span<float> audio(int i) { return slice(audio_, i, kAudioInputSize); }
+  std::span<float> image(int i) { return slice(image_, i, contract::kImageInputSize); }
+  std::span<float> audio(int i) { return slice(audio_, i, contract::kAudioInputSize); }
   std::span<const float> output(int i) const {
-    return std::span<const float>(output_.span()).subspan(i * kOutputSize, kOutputSize);
+    return std::span<const float>(output_.span())
+        .subspan(i * contract::kOutputSize, contract::kOutputSize);
   }
   // The whole batch.
   std::span<float> images() { return image_.span(); }

@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "audio/mel_constants.h"
+#include "contract/model_family.h"
 #include "core/error.h"
 #include "core/file_util.h"
-#include "infer/model_family.h"
 #include "infer/model_manifest.h"
 #include "infer/models.h"
 #include "modelgen/onnx_builder.h"
@@ -36,6 +36,7 @@ std::string scalar(OnnxBuilder& b, float value) {
 
 GeneratedModel demo_audio_encoder() {
   using namespace infer;
+  using namespace contract;
   OnnxBuilder b("lipsync_demo_audio_encoder", kOpset);
   const std::string input(kEncoderInputName);
   b.add_input(input, {-1, 1, audio::kMelBands, audio::kWindowFrames});
@@ -68,6 +69,7 @@ struct ClosedMouthPlanes {
 
 ClosedMouthPlanes closed_mouth_planes() {
   using namespace infer;
+  using namespace contract;
   ClosedMouthPlanes p;
   const std::size_t n = std::size_t(kRoiSize) * kRoiSize;
   p.region.assign(n, 0.0f);
@@ -117,6 +119,7 @@ ClosedMouthPlanes closed_mouth_planes() {
 // is gone; a closed one is drawn anew in the same place.
 std::string add_closed_mouth(OnnxBuilder& b, const std::string& roi) {
   using namespace infer;
+  using namespace contract;
   const ClosedMouthPlanes p = closed_mouth_planes();
   const std::vector<std::int64_t> plane{1, 1, kRoiSize, kRoiSize};
   // ReduceMean over the whole plane, rescaled to the ring's area: the ring's mean, [B, 3, 1, 1].
@@ -145,6 +148,7 @@ std::string add_closed_mouth(OnnxBuilder& b, const std::string& roi) {
 // painted by the audio; returns its tensor's name, or writes it as `output` when given.
 std::string add_demo_picture(OnnxBuilder& b, const std::string& output = "") {
   using namespace infer;
+  using namespace contract;
   const std::string image(kGeneratorImageName);
   const std::string audio_in(kGeneratorAudioName);
   b.add_input(image, {-1, kImageChannels, kRoiSize, kRoiSize});
@@ -195,6 +199,7 @@ std::string add_demo_picture(OnnxBuilder& b, const std::string& output = "") {
 
 GeneratedModel demo_generator() {
   using namespace infer;
+  using namespace contract;
   OnnxBuilder b("lipsync_demo_generator", kOpset);
   add_demo_picture(b, std::string(kGeneratorOutputName));
   b.add_output(std::string(kGeneratorOutputName), {-1, kOutputChannels, kRoiSize, kRoiSize});
@@ -203,6 +208,7 @@ GeneratedModel demo_generator() {
 
 GeneratedModel drifting_generator(const Drift& drift) {
   using namespace infer;
+  using namespace contract;
   OnnxBuilder b("lipsync_drifting_generator", kOpset);
   const std::string picture = add_demo_picture(b);
   // Per channel: v * gain + offset.

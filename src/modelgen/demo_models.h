@@ -16,15 +16,15 @@
 #include <array>
 #include <filesystem>
 
-#include "infer/demo_mouth.h"
+#include "contract/demo_mouth.h"
 #include "modelgen/synth_models.h"
 
 namespace lipsync::modelgen {
 
-using infer::kDemoClosedLoudness;
-using infer::kDemoMouth;
-using infer::kDemoMouthDarkness;
-using infer::kDemoOpenLoudness;
+using contract::kDemoClosedLoudness;
+using contract::kDemoMouth;
+using contract::kDemoMouthDarkness;
+using contract::kDemoOpenLoudness;
 
 GeneratedModel demo_audio_encoder();
 GeneratedModel demo_generator();

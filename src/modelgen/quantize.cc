@@ -15,9 +15,9 @@
 #include <type_traits>
 #include <unordered_map>
 
+#include "contract/model_family.h"
 #include "core/error.h"
 #include "core/file_util.h"
-#include "infer/model_family.h"
 #include "infer/models.h"
 #include "infer/session.h"
 #include "modelgen/synctalk_import.h"
@@ -244,14 +244,14 @@ void calibrate(const onnx::ModelProto& padded, const std::vector<std::string>& t
   infer::InferOptions o = infer_options;
   o.graph_optimization = infer::GraphOptimization::kBasic;  // keep every probed tensor
   const infer::ProbeSession session(serialize(probe), o);
-  const std::vector<std::int64_t> image_shape{1, infer::kImageChannels, infer::kRoiSize,
-                                              infer::kRoiSize};
-  const std::vector<std::int64_t> audio_shape{1, infer::kAudioChannels, infer::kAudioGrid,
-                                              infer::kAudioGrid};
+  const std::vector<std::int64_t> image_shape{1, contract::kImageChannels, contract::kRoiSize,
+                                              contract::kRoiSize};
+  const std::vector<std::int64_t> audio_shape{1, contract::kAudioChannels, contract::kAudioGrid,
+                                              contract::kAudioGrid};
   for (const CalibrationFrame& f : frames) {
     const std::vector<infer::ProbeSession::Input> inputs{
-        {std::string(infer::kGeneratorImageName), image_shape, f.image},
-        {std::string(infer::kGeneratorAudioName), audio_shape, f.audio}};
+        {std::string(contract::kGeneratorImageName), image_shape, f.image},
+        {std::string(contract::kGeneratorAudioName), audio_shape, f.audio}};
     const auto results = session.run(inputs);
     const auto& names = session.output_names();
     for (std::size_t i = 0; i < names.size(); ++i) {
@@ -395,7 +395,7 @@ QuantizeReport quantize_generator(const std::string& fp32_onnx,
     std::erase_if(tensors, [&](const std::string& t) { return keep.contains(t); });
   }
   if (options.float_audio) {
-    std::set<std::string> audio{std::string(infer::kGeneratorAudioName)};
+    std::set<std::string> audio{std::string(contract::kGeneratorAudioName)};
     for (const auto& n : graph.node()) {
       bool from_audio = false, only_audio = true;
       for (const auto& in : n.input()) {

@@ -5,8 +5,8 @@
 #include <sstream>
 
 #include "audio/mel_constants.h"
+#include "contract/model_family.h"
 #include "core/error.h"
-#include "infer/model_family.h"
 #include "modelgen/onnx_builder.h"
 
 namespace lipsync::modelgen {
@@ -105,7 +105,7 @@ int scaled_channels(int n, double width) {
 
 GeneratedModel build_generator(WeightSource& weights, double width) {
   check_width(width);
-  using namespace infer;
+  using namespace contract;
   OnnxBuilder builder("synctalk_2d_generator", kOpset);
   NetWriter net(builder, weights);
   auto c = [&](int n) { return scaled_channels(n, width); };
@@ -179,7 +179,7 @@ GeneratedModel build_generator(WeightSource& weights, double width) {
 
 GeneratedModel build_audio_encoder(WeightSource& weights, double width) {
   check_width(width);
-  using namespace infer;
+  using namespace contract;
   OnnxBuilder builder("synctalk_2d_audio_encoder", kOpset);
   NetWriter net(builder, weights);
   auto c = [&](int n) { return scaled_channels(n, width); };

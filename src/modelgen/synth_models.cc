@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "contract/model_family.h"
 #include "core/error.h"
 #include "core/file_util.h"
-#include "infer/model_family.h"
 #include "infer/model_manifest.h"
 #include "infer/models.h"
 #include "modelgen/synctalk_net.h"

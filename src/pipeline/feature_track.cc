@@ -7,10 +7,10 @@
 #include "audio/mel_constants.h"
 #include "audio/mel_spectrogram.h"
 #include "audio/mel_windows.h"
+#include "contract/model_family.h"
 #include "core/check.h"
 #include "core/error.h"
 #include "core/stopwatch.h"
-#include "infer/model_family.h"
 
 namespace lipsync::pipeline {
 namespace {
@@ -18,7 +18,7 @@ namespace {
 using audio::kHopSamples;
 using audio::kMelBands;
 using audio::kWindowFrames;
-using infer::kFeatureSize;
+using contract::kFeatureSize;
 
 // Half the FFT frame: mel frame t reads signal samples [200 t - 400, 200 t + 400).
 constexpr std::int64_t kHalfFrame = audio::kFftSize / 2;
@@ -26,8 +26,8 @@ constexpr std::int64_t kHalfFrame = audio::kFftSize / 2;
 // hands that frame the start-of-signal special cases (frame 3 of a buffer starts at sample 200).
 constexpr int kMelFrameMargin = 3;
 // Frame i uses padded feature rows i - 8 .. i + 7.
-constexpr int kRowsBefore = infer::kAudioContextRows / 2;
-constexpr int kRowsAfter = infer::kAudioContextRows / 2 - 1;
+constexpr int kRowsBefore = contract::kAudioContextRows / 2;
+constexpr int kRowsAfter = contract::kAudioContextRows / 2 - 1;
 
 const audio::MelSpectrogram& mel_spectrogram() {
   static const audio::MelSpectrogram mel;
@@ -234,8 +234,8 @@ void FeatureTrack::copy_rows(int first_row, int count, float* dst) const {
 void FeatureTrack::frame_audio(int frame, std::span<float> out) const {
   LIPSYNC_CHECK(frame >= released_before_);
   LIPSYNC_CHECK_LT(frame, ready_frames());
-  LIPSYNC_CHECK_EQ(out.size(), infer::kAudioInputSize);
-  copy_rows(frame - kRowsBefore, infer::kAudioContextRows, out.data());
+  LIPSYNC_CHECK_EQ(out.size(), contract::kAudioInputSize);
+  copy_rows(frame - kRowsBefore, contract::kAudioContextRows, out.data());
 }
 
 std::shared_ptr<const FrameAudioRows> FeatureTrack::frame_rows(int first, int count) const {
@@ -244,7 +244,7 @@ std::shared_ptr<const FrameAudioRows> FeatureTrack::frame_rows(int first, int co
   auto rows = std::make_shared<FrameAudioRows>();
   rows->first_ = first;
   rows->count_ = count;
-  const int n = count + infer::kAudioContextRows - 1;
+  const int n = count + contract::kAudioContextRows - 1;
   rows->rows_.resize(static_cast<std::size_t>(n) * kFeatureSize);
   copy_rows(first - kRowsBefore, n, rows->rows_.data());
   return rows;
@@ -252,10 +252,10 @@ std::shared_ptr<const FrameAudioRows> FeatureTrack::frame_rows(int first, int co
 
 void FrameAudioRows::write(int frame, std::span<float> out) const {
   LIPSYNC_CHECK(frame >= first_ && frame < first_ + count_);
-  LIPSYNC_CHECK_EQ(out.size(), infer::kAudioInputSize);
+  LIPSYNC_CHECK_EQ(out.size(), contract::kAudioInputSize);
   // Frame i's 16 rows are consecutive here, and [16][512] read as [32][16][16] is the tensor.
   std::copy_n(rows_.data() + static_cast<std::size_t>(frame - first_) * kFeatureSize,
-              infer::kAudioInputSize, out.data());
+              contract::kAudioInputSize, out.data());
 }
 
 ClipFeatureTimings FeatureTrack::take_timings() {

@@ -6,9 +6,9 @@
 #include "audio/mel_spectrogram.h"
 #include "audio/video_frames.h"
 #include "avatar/template_walk.h"
+#include "contract/model_family.h"
 #include "core/check.h"
 #include "core/stopwatch.h"
-#include "infer/model_family.h"
 #include "render/compositor.h"
 #include "render/image_encoder.h"
 
@@ -70,7 +70,7 @@ FrameProducer::FrameProducer(FrameTarget target, ProducerSettings settings,
   if (settings_.images) {
     LIPSYNC_CHECK(settings_.frame_limit >= 0);
     LIPSYNC_CHECK_EQ(settings_.images->size(), static_cast<std::size_t>(settings_.frame_limit) *
-                                                   infer::kImageInputSize * sizeof(float));
+                                                   contract::kImageInputSize * sizeof(float));
   }
 }
 

@@ -7,12 +7,12 @@
 #include <mutex>
 #include <optional>
 
+#include "contract/model_family.h"
 #include "core/check.h"
 #include "core/content_hash.h"
 #include "core/error.h"
 #include "core/file_util.h"
 #include "core/stopwatch.h"
-#include "infer/model_family.h"
 #include "pipeline/feature_track.h"
 #include "render/compositor.h"
 
@@ -113,7 +113,7 @@ std::vector<float> silence_frame_audio(const infer::AudioEncoder& encoder) {
   const std::vector<float> zeros(16000, 0.0f);
   const FeatureTrack track =
       FeatureTrack::from_features(encode_clip_features(zeros, encoder, audio::AudioOptions{}));
-  std::vector<float> audio(infer::kAudioInputSize);
+  std::vector<float> audio(contract::kAudioInputSize);
   track.frame_audio(10, audio);
   return audio;
 }

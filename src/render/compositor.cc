@@ -7,8 +7,8 @@
 #include <tuple>
 
 #include "avatar/avatar.h"
+#include "contract/model_family.h"
 #include "core/check.h"
-#include "infer/model_family.h"
 
 namespace lipsync::render {
 
@@ -17,9 +17,9 @@ namespace {
 // Steps 1-3: the generator output through the canvas, back at the crop's size (into `face`).
 void make_face(const avatar::CropRect& rect, const cv::Mat& canvas, std::span<const float> output,
                cv::Mat& face) {
-  constexpr int kRoi = infer::kRoiSize;
+  constexpr int kRoi = contract::kRoiSize;
   constexpr std::size_t kPlane = static_cast<std::size_t>(kRoi) * kRoi;
-  LIPSYNC_CHECK_EQ(output.size(), infer::kOutputSize);
+  LIPSYNC_CHECK_EQ(output.size(), contract::kOutputSize);
   LIPSYNC_CHECK(canvas.rows == avatar::kCanvasSize && canvas.cols == avatar::kCanvasSize &&
                 canvas.type() == CV_8UC3);
   // 1-2: pred = uint8(trunc(float32(out) * 255)), HWC BGR, into the canvas at [4:324].

@@ -9,9 +9,9 @@
 #include "audio/mel_spectrogram.h"
 #include "audio/resampler.h"
 #include "audio/video_frames.h"
+#include "contract/model_family.h"
 #include "core/stopwatch.h"
 #include "core/text.h"
-#include "infer/model_family.h"
 #include "pipeline/feature_track.h"
 #include "server/grpc_status.h"
 #include "server/input_limits.h"
@@ -52,7 +52,7 @@ void check_request(const CompositeBatchRequest& r, const ServerOptions& options,
     limits::checked(limits::kSpeechRate, "sample_rate (0: 16000)", r.sample_rate());
   }
   const std::size_t expected_visual =
-      static_cast<std::size_t>(r.batch_size()) * infer::kImageInputSize * sizeof(float);
+      static_cast<std::size_t>(r.batch_size()) * contract::kImageInputSize * sizeof(float);
   if (!r.visual_frames().empty() && r.visual_frames().size() != expected_visual) {
     throw Error::invalid_input("visual_frames has " + std::to_string(r.visual_frames().size()) +
                                " bytes; expected empty (use the avatar) or batch_size x 6 x 320 x "

@@ -11,8 +11,8 @@
 #include "avatar/avatar_import.h"
 #include "avatar/crop_rect.h"
 #include "avatar/template_walk.h"
+#include "contract/model_family.h"
 #include "core/error.h"
-#include "infer/model_family.h"
 #include "render/mp4_writer.h"
 #include "support/test_data.h"
 
@@ -359,7 +359,7 @@ TEST(Avatar, PacksTheReferenceGeneratorInputsExactly) {
   TempDir dir;
   const auto a = avatar::Avatar::open(import_reference(dir), {});
   const auto map = nlohmann::json::parse(testing::read_text(testdata("reference/frame_map.json")));
-  std::vector<float> packed(infer::kImageInputSize);
+  std::vector<float> packed(contract::kImageInputSize);
   for (int i = 0; i < 4; ++i) {
     a->pack_generator_input(map[i].get<int>(), packed);
     char name[64];
@@ -376,7 +376,7 @@ TEST(Avatar, CachesStayWithinTheirBudgets) {
   options.frame_cache_mb = 2;  // a 640x360 frame is 675 KiB: at most 3 fit
   options.roi_cache_mb = 1;    // a 328x328 canvas is 315 KiB: at most 3 fit
   const auto a = avatar::Avatar::open(import_reference(dir), options);
-  std::vector<float> packed(infer::kImageInputSize);
+  std::vector<float> packed(contract::kImageInputSize);
   for (int i = 0; i < 60; ++i) a->pack_generator_input(i, packed);
   EXPECT_LE(a->frame_cache().used_bytes(), 2u << 20);
   EXPECT_LE(a->canvas_cache().used_bytes(), 1u << 20);
@@ -395,7 +395,7 @@ TEST(Avatar, WarmCachesDecodesWhatTheBudgetsHoldAndNothingMore) {
   EXPECT_EQ(a->warm_caches(), 60);
   const auto frame_misses = a->frame_cache().misses();
   const auto canvas_misses = a->canvas_cache().misses();
-  std::vector<float> packed(infer::kImageInputSize);
+  std::vector<float> packed(contract::kImageInputSize);
   for (int i = 0; i < 60; ++i) {
     a->pack_generator_input(i, packed);
     (void)a->frame(i);

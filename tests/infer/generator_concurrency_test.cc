@@ -5,8 +5,8 @@
 #include <cstring>
 #include <thread>
 
+#include "contract/model_family.h"
 #include "infer/generator.h"
-#include "infer/model_family.h"
 #include "support/test_models.h"
 
 namespace lipsync {

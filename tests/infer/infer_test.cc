@@ -9,10 +9,10 @@
 #include "audio/audio_file.h"
 #include "audio/mel_spectrogram.h"
 #include "audio/mel_windows.h"
+#include "contract/model_family.h"
 #include "core/error.h"
 #include "infer/audio_encoder.h"
 #include "infer/generator.h"
-#include "infer/model_family.h"
 #include "infer/model_manifest.h"
 #include "infer/models.h"
 #include "infer/session.h"
@@ -40,7 +40,7 @@ TEST(AudioEncoder, MatchesPythonFeaturesFromStoredMel) {
   const audio::Mel mel = reference_mel();
   const audio::MelWindows windows(mel, audio::AudioOptions{});
   ASSERT_EQ(windows.count(), 116);
-  std::vector<float> features(116 * infer::kFeatureSize);
+  std::vector<float> features(116 * contract::kFeatureSize);
   encoder.encode(windows, 0, windows.count(), features);
   const auto expected = read_f32(testdata("reference/features.f32"));
   const auto d = diff(features, expected);
@@ -69,7 +69,7 @@ TEST(AudioEncoder, FeaturesDoNotDependOnBatchComposition) {
     o.encoder_batch = batch;
     const infer::AudioEncoder encoder(testing::reference_models() / "audio_encoder.onnx", o);
     EXPECT_EQ(encoder.batch_size(), batch);
-    results.emplace_back(116 * infer::kFeatureSize);
+    results.emplace_back(116 * contract::kFeatureSize);
     encoder.encode(windows, 0, 116, results.back());
   }
   for (std::size_t i = 1; i < results.size(); ++i) {
@@ -88,7 +88,7 @@ TEST(AudioEncoder, EncodePackedEqualsEncodeFromViews) {
   const audio::MelWindows windows(mel, audio::AudioOptions{});
   std::vector<float> packed(10 * audio::MelWindows::kPackedWindowSize);
   windows.pack_encoder_batch(50, 10, packed);
-  std::vector<float> a(10 * infer::kFeatureSize), b(a.size());
+  std::vector<float> a(10 * contract::kFeatureSize), b(a.size());
   encoder.encode(windows, 50, 10, a);
   encoder.encode_packed(packed, 10, b);
   EXPECT_EQ(a, b);
@@ -110,8 +110,8 @@ TEST(Generator, MatchesPythonOutputsBatchedAndSingly) {
   const auto image = stacked("input", 4);
   const auto audio_in = stacked("audio", 4);
   const auto expected = stacked("output", 4);
-  ASSERT_EQ(image.size(), 4 * infer::kImageInputSize);
-  std::vector<float> out(4 * infer::kOutputSize);
+  ASSERT_EQ(image.size(), 4 * contract::kImageInputSize);
+  std::vector<float> out(4 * contract::kOutputSize);
   generator.run(4, image, audio_in, out);
   const auto d = diff(out, expected);
   EXPECT_LE(d.max_abs, 1e-4) << "at " << d.max_index;
@@ -119,19 +119,19 @@ TEST(Generator, MatchesPythonOutputsBatchedAndSingly) {
   // One frame at a time through pooled batches: bit-identical to the batch of 4.
   for (int i = 0; i < 4; ++i) {
     infer::GeneratorBatch batch = generator.make_batch(1);
-    std::copy_n(image.begin() + i * infer::kImageInputSize, infer::kImageInputSize,
+    std::copy_n(image.begin() + i * contract::kImageInputSize, contract::kImageInputSize,
                 batch.image(0).begin());
-    std::copy_n(audio_in.begin() + i * infer::kAudioInputSize, infer::kAudioInputSize,
+    std::copy_n(audio_in.begin() + i * contract::kAudioInputSize, contract::kAudioInputSize,
                 batch.audio(0).begin());
     generator.run(batch);
     const std::span<const float> one = batch.output(0);
     if (testing::testing_on_cpu()) {
-      EXPECT_EQ(
-          0, std::memcmp(one.data(), out.data() + i * infer::kOutputSize, infer::kOutputSize * 4))
+      EXPECT_EQ(0, std::memcmp(one.data(), out.data() + i * contract::kOutputSize,
+                               contract::kOutputSize * 4))
           << "frame " << i;
     } else {  // a GPU picks its kernels per batch size
       const auto from_batch = std::span<const float>(out).subspan(
-          static_cast<std::size_t>(i) * infer::kOutputSize, infer::kOutputSize);
+          static_cast<std::size_t>(i) * contract::kOutputSize, contract::kOutputSize);
       EXPECT_LE(diff(one, from_batch).max_abs, 1e-5) << "frame " << i;
     }
   }

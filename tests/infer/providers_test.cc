@@ -12,11 +12,11 @@
 
 #include "audio/mel_spectrogram.h"
 #include "audio/mel_windows.h"
+#include "contract/model_family.h"
 #include "core/error.h"
 #include "infer/audio_encoder.h"
 #include "infer/execution_providers.h"
 #include "infer/generator.h"
-#include "infer/model_family.h"
 #include "infer/session.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
@@ -169,7 +169,7 @@ TEST(ExecutionProviders, AListedFallbackIsTakenWithAWarning) {
   // And the fallback computes what the CPU provider alone computes.
   const audio::Mel mel(384, read_f32(testdata("reference/mel.f32")));
   const audio::MelWindows windows(mel, audio::AudioOptions{});
-  std::vector<float> features(windows.count() * infer::kFeatureSize);
+  std::vector<float> features(windows.count() * contract::kFeatureSize);
   encoder.encode(windows, 0, windows.count(), features);
   EXPECT_LE(diff(features, read_f32(testdata("reference/features.f32"))).max_abs, 5e-4);
 }
@@ -206,7 +206,7 @@ TEST(ExecutionProviders, GpuOutputsMatchTheCpuProviderOnTheReferenceModels) {
   ASSERT_EQ(enc_gpu.session().providers().front(), gpu.execution_providers.front());
   const audio::Mel mel(384, read_f32(testdata("reference/mel.f32")));
   const audio::MelWindows windows(mel, audio::AudioOptions{});
-  std::vector<float> fg(windows.count() * infer::kFeatureSize), fc(fg.size());
+  std::vector<float> fg(windows.count() * contract::kFeatureSize), fc(fg.size());
   enc_gpu.encode(windows, 0, windows.count(), fg);
   enc_cpu.encode(windows, 0, windows.count(), fc);
   const auto df = diff(fg, fc);
@@ -227,7 +227,7 @@ TEST(ExecutionProviders, GpuOutputsMatchTheCpuProviderOnTheReferenceModels) {
     const auto au = read_f32(testdata(name));
     audio_in.insert(audio_in.end(), au.begin(), au.end());
   }
-  std::vector<float> og(4 * infer::kOutputSize), oc(og.size());
+  std::vector<float> og(4 * contract::kOutputSize), oc(og.size());
   gen_gpu.run(4, image, audio_in, og);
   gen_cpu.run(4, image, audio_in, oc);
   const auto dg = diff(og, oc);

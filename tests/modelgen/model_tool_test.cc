@@ -4,8 +4,8 @@
 #include <algorithm>
 
 #include "audio/mel_windows.h"
+#include "contract/model_family.h"
 #include "core/error.h"
-#include "infer/model_family.h"
 #include "infer/models.h"
 #include "modelgen/demo_models.h"
 #include "modelgen/synth_models.h"
@@ -52,19 +52,19 @@ TEST(SynthModels, NarrowModelsRunAndListenToTheAudio) {
   const infer::Models models(testing::synth_models(), two_threads());
   const auto& manifest = *models.manifest();
   EXPECT_EQ(manifest.width, 0.0625);
-  std::vector<float> image(2 * infer::kImageInputSize);
+  std::vector<float> image(2 * contract::kImageInputSize);
   for (std::size_t i = 0; i < image.size(); ++i) image[i] = float((i * 7919) % 256) / 255.0f;
-  std::vector<float> audio_in(2 * infer::kAudioInputSize, 0.0f);
+  std::vector<float> audio_in(2 * contract::kAudioInputSize, 0.0f);
   // Frame 1 gets different audio from frame 0, same image.
-  std::copy_n(image.begin(), infer::kImageInputSize, image.begin() + infer::kImageInputSize);
-  std::fill(audio_in.begin() + infer::kAudioInputSize, audio_in.end(), 2.0f);
-  std::vector<float> out(2 * infer::kOutputSize);
+  std::copy_n(image.begin(), contract::kImageInputSize, image.begin() + contract::kImageInputSize);
+  std::fill(audio_in.begin() + contract::kAudioInputSize, audio_in.end(), 2.0f);
+  std::vector<float> out(2 * contract::kOutputSize);
   models.generator().run(2, image, audio_in, out);
   const auto [lo, hi] = std::minmax_element(out.begin(), out.end());
   EXPECT_GT(*lo, 0.0f);
   EXPECT_LT(*hi, 1.0f);
-  const auto d = testing::diff(std::span(out).first(infer::kOutputSize),
-                               std::span(out).last(infer::kOutputSize));
+  const auto d = testing::diff(std::span(out).first(contract::kOutputSize),
+                               std::span(out).last(contract::kOutputSize));
   // Narrow random networks pass the audio on weakly; what matters is that it arrives.
   EXPECT_GT(d.max_abs, 1e-5) << "the audio input does not reach the output";
 }
@@ -78,7 +78,7 @@ int dark_pixels_for_mel_level(const infer::Models& models, float mel_level,
                               const std::vector<float>* roi_in = nullptr) {
   const int L = 30;
   std::vector<float> packed(L * audio::MelWindows::kPackedWindowSize, mel_level);
-  pipeline::ClipFeatures f{L, std::vector<float>(L * infer::kFeatureSize)};
+  pipeline::ClipFeatures f{L, std::vector<float>(L * contract::kFeatureSize)};
   models.encoder().encode_packed(packed, L, f.values);
   const auto track = pipeline::FeatureTrack::from_features(std::move(f));
   auto batch = models.generator().make_batch(1);
@@ -88,11 +88,11 @@ int dark_pixels_for_mel_level(const infer::Models& models, float mel_level,
   models.generator().run(batch);
   const auto out = batch.output(0);
   if (roi_out) roi_out->assign(out.begin(), out.end());
-  constexpr int kRed = 2 * infer::kRoiSize * infer::kRoiSize;
+  constexpr int kRed = 2 * contract::kRoiSize * contract::kRoiSize;
   int dark = 0;
-  for (int y = 0; y < infer::kRoiSize; ++y) {
-    for (int x = 0; x < infer::kRoiSize; ++x) {
-      if (out[kRed + y * infer::kRoiSize + x] < 0.6f * 0.5f) ++dark;
+  for (int y = 0; y < contract::kRoiSize; ++y) {
+    for (int x = 0; x < contract::kRoiSize; ++x) {
+      if (out[kRed + y * contract::kRoiSize + x] < 0.6f * 0.5f) ++dark;
     }
   }
   return dark;
@@ -105,13 +105,14 @@ TEST(DemoModels, MouthOpeningRisesWithLoudnessAndSilenceIsClosed) {
   // Silence gives the closed mouth: the grey ROI with the demo avatar's smile drawn on it, whose
   // lowest point is its colour; every pixel the smile does not cover stays grey.
   const auto& m = modelgen::kDemoMouth;
-  const int plane = infer::kRoiSize * infer::kRoiSize;
-  const int lowest = int(m.centre_y + infer::kDemoLips.half_height * infer::kDemoRoiPerUnit + 0.5) *
-                         infer::kRoiSize +
-                     int(m.centre_x);
-  EXPECT_NEAR(silent_out[lowest], infer::kDemoLips.blue / 255, 0.01);
-  EXPECT_NEAR(silent_out[plane + lowest], infer::kDemoLips.green / 255, 0.01);
-  EXPECT_NEAR(silent_out[2 * plane + lowest], infer::kDemoLips.red / 255, 0.01);
+  const int plane = contract::kRoiSize * contract::kRoiSize;
+  const int lowest =
+      int(m.centre_y + contract::kDemoLips.half_height * contract::kDemoRoiPerUnit + 0.5) *
+          contract::kRoiSize +
+      int(m.centre_x);
+  EXPECT_NEAR(silent_out[lowest], contract::kDemoLips.blue / 255, 0.01);
+  EXPECT_NEAR(silent_out[plane + lowest], contract::kDemoLips.green / 255, 0.01);
+  EXPECT_NEAR(silent_out[2 * plane + lowest], contract::kDemoLips.red / 255, 0.01);
   int lips = 0;
   for (int i = 0; i < plane; ++i) {
     if (std::abs(silent_out[i] - 0.6f) > 1e-5f) ++lips;
@@ -149,13 +150,13 @@ TEST(DemoModels, TheMouthIsWhereTheHeaderSays) {
 TEST(DemoModels, SilenceShutsATalkingTemplatesMouth) {
   const infer::Models models(testing::demo_models(), two_threads());
   const auto& m = modelgen::kDemoMouth;
-  std::vector<float> open(infer::kImageInputSize, 0.6f);
-  const int plane = infer::kRoiSize * infer::kRoiSize;
-  for (int y = 0; y < infer::kRoiSize; ++y) {
-    for (int x = 0; x < infer::kRoiSize; ++x) {
+  std::vector<float> open(contract::kImageInputSize, 0.6f);
+  const int plane = contract::kRoiSize * contract::kRoiSize;
+  for (int y = 0; y < contract::kRoiSize; ++y) {
+    for (int x = 0; x < contract::kRoiSize; ++x) {
       const double u = (x - m.centre_x) / m.half_width, w = (y - m.centre_y) / m.half_height_open;
       if (u * u + w * w > 1) continue;
-      for (int c = 0; c < 3; ++c) open[c * plane + y * infer::kRoiSize + x] = 0.09f;
+      for (int c = 0; c < 3; ++c) open[c * plane + y * contract::kRoiSize + x] = 0.09f;
     }
   }
   std::vector<float> from_open, from_grey;

@@ -40,8 +40,8 @@ std::vector<CalibrationFrame> random_frames(int n, unsigned seed) {
   std::normal_distribution<float> g(0, 1);
   std::vector<CalibrationFrame> frames(n);
   for (auto& f : frames) {
-    f.image.resize(infer::kImageInputSize);
-    f.audio.resize(infer::kAudioInputSize);
+    f.image.resize(contract::kImageInputSize);
+    f.audio.resize(contract::kAudioInputSize);
     for (float& v : f.image) v = u(rng);
     for (float& v : f.audio) v = std::clamp(g(rng), -4.0f, 4.0f);
   }
@@ -248,7 +248,7 @@ TEST(Quantize, FloatConvsAndTheFloatAudioBranchStayFloat) {
     fs::create_directories(dir);
     std::ofstream(dir / "generator.onnx", std::ios::binary) << r->onnx;
     const infer::Generator g(dir / "generator.onnx", testing::two_threads());
-    std::vector<float> out(infer::kOutputSize);
+    std::vector<float> out(contract::kOutputSize);
     g.run(1, frames[0].image, frames[0].audio, out);
     for (float v : out) ASSERT_TRUE(v >= 0.0f && v <= 1.0f);
     fs::remove_all(dir);

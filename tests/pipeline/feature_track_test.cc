@@ -8,9 +8,9 @@
 #include <random>
 
 #include "audio/audio_file.h"
+#include "contract/model_family.h"
 #include "core/error.h"
 #include "infer/audio_encoder.h"
-#include "infer/model_family.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
 
@@ -23,7 +23,7 @@ using testing::testdata;
 using testing::two_threads;
 
 std::vector<float> frame_audio(const pipeline::FeatureTrack& track, int frame) {
-  std::vector<float> out(infer::kAudioInputSize);
+  std::vector<float> out(contract::kAudioInputSize);
   track.frame_audio(frame, out);
   return out;
 }
@@ -210,7 +210,7 @@ TEST(FeatureTrack, FrameRowsWriteTheSameTensorsAsFrameAudio) {
     EXPECT_EQ(rows->first(), first);
     EXPECT_EQ(rows->count(), count);
     for (int i = first; i < first + count; ++i) {
-      std::vector<float> got(infer::kAudioInputSize);
+      std::vector<float> got(contract::kAudioInputSize);
       rows->write(i, got);
       EXPECT_EQ(got, frame_audio(track, i)) << "frame " << i;
     }
@@ -219,7 +219,7 @@ TEST(FeatureTrack, FrameRowsWriteTheSameTensorsAsFrameAudio) {
   const auto rows = track.frame_rows(10, 5);
   const auto expected = frame_audio(track, 12);
   track.release_before(15);
-  std::vector<float> got(infer::kAudioInputSize);
+  std::vector<float> got(contract::kAudioInputSize);
   rows->write(12, got);
   EXPECT_EQ(got, expected);
 }

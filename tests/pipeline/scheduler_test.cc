@@ -40,7 +40,7 @@ class RecordingClient : public pipeline::BatchClient {
   }
   void done(std::int64_t tag, std::shared_ptr<const infer::GeneratorBatch> batch,
             int slot) override {
-    ASSERT_EQ(batch->output(slot).size(), infer::kOutputSize);
+    ASSERT_EQ(batch->output(slot).size(), contract::kOutputSize);
     std::lock_guard lock(mutex_);
     events_.push_back("done " + std::to_string(tag));
     done_.push_back(tag);

@@ -16,8 +16,8 @@
 
 #include "avatar/avatar_import.h"
 #include "avatar/template_walk.h"
+#include "contract/demo_mouth.h"
 #include "core/worker_pool.h"
-#include "infer/demo_mouth.h"
 #include "infer/models.h"
 #include "pipeline/live_session.h"
 #include "pipeline/offline_renderer.h"
@@ -140,7 +140,7 @@ TEST_F(SilenceIdleTest, IdleFramesAreTheRenderersFramesForSilence) {
 // Mean grey level of the demo mouth's region in a frame of the avatar (template frame t).
 double mouth_level(const avatar::Avatar& a, int t, const cv::Mat& frame) {
   const auto& r = a.crop_rect(t);
-  const auto& m = infer::kDemoMouth;
+  const auto& m = contract::kDemoMouth;
   const double scale = double(r.width()) / avatar::kCanvasSize;
   const int cx = r.x1 + int((m.centre_x + 4.5) * scale);
   const int cy = r.y1 + int((m.centre_y + 4.5) * scale);

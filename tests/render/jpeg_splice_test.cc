@@ -7,8 +7,8 @@
 
 #include "avatar/avatar.h"
 #include "avatar/avatar_import.h"
+#include "contract/model_family.h"
 #include "core/error.h"
-#include "infer/model_family.h"
 #include "render/compositor.h"
 #include "render/image_encoder.h"
 #include "support/test_data.h"
@@ -108,7 +108,7 @@ TEST(JpegSplice, CacheSplicesFromTheSecondFrameOnATemplateFrame) {
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> value(0.0f, 1.0f);
   auto random_output = [&] {
-    std::vector<float> out(infer::kOutputSize);
+    std::vector<float> out(contract::kOutputSize);
     for (float& v : out) v = value(rng);
     return out;
   };
@@ -137,7 +137,7 @@ TEST(Compositor, RegionIsThatPartOfTheFullComposite) {
   testing::TempDir dir;
   avatar::write_demo_avatar(dir / "demo", 2, 640, 360);
   const auto avatar = avatar::Avatar::open(dir / "demo", {});
-  std::vector<float> output(infer::kOutputSize, 0.3f);
+  std::vector<float> output(contract::kOutputSize, 0.3f);
   cv::Mat full, part;
   render::composite(*avatar, 1, output, full);
   const avatar::CropRect& r = avatar->crop_rect(1);

@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <string_view>
 
-namespace lipsync::infer {
+namespace lipsync::contract {
 
 // Audio encoder: mel_spectrogram [B,1,80,16] -> audio_features [B,512].
 inline constexpr std::string_view kEncoderInputName = "mel_spectrogram";
@@ -32,4 +32,4 @@ inline constexpr std::size_t kOutputSize =
     static_cast<std::size_t>(kOutputChannels) * kRoiSize * kRoiSize;
 static_assert(kAudioInputSize == static_cast<std::size_t>(kAudioContextRows) * kFeatureSize);
 
-}  // namespace lipsync::infer
+}  // namespace lipsync::contract

@@ -4,7 +4,7 @@
 // Thread contract: constants only.
 #pragma once
 
-namespace lipsync::infer {
+namespace lipsync::contract {
 
 // Where the demo generator paints the mouth, in ROI pixels (320 x 320): centre and the
 // half-axes of the fully open mouth. The demo avatar's talking template frames open theirs here
@@ -38,4 +38,4 @@ inline constexpr double kDemoRoiPerUnit = 328.0 / 200.0;
 // talking template's open mouth): the open mouth's ellipse grown by this many ROI pixels.
 inline constexpr double kDemoMouthRegionMargin = 8.0;
 
-}  // namespace lipsync::infer
+}  // namespace lipsync::contract
