@@ -18,6 +18,7 @@
 #include "support/http_client.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
+#include "support/test_server.h"
 
 namespace lipsync {
 namespace {
@@ -46,16 +47,10 @@ class HostileClientTest : public ::testing::Test {
   // A server of the demo models ("demo") and a narrow synthetic model ("slow", 15 ms a frame).
   void start(const std::function<void(server::ServerConfig&)>& edit = {}) {
     server_.reset();
-    server::ServerConfig config;
-    config.server.grpc_address = "127.0.0.1:0";
-    config.server.http_address = "127.0.0.1:0";
-    config.server.shutdown_grace_s = 1;
-    config.models = {{"demo", *dir_ / "avatar", testing::demo_models(), true},
-                     {"slow", *dir_ / "avatar", testing::synth_models(), true}};
-    config.infer = testing::two_threads();
-    if (edit) edit(config);
-    server_ = std::make_unique<server::Server>(config);
-    server_->start();
+    server_ = testing::start_test_server(*dir_ / "avatar", [&](server::ServerConfig& c) {
+      c.models.push_back({"slow", *dir_ / "avatar", testing::synth_models(), true});
+      if (edit) edit(c);
+    });
     grpc::ChannelArguments args;
     args.SetMaxSendMessageSize(256 << 20);
     args.SetMaxReceiveMessageSize(256 << 20);

@@ -15,6 +15,7 @@
 #include "support/http_client.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
+#include "support/test_server.h"
 
 namespace lipsync::webrtc {
 namespace {
@@ -162,12 +163,7 @@ TEST_F(IceServersTest, AMissingUnreadableOrEmptySecretStopsTheStartNamingTheKey)
 // that coturn will take for that session until the ttl has passed.
 TEST_F(IceServersTest, ASessionsClientGetsItsIceServersFromTheServer) {
   avatar::write_demo_avatar(dir_ / "avatar", 5, 320, 240);
-  server::ServerConfig config;
-  config.server.grpc_address = "127.0.0.1:0";
-  config.server.http_address = "127.0.0.1:0";
-  config.server.shutdown_grace_s = 1;
-  config.models = {{"demo", dir_ / "avatar", testing::demo_models(), true}};
-  config.infer = testing::two_threads();
+  server::ServerConfig config = testing::test_server_config(dir_ / "avatar");
   config.webrtc = with_secret("north-wind");
   config.webrtc.turn_servers = {"turn:127.0.0.1:3478?transport=udp"};
   config.webrtc.turn_credential_ttl_s = 600;

@@ -29,6 +29,7 @@
 #include "support/http_client.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
+#include "support/test_server.h"
 
 namespace lipsync {
 namespace {
@@ -54,15 +55,7 @@ class LiveTest : public ::testing::Test {
 
   void start(const std::function<void(server::ServerConfig&)>& edit = {}) {
     server_.reset();
-    server::ServerConfig config;
-    config.server.grpc_address = "127.0.0.1:0";
-    config.server.http_address = "127.0.0.1:0";
-    config.server.shutdown_grace_s = 1;
-    config.models = {{"demo", *dir_ / "avatar", testing::demo_models(), true}};
-    config.infer = testing::two_threads();
-    if (edit) edit(config);
-    server_ = std::make_unique<server::Server>(config);
-    server_->start();
+    server_ = testing::start_test_server(*dir_ / "avatar", edit);
   }
   void SetUp() override { start(); }
 

@@ -27,6 +27,7 @@
 #include "render/jpeg_splice.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
+#include "support/test_server.h"
 
 namespace lipsync {
 namespace {
@@ -54,18 +55,12 @@ class ServerTest : public ::testing::Test {
 
   void start(server::RegistryOptions registry, int max_message_mb = 8) {
     server_.reset();
-    server::ServerConfig config;
-    config.server.grpc_address = "127.0.0.1:0";
-    config.server.http_address = "127.0.0.1:0";
-    config.server.max_message_mb = max_message_mb;
-    config.server.max_request_frames = 250;
-    config.server.shutdown_grace_s = 1;
-    config.models = {{"demo", *dir_ / "avatar", testing::demo_models(), true},
-                     {"other", *dir_ / "avatar", testing::demo_models(), false}};
-    config.registry = registry;
-    config.infer = testing::two_threads();
-    server_ = std::make_unique<server::Server>(config);
-    server_->start();
+    server_ = testing::start_test_server(*dir_ / "avatar", [&](server::ServerConfig& c) {
+      c.server.max_message_mb = max_message_mb;
+      c.server.max_request_frames = 250;
+      c.models.push_back({"other", *dir_ / "avatar", testing::demo_models(), false});
+      c.registry = registry;
+    });
     grpc::ChannelArguments args;
     args.SetMaxSendMessageSize(64 << 20);
     args.SetMaxReceiveMessageSize(64 << 20);

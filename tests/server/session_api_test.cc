@@ -32,6 +32,7 @@
 #include "support/sse_client.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
+#include "support/test_server.h"
 #include "support/wait.h"
 #include "support/ws_client.h"
 #include "webrtc/whep_sender.h"
@@ -57,18 +58,12 @@ class SessionApiTest : public ::testing::Test {
   static void TearDownTestSuite() { delete dir_; }
 
   void SetUp() override {
-    server::ServerConfig config;
-    config.server.grpc_address = "127.0.0.1:0";
-    config.server.http_address = "127.0.0.1:0";
-    config.server.shutdown_grace_s = 1;
-    config.server.api_token = kToken;
-    config.server.cors_origins = "http://app.example";
-    config.server.http_timeout_s = 2;
-    config.server.http_max_body_kb = 64;  // below the raw upload of a few seconds' speech
-    config.models = {{"demo", *dir_ / "avatar", testing::demo_models(), true}};
-    config.infer = testing::two_threads();
-    server_ = std::make_unique<server::Server>(config);
-    server_->start();
+    server_ = testing::start_test_server(*dir_ / "avatar", [](server::ServerConfig& c) {
+      c.server.api_token = kToken;
+      c.server.cors_origins = "http://app.example";
+      c.server.http_timeout_s = 2;
+      c.server.http_max_body_kb = 64;  // below the raw upload of a few seconds' speech
+    });
     port_ = server_->http_port();
   }
 
@@ -985,17 +980,11 @@ TEST_F(SessionApiTest, Issue25_APageOfAnotherOriginCannotPostWithoutAPreflight) 
 
 TEST_F(SessionApiTest, Issue25_AnUnusedSessionExpiresAndFreesItsPlace) {
   // A server of one session place whose unused sessions end after 1 s.
-  server::ServerConfig config;
-  config.server.grpc_address = "127.0.0.1:0";
-  config.server.http_address = "127.0.0.1:0";
-  config.server.shutdown_grace_s = 1;
-  config.live.max_sessions = 1;
-  config.live.session_idle_timeout_s = 1;
-  config.models = {{"demo", *dir_ / "avatar", testing::demo_models(), true}};
-  config.infer = testing::two_threads();
-  server::Server small(config);
-  small.start();
-  const int port = small.http_port();
+  const auto small = testing::start_test_server(*dir_ / "avatar", [](server::ServerConfig& c) {
+    c.live.max_sessions = 1;
+    c.live.session_idle_timeout_s = 1;
+  });
+  const int port = small->http_port();
   const auto call = [&](const std::string& method, const std::string& target) {
     return testing::http_exchange(port, method + " " + target +
                                             " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
@@ -1030,17 +1019,11 @@ TEST_F(SessionApiTest, Issue25_AnUnusedSessionExpiresAndFreesItsPlace) {
 
 TEST_F(SessionApiTest, Issue25_AnUtteranceLeftOpenEndsAfterItsTimeout) {
   // A server whose open utterances end after 1 s without audio.
-  server::ServerConfig config;
-  config.server.grpc_address = "127.0.0.1:0";
-  config.server.http_address = "127.0.0.1:0";
-  config.server.shutdown_grace_s = 1;
-  config.live.utterance_idle_timeout_s = 1;
-  config.live.latency_ms = 200;
-  config.models = {{"demo", *dir_ / "avatar", testing::demo_models(), true}};
-  config.infer = testing::two_threads();
-  server::Server small(config);
-  small.start();
-  const int port = small.http_port();
+  const auto small = testing::start_test_server(*dir_ / "avatar", [](server::ServerConfig& c) {
+    c.live.utterance_idle_timeout_s = 1;
+    c.live.latency_ms = 200;
+  });
+  const int port = small->http_port();
   const auto call = [&](const std::string& method, const std::string& target,
                         const std::string& body = "", const std::string& type = "text/plain") {
     return testing::http_exchange(
@@ -1389,17 +1372,12 @@ TEST_F(SessionApiTest, Issue26_ADrainRefusesNewSessionsAndLetsTheLiveOnesGoOn) {
 // sessions (/readyz says why) and says so on GET /v1/load and /metrics; it serves the ones it has.
 TEST_F(SessionApiTest, Issue26_AnInstanceAtItsLoadThresholdIsNotReadyAndSaysWhy) {
   server_->stop();
-  server::ServerConfig config;
-  config.server.grpc_address = "127.0.0.1:0";
-  config.server.http_address = "127.0.0.1:0";
-  config.server.api_token = kToken;
-  config.server.instance_id = "pod-7";
-  config.server.load_threshold = 0.5;
-  config.live.max_sessions = 2;
-  config.models = {{"demo", *dir_ / "avatar", testing::demo_models(), true}};
-  config.infer = testing::two_threads();
-  server_ = std::make_unique<server::Server>(config);
-  server_->start();
+  server_ = testing::start_test_server(*dir_ / "avatar", [](server::ServerConfig& c) {
+    c.server.api_token = kToken;
+    c.server.instance_id = "pod-7";
+    c.server.load_threshold = 0.5;
+    c.live.max_sessions = 2;
+  });
   port_ = server_->http_port();
   const auto load = [&] {
     const auto r = request("GET", "/v1/load");

@@ -28,6 +28,7 @@
 #include "support/sse_client.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
+#include "support/test_server.h"
 #include "support/wait.h"
 #include "support/ws_client.h"
 
@@ -162,15 +163,8 @@ class SessionEventsServerTest : public ::testing::Test {
   static void TearDownTestSuite() { delete dir_; }
 
   void SetUp() override {
-    server::ServerConfig config;
-    config.server.grpc_address = "127.0.0.1:0";
-    config.server.http_address = "127.0.0.1:0";
-    config.server.shutdown_grace_s = 1;
-    config.server.api_token = kToken;
-    config.models = {{"demo", *dir_ / "avatar", testing::demo_models(), true}};
-    config.infer = testing::two_threads();
-    server_ = std::make_unique<server::Server>(config);
-    server_->start();
+    server_ = testing::start_test_server(
+        *dir_ / "avatar", [](server::ServerConfig& c) { c.server.api_token = kToken; });
     port_ = server_->http_port();
   }
 

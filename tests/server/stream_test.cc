@@ -17,6 +17,7 @@
 #include "server/server.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
+#include "support/test_server.h"
 
 namespace lipsync {
 namespace {
@@ -52,14 +53,8 @@ class StreamTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    server::ServerConfig config;
-    config.server.grpc_address = "127.0.0.1:0";
-    config.server.http_address = "";
-    config.server.shutdown_grace_s = 1;
-    config.models = {{"demo", *dir_ / "avatar", testing::demo_models(), true}};
-    config.infer = testing::two_threads();
-    server_ = std::make_unique<server::Server>(config);
-    server_->start();
+    server_ = testing::start_test_server(
+        *dir_ / "avatar", [](server::ServerConfig& c) { c.server.http_address = ""; });
     channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->grpc_port()),
                                    grpc::InsecureChannelCredentials());
     stub_ = lipsync::v1::LipSync::NewStub(channel_);
