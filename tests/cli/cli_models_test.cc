@@ -19,9 +19,8 @@ using testing::run_lipsync;
 using testing::TempDir;
 using testing::testdata;
 
-std::string q(const std::filesystem::path& p) {
-  return "'" + p.string() + "'";
-}
+// A path as one shell word, for run_lipsync's command lines.
+constexpr auto q = &testing::shell_quote;
 
 TEST(CliModels, SynthWritesTwoModelsAndAManifest) {
   TempDir dir;

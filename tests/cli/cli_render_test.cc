@@ -24,9 +24,8 @@ using testing::run_lipsync;
 using testing::TempDir;
 using testing::testdata;
 
-std::string q(const fs::path& p) {
-  return "'" + p.string() + "'";
-}
+// A path as one shell word, for run_lipsync's command lines.
+constexpr auto q = &testing::shell_quote;
 
 // Each test gets its own cache folder for the generated demo assets.
 class CliRender : public ::testing::Test {

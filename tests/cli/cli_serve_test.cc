@@ -45,9 +45,8 @@ constexpr bool kSanitized = true;
 constexpr bool kSanitized = false;
 #endif
 
-std::string q(const fs::path& p) {
-  return "'" + p.string() + "'";
-}
+// A path as one shell word, for run_lipsync's command lines.
+constexpr auto q = &testing::shell_quote;
 
 // A `lipsync serve` child process on free ports; stopped with SIGTERM.
 class ServeProcess {

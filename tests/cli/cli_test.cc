@@ -18,6 +18,15 @@ using testing::run_lipsync;
 using testing::TempDir;
 using testing::testdata;
 
+// The tests' command lines quote paths with shell_quote: a path with a quote and a space in it
+// reaches the command as one word, unchanged.
+TEST(CliTestSupport, ShellQuoteKeepsAPathOneWord) {
+  const std::string path = "/tmp/it's a \"path\" $HOME `x`";
+  const auto r = testing::run_command("printf '%s|' " + testing::shell_quote(path));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, path + "|");
+}
+
 TEST(CliMel, WritesFramesMajorMelAndPrintsShape) {
   TempDir dir;
   const auto r = run_lipsync("mel '" + testdata("audio/speech_a_en.wav").string() + "' -o '" +

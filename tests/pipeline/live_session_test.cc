@@ -17,6 +17,7 @@
 #include "avatar/template_walk.h"
 #include "infer/models.h"
 #include "render/image_encoder.h"
+#include "support/collectors.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
 
@@ -25,56 +26,7 @@ namespace {
 
 using pipeline::LiveState;
 
-class Collector : public pipeline::LiveSink {
- public:
-  void on_live_frame(pipeline::LiveFrame f) override {
-    std::lock_guard lock(mutex_);
-    frames_.push_back(std::move(f));
-    changed_.notify_all();
-  }
-  void on_speech_wanted() override {
-    std::lock_guard lock(mutex_);
-    ++wanted_;
-    changed_.notify_all();
-  }
-  void on_live_ended(const std::optional<Error>& error) override {
-    std::lock_guard lock(mutex_);
-    ended_ = true;
-    error_ = error;
-    changed_.notify_all();
-  }
-  // Waits until `pred` holds (under the lock) or 60 s pass.
-  template <class Pred>
-  bool wait(Pred pred) {
-    std::unique_lock lock(mutex_);
-    return changed_.wait_for(lock, std::chrono::seconds(60), [&] { return pred(); });
-  }
-  std::vector<pipeline::LiveFrame> frames() {
-    std::lock_guard lock(mutex_);
-    return frames_;
-  }
-  std::size_t count_locked() const { return frames_.size(); }
-  bool ended_locked() const { return ended_; }
-  // Speech frames that came with their own picture.
-  int shown_speech_locked() const {
-    int n = 0;
-    for (const auto& f : frames_) n += f.state == pipeline::LiveState::kSpeaking && !f.late;
-    return n;
-  }
-  int wanted_locked() const { return wanted_; }
-  std::optional<Error> error() {
-    std::lock_guard lock(mutex_);
-    return error_;
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::vector<pipeline::LiveFrame> frames_;
-  int wanted_ = 0;
-  bool ended_ = false;
-  std::optional<Error> error_;
-};
+using Collector = testing::LiveCollector;
 
 class LiveSessionTest : public ::testing::Test {
  protected:

@@ -20,6 +20,7 @@
 #include "pipeline/frame_sinks.h"
 #include "render/image_encoder.h"
 #include "render/jpeg_splice.h"
+#include "support/collectors.h"
 #include "support/media_probe.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
@@ -166,23 +167,6 @@ TEST(OfflineRenderer, DemoMouthFollowsTheSoundAtLagZero) {
   EXPECT_GT(*std::max_element(darkness.begin(), darkness.end()), 20.0);
 }
 
-// Captures what a render hands its sink: the encoded frames, or the pictures.
-class CaptureSink : public pipeline::FrameSink {
- public:
-  explicit CaptureSink(pipeline::SinkFormat format) : format_(format) {}
-  pipeline::SinkFormat format() const override { return format_; }
-  void write(int, const cv::Mat& frame, std::vector<std::uint8_t> encoded) override {
-    if (format_.needs_image) images.push_back(frame.clone());
-    jpegs.push_back(std::move(encoded));
-  }
-  void finish() override {}
-  std::vector<cv::Mat> images;
-  std::vector<std::vector<std::uint8_t>> jpegs;
-
- private:
-  pipeline::SinkFormat format_;
-};
-
 TEST(OfflineRenderer, JpegFramesAreSplicedIntoTheirTemplateFramesExactly) {
   TempDir dir;
   avatar::write_demo_avatar(dir / "demo", 10, 320, 240);
@@ -192,24 +176,26 @@ TEST(OfflineRenderer, JpegFramesAreSplicedIntoTheirTemplateFramesExactly) {
   const auto whole_avatar = avatar::Avatar::open(dir / "demo", no_cache);
   const infer::Models models(testing::demo_models(), two_threads());
   const auto samples = audio::load_audio_file(demo_speech());
-  CaptureSink pictures({pipeline::FrameEncoding::kNone, 75, true});
-  CaptureSink spliced({pipeline::FrameEncoding::kJpeg, 75, false});
-  CaptureSink whole({pipeline::FrameEncoding::kJpeg, 75, false});
+  testing::FrameCollector pictures({pipeline::FrameEncoding::kNone, 75, true});
+  testing::FrameCollector spliced({pipeline::FrameEncoding::kJpeg, 75, false});
+  testing::FrameCollector whole({pipeline::FrameEncoding::kJpeg, 75, false});
   pipeline::OfflineRenderer(avatar, models, {}).render(samples, pictures);
   pipeline::OfflineRenderer(avatar, models, {}).render(samples, spliced);
   pipeline::OfflineRenderer(whole_avatar, models, {}).render(samples, whole);
   const std::size_t frames = pictures.images.size();
   ASSERT_GT(frames, 20u);  // every template frame is visited more than once
-  ASSERT_EQ(spliced.jpegs.size(), frames);
-  ASSERT_EQ(whole.jpegs.size(), frames);
+  ASSERT_EQ(spliced.encoded_frames.size(), frames);
+  ASSERT_EQ(whole.encoded_frames.size(), frames);
   for (std::size_t i = 0; i < frames; ++i) {
     // Spliced: the bytes of the whole picture encoded with restart markers.
-    EXPECT_TRUE(spliced.jpegs[i] == render::encode_jpeg_segmented(pictures.images[i], 75).bytes)
+    EXPECT_TRUE(spliced.encoded_frames[i] ==
+                render::encode_jpeg_segmented(pictures.images[i], 75).bytes)
         << "frame " << i;
     // Without the cache: TurboJPEG's encoding. Both decode to the same pixels.
-    EXPECT_TRUE(whole.jpegs[i] == render::encode_jpeg(pictures.images[i], 75)) << "frame " << i;
-    EXPECT_EQ(cv::norm(cv::imdecode(spliced.jpegs[i], cv::IMREAD_COLOR),
-                       cv::imdecode(whole.jpegs[i], cv::IMREAD_COLOR), cv::NORM_INF),
+    EXPECT_TRUE(whole.encoded_frames[i] == render::encode_jpeg(pictures.images[i], 75))
+        << "frame " << i;
+    EXPECT_EQ(cv::norm(cv::imdecode(spliced.encoded_frames[i], cv::IMREAD_COLOR),
+                       cv::imdecode(whole.encoded_frames[i], cv::IMREAD_COLOR), cv::NORM_INF),
               0.0)
         << "frame " << i;
   }

@@ -9,22 +9,12 @@
 #include "avatar/avatar_import.h"
 #include "infer/models.h"
 #include "pipeline/offline_renderer.h"
+#include "support/collectors.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
 
 namespace lipsync {
 namespace {
-
-class CopySink : public pipeline::FrameSink {
- public:
-  void write(int index, const cv::Mat& frame, std::vector<std::uint8_t>) override {
-    EXPECT_EQ(index, static_cast<int>(frames.size()));  // in order
-    frames.push_back(frame.clone());
-  }
-  void finish() override { finished = true; }
-  std::vector<cv::Mat> frames;
-  bool finished = false;
-};
 
 TEST(RendererConcurrency, FramesDoNotDependOnBatchingWindowOrParallelRuns) {
   testing::TempDir dir;
@@ -43,10 +33,11 @@ TEST(RendererConcurrency, FramesDoNotDependOnBatchingWindowOrParallelRuns) {
     pipeline::RenderOptions options;
     options.batch = batch;
     options.window_frames = window;
-    CopySink sink;
+    testing::FrameCollector sink;
     pipeline::OfflineRenderer(avatar, models, options).render(samples, sink);
     EXPECT_TRUE(sink.finished);
-    runs.push_back(std::move(sink.frames));
+    EXPECT_TRUE(sink.in_order);
+    runs.push_back(std::move(sink.images));
   }
   {
     // Three generator runs at once (infer.parallel_runs): batches finish out of order.
@@ -57,10 +48,11 @@ TEST(RendererConcurrency, FramesDoNotDependOnBatchingWindowOrParallelRuns) {
     pipeline::RenderOptions options;
     options.batch = 2;
     options.window_frames = 9;
-    CopySink sink;
+    testing::FrameCollector sink;
     pipeline::OfflineRenderer(avatar, parallel_models, options).render(samples, sink);
     EXPECT_TRUE(sink.finished);
-    runs.push_back(std::move(sink.frames));
+    EXPECT_TRUE(sink.in_order);
+    runs.push_back(std::move(sink.images));
   }
   ASSERT_EQ(runs[0].size(), 49u);  // 32000 samples: T = 161, L = 47
   for (std::size_t r = 1; r < runs.size(); ++r) {

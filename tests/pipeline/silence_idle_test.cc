@@ -22,6 +22,7 @@
 #include "pipeline/live_session.h"
 #include "pipeline/offline_renderer.h"
 #include "pipeline/ticker.h"
+#include "support/collectors.h"
 #include "support/test_data.h"
 #include "support/test_models.h"
 
@@ -30,40 +31,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Keeps every rendered frame.
-class KeepingSink : public pipeline::FrameSink {
- public:
-  void write(int index, const cv::Mat& frame, std::vector<std::uint8_t>) override {
-    if (frames.size() <= static_cast<std::size_t>(index)) frames.resize(index + 1);
-    frames[static_cast<std::size_t>(index)] = frame.clone();
-  }
-  void finish() override {}
-  std::vector<cv::Mat> frames;
-};
-
-// Keeps a live session's frames.
-class LiveCollector : public pipeline::LiveSink {
- public:
-  void on_live_frame(pipeline::LiveFrame f) override {
-    std::lock_guard lock(mutex_);
-    frames_.push_back(std::move(f));
-    changed_.notify_all();
-  }
-  void on_live_ended(const std::optional<Error>&) override {}
-  bool wait_for_frames(std::size_t n) {
-    std::unique_lock lock(mutex_);
-    return changed_.wait_for(lock, std::chrono::seconds(60), [&] { return frames_.size() >= n; });
-  }
-  std::vector<pipeline::LiveFrame> frames() {
-    std::lock_guard lock(mutex_);
-    return frames_;
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::vector<pipeline::LiveFrame> frames_;
-};
+using testing::FrameCollector;
+using testing::LiveCollector;
 
 class SilenceIdleTest : public ::testing::Test {
  protected:
@@ -107,16 +76,16 @@ TEST_F(SilenceIdleTest, IdleFramesAreTheRenderersFramesForSilence) {
                         Case{"feather + ring", render::BlendOptions{true, true, 0, 1}}}) {
     pipeline::RenderOptions options;
     options.blend = c.blend;
-    KeepingSink sink;
+    FrameCollector sink;
     pipeline::OfflineRenderer(avatar_, *models_, options).render(silence, sink);
-    ASSERT_EQ(sink.frames.size(), 74u) << c.name;
+    ASSERT_EQ(sink.images.size(), 74u) << c.name;
     int compared = 0;
     // Frames whose 16 feature rows are all inside the clip: not the first 8 or the last 7.
-    for (int i = 8; i + 7 < static_cast<int>(sink.frames.size()); ++i) {
+    for (int i = 8; i + 7 < static_cast<int>(sink.images.size()); ++i) {
       const int t = avatar::template_frame_for(i, n, 0);
       cv::Mat mine;
       idle->idle_frame(t, c.blend, mine);
-      ASSERT_TRUE(same_pixels(mine, sink.frames[static_cast<std::size_t>(i)]))
+      ASSERT_TRUE(same_pixels(mine, sink.images[static_cast<std::size_t>(i)]))
           << c.name << ": frame " << i << " (template frame " << t << ")";
       ++compared;
     }
@@ -124,7 +93,7 @@ TEST_F(SilenceIdleTest, IdleFramesAreTheRenderersFramesForSilence) {
     // The edge frames read zero rows: a different face, so the comparison above is not vacuous.
     cv::Mat first;
     idle->idle_frame(0, c.blend, first);
-    EXPECT_FALSE(same_pixels(first, sink.frames[0])) << c.name;
+    EXPECT_FALSE(same_pixels(first, sink.images[0])) << c.name;
   }
   // The idle frame is the template outside the crop rect, and differs from it inside (the face
   // the model made).

@@ -106,6 +106,18 @@ CommandResult run_command(const std::string& command) {
   return r;
 }
 
+std::string shell_quote(const std::filesystem::path& path) {
+  std::string out = "'";
+  for (const char c : path.string()) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
 CommandResult run_lipsync(const std::string& args, const std::string& launcher) {
   return run_command(launcher + (launcher.empty() ? "" : " ") + "'" + LIPSYNC_BINARY + "' " + args);
 }

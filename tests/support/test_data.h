@@ -72,5 +72,7 @@ CommandResult run_command(const std::string& command);
 // Runs the built lipsync binary with the given arguments (a shell-quoted string), through
 // `launcher` when given (a command line such as "taskset -c 0").
 CommandResult run_lipsync(const std::string& args, const std::string& launcher = "");
+// `path` as one shell word: in single quotes, each ' in it written '\''.
+std::string shell_quote(const std::filesystem::path& path);
 
 }  // namespace lipsync::testing
