@@ -35,7 +35,6 @@ std::string scalar(OnnxBuilder& b, float value) {
 }  // namespace
 
 GeneratedModel demo_audio_encoder() {
-  using namespace infer;
   using namespace contract;
   OnnxBuilder b("lipsync_demo_audio_encoder", kOpset);
   const std::string input(kEncoderInputName);
@@ -68,7 +67,6 @@ struct ClosedMouthPlanes {
 };
 
 ClosedMouthPlanes closed_mouth_planes() {
-  using namespace infer;
   using namespace contract;
   ClosedMouthPlanes p;
   const std::size_t n = std::size_t(kRoiSize) * kRoiSize;
@@ -118,7 +116,6 @@ ClosedMouthPlanes closed_mouth_planes() {
 // colour of the ring around it (the skin), the smile drawn on it. A talking template's open mouth
 // is gone; a closed one is drawn anew in the same place.
 std::string add_closed_mouth(OnnxBuilder& b, const std::string& roi) {
-  using namespace infer;
   using namespace contract;
   const ClosedMouthPlanes p = closed_mouth_planes();
   const std::vector<std::int64_t> plane{1, 1, kRoiSize, kRoiSize};
@@ -147,7 +144,6 @@ std::string add_closed_mouth(OnnxBuilder& b, const std::string& roi) {
 // The demo generator's picture: the ROI with its mouth closed, then the open-mouth ellipse
 // painted by the audio; returns its tensor's name, or writes it as `output` when given.
 std::string add_demo_picture(OnnxBuilder& b, const std::string& output = "") {
-  using namespace infer;
   using namespace contract;
   const std::string image(kGeneratorImageName);
   const std::string audio_in(kGeneratorAudioName);
@@ -198,7 +194,6 @@ std::string add_demo_picture(OnnxBuilder& b, const std::string& output = "") {
 }  // namespace
 
 GeneratedModel demo_generator() {
-  using namespace infer;
   using namespace contract;
   OnnxBuilder b("lipsync_demo_generator", kOpset);
   add_demo_picture(b, std::string(kGeneratorOutputName));
@@ -207,7 +202,6 @@ GeneratedModel demo_generator() {
 }
 
 GeneratedModel drifting_generator(const Drift& drift) {
-  using namespace infer;
   using namespace contract;
   OnnxBuilder b("lipsync_drifting_generator", kOpset);
   const std::string picture = add_demo_picture(b);
