@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <opencv2/imgproc.hpp>
 #include <optional>
 #include <tuple>
@@ -65,7 +66,9 @@ std::pair<BandStats, BandStats> face_band_stats(const avatar::Avatar& avatar, in
 
 void composite_face(const avatar::Avatar& avatar, int template_frame, const cv::Mat& face,
                     const BlendOptions& blend, const ColorCorrection* correction, cv::Mat& dst) {
-  const cv::Mat& frame = *avatar.frame(template_frame);
+  // Hold the frame: the avatar's cache may drop its own reference while this copies.
+  const std::shared_ptr<const cv::Mat> held = avatar.frame(template_frame);
+  const cv::Mat& frame = *held;
   const cv::Rect rect = avatar::as_cv_rect(avatar.crop_rect(template_frame));
   frame.copyTo(dst);
   if (!blend.feather && correction == nullptr) {
@@ -112,7 +115,9 @@ void composite(const avatar::Avatar& avatar, int template_frame, std::span<const
 
 void composite_region(const avatar::Avatar& avatar, int template_frame,
                       std::span<const float> output, const cv::Rect& region, cv::Mat& dst) {
-  const cv::Mat& frame = *avatar.frame(template_frame);
+  // Hold the frame: the avatar's cache may drop its own reference while this copies.
+  const std::shared_ptr<const cv::Mat> held = avatar.frame(template_frame);
+  const cv::Mat& frame = *held;
   const avatar::CropRect& rect = avatar.crop_rect(template_frame);
   const cv::Rect face_rect = avatar::as_cv_rect(rect);
   LIPSYNC_CHECK((region & cv::Rect(0, 0, frame.cols, frame.rows)) == region);

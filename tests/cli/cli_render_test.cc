@@ -312,7 +312,8 @@ TEST_F(CliRender, TheDriftingGeneratorShowsTheBoxThatMatchingAndFeatheringHide) 
   };
   for (int i = 0; i < frames; ++i) {
     const int t = avatar::template_frame_for(i, avatar->frame_count(), 0);
-    const cv::Mat& tmpl = *avatar->frame(t);
+    const auto held = avatar->frame(t);
+    const cv::Mat& tmpl = *held;
     char name[32];
     std::snprintf(name, sizeof name, "%05d.png", i);
     const cv::Mat pasted = cv::imread((dir_ / "frames" / name).string(), cv::IMREAD_COLOR);
@@ -374,7 +375,8 @@ TEST_F(CliRender, FeatherAndRingHideTheDriftingGeneratorsBoxWhateverTheBatching)
   double ring = 0;
   for (int i = 0; i < frames; ++i) {
     const int t = avatar::template_frame_for(i, avatar->frame_count(), 0);
-    const cv::Mat& tmpl = *avatar->frame(t);
+    const auto held = avatar->frame(t);
+    const cv::Mat& tmpl = *held;
     char name[32];
     std::snprintf(name, sizeof name, "%05d.png", i);
     const cv::Mat pasted = cv::imread((dir_ / "paste" / name).string(), cv::IMREAD_COLOR);

@@ -11,6 +11,7 @@ extern "C" {
 #include <opencv2/imgproc.hpp>
 
 #include "avatar/avatar.h"
+#include "avatar/avatar_import.h"
 #include "avatar/crop_rect.h"
 #include "core/error.h"
 #include "render/color_track.h"
@@ -69,6 +70,38 @@ TEST(Compositor, TruncatesAndClamps) {
   EXPECT_EQ(out.at<cv::Vec3b>(4, 5)[0], 0);
   EXPECT_EQ(out.at<cv::Vec3b>(2, 2)[0], 9);  // the 4-pixel border keeps the original
   (void)frame;
+}
+
+// A 1280 x 720 frame (2.7 MB) is larger than a 1 MB frame cache, so the avatar hands it out
+// uncached and the caller's reference is its only one. Compositing must hold it while it copies:
+// the composites equal those of an avatar whose cache keeps every frame. (Binding a reference to
+// the frame a temporary pointer held read freed memory; ThreadSanitizer caught it when another
+// thread's eviction dropped the cache's reference mid-copy.)
+TEST(Compositor, HoldsItsTemplateFrameWhenTheCacheCannot) {
+  testing::TempDir dir;
+  avatar::write_demo_avatar(dir / "demo", 2, 1280, 720);
+  avatar::AvatarOptions tiny;
+  tiny.frame_cache_mb = 1;
+  const auto uncached = avatar::Avatar::open(dir / "demo", tiny);
+  const auto cached = avatar::Avatar::open(dir / "demo", {});
+  std::vector<float> output(3 * 320 * 320);
+  for (std::size_t i = 0; i < output.size(); ++i) output[i] = float(i % 251) / 251.0f;
+  for (int t = 0; t < 2; ++t) {
+    cv::Mat face;
+    render::make_face(*cached, t, output, face);
+    const cv::Rect crop = avatar::as_cv_rect(cached->crop_rect(t));
+    const cv::Rect region = crop + cv::Size(8, 8) - cv::Point(4, 4);
+    cv::Mat want, got, want_region, got_region;
+    render::composite_face(*cached, t, face, {}, want);
+    render::composite_face(*uncached, t, face, {}, got);
+    render::composite_region(*cached, t, output, region, want_region);
+    render::composite_region(*uncached, t, output, region, got_region);
+    EXPECT_EQ(uncached->frame_cache().size(), 0u);
+    ASSERT_EQ(got.size(), want.size());
+    EXPECT_EQ(cv::norm(got, want, cv::NORM_INF), 0.0) << "frame " << t;
+    ASSERT_EQ(got_region.size(), want_region.size());
+    EXPECT_EQ(cv::norm(got_region, want_region, cv::NORM_INF), 0.0) << "frame " << t;
+  }
 }
 
 TEST(ImageEncoder, PngIsLosslessAndJpegIsClose) {
