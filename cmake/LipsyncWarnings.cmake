@@ -6,6 +6,11 @@ target_compile_options(lipsync_warnings INTERFACE
   # GCC 12 reports false -Wrestrict errors inside libstdc++'s std::string concatenation at -O3
   # (GCC bug 105329); the warning says nothing about this project's code.
   $<$<CXX_COMPILER_ID:GNU>:-Wno-restrict>
+  # Clang checks the locks (core/mutex.h): a LIPSYNC_GUARDED_BY member touched without its mutex,
+  # a LIPSYNC_REQUIRES function called without it.
+  $<$<CXX_COMPILER_ID:Clang>:-Wthread-safety>
+  # Some sources turn off a GCC-only warning by name; clang need not know every such name.
+  $<$<CXX_COMPILER_ID:Clang>:-Wno-unknown-warning-option>
   $<$<BOOL:${LIPSYNC_WERROR}>:-Werror>)
 add_library(lipsync::warnings ALIAS lipsync_warnings)
 

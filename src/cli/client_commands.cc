@@ -8,7 +8,6 @@
 #include <iostream>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <optional>
@@ -22,6 +21,7 @@
 #include "client/live_client.h"
 #include "core/error.h"
 #include "core/json_text.h"
+#include "core/mutex.h"
 #include "core/stopwatch.h"
 #include "core/text.h"
 #include "lipsync/v1/lipsync.grpc.pb.h"
@@ -324,14 +324,15 @@ void run_live_loadtest(const LoadArgs& a) {
 
 // What the load test's workers record, under one lock.
 struct LoadResults {
-  std::mutex mutex;
-  std::vector<double> latencies;                              // of the calls that succeeded
-  std::map<std::string, std::pair<int, std::string>> errors;  // by code name: count, first message
-  grpc::Status first_error;
-  long long frames = 0;
+  core::Mutex mutex;
+  std::vector<double> latencies LIPSYNC_GUARDED_BY(mutex);  // of the calls that succeeded
+  // By code name: count, first message.
+  std::map<std::string, std::pair<int, std::string>> errors LIPSYNC_GUARDED_BY(mutex);
+  grpc::Status first_error LIPSYNC_GUARDED_BY(mutex);
+  long long frames LIPSYNC_GUARDED_BY(mutex) = 0;
 
   void add(const grpc::Status& status, double ms, int frames_got) {
-    std::lock_guard lock(mutex);
+    core::MutexLock lock(mutex);
     if (status.ok()) {
       latencies.push_back(ms);
       frames += frames_got;
@@ -343,7 +344,9 @@ struct LoadResults {
   }
 
   // Latency at percentile p.
-  double percentile(double p) const { return client::percentile(latencies, p); }
+  double percentile(double p) const LIPSYNC_REQUIRES(mutex) {
+    return client::percentile(latencies, p);
+  }
 };
 
 // One request of the load test: an InferBatchComposite call, or a whole stream.
@@ -408,6 +411,7 @@ void run_loadtest(const LoadArgs& a) {
   }
   for (auto& t : workers) t.join();
   const double seconds = clock.elapsed_ms() / 1000.0;
+  core::MutexLock lock(results.mutex);  // the workers are done; this only says so
   std::sort(results.latencies.begin(), results.latencies.end());
   nlohmann::json errors = nlohmann::json::object();
   for (const auto& [code, entry] : results.errors) {

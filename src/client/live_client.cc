@@ -1,11 +1,9 @@
 #include "client/live_client.h"
 
 #include <algorithm>
-#include <condition_variable>
 #include <cstdlib>
 #include <deque>
 #include <fstream>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <thread>
@@ -15,6 +13,7 @@
 #include "client/channel.h"
 #include "core/error.h"
 #include "core/json_text.h"
+#include "core/mutex.h"
 #include "core/stopwatch.h"
 #include "lipsync/v1/lipsync.grpc.pb.h"
 #include "render/mp4_writer.h"
@@ -65,14 +64,14 @@ class SessionFiles {
   ~SessionFiles() { close(); }
 
   void add(LiveFrameRecord record) {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     queue_.push_back(std::move(record));
     wake_.notify_one();
   }
   // Finishes the files; returns the first error, if any.
   std::string close() {
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       if (closed_) return error_;
       closed_ = true;
     }
@@ -92,8 +91,8 @@ class SessionFiles {
     while (true) {
       LiveFrameRecord r;
       {
-        std::unique_lock lock(mutex_);
-        wake_.wait(lock, [&] { return closed_ || !queue_.empty(); });
+        core::MutexLock lock(mutex_);
+        wake_.wait(lock, [&]() LIPSYNC_REQUIRES(mutex_) { return closed_ || !queue_.empty(); });
         if (queue_.empty()) return;
         r = std::move(queue_.front());
         queue_.pop_front();
@@ -141,11 +140,11 @@ class SessionFiles {
   std::ofstream jsonl_;
   std::vector<std::int16_t> audio_;
   std::unique_ptr<render::Mp4Writer> mp4_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<LiveFrameRecord> queue_;
-  bool closed_ = false;
-  std::string error_;
+  core::Mutex mutex_;
+  core::CondVar wake_;
+  std::deque<LiveFrameRecord> queue_ LIPSYNC_GUARDED_BY(mutex_);
+  bool closed_ LIPSYNC_GUARDED_BY(mutex_) = false;
+  std::string error_;  // the loop thread's until close() has joined it
   std::thread thread_;
 };
 
@@ -158,13 +157,14 @@ StreamConfig::Format format_of(const std::string& name) {
 
 // What the two threads of a session share.
 struct Timeline {
-  std::mutex mutex;
-  std::vector<double> say_sent_ms;        // first speech byte of each utterance
-  std::vector<double> interrupt_sent_ms;  // each interrupt
+  mutable core::Mutex mutex;
+  std::vector<double> say_sent_ms LIPSYNC_GUARDED_BY(mutex);  // first speech byte of each utterance
+  std::vector<double> interrupt_sent_ms LIPSYNC_GUARDED_BY(mutex);  // each interrupt
 };
 
 void compute_summary(LiveReport& report, const std::vector<LiveFrameRecord>& frames,
                      const Timeline& t) {
+  core::MutexLock lock(t.mutex);  // the session's threads are done; this only says so
   std::vector<double> offsets;
   bool last_underrun = false;
   for (std::size_t i = 0; i < frames.size(); ++i) {
@@ -225,7 +225,7 @@ void play_script(grpc::ClientReaderWriter<LiveRequest, LiveFrame>& call, const L
     }
     if (a.kind == LiveAction::Kind::kInterrupt) {
       {
-        std::lock_guard lock(t.mutex);
+        core::MutexLock lock(t.mutex);
         t.interrupt_sent_ms.push_back(clock.elapsed_ms());
       }
       r.set_interrupt(true);
@@ -233,7 +233,7 @@ void play_script(grpc::ClientReaderWriter<LiveRequest, LiveFrame>& call, const L
       continue;
     }
     {
-      std::lock_guard lock(t.mutex);
+      core::MutexLock lock(t.mutex);
       t.say_sent_ms.push_back(clock.elapsed_ms());
     }
     for (std::size_t pos = 0; pos < a.audio.size(); pos += chunk) {

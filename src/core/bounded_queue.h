@@ -4,11 +4,11 @@
 // Thread contract: any number of producers and consumers at once.
 #pragma once
 
-#include <condition_variable>
 #include <cstddef>
 #include <deque>
-#include <mutex>
 #include <optional>
+
+#include "core/mutex.h"
 
 namespace lipsync::core {
 
@@ -20,8 +20,9 @@ class BoundedQueue {
 
   // Waits for room; returns false (dropping item) when the queue is closed.
   bool push(T item) {
-    std::unique_lock lock(mutex_);
-    not_full_.wait(lock, [&] { return closed_ || items_.size() < capacity_; });
+    core::MutexLock lock(mutex_);
+    not_full_.wait(lock,
+                   [&]() LIPSYNC_REQUIRES(mutex_) { return closed_ || items_.size() < capacity_; });
     if (closed_) return false;
     items_.push_back(std::move(item));
     not_empty_.notify_one();
@@ -30,8 +31,8 @@ class BoundedQueue {
 
   // Waits for an item; nullopt once the queue is closed and empty.
   std::optional<T> pop() {
-    std::unique_lock lock(mutex_);
-    not_empty_.wait(lock, [&] { return closed_ || !items_.empty(); });
+    core::MutexLock lock(mutex_);
+    not_empty_.wait(lock, [&]() LIPSYNC_REQUIRES(mutex_) { return closed_ || !items_.empty(); });
     if (items_.empty()) return std::nullopt;
     T item = std::move(items_.front());
     items_.pop_front();
@@ -40,24 +41,24 @@ class BoundedQueue {
   }
 
   void close() {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     closed_ = true;
     not_full_.notify_all();
     not_empty_.notify_all();
   }
 
   std::size_t size() const {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     return items_.size();
   }
 
  private:
   const std::size_t capacity_;
-  mutable std::mutex mutex_;
-  std::condition_variable not_full_;
-  std::condition_variable not_empty_;
-  std::deque<T> items_;
-  bool closed_ = false;
+  mutable core::Mutex mutex_;
+  core::CondVar not_full_;
+  core::CondVar not_empty_;
+  std::deque<T> items_ LIPSYNC_GUARDED_BY(mutex_);
+  bool closed_ LIPSYNC_GUARDED_BY(mutex_) = false;
 };
 
 }  // namespace lipsync::core

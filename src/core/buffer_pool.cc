@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "core/mutex.h"
+
 namespace lipsync::core {
 
 BufferPool::Lease::Lease(Lease&& other) noexcept
@@ -34,7 +36,7 @@ void BufferPool::Lease::release() {
 BufferPool::Lease BufferPool::acquire(std::size_t size) {
   std::vector<float> buffer;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     auto best = free_.end();
     for (auto it = free_.begin(); it != free_.end(); ++it) {
       if (it->size() >= size && (best == free_.end() || it->size() < best->size())) best = it;
@@ -49,7 +51,7 @@ BufferPool::Lease BufferPool::acquire(std::size_t size) {
 }
 
 void BufferPool::give_back(std::vector<float> buffer) {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   if (free_.size() < max_cached_) {
     free_.push_back(std::move(buffer));
     return;
@@ -61,7 +63,7 @@ void BufferPool::give_back(std::vector<float> buffer) {
 }
 
 std::size_t BufferPool::cached() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return free_.size();
 }
 

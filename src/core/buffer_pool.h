@@ -6,9 +6,10 @@
 #pragma once
 
 #include <cstddef>
-#include <mutex>
 #include <span>
 #include <vector>
+
+#include "core/mutex.h"
 
 namespace lipsync::core {
 
@@ -55,8 +56,8 @@ class BufferPool {
   void give_back(std::vector<float> buffer);
 
   const std::size_t max_cached_;
-  mutable std::mutex mutex_;
-  std::vector<std::vector<float>> free_;  // guarded by mutex_
+  mutable core::Mutex mutex_;
+  std::vector<std::vector<float>> free_ LIPSYNC_GUARDED_BY(mutex_);
 };
 
 }  // namespace lipsync::core

@@ -8,8 +8,9 @@
 #include <functional>
 #include <list>
 #include <memory>
-#include <mutex>
 #include <unordered_map>
+
+#include "core/mutex.h"
 
 namespace lipsync::core {
 
@@ -27,7 +28,7 @@ class LruCache {
       const Key& key,
       const std::function<std::pair<std::shared_ptr<const Value>, std::size_t>()>& make) {
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       auto it = index_.find(key);
       if (it != index_.end()) {
         ++hits_;
@@ -37,7 +38,7 @@ class LruCache {
       ++misses_;
     }
     auto [value, bytes] = make();
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     auto it = index_.find(key);
     if (it != index_.end()) return it->second->value;
     if (bytes > budget_) return value;  // too big to keep: hand it out uncached
@@ -54,7 +55,7 @@ class LruCache {
 
   // The cached value for key, or null (nothing is made).
   std::shared_ptr<const Value> find(const Key& key) {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     auto it = index_.find(key);
     if (it == index_.end()) return nullptr;
     ++hits_;
@@ -64,7 +65,7 @@ class LruCache {
 
   // Drops key's value (holders keep theirs).
   void erase(const Key& key) {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     auto it = index_.find(key);
     if (it == index_.end()) return;
     used_ -= it->second->bytes;
@@ -73,20 +74,20 @@ class LruCache {
   }
 
   std::size_t used_bytes() const {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     return used_;
   }
   std::size_t budget_bytes() const { return budget_; }
   std::size_t size() const {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     return index_.size();
   }
   std::size_t hits() const {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     return hits_;
   }
   std::size_t misses() const {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     return misses_;
   }
 
@@ -97,12 +98,13 @@ class LruCache {
     std::size_t bytes;
   };
   const std::size_t budget_;
-  mutable std::mutex mutex_;
-  std::list<Entry> order_;  // most recent first
-  std::unordered_map<Key, typename std::list<Entry>::iterator, Hash> index_;
-  std::size_t used_ = 0;
-  std::size_t hits_ = 0;
-  std::size_t misses_ = 0;
+  mutable core::Mutex mutex_;
+  std::list<Entry> order_ LIPSYNC_GUARDED_BY(mutex_);  // most recent first
+  std::unordered_map<Key, typename std::list<Entry>::iterator, Hash> index_
+      LIPSYNC_GUARDED_BY(mutex_);
+  std::size_t used_ LIPSYNC_GUARDED_BY(mutex_) = 0;
+  std::size_t hits_ LIPSYNC_GUARDED_BY(mutex_) = 0;
+  std::size_t misses_ LIPSYNC_GUARDED_BY(mutex_) = 0;
 };
 
 }  // namespace lipsync::core

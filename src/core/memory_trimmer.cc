@@ -2,6 +2,8 @@
 
 #if defined(__GLIBC__)
 #include <malloc.h>
+
+#include "core/mutex.h"
 #endif
 
 namespace lipsync::core {
@@ -34,7 +36,7 @@ MemoryTrimmer::MemoryTrimmer(std::chrono::milliseconds delay)
 
 MemoryTrimmer::~MemoryTrimmer() {
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     stopping_ = true;
   }
   wake_.notify_all();
@@ -43,24 +45,25 @@ MemoryTrimmer::~MemoryTrimmer() {
 
 void MemoryTrimmer::request() {
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     requested_ = true;
   }
   wake_.notify_all();
 }
 
 int MemoryTrimmer::trims() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return trims_;
 }
 
 void MemoryTrimmer::run() {
-  std::unique_lock lock(mutex_);
+  core::MutexLock lock(mutex_);
   while (true) {
-    wake_.wait(lock, [this] { return stopping_ || requested_; });
+    wake_.wait(lock, [this]() LIPSYNC_REQUIRES(mutex_) { return stopping_ || requested_; });
     if (stopping_) return;
     // Let the burst finish (the freeing may still be under way on other threads).
-    if (wake_.wait_for(lock, delay_, [this] { return stopping_; })) return;
+    if (wake_.wait_for(lock, delay_, [this]() LIPSYNC_REQUIRES(mutex_) { return stopping_; }))
+      return;
     requested_ = false;
     lock.unlock();
     release_free_memory();

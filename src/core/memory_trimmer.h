@@ -7,10 +7,10 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
-#include <mutex>
 #include <thread>
+
+#include "core/mutex.h"
 
 namespace lipsync::core {
 
@@ -51,11 +51,11 @@ class MemoryTrimmer {
   void run();
 
   const std::chrono::milliseconds delay_;
-  mutable std::mutex mutex_;
-  std::condition_variable wake_;
-  bool requested_ = false;  // guarded by mutex_
-  bool stopping_ = false;   // guarded by mutex_
-  int trims_ = 0;           // guarded by mutex_
+  mutable core::Mutex mutex_;
+  core::CondVar wake_;
+  bool requested_ LIPSYNC_GUARDED_BY(mutex_) = false;
+  bool stopping_ LIPSYNC_GUARDED_BY(mutex_) = false;
+  int trims_ LIPSYNC_GUARDED_BY(mutex_) = 0;
   std::thread thread_;
 };
 

@@ -1,5 +1,7 @@
 #include "core/read_lane.h"
 
+#include "core/mutex.h"
+
 namespace lipsync::core {
 
 ReadLane::ReadLane(WorkerPool& pool, std::function<void()> resume)
@@ -7,19 +9,19 @@ ReadLane::ReadLane(WorkerPool& pool, std::function<void()> resume)
 
 bool ReadLane::queue(std::size_t bytes, std::function<bool()> work) {
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     waiting_ += bytes;
   }
   strand_.post([self = shared_from_this(), bytes, work = std::move(work)] {
     std::uint64_t seen = 0;
     {
-      std::lock_guard lock(self->mutex_);
+      core::MutexLock lock(self->mutex_);
       seen = self->wanted_seen_;
     }
     const bool room = work();
     bool resume = false;
     {
-      std::lock_guard lock(self->mutex_);
+      core::MutexLock lock(self->mutex_);
       self->waiting_ -= bytes;
       // A wanted() that came while the work ran is for this "full": the session has room.
       if (!room && self->wanted_seen_ == seen) self->full_ = true;
@@ -27,7 +29,7 @@ bool ReadLane::queue(std::size_t bytes, std::function<bool()> work) {
     }
     if (resume) self->resume_();
   });
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   if (full_ || waiting_ > kMaxWaitingBytes) {
     paused_ = true;
     return false;
@@ -42,7 +44,7 @@ void ReadLane::then(std::function<void()> work) {
 void ReadLane::wanted() {
   bool resume = false;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     ++wanted_seen_;
     full_ = false;
     resume = resume_locked();

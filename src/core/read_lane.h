@@ -13,8 +13,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 
+#include "core/mutex.h"
 #include "core/strand.h"
 #include "core/worker_pool.h"
 
@@ -37,16 +37,16 @@ class ReadLane final : public std::enable_shared_from_this<ReadLane> {
   void wanted();
 
  private:
-  // Requires mutex_ held: whether a paused reader may read on now (then it is no longer paused).
-  bool resume_locked();
+  // Whether a paused reader may read on now (then it is no longer paused).
+  bool resume_locked() LIPSYNC_REQUIRES(mutex_);
 
   Strand strand_;
   const std::function<void()> resume_;
-  std::mutex mutex_;
-  std::size_t waiting_ = 0;        // bytes queued and not yet handled (guarded)
-  bool full_ = false;              // the session said it has no room (guarded)
-  bool paused_ = false;            // the reader was told to pause (guarded)
-  std::uint64_t wanted_seen_ = 0;  // wanted() calls so far (guarded)
+  core::Mutex mutex_;
+  std::size_t waiting_ LIPSYNC_GUARDED_BY(mutex_) = 0;        // bytes queued and not yet handled
+  bool full_ LIPSYNC_GUARDED_BY(mutex_) = false;              // the session said it has no room
+  bool paused_ LIPSYNC_GUARDED_BY(mutex_) = false;            // the reader was told to pause
+  std::uint64_t wanted_seen_ LIPSYNC_GUARDED_BY(mutex_) = 0;  // wanted() calls so far
 };
 
 }  // namespace lipsync::core

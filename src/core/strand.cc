@@ -1,19 +1,20 @@
 #include "core/strand.h"
 
 #include <deque>
-#include <mutex>
 #include <thread>
+
+#include "core/mutex.h"
 
 namespace lipsync::core {
 
 struct Strand::State : std::enable_shared_from_this<State> {
   explicit State(WorkerPool& p) : pool(p) {}
   WorkerPool& pool;
-  std::mutex mutex;
-  std::deque<std::function<void()>> tasks;  // guarded by mutex
-  bool scheduled = false;                   // a drain is posted or running (guarded)
-  bool closed = false;                      // guarded
-  std::thread::id runner;                   // the thread draining now (guarded)
+  core::Mutex mutex;
+  std::deque<std::function<void()>> tasks LIPSYNC_GUARDED_BY(mutex);
+  bool scheduled LIPSYNC_GUARDED_BY(mutex) = false;  // a drain is posted or running
+  bool closed LIPSYNC_GUARDED_BY(mutex) = false;
+  std::thread::id runner LIPSYNC_GUARDED_BY(mutex);  // the thread draining now
 
   // Runs queued tasks; after a handful it re-posts itself so one busy strand cannot hold a
   // pool thread forever while other strands wait.
@@ -21,7 +22,7 @@ struct Strand::State : std::enable_shared_from_this<State> {
     for (int budget = 16; budget > 0; --budget) {
       std::function<void()> task;
       {
-        std::lock_guard lock(mutex);
+        core::MutexLock lock(mutex);
         if (tasks.empty() || closed) {
           tasks.clear();
           scheduled = false;
@@ -35,7 +36,7 @@ struct Strand::State : std::enable_shared_from_this<State> {
       task();
     }
     {
-      std::lock_guard lock(mutex);
+      core::MutexLock lock(mutex);
       runner = {};
     }
     pool.post([self = shared_from_this()] { self->drain(); });
@@ -50,7 +51,7 @@ Strand::~Strand() {
 
 void Strand::post(std::function<void()> task) {
   {
-    std::lock_guard lock(state_->mutex);
+    core::MutexLock lock(state_->mutex);
     if (state_->closed) return;
     state_->tasks.push_back(std::move(task));
     if (state_->scheduled) return;
@@ -60,13 +61,13 @@ void Strand::post(std::function<void()> task) {
 }
 
 void Strand::close() {
-  std::lock_guard lock(state_->mutex);
+  core::MutexLock lock(state_->mutex);
   state_->closed = true;
   state_->tasks.clear();
 }
 
 bool Strand::running_in_this_thread() const {
-  std::lock_guard lock(state_->mutex);
+  core::MutexLock lock(state_->mutex);
   return state_->runner == std::this_thread::get_id();
 }
 

@@ -2,15 +2,14 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <exception>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "core/error.h"
+#include "core/mutex.h"
 #include "core/thread_budget.h"
 
 namespace lipsync::core {
@@ -24,10 +23,10 @@ struct Job {
   std::size_t pieces = 0;
   std::atomic<std::size_t> next{0};
 
-  std::mutex mu;
-  std::condition_variable all_done;
-  std::size_t done = 0;      // guarded by mu
-  std::exception_ptr error;  // guarded by mu; the first exception thrown by a piece
+  core::Mutex mu;
+  core::CondVar all_done;
+  std::size_t done LIPSYNC_GUARDED_BY(mu) = 0;
+  std::exception_ptr error LIPSYNC_GUARDED_BY(mu);  // the first exception thrown by a piece
 
   bool exhausted() const { return next.load(std::memory_order_relaxed) >= pieces; }
 
@@ -44,7 +43,7 @@ struct Job {
       } catch (...) {
         thrown = std::current_exception();
       }
-      std::lock_guard lock(mu);
+      core::MutexLock lock(mu);
       if (thrown && !error) error = thrown;
       if (++done == pieces) all_done.notify_all();
     }
@@ -63,7 +62,7 @@ struct TaskArena::Impl {
 
   ~Impl() {
     {
-      std::lock_guard lock(mu);
+      core::MutexLock lock(mu);
       stopping = true;
     }
     wake.notify_all();
@@ -74,8 +73,8 @@ struct TaskArena::Impl {
     for (;;) {
       std::shared_ptr<Job> job;
       {
-        std::unique_lock lock(mu);
-        wake.wait(lock, [this] { return stopping || !queue.empty(); });
+        core::MutexLock lock(mu);
+        wake.wait(lock, [this]() LIPSYNC_REQUIRES(mu) { return stopping || !queue.empty(); });
         if (stopping) return;
         job = queue.front();
         if (job->exhausted()) {
@@ -89,21 +88,21 @@ struct TaskArena::Impl {
 
   void submit(const std::shared_ptr<Job>& job) {
     {
-      std::lock_guard lock(mu);
+      core::MutexLock lock(mu);
       queue.push_back(job);
     }
     wake.notify_all();
   }
 
   void withdraw(const std::shared_ptr<Job>& job) {
-    std::lock_guard lock(mu);
+    core::MutexLock lock(mu);
     queue.erase(std::remove(queue.begin(), queue.end(), job), queue.end());
   }
 
-  std::mutex mu;
-  std::condition_variable wake;
-  std::deque<std::shared_ptr<Job>> queue;  // guarded by mu
-  bool stopping = false;                   // guarded by mu
+  core::Mutex mu;
+  core::CondVar wake;
+  std::deque<std::shared_ptr<Job>> queue LIPSYNC_GUARDED_BY(mu);
+  bool stopping LIPSYNC_GUARDED_BY(mu) = false;
   std::vector<std::thread> threads;
 };
 
@@ -134,28 +133,28 @@ void TaskArena::parallel_for(std::size_t n, std::size_t min_grain,
   impl_->submit(job);
   job->work();
   {
-    std::unique_lock lock(job->mu);
-    job->all_done.wait(lock, [&] { return job->done == job->pieces; });
+    core::MutexLock lock(job->mu);
+    job->all_done.wait(lock, [&]() LIPSYNC_REQUIRES(job->mu) { return job->done == job->pieces; });
   }
   impl_->withdraw(job);
   std::exception_ptr error;
   {
-    std::lock_guard lock(job->mu);
+    core::MutexLock lock(job->mu);
     error = job->error;
   }
   if (error) std::rethrow_exception(error);
 }
 
 namespace {
-std::mutex g_global_mu;
-int g_global_threads = 0;       // guarded by g_global_mu; 0: not configured
-bool g_global_created = false;  // guarded by g_global_mu
+core::Mutex g_global_mu;
+int g_global_threads LIPSYNC_GUARDED_BY(g_global_mu) = 0;  // 0: not configured
+bool g_global_created LIPSYNC_GUARDED_BY(g_global_mu) = false;
 }  // namespace
 
 TaskArena& TaskArena::global() {
   // Never destroyed: components may use it from static destructors and detached work.
   static TaskArena* arena = [] {
-    std::lock_guard lock(g_global_mu);
+    core::MutexLock lock(g_global_mu);
     g_global_created = true;
     return new TaskArena(g_global_threads > 0 ? g_global_threads : thread_budget());
   }();
@@ -166,7 +165,7 @@ void TaskArena::configure_global(int threads) {
   if (threads < 1) {
     throw Error::invalid_input("threads=" + std::to_string(threads) + ": expected >= 1");
   }
-  std::lock_guard lock(g_global_mu);
+  core::MutexLock lock(g_global_mu);
   const int current = g_global_threads > 0 ? g_global_threads : thread_budget();
   if (g_global_created && threads != current) {
     throw Error::internal("TaskArena::configure_global called after the global arena was created");

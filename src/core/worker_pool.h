@@ -4,14 +4,14 @@
 // Thread contract: post() from any thread; the destructor drains the queue and joins.
 #pragma once
 
-#include <condition_variable>
 #include <cstdio>
 #include <deque>
 #include <exception>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "core/mutex.h"
 
 namespace lipsync::core {
 
@@ -24,8 +24,9 @@ class WorkerPool {
         while (true) {
           std::function<void()> task;
           {
-            std::unique_lock lock(mutex_);
-            wake_.wait(lock, [&] { return stopping_ || !tasks_.empty(); });
+            core::MutexLock lock(mutex_);
+            wake_.wait(lock,
+                       [&]() LIPSYNC_REQUIRES(mutex_) { return stopping_ || !tasks_.empty(); });
             if (tasks_.empty()) return;  // stopping and drained
             task = std::move(tasks_.front());
             tasks_.pop_front();
@@ -44,7 +45,7 @@ class WorkerPool {
   }
   ~WorkerPool() {
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       stopping_ = true;
     }
     wake_.notify_all();
@@ -55,21 +56,21 @@ class WorkerPool {
 
   void post(std::function<void()> task) {
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       tasks_.push_back(std::move(task));
     }
     wake_.notify_one();
   }
   std::size_t pending() const {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     return tasks_.size();
   }
 
  private:
-  mutable std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<std::function<void()>> tasks_;
-  bool stopping_ = false;
+  mutable core::Mutex mutex_;
+  core::CondVar wake_;
+  std::deque<std::function<void()>> tasks_ LIPSYNC_GUARDED_BY(mutex_);
+  bool stopping_ LIPSYNC_GUARDED_BY(mutex_) = false;
   std::vector<std::thread> threads_;
 };
 

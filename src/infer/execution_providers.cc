@@ -8,11 +8,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
-#include <mutex>
 #include <system_error>
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/mutex.h"
 #include "infer/ort_env.h"
 
 namespace lipsync::infer {
@@ -58,13 +58,14 @@ struct Registration {
   std::string error;              // empty when it registered
 };
 
-std::mutex registrations_mu;
-std::map<std::string, Registration> registrations;  // key: provider name + the folders searched
+core::Mutex registrations_mu;
+std::map<std::string, Registration> registrations
+    LIPSYNC_GUARDED_BY(registrations_mu);  // key: provider name + the folders searched
 
 Registration register_provider(const ProviderInfo& p, const InferOptions& options) {
   const std::vector<std::filesystem::path> dirs = provider_library_dirs(options);
   const std::string key = std::string(p.name) + "\n" + join_paths(dirs);
-  const std::lock_guard lock(registrations_mu);
+  const core::MutexLock lock(registrations_mu);
   if (const auto it = registrations.find(key); it != registrations.end()) return it->second;
   Registration r;
   for (const auto& dir : dirs) {

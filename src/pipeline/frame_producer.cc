@@ -8,6 +8,7 @@
 #include "avatar/template_walk.h"
 #include "contract/model_family.h"
 #include "core/check.h"
+#include "core/mutex.h"
 #include "core/stopwatch.h"
 #include "render/compositor.h"
 #include "render/image_encoder.h"
@@ -145,7 +146,7 @@ void FrameProducer::end_audio() {
 void FrameProducer::release(int frames) {
   bool wake = false;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     released_ += frames;
     LIPSYNC_CHECK_LE(released_, next_deliver_);
     wake = waiting_for_room_ && !stopped_;
@@ -160,7 +161,7 @@ void FrameProducer::cancel() {
 
 bool FrameProducer::halt() {
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (stopped_) return false;
     stopped_ = true;
     ready_.clear();
@@ -173,17 +174,17 @@ bool FrameProducer::halt() {
 }
 
 int FrameProducer::total_frames() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return total_;
 }
 
 int FrameProducer::delivered_frames() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return next_deliver_;
 }
 
 int FrameProducer::in_flight() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return submitted_ - released_;
 }
 
@@ -202,7 +203,7 @@ void FrameProducer::pump() {
   try {
     while (true) {
       {
-        std::lock_guard lock(mutex_);
+        core::MutexLock lock(mutex_);
         if (stopped_) return;
         if (submitted_ - released_ >= settings_.window_frames) {
           waiting_for_room_ = true;
@@ -223,7 +224,7 @@ void FrameProducer::pump() {
         const int total =
             limit >= 0 ? std::min(limit, track_->total_frames()) : track_->total_frames();
         {
-          std::lock_guard lock(mutex_);
+          core::MutexLock lock(mutex_);
           total_ = total;
         }
         if (submit_ready()) continue;
@@ -291,7 +292,7 @@ bool FrameProducer::submit_ready() {
   if (settings_.frame_limit >= 0) ready = std::min(ready, settings_.frame_limit);
   int count = 0;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     const int room = settings_.window_frames - (submitted_ - released_);
     count = std::min(room, ready - next_submit_);
     if (count <= 0) return false;
@@ -301,7 +302,7 @@ bool FrameProducer::submit_ready() {
   std::vector<FrameJob> jobs;
   jobs.reserve(static_cast<std::size_t>(count));
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (stopped_) return false;
     for (int i = first; i < first + count; ++i) {
       rows_.emplace(i, rows);
@@ -320,7 +321,7 @@ void FrameProducer::fill(std::int64_t tag, std::span<float> image, std::span<flo
   const int frame = static_cast<int>(tag);
   std::shared_ptr<const FrameAudioRows> rows;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     const auto it = rows_.find(frame);
     if (it == rows_.end()) {  // cancelled meanwhile; the output will be dropped
       std::fill(audio.begin(), audio.end(), 0.0f);
@@ -342,7 +343,7 @@ void FrameProducer::fill(std::int64_t tag, std::span<float> image, std::span<flo
 void FrameProducer::done(std::int64_t tag, std::shared_ptr<const infer::GeneratorBatch> batch,
                          int slot) {
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (stopped_) return;
     rows_.erase(static_cast<int>(tag));
   }
@@ -357,7 +358,7 @@ void FrameProducer::failed(std::int64_t, const Error& error) {
 
 void FrameProducer::skipped(std::int64_t tag) {
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (stopped_) return;
     rows_.erase(static_cast<int>(tag));
   }
@@ -386,7 +387,7 @@ void FrameProducer::park(int index, std::shared_ptr<const infer::GeneratorBatch>
   }
   batch.reset();
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (stopped_) return;
     parked_.emplace(index, std::move(p));
   }
@@ -397,7 +398,7 @@ void FrameProducer::finish_parked(const std::vector<render::ColorTrack::Ready>& 
   for (const render::ColorTrack::Ready& r : ready) {
     Parked p;
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       const auto it = parked_.find(r.frame);
       if (stopped_ || it == parked_.end()) return;
       p = std::move(it->second);
@@ -471,7 +472,7 @@ void FrameProducer::composite_and_deliver(int index,
                                           std::shared_ptr<const infer::GeneratorBatch> batch,
                                           int slot) {
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (stopped_) return;
   }
   try {
@@ -509,7 +510,7 @@ void FrameProducer::composite_and_deliver(int index,
 
 void FrameProducer::deliver(ProducedFrame frame) {
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (stopped_) return;
     const int index = frame.index;
     ready_.emplace(index, std::move(frame));
@@ -522,7 +523,7 @@ void FrameProducer::deliver(ProducedFrame frame) {
 // on_finished.
 void FrameProducer::deliver_ready() {
   const auto consumer = consumer_.lock();
-  std::unique_lock lock(mutex_);
+  core::MutexLock lock(mutex_);
   if (stopped_ || delivering_) return;
   delivering_ = true;
   while (true) {

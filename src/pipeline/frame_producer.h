@@ -24,7 +24,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <opencv2/core/mat.hpp>
 #include <optional>
 #include <span>
@@ -35,6 +34,7 @@
 #include "avatar/avatar.h"
 #include "core/config_table.h"
 #include "core/error.h"
+#include "core/mutex.h"
 #include "core/strand.h"
 #include "core/worker_pool.h"
 #include "infer/audio_encoder.h"
@@ -257,17 +257,20 @@ class FrameProducer final : public BatchClient, public std::enable_shared_from_t
     double composite_ms = 0;
   };
 
-  mutable std::mutex mutex_;
-  std::map<int, Parked> parked_;  // made and measured, waiting for their correction (guarded)
-  std::map<int, std::shared_ptr<const FrameAudioRows>> rows_;  // by frame (guarded)
-  std::map<int, ProducedFrame> ready_;  // composited, waiting for their turn (guarded)
-  int submitted_ = 0;                   // guarded
-  int released_ = 0;                    // guarded
-  int next_deliver_ = 0;                // guarded
-  int total_ = -1;                      // guarded
-  bool delivering_ = false;             // guarded
-  bool waiting_for_room_ = false;       // guarded
-  bool stopped_ = false;                // failed, cancelled or finished (guarded)
+  mutable core::Mutex mutex_;
+  std::map<int, Parked> parked_
+      LIPSYNC_GUARDED_BY(mutex_);  // made and measured, waiting for their correction
+  std::map<int, std::shared_ptr<const FrameAudioRows>> rows_
+      LIPSYNC_GUARDED_BY(mutex_);  // by frame
+  std::map<int, ProducedFrame> ready_
+      LIPSYNC_GUARDED_BY(mutex_);  // composited, waiting for their turn
+  int submitted_ LIPSYNC_GUARDED_BY(mutex_) = 0;
+  int released_ LIPSYNC_GUARDED_BY(mutex_) = 0;
+  int next_deliver_ LIPSYNC_GUARDED_BY(mutex_) = 0;
+  int total_ LIPSYNC_GUARDED_BY(mutex_) = -1;
+  bool delivering_ LIPSYNC_GUARDED_BY(mutex_) = false;
+  bool waiting_for_room_ LIPSYNC_GUARDED_BY(mutex_) = false;
+  bool stopped_ LIPSYNC_GUARDED_BY(mutex_) = false;  // failed, cancelled or finished
 };
 
 }  // namespace lipsync::pipeline

@@ -1,5 +1,7 @@
 #include "pipeline/idle_pictures.h"
 
+#include "core/mutex.h"
+
 namespace lipsync::pipeline {
 
 std::size_t IdlePictureCache::KeyHash::operator()(const Key& k) const {
@@ -32,7 +34,7 @@ IdlePictureCache::Bytes IdlePictureCache::make_once(const Key& key,
   std::promise<Bytes> promise;
   std::shared_future<Bytes> future;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     const auto it = making_.find(key);
     if (it != making_.end()) {
       future = it->second;
@@ -44,12 +46,12 @@ IdlePictureCache::Bytes IdlePictureCache::make_once(const Key& key,
   try {
     Bytes bytes = make();
     promise.set_value(bytes);
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     making_.erase(key);
     return bytes;
   } catch (...) {
     promise.set_exception(std::current_exception());
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     making_.erase(key);
     throw;
   }

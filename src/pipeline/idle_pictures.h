@@ -5,11 +5,11 @@
 #include <functional>
 #include <future>
 #include <memory>
-#include <mutex>
 #include <unordered_map>
 
 #include "avatar/avatar.h"
 #include "core/lru_cache.h"
+#include "core/mutex.h"
 #include "core/shared_bytes.h"
 #include "pipeline/frame_producer.h"
 
@@ -55,8 +55,8 @@ class IdlePictureCache {
   Bytes make_once(const Key& key, const std::function<Bytes()>& make);
 
   core::LruCache<Key, Entry, KeyHash> cache_;
-  std::mutex mutex_;
-  std::unordered_map<Key, std::shared_future<Bytes>, KeyHash> making_;  // guarded
+  core::Mutex mutex_;
+  std::unordered_map<Key, std::shared_future<Bytes>, KeyHash> making_ LIPSYNC_GUARDED_BY(mutex_);
 };
 
 }  // namespace lipsync::pipeline

@@ -8,6 +8,7 @@
 #include "avatar/template_walk.h"
 #include "core/check.h"
 #include "core/error.h"
+#include "core/mutex.h"
 #include "render/compositor.h"
 #include "render/image_encoder.h"
 
@@ -244,7 +245,7 @@ std::shared_ptr<LiveSession> LiveSession::create(FrameTarget target, LiveSetting
 
 void LiveSession::start(Ticker& ticker) {
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     LIPSYNC_CHECK(!started_);
     started_ = true;
   }
@@ -254,13 +255,13 @@ void LiveSession::start(Ticker& ticker) {
   target_.workers->post([self = shared_from_this(), ticker = &ticker] {
     Segment first;
     {
-      std::lock_guard lock(self->mutex_);
+      core::MutexLock lock(self->mutex_);
       first = self->segment_locked(0);
       self->preparing_[0] = true;
     }
     self->prepare_picture(0, first);
     {
-      std::lock_guard lock(self->mutex_);
+      core::MutexLock lock(self->mutex_);
       if (self->ended_) return;
       self->t0_ = SteadyClock::now() + kStartLead;
       self->clock_running_ = true;
@@ -276,7 +277,7 @@ SteadyTime LiveSession::due(std::int64_t tick) const {
 }
 
 SteadyTime LiveSession::next_tick() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return due(next_index_);
 }
 
@@ -334,7 +335,7 @@ class LiveSession::Writer final : public SpeechInput {
 };
 
 std::shared_ptr<SpeechInput> LiveSession::open_utterance(std::function<void()> wanted) {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   if (ended_ || closing_) throw Error::unavailable("the session has ended");
   if (writer_ != 0) return nullptr;  // another input writes the open one
   if (!open_) {
@@ -363,14 +364,14 @@ void LiveSession::close_writer_locked(SpeechInput::State why) {
 void LiveSession::tell_closed() {
   std::vector<std::function<void()>> told;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     told.swap(closed_wanted_);
   }
   for (auto& f : told) f();
 }
 
 bool LiveSession::taking_speech() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return open_;
 }
 
@@ -378,7 +379,7 @@ bool LiveSession::write(std::uint64_t id, std::vector<float> samples, bool& room
   room = true;
   bool full = false;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (ended_ || id != writer_) return false;  // closed: dropped
     if (samples.empty()) return true;
     auto& u = *utterances_.back();
@@ -398,7 +399,7 @@ bool LiveSession::write(std::uint64_t id, std::vector<float> samples, bool& room
 
 void LiveSession::end_writer(std::uint64_t id, bool keep_open) {
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (id != writer_) return;
     close_writer_locked(SpeechInput::State::kEnded);
     if (keep_open) return;  // the next input opened writes on
@@ -434,7 +435,7 @@ void LiveSession::end_open_locked(SpeechInput::State why) {
 void LiveSession::interrupt() {
   std::vector<std::shared_ptr<FrameProducer>> cancelled;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (ended_) return;
     for (auto& u : utterances_) {
       if (u->producer) cancelled.push_back(u->producer);
@@ -465,7 +466,7 @@ void LiveSession::interrupt() {
 
 void LiveSession::close(bool now) {
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (!now) end_open_locked(SpeechInput::State::kSessionEnded);
     closing_ = true;
   }
@@ -480,7 +481,7 @@ void LiveSession::close(bool now) {
 // The producer's source (its strand): copies the utterance's next samples from `from` on.
 std::size_t LiveSession::read_speech(Utterance& u, std::int64_t from, std::span<float> out,
                                      bool& ended) {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   LIPSYNC_CHECK_LE(u.base, from);
   const auto n = static_cast<std::size_t>(
       std::clamp<std::int64_t>(u.end() - from, 0, static_cast<std::int64_t>(out.size())));
@@ -502,7 +503,7 @@ double LiveSession::buffered_seconds_locked() const {
   return audio::seconds_for_samples(samples);
 }
 
-// Requires mutex_ held: places the utterance on the timeline.
+// Places the utterance on the timeline.
 void LiveSession::schedule_locked(const std::shared_ptr<Utterance>& u, SteadyTime now) {
   std::int64_t after = -1;  // the end of the one before it
   SteadyTime since = u->first_audio;
@@ -538,7 +539,11 @@ void LiveSession::start_producer(const std::shared_ptr<Utterance>& u) {
   s.window_frames = settings_.pipeline.window_frames;
   s.audio = settings_.audio;
   s.observe = settings_.observe;
-  const SteadyTime first_due = due(u->start_tick);
+  SteadyTime first_due;
+  {
+    core::MutexLock lock(mutex_);
+    first_due = due(u->start_tick);
+  }
   s.deadline = [first_due](int frame) -> std::optional<SteadyTime> {
     return first_due + kTick * frame - kOutputMargin;
   };
@@ -554,7 +559,7 @@ void LiveSession::start_producer(const std::shared_ptr<Utterance>& u) {
   auto consumer = std::make_shared<UtteranceConsumer>(weak_from_this(), u);
   auto producer = FrameProducer::streaming(target_, s, consumer);
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (std::find(utterances_.begin(), utterances_.end(), u) == utterances_.end()) return;
     u->producer = producer;
     u->consumer = consumer;
@@ -568,7 +573,7 @@ void LiveSession::maintain() {
   std::vector<std::shared_ptr<Utterance>> to_start;
   bool done = false;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (ended_ || !clock_running_) return;  // start() calls again once the clock runs
     const SteadyTime now = SteadyClock::now();
     const std::int64_t k = next_index_;
@@ -620,7 +625,7 @@ void LiveSession::maintain() {
   if (done) finish(std::nullopt);
 }
 
-// Requires mutex_ held: queues the preparation of idle and fade pictures for the next ticks.
+// Queues the preparation of idle and fade pictures for the next ticks.
 void LiveSession::prefetch_locked(std::int64_t from) {
   for (std::int64_t t = from; t < from + kPrefetchTicks; ++t) {
     const Segment s = segment_locked(t);
@@ -656,7 +661,7 @@ void LiveSession::prepare_picture(std::int64_t tick, Segment segment) {
       std::shared_ptr<const infer::GeneratorBatch> batch;
       int slot = 0;
       {
-        std::lock_guard lock(mutex_);
+        core::MutexLock lock(mutex_);
         batch = last_output_;
         slot = last_output_slot_;
       }
@@ -671,7 +676,7 @@ void LiveSession::prepare_picture(std::int64_t tick, Segment segment) {
   } catch (const std::exception&) {
     picture.reset();  // the tick repeats the last picture (late); the avatar's errors surface there
   }
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   preparing_.erase(tick);
   if (picture && tick >= next_index_ && !ended_) pictures_[tick] = std::move(picture);
 }
@@ -723,7 +728,7 @@ void LiveSession::on_speech_frame(const std::shared_ptr<Utterance>& u, ProducedF
   double weight = 1.0;
   std::shared_ptr<FrameProducer> producer;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     producer = u->producer;
     const bool current = std::find(utterances_.begin(), utterances_.end(), u) != utterances_.end();
     tick = u->start_tick + frame.index;
@@ -754,7 +759,7 @@ void LiveSession::on_speech_frame(const std::shared_ptr<Utterance>& u, ProducedF
   }
   bool late = false;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     late = ended_ || tick < next_index_;
     if (!late) pictures_[tick] = picture;
   }
@@ -765,12 +770,88 @@ void LiveSession::on_utterance_failed(const Error& error) {
   finish(error);
 }
 
+// The speaking tick `k`, frame `frame` of utterance `u`: the frame's samples, its place in the
+// input, its playback_started and underrun events; then what is heard is forgotten.
+void LiveSession::speak_locked(Utterance& u, int frame, std::int64_t k, LiveFrame& f) {
+  const std::int64_t pos = audio::samples_for_frames(frame);
+  f.utterance = u.number;
+  last_speech_tick_ = k;
+  last_run_since_ = u.run_since;
+  const auto [input, silence] = u.input_position(pos);
+  f.sample = input;
+  f.underrun = silence;
+  if (!u.started) {
+    u.started = true;
+    LiveEvent started;
+    started.type = LiveEvent::Type::kPlaybackStarted;
+    started.tick = k;
+    started.utterance = u.number;
+    f.events.push_back(std::move(started));
+  }
+  u.heard += u.input_samples_in(pos, audio::kSamplesPerFrame);
+  // The underrun event counts the silence inserted to the sample, also one that begins
+  // inside a frame (the frame's `underrun` flag says whether its first sample is silence).
+  if (const std::int64_t inserted = u.inserted_in(pos, audio::kSamplesPerFrame); inserted > 0) {
+    if (u.underrun_tick < 0) u.underrun_tick = k;
+    u.underrun_samples += inserted;
+  } else if (u.underrun_tick >= 0) {
+    LiveEvent underrun;
+    underrun.type = LiveEvent::Type::kUnderrun;
+    underrun.tick = u.underrun_tick;
+    underrun.utterance = u.number;
+    underrun.samples = u.underrun_samples;
+    f.events.push_back(std::move(underrun));
+    u.underrun_tick = -1;
+    u.underrun_samples = 0;
+  }
+  for (int i = 0; i < audio::kSamplesPerFrame; ++i) {
+    const std::int64_t at = pos + i - u.base;
+    if (at >= 0 && at < static_cast<std::int64_t>(u.audio.size())) {
+      f.samples[i] = to_s16(u.audio[static_cast<std::size_t>(at)]);
+    }
+  }
+  // What is heard (and read by the producer) is gone: keep only what is still needed.
+  u.forget_before(std::min(pos + audio::kSamplesPerFrame, u.read));
+  if (frame == 0) {
+    f.speech_latency_ms = std::chrono::duration<double, std::milli>(f.due - u.first_audio).count();
+  }
+}
+
+// Tick `k`'s picture: the prepared one when it is this state's (and utterance's), else the last
+// one shown (a late frame, or a fade's hold); the pictures of ticks up to `k` go, their producers
+// into `releases`.
+void LiveSession::picture_locked(const Segment& s, std::int64_t k, LiveFrame& f,
+                                 std::vector<std::shared_ptr<FrameProducer>>& releases) {
+  const auto it = pictures_.find(k);
+  const bool hold = s.state == LiveState::kFading && s.frame < 0;
+  const bool ready = it != pictures_.end() && it->second->kind == s.state &&
+                     (s.state != LiveState::kSpeaking || it->second->utterance == f.utterance);
+  if (hold) {
+    f.picture = last_picture_;
+  } else if (ready) {
+    f.picture = it->second->bytes;
+    last_picture_ = f.picture;
+    if (s.state == LiveState::kSpeaking) {
+      last_output_ = it->second->batch;
+      last_output_slot_ = it->second->slot;
+    }
+  } else {
+    f.late = true;
+    f.picture = last_picture_;
+  }
+  // Pictures of this tick and earlier are done with.
+  for (auto p = pictures_.begin(); p != pictures_.end() && p->first <= k;) {
+    if (p->second->producer) releases.push_back(p->second->producer);
+    p = pictures_.erase(p);
+  }
+}
+
 bool LiveSession::tick() {
   LiveFrame f;
   std::vector<std::shared_ptr<FrameProducer>> releases;
   bool wanted = false;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (ended_) return false;
     const std::int64_t k = next_index_;
     f.index = k;
@@ -793,74 +874,8 @@ bool LiveSession::tick() {
       f.events.push_back(std::move(changed));
       last_state_ = s.state;
     }
-    if (s.state == LiveState::kSpeaking) {
-      Utterance& u = *s.utterance;
-      const std::int64_t pos = audio::samples_for_frames(s.frame);
-      f.utterance = u.number;
-      last_speech_tick_ = k;
-      last_run_since_ = u.run_since;
-      const auto [input, silence] = u.input_position(pos);
-      f.sample = input;
-      f.underrun = silence;
-      if (!u.started) {
-        u.started = true;
-        LiveEvent started;
-        started.type = LiveEvent::Type::kPlaybackStarted;
-        started.tick = k;
-        started.utterance = u.number;
-        f.events.push_back(std::move(started));
-      }
-      u.heard += u.input_samples_in(pos, audio::kSamplesPerFrame);
-      // The underrun event counts the silence inserted to the sample, also one that begins
-      // inside a frame (the frame's `underrun` flag says whether its first sample is silence).
-      if (const std::int64_t inserted = u.inserted_in(pos, audio::kSamplesPerFrame); inserted > 0) {
-        if (u.underrun_tick < 0) u.underrun_tick = k;
-        u.underrun_samples += inserted;
-      } else if (u.underrun_tick >= 0) {
-        LiveEvent underrun;
-        underrun.type = LiveEvent::Type::kUnderrun;
-        underrun.tick = u.underrun_tick;
-        underrun.utterance = u.number;
-        underrun.samples = u.underrun_samples;
-        f.events.push_back(std::move(underrun));
-        u.underrun_tick = -1;
-        u.underrun_samples = 0;
-      }
-      for (int i = 0; i < audio::kSamplesPerFrame; ++i) {
-        const std::int64_t at = pos + i - u.base;
-        if (at >= 0 && at < static_cast<std::int64_t>(u.audio.size())) {
-          f.samples[i] = to_s16(u.audio[static_cast<std::size_t>(at)]);
-        }
-      }
-      // What is heard (and read by the producer) is gone: keep only what is still needed.
-      u.forget_before(std::min(pos + audio::kSamplesPerFrame, u.read));
-      if (s.frame == 0) {
-        f.speech_latency_ms =
-            std::chrono::duration<double, std::milli>(f.due - u.first_audio).count();
-      }
-    }
-    const auto it = pictures_.find(k);
-    const bool hold = s.state == LiveState::kFading && s.frame < 0;
-    const bool ready = it != pictures_.end() && it->second->kind == s.state &&
-                       (s.state != LiveState::kSpeaking || it->second->utterance == f.utterance);
-    if (hold) {
-      f.picture = last_picture_;
-    } else if (ready) {
-      f.picture = it->second->bytes;
-      last_picture_ = f.picture;
-      if (s.state == LiveState::kSpeaking) {
-        last_output_ = it->second->batch;
-        last_output_slot_ = it->second->slot;
-      }
-    } else {
-      f.late = true;
-      f.picture = last_picture_;
-    }
-    // Pictures of this tick and earlier are done with.
-    for (auto p = pictures_.begin(); p != pictures_.end() && p->first <= k;) {
-      if (p->second->producer) releases.push_back(p->second->producer);
-      p = pictures_.erase(p);
-    }
+    if (s.state == LiveState::kSpeaking) speak_locked(*s.utterance, s.frame, k, f);
+    picture_locked(s, k, f, releases);
     next_index_ = k + 1;
     if (speech_full_ && buffered_seconds_locked() <= settings_.live.max_buffered_s) {
       speech_full_ = false;
@@ -875,7 +890,7 @@ bool LiveSession::tick() {
   if (wanted) {
     std::function<void()> writer_wanted;
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       writer_wanted = wanted_;
     }
     if (writer_wanted) writer_wanted();
@@ -908,7 +923,7 @@ void LiveSession::finished_locked(Utterance& u, std::int64_t k, bool interrupted
 }
 
 std::vector<LiveEvent> LiveSession::cut_playback() {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   if (ended_) return {};
   // What no tick has carried yet (an interrupt's playback_finished, a queued utterance), then
   // every utterance still held, finished now: the one playing with what was heard of it, the
@@ -922,7 +937,7 @@ std::vector<LiveEvent> LiveSession::cut_playback() {
 void LiveSession::finish(const std::optional<Error>& error) {
   std::vector<std::shared_ptr<FrameProducer>> cancelled;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (ended_) return;
     ended_ = true;
     close_writer_locked(SpeechInput::State::kSessionEnded);

@@ -41,7 +41,6 @@
 #include <future>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -51,6 +50,7 @@
 
 #include "audio/video_frames.h"
 #include "core/config_table.h"
+#include "core/mutex.h"
 #include "core/shared_bytes.h"
 #include "core/strand.h"
 #include "pipeline/frame_producer.h"
@@ -237,22 +237,28 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   // write() returns whether the session took the samples, and in `room` whether it has room.
   bool write(std::uint64_t id, std::vector<float> samples, bool& room);
   void end_writer(std::uint64_t id, bool keep_open);
-  // Requires mutex_ held: closes the current writer, if any, saying why. Unless it closed itself
+  // Closes the current writer, if any, saying why. Unless it closed itself
   // (kEnded), its `wanted` is kept for tell_closed(): a writer waiting for room finds out.
-  void close_writer_locked(SpeechInput::State why);
+  void close_writer_locked(SpeechInput::State why) LIPSYNC_REQUIRES(mutex_);
   // Calls the `wanted` of the writers closed meanwhile (not under mutex_).
   void tell_closed();
-  // Requires mutex_ held: ends the open utterance (its writer, if any, is closed as `why`).
-  void end_open_locked(SpeechInput::State why = SpeechInput::State::kEnded);
+  // Ends the open utterance (its writer, if any, is closed as `why`).
+  void end_open_locked(SpeechInput::State why = SpeechInput::State::kEnded)
+      LIPSYNC_REQUIRES(mutex_);
 
-  SteadyTime due(std::int64_t tick) const;
-  Segment segment_locked(std::int64_t tick);
+  SteadyTime due(std::int64_t tick) const LIPSYNC_REQUIRES(mutex_);
+  Segment segment_locked(std::int64_t tick) LIPSYNC_REQUIRES(mutex_);
+  void speak_locked(Utterance& u, int frame, std::int64_t k, LiveFrame& f) LIPSYNC_REQUIRES(mutex_);
+  void picture_locked(const Segment& s, std::int64_t k, LiveFrame& f,
+                      std::vector<std::shared_ptr<FrameProducer>>& releases)
+      LIPSYNC_REQUIRES(mutex_);
   void maintain();  // on the strand: scheduling, feeding, underruns, prefetch, the end
-  void schedule_locked(const std::shared_ptr<Utterance>& u, SteadyTime now);
-  void start_producer(const std::shared_ptr<Utterance>& u);
+  void schedule_locked(const std::shared_ptr<Utterance>& u, SteadyTime now)
+      LIPSYNC_REQUIRES(mutex_);
+  void start_producer(const std::shared_ptr<Utterance>& u) LIPSYNC_EXCLUDES(mutex_);
   // The source of `u`'s producer (ProducerSettings::source).
   std::size_t read_speech(Utterance& u, std::int64_t from, std::span<float> out, bool& ended);
-  void prefetch_locked(std::int64_t from);
+  void prefetch_locked(std::int64_t from) LIPSYNC_REQUIRES(mutex_);
   void prepare_picture(std::int64_t tick, Segment segment);
   // `image` in the session's encoding. A JPEG of a picture of template frame `template_frame`
   // that differs from it only in its crop rect (a blend) is spliced (render/jpeg_splice.h).
@@ -266,11 +272,11 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   // its crop rect (the rest of the two frames is the template's).
   cv::Mat blend(int template_frame, const cv::Mat& generated, double a) const;
   const SilenceIdle* silence() const;  // settings_.silence_idle when it is this avatar's
-  double buffered_seconds_locked() const;
-  // Requires mutex_ held: the events of utterance `u` ending at tick `k` (its underrun, if one is
+  double buffered_seconds_locked() const LIPSYNC_REQUIRES(mutex_);
+  // The events of utterance `u` ending at tick `k` (its underrun, if one is
   // open, then playback_finished).
   void finished_locked(Utterance& u, std::int64_t k, bool interrupted,
-                       std::vector<LiveEvent>& out) const;
+                       std::vector<LiveEvent>& out) const LIPSYNC_REQUIRES(mutex_);
   void finish(const std::optional<Error>& error);
 
   const FrameTarget target_;
@@ -281,36 +287,40 @@ class LiveSession final : public TickClient, public std::enable_shared_from_this
   // The session's one sequence of work: its upkeep (maintain) and its producers' audio.
   const std::shared_ptr<core::Strand> strand_;
 
-  mutable std::mutex mutex_;
-  SteadyTime t0_{};              // guarded
-  bool started_ = false;         // start() was called (guarded)
-  bool clock_running_ = false;   // t0_ is set and the ticker has the session (guarded)
-  std::int64_t next_index_ = 0;  // the tick to emit next (guarded)
-  std::deque<std::shared_ptr<Utterance>> utterances_;  // playing first (guarded)
-  int next_utterance_ = 0;                             // guarded
-  bool open_ = false;                    // the back utterance still takes speech (guarded)
-  std::uint64_t writer_ = 0;             // the writer of the open utterance; 0: none (guarded)
-  std::uint64_t last_writer_ = 0;        // guarded
-  std::weak_ptr<Writer> writer_handle_;  // guarded
-  std::function<void()> wanted_;         // the writer's (guarded)
-  std::vector<std::function<void()>> closed_wanted_;                 // for tell_closed() (guarded)
-  std::map<std::int64_t, std::shared_ptr<const Picture>> pictures_;  // by tick (guarded)
-  std::map<std::int64_t, bool> preparing_;                           // ticks in work (guarded)
-  std::shared_ptr<const core::SharedBytes> last_picture_;            // guarded
+  mutable core::Mutex mutex_;
+  SteadyTime t0_ LIPSYNC_GUARDED_BY(mutex_){};
+  bool started_ LIPSYNC_GUARDED_BY(mutex_) = false;  // start() was called
+  bool clock_running_ LIPSYNC_GUARDED_BY(mutex_) =
+      false;  // t0_ is set and the ticker has the session
+  std::int64_t next_index_ LIPSYNC_GUARDED_BY(mutex_) = 0;  // the tick to emit next
+  std::deque<std::shared_ptr<Utterance>> utterances_ LIPSYNC_GUARDED_BY(mutex_);  // playing first
+  int next_utterance_ LIPSYNC_GUARDED_BY(mutex_) = 0;
+  bool open_ LIPSYNC_GUARDED_BY(mutex_) = false;  // the back utterance still takes speech
+  std::uint64_t writer_ LIPSYNC_GUARDED_BY(mutex_) =
+      0;  // the writer of the open utterance; 0: none
+  std::uint64_t last_writer_ LIPSYNC_GUARDED_BY(mutex_) = 0;
+  std::weak_ptr<Writer> writer_handle_ LIPSYNC_GUARDED_BY(mutex_);
+  std::function<void()> wanted_ LIPSYNC_GUARDED_BY(mutex_);  // the writer's
+  std::vector<std::function<void()>> closed_wanted_
+      LIPSYNC_GUARDED_BY(mutex_);  // for tell_closed()
+  std::map<std::int64_t, std::shared_ptr<const Picture>> pictures_
+      LIPSYNC_GUARDED_BY(mutex_);                                      // by tick
+  std::map<std::int64_t, bool> preparing_ LIPSYNC_GUARDED_BY(mutex_);  // ticks in work
+  std::shared_ptr<const core::SharedBytes> last_picture_ LIPSYNC_GUARDED_BY(mutex_);
   // The last emitted speech frame's generator output and tick, for the fade after an interrupt.
-  std::shared_ptr<const infer::GeneratorBatch> last_output_;  // guarded
-  int last_output_slot_ = 0;                                  // guarded
-  timeline::Fade fade_;                                       // after an interrupt (guarded)
-  bool underrunning_ = false;  // the playing utterance is being padded (guarded)
+  std::shared_ptr<const infer::GeneratorBatch> last_output_ LIPSYNC_GUARDED_BY(mutex_);
+  int last_output_slot_ LIPSYNC_GUARDED_BY(mutex_) = 0;
+  timeline::Fade fade_ LIPSYNC_GUARDED_BY(mutex_);        // after an interrupt
+  bool underrunning_ LIPSYNC_GUARDED_BY(mutex_) = false;  // the playing utterance is being padded
   // The last tick that showed speech, and when that speech run began (batch_policy.h).
-  std::int64_t last_speech_tick_ = -1;  // guarded
-  SteadyTime last_run_since_{};         // guarded
-  bool speech_full_ = false;            // an add() said full (guarded)
-  // Events for the next tick (an interrupt's playback_finished, utterance_queued) (guarded).
-  std::vector<LiveEvent> pending_events_;
-  LiveState last_state_ = LiveState::kIdle;  // the last emitted tick's (guarded)
-  bool closing_ = false;                     // guarded
-  bool ended_ = false;                       // guarded
+  std::int64_t last_speech_tick_ LIPSYNC_GUARDED_BY(mutex_) = -1;
+  SteadyTime last_run_since_ LIPSYNC_GUARDED_BY(mutex_){};
+  bool speech_full_ LIPSYNC_GUARDED_BY(mutex_) = false;  // an add() said full
+  // Events for the next tick (an interrupt's playback_finished, utterance_queued).
+  std::vector<LiveEvent> pending_events_ LIPSYNC_GUARDED_BY(mutex_);
+  LiveState last_state_ LIPSYNC_GUARDED_BY(mutex_) = LiveState::kIdle;  // the last emitted tick's
+  bool closing_ LIPSYNC_GUARDED_BY(mutex_) = false;
+  bool ended_ LIPSYNC_GUARDED_BY(mutex_) = false;
   std::shared_ptr<IdlePictureCache> idle_pictures_;
 };
 

@@ -1,13 +1,12 @@
 #include "pipeline/offline_renderer.h"
 
 #include <algorithm>
-#include <condition_variable>
 #include <exception>
-#include <mutex>
 #include <optional>
 
 #include "audio/video_frames.h"
 #include "core/error.h"
+#include "core/mutex.h"
 #include "core/stopwatch.h"
 #include "core/task_arena.h"
 #include "core/thread_budget.h"
@@ -40,7 +39,7 @@ class RenderConsumer final : public FrameConsumer {
         return;
       }
       {
-        std::lock_guard lock(sink_mutex_);
+        core::MutexLock lock(sink_mutex_);
         sink_.add_audio(piece);
       }
       producer->append_audio(std::move(piece));
@@ -53,7 +52,7 @@ class RenderConsumer final : public FrameConsumer {
   void on_frame(ProducedFrame frame) override {
     int done = 0;
     {
-      std::lock_guard lock(sink_mutex_);
+      core::MutexLock lock(sink_mutex_);
       core::Stopwatch sw;
       sink_.write(frame.index, frame.image, std::move(frame.encoded));
       write_ms_ += sw.elapsed_ms();
@@ -74,17 +73,23 @@ class RenderConsumer final : public FrameConsumer {
 
   // Waits for the end; rethrows the first failure.
   void wait() {
-    std::unique_lock lock(end_mutex_);
-    ended_cv_.wait(lock, [&] { return ended_; });
+    core::MutexLock lock(end_mutex_);
+    ended_cv_.wait(lock, [&]() LIPSYNC_REQUIRES(end_mutex_) { return ended_; });
     if (error_) std::rethrow_exception(error_);
   }
-  int frames() const { return frames_; }
+  int frames() const {
+    core::MutexLock lock(sink_mutex_);
+    return frames_;
+  }
   std::int64_t audio_samples() const { return audio_samples_; }
-  double write_ms() const { return write_ms_; }
+  double write_ms() const {
+    core::MutexLock lock(sink_mutex_);
+    return write_ms_;
+  }
 
  private:
   void end(std::exception_ptr error) {
-    std::lock_guard lock(end_mutex_);
+    core::MutexLock lock(end_mutex_);
     if (ended_) return;
     ended_ = true;
     error_ = std::move(error);
@@ -97,13 +102,13 @@ class RenderConsumer final : public FrameConsumer {
   const int expected_frames_;
   std::weak_ptr<FrameProducer> producer_;
   std::int64_t audio_samples_ = 0;  // read on the producer's strand only
-  std::mutex sink_mutex_;
-  int frames_ = 0;       // guarded by sink_mutex_
-  double write_ms_ = 0;  // guarded by sink_mutex_
-  std::mutex end_mutex_;
-  std::condition_variable ended_cv_;
-  bool ended_ = false;        // guarded by end_mutex_
-  std::exception_ptr error_;  // guarded by end_mutex_
+  mutable core::Mutex sink_mutex_;
+  int frames_ LIPSYNC_GUARDED_BY(sink_mutex_) = 0;
+  double write_ms_ LIPSYNC_GUARDED_BY(sink_mutex_) = 0;
+  core::Mutex end_mutex_;
+  core::CondVar ended_cv_;
+  bool ended_ LIPSYNC_GUARDED_BY(end_mutex_) = false;
+  std::exception_ptr error_ LIPSYNC_GUARDED_BY(end_mutex_);
 };
 
 }  // namespace
@@ -178,7 +183,7 @@ RenderStats OfflineRenderer::render_from(const Reader& read,
     expected_frames = audio::clip_frames_for_samples(static_cast<std::size_t>(*expected_samples));
   }
   RenderStats stats;
-  std::mutex stats_mutex;
+  core::Mutex stats_mutex;
   const SinkFormat format = sink.format();
   ProducerSettings settings;
   settings.walk_start = options_.start_frame;
@@ -189,7 +194,7 @@ RenderStats OfflineRenderer::render_from(const Reader& read,
   settings.window_frames = options_.window_frames;
   settings.audio = options_.audio;
   settings.observe = [&](std::string_view stage, double ms) {
-    std::lock_guard lock(stats_mutex);
+    core::MutexLock lock(stats_mutex);
     if (stage == "composite") {
       stats.composite_ms += ms;
     } else if (stage == "encode") {
@@ -224,7 +229,7 @@ RenderStats OfflineRenderer::render_from(const Reader& read,
   scheduler.stop();
   sink.finish();
   const SchedulerStats s = scheduler.stats();
-  std::lock_guard lock(stats_mutex);
+  core::MutexLock lock(stats_mutex);
   stats.frames = consumer->frames();
   stats.audio_samples = consumer->audio_samples();
   stats.prepare_ms = s.prepare_ms;

@@ -4,6 +4,7 @@
 #include <exception>
 #include <unordered_set>
 
+#include "core/mutex.h"
 #include "core/stopwatch.h"
 #include "core/task_arena.h"
 
@@ -89,9 +90,9 @@ Scheduler::~Scheduler() {
 }
 
 void Scheduler::stop() {
-  std::lock_guard stop_lock(stop_mutex_);
+  core::MutexLock stop_lock(stop_mutex_);
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     stopping_ = true;
   }
   batcher_wake_.notify_all();
@@ -103,7 +104,7 @@ void Scheduler::stop() {
   // Whatever is still queued or prepared fails.
   std::vector<FrameJob> left;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     for (auto& [deadline, item] : by_deadline_) left.push_back(std::move(item.first));
     for (auto& item : fifo_) left.push_back(std::move(item.first));
     by_deadline_.clear();
@@ -126,13 +127,13 @@ void Scheduler::warm_up(int runs) {
     generator_.warm_up(options_.max_batch);
     ms = sw.elapsed_ms();
   }
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   run_estimate_per_frame_ = from_ms(ms / options_.max_batch);
 }
 
 void Scheduler::submit(std::vector<FrameJob> jobs) {
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (stopping_) {
       throw Error::unavailable("the model is being unloaded or the server is stopping");
     }
@@ -151,7 +152,7 @@ void Scheduler::submit(std::vector<FrameJob> jobs) {
 
 std::size_t Scheduler::cancel(const BatchClient* client) {
   std::vector<FrameJob> dropped;  // released outside the lock
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   debts_.erase(client);
   std::size_t n = 0;
   for (auto it = by_deadline_.begin(); it != by_deadline_.end();) {
@@ -176,29 +177,29 @@ std::size_t Scheduler::cancel(const BatchClient* client) {
 }
 
 std::size_t Scheduler::queue_depth() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return by_deadline_.size() + fifo_.size();
 }
 
 std::size_t Scheduler::in_flight() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return by_deadline_.size() + fifo_.size() + preparing_ +
          (prepared_ ? prepared_->jobs.size() : 0) + running_;
 }
 
 SchedulerStats Scheduler::stats() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return stats_;
 }
 
 SteadyDuration Scheduler::expected_batch_time() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return prepare_estimate_ +
          run_estimate_per_frame_ * static_cast<SteadyDuration::rep>(options_.max_batch);
 }
 
 std::vector<std::uint64_t> Scheduler::batch_size_counts() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return batch_sizes_;
 }
 
@@ -224,7 +225,7 @@ BatchQueueState Scheduler::state_locked() const {
   return s;
 }
 
-// Requires mutex_ held: the jobs of the next batch of at most `take`: jobs with deadlines as
+// The jobs of the next batch of at most `take`: jobs with deadlines as
 // plan_deadline_batch says (those that cannot be on time go to `skipped`, with scheduler.
 // skip_late), then jobs without, in order of arrival, as far as the batch may grow.
 std::vector<FrameJob> Scheduler::take_locked(std::size_t take, const BatchQueueState& state,
@@ -284,7 +285,7 @@ void Scheduler::batcher_loop() {
     auto taken = std::make_unique<Taken>();
     std::vector<FrameJob> skipped;
     {
-      std::unique_lock lock(mutex_);
+      core::MutexLock lock(mutex_);
       while (true) {
         if (stopping_) return;
         // One prepared batch at most waits for the runner.
@@ -313,7 +314,7 @@ void Scheduler::batcher_loop() {
     if (taken->jobs.empty()) continue;  // only skipped jobs this time
     prepare(*taken);
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       preparing_ = 0;
       prepared_ = std::move(taken);
     }
@@ -359,7 +360,7 @@ void Scheduler::prepare(Taken& taken) {
     }
   }
   const double ms = sw.elapsed_ms();
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   prepare_estimate_ = blend(prepare_estimate_, from_ms(ms));
   stats_.prepare_ms += ms;
 }
@@ -368,8 +369,9 @@ void Scheduler::runner_loop(std::size_t runner) {
   while (true) {
     std::unique_ptr<Taken> taken;
     {
-      std::unique_lock lock(mutex_);
-      runner_wake_.wait(lock, [&] { return stopping_ || prepared_ != nullptr; });
+      core::MutexLock lock(mutex_);
+      runner_wake_.wait(
+          lock, [&]() LIPSYNC_REQUIRES(mutex_) { return stopping_ || prepared_ != nullptr; });
       if (stopping_) return;  // stop() fails the prepared batch
       taken = std::move(prepared_);
       running_ += taken->jobs.size();
@@ -380,7 +382,7 @@ void Scheduler::runner_loop(std::size_t runner) {
     batcher_wake_.notify_all();  // the slot is free: the next batch may be prepared
     if (!taken->jobs.empty()) run(*taken);
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       running_ -= taken->jobs.size();
       busy_until_[runner].reset();
     }
@@ -396,7 +398,7 @@ void Scheduler::run(Taken& taken) {
     generator_.run(taken.batch);
     const double ms = sw.elapsed_ms();
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       ++stats_.batches;
       stats_.frames += static_cast<std::uint64_t>(count);
       stats_.generator_ms += ms;

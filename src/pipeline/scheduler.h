@@ -14,13 +14,11 @@
 // threads and the task arena and must be quick.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <thread>
@@ -29,6 +27,7 @@
 
 #include "core/config_table.h"
 #include "core/error.h"
+#include "core/mutex.h"
 #include "infer/generator.h"
 #include "pipeline/batch_policy.h"
 
@@ -137,8 +136,8 @@ class Scheduler {
   void batcher_loop();
   void runner_loop(std::size_t runner);
   std::vector<FrameJob> take_locked(std::size_t take, const BatchQueueState& state, SteadyTime now,
-                                    std::vector<FrameJob>& skipped);
-  BatchQueueState state_locked() const;
+                                    std::vector<FrameJob>& skipped) LIPSYNC_REQUIRES(mutex_);
+  BatchQueueState state_locked() const LIPSYNC_REQUIRES(mutex_);
   void prepare(Taken& taken);
   void run(Taken& taken);
 
@@ -147,27 +146,28 @@ class Scheduler {
   const BatchPolicy policy_;
   const std::function<void(int, double)> on_batch_;
 
-  mutable std::mutex mutex_;
-  std::condition_variable batcher_wake_;
-  std::condition_variable runner_wake_;
+  mutable core::Mutex mutex_;
+  core::CondVar batcher_wake_;
+  core::CondVar runner_wake_;
   // Queued jobs: with a deadline (earliest first; equal deadlines in arrival order) and without
-  // (in arrival order), each with its arrival time. Guarded by mutex_.
-  std::multimap<SteadyTime, std::pair<FrameJob, SteadyTime>> by_deadline_;
-  std::deque<std::pair<FrameJob, SteadyTime>> fifo_;
+  // (in arrival order), each with its arrival time.
+  std::multimap<SteadyTime, std::pair<FrameJob, SteadyTime>> by_deadline_
+      LIPSYNC_GUARDED_BY(mutex_);
+  std::deque<std::pair<FrameJob, SteadyTime>> fifo_ LIPSYNC_GUARDED_BY(mutex_);
   // Clients whose deadline jobs were skipped lately, with their debt (batch_policy.h); a client
-  // leaves once its debt is paid (guarded).
-  std::unordered_map<const BatchClient*, int> debts_;
-  std::unique_ptr<Taken> prepared_;  // filled, waiting for the runner (guarded)
-  std::size_t preparing_ = 0;        // jobs being filled now (guarded)
-  std::size_t running_ = 0;          // jobs in the running batches (guarded)
-  // Per runner: the expected end of its batch while it runs one (guarded).
-  std::vector<std::optional<SteadyTime>> busy_until_;
-  SteadyDuration prepare_estimate_{};
-  SteadyDuration run_estimate_per_frame_{};
-  bool stopping_ = false;
-  SchedulerStats stats_;
-  std::vector<std::uint64_t> batch_sizes_;
-  std::mutex stop_mutex_;  // serialises stop()
+  // leaves once its debt is paid.
+  std::unordered_map<const BatchClient*, int> debts_ LIPSYNC_GUARDED_BY(mutex_);
+  std::unique_ptr<Taken> prepared_ LIPSYNC_GUARDED_BY(mutex_);  // filled, waiting for the runner
+  std::size_t preparing_ LIPSYNC_GUARDED_BY(mutex_) = 0;        // jobs being filled now
+  std::size_t running_ LIPSYNC_GUARDED_BY(mutex_) = 0;          // jobs in the running batches
+  // Per runner: the expected end of its batch while it runs one.
+  std::vector<std::optional<SteadyTime>> busy_until_ LIPSYNC_GUARDED_BY(mutex_);
+  SteadyDuration prepare_estimate_ LIPSYNC_GUARDED_BY(mutex_){};
+  SteadyDuration run_estimate_per_frame_ LIPSYNC_GUARDED_BY(mutex_){};
+  bool stopping_ LIPSYNC_GUARDED_BY(mutex_) = false;
+  SchedulerStats stats_ LIPSYNC_GUARDED_BY(mutex_);
+  std::vector<std::uint64_t> batch_sizes_ LIPSYNC_GUARDED_BY(mutex_);
+  core::Mutex stop_mutex_;  // serialises stop()
   std::thread batcher_;
   std::vector<std::thread> runners_;
 };

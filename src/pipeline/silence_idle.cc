@@ -1,10 +1,8 @@
 #include "pipeline/silence_idle.h"
 
 #include <algorithm>
-#include <condition_variable>
 #include <cstring>
 #include <fstream>
-#include <mutex>
 #include <optional>
 
 #include "contract/model_family.h"
@@ -12,6 +10,7 @@
 #include "core/content_hash.h"
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/mutex.h"
 #include "core/stopwatch.h"
 #include "pipeline/feature_track.h"
 #include "render/compositor.h"
@@ -58,15 +57,15 @@ class IdleBuild final : public BatchClient {
 
   // Waits for every job; throws the first failure.
   void wait() {
-    std::unique_lock lock(mutex_);
-    all_done_.wait(lock, [&] { return left_ == 0; });
+    core::MutexLock lock(mutex_);
+    all_done_.wait(lock, [&]() LIPSYNC_REQUIRES(mutex_) { return left_ == 0; });
     if (error_) throw *error_;
   }
 
  private:
   void finished(const std::optional<Error>& error) {
     const int total = static_cast<int>(faces_.size());
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (error && !error_) error_ = error;
     --left_;
     if (progress_ && !error_) progress_(total - left_, total);
@@ -77,10 +76,10 @@ class IdleBuild final : public BatchClient {
   const std::vector<float> audio_;
   std::vector<cv::Mat>& faces_;  // each job writes its own element
   const std::function<void(int, int)>& progress_;
-  std::mutex mutex_;
-  std::condition_variable all_done_;
-  int left_;                    // guarded by mutex_
-  std::optional<Error> error_;  // guarded by mutex_
+  core::Mutex mutex_;
+  core::CondVar all_done_;
+  int left_ LIPSYNC_GUARDED_BY(mutex_);
+  std::optional<Error> error_ LIPSYNC_GUARDED_BY(mutex_);
 };
 
 void put_u32(std::vector<std::byte>& out, std::uint32_t v) {

@@ -1,5 +1,7 @@
 #include "pipeline/ticker.h"
 
+#include "core/mutex.h"
+
 namespace lipsync::pipeline {
 
 Ticker::Ticker() : thread_([this] { loop(); }) {}
@@ -11,13 +13,13 @@ Ticker::~Ticker() {
 void Ticker::stop() {
   std::vector<Entry> dropped;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (stopping_) return;
     stopping_ = true;
   }
   wake_.notify_all();
   thread_.join();
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   while (!heap_.empty()) {
     dropped.push_back(heap_.top());
     heap_.pop();
@@ -28,7 +30,7 @@ void Ticker::stop() {
 void Ticker::add(std::shared_ptr<TickClient> client) {
   const SteadyTime due = client->next_tick();
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (stopping_) return;  // dropped (outside the lock)
     heap_.push({due, std::move(client)});
   }
@@ -36,12 +38,12 @@ void Ticker::add(std::shared_ptr<TickClient> client) {
 }
 
 std::size_t Ticker::clients() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return heap_.size();
 }
 
 void Ticker::loop() {
-  std::unique_lock lock(mutex_);
+  core::MutexLock lock(mutex_);
   while (!stopping_) {
     if (heap_.empty()) {
       wake_.wait(lock);

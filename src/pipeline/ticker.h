@@ -5,13 +5,12 @@
 // Thread contract: add() from any thread; tick() runs on the ticker's thread.
 #pragma once
 
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <queue>
 #include <thread>
 #include <vector>
 
+#include "core/mutex.h"
 #include "pipeline/batch_policy.h"
 
 namespace lipsync::pipeline {
@@ -48,10 +47,10 @@ class Ticker {
   };
   void loop();
 
-  mutable std::mutex mutex_;
-  std::condition_variable wake_;
-  std::priority_queue<Entry, std::vector<Entry>, std::greater<>> heap_;  // guarded
-  bool stopping_ = false;                                                // guarded
+  mutable core::Mutex mutex_;
+  core::CondVar wake_;
+  std::priority_queue<Entry, std::vector<Entry>, std::greater<>> heap_ LIPSYNC_GUARDED_BY(mutex_);
+  bool stopping_ LIPSYNC_GUARDED_BY(mutex_) = false;
   std::thread thread_;
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/check.h"
+#include "core/mutex.h"
 
 namespace lipsync::render {
 
@@ -12,7 +13,7 @@ ColorTrack::ColorTrack(int frames) : frames_(frames) {
 
 std::vector<ColorTrack::Ready> ColorTrack::add(int frame, const BandStats& generated,
                                                const BandStats& tmpl) {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   LIPSYNC_CHECK(frame >= 0 && !known_.contains(frame));
   known_[frame].stats.emplace(generated, tmpl);
   waiting_.insert(frame);
@@ -20,18 +21,17 @@ std::vector<ColorTrack::Ready> ColorTrack::add(int frame, const BandStats& gener
 }
 
 std::vector<ColorTrack::Ready> ColorTrack::skip(int frame) {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   LIPSYNC_CHECK(frame >= 0 && !known_.contains(frame));
   known_[frame];
   return settle_locked();
 }
 
 int ColorTrack::waiting() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return static_cast<int>(waiting_.size());
 }
 
-// Requires mutex_ held.
 std::vector<ColorTrack::Ready> ColorTrack::settle_locked() {
   while (known_.contains(next_unknown_)) ++next_unknown_;
   std::vector<Ready> ready;

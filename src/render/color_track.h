@@ -12,12 +12,12 @@
 
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <utility>
 #include <vector>
 
+#include "core/mutex.h"
 #include "render/seams.h"
 
 namespace lipsync::render {
@@ -45,14 +45,14 @@ class ColorTrack {
   struct Entry {
     std::optional<std::pair<BandStats, BandStats>> stats;  // none: skipped
   };
-  std::vector<Ready> settle_locked();
-  std::optional<ColorCorrection> correction_locked(int frame) const;
+  std::vector<Ready> settle_locked() LIPSYNC_REQUIRES(mutex_);
+  std::optional<ColorCorrection> correction_locked(int frame) const LIPSYNC_REQUIRES(mutex_);
 
   const int frames_;
-  mutable std::mutex mutex_;
-  std::map<int, Entry> known_;  // guarded by mutex_
-  std::set<int> waiting_;       // guarded by mutex_: added, correction not yet made
-  int next_unknown_ = 0;        // guarded by mutex_: every frame before it is known
+  mutable core::Mutex mutex_;
+  std::map<int, Entry> known_ LIPSYNC_GUARDED_BY(mutex_);
+  std::set<int> waiting_ LIPSYNC_GUARDED_BY(mutex_);  // added, correction not yet made
+  int next_unknown_ LIPSYNC_GUARDED_BY(mutex_) = 0;   // every frame before it is known
 };
 
 }  // namespace lipsync::render

@@ -18,12 +18,12 @@
 #include <deque>
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "core/error.h"
+#include "core/mutex.h"
 #include "core/strand.h"
 #include "server/grpc_status.h"
 #include "server/service_context.h"
@@ -64,13 +64,13 @@ class BidiCall : public std::enable_shared_from_this<Call> {
       : ctx_(ctx), strand_(*ctx.workers), active_(active) {}
 
   void attach(BidiReactor<Call>* reactor, std::uint64_t call_id) {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     reactor_ = reactor;
     call_id_ = call_id;
   }
   void detach() {
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       reactor_ = nullptr;
       ended_ = true;
     }
@@ -84,7 +84,7 @@ class BidiCall : public std::enable_shared_from_this<Call> {
   void read_done(bool ok, grpc::ByteBuffer bytes) {
     int number = 0;
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       reading_ = false;
       number = ++messages_read_;
     }
@@ -107,7 +107,7 @@ class BidiCall : public std::enable_shared_from_this<Call> {
     bool finish = false;
     grpc::Status status;
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       writing_ = false;
       if (ended_) return;
       if (ok) {
@@ -134,7 +134,7 @@ class BidiCall : public std::enable_shared_from_this<Call> {
     std::uint64_t call_id = 0;
     std::vector<std::pair<std::string, std::string>> trailers;
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       if (ended_ || reactor_ == nullptr) return;
       ended_ = true;
       reactor = reactor_;
@@ -167,14 +167,14 @@ class BidiCall : public std::enable_shared_from_this<Call> {
 
   // Asks for the client's next message (unless one is on its way or the reading is over).
   void request_read() {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (ended_ || reactor_ == nullptr || reading_ || no_more_reads_) return;
     reading_ = true;
     reactor_->read();
   }
   // The client has nothing more to say; false when that was known already.
   bool stop_reading() {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (no_more_reads_) return false;
     no_more_reads_ = true;
     return true;
@@ -182,26 +182,26 @@ class BidiCall : public std::enable_shared_from_this<Call> {
 
   // Queues a message for the client, in order.
   void send(grpc::ByteBuffer bytes) {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (ended_) return;
     outbox_.push_back(std::move(bytes));
     write_next_locked();
   }
   // Messages queued and not yet written.
   std::size_t queued() {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     return outbox_.size();
   }
   // Sends `key: value` in the call's trailing metadata when it ends.
   void add_trailer(std::string key, std::string value) {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     trailers_.emplace_back(std::move(key), std::move(value));
   }
   // Ends the call with `status` once everything queued is written.
   void finish_when_written(const grpc::Status& status) {
     bool finish = false;
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       done_ = true;
       final_status_ = status;
       finish = outbox_.empty() && !writing_;
@@ -211,31 +211,32 @@ class BidiCall : public std::enable_shared_from_this<Call> {
 
   const ServiceContext& ctx_;
   core::Strand strand_;
-  std::mutex mutex_;
-  bool ended_ = false;     // Finish was called, or OnDone came (guarded)
-  Registry::Lease lease_;  // the model the call uses (guarded)
+  core::Mutex mutex_;
+  bool ended_ LIPSYNC_GUARDED_BY(mutex_) = false;     // Finish was called, or OnDone came
+  Registry::Lease lease_ LIPSYNC_GUARDED_BY(mutex_);  // the model the call uses
 
  private:
   Call& call() { return static_cast<Call&>(*this); }
 
-  // Requires mutex_ held.
-  void write_next_locked() {
+  void write_next_locked() LIPSYNC_REQUIRES(mutex_) {
     if (ended_ || writing_ || outbox_.empty() || reactor_ == nullptr) return;
     writing_ = true;
     reactor_->write(&outbox_.front());
   }
 
   std::atomic<int>& active_;
-  BidiReactor<Call>* reactor_ = nullptr;  // null after OnDone (guarded)
-  std::uint64_t call_id_ = 0;             // guarded
-  bool reading_ = false;                  // a read is in flight (guarded)
-  bool no_more_reads_ = false;            // the end marker came, or the client closed (guarded)
-  bool writing_ = false;                  // a write is in flight (guarded)
-  bool done_ = false;                     // everything is queued; then final_status_ (guarded)
-  grpc::Status final_status_;             // guarded
-  int messages_read_ = 0;                 // guarded
-  std::deque<grpc::ByteBuffer> outbox_;   // messages waiting to be written, in order (guarded)
-  std::vector<std::pair<std::string, std::string>> trailers_;  // guarded
+  BidiReactor<Call>* reactor_ LIPSYNC_GUARDED_BY(mutex_) = nullptr;  // null after OnDone
+  std::uint64_t call_id_ LIPSYNC_GUARDED_BY(mutex_) = 0;
+  bool reading_ LIPSYNC_GUARDED_BY(mutex_) = false;  // a read is in flight
+  // The end marker came, or the client closed.
+  bool no_more_reads_ LIPSYNC_GUARDED_BY(mutex_) = false;
+  bool writing_ LIPSYNC_GUARDED_BY(mutex_) = false;  // a write is in flight
+  bool done_ LIPSYNC_GUARDED_BY(mutex_) = false;     // everything is queued; then final_status_
+  grpc::Status final_status_ LIPSYNC_GUARDED_BY(mutex_);
+  int messages_read_ LIPSYNC_GUARDED_BY(mutex_) = 0;
+  // Messages waiting to be written, in order.
+  std::deque<grpc::ByteBuffer> outbox_ LIPSYNC_GUARDED_BY(mutex_);
+  std::vector<std::pair<std::string, std::string>> trailers_ LIPSYNC_GUARDED_BY(mutex_);
 };
 
 // Whether the call may run: no server.api_token, or the call's `authorization` metadata has it.

@@ -2,10 +2,12 @@
 
 #include <vector>
 
+#include "core/mutex.h"
+
 namespace lipsync::server {
 
 std::uint64_t CallTracker::add(EndFunction end, Kind kind) {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   if (closed_ || (requests_closed_ && kind == Kind::kRequest)) return 0;
   const std::uint64_t id = next_id_++;
   calls_.emplace(id, Call{kind, std::move(end)});
@@ -13,17 +15,17 @@ std::uint64_t CallTracker::add(EndFunction end, Kind kind) {
 }
 
 void CallTracker::remove(std::uint64_t id) {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   if (calls_.erase(id) > 0) idle_.notify_all();
 }
 
 void CallTracker::close() {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   closed_ = true;
 }
 
 void CallTracker::close_requests() {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   requests_closed_ = true;
 }
 
@@ -37,14 +39,15 @@ bool CallTracker::none_locked(std::optional<Kind> kind) const {
 
 bool CallTracker::wait_idle(std::chrono::steady_clock::time_point deadline,
                             std::optional<Kind> kind) {
-  std::unique_lock lock(mutex_);
-  return idle_.wait_until(lock, deadline, [&] { return none_locked(kind); });
+  core::MutexLock lock(mutex_);
+  return idle_.wait_until(lock, deadline,
+                          [&]() LIPSYNC_REQUIRES(mutex_) { return none_locked(kind); });
 }
 
 void CallTracker::end_all(const grpc::Status& status, std::optional<Kind> kind) {
   std::vector<EndFunction> ends;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     for (auto& [id, call] : calls_) {
       if (!kind || call.kind == *kind) ends.push_back(call.end);
     }
@@ -53,7 +56,7 @@ void CallTracker::end_all(const grpc::Status& status, std::optional<Kind> kind) 
 }
 
 int CallTracker::active() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return static_cast<int>(calls_.size());
 }
 

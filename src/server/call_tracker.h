@@ -9,12 +9,12 @@
 #include <grpcpp/support/status.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
+
+#include "core/mutex.h"
 
 namespace lipsync::server {
 
@@ -46,15 +46,14 @@ class CallTracker {
     Kind kind;
     EndFunction end;
   };
-  // Requires mutex_ held.
-  bool none_locked(std::optional<Kind> kind) const;
+  bool none_locked(std::optional<Kind> kind) const LIPSYNC_REQUIRES(mutex_);
 
-  mutable std::mutex mutex_;
-  std::condition_variable idle_;
-  std::map<std::uint64_t, Call> calls_;
-  std::uint64_t next_id_ = 1;
-  bool closed_ = false;
-  bool requests_closed_ = false;
+  mutable core::Mutex mutex_;
+  core::CondVar idle_;
+  std::map<std::uint64_t, Call> calls_ LIPSYNC_GUARDED_BY(mutex_);
+  std::uint64_t next_id_ LIPSYNC_GUARDED_BY(mutex_) = 1;
+  bool closed_ LIPSYNC_GUARDED_BY(mutex_) = false;
+  bool requests_closed_ LIPSYNC_GUARDED_BY(mutex_) = false;
 };
 
 }  // namespace lipsync::server

@@ -9,6 +9,7 @@
 #include "audio/audio_file.h"
 #include "core/json_parse.h"
 #include "core/json_text.h"
+#include "core/mutex.h"
 #include "core/read_lane.h"
 #include "core/text.h"
 #include "server/agent_socket.h"
@@ -330,13 +331,13 @@ SpeechFormat speech_format(const std::string& content_type) {
 class WantedHook {
  public:
   void set(std::function<void()> f) {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     f_ = std::move(f);
   }
   void fire() {
     std::function<void()> f;
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       f = f_;
     }
     if (f) f();
@@ -348,8 +349,8 @@ class WantedHook {
   }
 
  private:
-  std::mutex mutex_;
-  std::function<void()> f_;  // guarded
+  core::Mutex mutex_;
+  std::function<void()> f_ LIPSYNC_GUARDED_BY(mutex_);
 };
 
 // Speech that is here whole but must not be queued whole (a decoded file, a synthesised text):
@@ -370,7 +371,7 @@ class PacedFeed final : public std::enable_shared_from_this<PacedFeed> {
   }
 
   void step() {
-    std::lock_guard lock(mutex_);  // one step at a time (a wanted may come while one returns)
+    core::MutexLock lock(mutex_);  // one step at a time (a wanted may come while one returns)
     if (!done_) return;
     try {
       for (;;) {
@@ -385,7 +386,7 @@ class PacedFeed final : public std::enable_shared_from_this<PacedFeed> {
   }
 
  private:
-  void finish(std::exception_ptr error) {
+  void finish(std::exception_ptr error) LIPSYNC_REQUIRES(mutex_) {
     auto done = std::move(done_);
     auto next = std::move(next_);  // what it holds (the file, the samples) goes after `done`
     done_ = nullptr;
@@ -395,9 +396,9 @@ class PacedFeed final : public std::enable_shared_from_this<PacedFeed> {
 
   const std::shared_ptr<SpeechInput> input_;
   core::WorkerPool& pool_;
-  std::mutex mutex_;
-  std::function<std::vector<float>()> next_;      // guarded
-  std::function<void(std::exception_ptr)> done_;  // guarded; null once done
+  core::Mutex mutex_;
+  std::function<std::vector<float>()> next_ LIPSYNC_GUARDED_BY(mutex_);
+  std::function<void(std::exception_ptr)> done_ LIPSYNC_GUARDED_BY(mutex_);  // null once done
 };
 
 // One speech upload: decodes pieces as they arrive into the session's speech input, on its

@@ -14,13 +14,13 @@
 #include <chrono>
 #include <deque>
 #include <limits>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <type_traits>
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/mutex.h"
 #include "core/text.h"
 #include "server/growing_string_body.h"
 #include "server/server_options.h"
@@ -116,9 +116,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     int full = 0;
     int probe_only = 0;
   };
-  std::mutex clients_mutex;
-  std::unordered_map<std::string, ClientCount> clients;  // guarded by clients_mutex
-  int probe_only_connections = 0;                        // guarded by clients_mutex
+  core::Mutex clients_mutex;
+  std::unordered_map<std::string, ClientCount> clients LIPSYNC_GUARDED_BY(clients_mutex);
+  int probe_only_connections LIPSYNC_GUARDED_BY(clients_mutex) = 0;
 
   // Whether a new connection from `client` is served in full, for probes only, or refused
   // (nullopt); counts it when it is taken.
@@ -136,7 +136,7 @@ constexpr int kProbeOnlyInAll = 64;
 constexpr int kProbeOnlyTimeoutS = 2;
 
 std::optional<bool> HttpServer::Impl::admit(const std::string& client) {
-  std::lock_guard lock(clients_mutex);
+  core::MutexLock lock(clients_mutex);
   ClientCount& c = clients[client];
   if (connections.load() < limits.max_connections && c.full < limits.max_connections_per_client) {
     ++c.full;
@@ -154,7 +154,7 @@ std::optional<bool> HttpServer::Impl::admit(const std::string& client) {
 }
 
 void HttpServer::Impl::release(const std::string& client, bool probe_only) {
-  std::lock_guard lock(clients_mutex);
+  core::MutexLock lock(clients_mutex);
   const auto it = clients.find(client);
   if (it == clients.end()) return;
   if (probe_only) {

@@ -1,8 +1,7 @@
 #include "server/live_service.h"
 
-#include <mutex>
-
 #include "audio/video_frames.h"
+#include "core/mutex.h"
 #include "core/stopwatch.h"
 #include "server/bidi_call.h"
 #include "server/grpc_status.h"
@@ -82,7 +81,7 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
   // The session has room for the speech this call writes again.
   void on_room() {
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       if (!waiting_for_room_) return;
       waiting_for_room_ = false;
     }
@@ -113,7 +112,7 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
     std::shared_ptr<HubSession> session;
     std::shared_ptr<pipeline::SpeechInput> input;
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       session = std::move(session_);
       input = std::move(input_);
     }
@@ -127,7 +126,7 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
   void half_closed() { client_done(); }
 
   std::shared_ptr<HubSession> session() {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     return session_;
   }
 
@@ -146,7 +145,7 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
         if (add_speech(*hub_session, message.speech())) {
           request_read();
         } else {
-          std::lock_guard lock(mutex_);
+          core::MutexLock lock(mutex_);
           waiting_for_room_ = true;  // read on once the session has played some
         }
         return;
@@ -199,7 +198,7 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
     session_id_ = session->id();
     bool ended = false;
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       ended = ended_;
       if (!ended) session_ = session;
     }
@@ -219,7 +218,7 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
     if (samples.empty()) return true;
     std::shared_ptr<pipeline::SpeechInput> input;
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       input = input_;
     }
     if (!input) {
@@ -232,14 +231,14 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
                               " is taking another utterance (an HTTP upload, a text, a WebSocket "
                               "stream); send speech when it has ended");
       }
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       input_ = input;
     }
     return input->add(std::move(samples));  // dropped when an interrupt closed it
   }
 
   std::shared_ptr<pipeline::SpeechInput> take_input() {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     return std::move(input_);
   }
 
@@ -278,9 +277,9 @@ class LiveCall final : public BidiCall<LiveCall, LiveRequest>, public pipeline::
   bool client_closed_ = false;  // the client half-closed
   bool first_frame_ = true;     // the ticker thread's
 
-  bool waiting_for_room_ = false;                 // guarded
-  std::shared_ptr<HubSession> session_;           // guarded
-  std::shared_ptr<pipeline::SpeechInput> input_;  // the call's utterance (guarded)
+  bool waiting_for_room_ LIPSYNC_GUARDED_BY(mutex_) = false;
+  std::shared_ptr<HubSession> session_ LIPSYNC_GUARDED_BY(mutex_);
+  std::shared_ptr<pipeline::SpeechInput> input_ LIPSYNC_GUARDED_BY(mutex_);  // the call's utterance
 };
 
 }  // namespace

@@ -3,13 +3,13 @@
 #include <climits>
 #include <cmath>
 #include <cstring>
-#include <mutex>
 
 #include "audio/audio_file.h"
 #include "audio/mel_spectrogram.h"
 #include "audio/resampler.h"
 #include "audio/video_frames.h"
 #include "contract/model_family.h"
+#include "core/mutex.h"
 #include "core/stopwatch.h"
 #include "core/text.h"
 #include "pipeline/feature_track.h"
@@ -76,8 +76,8 @@ void check_visual_frames(const std::string& bytes) {
 
 // Milliseconds of a call's stages, reported by its producer from the workers.
 struct CallTimings {
-  std::mutex mutex;
-  double composite_ms = 0;  // compositing + JPEG of every frame
+  core::Mutex mutex;
+  double composite_ms LIPSYNC_GUARDED_BY(mutex) = 0;  // compositing + JPEG of every frame
 };
 
 // One InferBatchComposite call: it holds the model lease and the producer, and is the producer's
@@ -89,9 +89,12 @@ class CompositeCall final : public pipeline::FrameConsumer,
                 grpc::CallbackServerContext* context, grpc::ByteBuffer* wire_response)
       : ctx_(ctx), inflight_(inflight), context_(context), wire_response_(wire_response) {}
 
-  void attach(grpc::ServerUnaryReactor* reactor) { reactor_ = reactor; }
+  void attach(grpc::ServerUnaryReactor* reactor) {
+    core::MutexLock lock(mutex_);
+    reactor_ = reactor;
+  }
   void detach() {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     reactor_ = nullptr;
   }
 
@@ -118,7 +121,7 @@ class CompositeCall final : public pipeline::FrameConsumer,
     Registry::Lease lease;
     grpc::ServerUnaryReactor* reactor = nullptr;
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       if (ended_ || reactor_ == nullptr) return;
       ended_ = true;
       reactor = reactor_;
@@ -150,7 +153,7 @@ class CompositeCall final : public pipeline::FrameConsumer,
   void on_frame(pipeline::ProducedFrame frame) override {
     std::shared_ptr<pipeline::FrameProducer> producer;
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       if (ended_) return;
       jpegs_.push_back(std::move(frame.encoded));
       producer = producer_;
@@ -165,7 +168,7 @@ class CompositeCall final : public pipeline::FrameConsumer,
   void prepare() {
     try {
       {
-        std::lock_guard lock(mutex_);
+        core::MutexLock lock(mutex_);
         if (ended_) return;
       }
       Registry::Lease lease = ctx_.registry->acquire(model_id_);
@@ -239,14 +242,14 @@ class CompositeCall final : public pipeline::FrameConsumer,
     settings.observe = [timings, metrics](std::string_view stage, double ms) {
       metrics->observe_ms(std::string(stage), ms);
       if (stage == "composite" || stage == "encode") {
-        std::lock_guard lock(timings->mutex);
+        core::MutexLock lock(timings->mutex);
         timings->composite_ms += ms;
       }
     };
     auto producer = pipeline::FrameProducer::from_clip(ctx_.target(*lease.model), settings,
                                                        std::move(features), weak_from_this());
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       if (ended_) return;  // cancelled while preparing: the producer never starts
       producer_ = producer;
       lease_ = std::move(lease);
@@ -269,7 +272,7 @@ class CompositeCall final : public pipeline::FrameConsumer,
   }
 
   void fill_response(CompositeBatchResponse& r, const Registry::Lease& lease) {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     for (auto& jpeg : jpegs_) {
       r.add_composited_frames(reinterpret_cast<const char*>(jpeg.data()), jpeg.size());
     }
@@ -280,7 +283,7 @@ class CompositeCall final : public pipeline::FrameConsumer,
     r.set_audio_processing_ms(static_cast<float>(audio_ms_));
     r.set_inference_time_ms(static_cast<float>(inference_clock_.elapsed_ms()));
     {
-      std::lock_guard timings_lock(timings_->mutex);
+      core::MutexLock timings_lock(timings_->mutex);
       r.set_composite_time_ms(static_cast<float>(timings_->composite_ms));
     }
     r.set_total_time_ms(static_cast<float>(clock_.elapsed_ms()));
@@ -301,14 +304,15 @@ class CompositeCall final : public pipeline::FrameConsumer,
   int sample_rate_ = audio::kSampleRateHz;
   std::string raw_audio_;
   std::shared_ptr<const std::string> images_;
-  std::mutex mutex_;
-  Registry::Lease lease_;  // set once the producer starts, released by end() (guarded)
-  double audio_ms_ = 0;    // guarded
-  grpc::ServerUnaryReactor* reactor_ = nullptr;        // null after OnDone (guarded)
-  bool ended_ = false;                                 // guarded
-  std::shared_ptr<pipeline::FrameProducer> producer_;  // guarded
-  std::vector<std::vector<std::uint8_t>> jpegs_;       // guarded
-  core::Stopwatch inference_clock_;                    // guarded
+  core::Mutex mutex_;
+  // Set once the producer starts, released by end().
+  Registry::Lease lease_ LIPSYNC_GUARDED_BY(mutex_);
+  double audio_ms_ LIPSYNC_GUARDED_BY(mutex_) = 0;
+  grpc::ServerUnaryReactor* reactor_ LIPSYNC_GUARDED_BY(mutex_) = nullptr;  // null after OnDone
+  bool ended_ LIPSYNC_GUARDED_BY(mutex_) = false;
+  std::shared_ptr<pipeline::FrameProducer> producer_ LIPSYNC_GUARDED_BY(mutex_);
+  std::vector<std::vector<std::uint8_t>> jpegs_ LIPSYNC_GUARDED_BY(mutex_);
+  core::Stopwatch inference_clock_ LIPSYNC_GUARDED_BY(mutex_);
 };
 
 class CompositeReactor final : public grpc::ServerUnaryReactor {

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/mutex.h"
 #include "core/stopwatch.h"
 #include "core/text.h"
 
@@ -81,7 +82,7 @@ Registry::~Registry() {
 void Registry::stop_all() {
   std::vector<std::shared_ptr<LoadedModel>> loaded;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     stopped_ = true;
     for (auto& [id, entry] : entries_) {
       if (entry->loaded) loaded.push_back(entry->loaded);
@@ -93,7 +94,7 @@ void Registry::stop_all() {
 
 void Registry::record_batch(Entry& entry, int size, double ms) {
   {
-    std::lock_guard lock(stats_mutex_);
+    core::MutexLock lock(stats_mutex_);
     entry.generator_ms += ms;
     ++entry.generator_runs;
   }
@@ -214,7 +215,7 @@ Registry::Lease Registry::acquire(const std::string& id) {
   Entry& entry = *entries_.find(id)->second;
   Lease lease;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (stopped_) throw Error::unavailable("the server is stopping");
     if (entry.loaded) {
       lease.model = entry.loaded;
@@ -222,9 +223,9 @@ Registry::Lease Registry::acquire(const std::string& id) {
     }
   }
   if (!lease.model) {
-    std::lock_guard load_lock(entry.load_mutex);
+    core::MutexLock load_lock(entry.load_mutex);
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       if (entry.loaded) {
         lease.model = entry.loaded;
         lease.was_loaded = true;
@@ -233,7 +234,7 @@ Registry::Lease Registry::acquire(const std::string& id) {
     if (!lease.model) {
       core::Stopwatch sw;
       auto model = load(entry);
-      std::unique_lock lock(mutex_);
+      core::MutexLock lock(mutex_);
       if (stopped_) {
         lock.unlock();
         model->scheduler->stop();
@@ -253,7 +254,7 @@ Registry::Lease Registry::acquire(const std::string& id) {
       }
     }
   }
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   ++entry.uses;
   entry.last_used = std::chrono::steady_clock::now();
   entry.last_used_unix_ms = unix_ms_now();
@@ -279,7 +280,7 @@ void Registry::unload(const std::string& id) {
   check_configured(id);
   std::shared_ptr<LoadedModel> model;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     Entry& entry = *entries_.find(id)->second;
     if (!entry.loaded) return;
     if (entry.loaded.use_count() > 1) {
@@ -296,7 +297,7 @@ void Registry::unload_idle() {
   const auto now = std::chrono::steady_clock::now();
   std::vector<std::shared_ptr<LoadedModel>> idle;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     for (auto& [id, e] : entries_) {
       if (e->loaded && e->loaded.use_count() == 1 &&
           now - e->last_used > std::chrono::seconds(options_.idle_unload_s)) {
@@ -312,7 +313,7 @@ void Registry::unload_idle() {
 }
 
 std::vector<ModelStatus> Registry::status() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   std::vector<ModelStatus> out;
   for (auto& [id, e] : entries_) {
     ModelStatus s;
@@ -321,7 +322,7 @@ std::vector<ModelStatus> Registry::status() const {
     s.memory_mb = e->loaded ? (e->loaded->memory_bytes() + (1 << 20) - 1) >> 20 : 0;
     s.request_count = e->uses;
     {
-      std::lock_guard stats_lock(stats_mutex_);
+      core::MutexLock stats_lock(stats_mutex_);
       s.total_inference_ms = e->generator_ms;
       s.generator_runs = e->generator_runs;
     }
@@ -344,12 +345,12 @@ int Registry::loaded_count_locked() const {
 }
 
 int Registry::loaded_count() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return loaded_count_locked();
 }
 
 std::size_t Registry::queue_depth() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   std::size_t n = 0;
   for (auto& [id, e] : entries_) {
     if (e->loaded) n += e->loaded->scheduler->queue_depth();

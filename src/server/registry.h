@@ -12,12 +12,12 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "avatar/avatar.h"
 #include "core/config_table.h"
+#include "core/mutex.h"
 #include "infer/infer_options.h"
 #include "infer/models.h"
 #include "pipeline/scheduler.h"
@@ -116,6 +116,8 @@ class Registry {
   std::size_t queue_depth() const;  // frames waiting in all schedulers
 
  private:
+  // The comments name the Registry's locks that guard an entry's fields: the analysis cannot
+  // check a field against a lock of another object.
   struct Entry {
     ModelSpec spec;
     std::shared_ptr<LoadedModel> loaded;  // guarded by mutex_
@@ -124,26 +126,28 @@ class Registry {
     std::int64_t generator_runs = 0;  // guarded by stats_mutex_
     std::chrono::steady_clock::time_point last_used{};
     std::int64_t last_used_unix_ms = 0;
-    std::mutex load_mutex;  // serialises loading one model
+    core::Mutex load_mutex;  // serialises loading one model
   };
   std::shared_ptr<LoadedModel> load(Entry& entry);
   static std::shared_ptr<const pipeline::SilenceIdle> build_idle(const LoadedModel& model);
   void record_batch(Entry& entry, int size, double ms);
-  int loaded_count_locked() const;  // requires mutex_ held
-  // Makes room for one more model of `bytes`; requires mutex_ held. Returns the evicted models,
+  int loaded_count_locked() const LIPSYNC_REQUIRES(mutex_);
+  // Makes room for one more model of `bytes`. Returns the evicted models,
   // whose schedulers the caller stops after unlocking (a stopping scheduler's last batch reports
   // to record_batch).
-  std::vector<std::shared_ptr<LoadedModel>> evict_for(std::int64_t bytes, const std::string& keep);
+  std::vector<std::shared_ptr<LoadedModel>> evict_for(std::int64_t bytes, const std::string& keep)
+      LIPSYNC_REQUIRES(mutex_);
 
   const RegistryOptions options_;
   const infer::InferOptions infer_;
   const avatar::AvatarOptions avatar_;
   const pipeline::SchedulerOptions scheduler_;
   const std::function<void(int, double)> on_batch_;
-  mutable std::mutex mutex_;
+  mutable core::Mutex mutex_;
+  // Made by the constructor and fixed after it (each entry's `loaded` is guarded by mutex_).
   std::map<std::string, std::unique_ptr<Entry>> entries_;
-  bool stopped_ = false;            // guarded by mutex_
-  mutable std::mutex stats_mutex_;  // the generator counters; taken alone or after mutex_
+  bool stopped_ LIPSYNC_GUARDED_BY(mutex_) = false;
+  mutable core::Mutex stats_mutex_;  // the generator counters; taken alone or after mutex_
 };
 
 std::string_view to_string(EvictionPolicy policy);

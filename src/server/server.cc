@@ -8,9 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -18,6 +16,7 @@
 #include "core/error.h"
 #include "core/json_text.h"
 #include "core/memory_trimmer.h"
+#include "core/mutex.h"
 #include "core/worker_pool.h"
 #include "pipeline/ticker.h"
 #include "server/call_tracker.h"
@@ -69,15 +68,15 @@ struct Server::Impl {
   // A drain: started once (SIGTERM, POST /v1/admin/drain); whether one is on is the hub's (it
   // refuses new sessions under its own lock). The thread ends the request calls left after the
   // grace.
-  std::mutex drain_mutex;
-  std::thread request_drain;  // guarded by drain_mutex
+  core::Mutex drain_mutex;
+  std::thread request_drain LIPSYNC_GUARDED_BY(drain_mutex);
   bool started = false;
   bool stopped = false;
   // Unloads idle models every second when registry.idle_unload_s is set.
   std::thread janitor;
-  std::mutex janitor_mutex;
-  std::condition_variable janitor_wake;
-  bool janitor_stop = false;
+  core::Mutex janitor_mutex;
+  core::CondVar janitor_wake;
+  bool janitor_stop LIPSYNC_GUARDED_BY(janitor_mutex) = false;
 
   HttpReply route(const HttpRequest& request) const {
     const bool known =
@@ -259,9 +258,10 @@ struct Server::Impl {
   void start_janitor() {
     if (config.registry.idle_unload_s <= 0) return;
     janitor = std::thread([this] {
-      std::unique_lock lock(janitor_mutex);
-      while (
-          !janitor_wake.wait_for(lock, std::chrono::seconds(1), [this] { return janitor_stop; })) {
+      core::MutexLock lock(janitor_mutex);
+      while (!janitor_wake.wait_for(lock, std::chrono::seconds(1),
+                                    [this]()
+                                        LIPSYNC_REQUIRES(janitor_mutex) { return janitor_stop; })) {
         registry->unload_idle();
       }
     });
@@ -270,7 +270,7 @@ struct Server::Impl {
   void stop_janitor() {
     if (!janitor.joinable()) return;
     {
-      std::lock_guard lock(janitor_mutex);
+      core::MutexLock lock(janitor_mutex);
       janitor_stop = true;
     }
     janitor_wake.notify_all();
@@ -366,7 +366,7 @@ void Server::start() {
 
 void Server::drain() {
   Impl& m = *impl_;
-  std::lock_guard lock(m.drain_mutex);
+  core::MutexLock lock(m.drain_mutex);
   if (!m.started || m.stopped || m.hub->draining()) return;
   spdlog::info(
       "lipsync serve: draining: new sessions are refused; {} live sessions go on for at most {} "
@@ -399,7 +399,7 @@ LoadReport Server::load() const {
 void Server::stop() {
   Impl& m = *impl_;
   {
-    std::lock_guard lock(m.drain_mutex);
+    core::MutexLock lock(m.drain_mutex);
     if (!m.started || m.stopped) return;
     m.stopped = true;
   }
@@ -414,7 +414,12 @@ void Server::stop() {
     }
   }
   if (m.http) m.http->stop();
-  if (m.request_drain.joinable()) m.request_drain.join();
+  std::thread drain_thread;  // none can start now: drain() sees m.stopped
+  {
+    core::MutexLock lock(m.drain_mutex);
+    drain_thread = std::move(m.request_drain);
+  }
+  if (drain_thread.joinable()) drain_thread.join();
   m.end_calls();
   m.hub->stop();  // the HTTP sessions (the gRPC ones ended with their calls)
   // No call is left: stop the live clock (its sessions post to the workers), stop the generators

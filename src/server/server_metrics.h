@@ -10,10 +10,11 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "core/mutex.h"
 
 namespace lipsync::server {
 
@@ -53,13 +54,13 @@ class RecentSum {
 class ServerMetrics {
  public:
   void count_request(const std::string& method, const std::string& code) {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     ++requests_[{method, code}];
   }
   void add_frames(std::int64_t n) { frames_ += n; }
   // One observation of a stage (decode, mel, windows, encoder, generator, composite, encode).
   void observe_ms(const std::string& stage, double ms) {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     stages_[stage].add(ms / 1000.0);
     if (stage == "generator") recent_generator_ms_.add(ms);
   }
@@ -71,15 +72,15 @@ class ServerMetrics {
     double live_late = 0;
   };
   Recent recent() const {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     return {recent_generator_ms_.sum(), recent_live_frames_.sum(), recent_live_late_.sum()};
   }
   void observe_batch(int size) {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     batches_.add(size);
   }
   std::map<std::pair<std::string, std::string>, std::int64_t> requests() const {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     return requests_;
   }
 
@@ -88,7 +89,7 @@ class ServerMetrics {
   // A speaking frame also counts for its model's on-time fraction.
   void count_live_frame(const std::string& model, const std::string& state, bool late,
                         bool underrun_starts) {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     ++live_frames_[state];
     live_late_ += late;
     recent_live_frames_.add(1);
@@ -101,26 +102,26 @@ class ServerMetrics {
     }
   }
   void observe_live_jitter_ms(double ms) {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     live_jitter_.add(ms / 1000.0);
   }
   void observe_interrupt_ack_ms(double ms) {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     interrupt_ack_.add(ms / 1000.0);
   }
   void observe_speech_latency_ms(double ms) {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     speech_latency_.add(ms / 1000.0);
   }
   void count_interrupt() {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     ++live_interrupts_;
   }
   std::int64_t frames() const { return frames_.load(); }
 
   // The counters and histograms, in the Prometheus text format.
   std::string render() const {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     std::ostringstream out;
     out << "# HELP lipsync_requests_total RPCs finished, by method and gRPC status code.\n"
            "# TYPE lipsync_requests_total counter\n";
@@ -206,23 +207,26 @@ class ServerMetrics {
     std::int64_t count = 0;
   };
 
-  mutable std::mutex mutex_;
-  RecentSum recent_generator_ms_;  // guarded
-  RecentSum recent_live_frames_;   // guarded
-  RecentSum recent_live_late_;     // guarded
-  std::map<std::pair<std::string, std::string>, std::int64_t> requests_;
-  std::map<std::string, Histogram> stages_;
-  Histogram batches_{{1, 2, 4, 8, 16, 32, 64, 128, 256}};
+  mutable core::Mutex mutex_;
+  RecentSum recent_generator_ms_ LIPSYNC_GUARDED_BY(mutex_);
+  RecentSum recent_live_frames_ LIPSYNC_GUARDED_BY(mutex_);
+  RecentSum recent_live_late_ LIPSYNC_GUARDED_BY(mutex_);
+  std::map<std::pair<std::string, std::string>, std::int64_t> requests_ LIPSYNC_GUARDED_BY(mutex_);
+  std::map<std::string, Histogram> stages_ LIPSYNC_GUARDED_BY(mutex_);
+  Histogram batches_ LIPSYNC_GUARDED_BY(mutex_){{1, 2, 4, 8, 16, 32, 64, 128, 256}};
   std::atomic<std::int64_t> frames_{0};
-  std::map<std::string, std::int64_t> live_frames_;
-  std::int64_t live_late_ = 0;
+  std::map<std::string, std::int64_t> live_frames_ LIPSYNC_GUARDED_BY(mutex_);
+  std::int64_t live_late_ LIPSYNC_GUARDED_BY(mutex_) = 0;
   // By model: speaking frames emitted, and how many of them were late.
-  std::map<std::string, std::pair<std::int64_t, std::int64_t>> speech_frames_;
-  std::int64_t live_underruns_ = 0;
-  std::int64_t live_interrupts_ = 0;
-  Histogram speech_latency_{{0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10}};
-  Histogram interrupt_ack_{{0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.2, 0.5}};
-  Histogram live_jitter_{{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08}};
+  std::map<std::string, std::pair<std::int64_t, std::int64_t>> speech_frames_
+      LIPSYNC_GUARDED_BY(mutex_);
+  std::int64_t live_underruns_ LIPSYNC_GUARDED_BY(mutex_) = 0;
+  std::int64_t live_interrupts_ LIPSYNC_GUARDED_BY(mutex_) = 0;
+  Histogram speech_latency_ LIPSYNC_GUARDED_BY(mutex_){{0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10}};
+  Histogram interrupt_ack_ LIPSYNC_GUARDED_BY(mutex_){
+      {0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.2, 0.5}};
+  Histogram live_jitter_ LIPSYNC_GUARDED_BY(mutex_){
+      {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08}};
 };
 
 }  // namespace lipsync::server

@@ -4,6 +4,7 @@
 
 #include "audio/video_frames.h"
 #include "core/json_text.h"
+#include "core/mutex.h"
 
 namespace lipsync::server {
 
@@ -78,7 +79,7 @@ std::string event_json(const pipeline::LiveEvent& e) {
 }  // namespace
 
 void SessionEvents::publish(pipeline::LiveEvent& e) {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   if (ended_) return;
   e.seq = ++seq_;
   e.json = event_json(e);
@@ -89,7 +90,7 @@ void SessionEvents::publish(pipeline::LiveEvent& e) {
 }
 
 int SessionEvents::subscribe(std::int64_t after_seq, Subscriber subscriber) {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   for (const auto& e : kept_) {
     if (e.seq > after_seq) subscriber(e);
   }
@@ -99,17 +100,17 @@ int SessionEvents::subscribe(std::int64_t after_seq, Subscriber subscriber) {
 }
 
 void SessionEvents::unsubscribe(int id) {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   subscribers_.erase(id);
 }
 
 int SessionEvents::subscribers() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return static_cast<int>(subscribers_.size());
 }
 
 bool SessionEvents::ended() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return ended_;
 }
 

@@ -21,9 +21,9 @@
 #include <deque>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <string>
 
+#include "core/mutex.h"
 #include "pipeline/live_session.h"
 
 namespace lipsync::server {
@@ -47,12 +47,12 @@ class SessionEvents {
   bool ended() const;
 
  private:
-  mutable std::mutex mutex_;
-  std::int64_t seq_ = 0;                   // guarded
-  std::deque<pipeline::LiveEvent> kept_;   // guarded
-  std::map<int, Subscriber> subscribers_;  // guarded
-  int next_id_ = 0;                        // guarded
-  bool ended_ = false;                     // guarded
+  mutable core::Mutex mutex_;
+  std::int64_t seq_ LIPSYNC_GUARDED_BY(mutex_) = 0;
+  std::deque<pipeline::LiveEvent> kept_ LIPSYNC_GUARDED_BY(mutex_);
+  std::map<int, Subscriber> subscribers_ LIPSYNC_GUARDED_BY(mutex_);
+  int next_id_ LIPSYNC_GUARDED_BY(mutex_) = 0;
+  bool ended_ LIPSYNC_GUARDED_BY(mutex_) = false;
 };
 
 }  // namespace lipsync::server

@@ -6,6 +6,8 @@
 #include <deque>
 #include <random>
 
+#include "core/mutex.h"
+
 namespace lipsync::server {
 namespace {
 
@@ -22,9 +24,9 @@ std::string random_secret() {
 }
 
 std::string random_id() {
-  static std::mutex mutex;
+  static core::Mutex mutex;
   static std::mt19937_64 rng{std::random_device{}()};
-  std::lock_guard lock(mutex);
+  core::MutexLock lock(mutex);
   char text[33];
   std::snprintf(text, sizeof text, "%016llx%016llx", static_cast<unsigned long long>(rng()),
                 static_cast<unsigned long long>(rng()));
@@ -55,9 +57,10 @@ SessionHub::SessionHub(const ServiceContext& context, webrtc::WebRtcOptions opti
       instance_(context.server.resolved_instance_id()) {
   if (context_.live.session_idle_timeout_s > 0) {
     reaper_ = std::thread([this] {
-      std::unique_lock lock(mutex_);
+      core::MutexLock lock(mutex_);
       while (!stopped_) {
-        if (reaper_wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stopped_; })) {
+        if (reaper_wake_.wait_for(lock, std::chrono::seconds(1),
+                                  [this]() LIPSYNC_REQUIRES(mutex_) { return stopped_; })) {
           break;
         }
         lock.unlock();
@@ -79,7 +82,7 @@ SessionHub::~SessionHub() {
 std::shared_ptr<HubSession> SessionHub::create(const NewSession& spec) {
   const std::string& model = spec.model;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (stopped_) throw Error::unavailable("the server is shutting down");
     if (draining_) {
       throw Error::unavailable("instance " + instance_ +
@@ -121,7 +124,7 @@ std::shared_ptr<HubSession> SessionHub::create(const NewSession& spec) {
     };
     session->start(settings);
   }
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   if (stopped_) {
     session->close();
     throw Error::unavailable("the server is shutting down");
@@ -131,7 +134,7 @@ std::shared_ptr<HubSession> SessionHub::create(const NewSession& spec) {
 }
 
 std::shared_ptr<HubSession> SessionHub::find(const std::string& id) const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   const auto it = sessions_.find(id);
   return it == sessions_.end() ? nullptr : it->second;
 }
@@ -140,7 +143,7 @@ bool SessionHub::remove(const std::string& id, std::optional<Error> reason,
                         const std::string& why) {
   std::shared_ptr<HubSession> session;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     const auto it = sessions_.find(id);
     if (it == sessions_.end()) return false;
     session = it->second;
@@ -151,14 +154,14 @@ bool SessionHub::remove(const std::string& id, std::optional<Error> reason,
 }
 
 void SessionHub::forget(const std::string& id) {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   sessions_.erase(id);
 }
 
 std::vector<SessionInfo> SessionHub::list() const {
   std::vector<std::shared_ptr<HubSession>> all;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     for (const auto& [id, s] : sessions_) all.push_back(s);
   }
   std::vector<SessionInfo> out;
@@ -167,14 +170,14 @@ std::vector<SessionInfo> SessionHub::list() const {
 }
 
 int SessionHub::sessions() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return static_cast<int>(sessions_.size());
 }
 
 void SessionHub::stop() {
   std::map<std::string, std::shared_ptr<HubSession>> all;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     stopped_ = true;
     all.swap(sessions_);
   }
@@ -185,12 +188,12 @@ void SessionHub::stop() {
 }
 
 void SessionHub::drain() {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   draining_ = true;
 }
 
 bool SessionHub::draining() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return draining_;
 }
 
@@ -199,7 +202,7 @@ int SessionHub::expire_idle() {
   if (timeout <= 0) return 0;
   std::vector<std::shared_ptr<HubSession>> all;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     for (const auto& [id, s] : sessions_) {
       if (s->origin() == "http") all.push_back(s);  // a gRPC session ends with its call
     }
@@ -255,7 +258,7 @@ void HubSession::touch() {
 }
 
 bool HubSession::in_use() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   if (!viewers_.empty() || events_.subscribers() > 0) return true;
   if (session_ && session_->taking_speech()) return true;
   if (state_.load() != static_cast<int>(pipeline::LiveState::kIdle)) return true;
@@ -278,7 +281,7 @@ SessionInfo HubSession::info() const {
              : encoding_ == pipeline::FrameEncoding::kPng ? "png"
                                                           : "jpeg";
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     i.viewers = static_cast<int>(viewers_.size());
   }
   i.state = std::string(pipeline::to_string(static_cast<pipeline::LiveState>(state_.load())));
@@ -300,14 +303,14 @@ SessionInfo HubSession::info() const {
 }
 
 bool HubSession::attach(const std::shared_ptr<pipeline::LiveSink>& sink) {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   if (ended_) return false;
   sinks_.push_back(sink);
   return true;
 }
 
 void HubSession::detach(const pipeline::LiveSink* sink) {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   std::erase_if(sinks_, [sink](const std::weak_ptr<pipeline::LiveSink>& w) {
     auto s = w.lock();
     return !s || s.get() == sink;
@@ -338,7 +341,7 @@ std::pair<std::string, std::string> HubSession::add_viewer(const std::string& of
   }
   std::string viewer;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (ended_) throw Error::unavailable("the session has ended");
     viewer = "v" + std::to_string(next_viewer_++);
   }
@@ -366,7 +369,7 @@ std::pair<std::string, std::string> HubSession::add_viewer(const std::string& of
     throw;
   }
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (!ended_) {
       viewers_[viewer] = sender;
       viewers_changed(true, static_cast<int>(viewers_.size()));
@@ -380,7 +383,7 @@ std::pair<std::string, std::string> HubSession::add_viewer(const std::string& of
 
 bool HubSession::remove_viewer(const std::string& viewer) {
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     if (viewers_.find(viewer) == viewers_.end()) return false;
   }
   drop_viewer(viewer);
@@ -390,7 +393,7 @@ bool HubSession::remove_viewer(const std::string& viewer) {
 void HubSession::drop_viewer(const std::string& viewer) {
   std::shared_ptr<webrtc::WhepSender> sender;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     const auto it = viewers_.find(viewer);
     if (it == viewers_.end()) return;
     sender = std::move(it->second);
@@ -401,7 +404,6 @@ void HubSession::drop_viewer(const std::string& viewer) {
   --hub_.viewer_count();
 }
 
-// Requires mutex_ held.
 void HubSession::viewers_changed(bool joined, int count) {
   pipeline::LiveEvent e;
   e.type =
@@ -411,7 +413,6 @@ void HubSession::viewers_changed(bool joined, int count) {
   if (e.seq != 0) between_ticks_.push_back(std::move(e));
 }
 
-// Requires mutex_ held.
 void HubSession::ended_event(const std::string& why, const std::optional<Error>& error) {
   pipeline::LiveEvent e;
   e.type = pipeline::LiveEvent::Type::kSessionEnded;
@@ -422,7 +423,7 @@ void HubSession::ended_event(const std::string& why, const std::optional<Error>&
 }
 
 std::string HubSession::ended_json() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return ended_json_;
 }
 
@@ -444,8 +445,8 @@ void HubSession::close(std::optional<Error> reason, const std::string& why) {
   // outside mutex_ (the session's own lock); a second close finds nothing left to cut.
   std::vector<pipeline::LiveEvent> cut = session_->cut_playback();
   {
-    std::lock_guard delivery(delivery_mutex_);
-    std::lock_guard lock(mutex_);
+    core::MutexLock delivery(delivery_mutex_);
+    core::MutexLock lock(mutex_);
     if (ended_) return;
     ended_ = true;
     for (auto& e : cut) events_.publish(e);
@@ -463,12 +464,12 @@ void HubSession::close(std::optional<Error> reason, const std::string& why) {
 }
 
 bool HubSession::ended() const {
-  std::lock_guard lock(mutex_);
+  core::MutexLock lock(mutex_);
   return ended_;
 }
 
 void HubSession::on_live_frame(pipeline::LiveFrame frame) {
-  std::lock_guard delivery(delivery_mutex_);
+  core::MutexLock delivery(delivery_mutex_);
   ++frames_;
   if (frame.late) ++late_;
   if (frame.state == pipeline::LiveState::kSpeaking) {
@@ -478,7 +479,7 @@ void HubSession::on_live_frame(pipeline::LiveFrame frame) {
   state_ = static_cast<int>(frame.state);
   if (frame.speech_latency_ms) speech_latency_ms_ = *frame.speech_latency_ms;
   {
-    std::lock_guard lock(mutex_);  // the events of no tick are numbered before, or after, all
+    core::MutexLock lock(mutex_);  // the events of no tick are numbered before, or after, all
     for (auto& e : frame.events) events_.publish(e);  // numbered before any client sees them
     if (!between_ticks_.empty()) {
       frame.events.insert(frame.events.begin(), std::make_move_iterator(between_ticks_.begin()),
@@ -500,7 +501,7 @@ void HubSession::on_live_frame(pipeline::LiveFrame frame) {
   record_live_frame(*hub_.context().metrics, model_, frame, last_underrun_);
   std::vector<std::shared_ptr<pipeline::LiveSink>> sinks;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     for (auto& [id, v] : viewers_) v->push(frame.index, frame.picture, frame.samples);
     for (const auto& w : sinks_) {
       if (auto s = w.lock()) sinks.push_back(std::move(s));
@@ -514,7 +515,7 @@ void HubSession::on_live_frame(pipeline::LiveFrame frame) {
 void HubSession::on_speech_wanted() {
   std::vector<std::shared_ptr<pipeline::LiveSink>> sinks;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     for (const auto& w : sinks_) {
       if (auto s = w.lock()) sinks.push_back(std::move(s));
     }
@@ -527,7 +528,7 @@ void HubSession::on_live_ended(const std::optional<Error>& error) {
   std::vector<std::shared_ptr<pipeline::LiveSink>> sinks;
   std::optional<Error> told = error;
   {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     ended_event(error ? "error" : "closed", error);
     for (const auto& w : sinks_) {
       if (auto s = w.lock()) sinks.push_back(std::move(s));

@@ -15,18 +15,17 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "core/memory_trimmer.h"
+#include "core/mutex.h"
 #include "pipeline/live_session.h"
 #include "server/service_context.h"
 #include "server/session_events.h"
@@ -124,17 +123,17 @@ class SessionHub {
   const ServiceContext context_;
   const webrtc::WebRtcOptions options_;
   const webrtc::IceServers ice_servers_;
-  mutable std::mutex mutex_;
-  std::map<std::string, std::shared_ptr<HubSession>> sessions_;  // guarded
-  bool stopped_ = false;                                         // guarded
-  bool draining_ = false;                                        // guarded
+  mutable core::Mutex mutex_;
+  std::map<std::string, std::shared_ptr<HubSession>> sessions_ LIPSYNC_GUARDED_BY(mutex_);
+  bool stopped_ LIPSYNC_GUARDED_BY(mutex_) = false;
+  bool draining_ LIPSYNC_GUARDED_BY(mutex_) = false;
   const std::string instance_;
   std::atomic<int> viewers_{0};
   core::WorkerPool control_{2};
   core::WorkerPool media_{4};
   core::WorkerPool wire_{2};
   core::MemoryTrimmer trimmer_;  // after speech is dropped (interrupt, end)
-  std::condition_variable reaper_wake_;
+  core::CondVar reaper_wake_;
   std::thread reaper_;  // expire_idle() every second, while live.session_idle_timeout_s > 0
 };
 
@@ -208,10 +207,11 @@ class HubSession final : public pipeline::LiveSink,
 
  private:
   void drop_viewer(const std::string& viewer);
-  // Requires mutex_ held: publishes viewer_joined or viewer_left with the count now.
-  void viewers_changed(bool joined, int count);
-  // Requires mutex_ held: publishes session_ended (once: the first reason stands).
-  void ended_event(const std::string& why, const std::optional<Error>& error);
+  // Publishes viewer_joined or viewer_left with the count now.
+  void viewers_changed(bool joined, int count) LIPSYNC_REQUIRES(mutex_);
+  // Publishes session_ended (once: the first reason stands).
+  void ended_event(const std::string& why, const std::optional<Error>& error)
+      LIPSYNC_REQUIRES(mutex_);
 
   SessionHub& hub_;
   const std::string id_;
@@ -229,17 +229,17 @@ class HubSession final : public pipeline::LiveSink,
   // calls, and by close() around publishing session_ended: a client that saw an event on the
   // event stream and then ended the session finds that event's frame on its gRPC call too.
   // Taken before mutex_.
-  std::mutex delivery_mutex_;
-  mutable std::mutex mutex_;
-  std::map<std::string, std::shared_ptr<webrtc::WhepSender>> viewers_;  // guarded
-  std::vector<std::weak_ptr<pipeline::LiveSink>> sinks_;                // attached (guarded)
+  core::Mutex delivery_mutex_;
+  mutable core::Mutex mutex_;
+  std::map<std::string, std::shared_ptr<webrtc::WhepSender>> viewers_ LIPSYNC_GUARDED_BY(mutex_);
+  std::vector<std::weak_ptr<pipeline::LiveSink>> sinks_ LIPSYNC_GUARDED_BY(mutex_);  // attached
   // Events of no tick (viewer_joined, viewer_left) published since the last frame: they go out
-  // on the next one, before its own, for the attached calls (guarded).
-  std::vector<pipeline::LiveEvent> between_ticks_;
-  std::string ended_json_;             // the session_ended event, once published (guarded)
-  int next_viewer_ = 0;                // guarded
-  bool ended_ = false;                 // guarded
-  std::optional<Error> close_reason_;  // guarded
+  // on the next one, before its own, for the attached calls.
+  std::vector<pipeline::LiveEvent> between_ticks_ LIPSYNC_GUARDED_BY(mutex_);
+  std::string ended_json_ LIPSYNC_GUARDED_BY(mutex_);  // the session_ended event, once published
+  int next_viewer_ LIPSYNC_GUARDED_BY(mutex_) = 0;
+  bool ended_ LIPSYNC_GUARDED_BY(mutex_) = false;
+  std::optional<Error> close_reason_ LIPSYNC_GUARDED_BY(mutex_);
   std::atomic<int> media_jobs_{0};
   std::atomic<std::int64_t> frames_{0};
   std::atomic<std::int64_t> late_{0};

@@ -1,8 +1,7 @@
 #include "server/stream_service.h"
 
-#include <mutex>
-
 #include "audio/video_frames.h"
+#include "core/mutex.h"
 #include "core/stopwatch.h"
 #include "server/bidi_call.h"
 #include "server/grpc_status.h"
@@ -59,7 +58,7 @@ class StreamCall final : public BidiCall<StreamCall, StreamRequest>,
   void drop() {
     std::shared_ptr<pipeline::FrameProducer> producer;
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       producer = std::move(producer_);
     }
     if (producer) producer->cancel();
@@ -92,7 +91,7 @@ class StreamCall final : public BidiCall<StreamCall, StreamRequest>,
   }
 
   std::shared_ptr<pipeline::FrameProducer> producer() {
-    std::lock_guard lock(mutex_);
+    core::MutexLock lock(mutex_);
     return producer_;
   }
 
@@ -130,7 +129,7 @@ class StreamCall final : public BidiCall<StreamCall, StreamRequest>,
     auto producer =
         pipeline::FrameProducer::streaming(ctx_.target(*lease.model), settings, weak_from_this());
     {
-      std::lock_guard lock(mutex_);
+      core::MutexLock lock(mutex_);
       if (ended_) return;
       producer_ = producer;
       lease_ = std::move(lease);
@@ -163,7 +162,7 @@ class StreamCall final : public BidiCall<StreamCall, StreamRequest>,
   int ctx_avatar_height_ = 0;
   WireAudio audio_;
 
-  std::shared_ptr<pipeline::FrameProducer> producer_;  // guarded
+  std::shared_ptr<pipeline::FrameProducer> producer_ LIPSYNC_GUARDED_BY(mutex_);
 };
 
 }  // namespace

@@ -3,18 +3,18 @@
 #include <espeak-ng/speak_lib.h>
 
 #include <algorithm>
-#include <mutex>
 
 #include "audio/streaming_resampler.h"
 #include "core/error.h"
+#include "core/mutex.h"
 
 namespace lipsync::tts {
 namespace {
 
-std::mutex g_mutex;  // espeak-ng's state is global
-int g_rate = 0;      // its output rate, once initialised (guarded)
+core::Mutex g_mutex;                         // espeak-ng's state is global
+int g_rate LIPSYNC_GUARDED_BY(g_mutex) = 0;  // its output rate, once initialised
 struct Job;
-Job* g_job = nullptr;  // the synthesis under way (guarded: the callback runs inside it)
+Job* g_job LIPSYNC_GUARDED_BY(g_mutex) = nullptr;  // the synthesis under way
 
 // What one synthesis call collects (reached from espeak's callback through user_data).
 struct Job {
@@ -26,6 +26,7 @@ struct Job {
 
 // espeak-ng calls this from inside espeak_Synth (synchronous mode), on the caller's thread.
 int on_samples(short* wav, int count, espeak_EVENT*) {
+  g_mutex.assert_held();  // say() holds it around espeak_Synth
   Job* job = g_job;
   if (!job || job->stopped) return job ? 1 : 0;
   if (!wav || count <= 0) return 0;
@@ -39,7 +40,7 @@ int on_samples(short* wav, int count, espeak_EVENT*) {
 }
 
 // Starts espeak-ng once (g_mutex held). Throws kUnavailable when it cannot start.
-void ensure_started() {
+void ensure_started() LIPSYNC_REQUIRES(g_mutex) {
   if (g_rate != 0) return;
   const int rate =
       espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 100, nullptr, espeakINITIALIZE_DONT_EXIT);
@@ -53,7 +54,7 @@ void ensure_started() {
 
 // The voice names espeak-ng takes (g_mutex held, started): its voices' file names ("en",
 // "en-US", "de", "gmw/en" -> "en"), sorted. The MBROLA ones are left out (see say()).
-std::vector<std::string> voice_names_locked() {
+std::vector<std::string> voice_names_locked() LIPSYNC_REQUIRES(g_mutex) {
   std::vector<std::string> names;
   for (const espeak_VOICE* const* v = espeak_ListVoices(nullptr); v != nullptr && *v != nullptr;
        ++v) {
@@ -70,7 +71,7 @@ std::vector<std::string> voice_names_locked() {
 }  // namespace
 
 std::vector<std::string> voices() {
-  std::lock_guard lock(g_mutex);
+  core::MutexLock lock(g_mutex);
   ensure_started();
   return voice_names_locked();
 }
@@ -98,7 +99,7 @@ std::size_t say(std::string_view text, std::string_view voice,
                                "' is an MBROLA voice, which lipsync does not use; pick an "
                                "espeak-ng voice such as en, en-us, de or fr");
   }
-  std::lock_guard lock(g_mutex);
+  core::MutexLock lock(g_mutex);
   ensure_started();
   if (espeak_SetVoiceByName(voice_name.c_str()) != EE_OK) {
     const std::vector<std::string> names = voice_names_locked();

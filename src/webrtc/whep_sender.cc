@@ -10,15 +10,14 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <thread>
 
 #include "audio/video_frames.h"
 #include "core/error.h"
+#include "core/mutex.h"
 
 namespace lipsync::webrtc {
 namespace {
@@ -271,12 +270,12 @@ struct WhepSender::Impl {
   std::string answer;
   TrackIds ids = new_track_ids();
 
-  std::mutex mutex;
-  std::condition_variable changed;
-  bool gathered = false;                                                    // guarded
-  bool closing = false;                                                     // guarded
-  std::optional<std::chrono::steady_clock::time_point> disconnected_since;  // guarded
-  std::optional<std::chrono::steady_clock::time_point> answered_at;         // guarded
+  core::Mutex mutex;
+  core::CondVar changed;
+  bool gathered LIPSYNC_GUARDED_BY(mutex) = false;
+  bool closing LIPSYNC_GUARDED_BY(mutex) = false;
+  std::optional<std::chrono::steady_clock::time_point> disconnected_since LIPSYNC_GUARDED_BY(mutex);
+  std::optional<std::chrono::steady_clock::time_point> answered_at LIPSYNC_GUARDED_BY(mutex);
   std::atomic<bool> connected{false};
   std::atomic<bool> gone{false};
   std::atomic<std::int64_t> frames{0};
@@ -299,7 +298,7 @@ struct WhepSender::Impl {
     g_object_get(element, "ice-gathering-state", &state, nullptr);
     if (state != GST_WEBRTC_ICE_GATHERING_STATE_COMPLETE) return;
     auto* impl = static_cast<Impl*>(self);
-    std::lock_guard lock(impl->mutex);
+    core::MutexLock lock(impl->mutex);
     impl->gathered = true;
     impl->changed.notify_all();
   }
@@ -310,14 +309,14 @@ struct WhepSender::Impl {
     auto* impl = static_cast<Impl*>(self);
     switch (state) {
       case GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED: {
-        std::lock_guard lock(impl->mutex);
+        core::MutexLock lock(impl->mutex);
         impl->disconnected_since.reset();
         impl->last_heard_ns = now_ns();
         impl->connected = true;
         break;
       }
       case GST_WEBRTC_PEER_CONNECTION_STATE_DISCONNECTED: {
-        std::lock_guard lock(impl->mutex);
+        core::MutexLock lock(impl->mutex);
         if (!impl->disconnected_since) impl->disconnected_since = std::chrono::steady_clock::now();
         impl->changed.notify_all();
         break;
@@ -339,12 +338,12 @@ struct WhepSender::Impl {
     auto* impl = static_cast<Impl*>(self);
     if (state == GST_WEBRTC_ICE_CONNECTION_STATE_FAILED) impl->mark_gone("ICE failed");
     if (state == GST_WEBRTC_ICE_CONNECTION_STATE_DISCONNECTED) {
-      std::lock_guard lock(impl->mutex);
+      core::MutexLock lock(impl->mutex);
       if (!impl->disconnected_since) impl->disconnected_since = std::chrono::steady_clock::now();
     }
     if (state == GST_WEBRTC_ICE_CONNECTION_STATE_CONNECTED ||
         state == GST_WEBRTC_ICE_CONNECTION_STATE_COMPLETED) {
-      std::lock_guard lock(impl->mutex);
+      core::MutexLock lock(impl->mutex);
       impl->disconnected_since.reset();
     }
   }
@@ -406,7 +405,7 @@ struct WhepSender::Impl {
   // a dead machine: ICE may never notice), for ice_timeout_ms.
   void watch() {
     const auto limit = std::chrono::milliseconds(options.ice_timeout_ms);
-    std::unique_lock lock(mutex);
+    core::MutexLock lock(mutex);
     while (!closing) {
       changed.wait_for(lock, std::chrono::milliseconds(100));
       if (closing) break;
@@ -420,8 +419,8 @@ struct WhepSender::Impl {
       if (lost || silent || never) {
         disconnected_since.reset();
         last_heard_ns = 0;
-        lock.unlock();
         answered_at.reset();
+        lock.unlock();
         mark_gone(lost    ? "disconnected too long"
                   : never ? "never connected"
                           : "nothing heard from the viewer");
@@ -518,9 +517,9 @@ struct WhepSender::Impl {
     }
 
     {
-      std::unique_lock lock(mutex);
+      core::MutexLock lock(mutex);
       if (!changed.wait_for(lock, std::chrono::milliseconds(options.ice_timeout_ms),
-                            [this] { return gathered; })) {
+                            [this]() LIPSYNC_REQUIRES(mutex) { return gathered; })) {
         throw Error::unavailable("webrtc: ICE gathering did not complete within " +
                                  std::to_string(options.ice_timeout_ms) +
                                  " ms (webrtc.ice_timeout_ms)");
@@ -531,7 +530,7 @@ struct WhepSender::Impl {
     if (!done) throw Error::internal("webrtc: no local description after negotiation");
     watch_incoming();
     {
-      std::lock_guard lock(mutex);
+      core::MutexLock lock(mutex);
       answered_at = std::chrono::steady_clock::now();
     }
     gchar* text = gst_sdp_message_as_text(done->sdp);
@@ -576,7 +575,7 @@ struct WhepSender::Impl {
 
   void close() {
     {
-      std::lock_guard lock(mutex);
+      core::MutexLock lock(mutex);
       if (closing) return;
       closing = true;
       changed.notify_all();
