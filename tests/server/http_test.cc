@@ -234,11 +234,14 @@ TEST(HttpServer, AnEventStreamClosesAClientThatDoesNotRead) {
   EXPECT_EQ(head.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << head;
   EXPECT_NE(head.find("Content-Type: text/event-stream"), std::string::npos);
   EXPECT_NE(head.find("X-Test: 1"), std::string::npos);
-  // 4000 events of 4 KB (16 MB: more than loopback buffers hold) at about 16 MB/s; the reader
-  // reads them as they come.
+  // 4000 events of 4 KB (16 MB: more than loopback buffers hold) at up to about 16 MB/s; the
+  // reader reads them as they come. The sending keeps at most 128 KB ahead of what the reader has
+  // read, half what the server lets wait: on a loaded machine the reading thread may not run for
+  // tens of milliseconds, and the server would rightly close it as a slow reader.
   constexpr std::size_t kEvents = 4000;
+  constexpr std::size_t kAhead = 128 * 1024;
   const std::string event = "data: " + std::string(4090, 'x') + "\n\n";
-  std::size_t got = 0;
+  std::atomic<std::size_t> got{0};
   std::thread read([&] {
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (got < kEvents * event.size() && std::chrono::steady_clock::now() < until) {
@@ -247,12 +250,15 @@ TEST(HttpServer, AnEventStreamClosesAClientThatDoesNotRead) {
   });
   core::Stopwatch sw;
   for (std::size_t i = 0; i < kEvents; ++i) {
+    while (i * event.size() > got.load() + kAhead && sw.elapsed_ms() < 20000.0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     for (auto& [peer, stream] : peers) peer->send(event);
     if (i % 4 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   read.join();
-  EXPECT_LT(sw.elapsed_ms(), 20000.0);     // sending never waited for a client
-  EXPECT_EQ(got, kEvents * event.size());  // every byte, to the reader
+  EXPECT_LT(sw.elapsed_ms(), 20000.0);            // sending never waited for a client
+  EXPECT_EQ(got.load(), kEvents * event.size());  // every byte, to the reader
   for (int i = 0; i < 500 && !peers[1].second->closed; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
