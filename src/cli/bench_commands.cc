@@ -9,8 +9,10 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "audio/audio_file.h"
@@ -32,21 +34,18 @@
 #include "infer/session.h"
 
 namespace lipsync::cli {
-namespace {
-
-struct Summary {
-  double median = 0;
-  double min = 0;
-};
 
 Summary summarize(std::vector<double> values) {
+  if (values.empty()) return {};
   std::sort(values.begin(), values.end());
   const std::size_t n = values.size();
-  const double median = n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
-  return {median, values.front()};
+  const double mid = n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+  return {mid, values.front()};
 }
 
-}  // namespace
+double median(std::vector<double> values) {
+  return summarize(std::move(values)).median;
+}
 
 nlohmann::json machine_json(int threads) {
   nlohmann::json j{{"threads", threads},
@@ -222,6 +221,73 @@ nlohmann::json ms_json(const Summary& s, int per) {
 // bench generator --baseline: runs of each model per round (after one untimed run).
 constexpr int kBaselineBlock = 5;
 
+// bench generator's times in ms: each run of ours and of the bare loop, each of the baseline's,
+// and each round's speedup (its median baseline time / its median of ours).
+struct GeneratorTimings {
+  std::vector<double> ours;
+  std::vector<double> bare;
+  std::vector<double> base;
+  std::vector<double> speedups;
+};
+
+// Warm up, then time in rounds: a block of ours (each run followed by the bare loop's), then a
+// block of the baseline's, so that drift in the machine's speed hits both alike. Each block
+// starts with one untimed run: a model's weights are back in cache after the other's block.
+GeneratorTimings time_generator(const ModelBenchArgs& args, const infer::Generator& generator,
+                                infer::BareOrtLoop& bare, const infer::Generator* baseline,
+                                std::span<const float> image, std::span<const float> audio_in,
+                                std::vector<float>& output, std::vector<float>& baseline_output) {
+  for (int i = 0; i < 2; ++i) {
+    generator.run(args.batch, image, audio_in, output);
+    bare.run();
+  }
+  const int block = baseline ? kBaselineBlock : args.repeat;
+  GeneratorTimings t;
+  for (int done = 0; done < args.repeat;) {
+    const int n = std::min(block, args.repeat - done);
+    std::vector<double> round_ours;
+    for (int i = 0; i < n; ++i) {
+      core::Stopwatch sw;
+      generator.run(args.batch, image, audio_in, output);
+      round_ours.push_back(sw.elapsed_ms());
+      core::Stopwatch sw2;
+      bare.run();
+      t.bare.push_back(sw2.elapsed_ms());
+    }
+    t.ours.insert(t.ours.end(), round_ours.begin(), round_ours.end());
+    if (baseline) {
+      std::vector<double> round_base;
+      baseline->run(args.batch, image, audio_in, baseline_output);
+      for (int i = 0; i < n; ++i) {
+        core::Stopwatch sw;
+        baseline->run(args.batch, image, audio_in, baseline_output);
+        round_base.push_back(sw.elapsed_ms());
+      }
+      t.base.insert(t.base.end(), round_base.begin(), round_base.end());
+      t.speedups.push_back(summarize(round_base).median / summarize(round_ours).median);
+      generator.run(args.batch, image, audio_in, output);  // back in cache for the next round
+    }
+    done += n;
+  }
+  return t;
+}
+
+// Throws kInternal unless the wrapper's output is the bare loop's: the same bits on the CPU, within
+// 1e-4 on a GPU (which picks its kernels per session).
+void check_bare_output(const std::string& provider, const std::vector<float>& output,
+                       const std::vector<float>& bare_output) {
+  float max_diff = 0.0f;
+  for (std::size_t i = 0; i < output.size(); ++i) {
+    max_diff = std::max(max_diff, std::abs(output[i] - bare_output[i]));
+  }
+  if (provider == "cpu" ? output != bare_output : !(max_diff <= 1e-4f)) {
+    throw Error::internal(
+        "bench generator: the wrapper and the bare loop gave different outputs "
+        "(max difference " +
+        std::to_string(max_diff) + ")");
+  }
+}
+
 void run_bench_generator(const ModelBenchArgs& args) {
   const infer::InferOptions options = bench_infer_options(args);
   const std::filesystem::path path = std::filesystem::path(args.models) / infer::kGeneratorFileName;
@@ -250,58 +316,12 @@ void run_bench_generator(const ModelBenchArgs& args) {
     baseline_output.resize(output.size());
   }
 
-  // Warm up, then time in rounds: a block of ours (each run followed by the bare loop's), then a
-  // block of the baseline's, so that drift in the machine's speed hits both alike. Each block
-  // starts with one untimed run: a model's weights are back in cache after the other's block.
-  for (int i = 0; i < 2; ++i) {
-    generator.run(args.batch, image, audio_in, output);
-    bare.run();
-  }
-  const int block = baseline ? kBaselineBlock : args.repeat;
-  std::vector<double> ours;
-  std::vector<double> theirs;
-  std::vector<double> base;
-  std::vector<double> speedups;  // each round's median baseline time / median of ours
-  for (int done = 0; done < args.repeat;) {
-    const int n = std::min(block, args.repeat - done);
-    std::vector<double> round_ours;
-    for (int i = 0; i < n; ++i) {
-      core::Stopwatch sw;
-      generator.run(args.batch, image, audio_in, output);
-      round_ours.push_back(sw.elapsed_ms());
-      core::Stopwatch sw2;
-      bare.run();
-      theirs.push_back(sw2.elapsed_ms());
-    }
-    ours.insert(ours.end(), round_ours.begin(), round_ours.end());
-    if (baseline) {
-      std::vector<double> round_base;
-      baseline->run(args.batch, image, audio_in, baseline_output);
-      for (int i = 0; i < n; ++i) {
-        core::Stopwatch sw;
-        baseline->run(args.batch, image, audio_in, baseline_output);
-        round_base.push_back(sw.elapsed_ms());
-      }
-      base.insert(base.end(), round_base.begin(), round_base.end());
-      speedups.push_back(summarize(round_base).median / summarize(round_ours).median);
-      generator.run(args.batch, image, audio_in, output);  // back in cache for the next round
-    }
-    done += n;
-  }
-  // On the CPU both sessions compute the same bits; a GPU picks its kernels per session.
+  const GeneratorTimings t = time_generator(args, generator, bare, baseline ? &*baseline : nullptr,
+                                            image, audio_in, output, baseline_output);
   const std::string& provider = generator.session().providers().front();
-  float max_diff = 0.0f;
-  for (std::size_t i = 0; i < output.size(); ++i) {
-    max_diff = std::max(max_diff, std::abs(output[i] - bare_output[i]));
-  }
-  if (provider == "cpu" ? output != bare_output : !(max_diff <= 1e-4f)) {
-    throw Error::internal(
-        "bench generator: the wrapper and the bare loop gave different outputs "
-        "(max difference " +
-        std::to_string(max_diff) + ")");
-  }
-  const Summary s = summarize(ours);
-  const Summary bare_s = summarize(theirs);
+  check_bare_output(provider, output, bare_output);
+  const Summary s = summarize(t.ours);
+  const Summary bare_s = summarize(t.bare);
   nlohmann::json j{{"bench", "generator"},
                    {"models", args.models},
                    {"batch", args.batch},
@@ -316,13 +336,13 @@ void run_bench_generator(const ModelBenchArgs& args) {
   if (baseline) {
     // `rounds`: the median of the rounds' speedups, robust to the machine's speed drifting
     // between rounds; `of_medians`: the ratio of the two overall medians.
-    const Summary base_s = summarize(base);
+    const Summary base_s = summarize(t.base);
     j["baseline"] = {{"models", args.baseline},
                      {"ms_per_batch", ms_json(base_s, 1)},
                      {"ms_per_frame", base_s.median / args.batch}};
     j["speedup"] = {{"of_medians", base_s.median / s.median},
-                    {"median_of_rounds", summarize(speedups).median},
-                    {"rounds", speedups.size()}};
+                    {"median_of_rounds", summarize(t.speedups).median},
+                    {"rounds", t.speedups.size()}};
   }
   j.update(machine_json(options.resolved_intra_op_threads()));
   std::cout << core::json_text(j) << "\n";

@@ -5,6 +5,11 @@
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <vector>
+
+namespace lipsync::pipeline {
+struct RenderStats;
+}
 
 namespace lipsync::cli {
 
@@ -23,5 +28,16 @@ void add_config_command(CLI::App& app);             // config
 // the CPU, hardware threads, available CPUs, the thread budget, the build type (and a warning,
 // also on stderr, when the build's timings mean nothing).
 nlohmann::json machine_json(int threads);
+
+// Timings' median (the mean of the middle two for an even count) and minimum; 0 for none.
+struct Summary {
+  double median = 0;
+  double min = 0;
+};
+Summary summarize(std::vector<double> values);
+double median(std::vector<double> values);
+
+// A render's time per frame in each stage, summed over the threads that ran it (they overlap).
+nlohmann::json stage_ms_per_frame(const pipeline::RenderStats& s);
 
 }  // namespace lipsync::cli

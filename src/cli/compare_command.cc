@@ -40,11 +40,6 @@ struct CompareArgs {
   InferFlags flags;
 };
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
-
 // PSNR of two 8-bit images; identical images give +inf (reported as null; cv::PSNR would say
 // 361).
 double psnr(const cv::Mat& a, const cv::Mat& b) {

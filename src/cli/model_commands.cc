@@ -182,122 +182,140 @@ void run_providers(const ProvidersArgs& args) {
   if (!found) throw Error::invalid_input("--require " + args.require + ": unknown provider");
 }
 
+// Declares `lipsync providers`: its flags and what it runs.
+void add_providers_command(CLI::App& app) {
+  auto args = std::make_shared<ProvidersArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "providers",
+      "List the execution providers (cpu, cuda, tensorrt): library, usable, devices, or why not");
+  cmd->add_option("--provider-dir", args->library_dir,
+                  "Folder with libonnxruntime_providers_cuda.so (infer.provider_library_dir)");
+  cmd->add_option("--require", args->require,
+                  "Fail (exit 2, with the reason) unless this provider is usable");
+  args->flags.add_to(*cmd);
+  cmd->callback([args] { run_providers(*args); });
+}
+
+// Declares `lipsync models synth`: its flags and what it runs.
+void add_synth_command(CLI::App& models) {
+  auto args = std::make_shared<SynthArgs>();
+  CLI::App* cmd = models.add_subcommand(
+      "synth", "Seeded random weights, the real architecture (width 1.0: the real cost)");
+  cmd->add_option("-o,--output", args->output, "Output folder")->required();
+  cmd->add_option("--width", args->width, "Channel-width factor (0 < W <= 4)")->default_val(1.0);
+  cmd->add_option("--seed", args->seed, "Weight seed")->default_val(1);
+  cmd->callback([args] {
+    modelgen::write_synth_models(args->output, args->width, args->seed);
+    const auto manifest =
+        infer::ModelManifest::load(std::filesystem::path(args->output) / "model.json");
+    nlohmann::json out = manifest.to_json();
+    out["output"] = args->output;
+    std::cout << core::json_text(out) << "\n";
+  });
+}
+
+// Declares `lipsync models import`: its flags and what it runs.
+void add_import_command(CLI::App& models) {
+  auto args = std::make_shared<ImportArgs>();
+  CLI::App* cmd = models.add_subcommand(
+      "import",
+      "A models folder from a trained SyncTalk_2D model's PyTorch checkpoints ('ave' audio "
+      "mode; no Python needed)");
+  cmd->add_option("--unet", args->unet,
+                  "U-Net checkpoint: train_328.py's checkpoint/<name>/<epoch>.pth")
+      ->required();
+  cmd->add_option("--audio-encoder", args->audio_encoder,
+                  "Audio encoder checkpoint: model/checkpoints/audio_visual_encoder.pth")
+      ->required();
+  cmd->add_option("-o,--output", args->output, "New models folder (must not exist, or be empty)")
+      ->required();
+  cmd->add_option("--name", args->name, "Model name (default: the folder name)");
+  cmd->callback([args] { run_import(*args); });
+}
+
+// Declares `lipsync models quantize`: its flags and what it runs.
+void add_quantize_command(CLI::App& models) {
+  auto args = std::make_shared<QuantizeArgs>();
+  CLI::App* cmd = models.add_subcommand(
+      "quantize",
+      "An int8 (static QDQ) generator calibrated on the avatar's ROIs and speech features");
+  cmd->add_option("--models", args->models, "Float32 models folder")->required();
+  cmd->add_option("--avatar", args->avatar, "Avatar folder whose ROIs calibrate")->required();
+  cmd->add_option("--audio", args->audio, "Speech files (default: the bundled clip)");
+  cmd->add_option("--calibration", args->calibration, "minmax or percentile")
+      ->capture_default_str();
+  cmd->add_option("--concat-scales", args->concat_scales,
+                  "shared (a Concat's inputs take its output's scale: faster) or per-input "
+                  "(each keeps its own range: more exact)")
+      ->capture_default_str();
+  cmd->add_option("--weights", args->weights,
+                  "reduced (7-bit weights: correct on every CPU) or full (8-bit: about 0.5 dB "
+                  "better, but only CPUs with VNNI compute it correctly)")
+      ->capture_default_str();
+  cmd->add_option("--frames", args->frames, "Calibration frames, spread over the speech")
+      ->capture_default_str();
+  cmd->add_option("--float-convs", args->float_convs,
+                  "Convs kept in float at each end of the generator (where it sees the image "
+                  "and makes the output: the most sensitive layers); 0: all int8")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 50));
+  cmd->add_flag("--float-audio", args->float_audio,
+                "Keep the audio branch in float: it sees the voice, which shifts from speaker "
+                "to speaker more than calibration covers, and costs little");
+  cmd->add_option("-o,--output", args->output, "New models folder")->required();
+  args->flags.add_to(*cmd);
+  cmd->callback([args] { run_quantize(*args); });
+}
+
+// Declares `lipsync models demo`: its flags and what it runs.
+void add_demo_command(CLI::App& models) {
+  auto output = std::make_shared<std::string>();
+  CLI::App* cmd = models.add_subcommand(
+      "demo", "Analytic demo models: a mouth that opens with the loudness of the audio");
+  cmd->add_option("-o,--output", *output, "Output folder")->required();
+  auto drift = std::make_shared<bool>(false);
+  cmd->add_flag("--drift", *drift,
+                "A generator with a trained model's colour faults (a colour and brightness "
+                "drift and a slight blur), for measuring seams around the face");
+  cmd->callback([output, drift] {
+    if (*drift) {
+      modelgen::write_drifting_models(*output);
+    } else {
+      modelgen::write_demo_models(*output);
+    }
+    const std::string name = *drift ? "drifting" : "demo";
+    std::cout << core::json_text({{"name", name}, {"kind", "demo"}, {"output", *output}}) << "\n";
+  });
+}
+
+// Declares `lipsync features`: its flags and what it runs.
+void add_features_command(CLI::App& app) {
+  auto args = std::make_shared<FeaturesArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "features", "Audio-encoder features [L][512] float32 of an audio file; prints the counts");
+  cmd->add_option("input", args->input, "Audio file: WAV/FLAC/OGG, or raw .f32/.s16")->required();
+  cmd->add_option("--models", args->models, "Model folder (audio_encoder.onnx, generator.onnx)")
+      ->required();
+  cmd->add_option("-o,--output", args->output, "Output file (raw little-endian float32)")
+      ->required();
+  args->flags.add_to(*cmd);
+  cmd->callback([args] { run_features(*args); });
+}
+
 }  // namespace
 
 void add_model_commands(CLI::App& app) {
-  {
-    auto args = std::make_shared<ProvidersArgs>();
-    CLI::App* cmd = app.add_subcommand(
-        "providers",
-        "List the execution providers (cpu, cuda, tensorrt): library, usable, devices, or why not");
-    cmd->add_option("--provider-dir", args->library_dir,
-                    "Folder with libonnxruntime_providers_cuda.so (infer.provider_library_dir)");
-    cmd->add_option("--require", args->require,
-                    "Fail (exit 2, with the reason) unless this provider is usable");
-    args->flags.add_to(*cmd);
-    cmd->callback([args] { run_providers(*args); });
-  }
+  add_providers_command(app);
   CLI::App* models = app.add_subcommand(
       "models", "Write SyncTalk_2D model folders (imported from checkpoints, synthetic or demo)");
   models->require_subcommand(1);
-  {
-    auto args = std::make_shared<SynthArgs>();
-    CLI::App* cmd = models->add_subcommand(
-        "synth", "Seeded random weights, the real architecture (width 1.0: the real cost)");
-    cmd->add_option("-o,--output", args->output, "Output folder")->required();
-    cmd->add_option("--width", args->width, "Channel-width factor (0 < W <= 4)")->default_val(1.0);
-    cmd->add_option("--seed", args->seed, "Weight seed")->default_val(1);
-    cmd->callback([args] {
-      modelgen::write_synth_models(args->output, args->width, args->seed);
-      const auto manifest =
-          infer::ModelManifest::load(std::filesystem::path(args->output) / "model.json");
-      nlohmann::json out = manifest.to_json();
-      out["output"] = args->output;
-      std::cout << core::json_text(out) << "\n";
-    });
-  }
-  {
-    auto args = std::make_shared<ImportArgs>();
-    CLI::App* cmd = models->add_subcommand(
-        "import",
-        "A models folder from a trained SyncTalk_2D model's PyTorch checkpoints ('ave' audio "
-        "mode; no Python needed)");
-    cmd->add_option("--unet", args->unet,
-                    "U-Net checkpoint: train_328.py's checkpoint/<name>/<epoch>.pth")
-        ->required();
-    cmd->add_option("--audio-encoder", args->audio_encoder,
-                    "Audio encoder checkpoint: model/checkpoints/audio_visual_encoder.pth")
-        ->required();
-    cmd->add_option("-o,--output", args->output, "New models folder (must not exist, or be empty)")
-        ->required();
-    cmd->add_option("--name", args->name, "Model name (default: the folder name)");
-    cmd->callback([args] { run_import(*args); });
-  }
-  {
-    auto args = std::make_shared<QuantizeArgs>();
-    CLI::App* cmd = models->add_subcommand(
-        "quantize",
-        "An int8 (static QDQ) generator calibrated on the avatar's ROIs and speech features");
-    cmd->add_option("--models", args->models, "Float32 models folder")->required();
-    cmd->add_option("--avatar", args->avatar, "Avatar folder whose ROIs calibrate")->required();
-    cmd->add_option("--audio", args->audio, "Speech files (default: the bundled clip)");
-    cmd->add_option("--calibration", args->calibration, "minmax or percentile")
-        ->capture_default_str();
-    cmd->add_option("--concat-scales", args->concat_scales,
-                    "shared (a Concat's inputs take its output's scale: faster) or per-input "
-                    "(each keeps its own range: more exact)")
-        ->capture_default_str();
-    cmd->add_option("--weights", args->weights,
-                    "reduced (7-bit weights: correct on every CPU) or full (8-bit: about 0.5 dB "
-                    "better, but only CPUs with VNNI compute it correctly)")
-        ->capture_default_str();
-    cmd->add_option("--frames", args->frames, "Calibration frames, spread over the speech")
-        ->capture_default_str();
-    cmd->add_option("--float-convs", args->float_convs,
-                    "Convs kept in float at each end of the generator (where it sees the image "
-                    "and makes the output: the most sensitive layers); 0: all int8")
-        ->capture_default_str()
-        ->check(CLI::Range(0, 50));
-    cmd->add_flag("--float-audio", args->float_audio,
-                  "Keep the audio branch in float: it sees the voice, which shifts from speaker "
-                  "to speaker more than calibration covers, and costs little");
-    cmd->add_option("-o,--output", args->output, "New models folder")->required();
-    args->flags.add_to(*cmd);
-    cmd->callback([args] { run_quantize(*args); });
-  }
-  {
-    auto output = std::make_shared<std::string>();
-    CLI::App* cmd = models->add_subcommand(
-        "demo", "Analytic demo models: a mouth that opens with the loudness of the audio");
-    cmd->add_option("-o,--output", *output, "Output folder")->required();
-    auto drift = std::make_shared<bool>(false);
-    cmd->add_flag("--drift", *drift,
-                  "A generator with a trained model's colour faults (a colour and brightness "
-                  "drift and a slight blur), for measuring seams around the face");
-    cmd->callback([output, drift] {
-      if (*drift) {
-        modelgen::write_drifting_models(*output);
-      } else {
-        modelgen::write_demo_models(*output);
-      }
-      const std::string name = *drift ? "drifting" : "demo";
-      std::cout << core::json_text({{"name", name}, {"kind", "demo"}, {"output", *output}}) << "\n";
-    });
-  }
+  add_synth_command(*models);
+  add_import_command(*models);
+  add_quantize_command(*models);
+  add_demo_command(*models);
   add_models_compare_command(*models);
   // Last: it is a pipeline stage's tool, listed with those in the help.
-  {
-    auto args = std::make_shared<FeaturesArgs>();
-    CLI::App* cmd = app.add_subcommand(
-        "features", "Audio-encoder features [L][512] float32 of an audio file; prints the counts");
-    cmd->add_option("input", args->input, "Audio file: WAV/FLAC/OGG, or raw .f32/.s16")->required();
-    cmd->add_option("--models", args->models, "Model folder (audio_encoder.onnx, generator.onnx)")
-        ->required();
-    cmd->add_option("-o,--output", args->output, "Output file (raw little-endian float32)")
-        ->required();
-    args->flags.add_to(*cmd);
-    cmd->callback([args] { run_features(*args); });
-  }
+  add_features_command(app);
 }
 
 }  // namespace lipsync::cli

@@ -1,14 +1,11 @@
-// `lipsync render` (audio file in, lip-synced video or frames out) and `lipsync bench render`.
+// `lipsync render`: audio file in, lip-synced video or frames out.
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
-#include <cmath>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <thread>
 #include <utility>
 
 #include "audio/audio_file.h"
@@ -22,16 +19,10 @@
 #include "core/error.h"
 #include "core/json_text.h"
 #include "core/stopwatch.h"
-#include "core/system_info.h"
 #include "core/text.h"
-#include "core/thread_budget.h"
 #include "infer/models.h"
 #include "pipeline/frame_sinks.h"
 #include "pipeline/offline_renderer.h"
-#include "render/compositor.h"
-#include "render/image_encoder.h"
-#include "render/jpeg_splice.h"
-#include "render/seams.h"
 
 namespace lipsync::cli {
 namespace {
@@ -135,14 +126,6 @@ class ProgressBar {
   core::Stopwatch clock_;
 };
 
-// Each stage's time per frame, summed over the threads that ran it (they overlap).
-nlohmann::json stage_ms_per_frame(const pipeline::RenderStats& s) {
-  const double n = std::max(s.frames, 1);
-  return {{"features", s.features_ms / n},   {"prepare", s.prepare_ms / n},
-          {"generator", s.generator_ms / n}, {"composite", s.composite_ms / n},
-          {"encode", s.encode_ms / n},       {"write", s.write_ms / n}};
-}
-
 void run_render(const RenderArgs& args) {
   Loaded in = load_inputs(args.avatar, args.models, args.audio, args.flags);
   pipeline::RenderOptions options = in.config.render;
@@ -174,211 +157,14 @@ void run_render(const RenderArgs& args) {
             << "\n";
 }
 
-// bench render --------------------------------------------------------------------------------
-
-struct BenchRenderArgs {
-  std::string models;
-  std::string avatar;
-  int frames = 100;
-  int batch = 0;  // render.batch's automatic choice
-  int threads = 0;
-  int intra_op_threads = 0;
-  int parallel_runs = 0;  // infer.parallel_runs's automatic choice, as `lipsync render` resolves it
-  int repeat = 3;
-  bool spinning = false;
-};
-
-// Real speech for `frames` frames: the bundled clip, repeated as often as needed.
-std::vector<float> speech_for_frames(int frames) {
-  const std::vector<float> clip = audio::load_audio_file(demo_speech_path());
-  const auto n = static_cast<std::size_t>(audio::samples_for_frames(frames) + audio::kMinSamples);
-  std::vector<float> out(n);
-  for (std::size_t i = 0; i < n; ++i) out[i] = clip[i % clip.size()];
-  return out;
-}
-
-// The mean seam_step (render/seams.h) of the frames written, each against its template frame.
-class SeamSink : public pipeline::FrameSink {
- public:
-  explicit SeamSink(const avatar::Avatar& avatar) : avatar_(avatar) {}
-  void write(int index, const cv::Mat& frame, std::vector<std::uint8_t> /*encoded*/) override {
-    const int t = avatar::template_frame_for(index, avatar_.frame_count(), 0);
-    sum_ += render::seam_step(frame, *avatar_.frame(t), avatar::as_cv_rect(avatar_.crop_rect(t)));
-    ++frames_;
-  }
-  void finish() override {}
-  double mean() const { return frames_ > 0 ? sum_ / frames_ : 0.0; }
-
- private:
-  const avatar::Avatar& avatar_;
-  double sum_ = 0;
-  int frames_ = 0;
-};
-
-void run_bench_render(const BenchRenderArgs& args) {
-  infer::InferOptions infer_options;
-  infer_options.intra_op_threads = args.intra_op_threads;
-  infer_options.allow_spinning = args.spinning;
-  infer_options.parallel_runs = args.parallel_runs;
-  infer_options.validate();
-  if (args.threads > 0) core::set_thread_budget(args.threads);  // the stage pools match
-  infer_options.parallel_runs = infer_options.resolved_parallel_runs(/*throughput=*/true);
-  const infer::Models models(args.models, infer_options);
-  const fs::path avatar_dir = args.avatar.empty() ? demo_avatar_dir() : fs::path(args.avatar);
-  const auto avatar = avatar::Avatar::open(avatar_dir, avatar::AvatarOptions{});
-  const std::vector<float> samples = speech_for_frames(args.frames);
-  const int frames = audio::clip_frames_for_samples(samples.size());
-  pipeline::RenderOptions options;
-  options.batch = args.batch;
-  const pipeline::OfflineRenderer renderer(avatar, models, options);
-  const int batch = renderer.batch();
-
-  // 1. Work other than the networks, one core, warm ROI cache: pack + composite + JPEG q75.
-  std::vector<float> image(contract::kImageInputSize);
-  std::vector<float> fake_output(contract::kOutputSize, 0.5f);
-  cv::Mat frame;
-  const int n_templates = avatar->frame_count();
-  for (int t = 0; t < std::min(n_templates, 25); ++t) avatar->pack_generator_input(t, image);
-  std::vector<double> pack_ms, composite_ms, paste_ms, feather_ms, encode_ms;
-  const render::BlendOptions feather_only{true, false, 0, 5};
-  for (int i = 0; i < 50; ++i) {
-    const int t = i % std::min(n_templates, 25);
-    core::Stopwatch a;
-    avatar->pack_generator_input(t, image);
-    pack_ms.push_back(a.elapsed_ms());
-    // The compositing the renderer does (the defaults, feather + ring: here each frame's own
-    // correction, which costs what the averaged one does), then paste and feather alone.
-    core::Stopwatch b;
-    render::composite(*avatar, t, fake_output, render::BlendOptions{}, frame);
-    composite_ms.push_back(b.elapsed_ms());
-    b.reset();
-    render::composite(*avatar, t, fake_output, render::BlendOptions::reference(), frame);
-    paste_ms.push_back(b.elapsed_ms());
-    b.reset();
-    render::composite(*avatar, t, fake_output, feather_only, frame);
-    feather_ms.push_back(b.elapsed_ms());
-    core::Stopwatch c;
-    (void)render::encode_jpeg(frame, render::OutputOptions{}.jpeg_quality);
-    encode_ms.push_back(c.elapsed_ms());
-  }
-  auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  };
-  // The same composite and JPEG when the frame is spliced into its template frame's last one
-  // (every visit after a template frame's first, render/jpeg_splice.h).
-  std::vector<double> spliced_ms;
-  if (avatar->jpeg_cache_bytes() > 0) {
-    render::JpegSpliceCache splices(avatar, avatar->jpeg_cache_bytes());
-    const int quality = render::OutputOptions{}.jpeg_quality;
-    for (int t = 0; t < std::min(n_templates, 25); ++t) {
-      (void)splices.composite_and_encode(t, fake_output, quality);
-    }
-    for (int i = 0; i < 50; ++i) {
-      core::Stopwatch a;
-      (void)splices.composite_and_encode(i % std::min(n_templates, 25), fake_output, quality);
-      spliced_ms.push_back(a.elapsed_ms());
-    }
-  }
-
-  // 2 and 3, alternated `repeat` times so drift in machine speed hits both alike: the generator
-  // alone on the very inputs the renderer will make (the clip's ROIs on the template walk and its
-  // audio features, in batches of `batch`, packed beforehand; only the runs are timed, from
-  // parallel_runs threads at once as the scheduler's runners would run them), and the whole
-  // renderer on the same clip into a JPEG sink.
-  const infer::AudioEncoder& encoder = models.encoder();
-  pipeline::FeatureTrack track = pipeline::FeatureTrack::from_features(
-      pipeline::encode_clip_features(samples, encoder, audio::AudioOptions{}));
-  struct PackedBatch {
-    std::vector<float> images, audios;
-  };
-  std::vector<PackedBatch> batches;  // about 10 MB per batch of 4
-  const auto n = static_cast<std::size_t>(batch);
-  for (int first = 0; first + batch <= frames; first += batch) {
-    PackedBatch& b =
-        batches.emplace_back(PackedBatch{std::vector<float>(n * contract::kImageInputSize),
-                                         std::vector<float>(n * contract::kAudioInputSize)});
-    for (std::size_t i = 0; i < n; ++i) {
-      const int index = first + static_cast<int>(i);
-      avatar->pack_generator_input(avatar::template_frame_for(index, n_templates, 0),
-                                   std::span<float>(b.images).subspan(i * contract::kImageInputSize,
-                                                                      contract::kImageInputSize));
-      track.frame_audio(index, std::span<float>(b.audios).subspan(i * contract::kAudioInputSize,
-                                                                  contract::kAudioInputSize));
-    }
-  }
-  auto generator_pass = [&] {
-    std::atomic<std::size_t> next{0};
-    auto run_batches = [&] {
-      std::vector<float> output(n * contract::kOutputSize);
-      for (std::size_t b = next++; b < batches.size(); b = next++) {
-        models.generator().run(batch, batches[b].images, batches[b].audios, output);
-      }
-    };
-    core::Stopwatch sw;
-    std::vector<std::thread> others;
-    for (int r = 1; r < infer_options.parallel_runs; ++r) others.emplace_back(run_batches);
-    run_batches();
-    for (auto& t : others) t.join();
-    return static_cast<double>(batches.size()) * batch / (sw.elapsed_ms() / 1000.0);
-  };
-  pipeline::RenderStats s;
-  auto renderer_pass = [&] {
-    pipeline::DiscardingJpegSink sink(render::OutputOptions{}.jpeg_quality);
-    s = renderer.render(samples, sink);
-    return s.frames / s.seconds;
-  };
-  models.generator().warm_up(batch);
-  std::vector<double> generator_runs, renderer_runs;
-  for (int r = 0; r < args.repeat; ++r) {
-    generator_runs.push_back(generator_pass());
-    renderer_runs.push_back(renderer_pass());
-  }
-  const double generator_fps = median(generator_runs);
-  const double renderer_fps = median(renderer_runs);
-  // 4. Seams: the border step (render/seams.h seam_step) of each compositing on the clip's
-  // first frames (at most 50), rendered by the whole renderer.
-  const std::vector<float> seam_samples = speech_for_frames(std::min(frames, 50));
-  nlohmann::json seams;
-  for (const auto& [name, blend] :
-       {std::pair{"paste", render::BlendOptions::reference()}, std::pair{"feather", feather_only},
-        std::pair{"feather_ring", render::BlendOptions{}}}) {
-    pipeline::RenderOptions seam_options = options;
-    seam_options.blend = blend;
-    SeamSink sink(*avatar);
-    pipeline::OfflineRenderer(avatar, models, seam_options).render(seam_samples, sink);
-    seams[name] = sink.mean();
-  }
-  nlohmann::json j{
-      {"bench", "render"},
-      {"models", args.models},
-      {"avatar", avatar_dir.string()},
-      {"frame_size", std::to_string(avatar->width()) + "x" + std::to_string(avatar->height())},
-      {"frames", frames},
-      {"batch", batch},
-      {"generator_only_fps", generator_fps},
-      {"renderer_fps", renderer_fps},
-      {"generator_only_fps_runs", generator_runs},
-      {"renderer_fps_runs", renderer_runs},
-      {"spinning", infer_options.allow_spinning},
-      {"renderer_vs_generator", renderer_fps / generator_fps},
-      {"one_core_ms_per_frame",
-       {{"roi_pack", median(pack_ms)},
-        {"composite", median(composite_ms)},
-        {"composite_paste", median(paste_ms)},
-        {"composite_feather", median(feather_ms)},
-        {"jpeg_q75", median(encode_ms)},
-        {"total", median(pack_ms) + median(composite_ms) + median(encode_ms)},
-        {"composite_and_jpeg_q75_spliced", spliced_ms.empty() ? 0.0 : median(spliced_ms)}}},
-      {"renderer_ms_per_frame", stage_ms_per_frame(s)},
-      {"border_step_levels", seams},
-      {"intra_op_threads", infer_options.resolved_intra_op_threads()},
-      {"parallel_runs", infer_options.parallel_runs}};
-  j.update(machine_json(infer_options.resolved_intra_op_threads()));
-  std::cout << core::json_text(j) << "\n";
-}
-
 }  // namespace
+
+nlohmann::json stage_ms_per_frame(const pipeline::RenderStats& s) {
+  const double n = std::max(s.frames, 1);
+  return {{"features", s.features_ms / n},   {"prepare", s.prepare_ms / n},
+          {"generator", s.generator_ms / n}, {"composite", s.composite_ms / n},
+          {"encode", s.encode_ms / n},       {"write", s.write_ms / n}};
+}
 
 void add_render_commands(CLI::App& app) {
   auto args = std::make_shared<RenderArgs>();
@@ -406,41 +192,6 @@ void add_render_commands(CLI::App& app) {
   cmd->add_flag("--quiet", args->quiet, "No progress bar");
   args->flags.add_to(*cmd);
   cmd->callback([args] { run_render(*args); });
-}
-
-void add_bench_render_command(CLI::App& bench) {
-  auto bargs = std::make_shared<BenchRenderArgs>();
-  CLI::App* bcmd = bench.add_subcommand(
-      "render", "Generator-only vs whole-renderer frames per second, and per-stage costs");
-  bcmd->add_option("--models", bargs->models, "Model folder")->required();
-  bcmd->add_option("--avatar", bargs->avatar, "Avatar folder (default: the 1280x720 demo avatar)");
-  bcmd->add_option("--frames", bargs->frames, "Frames to render")
-      ->capture_default_str()
-      ->check(CLI::Range(10, 100000));
-  bcmd->add_option("--batch", bargs->batch,
-                   "Generator frames per run (0: as render chooses, 1 with parallel runs, else 4)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 256));
-  bcmd->add_option("--threads", bargs->threads,
-                   "Thread budget (cpu.threads; 0: the CPUs this process may run on)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 1024));
-  bcmd->add_option(
-          "--intra-op-threads", bargs->intra_op_threads,
-          "ONNX Runtime threads per run (infer.intra_op_threads; 0: budget / parallel runs)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 1024));
-  bcmd->add_option("--repeat", bargs->repeat, "Generator and renderer passes, alternated")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 1000));
-  bcmd->add_option("--parallel-runs", bargs->parallel_runs,
-                   "Generator batches at once, each on budget / N threads (infer.parallel_runs; "
-                   "0: as render chooses, the thread budget on the CPU)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 64));
-  bcmd->add_flag("--spinning", bargs->spinning,
-                 "Let ONNX Runtime's threads spin between runs (infer.allow_spinning)");
-  bcmd->callback([bargs] { run_bench_render(*bargs); });
 }
 
 }  // namespace lipsync::cli
