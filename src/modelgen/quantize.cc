@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "contract/model_family.h"
+#include "core/check.h"
 #include "core/error.h"
 #include "core/file_util.h"
 #include "infer/models.h"
@@ -321,6 +322,25 @@ int weight_bits(WeightRange r) {
   return r == WeightRange::kReduced ? 7 : 8;
 }
 
+ChannelWeights quantize_per_channel(std::span<const float> weights, std::size_t channels,
+                                    int bits) {
+  LIPSYNC_CHECK(channels > 0 && weights.size() % channels == 0);
+  LIPSYNC_CHECK(bits >= 2 && bits <= 8);
+  const std::size_t per = weights.size() / channels;
+  const long max = (1L << (bits - 1)) - 1;
+  ChannelWeights out{std::vector<float>(channels), std::vector<std::int8_t>(weights.size())};
+  for (std::size_t c = 0; c < channels; ++c) {
+    float amax = 0;
+    for (std::size_t k = 0; k < per; ++k) amax = std::max(amax, std::abs(weights[c * per + k]));
+    out.scales[c] = amax > 0 ? amax / static_cast<float>(max) : 1.0f;
+    for (std::size_t k = 0; k < per; ++k) {
+      out.values[c * per + k] = static_cast<std::int8_t>(
+          std::clamp(std::lround(weights[c * per + k] / out.scales[c]), -max, max));
+    }
+  }
+  return out;
+}
+
 std::string_view to_string(Calibration c) {
   return c == Calibration::kMinMax ? "minmax" : "percentile";
 }
@@ -355,27 +375,13 @@ std::string pad_depthwise_blocks(const std::string& onnx, int* padded) {
   return serialize(m);
 }
 
-QuantizeReport quantize_generator(const std::string& fp32_onnx,
-                                  std::span<const CalibrationFrame> frames,
-                                  const QuantizeOptions& options,
-                                  const infer::InferOptions& infer_options) {
-  if (frames.empty()) throw Error::invalid_input("quantize: no calibration frames");
-  onnx::ModelProto m = parse(fp32_onnx);
-  if (holds_qdq(m)) {
-    throw Error::invalid_input(
-        "the generator is already quantised (it holds QDQ or QLinear "
-        "nodes); quantise its float32 source instead");
-  }
-  QuantizeReport report;
-  report.padded_blocks = pad_blocks(m);
-  for (auto& op : *m.mutable_opset_import()) {
-    if ((op.domain().empty() || op.domain() == "ai.onnx") && op.version() < kQdqOpset) {
-      op.set_version(kQdqOpset);
-    }
-  }
+namespace {
 
-  onnx::GraphProto& graph = *m.mutable_graph();
-  GraphIndex g(graph);
+// The activations to quantise: every one of activation_tensors(), less the inputs of the Convs
+// kept in float (options.float_convs at each end) and the audio branch (options.float_audio).
+std::vector<std::string> choose_activations(const onnx::GraphProto& graph, const GraphIndex& g,
+                                            const QuantizeOptions& options,
+                                            QuantizeReport& report) {
   std::vector<std::string> tensors = activation_tensors(graph, g);
   if (options.float_convs > 0) {
     // Left out of the quantised activations, these Convs' inputs stay float, and so do their
@@ -412,10 +418,17 @@ QuantizeReport quantize_generator(const std::string& fp32_onnx,
     }
     std::erase_if(tensors, [&](const std::string& t) { return audio.contains(t); });
   }
-  std::map<std::string, Range> ranges;
-  calibrate(m, tensors, frames, options, infer_options, ranges);
+  return tensors;
+}
 
-  // Each activation's parameters; a Resize output takes its input's, a Sigmoid output [0, 1].
+// Each quantised activation's scale and zero point from its calibrated range; a Resize output
+// takes its input's, a Sigmoid output [0, 1]; with ConcatScales::kShared a Concat's inputs take
+// its output's.
+std::map<std::string, QParams> choose_params(const onnx::GraphProto& graph,
+                                             const std::vector<std::string>& tensors,
+                                             const std::map<std::string, Range>& ranges,
+                                             const QuantizeOptions& options,
+                                             QuantizeReport& report) {
   std::map<std::string, QParams> params;
   for (const std::string& t : tensors) {
     const auto it = ranges.find(t);
@@ -448,6 +461,16 @@ QuantizeReport quantize_generator(const std::string& fp32_onnx,
     }
   }
 
+  return params;
+}
+
+// The QDQ rewrite: a QuantizeLinear/DequantizeLinear pair after each quantised activation, and
+// int8 per-channel weights (int32 biases) behind a DequantizeLinear for each Conv whose input is
+// quantised.
+void rewrite_qdq(onnx::GraphProto& graph, const GraphIndex& g,
+                 const std::vector<std::string>& tensors,
+                 const std::map<std::string, QParams>& params, const QuantizeOptions& options,
+                 QuantizeReport& report) {
   // Rewrite: new node list with Q/DQ pairs after each activation and DQ nodes for weights.
   auto add_init = [&graph](const std::string& name, int type, std::vector<std::int64_t> dims,
                            const auto& values) {
@@ -502,24 +525,12 @@ QuantizeReport quantize_generator(const std::string& fp32_onnx,
     if (n.op_type() == "Conv" && g.init.contains(n.input(1)) && g.uses(n.input(1)) == 1 &&
         params.contains(original.input(0))) {
       const onnx::TensorProto& wt = *g.init.at(original.input(1));
-      const std::vector<float> w = floats_of(wt);
       const auto channels = static_cast<std::size_t>(wt.dims(0));
-      const std::size_t per = w.size() / channels;
-      std::vector<float> w_scale(channels);
-      std::vector<std::int8_t> w_q(w.size());
-      // Symmetric: -max..max, zero point 0.
-      const long max = (1L << (weight_bits(options.weight_range) - 1)) - 1;
-      for (std::size_t c = 0; c < channels; ++c) {
-        float amax = 0;
-        for (std::size_t k = 0; k < per; ++k) amax = std::max(amax, std::abs(w[c * per + k]));
-        w_scale[c] = amax > 0 ? amax / static_cast<float>(max) : 1.0f;
-        for (std::size_t k = 0; k < per; ++k) {
-          w_q[c * per + k] = static_cast<std::int8_t>(
-              std::clamp(std::lround(w[c * per + k] / w_scale[c]), -max, max));
-        }
-      }
+      const ChannelWeights w =
+          quantize_per_channel(floats_of(wt), channels, weight_bits(options.weight_range));
+      const std::vector<float>& w_scale = w.scales;
       dequantize_per_channel(n, 1, original.input(1), onnx::TensorProto::INT8,
-                             {wt.dims().begin(), wt.dims().end()}, w_q, w_scale);
+                             {wt.dims().begin(), wt.dims().end()}, w.values, w_scale);
       if (n.input_size() > 2 && g.init.contains(original.input(2)) &&
           g.uses(original.input(2)) == 1) {
         const std::string bn = original.input(2);
@@ -554,6 +565,36 @@ QuantizeReport quantize_generator(const std::string& fp32_onnx,
                      [&](const onnx::TensorProto& t) { return dropped_inits.contains(t.name()); }),
       inits->end());
   graph.clear_value_info();
+}
+
+}  // namespace
+
+QuantizeReport quantize_generator(const std::string& fp32_onnx,
+                                  std::span<const CalibrationFrame> frames,
+                                  const QuantizeOptions& options,
+                                  const infer::InferOptions& infer_options) {
+  if (frames.empty()) throw Error::invalid_input("quantize: no calibration frames");
+  onnx::ModelProto m = parse(fp32_onnx);
+  if (holds_qdq(m)) {
+    throw Error::invalid_input(
+        "the generator is already quantised (it holds QDQ or QLinear "
+        "nodes); quantise its float32 source instead");
+  }
+  QuantizeReport report;
+  report.padded_blocks = pad_blocks(m);
+  for (auto& op : *m.mutable_opset_import()) {
+    if ((op.domain().empty() || op.domain() == "ai.onnx") && op.version() < kQdqOpset) {
+      op.set_version(kQdqOpset);
+    }
+  }
+  onnx::GraphProto& graph = *m.mutable_graph();
+  GraphIndex g(graph);
+  const std::vector<std::string> tensors = choose_activations(graph, g, options, report);
+  std::map<std::string, Range> ranges;
+  calibrate(m, tensors, frames, options, infer_options, ranges);
+  const std::map<std::string, QParams> params =
+      choose_params(graph, tensors, ranges, options, report);
+  rewrite_qdq(graph, g, tensors, params, options, report);
   report.onnx = serialize(m);
   return report;
 }

@@ -9,6 +9,7 @@
 // Thread contract: stateless functions.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <span>
 #include <string>
@@ -46,6 +47,15 @@ std::string_view to_string(WeightRange r);
 WeightRange parse_weight_range(std::string_view text);
 // The weights' bits recorded in model.json (weight_bits): 7 or 8.
 int weight_bits(WeightRange r);
+
+// A Conv's weights [channels][...] quantised symmetrically per output channel to `bits` bits:
+// each channel's scale is its largest magnitude / (2^(bits-1) - 1) (1 for an all-zero channel),
+// its values round(w / scale) clamped to +-(2^(bits-1) - 1), zero point 0. `bits` is 2..8.
+struct ChannelWeights {
+  std::vector<float> scales;        // one per channel
+  std::vector<std::int8_t> values;  // laid out as the weights are
+};
+ChannelWeights quantize_per_channel(std::span<const float> weights, std::size_t channels, int bits);
 
 struct QuantizeOptions {
   Calibration calibration = Calibration::kMinMax;

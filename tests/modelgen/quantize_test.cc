@@ -76,6 +76,33 @@ void write(const fs::path& p, const std::string& bytes) {
   std::ofstream(p, std::ios::binary) << bytes;
 }
 
+// Per-channel weights: each channel's scale is its own largest magnitude over 2^(bits-1) - 1, so
+// that magnitude maps to the end of the range; values round to nearest; an all-zero channel gets
+// scale 1; 8 bits reach +-127 and 7 bits +-63.
+TEST(Quantize, PerChannelWeightsUseEachChannelsOwnRange) {
+  const std::vector<float> w{0.6f, -1.0f, 0.25f, 0.126f,  // channel 0: max |w| 1
+                             0.0f, 0.0f,  0.0f,  0.0f,    // channel 1: all zero
+                             3.0f, 1.6f,  -0.7f, 0.02f};  // channel 2: max |w| 3
+  const modelgen::ChannelWeights q7 = modelgen::quantize_per_channel(w, 3, 7);
+  ASSERT_EQ(q7.scales.size(), 3u);
+  ASSERT_EQ(q7.values.size(), w.size());
+  EXPECT_FLOAT_EQ(q7.scales[0], 1.0f / 63);
+  EXPECT_FLOAT_EQ(q7.scales[1], 1.0f);
+  EXPECT_FLOAT_EQ(q7.scales[2], 3.0f / 63);
+  // 0.6 * 63 = 37.8 -> 38; 0.126 * 63 = 7.94 -> 8; 1.6 * 21 = 33.6 -> 34; 0.02 * 21 = 0.42 -> 0.
+  EXPECT_EQ(std::vector<int>(q7.values.begin(), q7.values.end()),
+            (std::vector<int>{38, -63, 16, 8, 0, 0, 0, 0, 63, 34, -15, 0}));
+  const modelgen::ChannelWeights q8 = modelgen::quantize_per_channel(w, 3, 8);
+  EXPECT_FLOAT_EQ(q8.scales[0], 1.0f / 127);
+  EXPECT_EQ(q8.values[1], -127);
+  EXPECT_EQ(q8.values[8], 127);
+  // Dequantised, every weight is within half a step of its channel's scale.
+  for (std::size_t i = 0; i < w.size(); ++i) {
+    const float scale = q8.scales[i / 4];
+    EXPECT_LE(std::abs(q8.values[i] * scale - w[i]), 0.5f * scale + 1e-7f) << i;
+  }
+}
+
 TEST(Quantize, PaddingTheDepthwiseBlocksKeepsTheFloatFunction) {
   TempDir dir;
   const std::string fp32 = read_bytes(testing::reference_models() / "generator.onnx");
