@@ -47,8 +47,6 @@
 #define LIPSYNC_SCOPED_CAPABILITY LIPSYNC_THREAD_ATTRIBUTE(scoped_lockable)
 // A member read or written only with the lock held.
 #define LIPSYNC_GUARDED_BY(x) LIPSYNC_THREAD_ATTRIBUTE(guarded_by(x))
-// A pointer member whose pointee is read or written only with the lock held.
-#define LIPSYNC_PT_GUARDED_BY(x) LIPSYNC_THREAD_ATTRIBUTE(pt_guarded_by(x))
 // A function called only with the locks held (it neither takes nor releases them).
 #define LIPSYNC_REQUIRES(...) LIPSYNC_THREAD_ATTRIBUTE(requires_capability(__VA_ARGS__))
 // A function called only without the locks held (it takes them itself).
@@ -60,8 +58,6 @@
 #define LIPSYNC_RELEASE(...) LIPSYNC_THREAD_ATTRIBUTE(release_capability(__VA_ARGS__))
 // A function after which the analysis takes the lock as held (it checks nothing itself).
 #define LIPSYNC_ASSERT_HELD() LIPSYNC_THREAD_ATTRIBUTE(assert_capability(this))
-// A function that returns the lock of an object (so that callers name it in attributes).
-#define LIPSYNC_RETURN_CAPABILITY(x) LIPSYNC_THREAD_ATTRIBUTE(lock_returned(x))
 // A function the analysis skips: used only where the locking is right and cannot be expressed.
 #define LIPSYNC_NO_THREAD_SAFETY_ANALYSIS LIPSYNC_THREAD_ATTRIBUTE(no_thread_safety_analysis)
 

@@ -528,9 +528,8 @@ void rewrite_qdq(onnx::GraphProto& graph, const GraphIndex& g,
       const auto channels = static_cast<std::size_t>(wt.dims(0));
       const ChannelWeights w =
           quantize_per_channel(floats_of(wt), channels, weight_bits(options.weight_range));
-      const std::vector<float>& w_scale = w.scales;
       dequantize_per_channel(n, 1, original.input(1), onnx::TensorProto::INT8,
-                             {wt.dims().begin(), wt.dims().end()}, w.values, w_scale);
+                             {wt.dims().begin(), wt.dims().end()}, w.values, w.scales);
       if (n.input_size() > 2 && g.init.contains(original.input(2)) &&
           g.uses(original.input(2)) == 1) {
         const std::string bn = original.input(2);
@@ -539,7 +538,7 @@ void rewrite_qdq(onnx::GraphProto& graph, const GraphIndex& g,
         std::vector<float> b_scale(channels);
         std::vector<std::int32_t> b_q(channels);
         for (std::size_t c = 0; c < channels; ++c) {
-          b_scale[c] = x_scale * w_scale[c];
+          b_scale[c] = x_scale * w.scales[c];
           b_q[c] = static_cast<std::int32_t>(std::clamp<double>(
               std::round(b[c] / b_scale[c]), std::numeric_limits<std::int32_t>::min(),
               std::numeric_limits<std::int32_t>::max()));
