@@ -19,7 +19,7 @@ namespace {
 struct MelArgs {
   std::string input;
   std::string output;
-  AudioFlags audio;
+  CommandFlags flags{CommandFlags::kAudio};
 };
 
 std::span<const std::byte> as_bytes(const std::vector<float>& v) {
@@ -27,7 +27,7 @@ std::span<const std::byte> as_bytes(const std::vector<float>& v) {
 }
 
 void run_mel(const MelArgs& args) {
-  const audio::AudioOptions options = args.audio.to_options();
+  const audio::AudioOptions& options = args.flags.audio_options();
   const std::vector<float> samples = audio::load_audio_file(args.input);
   const audio::Mel mel = audio::MelSpectrogram().compute(samples, options);
   core::write_file_atomically(args.output, std::as_bytes(mel.data()));
@@ -35,7 +35,7 @@ void run_mel(const MelArgs& args) {
 }
 
 void run_windows(const MelArgs& args) {
-  const audio::AudioOptions options = args.audio.to_options();
+  const audio::AudioOptions& options = args.flags.audio_options();
   const std::vector<float> samples = audio::load_audio_file(args.input);
   const audio::Mel mel = audio::MelSpectrogram().compute(samples, options);
   const audio::MelWindows windows(mel, options);
@@ -58,7 +58,7 @@ void add_mel_like(CLI::App& app, const char* name, const char* help, void (*run)
       ->required();
   cmd->add_option("-o,--output", args->output, "Output file (raw little-endian float32)")
       ->required();
-  args->audio.add_to(*cmd);
+  args->flags.add_to(*cmd);
   cmd->callback([args, run] { run(*args); });
 }
 

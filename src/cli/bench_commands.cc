@@ -406,13 +406,8 @@ void add_model_bench(CLI::App& bench, const char* name, const char* help, bool e
   cmd->add_option("--repeat", args->repeat, "Timed runs")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
-  cmd->add_option("--providers", args->providers,
-                  "Execution providers in order: cpu, cuda, tensorrt (infer.execution_providers)")
-      ->delimiter(',')
-      ->capture_default_str();
-  cmd->add_option("--device", args->device, "GPU for cuda and tensorrt (infer.device_id)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 255));
+  add_key_flag(*cmd, "--providers", args->providers, "infer.execution_providers");
+  add_key_flag(*cmd, "--device", args->device, "infer.device_id");
   if (encoder) {
     cmd->add_option("--windows", args->windows, "Windows per timed call (25 = 1 s of video)")
         ->capture_default_str()

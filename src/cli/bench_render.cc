@@ -20,6 +20,7 @@
 #include "avatar/template_walk.h"
 #include "cli/commands.h"
 #include "cli/demo_assets.h"
+#include "cli/options_flags.h"
 #include "contract/model_family.h"
 #include "core/json_text.h"
 #include "core/stopwatch.h"
@@ -267,27 +268,13 @@ void add_bench_render_command(CLI::App& bench) {
   bcmd->add_option("--frames", bargs->frames, "Frames to render")
       ->capture_default_str()
       ->check(CLI::Range(10, 100000));
-  bcmd->add_option("--batch", bargs->batch,
-                   "Generator frames per run (0: as render chooses, 1 with parallel runs, else 4)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 256));
-  bcmd->add_option("--threads", bargs->threads,
-                   "Thread budget (cpu.threads; 0: the CPUs this process may run on)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 1024));
-  bcmd->add_option(
-          "--intra-op-threads", bargs->intra_op_threads,
-          "ONNX Runtime threads per run (infer.intra_op_threads; 0: budget / parallel runs)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 1024));
+  add_key_flag(*bcmd, "--batch", bargs->batch, "render.batch");
+  add_key_flag(*bcmd, "--threads", bargs->threads, "cpu.threads");
+  add_key_flag(*bcmd, "--intra-op-threads", bargs->intra_op_threads, "infer.intra_op_threads");
   bcmd->add_option("--repeat", bargs->repeat, "Generator and renderer passes, alternated")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
-  bcmd->add_option("--parallel-runs", bargs->parallel_runs,
-                   "Generator batches at once, each on budget / N threads (infer.parallel_runs; "
-                   "0: as render chooses, the thread budget on the CPU)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 64));
+  add_key_flag(*bcmd, "--parallel-runs", bargs->parallel_runs, "infer.parallel_runs");
   bcmd->add_flag("--spinning", bargs->spinning,
                  "Let ONNX Runtime's threads spin between runs (infer.allow_spinning)");
   bcmd->callback([bargs] { run_bench_render(*bargs); });

@@ -37,7 +37,7 @@ struct CompareArgs {
   std::string audio;
   int frames = 0;
   int start_frame = 0;
-  InferFlags flags;
+  CommandFlags flags{CommandFlags::kInfer};
 };
 
 // PSNR of two 8-bit images; identical images give +inf (reported as null; cv::PSNR would say
@@ -54,7 +54,7 @@ nlohmann::json db(double v) {
 }
 
 void run_compare(const CompareArgs& args) {
-  const infer::InferOptions options = args.flags.to_infer_options();
+  const infer::InferOptions options = args.flags.infer_options();
   const infer::Models models(args.models, options);
   const infer::Models baseline(args.baseline, options);
   const auto avatar = avatar::Avatar::open(

@@ -18,15 +18,18 @@ struct Binding {
   std::function<bool(std::string_view name)> has;
   std::function<void(ConfigFile&, std::string_view name, const core::ConfigValue&)> set;
   std::function<std::vector<core::ConfigKeyInfo>()> keys;
+  std::function<core::ConfigKeyInfo(std::string_view name)> key;
 };
 
-template <class Options>
-Binding bind(const core::ConfigTable<Options>& table, Options ConfigFile::*field) {
+// `field` points at a member of ConfigFile or of its base, server::ServerConfig.
+template <class Options, class Field>
+Binding bind(const core::ConfigTable<Options>& table, Field field) {
   return {table.section(), [&table](std::string_view name) { return table.has(name); },
           [&table, field](ConfigFile& f, std::string_view name, const core::ConfigValue& v) {
             table.set(f.*field, name, v);
           },
-          [&table] { return table.keys(); }};
+          [&table] { return table.keys(); },
+          [&table](std::string_view name) { return table.key(name); }};
 }
 
 // The README's order.
@@ -159,20 +162,34 @@ void read_root(const YAML::Node& root, const std::filesystem::path& base, Config
 
 }  // namespace
 
-server::ServerConfig ConfigFile::server_config() const {
-  server::ServerConfig c;
-  c.server = server;
-  c.registry = registry;
-  c.infer = infer;
-  c.avatar = avatar;
-  c.scheduler = scheduler;
-  c.pipeline = pipeline;
-  c.live = live;
-  c.webrtc = webrtc;
-  c.output = output;
-  c.audio = audio;
-  c.models = models;
-  return c;
+pipeline::RenderOptions ConfigFile::render_options() const {
+  pipeline::RenderOptions options = render;
+  options.window_frames = pipeline.window_frames;
+  options.audio = audio;
+  options.blend = output.blend_options();
+  return options;
+}
+
+ConfigKey config_key(std::string_view key) {
+  const std::size_t dot = key.find('.');
+  const std::string section(dot == std::string_view::npos ? "" : key.substr(0, dot));
+  const std::string_view name = dot == std::string_view::npos ? key : key.substr(dot + 1);
+  for (const Binding& b : bindings()) {
+    if (b.section != section || !b.has(name)) continue;
+    ConfigKey out{b.key(name), {}};
+    out.check = [&b, name = std::string(name), list = out.info.is_list](const std::string& text) {
+      ConfigFile scratch;
+      try {
+        b.set(scratch, name,
+              list ? core::ConfigValue::list({text}) : core::ConfigValue::scalar(text));
+      } catch (const Error& e) {
+        return std::string(e.what());
+      }
+      return std::string();
+    };
+    return out;
+  }
+  throw Error::invalid_input("unknown key " + core::quote(std::string(key)));
 }
 
 ConfigFile load_config_file(const std::filesystem::path& path) {
@@ -189,8 +206,6 @@ ConfigFile load_config_file(const std::filesystem::path& path) {
   if (root.IsNull()) return config;
   try {
     read_root(root, path.parent_path(), config);
-    config.render.window_frames = config.pipeline.window_frames;
-    config.render.audio = config.audio;
   } catch (const Error& e) {
     throw e.with_context(where);
   }

@@ -6,6 +6,9 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "audio/audio_options.h"
@@ -25,25 +28,33 @@
 
 namespace lipsync::cli {
 
-// Options read from a config file; fields the file does not set keep their defaults.
-struct ConfigFile {
+// Options read from a config file; fields the file does not set keep their defaults. It is the
+// server's configuration (what `lipsync serve` runs with, the `avatars` section included) plus
+// the keys only the offline tools read.
+struct ConfigFile : server::ServerConfig {
   core::CpuOptions cpu;  // cpu.threads: the thread budget
-  audio::AudioOptions audio;
-  infer::InferOptions infer;
-  avatar::AvatarOptions avatar;
-  pipeline::RenderOptions render;  // render.batch (its audio field is `audio` above)
-  render::OutputOptions output;    // render.jpeg_quality, render.mp4_*
-  pipeline::PipelineOptions pipeline;
-  pipeline::LiveOptions live;
-  webrtc::WebRtcOptions webrtc;
-  pipeline::SchedulerOptions scheduler;
-  server::ServerOptions server;           // server.*, log_level
-  server::RegistryOptions registry;       // registry.*
-  std::vector<server::ModelSpec> models;  // avatars: {id: {avatar, models, preload}}
+  // render.batch only: render_options() takes the rest of a render's options from the
+  // pipeline, audio and render sections instead of keeping copies of them here.
+  pipeline::RenderOptions render;
 
   // The part `lipsync serve` uses.
-  server::ServerConfig server_config() const;
+  const server::ServerConfig& server_config() const { return *this; }
+  // The options of `lipsync render`: render.batch, pipeline.window_frames, the audio section and
+  // the blend keys of the render section.
+  pipeline::RenderOptions render_options() const;
 };
+
+// One key, for the command-line flag that sets it (cli/options_flags): what `lipsync config`
+// shows of it, and a check of a flag's value by the key's own parser and range.
+struct ConfigKey {
+  core::ConfigKeyInfo info;
+  // Empty when `text` is a good value for the key (one item of a list key), else why not, in
+  // the words a config file gets ("render.batch: 300 is out of range; expected 0 to 256").
+  std::function<std::string(const std::string& text)> check;
+};
+
+// Throws Error::Code::kInvalidInput for a key no table declares.
+ConfigKey config_key(std::string_view key);
 
 // Reads and validates a config file. Throws Error::Code::kNotFound for a missing file and
 // kInvalidInput for bad YAML, an unknown or repeated key or a bad value, naming the file and

@@ -31,12 +31,12 @@ struct FeaturesArgs {
   std::string input;
   std::string models;
   std::string output;
-  InferFlags flags;
+  CommandFlags flags{CommandFlags::kInfer};
 };
 
 void run_features(const FeaturesArgs& args) {
-  const audio::AudioOptions audio_options = args.flags.to_audio_options();
-  const infer::InferOptions infer_options = args.flags.to_infer_options();
+  const audio::AudioOptions audio_options = args.flags.audio_options();
+  const infer::InferOptions infer_options = args.flags.infer_options();
   // Only the encoder is needed; check the folder the same way a full load would.
   const std::filesystem::path dir(args.models);
   std::error_code ec;
@@ -79,7 +79,7 @@ struct QuantizeArgs {
   int float_convs = 0;
   bool float_audio = false;
   std::string output;
-  InferFlags flags;
+  CommandFlags flags{CommandFlags::kInfer};
 };
 
 // The calibration inputs: `frames` frames spread evenly over the speech (the given files one
@@ -97,7 +97,7 @@ std::vector<modelgen::CalibrationFrame> calibration_frames(const QuantizeArgs& a
   for (const std::string& f : files) {
     const std::vector<float> samples = audio::load_audio_file(f);
     tracks.push_back(pipeline::FeatureTrack::from_features(
-        pipeline::encode_clip_features(samples, encoder, a.flags.to_audio_options())));
+        pipeline::encode_clip_features(samples, encoder, a.flags.audio_options())));
     for (int i = 0; i < tracks.back().total_frames(); ++i) {
       all.emplace_back(static_cast<int>(tracks.size()) - 1, i);
     }
@@ -127,7 +127,7 @@ void run_quantize(const QuantizeArgs& a) {
   options.weight_range = modelgen::parse_weight_range(a.weights);
   options.float_convs = a.float_convs;
   options.float_audio = a.float_audio;
-  const infer::InferOptions infer_options = a.flags.to_infer_options();
+  const infer::InferOptions infer_options = a.flags.infer_options();
   std::error_code ec;
   if (!std::filesystem::is_directory(a.models, ec)) {
     throw Error::not_found("models " + a.models + ": no such folder");
@@ -151,7 +151,7 @@ struct SynthArgs {
 };
 
 struct ProvidersArgs {
-  InferFlags flags;
+  CommandFlags flags{CommandFlags::kInfer};
   std::string library_dir;
   std::string require;
 };
@@ -160,7 +160,7 @@ struct ProvidersArgs {
 // use it with these options, why not, and its devices. With --require NAME, a provider that
 // cannot be used is the command's error.
 void run_providers(const ProvidersArgs& args) {
-  infer::InferOptions options = args.flags.to_infer_options();
+  infer::InferOptions options = args.flags.infer_options();
   if (!args.library_dir.empty()) options.provider_library_dir = args.library_dir;
   const auto reports = infer::check_execution_providers(options);
   std::vector<std::string> dirs;

@@ -1,45 +1,69 @@
-// Command-line flags for option structs, with the defaults shown in --help read from the structs.
+// Command-line flags for configuration keys. A flag that sets a key takes its help, its default
+// and its check from the key's ConfigTable declaration, so the two cannot drift. A flag given on
+// the command line wins over the config file, which wins over the key's default.
 // Thread contract: used from main's thread only.
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include "audio/audio_options.h"
-#include "infer/infer_options.h"
+#include "cli/config_file.h"
 
 namespace lipsync::cli {
 
-// --config FILE and --parallel-mel-extraction (audio.parallel_mel_extraction). A flag given on
-// the command line wins over the config file, which wins over the default.
-struct AudioFlags {
-  std::string config_path;
-  std::optional<bool> parallel_mel_extraction;
+// The help of the flag `flag` that sets config key `key`: the key's doc (without a mention of
+// the flag itself), then "[key, values, default D]". `note` comes before the bracket, for what
+// the flag takes beyond the key (say "off" for an empty address).
+std::string key_flag_help(const std::string& flag, std::string_view key,
+                          const std::string& note = "");
+
+// `--flag` setting config key `key`: help from key_flag_help; a value the key refuses is
+// refused as the command line is parsed, in the key's own words. `target` is a std::optional
+// (unset: the flag was not given) or, for a list key, a vector (split at commas).
+template <class T>
+CLI::Option* add_key_flag(CLI::App& cmd, const std::string& flag, T& target, std::string_view key,
+                          const std::string& note = "") {
+  const ConfigKey k = config_key(key);
+  CLI::Option* option = cmd.add_option(flag, target, key_flag_help(flag, key, note));
+  if (k.info.is_list) option->delimiter(',');
+  if (k.info.values != "true or false") {  // CLI11 reads a boolean's spellings itself
+    // No description: the help's bracket names the values already.
+    option->check(CLI::Validator([check = k.check](std::string& text) { return check(text); }, ""));
+  }
+  return option;
+}
+
+// The flags every command that reads a config file shares: --config FILE, read once, and flags
+// over some of its keys. kServe adds --threads (cpu.threads); kAudio
+// --parallel-mel-extraction; kInfer both, and --providers (infer.execution_providers), --device
+// (infer.device_id), --encoder-batch (infer.encoder_batch), --parallel-runs
+// (infer.parallel_runs).
+class CommandFlags {
+ public:
+  enum Kind { kServe, kAudio, kInfer };
+  explicit CommandFlags(Kind kind) : kind_(kind) {}
 
   void add_to(CLI::App& cmd);
-  // The options after applying the config file and the flags; validated.
-  audio::AudioOptions to_options() const;
-};
+  // The config file (defaults without --config) with the flags over it, validated; read and
+  // checked on the first call only. The first call also sets the process's thread budget
+  // (core::set_thread_budget) from --threads or cpu.threads, so make it before any pool.
+  const ConfigFile& config() const;
+  const audio::AudioOptions& audio_options() const { return config().audio; }
+  const infer::InferOptions& infer_options() const { return config().infer; }
 
-// AudioFlags plus the ONNX Runtime flags of the commands that run models: --threads
-// (cpu.threads, the process's thread budget; to_infer_options() sets it), --providers
-// (infer.execution_providers), --device (infer.device_id), --encoder-batch (infer.encoder_batch),
-// --parallel-runs (infer.parallel_runs). Same precedence: flag, then config file, then default.
-struct InferFlags {
-  AudioFlags audio;
-  std::optional<int> threads;
-  std::vector<std::string> providers;
-  std::optional<int> device_id;
-  std::optional<int> encoder_batch;
-  std::optional<int> parallel_runs;
-
-  void add_to(CLI::App& cmd);
-  audio::AudioOptions to_audio_options() const { return audio.to_options(); }
-  // Validated. Also sets the process's thread budget (core::set_thread_budget) from --threads
-  // or the file's cpu.threads, so call it before any pool is made.
-  infer::InferOptions to_infer_options() const;
+ private:
+  Kind kind_;
+  std::string config_path_;
+  std::optional<bool> parallel_mel_extraction_;
+  std::optional<int> threads_;
+  std::vector<std::string> providers_;
+  std::optional<int> device_id_;
+  std::optional<int> encoder_batch_;
+  std::optional<int> parallel_runs_;
+  mutable std::optional<ConfigFile> config_;
 };
 
 }  // namespace lipsync::cli

@@ -40,7 +40,7 @@ struct RenderArgs {
   std::optional<std::string> color_match;
   std::string format = "png";
   bool quiet = false;
-  InferFlags flags;
+  CommandFlags flags{CommandFlags::kInfer};
 };
 
 // Everything a render needs, opened and checked before any output exists.
@@ -53,11 +53,9 @@ struct Loaded {
 };
 
 Loaded load_inputs(const std::string& avatar_dir, const std::string& models_dir,
-                   const std::string& audio_path, const InferFlags& flags) {
+                   const std::string& audio_path, const ConfigFile& config) {
   Loaded l;
-  if (!flags.audio.config_path.empty()) l.config = load_config_file(flags.audio.config_path);
-  l.config.audio = flags.to_audio_options();
-  l.config.infer = flags.to_infer_options();
+  l.config = config;
   // Rendering is throughput work: automatic parallel runs resolve to one run per core on the CPU.
   l.config.infer.parallel_runs = l.config.infer.resolved_parallel_runs(/*throughput=*/true);
   l.audio_path = audio_path.empty() ? demo_speech_path() : fs::path(audio_path);
@@ -127,14 +125,12 @@ class ProgressBar {
 };
 
 void run_render(const RenderArgs& args) {
-  Loaded in = load_inputs(args.avatar, args.models, args.audio, args.flags);
-  pipeline::RenderOptions options = in.config.render;
-  options.audio = in.config.audio;
-  render::OutputOptions output = in.config.output;
-  if (args.blend) output.blend = *args.blend;
-  if (args.color_match) output.color_match = *args.color_match;
-  options.blend = output.blend_options();
-  if (args.batch) options.batch = *args.batch;
+  ConfigFile config = args.flags.config();
+  if (args.blend) config.output.blend = *args.blend;
+  if (args.color_match) config.output.color_match = *args.color_match;
+  if (args.batch) config.render.batch = *args.batch;
+  Loaded in = load_inputs(args.avatar, args.models, args.audio, config);
+  pipeline::RenderOptions options = in.config.render_options();
   if (args.start_frame) options.start_frame = *args.start_frame;
   const pipeline::OfflineRenderer renderer(in.avatar, *in.models, options);
   if (avatar::walk_is_frozen(in.avatar->frame_count(), options.start_frame)) {
@@ -177,16 +173,10 @@ void add_render_commands(CLI::App& app) {
                   "OUT.mp4 (video with the audio) or a folder (frames %05d.png / .jpg)")
       ->required();
   cmd->add_option("--start-frame", args->start_frame, "Template frame the walk starts from");
-  cmd->add_option("--batch", args->batch,
-                  "Generator frames per run (render.batch; default 0: 1 with parallel runs, "
-                  "else 4)");
-  cmd->add_option("--blend", args->blend,
-                  "render.blend: feather (default) or paste, the reference's hard paste")
-      ->check(CLI::IsMember({"paste", "feather"}));
-  cmd->add_option("--color-match", args->color_match,
-                  "render.color_match: ring (default) or off; paste with off is the reference "
-                  "pipeline byte for byte")
-      ->check(CLI::IsMember({"off", "ring"}));
+  add_key_flag(*cmd, "--batch", args->batch, "render.batch");
+  add_key_flag(*cmd, "--blend", args->blend, "render.blend");
+  add_key_flag(*cmd, "--color-match", args->color_match, "render.color_match",
+               "paste with off is the reference pipeline byte for byte");
   cmd->add_option("--format", args->format, "Frames in a folder: png (lossless) or jpeg")
       ->capture_default_str();
   cmd->add_flag("--quiet", args->quiet, "No progress bar");

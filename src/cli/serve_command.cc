@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "cli/config_file.h"
 #include "cli/demo_assets.h"
+#include "cli/options_flags.h"
 #include "core/error.h"
 #include "core/json_text.h"
 #include "core/task_arena.h"
@@ -28,10 +29,9 @@ namespace lipsync::cli {
 namespace {
 
 struct ServeArgs {
-  std::string config;
-  std::string grpc;
-  std::string http;
-  std::optional<int> threads;
+  CommandFlags flags{CommandFlags::kServe};  // --config, --threads
+  std::optional<std::string> grpc;
+  std::optional<std::string> http;
   std::string models;  // --models, --avatar: one model without a config file
   std::string avatar;
   std::string model_id = "default";
@@ -100,12 +100,10 @@ void run_serve(const ServeArgs& args) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  ConfigFile config = args.config.empty() ? ConfigFile{} : load_config_file(args.config);
-  if (!args.grpc.empty()) config.server.grpc_address = args.grpc;
-  if (!args.http.empty()) config.server.http_address = args.http == "off" ? "" : args.http;
-  if (args.threads) config.cpu.threads = *args.threads;
-  config.server.validate();                     // the flags too
-  core::set_thread_budget(config.cpu.threads);  // before any pool is made
+  ConfigFile config = args.flags.config();  // sets the thread budget: before any pool is made
+  if (args.grpc) config.server.grpc_address = *args.grpc;
+  if (args.http) config.server.http_address = *args.http == "off" ? "" : *args.http;
+  config.server.validate();  // the address flags too
   spdlog::set_level(spdlog::level::from_str(config.server.log_level));
   spdlog::set_formatter(server::make_log_formatter(config.server.log_format));
   if (config.server.arena_threads > 0)
@@ -145,8 +143,7 @@ void add_serve_command(CLI::App& app) {
   auto args = std::make_shared<ServeArgs>();
   CLI::App* cmd = app.add_subcommand(
       "serve", "Run the gRPC server (old monolithic API, health, reflection) and HTTP endpoints");
-  cmd->add_option("--config", args->config,
-                  "YAML config file (its keys: lipsync config, docs/config-keys.md)");
+  args->flags.add_to(*cmd);
   cmd->add_option("--models", args->models,
                   "Serve this model folder (with --avatar), without a config file");
   cmd->add_option("--avatar", args->avatar, "The avatar folder of --models");
@@ -160,12 +157,8 @@ void add_serve_command(CLI::App& app) {
                    ? std::string("expected 1 to 64 of letters, digits, '.', '_' and '-'")
                    : std::string();
       });
-  cmd->add_option("--grpc", args->grpc, "gRPC address host:port (default 127.0.0.1:50051)");
-  cmd->add_option("--http", args->http, "HTTP address host:port, or off (default 127.0.0.1:8080)");
-  cmd->add_option("--threads", args->threads,
-                  "Cores to use: the thread budget every pool at 0 takes (cpu.threads; default: "
-                  "the CPUs this process may run on)")
-      ->check(CLI::Range(0, 1024));
+  add_key_flag(*cmd, "--grpc", args->grpc, "server.grpc");
+  add_key_flag(*cmd, "--http", args->http, "server.http");
   cmd->callback([args] { run_serve(*args); });
 }
 

@@ -29,6 +29,7 @@ struct ConfigKeyInfo {
   std::string default_text;  // "8", "true", "[cpu]", "veryfast", "" for an empty string
   std::string values;        // "1..256", "true or false", "lru, lfu", "text"
   std::string doc;
+  bool is_list = false;  // set from a list in a config file (and by a repeatable flag)
 };
 
 // Parses config texts; config_error throws "<key>: <what>". Each throws Error::Code::kInvalidInput
@@ -55,7 +56,8 @@ class ConfigTable {
             std::to_string(lo) + ".." + std::to_string(hi),
             {},
             {},
-            {}};
+            {},
+            false};
     e.set = [field](Options& o, const ConfigValue& v, const std::string& key) {
       o.*field = static_cast<Int>(parse_config_int(scalar_of(v, key, "an integer"), key));
     };
@@ -75,7 +77,8 @@ class ConfigTable {
             config_number_text(lo) + ".." + config_number_text(hi),
             {},
             {},
-            {}};
+            {},
+            false};
     e.set = [field](Options& o, const ConfigValue& v, const std::string& key) {
       o.*field = parse_config_number(scalar_of(v, key, "a number"), key);
     };
@@ -91,7 +94,7 @@ class ConfigTable {
   }
 
   ConfigTable& boolean(std::string name, bool Options::*field, std::string doc) {
-    Entry e{std::move(name), std::move(doc), "true or false", {}, {}, {}};
+    Entry e{std::move(name), std::move(doc), "true or false", {}, {}, {}, false};
     e.set = [field](Options& o, const ConfigValue& v, const std::string& key) {
       o.*field = parse_config_bool(scalar_of(v, key, "true or false"), key);
     };
@@ -104,7 +107,7 @@ class ConfigTable {
   ConfigTable& text(std::string name, std::string Options::*field, std::string values,
                     std::string doc,
                     std::function<void(const std::string&, const std::string&)> check = {}) {
-    Entry e{std::move(name), std::move(doc), std::move(values), {}, {}, {}};
+    Entry e{std::move(name), std::move(doc), std::move(values), {}, {}, {}, false};
     e.set = [field](Options& o, const ConfigValue& v, const std::string& key) {
       o.*field = scalar_of(v, key, "a string");
     };
@@ -122,7 +125,7 @@ class ConfigTable {
                       std::vector<std::pair<std::string, T>> choices, std::string doc) {
     std::string values;
     for (const auto& c : choices) values += (values.empty() ? "" : ", ") + c.first;
-    Entry e{std::move(name), std::move(doc), values, {}, {}, {}};
+    Entry e{std::move(name), std::move(doc), values, {}, {}, {}, false};
     e.set = [field, choices, values](Options& o, const ConfigValue& v, const std::string& key) {
       const std::string& t = scalar_of(v, key, values);
       for (const auto& c : choices) {
@@ -154,7 +157,7 @@ class ConfigTable {
                     std::vector<std::string> allowed, std::string doc) {
     std::string values;
     for (const auto& a : allowed) values += (values.empty() ? "" : ", ") + a;
-    Entry e{std::move(name), std::move(doc), "list of " + values, {}, {}, {}};
+    Entry e{std::move(name), std::move(doc), "list of " + values, {}, {}, {}, true};
     e.set = [field](Options& o, const ConfigValue& v, const std::string& key) {
       if (!v.is_list)
         fail(key, "expected a list such as [" + (v.items.empty() ? "" : v.items[0]) + "]");
@@ -180,7 +183,7 @@ class ConfigTable {
   // their form.
   ConfigTable& texts(std::string name, std::vector<std::string> Options::*field, std::string what,
                      std::string doc) {
-    Entry e{std::move(name), std::move(doc), "list of " + what, {}, {}, {}};
+    Entry e{std::move(name), std::move(doc), "list of " + what, {}, {}, {}, true};
     e.set = [field](Options& o, const ConfigValue& v, const std::string& key) {
       if (!v.is_list) fail(key, "expected a list such as [\"" + v.items[0] + "\"]");
       o.*field = v.items;
@@ -220,11 +223,15 @@ class ConfigTable {
 
   // Every key with its default (read from Options{}), values and doc.
   std::vector<ConfigKeyInfo> keys() const {
-    const Options defaults{};
     std::vector<ConfigKeyInfo> out;
-    for (const Entry& e : entries_)
-      out.push_back({full_key(e.name), e.get(defaults), e.values, e.doc});
+    for (const Entry& e : entries_) out.push_back(info_of(e));
     return out;
+  }
+  // One key (its name within the section); Error::Code::kInvalidInput for an unknown name.
+  ConfigKeyInfo key(std::string_view name) const {
+    const Entry* e = find(name);
+    if (e == nullptr) fail(full_key(std::string(name)), "unknown key");
+    return info_of(*e);
   }
 
  private:
@@ -235,7 +242,12 @@ class ConfigTable {
     std::function<void(Options&, const ConfigValue&, const std::string&)> set;
     std::function<std::string(const Options&)> get;
     std::function<void(const Options&, const std::string&)> check;
+    bool is_list = false;
   };
+
+  ConfigKeyInfo info_of(const Entry& e) const {
+    return {full_key(e.name), e.get(Options{}), e.values, e.doc, e.is_list};
+  }
 
   const Entry* find(std::string_view name) const {
     for (const Entry& e : entries_) {

@@ -54,7 +54,7 @@ void CpuOptions::validate() const {
 const ConfigTable<CpuOptions>& CpuOptions::config() {
   static const auto table = ConfigTable<CpuOptions>("cpu").integer(
       "threads", &CpuOptions::threads, 0, 1024,
-      "cores lipsync keeps busy; every thread count left at 0 below takes it. 0 = the CPUs the "
+      "cores lipsync keeps busy; every thread count left at 0 takes it. 0 = the CPUs the "
       "process may run on (affinity mask, cgroup quota)");
   return table;
 }

@@ -243,6 +243,31 @@ TEST_F(CliRender, AvatarImportFromFramesAndErrors) {
   EXPECT_NE(neither.err.find("--synctalk"), std::string::npos) << neither.err;
 }
 
+// One config file per command, read once: render.batch and infer.parallel_runs come from it,
+// a flag wins over it, and a bad key in it fails before anything is written.
+TEST_F(CliRender, TheConfigFileSetsTheRenderAndItsFlagsWin) {
+  const fs::path speech = make_drifting_inputs();
+  std::ofstream(dir_ / "c.yaml") << "render: {batch: 3}\ninfer: {parallel_runs: 1}\n";
+  const std::string base = "render --avatar " + q(dir_ / "av") + " --models " + q(dir_ / "drift") +
+                           " --audio " + q(speech) + " --quiet --config " + q(dir_ / "c.yaml");
+  auto r = run_lipsync(base + " -o " + q(dir_ / "a"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["batch"], 3);
+  EXPECT_EQ(j["parallel_runs"], 1);
+  r = run_lipsync(base + " --batch 2 --parallel-runs 2 -o " + q(dir_ / "b"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["batch"], 2);
+  EXPECT_EQ(j["parallel_runs"], 2);
+  std::ofstream(dir_ / "bad.yaml") << "render: {batch: 257}\n";
+  r = run_lipsync("render --avatar " + q(dir_ / "av") + " --config " + q(dir_ / "bad.yaml") +
+                  " -o " + q(dir_ / "c.mp4"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("render.batch: 257 is out of range"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "c.mp4"));
+}
+
 TEST_F(CliRender, BenchRenderPrintsBothRates) {
   ASSERT_EQ(run_lipsync("avatar demo -o " + q(dir_ / "av") + " --frames 6 --width 640 --height 360")
                 .exit_code,

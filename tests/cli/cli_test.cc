@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -211,6 +212,58 @@ TEST(CliConfig, TheStarterConfigIsValidWithAnyKeyUncommented) {
                                     "' --config '" + (dir / file).string() + "'");
     EXPECT_EQ(loaded.exit_code, 0) << file << ": " << loaded.err;
   }
+}
+
+// Issue 29: a flag that sets a config key is declared by the key. Its help shows the key's doc,
+// values and default as `lipsync config` does; a value the key refuses fails the command line in
+// the key's words, before anything runs.
+TEST(CliConfig, AKeysFlagTakesItsHelpDefaultAndCheckFromTheKey) {
+  std::map<std::string, nlohmann::json> keys;
+  for (const auto& key : nlohmann::json::parse(run_lipsync("config --format json").out))
+    keys[key["key"]] = key;
+  struct Case {
+    const char* command;
+    const char* flag;
+    const char* key;
+    const char* bad;
+    const char* error;
+  };
+  const Case cases[] = {
+      {"render", "--batch", "render.batch", "300", "300 is out of range; expected 0 to 256"},
+      {"render", "--blend", "render.blend", "soft", "'soft' is unknown; expected paste, feather"},
+      {"render", "--providers", "infer.execution_providers", "cpu,gpu", "'gpu' is unknown"},
+      {"render", "--parallel-runs", "infer.parallel_runs", "65", "65 is out of range"},
+      {"serve", "--threads", "cpu.threads", "-1", "-1 is out of range; expected 0 to 1024"},
+      {"serve", "--grpc", "server.grpc", "nowhere", "'nowhere' is not host:port"},
+      {"bench render", "--intra-op-threads", "infer.intra_op_threads", "x", "'x' is not"},
+      {"bench generator", "--device", "infer.device_id", "256", "256 is out of range"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(c.command) + " " + c.flag);
+    ASSERT_EQ(keys.count(c.key), 1u);
+    const nlohmann::json& key = keys[c.key];
+    const auto help = run_lipsync(std::string(c.command) + " --help");
+    ASSERT_EQ(help.exit_code, 0) << help.err;
+    // The help's lines are wrapped by nothing: the flag's line holds its whole help.
+    const auto at = help.out.find("  " + std::string(c.flag) + " ");
+    ASSERT_NE(at, std::string::npos) << help.out;
+    const std::string line = help.out.substr(at, help.out.find('\n', help.out.find('[', at)) - at);
+    const std::string bracket = "[" + key["key"].get<std::string>() + ", " +
+                                key["values"].get<std::string>() + ", default " +
+                                key["default"].get<std::string>() + "]";
+    EXPECT_NE(line.find(bracket), std::string::npos) << line;
+    // The doc's last words (its first letter may be capitalised, a mention of the flag cut).
+    const std::string doc = key["doc"];
+    EXPECT_NE(line.find(doc.substr(doc.size() - 20)), std::string::npos) << line;
+    EXPECT_EQ(line.find(std::string("(") + c.flag), std::string::npos) << "names itself: " << line;
+    const auto r = run_lipsync(std::string(c.command) + " " + c.flag + " " + c.bad);
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.err.find(std::string(c.flag) + ": " + c.key + ": "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(c.error), std::string::npos) << r.err;
+  }
+  // The GPU default of render.batch, which --batch's own help once left out.
+  const auto render_help = run_lipsync("render --help").out;
+  EXPECT_NE(render_help.find("32 on a GPU provider"), std::string::npos) << render_help;
 }
 
 TEST(CliConfig, TheConfigKeysPageIsTheConfigTables) {
