@@ -143,80 +143,88 @@ struct Server::Impl {
     return core::json_text(j);
   }
 
+  // What one scrape of /metrics reads once, for every family of read_metrics to share.
+  struct Scrape {
+    LoadReport load;
+    std::vector<ModelStatus> models;
+    core::HeapUsage heap;
+  };
+  ReadMetrics<Scrape> read_metrics;
+
   std::string metrics_text() const {
     std::ostringstream out;
     out << metrics.render();
-    const LoadReport l = load();
-    out << "# HELP lipsync_load This instance's load, 0..1 (GET /v1/load).\n"
-           "# TYPE lipsync_load gauge\nlipsync_load "
-        << l.load << "\n";
-    out << "# HELP lipsync_accepting 1 while the instance takes new sessions (its /readyz).\n"
-           "# TYPE lipsync_accepting gauge\nlipsync_accepting "
-        << (l.accepting ? 1 : 0) << "\n";
-    out << "# HELP lipsync_draining 1 while the instance drains.\n"
-           "# TYPE lipsync_draining gauge\nlipsync_draining "
-        << (l.draining ? 1 : 0) << "\n";
-    out << "# HELP lipsync_generator_busy_ratio Generator time over the last 10 s per loaded "
-           "model, 0..1.\n# TYPE lipsync_generator_busy_ratio gauge\nlipsync_generator_busy_ratio "
-        << l.generator_busy << "\n";
-    out << "# HELP lipsync_live_late_frames_recent Live frames emitted late over the last 10 s.\n"
-           "# TYPE lipsync_live_late_frames_recent gauge\nlipsync_live_late_frames_recent "
-        << l.late_frames << "\n";
-    out << "# HELP lipsync_live_max_sessions live.max_sessions.\n"
-           "# TYPE lipsync_live_max_sessions gauge\nlipsync_live_max_sessions "
-        << l.max_sessions << "\n";
-    out << "# HELP lipsync_loaded_models Models loaded now.\n# TYPE lipsync_loaded_models gauge\n"
-        << "lipsync_loaded_models " << registry->loaded_count() << "\n";
-    out << "# HELP lipsync_queue_depth Frames waiting for a generator.\n"
-           "# TYPE lipsync_queue_depth gauge\nlipsync_queue_depth "
-        << registry->queue_depth() << "\n";
-    out << "# HELP lipsync_active_streams Open Stream calls.\n"
-           "# TYPE lipsync_active_streams gauge\nlipsync_active_streams "
-        << stream->active_streams() << "\n";
-    out << "# HELP lipsync_live_sessions Live sessions now.\n"
-           "# TYPE lipsync_live_sessions gauge\nlipsync_live_sessions "
-        << live->active_sessions() << "\n";
-    out << "# HELP lipsync_http_sessions Live sessions created over HTTP now.\n"
-           "# TYPE lipsync_http_sessions gauge\nlipsync_http_sessions "
-        << hub->sessions() << "\n";
-    out << "# HELP lipsync_webrtc_viewers WebRTC viewers (sender pipelines) now.\n"
-           "# TYPE lipsync_webrtc_viewers gauge\nlipsync_webrtc_viewers "
-        << webrtc::WhepSender::live_pipelines() << "\n";
-    out << "# HELP lipsync_active_requests InferBatchComposite calls in progress.\n"
-           "# TYPE lipsync_active_requests gauge\nlipsync_active_requests "
-        << monolithic->inflight() << "\n";
-    out << "# HELP lipsync_model_memory_bytes Weights plus cached frames and crops per model.\n"
-           "# TYPE lipsync_model_memory_bytes gauge\n";
-    const auto models = registry->status();
-    for (const auto& s : models) {
-      out << "lipsync_model_memory_bytes{model=\"" << s.id << "\"} " << (s.memory_mb << 20) << "\n";
-    }
-    out << "# HELP lipsync_model_provider The execution provider each loaded model's generator "
-           "runs on, and its largest batch.\n# TYPE lipsync_model_provider gauge\n";
-    for (const auto& s : models) {
-      if (!s.loaded) continue;
-      out << "lipsync_model_provider{model=\"" << s.id << "\",provider=\"" << s.provider << "\"} "
-          << s.max_batch << "\n";
-    }
-    out << "# HELP lipsync_frames_skipped_total Live frames not run because they could not have "
-           "been ready on their tick (overload), per loaded model.\n"
-           "# TYPE lipsync_frames_skipped_total counter\n";
-    for (const auto& s : models) {
-      if (!s.loaded) continue;
-      out << "lipsync_frames_skipped_total{model=\"" << s.id << "\"} " << s.skipped_frames << "\n";
-    }
-    const core::HeapUsage heap = core::heap_usage();
-    out << "# HELP lipsync_heap_bytes The C library's heap: bytes allocated (in_use) and bytes "
-           "it holds free (free); resident memory that grows while in_use does not is "
-           "fragmentation.\n# TYPE lipsync_heap_bytes gauge\n"
-        << "lipsync_heap_bytes{state=\"in_use\"} " << heap.in_use << "\n"
-        << "lipsync_heap_bytes{state=\"free\"} " << heap.free << "\n";
-    out << "# HELP lipsync_frame_cache_bytes Decoded template frames and crops held per model.\n"
-           "# TYPE lipsync_frame_cache_bytes gauge\n";
-    for (const auto& s : models) {
-      out << "lipsync_frame_cache_bytes{model=\"" << s.id << "\"} " << s.cache_bytes << "\n";
-    }
+    read_metrics.render({load(), registry->status(), core::heap_usage()}, out);
     return out.str();
+  }
+
+  // The gauges on /metrics, and the counters their owners keep; once, in the constructor.
+  void register_read_metrics() {
+    using Samples = std::vector<MetricSample>;
+    // One sample per model (every model, or only the loaded ones), labelled by its id.
+    const auto per_model = [](bool loaded_only, auto value) {
+      return [loaded_only, value](const Scrape& s, Samples& out) {
+        for (const ModelStatus& m : s.models) {
+          if (!loaded_only || m.loaded)
+            out.push_back({"model=\"" + m.id + "\"", static_cast<double>(value(m))});
+        }
+      };
+    };
+    read_metrics
+        .gauge("lipsync_load", "This instance's load, 0..1 (GET /v1/load).",
+               [](const Scrape& s) { return s.load.load; })
+        .gauge("lipsync_accepting", "1 while the instance takes new sessions (its /readyz).",
+               [](const Scrape& s) { return s.load.accepting ? 1.0 : 0.0; })
+        .gauge("lipsync_draining", "1 while the instance drains.",
+               [](const Scrape& s) { return s.load.draining ? 1.0 : 0.0; })
+        .gauge("lipsync_generator_busy_ratio",
+               "Generator time over the last 10 s per loaded model, 0..1.",
+               [](const Scrape& s) { return s.load.generator_busy; })
+        .gauge("lipsync_live_late_frames_recent", "Live frames emitted late over the last 10 s.",
+               [](const Scrape& s) { return s.load.late_frames; })
+        .gauge("lipsync_live_max_sessions", "live.max_sessions.",
+               [](const Scrape& s) { return s.load.max_sessions; })
+        .gauge("lipsync_loaded_models", "Models loaded now.",
+               [this](const Scrape&) { return registry->loaded_count(); })
+        .gauge("lipsync_queue_depth", "Frames waiting for a generator.",
+               [this](const Scrape&) { return static_cast<double>(registry->queue_depth()); })
+        .gauge("lipsync_active_streams", "Open Stream calls.",
+               [this](const Scrape&) { return stream->active_streams(); })
+        .gauge("lipsync_live_sessions", "Live sessions now.",
+               [this](const Scrape&) { return live->active_sessions(); })
+        .gauge("lipsync_http_sessions", "Live sessions created over HTTP now.",
+               [this](const Scrape&) { return hub->sessions(); })
+        .gauge("lipsync_webrtc_viewers", "WebRTC viewers (sender pipelines) now.",
+               [](const Scrape&) { return webrtc::WhepSender::live_pipelines(); })
+        .gauge("lipsync_active_requests", "InferBatchComposite calls in progress.",
+               [this](const Scrape&) { return monolithic->inflight(); })
+        .family("lipsync_model_memory_bytes", "gauge",
+                "Weights plus cached frames and crops per model.",
+                per_model(false, [](const ModelStatus& m) { return m.memory_mb << 20; }))
+        .family("lipsync_model_provider", "gauge",
+                "The execution provider each loaded model's generator runs on, and its largest "
+                "batch.",
+                [](const Scrape& s, Samples& out) {
+                  for (const ModelStatus& m : s.models) {
+                    if (!m.loaded) continue;
+                    out.push_back({"model=\"" + m.id + "\",provider=\"" + m.provider + "\"",
+                                   static_cast<double>(m.max_batch)});
+                  }
+                })
+        .family("lipsync_frames_skipped_total", "counter",
+                "Live frames not run because they could not have been ready on their tick "
+                "(overload), per loaded model.",
+                per_model(true, [](const ModelStatus& m) { return m.skipped_frames; }))
+        .family("lipsync_heap_bytes", "gauge",
+                "The C library's heap: bytes allocated (in_use) and bytes it holds free (free); "
+                "resident memory that grows while in_use does not is fragmentation.",
+                [](const Scrape& s, Samples& out) {
+                  out.push_back({"state=\"in_use\"", static_cast<double>(s.heap.in_use)});
+                  out.push_back({"state=\"free\"", static_cast<double>(s.heap.free)});
+                })
+        .family("lipsync_frame_cache_bytes", "gauge",
+                "Decoded template frames and crops held per model.",
+                per_model(false, [](const ModelStatus& m) { return m.cache_bytes; }));
   }
 
   void start_grpc() {
@@ -307,6 +315,7 @@ Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) {
   config.webrtc.validate();
   Impl& m = *impl_;
   m.config = std::move(config);
+  m.register_read_metrics();
   ServerMetrics* metrics = &m.metrics;
   m.registry = std::make_unique<Registry>(m.config.models, m.config.registry, m.config.infer,
                                           m.config.avatar, m.config.scheduler,

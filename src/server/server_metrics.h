@@ -1,7 +1,7 @@
 // ServerMetrics: what the server exports on /metrics (Prometheus text format): requests by
 // method and gRPC code, frames produced, per-stage latency histograms and generator batch sizes.
-// Gauges (queue depth, active streams, loaded models, cache bytes) are read from their owners
-// when rendering.
+// ReadMetrics holds the gauges (queue depth, active streams, loaded models, cache bytes), read
+// from their owners at each scrape, each declared once.
 // Thread contract: every method may be called from many threads at once.
 #pragma once
 
@@ -9,7 +9,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <ostream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -49,6 +51,66 @@ class RecentSum {
   }
   std::array<double, kSeconds> sum_{};
   std::array<std::int64_t, kSeconds> stamp_{};  // the second each bucket holds
+};
+
+// A value as /metrics writes it: whole numbers (counts, bytes) in full, others in the fewest
+// digits that read back as the same double.
+std::string metric_value_text(double value);
+
+// One sample of a metric family: its labels (`model="demo"`, or empty) and value.
+struct MetricSample {
+  std::string labels;
+  double value = 0;
+};
+
+// The metrics read from their owners at each scrape (gauges, and the counters other objects
+// keep). Each family is registered once, with its name, type and help, and a function that
+// reads its samples from a Snapshot the server takes once per scrape, so that the families
+// written from one snapshot agree with each other (lipsync_load and lipsync_accepting).
+// Thread contract: registered before the first render(); render() from any thread.
+template <class Snapshot>
+class ReadMetrics {
+ public:
+  using Read = std::function<void(const Snapshot&, std::vector<MetricSample>&)>;
+
+  // A family of any number of samples; `type` is "gauge" or "counter".
+  ReadMetrics& family(std::string name, std::string type, std::string help, Read read) {
+    families_.push_back({std::move(name), std::move(type), std::move(help), std::move(read)});
+    return *this;
+  }
+  // A gauge of one sample without labels.
+  ReadMetrics& gauge(std::string name, std::string help,
+                     std::function<double(const Snapshot&)> value) {
+    return family(std::move(name), "gauge", std::move(help),
+                  [value = std::move(value)](const Snapshot& s, std::vector<MetricSample>& out) {
+                    out.push_back({"", value(s)});
+                  });
+  }
+
+  // Every family, in the order registered, in the Prometheus text format.
+  void render(const Snapshot& snapshot, std::ostream& out) const {
+    std::vector<MetricSample> samples;
+    for (const Family& f : families_) {
+      out << "# HELP " << f.name << " " << f.help << "\n# TYPE " << f.name << " " << f.type << "\n";
+      samples.clear();
+      f.read(snapshot, samples);
+      for (const MetricSample& s : samples) {
+        out << f.name;
+        if (!s.labels.empty()) out << "{" << s.labels << "}";
+        out << " " << metric_value_text(s.value) << "\n";
+      }
+    }
+  }
+  std::size_t size() const { return families_.size(); }
+
+ private:
+  struct Family {
+    std::string name;
+    std::string type;
+    std::string help;
+    Read read;
+  };
+  std::vector<Family> families_;
 };
 
 class ServerMetrics {

@@ -13,6 +13,8 @@
 #include <cmath>
 #include <cstring>
 #include <opencv2/imgcodecs.hpp>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "audio/audio_file.h"
@@ -385,6 +387,20 @@ TEST_F(ServerTest, HttpEndpoints) {
   EXPECT_NE(metrics.find("lipsync_model_provider{model=\"demo\",provider=\"cpu\"} 8"),
             std::string::npos)
       << metrics;
+  // Each family is declared once, and every sample follows its own family's TYPE line.
+  std::istringstream lines(metrics.substr(metrics.find("\n# HELP") + 1));
+  std::set<std::string> declared;
+  std::string family;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("# TYPE ", 0) == 0) {
+      family = line.substr(7, line.find(' ', 7) - 7);
+      EXPECT_TRUE(declared.insert(family).second) << family << " is declared twice";
+    } else if (line.rfind('#', 0) != 0 && !line.empty()) {
+      const std::string name = line.substr(0, line.find_first_of("{ "));
+      EXPECT_TRUE(name == family || name.rfind(family + "_", 0) == 0) << line;
+    }
+  }
+  EXPECT_GE(declared.size(), 30u);
   EXPECT_EQ(http_get("/nope").substr(0, 3), "404");
 }
 
