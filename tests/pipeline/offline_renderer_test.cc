@@ -16,7 +16,6 @@
 #include "avatar/template_walk.h"
 #include "core/error.h"
 #include "infer/models.h"
-#include "modelgen/demo_models.h"
 #include "pipeline/frame_sinks.h"
 #include "render/image_encoder.h"
 #include "render/jpeg_splice.h"
@@ -88,15 +87,8 @@ class MouthSink : public pipeline::FrameSink {
       : avatar_(std::move(a)), start_(start) {}
   void write(int index, const cv::Mat& frame, std::vector<std::uint8_t>) override {
     const int t = avatar::template_frame_for(index, avatar_->frame_count(), start_);
-    const auto& r = avatar_->crop_rect(t);
-    const auto& m = modelgen::kDemoMouth;
-    const double scale = double(r.width()) / avatar::kCanvasSize;
-    const int cx = r.x1 + int((m.centre_x + 4.5) * scale);
-    const int cy = r.y1 + int((m.centre_y + 4.5) * scale);
-    const int hw = int(m.half_width * scale * 0.8), hh = int(m.half_height_open * scale);
-    const cv::Rect box(cx - hw, cy - hh, 2 * hw, 2 * hh);
     cv::Mat grey;
-    cv::cvtColor(frame(box), grey, cv::COLOR_BGR2GRAY);
+    cv::cvtColor(frame(testing::demo_mouth_box(*avatar_, t)), grey, cv::COLOR_BGR2GRAY);
     level.push_back(cv::mean(grey)[0]);
   }
   void finish() override {}

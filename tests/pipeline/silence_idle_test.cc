@@ -16,7 +16,6 @@
 
 #include "avatar/avatar_import.h"
 #include "avatar/template_walk.h"
-#include "contract/demo_mouth.h"
 #include "core/worker_pool.h"
 #include "infer/models.h"
 #include "pipeline/live_session.h"
@@ -106,15 +105,10 @@ TEST_F(SilenceIdleTest, IdleFramesAreTheRenderersFramesForSilence) {
   EXPECT_FALSE(same_pixels(frame(rect), (*avatar_->frame(3))(rect)));
 }
 
-// Mean grey level of the demo mouth's region in a frame of the avatar (template frame t).
+// Mean blue level of the demo mouth's region in a frame of the avatar (template frame t): the open
+// mouth is dark in every channel.
 double mouth_level(const avatar::Avatar& a, int t, const cv::Mat& frame) {
-  const auto& r = a.crop_rect(t);
-  const auto& m = contract::kDemoMouth;
-  const double scale = double(r.width()) / avatar::kCanvasSize;
-  const int cx = r.x1 + int((m.centre_x + 4.5) * scale);
-  const int cy = r.y1 + int((m.centre_y + 4.5) * scale);
-  const int hw = int(m.half_width * scale * 0.8), hh = int(m.half_height_open * scale * 0.8);
-  return cv::mean(frame(cv::Rect(cx - hw, cy - hh, 2 * hw, 2 * hh)))[0];
+  return cv::mean(frame(testing::demo_mouth_box(a, t, 0.8)))[0];
 }
 
 // The demo avatar's template talks (its mouth opens in some frames), as a trained avatar's

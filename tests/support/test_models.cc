@@ -6,6 +6,7 @@
 #include <mutex>
 #include <utility>
 
+#include "contract/demo_mouth.h"
 #include "modelgen/demo_models.h"
 #include "modelgen/synth_models.h"
 #include "support/test_data.h"
@@ -82,6 +83,18 @@ bool testing_on_cpu() {
 
 std::filesystem::path reference_models() {
   return testdata("reference/models/generator.onnx").parent_path();
+}
+
+cv::Rect demo_mouth_box(const avatar::Avatar& avatar, int t, double height) {
+  const auto& r = avatar.crop_rect(t);
+  const auto& m = contract::kDemoMouth;
+  const double scale = double(r.width()) / avatar::kCanvasSize;
+  // The mouth's centre in canvas pixels, + 4.5: the canvas's ROI starts 4 pixels in, and the
+  // centre of a pixel is half a pixel on.
+  const int cx = r.x1 + int((m.centre_x + 4.5) * scale);
+  const int cy = r.y1 + int((m.centre_y + 4.5) * scale);
+  const int hw = int(m.half_width * scale * 0.8), hh = int(m.half_height_open * scale * height);
+  return {cx - hw, cy - hh, 2 * hw, 2 * hh};
 }
 
 }  // namespace lipsync::testing

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <filesystem>
+#include <opencv2/core.hpp>
 #include <string>
 #include <vector>
 
+#include "avatar/avatar.h"
 #include "infer/infer_options.h"
 
 namespace lipsync::testing {
@@ -25,5 +27,10 @@ infer::InferOptions two_threads();
 std::vector<std::string> test_providers();
 // The tests run on the CPU provider alone (results are then bit-exact across batch sizes).
 bool testing_on_cpu();
+
+// Where the demo models draw the mouth in an output frame of `avatar` on template frame `t`:
+// the open mouth's box, its half-width cut to 0.8 and its half-height scaled by `height` (1: the
+// whole open mouth), so that the box holds mouth and no lips.
+cv::Rect demo_mouth_box(const avatar::Avatar& avatar, int t, double height = 1.0);
 
 }  // namespace lipsync::testing
