@@ -396,10 +396,13 @@ void add_model_bench(CLI::App& bench, const char* name, const char* help, bool e
                     "A second model folder (say the float32 source of an int8 one), timed in "
                     "turn with the same settings; prints its times and the speedup");
   }
-  cmd->add_option("--batch", args->batch,
-                  encoder ? "Encoder windows per run (infer.encoder_batch)" : "Frames per run")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 4096));
+  if (encoder) {
+    add_key_flag(*cmd, "--batch", args->batch, "infer.encoder_batch");
+  } else {
+    cmd->add_option("--batch", args->batch, "Frames per run")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 4096));
+  }
   cmd->add_option("--threads", args->threads, "ONNX Runtime threads (0: all cores)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));

@@ -188,8 +188,7 @@ void add_providers_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "providers",
       "List the execution providers (cpu, cuda, tensorrt): library, usable, devices, or why not");
-  cmd->add_option("--provider-dir", args->library_dir,
-                  "Folder with libonnxruntime_providers_cuda.so (infer.provider_library_dir)");
+  add_key_flag(*cmd, "--provider-dir", args->library_dir, "infer.provider_library_dir");
   cmd->add_option("--require", args->require,
                   "Fail (exit 2, with the reason) unless this provider is usable");
   args->flags.add_to(*cmd);
