@@ -276,7 +276,8 @@ void add_bench_render_command(CLI::App& bench) {
       ->check(CLI::Range(1, 1000));
   add_key_flag(*bcmd, "--parallel-runs", bargs->parallel_runs, "infer.parallel_runs");
   bcmd->add_flag("--spinning", bargs->spinning,
-                 key_flag_help("--spinning", "infer.allow_spinning", "the flag sets it true"));
+                 key_flag_help("--spinning", config_key("infer.allow_spinning").info,
+                               "the flag sets it true"));
   bcmd->callback([bargs] { run_bench_render(*bargs); });
 }
 

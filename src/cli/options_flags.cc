@@ -21,8 +21,8 @@ std::string without_flag(std::string doc, const std::string& flag) {
 
 }  // namespace
 
-std::string key_flag_help(const std::string& flag, std::string_view key, const std::string& note) {
-  const core::ConfigKeyInfo info = config_key(key).info;
+std::string key_flag_help(const std::string& flag, const core::ConfigKeyInfo& info,
+                          const std::string& note) {
   std::string help = without_flag(info.doc, flag);
   // A sentence starts with a capital, but "gRPC" stays as it is.
   const auto is = [&](std::size_t i, int (*test)(int)) {

@@ -14,10 +14,10 @@
 
 namespace lipsync::cli {
 
-// The help of the flag `flag` that sets config key `key`: the key's doc (without a mention of
-// the flag itself), then "[key, values, default D]". `note` comes before the bracket, for what
-// the flag takes beyond the key (say "off" for an empty address).
-std::string key_flag_help(const std::string& flag, std::string_view key,
+// The help of the flag `flag` that sets the key `info` describes (config_key(...).info): the
+// key's doc (without a mention of the flag itself), then "[key, values, default D]". `note`
+// comes before the bracket, for what the flag means beyond the key.
+std::string key_flag_help(const std::string& flag, const core::ConfigKeyInfo& info,
                           const std::string& note = "");
 
 // `--flag` setting config key `key`: help from key_flag_help; a value the key refuses is
@@ -27,9 +27,9 @@ template <class T>
 CLI::Option* add_key_flag(CLI::App& cmd, const std::string& flag, T& target, std::string_view key,
                           const std::string& note = "") {
   const ConfigKey k = config_key(key);
-  CLI::Option* option = cmd.add_option(flag, target, key_flag_help(flag, key, note));
+  CLI::Option* option = cmd.add_option(flag, target, key_flag_help(flag, k.info, note));
   if (k.info.is_list) option->delimiter(',');
-  if (k.info.values != "true or false") {  // CLI11 reads a boolean's spellings itself
+  if (k.info.values != core::kConfigBoolValues) {  // CLI11 reads a boolean's spellings itself
     // No description: the help's bracket names the values already.
     option->check(CLI::Validator([check = k.check](std::string& text) { return check(text); }, ""));
   }

@@ -53,9 +53,9 @@ struct Loaded {
 };
 
 Loaded load_inputs(const std::string& avatar_dir, const std::string& models_dir,
-                   const std::string& audio_path, const ConfigFile& config) {
+                   const std::string& audio_path, ConfigFile config) {
   Loaded l;
-  l.config = config;
+  l.config = std::move(config);
   // Rendering is throughput work: automatic parallel runs resolve to one run per core on the CPU.
   l.config.infer.parallel_runs = l.config.infer.resolved_parallel_runs(/*throughput=*/true);
   l.audio_path = audio_path.empty() ? demo_speech_path() : fs::path(audio_path);
@@ -129,7 +129,7 @@ void run_render(const RenderArgs& args) {
   if (args.blend) config.output.blend = *args.blend;
   if (args.color_match) config.output.color_match = *args.color_match;
   if (args.batch) config.render.batch = *args.batch;
-  Loaded in = load_inputs(args.avatar, args.models, args.audio, config);
+  Loaded in = load_inputs(args.avatar, args.models, args.audio, std::move(config));
   pipeline::RenderOptions options = in.config.render_options();
   if (args.start_frame) options.start_frame = *args.start_frame;
   const pipeline::OfflineRenderer renderer(in.avatar, *in.models, options);

@@ -102,8 +102,8 @@ void run_serve(const ServeArgs& args) {
 
   ConfigFile config = args.flags.config();  // sets the thread budget: before any pool is made
   if (args.grpc) config.server.grpc_address = *args.grpc;
-  if (args.http) config.server.http_address = *args.http == "off" ? "" : *args.http;
-  config.server.validate();  // the address flags too
+  if (args.http) config.server.http_address = *args.http;  // "off": ServerOptions::http_off()
+  config.server.validate();                                // the address flags too
   spdlog::set_level(spdlog::level::from_str(config.server.log_level));
   spdlog::set_formatter(server::make_log_formatter(config.server.log_format));
   if (config.server.arena_threads > 0)

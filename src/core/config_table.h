@@ -32,6 +32,9 @@ struct ConfigKeyInfo {
   bool is_list = false;  // set from a list in a config file (and by a repeatable flag)
 };
 
+// The values a boolean key takes, as `lipsync config` shows them.
+inline constexpr const char* kConfigBoolValues = "true or false";
+
 // Parses config texts; config_error throws "<key>: <what>". Each throws Error::Code::kInvalidInput
 // naming `key`.
 [[noreturn]] void config_error(const std::string& key, const std::string& what);
@@ -94,9 +97,9 @@ class ConfigTable {
   }
 
   ConfigTable& boolean(std::string name, bool Options::*field, std::string doc) {
-    Entry e{std::move(name), std::move(doc), "true or false", {}, {}, {}, false};
+    Entry e{std::move(name), std::move(doc), kConfigBoolValues, {}, {}, {}, false};
     e.set = [field](Options& o, const ConfigValue& v, const std::string& key) {
-      o.*field = parse_config_bool(scalar_of(v, key, "true or false"), key);
+      o.*field = parse_config_bool(scalar_of(v, key, kConfigBoolValues), key);
     };
     e.get = [field](const Options& o) { return std::string(o.*field ? "true" : "false"); };
     entries_.push_back(std::move(e));
@@ -224,14 +227,15 @@ class ConfigTable {
   // Every key with its default (read from Options{}), values and doc.
   std::vector<ConfigKeyInfo> keys() const {
     std::vector<ConfigKeyInfo> out;
-    for (const Entry& e : entries_) out.push_back(info_of(e));
+    const Options defaults{};
+    for (const Entry& e : entries_) out.push_back(info_of(e, defaults));
     return out;
   }
   // One key (its name within the section); Error::Code::kInvalidInput for an unknown name.
   ConfigKeyInfo key(std::string_view name) const {
     const Entry* e = find(name);
     if (e == nullptr) fail(full_key(std::string(name)), "unknown key");
-    return info_of(*e);
+    return info_of(*e, Options{});
   }
 
  private:
@@ -245,8 +249,8 @@ class ConfigTable {
     bool is_list = false;
   };
 
-  ConfigKeyInfo info_of(const Entry& e) const {
-    return {full_key(e.name), e.get(Options{}), e.values, e.doc, e.is_list};
+  ConfigKeyInfo info_of(const Entry& e, const Options& defaults) const {
+    return {full_key(e.name), e.get(defaults), e.values, e.doc, e.is_list};
   }
 
   const Entry* find(std::string_view name) const {
