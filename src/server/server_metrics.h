@@ -260,7 +260,9 @@ class ServerMetrics {
       }
       out << name << "_bucket{" << l << "le=\"+Inf\"} " << count << "\n";
       const std::string plain = *label ? "{" + std::string(label) + "=\"" + value + "\"}" : "";
-      out << name << "_sum" << plain << " " << sum << "\n";
+      // Every digit: with an ostream's 6, a sum of seconds over a day's uptime moves in whole
+      // seconds, and its rate over a scrape interval is noise.
+      out << name << "_sum" << plain << " " << metric_value_text(sum) << "\n";
       out << name << "_count" << plain << " " << count << "\n";
     }
     std::vector<double> bounds;

@@ -24,6 +24,19 @@ TEST(MetricValueText, WholeNumbersInFullOthersInTheFewestDigits) {
   EXPECT_EQ(metric_value_text(std::nan("")), "NaN");
 }
 
+// A histogram's sum keeps its digits: over a day of uptime a sum of seconds passes 100000, where
+// 6 digits would round it to whole seconds.
+TEST(ServerMetrics, AHistogramsSumKeepsEveryDigit) {
+  ServerMetrics metrics;
+  metrics.observe_ms("generator", 123456789.0);
+  metrics.observe_ms("generator", 1.5);
+  const std::string text = metrics.render();
+  EXPECT_NE(text.find("lipsync_stage_seconds_sum{stage=\"generator\"} 123456.7905\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("lipsync_stage_seconds_count{stage=\"generator\"} 2\n"), std::string::npos);
+}
+
 struct Snapshot {
   double load = 0;
   std::vector<std::pair<std::string, double>> models;
